@@ -1,0 +1,93 @@
+"""QuotaFlow's exception tree.
+
+    QuotaFlowError
+    ├── ConfigError            bad configuration (file, option, environment)
+    ├── BadInputError          bad user input: says which input and what was expected
+    ├── BudgetExhausted        a reservation would overspend a budget (scope, resource, limit, used)
+    ├── EngineError            an LLM backend failed
+    │   ├── EngineUnavailable  transient (connection refused, 429, 5xx): retry later
+    │   └── EngineDead         permanent (4xx other than 429, malformed response): do not retry
+    ├── ToolError              a tool failed; the agent sees the message as an observation
+    ├── RunNotFound            no run with that id in the store
+    └── UnknownWorkflow        no workflow registered under that name
+"""
+
+from __future__ import annotations
+
+
+class QuotaFlowError(Exception):
+    """Base class of every error QuotaFlow raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(QuotaFlowError):
+    exit_code = 2
+
+
+class BadInputError(QuotaFlowError):
+    """Input that does not have the expected shape.
+
+    ``what`` names the input (an option, a file and line), ``expected`` says what would be valid.
+    """
+
+    exit_code = 2
+
+    def __init__(self, what: str, expected: str, detail: str = "") -> None:
+        self.what = what
+        self.expected = expected
+        self.detail = detail
+        msg = f"{what}: expected {expected}"
+        if detail:
+            msg += f" ({detail})"
+        super().__init__(msg)
+
+
+class BudgetExhausted(QuotaFlowError):
+    """A reservation was refused because it would take ``resource`` in ``scope`` past its limit."""
+
+    exit_code = 3
+
+    def __init__(self, scope: str, resource: str, limit: float, used: float, requested: float) -> None:
+        self.scope = scope
+        self.resource = resource
+        self.limit = limit
+        self.used = used
+        self.requested = requested
+        super().__init__(
+            f"budget exhausted: {resource} in scope {scope!r} has limit {limit:g}, "
+            f"{used:g} used or reserved, {requested:g} more requested; "
+            f"resume the run with a larger budget (quotaflow resume RUN_ID --budget {resource}=+N)"
+        )
+
+
+class EngineError(QuotaFlowError):
+    exit_code = 4
+
+
+class EngineUnavailable(EngineError):
+    """The backend could not be reached or is overloaded; retrying later may succeed."""
+
+
+class EngineDead(EngineError):
+    """The backend rejected the request or answered nonsense; retrying will not help."""
+
+
+class ToolError(QuotaFlowError):
+    """A tool could not complete; the message is shown to the agent as the observation."""
+
+
+class RunNotFound(QuotaFlowError):
+    exit_code = 2
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"no run {run_id!r} in the store; `quotaflow runs list` shows the runs")
+
+
+class UnknownWorkflow(QuotaFlowError):
+    exit_code = 2
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        super().__init__(f"unknown workflow {name!r}; known workflows: {', '.join(sorted(known))}")

