@@ -1,0 +1,193 @@
+"""The Budget Tracker (BATS, arXiv 2511.17006): what the agent is told about its tool budget.
+
+Pure functions over :class:`~orchestrator.context.ToolBudgetView`:
+
+- :func:`tracker_block` renders the compact block appended after every tool response
+  (per tool: units used and remaining, in the tool's own unit);
+- :func:`regime_for` classifies the remaining budget into a :class:`Regime` (high, medium, low,
+  critical) from the smallest remaining fraction over the tools;
+- :func:`policy_prompt` is the first-turn guideline: how broad the next queries may be in each
+  regime, and which regime the agent starts in.
+
+The tracker only informs; enforcement is the ledger's job (a depleted tool is refused there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from orchestrator.context import ToolBudgetView
+from orchestrator.errors import ConfigError
+
+__all__ = [
+    "Regime",
+    "RegimePolicy",
+    "TrackerConfig",
+    "DEFAULT_POLICIES",
+    "remaining_fraction",
+    "regime_for",
+    "any_exhausted",
+    "tracker_block",
+    "policy_prompt",
+]
+
+
+class Regime(str, Enum):
+    """How much of the tightest tool budget is left."""
+
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    CRITICAL = "critical"
+
+
+@dataclass(frozen=True)
+class RegimePolicy:
+    """How broad the agent may search in one regime."""
+
+    max_queries_per_turn: int
+    """Search query strings the agent should issue in one turn at most."""
+    max_urls_per_turn: int
+    """Pages the agent should open in one turn at most."""
+    advice: str
+    """One sentence telling the agent what to do in this regime."""
+
+
+DEFAULT_POLICIES: dict[Regime, RegimePolicy] = {
+    Regime.HIGH: RegimePolicy(
+        3, 2, "explore broadly: try different angles on the question and open the most promising pages"
+    ),
+    Regime.MEDIUM: RegimePolicy(
+        2, 1, "converge: refine your queries around the best lead and open only pages that fill a gap"
+    ),
+    Regime.LOW: RegimePolicy(
+        1, 1, "verify: check the one fact your answer depends on, or answer now"
+    ),
+    Regime.CRITICAL: RegimePolicy(
+        1, 0, "finish: never call a tool with 0 left; make at most one essential call, then answer with your best guess"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Regime thresholds on the remaining fraction of the tightest tool budget."""
+
+    high_at: float = 0.7
+    """At least this fraction left (on every limited tool): high regime."""
+    medium_at: float = 0.3
+    """At least this fraction left: medium regime."""
+    low_at: float = 0.1
+    """At least this fraction left: low regime; below it, or any tool at 0: critical."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.low_at <= self.medium_at <= self.high_at <= 1.0:
+            raise ConfigError(
+                "tracker thresholds must satisfy 0 <= low_at <= medium_at <= high_at <= 1, "
+                f"got low_at={self.low_at}, medium_at={self.medium_at}, high_at={self.high_at}"
+            )
+
+
+def remaining_fraction(views: Sequence[ToolBudgetView]) -> float:
+    """The smallest remaining/limit over tools with a positive limit (1.0 when none is limited)."""
+    fractions = [
+        (v.remaining or 0.0) / v.limit for v in views if v.limit is not None and v.limit > 0
+    ]
+    if any(v.limit is not None and v.limit <= 0 for v in views):
+        return 0.0
+    return min(fractions, default=1.0)
+
+
+def any_exhausted(views: Sequence[ToolBudgetView]) -> bool:
+    """True when some limited tool has nothing left (the BATS loop stops there)."""
+    return any(v.remaining is not None and v.remaining <= 0 for v in views)
+
+
+def regime_for(views: Sequence[ToolBudgetView], config: TrackerConfig | None = None) -> Regime:
+    """The regime the agent is in, from the tightest tool budget."""
+    config = config or TrackerConfig()
+    if any_exhausted(views):
+        return Regime.CRITICAL
+    frac = remaining_fraction(views)
+    if frac >= config.high_at:
+        return Regime.HIGH
+    if frac >= config.medium_at:
+        return Regime.MEDIUM
+    if frac >= config.low_at:
+        return Regime.LOW
+    return Regime.CRITICAL
+
+
+def _plural(unit: str) -> str:
+    if unit.endswith("y") and unit[-2:-1] not in "aeiou":
+        return unit[:-1] + "ies"
+    if unit.endswith(("s", "x", "ch", "sh")):
+        return unit + "es"
+    return unit + "s"
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def tracker_block(
+    views: Sequence[ToolBudgetView],
+    config: TrackerConfig | None = None,
+    *,
+    show_regime: bool = True,
+) -> str:
+    """The block appended after every tool response, one line per tool, e.g.::
+
+        <budget>
+        search: 3 used, 7 left (of 10 queries)
+        browse: 1 used, 4 left (of 5 urls)
+        regime: medium
+        </budget>
+    """
+    lines = ["<budget>"]
+    for v in views:
+        if v.limit is None:
+            lines.append(f"{v.tool}: {_num(v.used)} used, no limit ({_plural(v.unit)})")
+        else:
+            lines.append(
+                f"{v.tool}: {_num(v.used)} used, {_num(v.remaining or 0.0)} left "
+                f"(of {_num(v.limit)} {_plural(v.unit)})"
+            )
+    if show_regime:
+        lines.append(f"regime: {regime_for(views, config).value}")
+    lines.append("</budget>")
+    return "\n".join(lines)
+
+
+def policy_prompt(
+    views: Sequence[ToolBudgetView],
+    config: TrackerConfig | None = None,
+    policies: dict[Regime, RegimePolicy] | None = None,
+) -> str:
+    """First-turn budget policy: the guideline per regime and the regime the agent starts in."""
+    config = config or TrackerConfig()
+    policies = policies or DEFAULT_POLICIES
+    bounds = {
+        Regime.HIGH: f"at least {config.high_at:.0%} left",
+        Regime.MEDIUM: f"{config.medium_at:.0%} to {config.high_at:.0%} left",
+        Regime.LOW: f"{config.low_at:.0%} to {config.medium_at:.0%} left",
+        Regime.CRITICAL: f"under {config.low_at:.0%} left or any tool at 0",
+    }
+    lines = [
+        "Budget policy. Every tool call costs units (one per query, one per page) and a tool "
+        "with 0 left is refused. After each tool response a <budget> block shows what is left. "
+        "Choose how broad to search by the regime of your tightest budget:",
+    ]
+    for regime in Regime:
+        p = policies[regime]
+        lines.append(
+            f"- {regime.value} ({bounds[regime]}): up to {p.max_queries_per_turn} "
+            f"{'search' if p.max_queries_per_turn == 1 else 'searches'} and "
+            f"{p.max_urls_per_turn} {'page' if p.max_urls_per_turn == 1 else 'pages'} per turn; {p.advice}."
+        )
+    current = regime_for(views, config)
+    lines.append(f"You start in the {current.value} regime.")
+    lines.append(tracker_block(views, config, show_regime=False))
+    return "\n".join(lines)
