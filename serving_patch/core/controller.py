@@ -1,0 +1,247 @@
+"""ContinuumCore: the pure facade the vLLM adapter calls at each scheduler hook.
+
+The adapter translates vLLM objects into plain values (ids, counts, a clock reading); the core
+returns decisions (a priority key, a pin to take, pins to release). It never touches blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from serving_patch.config import ContinuumConfig
+from serving_patch.core.durations import ToolDurationModel
+from serving_patch.core.hints import RequestHints
+from serving_patch.core.ordering import priority_key
+from serving_patch.core.pins import Pin, PinTable
+from serving_patch.core.programs import ProgramTable
+from serving_patch.core.stats import EtaEstimator, QueueDelayWindow
+from serving_patch.core.ttl import PrefillProfile, TTLInputs, make_ttl_policy
+
+
+@dataclass
+class PluginCounters:
+    """Monotonic counters of the plugin (exported as ``quotaflow_continuum_*_total``)."""
+
+    pins_created: int = 0
+    """Turns whose KV cache was pinned."""
+    pin_hits: int = 0
+    """Next turns admitted while their program's pin held, with a prefix hit."""
+    handoffs: int = 0
+    """Pins handed off to the program's admitted next turn (hit or not)."""
+    expiries: int = 0
+    """Pins released because their TTL passed."""
+    forced_releases: int = 0
+    """Pins released early because an allocation failed (memory pressure)."""
+    pins_refused: int = 0
+    """Pins not taken because the pinned share of the KV cache was at its cap."""
+    tokens_reused: int = 0
+    """Prompt tokens served from a pinned prefix instead of being prefilled again."""
+
+
+@dataclass
+class _Tracked:
+    program_id: str | None
+    rank: int
+    arrival_s: float
+    hints: RequestHints
+    had_pin: bool
+    admitted: bool = False
+
+
+@dataclass(frozen=True)
+class PinDecision:
+    """What to do with a finished turn's blocks."""
+
+    pin: Pin | None = None
+    """Keep the turn's blocks under this pin (None: free them as usual)."""
+    release: list[Pin] = field(default_factory=list)
+    """Older pins to release now (the program's superseded or final pin)."""
+
+
+class ContinuumCore:
+    """Program table, pins, durations and TTL policy behind a handful of event methods."""
+
+    def __init__(self, config: ContinuumConfig, *, num_kv_blocks: int) -> None:
+        self.config = config
+        self.num_kv_blocks = num_kv_blocks
+        self.max_pinned_blocks = int(config.max_pinned_fraction * num_kv_blocks)
+        self.programs = ProgramTable(
+            idle_timeout_s=config.program_idle_timeout_s, max_programs=config.max_programs
+        )
+        self.pins = PinTable()
+        self.durations = ToolDurationModel(
+            min_samples=config.min_samples,
+            max_samples_per_tool=config.max_samples_per_tool,
+            max_tools=config.max_tools,
+        )
+        self.queue_delay = QueueDelayWindow(window=config.queue_delay_window)
+        self.eta = EtaEstimator(window=config.eta_window, min_programs=config.eta_min_programs)
+        self.policy = make_ttl_policy(
+            config.ttl_policy,
+            self.durations,
+            profile=PrefillProfile(
+                config.prefill_a_s, config.prefill_b_s_per_token, config.prefill_c_s_per_token2
+            ),
+            default_ttl_s=config.default_ttl_s,
+            fixed_threshold_s=config.fixed_threshold_s,
+            max_ttl_s=config.max_ttl_s,
+        )
+        self.counters = PluginCounters()
+        self._requests: dict[str, _Tracked] = {}
+        self._last_gc_s: float | None = None
+
+    # ------------------------------------------------------------------ events
+    def on_arrival(
+        self, request_id: str, hints: RequestHints, *, user_priority: int, now: float
+    ) -> int:
+        """A request arrived; returns its vLLM priority key. Claims its program's pin."""
+        had_pin = False
+        if hints.program_id is None:
+            rank = self.programs.next_rank()
+        else:
+            arrival = self.programs.on_arrival(hints.program_id, now)
+            rank = arrival.program.rank
+            if arrival.tool_duration_s is not None:
+                self.durations.observe(arrival.tool_name, arrival.tool_duration_s)
+            had_pin = self.pins.claim(hints.program_id, request_id) is not None
+        self._requests[request_id] = _Tracked(hints.program_id, rank, now, hints, had_pin)
+        return priority_key(user_priority=user_priority, program_rank=rank, pinned=had_pin)
+
+    def on_admitted(
+        self, request_id: str, *, num_cached_tokens: int, block_size: int, now: float
+    ) -> Pin | None:
+        """The request got its blocks for the first time; returns the pin to hand off, if any.
+
+        Handing off only now (not at arrival) keeps the prefix safe while the turn waits.
+        """
+        tracked = self._requests.get(request_id)
+        if tracked is None or tracked.admitted:
+            return None
+        tracked.admitted = True
+        if tracked.program_id is None:
+            return None
+        pin = self.pins.get(tracked.program_id)
+        if pin is not None and pin.claimed_by == request_id:
+            self.pins.pop(tracked.program_id)
+            self.counters.handoffs += 1
+            if num_cached_tokens > 0:
+                self.counters.pin_hits += 1
+                self.counters.tokens_reused += min(num_cached_tokens, pin.num_blocks * block_size)
+            return pin
+        program = self.programs.get(tracked.program_id)
+        if program is not None and program.num_turns > 1 and not tracked.had_pin:
+            self.queue_delay.observe(now - tracked.arrival_s)
+        return None
+
+    def on_finished(
+        self,
+        request_id: str,
+        *,
+        stopped_normally: bool,
+        pinnable: bool,
+        num_blocks: int,
+        num_tokens: int,
+        now: float,
+    ) -> PinDecision:
+        """A request finished; decide whether its blocks are pinned.
+
+        ``stopped_normally``: the turn ended on a stop condition (not aborted or errored).
+        ``pinnable``: the adapter can hold the blocks (no KV connector delaying the free).
+        """
+        tracked = self._requests.pop(request_id, None)
+        if tracked is None:
+            return PinDecision()
+        if not tracked.admitted:
+            self.pins.unclaim(request_id)
+        program_id = tracked.program_id
+        if program_id is None:
+            return PinDecision()
+        hints = tracked.hints
+        self.programs.on_departure(program_id, now, tool_name=hints.tool_name)
+        if hints.is_last_step:
+            program = self.programs.forget(program_id)
+            if program is not None and stopped_normally:
+                self.eta.observe_program(program.num_turns)
+            return self._release_of(program_id)
+        if not (stopped_normally and pinnable) or num_blocks <= 0:
+            return PinDecision()
+        ttl = self.policy.ttl_s(
+            TTLInputs(
+                tool_name=hints.tool_name,
+                num_context_tokens=num_tokens,
+                queue_delay_s=self.queue_delay.mean_s,
+                eta=self.eta.eta,
+                ttl_hint_s=hints.ttl_hint_s,
+            )
+        )
+        if ttl <= 0.0:
+            return self._release_of(program_id)
+        previous = self.pins.get(program_id)
+        held_elsewhere = self.pins.num_blocks - (previous.num_blocks if previous else 0)
+        if held_elsewhere + num_blocks > self.max_pinned_blocks:
+            self.counters.pins_refused += 1
+            return self._release_of(program_id)
+        pin = Pin(
+            program_id=program_id,
+            request_id=request_id,
+            program_rank=tracked.rank,
+            num_blocks=num_blocks,
+            num_tokens=num_tokens,
+            pinned_at_s=now,
+            expires_at_s=now + ttl,
+        )
+        superseded = self.pins.add(pin)
+        self.counters.pins_created += 1
+        return PinDecision(pin=pin, release=[superseded] if superseded else [])
+
+    def _release_of(self, program_id: str) -> PinDecision:
+        old = self.pins.pop(program_id)
+        return PinDecision(release=[old] if old else [])
+
+    # ------------------------------------------------------------------ releases
+    def expire(self, now: float) -> list[Pin]:
+        """Remove and return pins whose TTL passed and whose program is not waiting."""
+        expired = self.pins.expired(now)
+        for pin in expired:
+            self.pins.pop(pin.program_id)
+        self.counters.expiries += len(expired)
+        return expired
+
+    def pressure_victims(self, request_id: str, *, allow_any: bool) -> list[Pin]:
+        """Pins that may be released so ``request_id`` can allocate, in release order.
+
+        Without ``allow_any`` only programs that arrived after the requester's program are
+        candidates (program-level FCFS: a newer program does not break an older one's pin).
+        The requester's own program's pin is never a candidate: it is the hit being used.
+        """
+        tracked = self._requests.get(request_id)
+        exclude = tracked.program_id if tracked else None
+        min_rank = None if allow_any or tracked is None else tracked.rank
+        return self.pins.victims(exclude_program=exclude, min_rank=min_rank)
+
+    def force_release(self, program_id: str) -> Pin | None:
+        """Release a pin because of memory pressure."""
+        pin = self.pins.pop(program_id)
+        if pin is not None:
+            self.counters.forced_releases += 1
+        return pin
+
+    def release_all(self) -> list[Pin]:
+        """Remove every pin (prefix-cache reset, shutdown)."""
+        pins = list(self.pins)
+        for pin in pins:
+            self.pins.pop(pin.program_id)
+        return pins
+
+    def collect_garbage(self, now: float) -> list[str]:
+        """Forget idle programs, at most once per ``gc_interval_s``."""
+        if self._last_gc_s is not None and now - self._last_gc_s < self.config.gc_interval_s:
+            return []
+        self._last_gc_s = now
+        keep = {pin.program_id for pin in self.pins}
+        return self.programs.collect_idle(now, keep=keep)
+
+    # ------------------------------------------------------------------ views
+    def is_tracked(self, request_id: str) -> bool:
+        """Whether the request arrived through :meth:`on_arrival` and has not finished."""
+        return request_id in self._requests
