@@ -1,0 +1,124 @@
+"""The store: an async SQLAlchemy engine on SQLite (default) or PostgreSQL, and migrations."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from orchestrator.errors import ConfigError
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _driver_urls(db_url: str) -> tuple[str, str]:
+    """(async URL, sync URL) for SQLAlchemy from a user-facing URL."""
+    try:
+        url = make_url(db_url)
+    except Exception as exc:  # sqlalchemy raises ArgumentError with a terse message
+        raise ConfigError(f"database URL {db_url!r} is not valid: {exc}") from exc
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        return (
+            url.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False),
+            url.set(drivername="sqlite").render_as_string(hide_password=False),
+        )
+    if backend == "postgresql":
+        u = url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+        return u, u
+    raise ConfigError(f"database URL {db_url!r}: expected sqlite:///PATH or postgresql://...")
+
+
+def plain_postgres_dsn(db_url: str) -> str:
+    """libpq connection string (what psycopg and LangGraph's Postgres saver take)."""
+    return make_url(db_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets readers proceed beside the writer; NORMAL sync is durable across process crashes
+    # (only an OS crash can lose the last transactions). busy_timeout makes writers queue.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=60000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class Store:
+    """Engine, sessions and schema management for one database URL."""
+
+    def __init__(self, db_url: str, *, pool_size: int = 20) -> None:
+        self.db_url = db_url
+        self.async_url, self.sync_url = _driver_urls(db_url)
+        self.is_sqlite = self.async_url.startswith("sqlite")
+        kwargs: dict[str, Any] = {}
+        if not self.is_sqlite:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_timeout=120, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(self.async_url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            # Writers must take SQLite's write lock up front: a deferred transaction that reads
+            # and then writes can fail with SQLITE_BUSY without waiting (lock-upgrade deadlock).
+            event.listen(self.engine.sync_engine, "connect", _no_autobegin)
+            event.listen(self.engine.sync_engine, "begin", _begin_immediate)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._upgraded = False
+        self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction: committed on success, rolled back on error."""
+        async with self.sessions() as s, s.begin():
+            yield s
+
+    def upgrade(self) -> str:
+        """Bring the schema to the newest migration (``quotaflow db upgrade``). Returns the head."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(_MIGRATIONS))
+        cfg.set_main_option("sqlalchemy.url", self.sync_url.replace("%", "%%"))
+        command.upgrade(cfg, "head")
+        return self.current_revision() or ""
+
+    def current_revision(self) -> str | None:
+        eng = create_engine(self.sync_url)
+        try:
+            with eng.connect() as conn:
+                if not inspect(conn).has_table("alembic_version"):
+                    return None
+                return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        finally:
+            eng.dispose()
+
+    async def ensure_schema(self) -> None:
+        """Run pending migrations once per process (runs work on a fresh database)."""
+        if self._upgraded:
+            return
+        async with self._lock:
+            if not self._upgraded:
+                await asyncio.to_thread(self.upgrade)
+                self._upgraded = True
+
+    async def aclose(self) -> None:
+        await self.engine.dispose()
+
+
+def _no_autobegin(dbapi_conn: Any, _record: Any) -> None:
+    # aiosqlite's adapter exposes the sqlite3 connection's isolation_level; None hands
+    # transaction control to SQLAlchemy's "begin" event below.
+    dbapi_conn.isolation_level = None
+
+
+def _begin_immediate(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,33 @@
+"""Shared fixtures: database URLs for SQLite and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests import pg
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[pg.PgServer]:
+    if pg.find_bindir() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL binaries missing in CI: .ci/run must install them")
+        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
+    server = pg.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
+    """A fresh, empty database on each backend: the same tests run on SQLite and PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    server: pg.PgServer = request.getfixturevalue("pg_server")
+    return server.create_db(f"qf_{os.getpid()}_{next(_counter)}")

@@ -1,0 +1,130 @@
+"""``react``: the baseline tool-using agent (reason, act, observe) under the budget ledger."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+
+import workflows
+from orchestrator.types import Message, SamplingOptions
+from workflows.actions import parse_action
+from workflows.base import Workflow
+
+if TYPE_CHECKING:
+    from orchestrator.context import RunContext
+
+DEFAULT_MAX_TURNS = 6
+
+SYSTEM = """You answer questions by searching a small encyclopedia.
+Each reply is ONE line, one of:
+search: <keywords>      finds articles (titles and urls)
+browse: <url>           reads one article
+answer: <short answer>  ends the task
+Example:
+search: Eiffel Tower architect
+Observation: 1. Gustave Eiffel (wiki://Gustave Eiffel) ...
+answer: Gustave Eiffel"""
+
+
+class ReactState(TypedDict, total=False):
+    question: str
+    messages: list[dict[str, str]]
+    turn: int
+    pending: dict[str, str] | None
+    answer: str | None
+    stop_reason: str
+    unparsed: int
+
+
+def _initial_state(task: dict[str, Any]) -> dict[str, Any]:
+    question = task.get("question") or task.get("task") or task.get("input")
+    if not question:
+        from orchestrator.errors import BadInputError
+
+        raise BadInputError("task", 'an object with a "question" field')
+    return {"question": str(question), "messages": [], "turn": 0, "pending": None, "answer": None,
+            "stop_reason": "", "unparsed": 0}
+
+
+def _result(state: dict[str, Any]) -> dict[str, Any]:
+    return {"answer": state.get("answer"), "turns": state.get("turn", 0), "stop_reason": state.get("stop_reason", ""),
+            "unparsed_outputs": state.get("unparsed", 0)}
+
+
+def build(ctx: RunContext) -> StateGraph:
+    max_turns = int(ctx.config.get("max_turns", DEFAULT_MAX_TURNS))
+    max_tokens = int(ctx.config.get("max_tokens", 64))
+    tool_names = ctx.tools.names()
+
+    async def agent(state: ReactState) -> dict[str, Any]:
+        turn = state["turn"]
+        last = turn >= max_turns - 1 or state.get("stop_reason") == "budget_exhausted"
+        history = [Message(m["role"], m["content"], m.get("name")) for m in state["messages"]]  # type: ignore[arg-type]
+        prompt = f"Question: {state['question']}"
+        if last:
+            prompt += "\nThis is your last turn: reply with answer: <short answer>."
+        messages = [Message("system", SYSTEM), Message("user", prompt), *history]
+        previous_tool = state["pending"]["tool"] if state.get("pending") else None
+        response = await ctx.chat(messages, sampling=SamplingOptions(max_tokens=max_tokens, stop=("\nObservation",)),
+                                  tool_name=previous_tool, is_last_step=last)
+        action = parse_action(response.text, tool_names)
+        update: dict[str, Any] = {"turn": turn + 1,
+                                  "messages": [*state["messages"], {"role": "assistant", "content": response.text.strip()}]}
+        if action is not None and not action.parsed:
+            update["unparsed"] = state.get("unparsed", 0) + 1
+        if action is None or action.is_answer or last:
+            update["answer"] = action.argument if action and action.is_answer else None
+            update["pending"] = None
+            update["stop_reason"] = "answered" if action and action.is_answer else "turn_limit"
+        else:
+            update["pending"] = {"tool": action.name, "argument": action.argument}
+        await ctx.record_step("agent", {"turn": turn, "output": response.text, "action": update.get("pending"),
+                                        "answer": update.get("answer")})
+        return update
+
+    async def act(state: ReactState) -> dict[str, Any]:
+        pending = state["pending"]
+        assert pending is not None
+        result = await ctx.call_tool(pending["tool"], pending["argument"])  # type: ignore[arg-type]
+        observation = result.content[:1500]
+        await ctx.record_step("tool", {"tool": pending["tool"], "argument": pending["argument"],
+                                       "is_error": result.is_error, "observation": observation[:300]})
+        messages = [*state["messages"], {"role": "tool", "content": observation, "name": pending["tool"]}]
+        update: dict[str, Any] = {"messages": messages, "pending": None}
+        if result.metadata.get("refused") and await _all_tools_depleted(ctx):
+            update["stop_reason"] = "budget_exhausted"
+        return update
+
+    def after_agent(state: ReactState) -> str:
+        return "act" if state.get("pending") else END
+
+    def after_act(state: ReactState) -> str:
+        # Out of every tool budget: one last turn to answer from what was found.
+        return "agent"
+
+    g = StateGraph(ReactState)
+    g.add_node("agent", agent)
+    g.add_node("act", act)
+    g.add_edge(START, "agent")
+    g.add_conditional_edges("agent", after_agent, ["act", END])
+    g.add_conditional_edges("act", after_act, ["agent"])
+    return g
+
+
+async def _all_tools_depleted(ctx: RunContext) -> bool:
+    views = await ctx.tool_budgets()
+    limited = [v for v in views if v.limit is not None]
+    return bool(limited) and all(v.remaining == 0 for v in limited)
+
+
+workflows.register(
+    Workflow(
+        name="react",
+        build=build,
+        initial_state=_initial_state,
+        result=_result,
+        default_tools=("search", "browse"),
+        description="ReAct baseline: search/browse tools under the budget ledger",
+    )
+)
