@@ -1,0 +1,370 @@
+"""The BatchPrompt core: plan batches, run voting rounds, re-ask what the model dropped, vote.
+
+It talks to the model only through an injected ``chat(messages, sampling)`` coroutine, so the
+workflow passes ``ctx.chat`` (every call through ledger, store and metrics) and the benchmark
+passes a bare client. State between rounds is a :class:`RunState` that converts to plain JSON for
+LangGraph checkpoints; :func:`run_batchprompt` chains the steps for callers without a graph.
+
+Re-asks: items a batch call left without a usable answer (missing, unlabeled, conflicting) are
+asked again in a smaller batch (half the call's size), and what still fails is asked singly. Every
+re-ask is a real call, counted in calls and tokens like any other. An item that gets no usable
+answer in a round casts an empty vote; one with no usable vote at all gets the task's fallback
+label and is listed in ``unanswered``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from orchestrator.types import LLMResponse, Message, SamplingOptions
+from workflows.batchprompt.prompt import BatchParse, compose_messages, max_output_tokens, parse_answers, plan_batches
+from workflows.batchprompt.tasks import Item, TaskSpec
+from workflows.batchprompt.voting import Vote, VotingConfig, permute, seas_done, tally, validate_rounds
+
+__all__ = [
+    "BatchPromptConfig",
+    "BatchPromptResult",
+    "CallStats",
+    "ChatFn",
+    "RunState",
+    "finish",
+    "is_finished",
+    "run_batchprompt",
+    "start",
+    "step",
+]
+
+ChatFn = Callable[[list[Message], SamplingOptions], Awaitable[LLMResponse]]
+"""One LLM call: the messages and sampling options in, the response (with usage) out."""
+
+
+@dataclass(frozen=True)
+class BatchPromptConfig:
+    """How a BatchPrompt run asks and votes."""
+
+    batch_size: int = 16
+    """Most items per call (1 is SinglePrompt); the context window may force smaller batches."""
+    rounds: int = 1
+    """Voting rounds K, odd; round 1 in the original order, later rounds permuted."""
+    seas: bool = False
+    """SEAS: drop an item after two consecutive confident, agreeing rounds."""
+    voting: VotingConfig = field(default_factory=VotingConfig)
+    """How the rounds' answers are combined."""
+    seed: int = 0
+    """Seed of the per-round permutations."""
+    max_concurrency: int = 16
+    """Most calls in flight at once within a round."""
+    context_window: int = 8192
+    """The model's context length in tokens; batches are cut to fit it."""
+    max_tokens_per_answer: int = 12
+    """Output tokens allowed per item in a call (``max_tokens`` = items x this + a little)."""
+    reask: bool = True
+    """Re-ask items without a usable answer (smaller batch, then singly)."""
+
+    def __post_init__(self) -> None:
+        validate_rounds(self.rounds)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BatchPromptConfig:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if isinstance(values.get("voting"), dict):
+            values["voting"] = VotingConfig(**values["voting"])
+        elif isinstance(values.get("voting"), str):
+            values["voting"] = VotingConfig(rule=values["voting"])  # type: ignore[arg-type]
+        return cls(**values)
+
+
+@dataclass
+class CallStats:
+    """Counters over the calls of a run (or a round)."""
+
+    num_calls: int = 0
+    """LLM calls, re-asks included."""
+    input_tokens: int = 0
+    """Prompt tokens over all calls, as the server reported them."""
+    output_tokens: int = 0
+    """Generated tokens over all calls."""
+    items_asked: int = 0
+    """Item slots in first-attempt calls (one per active item per round)."""
+    parse_failures: int = 0
+    """First-attempt item slots without a usable answer (missing, unlabeled or conflicting)."""
+    num_missing: int = 0
+    """First-attempt slots with no line at all."""
+    num_duplicates: int = 0
+    """First-attempt slots answered more than once."""
+    num_out_of_range: int = 0
+    """Answers to numbers that were not asked (first attempts)."""
+    reask_calls: int = 0
+    """Calls spent on re-asks."""
+    reask_input_tokens: int = 0
+    """Prompt tokens spent on re-asks (included in ``input_tokens``)."""
+    reasked_items: int = 0
+    """Item slots in re-ask calls."""
+    unanswered_votes: int = 0
+    """Item-rounds left without an answer after every re-ask."""
+
+    def add(self, other: CallStats) -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, int]) -> CallStats:
+        return cls(**data)
+
+
+@dataclass
+class RunState:
+    """Everything between rounds; :meth:`to_dict` is what the LangGraph checkpoint stores."""
+
+    batches: list[list[str]]
+    """Fixed batch membership (item keys in original order); SEAS shrinks, never refills."""
+    active: list[str]
+    """Keys still being asked."""
+    votes: dict[str, list[Vote]]
+    """Per item, one vote per round it was asked in."""
+    round: int = 0
+    """Rounds completed."""
+    stats: CallStats = field(default_factory=CallStats)
+    """Totals so far."""
+    per_round: list[dict[str, Any]] = field(default_factory=list)
+    """Per completed round: active items, calls, tokens, failures, SEAS exits."""
+    exited_at: dict[str, int] = field(default_factory=dict)
+    """SEAS: item key -> the round after which it left."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": 1,
+            "batches": [list(b) for b in self.batches],
+            "active": list(self.active),
+            "votes": {k: [v.to_list() for v in vs] for k, vs in self.votes.items()},
+            "round": self.round,
+            "stats": self.stats.to_dict(),
+            "per_round": list(self.per_round),
+            "exited_at": dict(self.exited_at),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunState:
+        return cls(
+            batches=[list(b) for b in data["batches"]],
+            active=list(data["active"]),
+            votes={k: [Vote.from_list(v) for v in vs] for k, vs in data["votes"].items()},
+            round=int(data["round"]),
+            stats=CallStats.from_dict(data["stats"]),
+            per_round=list(data["per_round"]),
+            exited_at=dict(data["exited_at"]),
+        )
+
+
+@dataclass
+class BatchPromptResult:
+    """The outcome of a run."""
+
+    labels: dict[str, str]
+    """Final label per item key (fallback label for unanswered items)."""
+    unanswered: list[str]
+    """Items that never got a usable answer."""
+    accuracy: float | None
+    """Share of gold-labelled items whose final label is right; ``None`` without gold labels."""
+    num_gold: int
+    """Items with a gold label."""
+    stats: CallStats
+    """Totals over the run."""
+    rounds_run: int
+    """Rounds actually run (fewer than K when SEAS emptied every batch)."""
+    per_round: list[dict[str, Any]]
+    """Per-round counters."""
+    votes: dict[str, list[Vote]]
+    """Every vote per item."""
+    exited_at: dict[str, int]
+    """SEAS exits."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "labels": self.labels,
+            "unanswered": self.unanswered,
+            "accuracy": self.accuracy,
+            "num_gold": self.num_gold,
+            "stats": self.stats.to_dict(),
+            "rounds_run": self.rounds_run,
+            "per_round": self.per_round,
+            "votes": {k: [v.to_list() for v in vs] for k, vs in self.votes.items()},
+            "exited_at": self.exited_at,
+        }
+
+
+def start(
+    task: TaskSpec, items: Sequence[Item], config: BatchPromptConfig, count_tokens: Callable[[str], int]
+) -> RunState:
+    """The state before round 1: batches planned against the context window, all items active."""
+    batches = plan_batches(
+        task,
+        items,
+        batch_size=config.batch_size,
+        count_tokens=count_tokens,
+        context_window=config.context_window,
+        max_tokens_per_answer=config.max_tokens_per_answer,
+    )
+    return RunState(batches=batches, active=[item.key for item in items], votes={item.key: [] for item in items})
+
+
+def is_finished(state: RunState, config: BatchPromptConfig) -> bool:
+    """All K rounds done, or SEAS let every item go."""
+    return state.round >= config.rounds or not state.active
+
+
+class _RoundRunner:
+    """Asks one round's batches (with re-asks) under a concurrency bound."""
+
+    def __init__(
+        self, task: TaskSpec, items: dict[str, Item], config: BatchPromptConfig, chat: ChatFn, round_index: int
+    ) -> None:
+        self.task = task
+        self.items = items
+        self.config = config
+        self.chat = chat
+        self.round_index = round_index
+        self.semaphore = asyncio.Semaphore(config.max_concurrency)
+        self.stats = CallStats()
+
+    async def _ask(self, keys: list[str], *, first_attempt: bool) -> dict[str, tuple[str, bool]]:
+        messages = compose_messages(self.task, [self.items[k].inputs for k in keys])
+        sampling = SamplingOptions(
+            max_tokens=max_output_tokens(len(keys), self.config.max_tokens_per_answer), temperature=0.0
+        )
+        async with self.semaphore:
+            response = await self.chat(messages, sampling)
+        parse: BatchParse = parse_answers(self.task, response.text, len(keys))
+        self.stats.num_calls += 1
+        self.stats.input_tokens += response.usage.input_tokens
+        self.stats.output_tokens += response.usage.output_tokens
+        if first_attempt:
+            self.stats.items_asked += len(keys)
+            self.stats.parse_failures += len(parse.failed)
+            self.stats.num_missing += len(parse.missing)
+            self.stats.num_duplicates += len(parse.duplicates)
+            self.stats.num_out_of_range += len(parse.out_of_range)
+        else:
+            self.stats.reask_calls += 1
+            self.stats.reask_input_tokens += response.usage.input_tokens
+            self.stats.reasked_items += len(keys)
+        return {keys[pos - 1]: (a.label, a.confident) for pos, a in parse.answers.items()}
+
+    async def _ask_chunks(self, keys: list[str], size: int) -> dict[str, tuple[str, bool]]:
+        chunks = [keys[i : i + size] for i in range(0, len(keys), size)]
+        merged: dict[str, tuple[str, bool]] = {}
+        for answers in await asyncio.gather(*(self._ask(c, first_attempt=False) for c in chunks)):
+            merged.update(answers)
+        return merged
+
+    async def ask_batch(self, order: list[str]) -> dict[str, Vote]:
+        answers = await self._ask(order, first_attempt=True)
+        failed = [k for k in order if k not in answers]
+        if self.config.reask and failed and len(order) > 1:
+            smaller = len(order) // 2
+            if smaller > 1 and len(failed) > 1:
+                answers.update(await self._ask_chunks(failed, smaller))
+                failed = [k for k in failed if k not in answers]
+            if failed:
+                answers.update(await self._ask_chunks(failed, 1))
+        votes: dict[str, Vote] = {}
+        for key in order:
+            if key in answers:
+                label, confident = answers[key]
+                votes[key] = Vote(self.round_index, label, confident)
+            else:
+                self.stats.unanswered_votes += 1
+                votes[key] = Vote(self.round_index, None, False)
+        return votes
+
+
+async def step(
+    state: RunState, task: TaskSpec, items: dict[str, Item], config: BatchPromptConfig, chat: ChatFn
+) -> RunState:
+    """Run the next round over the active items and apply SEAS; returns the new state."""
+    round_index = state.round + 1
+    runner = _RoundRunner(task, items, config, chat, round_index)
+    active = set(state.active)
+    orders = [
+        permute([k for k in batch if k in active], round_index, seed=config.seed, batch_index=b)
+        for b, batch in enumerate(state.batches)
+    ]
+    results = await asyncio.gather(*(runner.ask_batch(order) for order in orders if order))
+    votes = {k: list(vs) for k, vs in state.votes.items()}
+    for round_votes in results:
+        for key, vote in round_votes.items():
+            votes[key].append(vote)
+    exited = [k for k in state.active if seas_done(votes[k])] if config.seas else []
+    exited_set = set(exited)
+    stats = CallStats(**state.stats.to_dict())
+    stats.add(runner.stats)
+    summary = {
+        "round": round_index,
+        "num_active": len(state.active),
+        "num_batches": sum(1 for o in orders if o),
+        "num_exited": len(exited),
+        **runner.stats.to_dict(),
+    }
+    return RunState(
+        batches=state.batches,
+        active=[k for k in state.active if k not in exited_set],
+        votes=votes,
+        round=round_index,
+        stats=stats,
+        per_round=[*state.per_round, summary],
+        exited_at={**state.exited_at, **{k: round_index for k in exited}},
+    )
+
+
+def finish(state: RunState, task: TaskSpec, items: Sequence[Item], config: BatchPromptConfig) -> BatchPromptResult:
+    """Vote, fill in fallbacks and score against gold labels."""
+    labels: dict[str, str] = {}
+    unanswered: list[str] = []
+    for item in items:
+        winner = tally(state.votes.get(item.key, []), config.voting)
+        if winner is None:
+            unanswered.append(item.key)
+            winner = task.fallback_label
+        labels[item.key] = winner
+    gold = [item for item in items if item.gold is not None]
+    accuracy = sum(labels[i.key] == i.gold for i in gold) / len(gold) if gold else None
+    return BatchPromptResult(
+        labels=labels,
+        unanswered=unanswered,
+        accuracy=accuracy,
+        num_gold=len(gold),
+        stats=state.stats,
+        rounds_run=state.round,
+        per_round=state.per_round,
+        votes=state.votes,
+        exited_at=state.exited_at,
+    )
+
+
+async def run_batchprompt(
+    task: TaskSpec,
+    items: Sequence[Item],
+    config: BatchPromptConfig,
+    chat: ChatFn,
+    count_tokens: Callable[[str], int],
+) -> BatchPromptResult:
+    """Run BatchPrompt (or SinglePrompt, ``batch_size=1``) over ``items`` without a graph."""
+    by_key = {item.key: item for item in items}
+    state = start(task, items, config, count_tokens)
+    while not is_finished(state, config):
+        state = await step(state, task, by_key, config, chat)
+    return finish(state, task, items, config)
