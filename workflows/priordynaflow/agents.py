@@ -1,0 +1,196 @@
+"""Agents as data: named roles with a description, a prompt and the tools they may use.
+
+A roster is the set of agents one task family routes between, plus the agent every episode
+starts with. Built-in rosters: ``math`` (solver, analyst, programmer, inspector) and ``code``
+(planner, coder, reviewer, tester). Users register their own with :func:`register_roster`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from orchestrator.errors import BadInputError
+from workflows.priordynaflow.config import END
+
+PYTHON = "python"
+"""Tool marker: the agent's last ```python block is run in the sandbox and the output kept."""
+
+
+@dataclass(frozen=True)
+class AgentRole:
+    """One agent.
+
+    name: routing name (what ``NEXT:`` markers and the Q-table use); letters, digits, _ or -.
+    description: one line the other agents read when choosing a successor.
+    prompt: the role's system prompt (the router appends the routing instructions).
+    tools: tools the agent uses; ``"python"`` runs its last python block in the sandbox.
+    produces_solution: whether the answer/code this agent writes may become the task's solution
+        (a tester's harness must not replace the coder's function).
+    """
+
+    name: str
+    description: str
+    prompt: str
+    tools: tuple[str, ...] = ()
+    produces_solution: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.name.replace("_", "").replace("-", "").isalnum() or self.name.upper() == END:
+            raise BadInputError(f"agent name {self.name!r}", f"letters, digits, _ or -, and not {END}")
+
+
+@dataclass(frozen=True)
+class Roster:
+    """The agents of one task family and the one each episode starts with."""
+
+    name: str
+    agents: tuple[AgentRole, ...]
+    start: str
+
+    def __post_init__(self) -> None:
+        names = [a.name for a in self.agents]
+        if len(set(names)) != len(names):
+            raise BadInputError(f"roster {self.name!r}", "distinct agent names", f"got {names}")
+        if self.start not in names:
+            raise BadInputError(f"roster {self.name!r} start", f"one of {names}", f"got {self.start!r}")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.agents)
+
+    def get(self, name: str) -> AgentRole:
+        for agent in self.agents:
+            if agent.name == name:
+                return agent
+        raise BadInputError("agent", f"one of {', '.join(self.names)}", f"got {name!r}")
+
+
+MATH_ROSTER = Roster(
+    name="math",
+    start="solver",
+    agents=(
+        AgentRole(
+            name="solver",
+            description="works the problem out step by step and states the final answer",
+            prompt=(
+                "You are the solver of a small team that answers math problems. Read the problem "
+                "and any notes from teammates, then reason step by step, writing each calculation "
+                "out, and finish with the final answer in the required format."
+            ),
+        ),
+        AgentRole(
+            name="analyst",
+            description="breaks the problem into quantities, unknowns and relations before anyone computes",
+            prompt=(
+                "You are the analyst of a small team that answers math problems. List the given "
+                "quantities, the unknown asked for, and the equations or facts that connect them. "
+                "Point out traps (units, rounding, 'how many more', off-by-one). If the path to the "
+                "answer is then short, compute it and give the final answer in the required format."
+            ),
+        ),
+        AgentRole(
+            name="programmer",
+            description="writes and runs a short Python program that computes the answer exactly",
+            prompt=(
+                "You are the programmer of a small team that answers math problems. Write one "
+                "self-contained Python program in a ```python block that computes the answer "
+                "exactly (use fractions or sympy-free integer arithmetic where possible) and prints "
+                "it on its last line as '#### <answer>'. The program is run and its output is shown "
+                "to your teammates."
+            ),
+            tools=(PYTHON,),
+        ),
+        AgentRole(
+            name="inspector",
+            description="checks the latest solution line by line and corrects it if needed",
+            prompt=(
+                "You are the inspector of a small team that answers math problems. Check the "
+                "latest solution from your teammates: re-read the question, redo each calculation "
+                "and test the answer against the conditions of the problem. State whether it is "
+                "right, fix any error, and give the final answer in the required format."
+            ),
+        ),
+    ),
+)
+
+CODE_ROSTER = Roster(
+    name="code",
+    start="coder",
+    agents=(
+        AgentRole(
+            name="planner",
+            description="plans the function: inputs, outputs, algorithm and edge cases, without code",
+            prompt=(
+                "You are the planner of a small team that writes Python functions. Restate what the "
+                "function must return, list the edge cases, and describe the algorithm in a few "
+                "numbered steps. Do not write the code yourself."
+            ),
+        ),
+        AgentRole(
+            name="coder",
+            description="writes the complete Python function",
+            prompt=(
+                "You are the coder of a small team that writes Python functions. Write the complete "
+                "function, with its imports and exactly the requested name and signature, in one "
+                "```python block. Follow the plan and fix the problems teammates reported, if any."
+            ),
+        ),
+        AgentRole(
+            name="reviewer",
+            description="reviews the latest code for bugs and rewrites it correctly",
+            prompt=(
+                "You are the reviewer of a small team that writes Python functions. Read the latest "
+                "code against the task and the examples, trace it on one example, and name any bug. "
+                "Then give the complete corrected function in one ```python block (repeat it "
+                "unchanged if it is already right)."
+            ),
+        ),
+        AgentRole(
+            name="tester",
+            description="runs the latest code against the task's examples and reports failures",
+            prompt=(
+                "You are the tester of a small team that writes Python functions. Write one "
+                "```python block that contains the latest function from your teammates followed by "
+                "assert statements built from the examples in the task. The block is run and its "
+                "output is shown to your teammates; say which cases you expect to fail, if any."
+            ),
+            tools=(PYTHON,),
+            produces_solution=False,
+        ),
+    ),
+)
+
+_ROSTERS: dict[str, Roster] = {r.name: r for r in (MATH_ROSTER, CODE_ROSTER)}
+
+
+def register_roster(roster: Roster) -> Roster:
+    """Make ``roster`` available to the workflow under ``roster.name`` (replacing any)."""
+    _ROSTERS[roster.name] = roster
+    return roster
+
+
+def get_roster(name: str) -> Roster:
+    try:
+        return _ROSTERS[name]
+    except KeyError:
+        raise BadInputError("roster", f"one of {', '.join(sorted(_ROSTERS))}", f"got {name!r}") from None
+
+
+def roster_names() -> list[str]:
+    return sorted(_ROSTERS)
+
+
+def routing_instructions(roster: Roster, path: Sequence[str], candidates: Sequence[str]) -> str:
+    """The part of every system prompt that asks the agent to name its successor."""
+    lines = [
+        f"Agents so far: {' -> '.join(path)}.",
+        "When you are done, choose who works next from these options:",
+    ]
+    for name in candidates:
+        if name == END:
+            lines.append(f"- {END}: the answer is final and correct; stop here")
+        else:
+            lines.append(f"- {name}: {roster.get(name).description}")
+    lines.append(f"End your reply with one line 'NEXT: <option>', for example 'NEXT: {candidates[0]}'.")
+    return "\n".join(lines)

@@ -1,0 +1,182 @@
+"""Hyperparameters of PriorDynaFlow's Q-learning router.
+
+Defaults marked "(code)" are the values of the official implementation (L1n111ya/PriorDynaFlow,
+``PriorDynaFlow/config.py`` and ``agent/mainflow.py``, see research/papers.md section 2).
+Defaults marked "(ours)" are additions of this implementation, chosen so that the defaults
+reproduce the reference behaviour when the addition is switched off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+from orchestrator.errors import BadInputError
+
+END = "END"
+"""The terminal action: the workflow stops and the latest solution is the answer."""
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """Everything the router and the Q-learning update need; no I/O, no clock."""
+
+    alpha: float = 0.1
+    """Learning rate of the Q-learning update (code: 0.1)."""
+
+    gamma: float = 0.9
+    """Discount of the next state's best Q value (code: 0.9)."""
+
+    entropy_weight: float = 0.01
+    """Weight of the entropy bonus H(softmax(Q[s])) added to the update target (code: 0.01)."""
+
+    epsilon: float = 0.3
+    """Initial probability of adding one random available action to the candidates (code: 0.3)."""
+
+    epsilon_decay: float = 0.995
+    """Multiplicative epsilon decay applied once per training episode (code: 0.995)."""
+
+    min_epsilon: float = 0.1
+    """Floor epsilon decays to (code: 0.1)."""
+
+    num_top_groups: int = 2
+    """How many distinct Q-value groups (ties kept together) form the candidates (code: 2)."""
+
+    num_explore_steps: int = 50
+    """Cold start: while fewer agent executions than this were learned from, every node is a
+    candidate (code: ALL_EXPLORE=50; counted per agent execution, not per task)."""
+
+    max_train_steps: int = 1000
+    """Training stops updating the table after this many agent executions (code: train_num=1000)."""
+
+    prune_threshold: float = -50.0
+    """Actions whose Q value is not above this are pruned from the candidates (code:
+    MIN_ACTION_REWARD=-50)."""
+
+    min_reward: float = -50.0
+    """Early stop: an episode whose cumulative reward falls below this is forced to END (code:
+    MIN_REWARD=-50)."""
+
+    max_path_length: int = 8
+    """Hard cap on agent executions per episode; the run is forced to END after it (ours: the
+    reference relies on early stopping alone)."""
+
+    success_reward: float = 100.0
+    """Reward for choosing END when the task succeeded (code: SUCCESS_REWARD=100; the reference
+    pays it on every END and tracks success per agent instead)."""
+
+    failure_reward: float = 0.0
+    """Reward for choosing END when the task failed (ours: makes the terminal reward depend on
+    task success, which the issue asks for)."""
+
+    terminal_bonus: float = 1.5
+    """Positive rewards of transitions into END are multiplied by this at update time (code: 1.5)."""
+
+    min_path_length: int = 5
+    """Paths shorter than this pay ``path_penalty`` per missing agent at END (code:
+    MIN_PATH_LENGTH=5). Set to 0 to stop favouring long paths."""
+
+    path_penalty: float = 10.0
+    """Penalty per agent missing below ``min_path_length`` (code: PATH_PENALTY=10)."""
+
+    salary: float = 5.0
+    """Fixed cost of running any agent (code: all salaries 5)."""
+
+    salary_weight: float = 2.0
+    """Weight of the salary in the step reward (code: -2 * salary)."""
+
+    success_rate_weight: float = 5.0
+    """Weight of the chosen agent's historical success rate in the step reward (code: 5)."""
+
+    token_penalty_per_1k: float = 1.0
+    """Penalty per 1,000 tokens (input + output) the current agent's turn used (ours: the issue
+    asks for a token cost; 0 reproduces the reference)."""
+
+    repeat_penalty: float = 10.0
+    """Penalty when the chosen agent is the one that ran before the current agent, A -> B -> A
+    (code: 10)."""
+
+    self_loop_penalty: float = 10.0
+    """Penalty when the chosen agent is the current agent, A -> A (code: 10)."""
+
+    initial_success_rate: float = 0.5
+    """Success rate of an agent that has no finished episode yet (code: 0.5)."""
+
+    selection: Literal["agent", "greedy"] = "agent"
+    """"agent": the running agent names its successor among the candidates (the paper's a priori
+    choice); "greedy": the highest-Q candidate is taken and the agent's choice is only recorded."""
+
+    frozen: bool = False
+    """Evaluation mode: no random candidate, no cold-start exploration, no updates."""
+
+    def __post_init__(self) -> None:
+        for name in ("alpha", "gamma", "epsilon", "epsilon_decay", "min_epsilon"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise BadInputError(f"priordynaflow {name}", "a number in [0, 1]", f"got {value}")
+        if self.num_top_groups < 1:
+            raise BadInputError("priordynaflow num_top_groups", "an integer >= 1", f"got {self.num_top_groups}")
+        if self.max_path_length < 1:
+            raise BadInputError("priordynaflow max_path_length", "an integer >= 1", f"got {self.max_path_length}")
+        if self.selection not in ("agent", "greedy"):
+            raise BadInputError("priordynaflow selection", "'agent' or 'greedy'", f"got {self.selection!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RouterConfig:
+        """Build from a mapping (e.g. CLI or ``ctx.config`` options); unknown keys are refused."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise BadInputError(
+                "priordynaflow options", f"keys among {', '.join(sorted(known))}", f"unknown: {', '.join(unknown)}"
+            )
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class WorkflowOptions:
+    """Per-run options of the ``priordynaflow`` workflow (read from ``ctx.config["priordynaflow"]``)."""
+
+    dataset: str | None = None
+    """How task rows are read and scored (``workflows.priordynaflow.tasks``); None infers it from
+    the row's keys."""
+
+    roster: str | None = None
+    """Agent roster; None takes the dataset's."""
+
+    family: str | None = None
+    """Name of the Q-table the run routes by and learns into; None takes the roster's name, so
+    gsm8k and MATH share the ``math`` table."""
+
+    mode: Literal["train", "eval"] = "train"
+    """"train" updates the family's Q-table at END; "eval" freezes it for this run."""
+
+    router: RouterConfig | None = None
+    """Q-learning hyperparameters; None keeps those of the family's learner."""
+
+    max_tokens: int = 512
+    """Completion limit of one agent turn."""
+
+    temperature: float = 0.1
+    """Sampling temperature of agent turns (code: 0.1)."""
+
+    python_tool: str = "python"
+    """Name of the sandbox tool (``orchestrator.tools.sandbox.python_tool``) that runs the code
+    agents with the python tool write, and the tests of code tasks."""
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> WorkflowOptions:
+        """Options from a run's ``ctx.config``: the mapping under ``"priordynaflow"``, else the
+        known keys at the top level (other keys belong to the runtime and are ignored)."""
+        raw = config.get("priordynaflow", config)
+        known = {f.name for f in fields(cls)}
+        picked = {k: v for k, v in raw.items() if k in known}
+        router = picked.get("router")
+        if isinstance(router, dict):
+            picked["router"] = RouterConfig.from_dict(router)
+        if picked.get("mode", "train") not in ("train", "eval"):
+            raise BadInputError("priordynaflow mode", "'train' or 'eval'", f"got {picked['mode']!r}")
+        return cls(**picked)

@@ -1,0 +1,282 @@
+"""Task datasets: how a row becomes a question, how an agent's output becomes a solution, and
+how a solution is scored. Built in: gsm8k and math (answer checking), humaneval and mbpp (tests
+run in the python sandbox). Users bring any jsonl with :func:`register_dataset`.
+
+Code scoring needs a runner (``code -> ExecResult``) so this module stays free of I/O; the
+workflow passes one backed by ``ctx.call_tool`` and the sandbox tool.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import BadInputError
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What running a program returned: ``ok`` when it exited cleanly."""
+
+    ok: bool
+    output: str
+
+
+Runner = Callable[[str], Awaitable[ExecResult]]
+Scorer = Callable[[dict[str, Any], "str | None", Runner], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """How the workflow reads and scores rows of one dataset.
+
+    name: dataset name (``ctx.config["priordynaflow"]["dataset"]``).
+    roster: the agent roster (and default Q-table family) its tasks use.
+    question: the task text shown to the agents.
+    answer_format: the instruction on how to state the answer, appended to every agent's prompt.
+    extract: the solution found in one agent turn's text (None when it has none).
+    score: whether a solution is correct for a row (async: code runs in the sandbox).
+    """
+
+    name: str
+    roster: str
+    question: Callable[[dict[str, Any]], str]
+    answer_format: str
+    extract: Callable[[str, dict[str, Any]], str | None]
+    score: Scorer
+
+    def has_gold(self, row: dict[str, Any]) -> bool:
+        return any(k in row for k in ("answer", "solution", "test", "test_list"))
+
+
+# ---------------------------------------------------------------- answers
+
+_NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
+_HASHES_RE = re.compile(r"####\s*([^\n]+)")
+
+
+def extract_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` (balanced braces), or None."""
+    start = text.rfind("\\boxed")
+    if start < 0:
+        return None
+    i = text.find("{", start)
+    if i < 0:
+        return None
+    depth = 0
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1 : j].strip()
+    return None
+
+
+def extract_hashes(text: str) -> str | None:
+    """What follows the last ``####`` marker on its line, or None."""
+    found = _HASHES_RE.findall(text)
+    return found[-1].strip() if found else None
+
+
+def to_number(text: str) -> Fraction | None:
+    """The number ``text`` denotes once units, $, commas and LaTeX wrappers are dropped."""
+    cleaned = normalize_math(text)
+    frac = re.fullmatch(r"(-?)\\frac\{(-?\d+)\}\{(\d+)\}", cleaned)
+    if frac:
+        sign = -1 if frac.group(1) else 1
+        return sign * Fraction(int(frac.group(2)), int(frac.group(3)))
+    match = _NUMBER_RE.search(cleaned)
+    if match is None or match.group(0) != cleaned:
+        return None
+    try:
+        return Fraction(match.group(0).replace(",", ""))
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def normalize_math(text: str) -> str:
+    """A canonical string form of a math answer (spacing, $, \\left/\\right, dfrac, units)."""
+    s = text.strip().strip(".").strip()
+    s = re.sub(r"\\text\{\s*([^}]*)\}", r"\1", s)
+    for old, new in (("\\dfrac", "\\frac"), ("\\tfrac", "\\frac"), ("\\left", ""), ("\\right", ""),
+                     ("\\!", ""), ("\\,", ""), ("\\$", ""), ("$", ""), ("^\\circ", ""), ("^{\\circ}", ""),
+                     ("\\%", ""), ("%", ""), ("degrees", ""), ("dollars", "")):
+        s = s.replace(old, new)
+    s = re.sub(r"\s+", "", s)
+    s = re.sub(r"\\frac(\d)(\d)", r"\\frac{\1}{\2}", s)
+    if re.fullmatch(r"-?\d+\.0+", s):
+        s = s.split(".")[0]
+    return s
+
+
+def math_equal(predicted: str, gold: str) -> bool:
+    """Numeric equality when both sides are numbers, else equality of normalized strings."""
+    a, b = to_number(predicted), to_number(gold)
+    if a is not None and b is not None:
+        return a == b
+    return normalize_math(predicted) == normalize_math(gold)
+
+
+def _last_number(text: str) -> str | None:
+    found = _NUMBER_RE.findall(text)
+    return found[-1] if found else None
+
+
+def _gsm8k_gold(row: dict[str, Any]) -> str:
+    answer = str(row["answer"])
+    return extract_hashes(answer) or answer
+
+
+def _gsm8k_extract(text: str, _row: dict[str, Any]) -> str | None:
+    return extract_hashes(text) or extract_boxed(text)
+
+
+async def _gsm8k_score(row: dict[str, Any], solution: str | None, _run: Runner) -> bool:
+    return solution is not None and math_equal(solution, _gsm8k_gold(row))
+
+
+def _math_extract(text: str, _row: dict[str, Any]) -> str | None:
+    return extract_boxed(text) or extract_hashes(text)
+
+
+async def _math_score(row: dict[str, Any], solution: str | None, _run: Runner) -> bool:
+    gold = extract_boxed(str(row["solution"]))
+    return solution is not None and gold is not None and math_equal(solution, gold)
+
+
+# ---------------------------------------------------------------- code
+
+_CODE_BLOCK_RE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
+PASS_SENTINEL = "__QUOTAFLOW_TESTS_PASSED__"
+
+
+def extract_code(text: str, entry_point: str | None = None) -> str | None:
+    """The last fenced code block (the last one defining ``entry_point`` when given)."""
+    blocks = [b.strip() for b in _CODE_BLOCK_RE.findall(text)]
+    if entry_point:
+        blocks = [b for b in blocks if re.search(rf"def\s+{re.escape(entry_point)}\s*\(", b)]
+    return blocks[-1] if blocks else None
+
+
+def test_program(row: dict[str, Any], code: str) -> str:
+    """The program that runs ``row``'s tests against ``code`` and prints the pass sentinel."""
+    entry_point = row["entry_point"]
+    test = row["test"]
+    imports = "\n".join(row.get("test_imports") or [])
+    call = f"check({entry_point})" if re.search(r"def\s+check\s*\(\s*\w", test) else "check()"
+    return f"{imports}\n{code}\n\n{test}\n\n{call}\nprint({PASS_SENTINEL!r})\n"
+
+
+async def _code_score(row: dict[str, Any], solution: str | None, run: Runner) -> bool:
+    if not solution:
+        return False
+    result = await run(test_program(row, solution))
+    return result.ok and PASS_SENTINEL in result.output
+
+
+def _code_extract(text: str, row: dict[str, Any]) -> str | None:
+    return extract_code(text, row.get("entry_point"))
+
+
+def _humaneval_question(row: dict[str, Any]) -> str:
+    return f"Complete this Python function (keep its name and signature):\n\n{row['prompt']}"
+
+
+def _mbpp_question(row: dict[str, Any]) -> str:
+    example = (row.get("test_list") or [""])[0]
+    text = f"{row['prompt']}\n\nThe function is named {row['entry_point']}."
+    return f"{text} It must pass, for example:\n{example}" if example else text
+
+
+_MATH_FORMAT_HASHES = "State the final answer on its own line as '#### <number>' (digits only, no units)."
+_MATH_FORMAT_BOXED = "State the final answer as \\boxed{<answer>} in simplest exact form."
+_CODE_FORMAT = "Any code you propose goes in one ```python block with the complete function."
+
+_DATASETS: dict[str, Dataset] = {}
+
+
+def register_dataset(dataset: Dataset) -> Dataset:
+    """Make ``dataset`` available to the workflow and the benchmark under its name."""
+    _DATASETS[dataset.name] = dataset
+    return dataset
+
+
+def get_dataset(name: str) -> Dataset:
+    try:
+        return _DATASETS[name]
+    except KeyError:
+        raise BadInputError("dataset", f"one of {', '.join(sorted(_DATASETS))}", f"got {name!r}") from None
+
+
+def infer_dataset(row: dict[str, Any]) -> str:
+    """The built-in dataset a row's keys look like (for tasks given without a dataset name)."""
+    if "test_list" in row:
+        return "mbpp"
+    if "entry_point" in row:
+        return "humaneval"
+    if "problem" in row:
+        return "math"
+    return "gsm8k"
+
+
+register_dataset(Dataset("gsm8k", "math", lambda r: str(r["question"]), _MATH_FORMAT_HASHES,
+                         _gsm8k_extract, _gsm8k_score))
+register_dataset(Dataset("math", "math", lambda r: str(r["problem"]), _MATH_FORMAT_BOXED,
+                         _math_extract, _math_score))
+register_dataset(Dataset("humaneval", "code", _humaneval_question, _CODE_FORMAT, _code_extract, _code_score))
+register_dataset(Dataset("mbpp", "code", _mbpp_question, _CODE_FORMAT, _code_extract, _code_score))
+
+
+def jsonl_dataset(
+    name: str,
+    *,
+    roster: str = "math",
+    question_key: str = "question",
+    answer_key: str = "answer",
+    answer_format: str = _MATH_FORMAT_HASHES,
+    scorer: Callable[[dict[str, Any], str | None], bool] | None = None,
+) -> Dataset:
+    """A dataset over any jsonl: the question under ``question_key``; scored by ``scorer(row,
+    solution)`` or, without one, by :func:`math_equal` against ``row[answer_key]``."""
+
+    async def score(row: dict[str, Any], solution: str | None, _run: Runner) -> bool:
+        if scorer is not None:
+            return scorer(row, solution)
+        return solution is not None and math_equal(solution, str(row[answer_key]))
+
+    def extract(text: str, _row: dict[str, Any]) -> str | None:
+        return extract_hashes(text) or extract_boxed(text) or _last_number(text)
+
+    return Dataset(name, roster, lambda r: str(r[question_key]), answer_format, extract, score)
+
+
+def load_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    rows = []
+    for num, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise BadInputError(f"{path}:{num}", "one JSON object per line", str(exc)) from None
+    return rows
+
+
+def cv_folds(num_items: int, num_folds: int, seed: int = 0) -> list[tuple[list[int], list[int]]]:
+    """K-fold cross-validation over ``range(num_items)``: (train, eval) index lists per fold;
+    every index is evaluated exactly once, folds differ in size by at most one."""
+    if num_folds < 2 or num_folds > num_items:
+        raise BadInputError("num_folds", f"an integer in [2, {num_items}]", f"got {num_folds}")
+    order = list(range(num_items))
+    random.Random(seed).shuffle(order)
+    folds = [sorted(order[k::num_folds]) for k in range(num_folds)]
+    return [
+        (sorted(i for j, f in enumerate(folds) if j != k for i in f), folds[k]) for k in range(num_folds)
+    ]
