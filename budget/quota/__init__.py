@@ -1,0 +1,62 @@
+"""Reasoning-token quotas (DRQA at run time): batch-mode probe, difficulty, allocation.
+
+Everything here is pure: prompts are composed and replies parsed as values, quotas are integer
+arithmetic. The workflow that makes the calls is ``workflows.drqa``.
+"""
+
+from __future__ import annotations
+
+from budget.quota.allocation import AllocationConfig, RetryCandidate, allocate, reallocate
+from budget.quota.answers import answers_match, extract_boxed, extract_final_answer, normalize_answer
+from budget.quota.batch import (
+    ProbeItem,
+    approx_token_count,
+    chunk_indices,
+    compose_probe_messages,
+    compose_quick_messages,
+    parse_probe_response,
+    parse_quick_answer,
+)
+from budget.quota.difficulty import Difficulty, DifficultyConfig, estimate_difficulty
+from budget.quota.enforcement import quota_sampling, reasoning_budget_statement
+from budget.quota.plan import (
+    QUOTA_METHODS,
+    ProbePlan,
+    QuotaConfig,
+    QuotaMethod,
+    QuotaPolicy,
+    plan_probe,
+    policy_for,
+    solve_quotas,
+)
+
+__all__ = [
+    "AllocationConfig",
+    "RetryCandidate",
+    "allocate",
+    "reallocate",
+    "answers_match",
+    "extract_boxed",
+    "extract_final_answer",
+    "normalize_answer",
+    "ProbeItem",
+    "approx_token_count",
+    "chunk_indices",
+    "compose_probe_messages",
+    "compose_quick_messages",
+    "parse_probe_response",
+    "parse_quick_answer",
+    "Difficulty",
+    "DifficultyConfig",
+    "estimate_difficulty",
+    "quota_sampling",
+    "reasoning_budget_statement",
+    "QUOTA_METHODS",
+    "ProbePlan",
+    "QuotaConfig",
+    "QuotaMethod",
+    "QuotaPolicy",
+    "plan_probe",
+    "policy_for",
+    "solve_quotas",
+]

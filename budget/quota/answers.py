@@ -1,0 +1,176 @@
+"""Final-answer extraction and normalisation (pure string functions).
+
+Used by the batch-mode parser (to compare a probe answer with a quick answer) and by the DRQA
+scorers (GSM8K numbers, MATH ``\\boxed{}`` expressions). Normalisation is deliberately modest:
+it makes ``"$1,200.00"`` equal ``"1200"`` and ``"\\dfrac{1}{2}"`` equal ``"0.5"``, it does not
+prove two algebraic expressions equal.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+__all__ = [
+    "extract_boxed",
+    "extract_final_answer",
+    "normalize_answer",
+    "answers_match",
+    "last_number",
+]
+
+_NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+_HASH_RE = re.compile(r"####\s*([^\n]+)")
+_ANSWER_IS_RE = re.compile(
+    r"(?:final answer|the answer|answer)\s*(?:is|:|=)\s*([^\n]+)", re.IGNORECASE
+)
+
+
+def extract_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) in ``text``, braces balanced."""
+    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    if start < 0:
+        return None
+    i = text.find("{", start)
+    if i < 0:
+        return None
+    depth = 0
+    for j in range(i, len(text)):
+        ch = text[j]
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1 : j].strip()
+    return None
+
+
+def last_number(text: str) -> str | None:
+    """The last number written in ``text`` (commas allowed), or None."""
+    found = _NUMBER_RE.findall(text)
+    return found[-1] if found else None
+
+
+def extract_final_answer(text: str, *, allow_last_number: bool = True) -> str | None:
+    """The answer a solution commits to, by the first marker that matches.
+
+    Order: ``#### X`` (GSM8K style), ``\\boxed{X}``, ``answer is X`` / ``Answer: X``, and,
+    when ``allow_last_number``, the last number in the text. A truncated solution should be
+    read with ``allow_last_number=False``: its last number is an intermediate value.
+    """
+    hashes = _HASH_RE.findall(text)
+    if hashes:
+        return _strip_decoration(hashes[-1])
+    boxed = extract_boxed(text)
+    if boxed is not None:
+        return boxed
+    stated = _ANSWER_IS_RE.findall(text)
+    if stated:
+        candidate = _strip_decoration(stated[-1])
+        if candidate:
+            return candidate
+    if allow_last_number:
+        return last_number(text)
+    return None
+
+
+def _strip_decoration(s: str) -> str:
+    s = s.strip().strip("*").strip()
+    boxed = extract_boxed(s)
+    if boxed is not None:
+        return boxed
+    return s.rstrip(".").strip()
+
+
+_LATEX_DROP = (
+    "\\left",
+    "\\right",
+    "\\!",
+    "\\,",
+    "\\;",
+    "\\ ",
+    "$",
+    "\\displaystyle",
+)
+_TEXT_RE = re.compile(r"\\(?:text|mbox|mathrm)\{([^{}]*)\}")
+_FRAC_RE = re.compile(r"\\[dt]?frac\{([^{}]+)\}\{([^{}]+)\}")
+_FRAC_SHORT_RE = re.compile(r"\\[dt]?frac(\d)(\d)")
+_UNIT_WORDS = re.compile(
+    r"\b(?:dollars?|cents?|units?|degrees?|inches|inch|feet|foot|meters?|cm|km|hours?|minutes?|"
+    r"seconds?|days?|weeks?|years?|miles?|pounds?|kg|grams?|percent|mph|sq|square)\b\.?",
+    re.IGNORECASE,
+)
+
+
+def normalize_answer(answer: str | None) -> str | None:
+    """A canonical form of ``answer`` for comparison, or None when it is empty.
+
+    Numbers become their shortest exact form (``"1,200.0"`` -> ``"1200"``, ``"\\frac{3}{4}"``
+    -> ``"3/4"``); other text loses LaTeX spacing, ``\\text{}`` wrappers, units, surrounding
+    ``$`` and spaces.
+    """
+    if answer is None:
+        return None
+    s = answer.strip()
+    boxed = extract_boxed(s)
+    if boxed is not None:
+        s = boxed
+    for tok in _LATEX_DROP:
+        s = s.replace(tok, "")
+    s = s.replace("^\\circ", "").replace("^{\\circ}", "").replace("\\circ", "")
+    s = s.replace("\\%", "").replace("%", "")
+    s = _TEXT_RE.sub(r"\1", s)
+    s = _UNIT_WORDS.sub("", s)
+    s = s.replace("dfrac", "frac").replace("tfrac", "frac")
+    s = _FRAC_SHORT_RE.sub(r"\\frac{\1}{\2}", s)
+    s = s.strip().rstrip(".").strip()
+    if s.startswith("x=") or s.startswith("x ="):
+        s = s.split("=", 1)[1]
+    s = s.replace(" ", "")
+    if not s:
+        return None
+    number = _as_number(s)
+    if number is not None:
+        return _format_number(number)
+    return s
+
+
+def _as_number(s: str) -> Fraction | None:
+    frac = _FRAC_RE.fullmatch(s)
+    if frac:
+        num, den = _as_number(frac.group(1)), _as_number(frac.group(2))
+        if num is None or den is None or den == 0:
+            return None
+        return num / den
+    neg_frac = re.fullmatch(r"-\\frac\{([^{}]+)\}\{([^{}]+)\}", s)
+    if neg_frac:
+        inner = _as_number(f"\\frac{{{neg_frac.group(1)}}}{{{neg_frac.group(2)}}}")
+        return None if inner is None else -inner
+    plain = s.replace(",", "") if re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", s) else s
+    if re.fullmatch(r"-?(?:\d+(?:\.\d*)?|\.\d+)", plain):
+        return Fraction(plain)
+    slash = re.fullmatch(r"(-?\d+)/(\d+)", plain)
+    if slash and int(slash.group(2)) != 0:
+        return Fraction(int(slash.group(1)), int(slash.group(2)))
+    return None
+
+
+def _format_number(x: Fraction) -> str:
+    if x.denominator == 1:
+        return str(x.numerator)
+    as_float = float(x)
+    # A terminating decimal prints as one (0.5); anything else stays an exact fraction (1/3).
+    den = x.denominator
+    for p in (2, 5):
+        while den % p == 0:
+            den //= p
+    if den == 1:
+        return repr(as_float)
+    return f"{x.numerator}/{x.denominator}"
+
+
+def answers_match(a: str | None, b: str | None) -> bool:
+    """True when both answers are present and normalise to the same form."""
+    na, nb = normalize_answer(a), normalize_answer(b)
+    return na is not None and na == nb

@@ -1,0 +1,39 @@
+"""How a quota is enforced on one call: a hard ``max_tokens`` and a stated reasoning budget.
+
+``max_tokens`` is the guarantee (the server stops there); the statement in the prompt is what
+lets the model plan its working so that it reaches a final answer before the cut.
+"""
+
+from __future__ import annotations
+
+from orchestrator.types import SamplingOptions
+
+__all__ = ["reasoning_budget_statement", "quota_sampling", "WORDS_PER_TOKEN"]
+
+WORDS_PER_TOKEN = 0.75
+"""English text runs at roughly three words per four tokens."""
+
+
+def reasoning_budget_statement(quota_tokens: int, answer_reserve_tokens: int) -> str:
+    """The sentence that tells the model its reasoning budget for this question."""
+    reasoning = max(quota_tokens - answer_reserve_tokens, 0)
+    words = int(reasoning * WORDS_PER_TOKEN)
+    if reasoning <= 0:
+        return "Give the final answer immediately, with no working."
+    return (
+        f"Your reasoning budget for this question is {reasoning} tokens (about {words} words). "
+        "Stay within it: output beyond it is cut off, and a reply cut off before its final "
+        "answer line scores zero."
+    )
+
+
+def quota_sampling(quota_tokens: int, base: SamplingOptions | None = None) -> SamplingOptions:
+    """Sampling options whose ``max_tokens`` is the quota (at least one token)."""
+    b = base or SamplingOptions()
+    return SamplingOptions(
+        max_tokens=max(int(quota_tokens), 1),
+        temperature=b.temperature,
+        top_p=b.top_p,
+        seed=b.seed,
+        stop=b.stop,
+    )

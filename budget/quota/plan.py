@@ -1,0 +1,161 @@
+"""The three quota methods and the budget arithmetic of one DRQA run (pure).
+
+A run has one total budget of output (reasoning) tokens. Every call's ``max_tokens`` comes out
+of it, so the total is never exceeded:
+
+    drqa:      probe (batch mode + quick answers, capped at a fraction of the total)
+               -> quotas proportional to difficulty over what is left
+               -> solve -> unspent budget re-allocated to unresolved / low-confidence questions
+    uniform:   no probe; the same allocation with equal weights; no re-allocation
+    unlimited: no probe, no stated budget; every question gets ``unlimited_max_tokens``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from budget.quota.allocation import AllocationConfig, allocate
+from budget.quota.batch import chunk_indices
+from budget.quota.difficulty import DifficultyConfig
+
+__all__ = [
+    "QuotaMethod",
+    "QUOTA_METHODS",
+    "QuotaPolicy",
+    "QuotaConfig",
+    "ProbePlan",
+    "policy_for",
+    "plan_probe",
+    "solve_quotas",
+]
+
+QuotaMethod = Literal["drqa", "uniform", "unlimited"]
+QUOTA_METHODS: tuple[QuotaMethod, ...] = ("drqa", "uniform", "unlimited")
+
+
+@dataclass(frozen=True)
+class QuotaPolicy:
+    """Which stages a method runs."""
+
+    method: QuotaMethod
+    """The method's name."""
+    probe: bool
+    """Run the batch-mode probe and quick answers."""
+    weighting: Literal["difficulty", "equal", "none"]
+    """How the solve budget is split ('none': a fixed cap per question, no stated budget)."""
+    reallocate: bool
+    """Spend what the solve round left on unresolved and low-confidence questions."""
+
+
+_POLICIES: dict[str, QuotaPolicy] = {
+    "drqa": QuotaPolicy("drqa", probe=True, weighting="difficulty", reallocate=True),
+    "uniform": QuotaPolicy("uniform", probe=False, weighting="equal", reallocate=False),
+    "unlimited": QuotaPolicy("unlimited", probe=False, weighting="none", reallocate=False),
+}
+
+
+def policy_for(method: str) -> QuotaPolicy:
+    """The policy of ``method`` (one of :data:`QUOTA_METHODS`)."""
+    try:
+        return _POLICIES[method]
+    except KeyError:
+        raise ValueError(f"unknown quota method {method!r}; expected one of {QUOTA_METHODS}") from None
+
+
+@dataclass(frozen=True)
+class QuotaConfig:
+    """Knobs of a DRQA run."""
+
+    batch_size: int = 4
+    """Questions per probe prompt (k)."""
+    probe_tokens_per_question: int = 80
+    """Probe ``max_tokens`` per question in the prompt (a probe prompt gets k times this)."""
+    quick_max_tokens: int = 16
+    """``max_tokens`` of each quick single answer."""
+    max_probe_fraction: float = 0.3
+    """The probe and quick answers may use at most this share of the total budget."""
+    min_probe_tokens_per_question: int = 24
+    """Below this per-question probe allowance the probe is skipped (weights become equal)."""
+    answer_reserve_tokens: int = 24
+    """Part of each quota kept for the final answer line (not stated as reasoning budget)."""
+    unlimited_max_tokens: int = 1024
+    """Cap on each question in the 'unlimited' baseline (the model's natural length below it)."""
+    accept_resolved: bool = True
+    """drqa: accept a probe answer that agrees with the quick answer confidently, with no solve."""
+    low_confidence_threshold: float = 0.6
+    """An answered question below this stated confidence is re-allocation's second tier."""
+    allocation: AllocationConfig = field(default_factory=AllocationConfig)
+    """Bounds of the solve-round quotas."""
+    reallocation: AllocationConfig = field(
+        default_factory=lambda: AllocationConfig(floor_tokens=32, ceiling_tokens=512)
+    )
+    """Bounds of the extra quotas given by re-allocation."""
+    difficulty: DifficultyConfig = field(default_factory=DifficultyConfig)
+    """How probe signals become difficulty."""
+
+
+@dataclass(frozen=True)
+class ProbePlan:
+    """What the probe stage may spend."""
+
+    enabled: bool
+    """False when the budget is too small for a useful probe."""
+    batches: tuple[tuple[int, ...], ...]
+    """Question indices per probe prompt."""
+    probe_max_tokens: tuple[int, ...]
+    """``max_tokens`` of each probe prompt."""
+    quick_max_tokens: int
+    """``max_tokens`` of each quick answer (0: no quick answers)."""
+
+    @property
+    def max_spend(self) -> int:
+        """The most the probe stage can spend, whatever the model does."""
+        num_questions = sum(len(b) for b in self.batches)
+        return sum(self.probe_max_tokens) + num_questions * self.quick_max_tokens
+
+
+def plan_probe(num_questions: int, total_budget: int, config: QuotaConfig) -> ProbePlan:
+    """Size the probe so that it cannot spend more than ``max_probe_fraction`` of the total.
+
+    The quick answers keep their size if the probe can still get its minimum per question;
+    otherwise they are dropped first, then the probe itself.
+    """
+    disabled = ProbePlan(False, (), (), 0)
+    if num_questions == 0:
+        return disabled
+    cap = int(total_budget * config.max_probe_fraction)
+    batches = tuple(tuple(b) for b in chunk_indices(num_questions, config.batch_size))
+    quick = config.quick_max_tokens
+    per_q = min(config.probe_tokens_per_question, (cap - num_questions * quick) // num_questions)
+    if per_q < config.min_probe_tokens_per_question:
+        quick = 0
+        per_q = min(config.probe_tokens_per_question, cap // num_questions)
+    if per_q < config.min_probe_tokens_per_question:
+        return disabled
+    return ProbePlan(True, batches, tuple(per_q * len(b) for b in batches), quick)
+
+
+def solve_quotas(
+    policy: QuotaPolicy,
+    difficulties: Sequence[float],
+    resolved: Sequence[bool],
+    budget_left: int,
+    config: QuotaConfig,
+) -> list[int]:
+    """Solve-round quotas; their sum never exceeds ``budget_left`` (except for 'unlimited').
+
+    Resolved questions (drqa with ``accept_resolved``) get 0 and keep their probe answer.
+    """
+    n = len(difficulties)
+    if policy.weighting == "none":
+        return [config.unlimited_max_tokens] * n
+    if policy.weighting == "equal":
+        weights = [1.0] * n
+    else:
+        weights = [
+            0.0 if (config.accept_resolved and r) else max(d, 1e-6)
+            for d, r in zip(difficulties, resolved, strict=True)
+        ]
+    return allocate(weights, max(budget_left, 0), config.allocation)

@@ -1,0 +1,81 @@
+"""Options of a ``drqa`` run, read from the run's options (``ctx.config``) or the task."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from budget.quota.allocation import AllocationConfig
+from budget.quota.difficulty import DifficultyConfig
+from budget.quota.plan import QuotaConfig, policy_for
+from orchestrator.errors import BadInputError
+
+__all__ = ["DRQARunConfig", "run_config_from"]
+
+
+@dataclass(frozen=True)
+class DRQARunConfig:
+    """Everything a ``drqa`` run needs besides its items."""
+
+    method: str = "drqa"
+    """``drqa``, ``uniform`` or ``unlimited``."""
+    total_budget: int | None = None
+    """Output (reasoning) tokens for the whole dataset; required except for ``unlimited``."""
+    quota: QuotaConfig = field(default_factory=QuotaConfig)
+    """Probe, allocation and re-allocation knobs."""
+    max_concurrency: int = 64
+    """LLM calls in flight at once within a stage."""
+    temperature: float = 0.0
+    """Sampling temperature of probe and solve calls."""
+    retry_temperature: float = 0.7
+    """Temperature of the second, independent solve given to low-confidence questions."""
+
+
+_QUOTA_KEYS = {f.name for f in fields(QuotaConfig)} - {"allocation", "reallocation", "difficulty"}
+_DIFFICULTY_KEYS = {f.name for f in fields(DifficultyConfig)}
+
+
+def run_config_from(*sources: Mapping[str, Any]) -> DRQARunConfig:
+    """Merge flat option dicts (later ones win) into a :class:`DRQARunConfig`.
+
+    Recognised keys: ``method``, ``total_budget`` (alias ``budget_tokens``), ``max_concurrency``,
+    ``temperature``, ``retry_temperature``, every :class:`QuotaConfig` scalar field,
+    ``floor_tokens``/``ceiling_tokens`` (solve quotas), ``realloc_floor_tokens``/
+    ``realloc_ceiling_tokens``, and every :class:`DifficultyConfig` field. Others are ignored
+    (the run's options also carry runtime keys).
+    """
+    merged: dict[str, Any] = {}
+    for src in sources:
+        merged.update({k: v for k, v in src.items() if v is not None})
+    method = str(merged.get("method", "drqa"))
+    policy_for(method)  # validates the name
+    budget = merged.get("total_budget", merged.get("budget_tokens"))
+    total_budget = int(budget) if budget is not None else None
+    if total_budget is None and method != "unlimited":
+        raise BadInputError("total_budget", f"a token budget for method {method!r} (--budget-tokens N)")
+    if total_budget is not None and total_budget < 0:
+        raise BadInputError("total_budget", "a non-negative number of tokens", str(total_budget))
+    quota = QuotaConfig()
+    quota = replace(quota, **{k: merged[k] for k in _QUOTA_KEYS if k in merged})
+    alloc, realloc = quota.allocation, quota.reallocation
+    quota = replace(
+        quota,
+        allocation=AllocationConfig(
+            int(merged.get("floor_tokens", alloc.floor_tokens)),
+            int(merged.get("ceiling_tokens", alloc.ceiling_tokens)),
+        ),
+        reallocation=AllocationConfig(
+            int(merged.get("realloc_floor_tokens", realloc.floor_tokens)),
+            int(merged.get("realloc_ceiling_tokens", realloc.ceiling_tokens)),
+        ),
+        difficulty=replace(quota.difficulty, **{k: merged[k] for k in _DIFFICULTY_KEYS if k in merged}),
+    )
+    return DRQARunConfig(
+        method=method,
+        total_budget=total_budget,
+        quota=quota,
+        max_concurrency=int(merged.get("max_concurrency", 64)),
+        temperature=float(merged.get("temperature", 0.0)),
+        retry_temperature=float(merged.get("retry_temperature", 0.7)),
+    )

@@ -1,0 +1,156 @@
+"""Datasets DRQA runs on: GSM8K (gold number) and MATH (gold in ``\\boxed{}``).
+
+A :class:`DatasetSpec` turns a raw row into an :class:`Item` (id, question, gold) and scores a
+prediction. Rows follow ../shared/data: GSM8K ``{"question", "answer", "id"}`` where ``answer``
+is the number (or text ending ``#### N``); MATH ``{"problem", "solution", ...}`` with the
+answer in the solution's last ``\\boxed{}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from budget.quota.answers import answers_match, extract_boxed, last_number, normalize_answer
+from orchestrator.errors import BadInputError
+
+__all__ = ["Item", "DatasetSpec", "get_spec", "detect_dataset", "load_items", "split_items", "SPECS"]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One question with its gold answer."""
+
+    id: str
+    """Stable id (the row's own, or a hash of the question)."""
+    question: str
+    """The question text shown to the model."""
+    gold: str
+    """The gold final answer (already extracted from any worked solution)."""
+
+    def to_dict(self) -> dict[str, str]:
+        return {"id": self.id, "question": self.question, "gold": self.gold}
+
+
+def _gsm8k_gold(row: dict[str, Any]) -> str:
+    raw = str(row.get("answer", ""))
+    return raw.split("####")[-1].strip() if "####" in raw else raw.strip()
+
+
+def _math_gold(row: dict[str, Any]) -> str:
+    if "answer" in row and row["answer"] not in (None, ""):
+        return str(row["answer"]).strip()
+    boxed = extract_boxed(str(row.get("solution", "")))
+    if boxed is None:
+        raise BadInputError("MATH row", "a solution with a \\boxed{} answer", str(row)[:80])
+    return boxed
+
+
+def _stable_id(prefix: str, text: str) -> str:
+    return f"{prefix}-{hashlib.sha256(text.encode()).hexdigest()[:10]}"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How one dataset is read, prompted and scored."""
+
+    name: str
+    """Short name (``gsm8k``, ``math``)."""
+    question_key: str
+    """Row field holding the question."""
+    gold: Callable[[dict[str, Any]], str]
+    """Extracts the gold final answer from a row."""
+    answer_instruction: str
+    """How a solution must state its final answer."""
+    answer_hint: str
+    """What an answer looks like, for the probe prompt."""
+
+    def item(self, row: dict[str, Any]) -> Item:
+        if self.question_key not in row:
+            raise BadInputError(f"{self.name} row", f'a "{self.question_key}" field', str(row)[:80])
+        question = str(row[self.question_key])
+        rid = str(row.get("id") or row.get("unique_id") or _stable_id(self.name, question))
+        return Item(rid, question, self.gold(row))
+
+    def is_correct(self, prediction: str | None, gold: str) -> bool:
+        """Whether ``prediction`` (an extracted final answer) equals ``gold`` after normalisation."""
+        if prediction is None:
+            return False
+        if answers_match(prediction, gold):
+            return True
+        # Leftover words around a numeric answer ("18 apples"): compare its last number.
+        ng = normalize_answer(gold)
+        if ng is not None and _NUMERIC_RE.fullmatch(ng):
+            num = last_number(prediction)
+            return num is not None and normalize_answer(num) == ng
+        return False
+
+
+_NUMERIC_RE = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+)?")
+
+
+SPECS: dict[str, DatasetSpec] = {
+    "gsm8k": DatasetSpec(
+        name="gsm8k",
+        question_key="question",
+        gold=_gsm8k_gold,
+        answer_instruction="End with a final line of the form '#### <number>'.",
+        answer_hint="a number",
+    ),
+    "math": DatasetSpec(
+        name="math",
+        question_key="problem",
+        gold=_math_gold,
+        answer_instruction="Write the final answer in \\boxed{} on the last line.",
+        answer_hint="a number or a short LaTeX expression",
+    ),
+}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    try:
+        return SPECS[name.lower()]
+    except KeyError:
+        raise BadInputError("dataset", f"one of {sorted(SPECS)}", name) from None
+
+
+def detect_dataset(rows: Iterable[dict[str, Any]], path: str | Path | None = None) -> str:
+    """Guess the dataset of ``rows`` (a ``problem`` field means MATH) or of a path name."""
+    if path is not None:
+        lowered = str(path).lower()
+        for name in SPECS:
+            if name in lowered:
+                return name
+    for row in rows:
+        return "math" if "problem" in row else "gsm8k"
+    return "gsm8k"
+
+
+def load_items(path: str | Path, dataset: str | None = None, *, limit: int | None = None) -> list[Item]:
+    """Items of a JSONL file; ``dataset`` is detected from the rows when not given."""
+    p = Path(path)
+    if p.is_dir():
+        preferred = p / "validate.jsonl"
+        candidates = [preferred] if preferred.exists() else sorted(p.glob("*.jsonl"))
+        if not candidates:
+            raise BadInputError("dataset path", "a .jsonl file or a folder with one", str(p))
+        p = candidates[0]
+    rows = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+    spec = get_spec(dataset or detect_dataset(rows, p))
+    items = [spec.item(r) for r in rows]
+    return items[:limit] if limit is not None else items
+
+
+def split_items(items: list[Item], eval_fraction: float, *, salt: str = "drqa") -> tuple[list[Item], list[Item]]:
+    """Deterministic train/eval split by a hash of each id (stable across file orderings)."""
+    train: list[Item] = []
+    held_out: list[Item] = []
+    for it in items:
+        h = int(hashlib.sha256(f"{salt}:{it.id}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        (held_out if h < eval_fraction else train).append(it)
+    return train, held_out

@@ -1,0 +1,341 @@
+"""The ``drqa`` workflow: probe -> allocate -> solve -> reallocate -> final, over a whole dataset.
+
+Every call goes through ``ctx.chat`` (ledger, store, metrics, journal). The run's own reasoning
+budget (output tokens) is enforced on top of that: each call's ``max_tokens`` is carved out of
+what is left, so the run never spends more than ``total_budget`` output tokens, whatever the
+model does. Methods ``uniform`` and ``unlimited`` take the same path with stages switched off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
+
+from langgraph.graph import END, START, StateGraph
+
+from budget.quota.allocation import RetryCandidate, reallocate
+from budget.quota.answers import answers_match, extract_final_answer, normalize_answer
+from budget.quota.batch import (
+    ProbeItem,
+    approx_token_count,
+    compose_probe_messages,
+    compose_quick_messages,
+    parse_probe_response,
+    parse_quick_answer,
+)
+from budget.quota.difficulty import estimate_difficulty
+from budget.quota.enforcement import WORDS_PER_TOKEN, quota_sampling
+from budget.quota.plan import plan_probe, policy_for, solve_quotas
+from orchestrator.errors import BadInputError
+from orchestrator.types import LLMResponse, Message, SamplingOptions
+from workflows.drqa.config import DRQARunConfig, run_config_from
+from workflows.drqa.datasets import Item, detect_dataset, get_spec
+from workflows.drqa.prompts import continuation_messages, solve_messages
+
+if TYPE_CHECKING:
+    from orchestrator.context import RunContext
+
+__all__ = ["DRQAState", "build", "initial_state", "result"]
+
+T = TypeVar("T")
+
+
+class DRQAState(TypedDict, total=False):
+    items: list[dict[str, str]]
+    dataset: str
+    task_options: dict[str, Any]
+    spent: int
+    spent_by_purpose: dict[str, int]
+    probe: list[dict[str, Any]]
+    quotas: list[int]
+    attempts: list[dict[str, Any] | None]
+    extras: list[int]
+    retries: list[dict[str, Any] | None]
+    final: list[dict[str, Any]]
+
+
+_TASK_OPTION_KEYS = ("method", "total_budget", "budget_tokens")
+
+
+def initial_state(task: dict[str, Any]) -> dict[str, Any]:
+    """The graph input for a dataset task: ``{"rows": [...], "dataset": "gsm8k"|"math"}``.
+
+    ``rows`` are raw dataset rows (or ``items`` already shaped ``{"id","question","gold"}``);
+    ``method`` and ``total_budget`` may ride along and win over the run options.
+    """
+    dataset = task.get("dataset")
+    if task.get("items"):
+        items = [{"id": str(r["id"]), "question": str(r["question"]), "gold": str(r["gold"])} for r in task["items"]]
+        dataset = dataset or "gsm8k"
+    else:
+        rows = task.get("rows")
+        if not rows:
+            raise BadInputError("task", 'an object with "rows" (dataset rows) or "items"')
+        dataset = dataset or detect_dataset(rows)
+        spec = get_spec(dataset)
+        items = [spec.item(r).to_dict() for r in rows]
+    get_spec(dataset)
+    return {
+        "items": items,
+        "dataset": dataset,
+        "task_options": {k: task[k] for k in _TASK_OPTION_KEYS if task.get(k) is not None},
+        "spent": 0,
+        "spent_by_purpose": {},
+    }
+
+
+def result(state: dict[str, Any]) -> dict[str, Any]:
+    """Answers, accuracy and token use of a finished run."""
+    final = state.get("final", [])
+    num_correct = sum(1 for f in final if f.get("correct"))
+    return {
+        "answer": [f.get("answer") for f in final],
+        "dataset": state.get("dataset"),
+        "method": state.get("task_options", {}).get("method"),
+        "num_items": len(final),
+        "num_correct": num_correct,
+        "accuracy": num_correct / len(final) if final else 0.0,
+        "reasoning_tokens": state.get("spent", 0),
+        "tokens_by_purpose": state.get("spent_by_purpose", {}),
+        "items": final,
+    }
+
+
+def _tokens(response: LLMResponse) -> int:
+    # Backends that do not report usage still spend: estimate rather than count zero.
+    return response.usage.output_tokens or approx_token_count(response.text)
+
+
+async def _gather_limited(limit: int, thunks: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
+    sem = asyncio.Semaphore(max(limit, 1))
+
+    async def one(thunk: Callable[[], Awaitable[T]]) -> T:
+        async with sem:
+            return await thunk()
+
+    return list(await asyncio.gather(*(one(t) for t in thunks)))
+
+
+def _add_spend(state: DRQAState, purpose: str, tokens: int) -> dict[str, Any]:
+    by = dict(state.get("spent_by_purpose", {}))
+    by[purpose] = by.get(purpose, 0) + tokens
+    return {"spent": state.get("spent", 0) + tokens, "spent_by_purpose": by}
+
+
+def _attempt(response: LLMResponse, quota: int, kind: str) -> dict[str, Any]:
+    truncated = response.finish_reason == "length"
+    return {
+        "kind": kind,
+        "text": response.text,
+        "answer": extract_final_answer(response.text, allow_last_number=not truncated),
+        "truncated": truncated,
+        "tokens": _tokens(response),
+        "quota": quota,
+    }
+
+
+def build(ctx: RunContext) -> StateGraph:
+    """The DRQA graph; its nodes close over ``ctx`` (all calls go through ``ctx.chat``)."""
+
+    def config_of(state: DRQAState) -> DRQARunConfig:
+        return run_config_from(ctx.config, state.get("task_options", {}))
+
+    def items_of(state: DRQAState) -> list[Item]:
+        return [Item(r["id"], r["question"], r["gold"]) for r in state["items"]]
+
+    async def chat(messages: Sequence[Message], sampling: SamplingOptions, purpose: str) -> LLMResponse:
+        return await ctx.chat(tuple(messages), sampling=sampling, purpose=purpose)
+
+    async def probe(state: DRQAState) -> dict[str, Any]:
+        cfg = config_of(state)
+        policy = policy_for(cfg.method)
+        items = items_of(state)
+        spec = get_spec(state["dataset"])
+        neutral = [{"difficulty": 1.0, "resolved": False, "answer": None, "confidence": None} for _ in items]
+        plan = plan_probe(len(items), cfg.total_budget or 0, cfg.quota) if policy.probe else None
+        if plan is None or not plan.enabled:
+            await ctx.record_step("probe", {"enabled": False, "method": cfg.method})
+            return {"probe": neutral}
+        base = SamplingOptions(temperature=cfg.temperature)
+        words = int(plan.probe_max_tokens[0] / max(len(plan.batches[0]), 1) * WORDS_PER_TOKEN * 0.8)
+        probe_calls = [
+            (lambda b=b, j=j: chat(
+                compose_probe_messages([items[i].question for i in b], answer_hint=spec.answer_hint,
+                                       max_words_per_question=words),
+                quota_sampling(plan.probe_max_tokens[j], base), "probe"))
+            for j, b in enumerate(plan.batches)
+        ]
+        quick_calls = (
+            [
+                (lambda it=it: chat(compose_quick_messages(it.question, answer_hint=spec.answer_hint),
+                                    quota_sampling(plan.quick_max_tokens, base), "quick"))
+                for it in items
+            ]
+            if plan.quick_max_tokens > 0
+            else []
+        )
+        responses = await _gather_limited(cfg.max_concurrency, [*probe_calls, *quick_calls])
+        probe_responses, quick_responses = responses[: len(probe_calls)], responses[len(probe_calls):]
+        parsed: list[ProbeItem] = [ProbeItem(i + 1, None, "", 0, None, missing=True) for i in range(len(items))]
+        for b, resp in zip(plan.batches, probe_responses, strict=True):
+            for i, p in zip(b, parse_probe_response(resp.text, len(b)), strict=True):
+                parsed[i] = p
+        quick_answers = [parse_quick_answer(r.text) for r in quick_responses] or [None] * len(items)
+        per_item: list[dict[str, Any]] = []
+        for p, quick in zip(parsed, quick_answers, strict=True):
+            d = estimate_difficulty(p, quick, cfg.quota.difficulty)
+            per_item.append({"answer": p.answer, "confidence": p.confidence, "reasoning_tokens": p.reasoning_tokens,
+                             "missing": p.missing, "quick": quick, "difficulty": d.value, "resolved": d.resolved,
+                             "agrees": d.agrees})
+        update = _add_spend(state, "probe", sum(_tokens(r) for r in probe_responses))
+        update = _add_spend({**state, **update}, "quick", sum(_tokens(r) for r in quick_responses))
+        await ctx.record_step("probe", {
+            "enabled": True, "num_prompts": len(plan.batches), "max_spend": plan.max_spend,
+            "spent": update["spent"], "num_resolved": sum(1 for e in per_item if e["resolved"]),
+            "num_missing": sum(1 for e in per_item if e.get("missing")),
+        })
+        return {"probe": per_item, **update}
+
+    async def allocate_node(state: DRQAState) -> dict[str, Any]:
+        cfg = config_of(state)
+        policy = policy_for(cfg.method)
+        probe_info = state["probe"]
+        budget_left = (cfg.total_budget or 0) - state.get("spent", 0)
+        quotas = solve_quotas(policy, [p["difficulty"] for p in probe_info],
+                              [bool(p["resolved"]) for p in probe_info], budget_left, cfg.quota)
+        await ctx.record_step("allocate", {"method": cfg.method, "budget_left": budget_left,
+                                           "allocated": sum(quotas), "num_funded": sum(1 for q in quotas if q > 0)})
+        return {"quotas": quotas}
+
+    async def solve(state: DRQAState) -> dict[str, Any]:
+        cfg = config_of(state)
+        policy = policy_for(cfg.method)
+        spec = get_spec(state["dataset"])
+        items = items_of(state)
+        quotas = state["quotas"]
+        funded = [i for i, q in enumerate(quotas) if q > 0]
+        base = SamplingOptions(temperature=cfg.temperature)
+        stated = policy.weighting != "none"
+        calls = [
+            (lambda i=i: chat(
+                solve_messages(items[i].question, spec.answer_instruction,
+                               quota_tokens=quotas[i] if stated else None,
+                               answer_reserve_tokens=cfg.quota.answer_reserve_tokens),
+                quota_sampling(quotas[i], base), "solve"))
+            for i in funded
+        ]
+        responses = await _gather_limited(cfg.max_concurrency, calls)
+        attempts: list[dict[str, Any] | None] = [None] * len(items)
+        for i, resp in zip(funded, responses, strict=True):
+            attempts[i] = _attempt(resp, quotas[i], "solve")
+        update = _add_spend(state, "solve", sum(_tokens(r) for r in responses))
+        await ctx.record_step("solve", {"num_calls": len(calls), "spent": update["spent"],
+                                        "num_truncated": sum(1 for a in attempts if a and a["truncated"])})
+        return {"attempts": attempts, **update}
+
+    async def reallocate_node(state: DRQAState) -> dict[str, Any]:
+        cfg = config_of(state)
+        policy = policy_for(cfg.method)
+        n = len(state["items"])
+        if not policy.reallocate:
+            return {"extras": [0] * n, "retries": [None] * n}
+        spec = get_spec(state["dataset"])
+        items = items_of(state)
+        pool = max((cfg.total_budget or 0) - state.get("spent", 0), 0)
+        candidates = []
+        for p, a in zip(state["probe"], state["attempts"], strict=True):
+            unresolved = not p["resolved"] and (a is None or a["answer"] is None)
+            doubtful = a is not None and a["answer"] is not None and (
+                (p.get("answer") is not None and not answers_match(p["answer"], a["answer"]))
+                or (p.get("confidence") is not None and p["confidence"] < cfg.quota.low_confidence_threshold)
+            )
+            candidates.append(RetryCandidate(unresolved, doubtful, float(p["difficulty"])))
+        extras = reallocate(pool, candidates, cfg.quota.reallocation)
+        base = SamplingOptions(temperature=cfg.temperature)
+        reserve = cfg.quota.answer_reserve_tokens
+        thunks: list[Callable[[], Awaitable[LLMResponse]]] = []
+        kinds: list[tuple[int, str]] = []
+        for i, extra in enumerate(extras):
+            if extra <= 0:
+                continue
+            a = state["attempts"][i]
+            if candidates[i].unresolved and a is not None and a["truncated"]:
+                msgs = continuation_messages(items[i].question, spec.answer_instruction, a["text"],
+                                             extra_tokens=extra, answer_reserve_tokens=reserve)
+                kinds.append((i, "continuation"))
+                thunks.append(lambda m=msgs, e=extra: chat(m, quota_sampling(e, base), "continuation"))
+            else:
+                kind = "solve" if candidates[i].unresolved else "retry"
+                temp = cfg.temperature if kind == "solve" else cfg.retry_temperature
+                msgs = solve_messages(items[i].question, spec.answer_instruction, quota_tokens=extra,
+                                      answer_reserve_tokens=reserve)
+                kinds.append((i, kind))
+                thunks.append(lambda m=msgs, e=extra, t=temp: chat(
+                    m, quota_sampling(e, SamplingOptions(temperature=t)), "retry"))
+        responses = await _gather_limited(cfg.max_concurrency, thunks)
+        retries: list[dict[str, Any] | None] = [None] * n
+        for (i, kind), resp in zip(kinds, responses, strict=True):
+            retries[i] = _attempt(resp, extras[i], kind)
+        update = _add_spend(state, "reallocate", sum(_tokens(r) for r in responses))
+        await ctx.record_step("reallocate", {"pool": pool, "allocated": sum(extras), "num_calls": len(thunks),
+                                             "spent": update["spent"]})
+        return {"extras": extras, "retries": retries, **update}
+
+    async def final(state: DRQAState) -> dict[str, Any]:
+        spec = get_spec(state["dataset"])
+        out = []
+        for idx, it in enumerate(items_of(state)):
+            answer, source = _final_answer(state["probe"][idx], state["attempts"][idx], state["retries"][idx])
+            a, r = state["attempts"][idx], state["retries"][idx]
+            out.append({
+                "id": it.id, "answer": answer, "gold": it.gold, "source": source,
+                "correct": spec.is_correct(answer, it.gold),
+                "quota": state["quotas"][idx], "extra": state["extras"][idx],
+                "solve_tokens": (a["tokens"] if a else 0) + (r["tokens"] if r else 0),
+                "difficulty": state["probe"][idx]["difficulty"],
+            })
+        await ctx.record_step("final", {"num_correct": sum(1 for o in out if o["correct"]),
+                                        "num_items": len(out), "spent": state.get("spent", 0)})
+        return {"final": out}
+
+    graph = StateGraph(DRQAState)
+    graph.add_node("probe", probe)
+    graph.add_node("allocate", allocate_node)
+    graph.add_node("solve", solve)
+    graph.add_node("reallocate", reallocate_node)
+    graph.add_node("final", final)
+    graph.add_edge(START, "probe")
+    graph.add_edge("probe", "allocate")
+    graph.add_edge("allocate", "solve")
+    graph.add_edge("solve", "reallocate")
+    graph.add_edge("reallocate", "final")
+    graph.add_edge("final", END)
+    return graph
+
+
+def _final_answer(
+    probe: dict[str, Any], attempt: dict[str, Any] | None, retry: dict[str, Any] | None
+) -> tuple[str | None, str]:
+    """Pick the answer: continuation > vote(solve, retry, probe) > solve > probe > quick."""
+    if retry is not None and retry["answer"] is not None and retry["kind"] in ("continuation", "solve"):
+        return retry["answer"], retry["kind"]
+    if attempt is not None and attempt["answer"] is not None:
+        if retry is not None and retry["answer"] is not None:
+            return _vote(attempt["answer"], retry["answer"], probe.get("answer")), "vote"
+        return attempt["answer"], "solve"
+    if probe.get("answer") is not None:
+        return probe["answer"], "probe" if probe.get("resolved") else "probe-fallback"
+    if probe.get("quick") is not None:
+        return probe["quick"], "quick-fallback"
+    return None, "none"
+
+
+def _vote(first: str, second: str, third: str | None) -> str:
+    """Majority over normalised answers; a tie keeps ``first`` (the full-quota solve)."""
+    votes = Counter(normalize_answer(a) for a in (first, second, third) if a is not None)
+    best, count = votes.most_common(1)[0]
+    if count > 1 and best != normalize_answer(first):
+        return second if normalize_answer(second) == best else (third or first)
+    return first

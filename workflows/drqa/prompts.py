@@ -1,0 +1,53 @@
+"""Prompts of the DRQA solve, continuation and retry calls (pure)."""
+
+from __future__ import annotations
+
+from budget.quota.enforcement import WORDS_PER_TOKEN, reasoning_budget_statement
+from orchestrator.types import Message
+
+__all__ = ["solve_messages", "continuation_messages"]
+
+SOLVER_SYSTEM = "You solve math problems step by step and state the final answer clearly."
+
+
+def solve_messages(
+    question: str, answer_instruction: str, *, quota_tokens: int | None, answer_reserve_tokens: int
+) -> tuple[Message, ...]:
+    """A single-question solve; with a quota, the prompt states the reasoning budget.
+
+    ``quota_tokens=None`` is the unlimited baseline: no stated budget.
+    """
+    parts = [question.strip(), ""]
+    if quota_tokens is not None:
+        parts.append(reasoning_budget_statement(quota_tokens, answer_reserve_tokens))
+    parts.append(f"Reason step by step. {answer_instruction}")
+    return (Message("system", SOLVER_SYSTEM), Message("user", "\n".join(parts)))
+
+
+def continuation_messages(
+    question: str,
+    answer_instruction: str,
+    partial: str,
+    *,
+    extra_tokens: int,
+    answer_reserve_tokens: int,
+) -> tuple[Message, ...]:
+    """Resume a solution that was cut off at its quota, with ``extra_tokens`` more.
+
+    The cut-off text goes back as the assistant's turn, so the model continues rather than
+    starting over (re-reading it costs input tokens only).
+    """
+    reasoning = max(extra_tokens - answer_reserve_tokens, 0)
+    words = int(reasoning * WORDS_PER_TOKEN)
+    follow_up = (
+        f"Your solution was cut off. Continue from where it stopped, using at most about "
+        f"{words} more words, and finish. {answer_instruction}"
+        if reasoning > 0
+        else f"Your solution was cut off. Give the final answer now. {answer_instruction}"
+    )
+    return (
+        Message("system", SOLVER_SYSTEM),
+        Message("user", f"{question.strip()}\n\nReason step by step. {answer_instruction}"),
+        Message("assistant", partial),
+        Message("user", follow_up),
+    )
