@@ -264,31 +264,41 @@ class _RoundRunner:
             self.stats.reasked_items += len(keys)
         return {keys[pos - 1]: (a.label, a.confident) for pos, a in parse.answers.items()}
 
-    async def _ask_chunks(self, keys: list[str], size: int) -> dict[str, tuple[str, bool]]:
-        chunks = [keys[i : i + size] for i in range(0, len(keys), size)]
+    async def ask_all(self, calls: list[list[str]], *, first_attempt: bool) -> dict[str, tuple[str, bool]]:
+        """Ask every call concurrently; answers of all calls merged by item key."""
         merged: dict[str, tuple[str, bool]] = {}
-        for answers in await asyncio.gather(*(self._ask(c, first_attempt=False) for c in chunks)):
+        for answers in await asyncio.gather(*(self._ask(c, first_attempt=first_attempt) for c in calls)):
             merged.update(answers)
         return merged
 
-    async def ask_batch(self, order: list[str]) -> dict[str, Vote]:
-        answers = await self._ask(order, first_attempt=True)
-        failed = [k for k in order if k not in answers]
-        if self.config.reask and failed and len(order) > 1:
-            smaller = len(order) // 2
-            if smaller > 1 and len(failed) > 1:
-                answers.update(await self._ask_chunks(failed, smaller))
-                failed = [k for k in failed if k not in answers]
-            if failed:
-                answers.update(await self._ask_chunks(failed, 1))
+    async def run(self, orders: list[list[str]]) -> dict[str, Vote]:
+        """One vote per item of ``orders`` (each order is one call).
+
+        Three phases, each a set of concurrent calls created in a fixed order, so a resumed run
+        issues its calls in the same sequence and the runtime's journal replays them correctly:
+        first attempts, then the failures of each batch in chunks of half its size, then what is
+        still unanswered, singly.
+        """
+        answers = await self.ask_all(orders, first_attempt=True)
+        if self.config.reask:
+            chunks: list[list[str]] = []
+            for order in orders:
+                failed = [k for k in order if k not in answers]
+                smaller = len(order) // 2
+                if len(failed) > 1 and smaller > 1:
+                    chunks.extend(failed[i : i + smaller] for i in range(0, len(failed), smaller))
+            answers.update(await self.ask_all(chunks, first_attempt=False))
+            singles = [[k] for order in orders if len(order) > 1 for k in order if k not in answers]
+            answers.update(await self.ask_all(singles, first_attempt=False))
         votes: dict[str, Vote] = {}
-        for key in order:
-            if key in answers:
-                label, confident = answers[key]
-                votes[key] = Vote(self.round_index, label, confident)
-            else:
-                self.stats.unanswered_votes += 1
-                votes[key] = Vote(self.round_index, None, False)
+        for order in orders:
+            for key in order:
+                if key in answers:
+                    label, confident = answers[key]
+                    votes[key] = Vote(self.round_index, label, confident)
+                else:
+                    self.stats.unanswered_votes += 1
+                    votes[key] = Vote(self.round_index, None, False)
         return votes
 
 
@@ -303,11 +313,10 @@ async def step(
         permute([k for k in batch if k in active], round_index, seed=config.seed, batch_index=b)
         for b, batch in enumerate(state.batches)
     ]
-    results = await asyncio.gather(*(runner.ask_batch(order) for order in orders if order))
+    round_votes = await runner.run([order for order in orders if order])
     votes = {k: list(vs) for k, vs in state.votes.items()}
-    for round_votes in results:
-        for key, vote in round_votes.items():
-            votes[key].append(vote)
+    for key, vote in round_votes.items():
+        votes[key].append(vote)
     exited = [k for k in state.active if seas_done(votes[k])] if config.seas else []
     exited_set = set(exited)
     stats = CallStats(**state.stats.to_dict())

@@ -134,8 +134,8 @@ _NUMBER = re.compile(
         )""",
     re.IGNORECASE | re.VERBOSE,
 )
-# Several "[n]" answers written on one line: split before each bracket that is not at line start.
-_INLINE_BRACKET = re.compile(r"(?<=\S)\s*(?=\[\s*\d+\s*\])")
+# Several "[n]" answers on one line: split before a bracket that follows a word or a ")".
+_INLINE_BRACKET = re.compile(r"(?<=[\w)])\s*(?=\[\s*\d+\s*\])")
 _CONFIDENCE = re.compile(
     r"\(?\s*\b(?P<mark>not\s+confident|unconfident|not\s+sure|unsure|low\s+confidence|"
     r"high\s+confidence|confident|sure)\b\s*\)?",

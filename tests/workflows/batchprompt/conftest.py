@@ -1,0 +1,51 @@
+"""Fixtures for the BatchPrompt tests: small RTE/BoolQ item sets and a scripted labeler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.types import LLMRequest, LLMResponse, Message, SamplingOptions
+from workflows.batchprompt.tasks import Item, TaskSpec, load_task
+
+_SHARED_DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The shared data folder (BoolQ, RTE, QQP and the paper's subsets); skips when absent."""
+    if not _SHARED_DATA.is_dir():
+        pytest.skip("shared data folder not present")
+    return _SHARED_DATA
+
+
+@pytest.fixture
+def rte() -> TaskSpec:
+    return load_task("rte")
+
+
+@pytest.fixture
+def rte_items() -> list[Item]:
+    """24 synthetic RTE-shaped items with alternating gold labels."""
+    return [
+        Item(
+            key=str(i),
+            inputs={"premise": f"Premise number {i} says the sky was grey on day {i}.", "hypothesis": f"Day {i} was grey."},
+            gold="entailment" if i % 2 == 0 else "not_entailment",
+        )
+        for i in range(24)
+    ]
+
+
+@pytest.fixture
+def chat_of():  # type: ignore[no-untyped-def]
+    """Turns a client into a ``chat(messages, sampling)`` coroutine over its ``complete``."""
+
+    def make(client):  # type: ignore[no-untyped-def]
+        async def chat(messages: list[Message], sampling: SamplingOptions) -> LLMResponse:
+            return await client.complete(LLMRequest(tuple(messages), sampling))
+
+        return chat
+
+    return make

@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+
+from orchestrator.types import LLMRequest, LLMResponse, Usage
+from workflows.batchprompt.engine import BatchPromptConfig, run_batchprompt
+from workflows.batchprompt.scripted import ScriptedLabeler
+from workflows.batchprompt.tasks import Item, TaskSpec
+from workflows.batchprompt.voting import VotingConfig
+
+
+def _run(task, items, config, client, chat_of):  # type: ignore[no-untyped-def]
+    return asyncio.run(run_batchprompt(task, items, config, chat_of(client), client.count_tokens))
+
+
+def _asked(request: LLMRequest) -> list[str]:
+    """Premise numbers of the items a request asked about, in prompt order."""
+    return re.findall(r"Premise number (\d+) ", request.messages[-1].content)
+
+
+def test_single_prompt_is_one_call_per_item(rte: TaskSpec, rte_items: list[Item], chat_of) -> None:  # type: ignore[no-untyped-def]
+    client = ScriptedLabeler(rte, rte_items)
+    result = _run(rte, rte_items, BatchPromptConfig(batch_size=1), client, chat_of)
+    assert result.accuracy == 1.0 and result.stats.num_calls == 24 and result.stats.parse_failures == 0
+    assert all(len(_asked(r)) == 1 for r in client.requests)
+    assert result.stats.input_tokens == sum(
+        sum(client.count_tokens(m.content) for m in r.messages) for r in client.requests)
+
+
+def test_bpe_rounds_permute_each_batch(rte: TaskSpec, rte_items: list[Item], chat_of) -> None:  # type: ignore[no-untyped-def]
+    client = ScriptedLabeler(rte, rte_items)
+    result = _run(rte, rte_items, BatchPromptConfig(batch_size=8, rounds=3, max_concurrency=1), client, chat_of)
+    assert result.stats.num_calls == 3 * 3 and result.rounds_run == 3
+    rounds = [client.requests[i : i + 3] for i in (0, 3, 6)]
+    first = [_asked(r) for r in rounds[0]]
+    assert first == [[str(i) for i in range(b * 8, b * 8 + 8)] for b in range(3)]  # original order
+    for later in rounds[1:]:
+        orders = [_asked(r) for r in later]
+        assert [sorted(o) for o in orders] == [sorted(o) for o in first]  # same batches...
+        assert all(o != f for o, f in zip(orders, first))  # ...in a new order
+    assert [_asked(r) for r in rounds[1]] != [_asked(r) for r in rounds[2]]
+    assert all(len(v) == 3 for v in result.votes.values())
+
+
+def test_voting_fixes_position_dependent_errors(rte: TaskSpec, rte_items: list[Item], chat_of) -> None:  # type: ignore[no-untyped-def]
+    def acc(rounds: int) -> float:
+        client = ScriptedLabeler(rte, rte_items, error_rate=0.3)
+        return _run(rte, rte_items, BatchPromptConfig(batch_size=8, rounds=rounds), client, chat_of).accuracy or 0.0
+
+    assert acc(1) < 0.9 and acc(5) > acc(1)
+
+
+def test_missing_answers_are_reasked_smaller_then_singly(rte: TaskSpec, rte_items: list[Item], chat_of) -> None:  # type: ignore[no-untyped-def]
+    # The model drops every answer past position 3: a batch of 16 loses 13, re-asked as 8 + 5
+    # (both lose some again), and the rest singly; every item ends up answered.
+    client = ScriptedLabeler(rte, rte_items[:16], max_answers=3)
+    result = _run(rte, rte_items[:16], BatchPromptConfig(batch_size=16), client, chat_of)
+    sizes = [len(_asked(r)) for r in client.requests]
+    assert sizes == [16, 8, 5] + [1] * (5 + 2)
+    s = result.stats
+    assert (s.parse_failures, s.num_missing, s.items_asked) == (13, 13, 16)
+    assert (s.reask_calls, s.reasked_items, s.num_calls) == (9, 20, 10)
+    assert s.unanswered_votes == 0 and result.unanswered == [] and result.accuracy == 1.0
+    assert s.reask_input_tokens < s.input_tokens
+
+
+def test_no_reask_leaves_empty_votes_and_fallback_labels(rte: TaskSpec, rte_items: list[Item], chat_of) -> None:  # type: ignore[no-untyped-def]
+    client = ScriptedLabeler(rte, rte_items[:8], max_answers=0)
+    result = _run(rte, rte_items[:8], BatchPromptConfig(batch_size=8, reask=False), client, chat_of)
+    assert result.stats.num_calls == 1 and result.stats.unanswered_votes == 8
+    assert len(result.unanswered) == 8 and set(result.labels.values()) == {rte.fallback_label}
+
+
+class _Garbage:
+    model = "garbage"
+
+    def __init__(self) -> None:
+        self.num_calls = 0
+
+    def count_tokens(self, text: str) -> int:
+        return len(text) // 4
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        self.num_calls += 1
+        return LLMResponse("I am not sure what you mean.", Usage(100, 0, 7), self.model)
+
+
+def test_hopeless_model_costs_are_counted_and_every_item_answered(rte: TaskSpec, rte_items: list[Item], chat_of) -> None:  # type: ignore[no-untyped-def]
+    client = _Garbage()
+    result = _run(rte, rte_items[:6], BatchPromptConfig(batch_size=6), client, chat_of)
+    assert client.num_calls == 1 + 2 + 6  # batch, halves (3+3), singles
+    assert result.stats.num_calls == 9 and result.stats.input_tokens == 900 and result.stats.output_tokens == 63
+    assert result.stats.reask_calls == 8 and len(result.labels) == 6 and len(result.unanswered) == 6
+
+
+def test_seas_drops_confident_items_and_never_refills(rte: TaskSpec, rte_items: list[Item], chat_of) -> None:  # type: ignore[no-untyped-def]
+    client = ScriptedLabeler(rte, rte_items, unsure_rate=0.4)
+    config = BatchPromptConfig(batch_size=8, rounds=5, seas=True, max_concurrency=1)
+    result = _run(rte, rte_items, config, client, chat_of)
+    full = _run(rte, rte_items, BatchPromptConfig(batch_size=8, rounds=5), ScriptedLabeler(rte, rte_items, unsure_rate=0.4), chat_of)
+    assert result.accuracy == 1.0 and result.exited_at
+    assert result.stats.input_tokens < full.stats.input_tokens and result.stats.num_calls <= full.stats.num_calls
+    batches = [set(str(i) for i in range(b * 8, b * 8 + 8)) for b in range(3)]
+    for request in client.requests:
+        asked = set(_asked(request))
+        assert any(asked <= batch for batch in batches)  # a shrunk batch, never refilled from another
+    for key, exit_round in result.exited_at.items():
+        votes = result.votes[key]
+        assert len(votes) == exit_round  # not asked after leaving
+        assert votes[-1].confident and votes[-2].confident and votes[-1].label == votes[-2].label
+    per_round = [r["num_active"] for r in result.per_round]
+    assert per_round[0] == 24 and all(a >= b for a, b in zip(per_round, per_round[1:]))
+
+
+def test_seas_needs_confidence(rte: TaskSpec, rte_items: list[Item], chat_of) -> None:  # type: ignore[no-untyped-def]
+    client = ScriptedLabeler(rte, rte_items, unsure_rate=1.0)
+    result = _run(rte, rte_items, BatchPromptConfig(batch_size=8, rounds=3, seas=True), client, chat_of)
+    assert result.exited_at == {} and result.stats.num_calls == 9
+
+
+def test_seas_with_all_confident_stops_after_two_rounds(rte: TaskSpec, rte_items: list[Item], chat_of) -> None:  # type: ignore[no-untyped-def]
+    client = ScriptedLabeler(rte, rte_items)
+    result = _run(rte, rte_items, BatchPromptConfig(batch_size=8, rounds=5, seas=True), client, chat_of)
+    assert result.rounds_run == 2 and result.stats.num_calls == 6 and set(result.exited_at.values()) == {2}
+
+
+def test_weighted_voting_is_used(rte: TaskSpec, rte_items: list[Item], chat_of) -> None:  # type: ignore[no-untyped-def]
+    config = BatchPromptConfig(batch_size=8, rounds=3, voting=VotingConfig("weighted"))
+    result = _run(rte, rte_items, config, ScriptedLabeler(rte, rte_items, error_rate=0.3), chat_of)
+    # Wrong answers are never confident in the scripted model, so confidence weighting helps.
+    majority = _run(rte, rte_items, BatchPromptConfig(batch_size=8, rounds=3),
+                    ScriptedLabeler(rte, rte_items, error_rate=0.3), chat_of)
+    assert (result.accuracy or 0) >= (majority.accuracy or 0)
+    assert result.accuracy == 1.0 or result.accuracy > majority.accuracy  # type: ignore[operator]
+
+
+def test_context_window_caps_the_batch(rte: TaskSpec, rte_items: list[Item], chat_of) -> None:  # type: ignore[no-untyped-def]
+    client = ScriptedLabeler(rte, rte_items)
+    result = _run(rte, rte_items, BatchPromptConfig(batch_size=32, context_window=600), client, chat_of)
+    sizes = [len(_asked(r)) for r in client.requests]
+    assert max(sizes) < 24 and sum(sizes) == 24 and result.stats.num_calls == len(sizes) == math.ceil(24 / max(sizes))
+
+
+def test_config_round_trip_and_validation() -> None:
+    config = BatchPromptConfig(batch_size=4, rounds=3, seas=True, voting=VotingConfig("weighted", unsure_weight=0.1))
+    assert BatchPromptConfig.from_dict(config.to_dict()) == config
+    for bad in ({"rounds": 2}, {"batch_size": 0}):
+        try:
+            BatchPromptConfig(**bad)  # type: ignore[arg-type]
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad} accepted")
