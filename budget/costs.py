@@ -25,9 +25,9 @@ from orchestrator.types import Usage
 
 __all__ = [
     "DEFAULT_TOOL_PRICE_USD",
+    "CostBreakdown",
     "ModelPrice",
     "PriceTable",
-    "CostBreakdown",
     "load_price_table",
     "parse_price_table",
     "unified_cost",

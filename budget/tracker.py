@@ -22,15 +22,15 @@ from orchestrator.context import ToolBudgetView
 from orchestrator.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_POLICIES",
     "Regime",
     "RegimePolicy",
     "TrackerConfig",
-    "DEFAULT_POLICIES",
-    "remaining_fraction",
-    "regime_for",
     "any_exhausted",
-    "tracker_block",
     "policy_prompt",
+    "regime_for",
+    "remaining_fraction",
+    "tracker_block",
 ]
 
 
@@ -176,9 +176,11 @@ def policy_prompt(
         Regime.CRITICAL: f"under {config.low_at:.0%} left or any tool at 0",
     }
     lines = [
-        "Budget policy. Every tool call costs units (one per query, one per page) and a tool "
-        "with 0 left is refused. After each tool response a <budget> block shows what is left. "
-        "Choose how broad to search by the regime of your tightest budget:",
+        (
+            "Budget policy. Every tool call costs units (one per query, one per page) and a tool "
+            "with 0 left is refused. After each tool response a <budget> block shows what is left. "
+            "Choose how broad to search by the regime of your tightest budget:"
+        ),
     ]
     for regime in Regime:
         p = policies[regime]

@@ -1,0 +1,112 @@
+"""Pure parsers of BATS: action lines, plans, verifier JSON, judge replies; and scoring."""
+
+from __future__ import annotations
+
+import pytest
+
+from workflows.bats.actions import Action, fallback_answer, parse_actions
+from workflows.bats.planning import apply_verdicts, default_plan, parse_plan, render_plan
+from workflows.bats.scoring import exact_match, f1_score, normalize_answer
+from workflows.bats.selection import fallback_choice, majority_vote, parse_choice
+from workflows.bats.verifier import (
+    CONTINUE,
+    PIVOT,
+    SUCCESS,
+    VerifierFormatError,
+    default_verification,
+    parse_verification,
+)
+
+
+def test_action_lines_are_parsed_tolerantly_and_in_order() -> None:
+    text = (
+        "Thought: I should look this up.\n"
+        "1. search: Eiffel Tower architect\n"
+        '**Search:** "Gustave Eiffel birthplace"\n'
+        "Action: browse[wiki://Gustave Eiffel]\n"
+        "- open: <wiki://Paris>\n"
+        "Search results show nothing useful\n"
+        "Final Answer: Dijon.\n"
+    )
+    assert parse_actions(text) == [
+        Action("search", "Eiffel Tower architect"),
+        Action("search", "Gustave Eiffel birthplace"),
+        Action("browse", "wiki://Gustave Eiffel"),
+        Action("browse", "wiki://Paris"),
+        Action("answer", "Dijon"),
+    ]
+
+
+def test_unknown_tools_are_ignored_and_fallback_keeps_numbers() -> None:
+    assert parse_actions("calculator: 2+2\nanswer: 4", tools=("search",)) == [Action("answer", "4")]
+    assert parse_actions("I think it is Paris.") == []
+    assert fallback_answer("1912\nbecause...") == "1912"
+    assert fallback_answer('The answer is "Paris".') == "Paris"
+
+
+def test_plan_puts_exploration_first_and_tracks_verdicts() -> None:
+    plan = parse_plan("- verify: born in Dijon\nexplore: who designed the tower\nnoise\nExploration: other leads")
+    assert [(p["kind"], p["text"]) for p in plan] == [
+        ("explore", "who designed the tower"), ("explore", "other leads"), ("verify", "born in Dijon"),
+    ]
+    assert parse_plan("nothing useful here") == []
+    assert len(default_plan()) == 2
+    ticked = apply_verdicts(plan, ["satisfied", "contradicted"])
+    assert [p["status"] for p in ticked] == ["satisfied", "contradicted", "pending"]
+    text = render_plan(ticked)
+    assert "[x] 1. (explore) who designed the tower" in text and "[!] 2." in text and "[ ] 3. (verify)" in text
+
+
+def test_verifier_json_with_fences_and_prose_is_valid() -> None:
+    reply = 'Sure!\n```json\n{"verdicts": ["satisfied", {"verdict": "Unverifiable"}], "decision": "continue",' \
+            ' "justification": "half done", "summary": "found the tower"}\n```'
+    v = parse_verification(reply, 2)
+    assert v.decision == CONTINUE and v.verdicts == ("satisfied", "unverifiable")
+    assert v.summary == "found the tower" and v.source == "valid"
+
+
+def test_verifier_pads_verdicts_and_downgrades_contradicted_success() -> None:
+    v = parse_verification('{"verdicts": ["contradicted"], "decision": "SUCCESS"}', 3)
+    assert v.verdicts == ("contradicted", "unverifiable", "unverifiable")
+    assert v.decision == PIVOT
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["no json here", '{"verdicts": [], "decision": "MAYBE"}', '{"decision": "SUCCESS", "verdicts": 3}',
+     "{'decision': 'SUCCESS'}", '["SUCCESS"]', '{"verdicts": ["satisfied"], "decision": "SUCCESS",}'],
+)
+def test_malformed_verifier_replies_are_rejected(reply: str) -> None:
+    with pytest.raises(VerifierFormatError):
+        parse_verification(reply, 1)
+
+
+def test_default_verification_claims_nothing() -> None:
+    v = default_verification(2, ["bad"])
+    assert v.decision == CONTINUE and v.verdicts == ("unverifiable", "unverifiable")
+    assert v.source == "default" and v.errors == ("bad",)
+    assert SUCCESS != v.decision
+
+
+def test_majority_vote_normalises_and_breaks_ties_by_order() -> None:
+    assert majority_vote(["Paris", "the paris", "London", ""]) == "Paris"
+    assert majority_vote(["London", "Paris"]) == "London"
+    assert majority_vote(["", "  "]) == ""
+
+
+def test_judge_reply_parsing_and_fallback() -> None:
+    assert parse_choice("Candidate 2 is best", 3) == 1
+    assert parse_choice("7", 3) is None and parse_choice("none", 3) is None
+    cands = [{"answer": "A", "decision": "PIVOT"}, {"answer": "B", "decision": "SUCCESS"}, {"answer": "C"}]
+    assert fallback_choice(cands) == 1
+    assert fallback_choice([{"answer": "x"}, {"answer": "y"}, {"answer": "X"}]) == 0
+    assert fallback_choice([{"answer": "x"}, {"answer": "y"}]) == 1
+
+
+def test_squad_style_scoring() -> None:
+    assert normalize_answer("The  Eiffel-Tower!") == "eiffeltower"
+    assert exact_match("the Eiffel Tower", "Eiffel Tower") == 1.0
+    assert exact_match("Eiffel", "Eiffel Tower") == 0.0
+    assert f1_score("Gustave Eiffel", "Eiffel") == pytest.approx(2 / 3)
+    assert f1_score("no", "yes") == 0.0 and f1_score("yes", "yes") == 1.0
+    assert f1_score("", "Paris") == 0.0

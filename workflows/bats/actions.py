@@ -1,0 +1,91 @@
+"""Tolerant parsing of the agent's action lines (``search: q``, ``browse: url``, ``answer: a``).
+
+Small models decorate their lines (bullets, bold, backticks, ``Action: search[q]``, quotes); all
+of that is accepted. A line only counts as an action when the keyword is followed by a separator
+(``:``, ``=``, ``[``, ``(``), so prose such as "Search results show..." is not mistaken for one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = ["ANSWER", "Action", "clean_answer", "fallback_answer", "parse_actions"]
+
+ANSWER = "answer"
+
+_ALIASES = {
+    "final answer": ANSWER,
+    "final_answer": ANSWER,
+    "answer": ANSWER,
+    "open": "browse",
+    "visit": "browse",
+    "read": "browse",
+    "lookup": "search",
+    "query": "search",
+}
+
+_DECORATION = re.compile(r"^(?:[\s>*`#\-\u2022]+|\d+[.)]\s+)*(?:action\s*\d*\s*[:\-]\s*)?", re.IGNORECASE)
+_LINE = re.compile(r"^(?P<kw>[A-Za-z_][A-Za-z_ ]{0,20}?)\s*\**\s*(?P<sep>[:=\[(])\s*\**\s*(?P<rest>.*)$")
+_ANSWER_LEAD = re.compile(r"^(?:the\s+)?(?:final\s+)?answer\s+is\s*:?\s*", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Action:
+    """One parsed action: ``kind`` is a tool name or ``answer``; ``value`` its argument."""
+
+    kind: str
+    value: str
+
+
+def _clean_value(rest: str, sep: str) -> str:
+    value = rest.strip()
+    if sep in "[(":
+        closing = "]" if sep == "[" else ")"
+        if value.endswith(closing):
+            value = value[:-1]
+    value = value.strip().strip("*`").strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        value = value[1:-1]
+    if value.startswith("<") and value.endswith(">"):
+        value = value[1:-1]
+    return value.strip()
+
+
+def clean_answer(text: str) -> str:
+    """An answer without quotes, a trailing full stop or an "The answer is" lead-in."""
+    text = _ANSWER_LEAD.sub("", text.strip()).strip().strip("*`").rstrip(".").strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1]
+    return text.strip()
+
+
+def parse_actions(text: str, tools: Iterable[str] = ("search", "browse")) -> list[Action]:
+    """Every action line of ``text`` in order; unknown keywords and prose lines are skipped."""
+    known = {t.lower(): t for t in tools}
+    actions: list[Action] = []
+    for raw in text.splitlines():
+        line = _DECORATION.sub("", raw).strip()
+        m = _LINE.match(line)
+        if not m:
+            continue
+        keyword = " ".join(m["kw"].lower().split())
+        kind = known.get(keyword) or _ALIASES.get(keyword)
+        if kind is None or (kind != ANSWER and kind not in known.values()):
+            continue
+        value = _clean_value(m["rest"], m["sep"])
+        if kind == ANSWER:
+            value = clean_answer(value)
+        if value:
+            actions.append(Action(kind, value))
+    return actions
+
+
+def fallback_answer(text: str, max_chars: int = 200) -> str:
+    """Best-effort answer from a reply with no action line: its first non-empty line."""
+    for line in text.splitlines():
+        line = _DECORATION.sub("", line).strip()
+        if line:
+            return clean_answer(line)[:max_chars]
+    return ""

@@ -1,0 +1,92 @@
+"""Prompt text of the agent loop, the planner, the verifier and the judge (BATS and baselines).
+
+Written for small instruction models: short, one action format, an example, no JSON for the
+agent itself (only the verifier answers in JSON).
+"""
+
+from __future__ import annotations
+
+AGENT_SYSTEM = """\
+You answer questions by looking things up in an offline encyclopedia.
+Reply with action lines only, one action per line:
+search: <a few keywords>
+browse: <a url copied from a search result>
+answer: <the answer>
+Search to find pages, browse to read a page, and answer as soon as you know.
+An answer is short: a name, a date, a number, or yes/no. Never a sentence.
+Example:
+search: Eiffel Tower architect
+browse: wiki://Gustave Eiffel
+answer: Gustave Eiffel"""
+
+PLANNING_SECTION = """\
+Work from the plan below. "explore" steps find candidates with broad searches; "verify" steps
+check one fact about a candidate you already have, so never start with them. Think about how
+much budget is left before each action."""
+
+FORMAT_NUDGE = (
+    "Reply with action lines only: `search: <keywords>`, `browse: <url>` or `answer: <short answer>`."
+)
+
+FINAL_TURN = (
+    "The tool budget is used up. Reply now with one line `answer: <short answer>`, your best guess "
+    "from what you found."
+)
+
+MAX_TURNS_REACHED = (
+    "You are out of turns. Reply now with one line `answer: <short answer>`, your best guess from "
+    "what you found."
+)
+
+FORCING = (
+    "Wait: you still have tool budget left ({left}). Use more search and browse calls to check "
+    "your answer, then answer again."
+)
+
+PLANNER_SYSTEM = """\
+You plan how to answer a question with an encyclopedia search tool.
+List the facts needed to answer it, one per line, at most 4 lines, in this form:
+explore: <a fact to find with broad searches>
+verify: <a fact to check once you have a candidate answer>
+Example for "Which city was the architect of the Eiffel Tower born in?":
+explore: who designed the Eiffel Tower
+verify: the birthplace of that architect"""
+
+VERIFIER_SYSTEM = """\
+You check a proposed answer against the evidence an agent collected. Reply with one JSON object
+and nothing else, in exactly this form:
+{"verdicts": ["satisfied", "unverifiable"], "decision": "CONTINUE", "justification": "...", "summary": "..."}
+verdicts: one per numbered constraint, each "satisfied" (the evidence shows it), "contradicted"
+(the evidence shows it is false) or "unverifiable" (not checked yet).
+decision: "SUCCESS" if every constraint is satisfied; "CONTINUE" if some are unverifiable, the
+lead looks right and budget is left; "PIVOT" if a constraint is contradicted, the searches hit a
+dead end, or too little budget is left for this lead.
+justification: one sentence. summary: what was searched, what was found, what to try next."""
+
+VERIFIER_USER = """\
+Question: {question}
+Constraints:
+{constraints}
+Evidence (actions and results):
+{evidence}
+Proposed answer: {answer}
+Budget: {budget}"""
+
+REPAIR_USER = (
+    "That was not a valid JSON object ({error}). Reply with only the JSON object, with the keys "
+    'verdicts, decision, justification and summary.'
+)
+
+JUDGE_SYSTEM = """\
+You pick the best answer to a question among candidate answers from several attempts.
+Reply with the number of the best-supported candidate and nothing else."""
+
+JUDGE_USER = """\
+Question: {question}
+Candidates:
+{candidates}
+Number of the best candidate:"""
+
+SUMMARY_HEAD = "Notes from earlier attempts (their raw steps are not shown):"
+PIVOT_HINT = "The last lead was a dead end or too costly: follow a different lead this time."
+CONTINUE_HINT = "The last lead looked right but was not confirmed: dig deeper on it."
