@@ -243,19 +243,22 @@ def jsonl_dataset(
     answer_key: str = "answer",
     answer_format: str = _MATH_FORMAT_HASHES,
     scorer: Callable[[dict[str, Any], str | None], bool] | None = None,
+    extract: Callable[[str, dict[str, Any]], str | None] | None = None,
 ) -> Dataset:
-    """A dataset over any jsonl: the question under ``question_key``; scored by ``scorer(row,
-    solution)`` or, without one, by :func:`math_equal` against ``row[answer_key]``."""
+    """A dataset over any jsonl: the question under ``question_key``; the solution found by
+    ``extract(text, row)`` (default: after ``####``, in ``\\boxed{}``, else the last number);
+    scored by ``scorer(row, solution)`` or, without one, by :func:`math_equal` against
+    ``row[answer_key]``."""
 
     async def score(row: dict[str, Any], solution: str | None, _run: Runner) -> bool:
         if scorer is not None:
             return scorer(row, solution)
         return solution is not None and math_equal(solution, str(row[answer_key]))
 
-    def extract(text: str, _row: dict[str, Any]) -> str | None:
+    def default_extract(text: str, _row: dict[str, Any]) -> str | None:
         return extract_hashes(text) or extract_boxed(text) or _last_number(text)
 
-    return Dataset(name, roster, lambda r: str(r[question_key]), answer_format, extract, score)
+    return Dataset(name, roster, lambda r: str(r[question_key]), answer_format, extract or default_extract, score)
 
 
 def load_jsonl(path: str | Path) -> list[dict[str, Any]]:
