@@ -1,0 +1,124 @@
+"""The drqa workflow through the real Runtime (store, ledger, checkpoints) on a simulated solver."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.runtime import Runtime
+from orchestrator.settings import Settings
+from orchestrator.tools.registry import ToolRegistry
+from tests.workflows.drqa.sim import SimSolver, make_rows
+
+# Mostly easy questions and a few hard ones: where difficulty-aware allocation should pay.
+STEPS = [1, 1, 2, 1, 12, 1, 2, 14, 1, 1, 2, 10]
+
+
+def _run(tmp_path: Path, method: str, budget: int | None, **options: Any) -> tuple[dict[str, Any], SimSolver]:
+    sim = SimSolver()
+
+    async def go() -> dict[str, Any]:
+        rt = Runtime(Settings(db_url=f"sqlite:///{tmp_path / f'{method}-{budget}.db'}", home=tmp_path),
+                     clients={"sim": sim}, tools=ToolRegistry())
+        try:
+            res = await rt.run("drqa", {"rows": make_rows(STEPS), "dataset": "gsm8k"}, backend="sim",
+                               options={"method": method, "total_budget": budget, "batch_size": 4,
+                                        "floor_tokens": 16, "ceiling_tokens": 600, **options})
+        finally:
+            await rt.aclose()
+        assert res.status == "succeeded", res.error
+        assert res.result is not None
+        return res.result
+
+    return asyncio.run(go()), sim
+
+
+def test_spending_never_exceeds_the_total_budget(tmp_path: Path) -> None:
+    for method in ("drqa", "uniform"):
+        for budget in (150, 400, 900):
+            result, sim = _run(tmp_path, method, budget)
+            assert sim.output_tokens == result["reasoning_tokens"] <= budget, (method, budget)
+            assert all(r.sampling.max_tokens <= budget for r in sim.requests)
+
+
+def test_drqa_beats_uniform_at_equal_budget_and_spends_less_than_unlimited(tmp_path: Path) -> None:
+    unlimited, _ = _run(tmp_path, "unlimited", None, unlimited_max_tokens=600)
+    assert unlimited["accuracy"] == 1.0
+    budget = int(unlimited["reasoning_tokens"] * 0.75)
+    drqa, sim = _run(tmp_path, "drqa", budget)
+    uniform, _ = _run(tmp_path, "uniform", budget)
+    assert drqa["reasoning_tokens"] <= budget < unlimited["reasoning_tokens"]
+    assert drqa["accuracy"] > uniform["accuracy"]
+    assert drqa["accuracy"] >= unlimited["accuracy"]
+    # Probe prompts carry k questions each; the stated budget appears in solve prompts.
+    probes = [r for r in sim.requests if "[Q1]" in r.messages[-1].content]
+    assert len(probes) == 3
+    assert any("reasoning budget" in r.messages[-1].content for r in sim.requests)
+    assert set(drqa["tokens_by_purpose"]) >= {"probe", "quick", "solve"}
+
+
+def test_reallocation_continues_truncated_solutions(tmp_path: Path) -> None:
+    # accept_resolved off and a tight ceiling: hard questions get cut, then continued.
+    result, sim = _run(tmp_path, "drqa", 1500, ceiling_tokens=60, realloc_ceiling_tokens=200)
+    sources = {it["source"] for it in result["items"]}
+    assert "continuation" in sources
+    continued = [r for r in sim.requests if len(r.messages) == 4 and r.messages[2].role == "assistant"]
+    assert continued and all(r.sampling.max_tokens <= 200 for r in continued)
+    assert result["accuracy"] == 1.0
+    assert result["reasoning_tokens"] <= 1500
+
+
+def test_uniform_and_unlimited_skip_probe_and_reallocation(tmp_path: Path) -> None:
+    result, sim = _run(tmp_path, "uniform", 240)
+    assert all("[Q1]" not in r.messages[-1].content for r in sim.requests)
+    assert len(sim.requests) == len(STEPS)
+    assert all(r.sampling.max_tokens == 20 for r in sim.requests)
+    result, sim = _run(tmp_path, "unlimited", None, unlimited_max_tokens=600)
+    assert all("reasoning budget" not in r.messages[-1].content for r in sim.requests)
+    assert result["accuracy"] == 1.0
+
+
+def test_missing_budget_is_a_bad_input(tmp_path: Path) -> None:
+    sim = SimSolver()
+
+    async def go() -> Any:
+        rt = Runtime(Settings(db_url=f"sqlite:///{tmp_path / 'x.db'}", home=tmp_path),
+                     clients={"sim": sim}, tools=ToolRegistry())
+        try:
+            return await rt.run("drqa", {"rows": make_rows([1])}, backend="sim", options={"method": "uniform"})
+        finally:
+            await rt.aclose()
+
+    res = asyncio.run(go())
+    assert res.status == "failed" and "total_budget" in (res.error or "")
+
+
+@pytest.mark.parametrize("dataset,row,pred,ok", [
+    ("gsm8k", {"question": "q", "answer": "65,960"}, "65960", True),
+    ("gsm8k", {"question": "q", "answer": "steps\n#### 18"}, "18 dollars", True),
+    ("gsm8k", {"question": "q", "answer": "18"}, "17", False),
+    ("math", {"problem": "p", "solution": "so $\\boxed{\\frac{3}{4}}$"}, "0.75", True),
+    ("math", {"problem": "p", "solution": "\\boxed{\\sqrt{2}}"}, "\\sqrt{2}", True),
+    ("math", {"problem": "p", "solution": "\\boxed{(1,2)}"}, "(1, 2)", True),
+    ("math", {"problem": "p", "solution": "\\boxed{5}"}, None, False),
+])
+def test_scoring(dataset: str, row: dict[str, str], pred: str | None, ok: bool) -> None:
+    from workflows.drqa.datasets import get_spec
+
+    spec = get_spec(dataset)
+    assert spec.is_correct(pred, spec.item(row).gold) is ok
+
+
+def test_real_data_files_load() -> None:
+    from workflows.drqa.datasets import load_items, split_items
+
+    gsm = load_items("/work/shared/data/gsm8k")
+    math = load_items("/work/shared/data/math/validate.jsonl")
+    assert len(gsm) == 264 and gsm[0].gold == "36"
+    assert len(math) == 119 and math[0].gold == "135"
+    train, held = split_items(gsm, 0.4)
+    assert len(train) + len(held) == 264 and 70 < len(held) < 140
+    assert split_items(gsm, 0.4) == (train, held)
