@@ -101,7 +101,8 @@ def node_name(roster: str, agent: str) -> str:
     return f"{roster}.{agent}"
 
 
-def _user_message(question: str, notes: list[dict[str, str]]) -> str:
+def task_message(question: str, notes: list[dict[str, str]]) -> str:
+    """The user turn every agent gets: the task and the latest teammates' notes."""
     parts = [f"Task:\n{question}"]
     if notes:
         parts.append("Notes from your teammates, oldest first:")
@@ -161,7 +162,7 @@ def build(ctx: RunContext) -> StateGraph:
             system = "\n\n".join(
                 [role.prompt, dataset.answer_format, routing_instructions(roster, path, candidates.actions)]
             )
-            messages = [Message("system", system), Message("user", _user_message(dataset.question(task), state["notes"]))]
+            messages = [Message("system", system), Message("user", task_message(dataset.question(task), state["notes"]))]
             uses_python = PYTHON in role.tools
             response = await ctx.chat(
                 messages,

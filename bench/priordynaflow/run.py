@@ -1,0 +1,458 @@
+"""PriorDynaFlow benchmark: single-agent CoT vs a fixed chain vs PriorDynaFlow after training.
+
+On the validation splits in ../shared/data (gsm8k, math, humaneval, mbpp), against an
+OpenAI-compatible server (vLLM serving Qwen2.5-Coder-0.5B-Instruct):
+
+- cot: one call, "think step by step", answer in the dataset's format;
+- fixed: the chain analyst -> solver -> inspector (math) / planner -> coder -> reviewer (code),
+  with the same role prompts PriorDynaFlow's agents use;
+- priordynaflow: K-fold cross-validation per task family (math = gsm8k + MATH, code = HumanEval +
+  MBPP): a fresh Q-table trained on the other folds' items (waves of concurrent episodes, the
+  table updated as each episode ends), then frozen and evaluated on the held-out fold. Every
+  item is evaluated once.
+
+Accuracy (pass@1 for code, tests run in the python sandbox), tokens (input + output) and LLM
+calls per task, mean path length. Writes summary.json (the issue's shape), details.json (sizes,
+config, Q-tables, path and stop-reason counts, timings) and convergence.png.
+
+The benchmark drives the workflow's LangGraph graph directly with a thin context (httpx to the
+server, sandbox in threads, steps kept in memory), not through the Runtime: the store and the
+ledger would serialize thousands of SQLite writes into the 4-minute budget.
+
+    python bench/priordynaflow/run.py --base-url http://localhost:8000/v1      # GPU
+    python bench/priordynaflow/run.py --dry-run --out /tmp/pdf                  # scripted, CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import platform
+import random
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from orchestrator.tools.base import ToolResult  # noqa: E402
+from orchestrator.types import LLMResponse, Message, SamplingOptions, Usage  # noqa: E402
+from workflows.priordynaflow.agents import get_roster  # noqa: E402
+from workflows.priordynaflow.config import RouterConfig  # noqa: E402
+from workflows.priordynaflow.graph import build, initial_state, result, task_message  # noqa: E402
+from workflows.priordynaflow.learner import LearnerPool  # noqa: E402
+from workflows.priordynaflow.tasks import ExecResult, cv_folds, get_dataset, load_jsonl  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+DATASETS = ("gsm8k", "math", "humaneval", "mbpp")
+FIXED_CHAINS = {"math": ("analyst", "solver", "inspector"), "code": ("planner", "coder", "reviewer")}
+COT_PROMPT = {
+    "math": "You are a careful mathematician. Think step by step, writing each calculation out.",
+    "code": "You are a careful Python programmer. Think briefly about the approach, then write the function.",
+}
+
+
+# ------------------------------------------------------------------------------------ backends
+
+class OpenAIBackend:
+    """Chat completions over httpx against one OpenAI-compatible base URL."""
+
+    def __init__(self, base_url: str, model: str | None, concurrency: int) -> None:
+        import httpx
+
+        self.base_url = base_url.rstrip("/")
+        self.client = httpx.AsyncClient(timeout=300.0, limits=httpx.Limits(max_connections=concurrency))
+        self.model = model or ""
+        self.sem = asyncio.Semaphore(concurrency)
+
+    async def start(self) -> None:
+        if not self.model:
+            resp = await self.client.get(f"{self.base_url}/models")
+            resp.raise_for_status()
+            self.model = resp.json()["data"][0]["id"]
+
+    async def chat(self, messages: list[Message], sampling: SamplingOptions) -> LLMResponse:
+        body = {
+            "model": self.model,
+            "messages": [m.to_wire() for m in messages],
+            "max_tokens": sampling.max_tokens,
+            "temperature": sampling.temperature,
+            "seed": 0,
+        }
+        async with self.sem:
+            t0 = time.perf_counter()
+            resp = await self.client.post(f"{self.base_url}/chat/completions", json=body)
+        resp.raise_for_status()
+        data = resp.json()
+        usage = data.get("usage") or {}
+        return LLMResponse(
+            text=data["choices"][0]["message"]["content"] or "",
+            usage=Usage(int(usage.get("prompt_tokens", 0)), 0, int(usage.get("completion_tokens", 0))),
+            model=self.model,
+            latency_s=time.perf_counter() - t0,
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class ScriptedBackend:
+    """--dry-run: deterministic replies for control flow only (never a quality figure).
+
+    Right answers (the gold, or the canonical code) come with a fixed pseudo-random chance that
+    grows once an inspector/reviewer has worked on the task; successors are drawn from the
+    options the router offered.
+    """
+
+    model = "scripted"
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.by_question = {}
+        for row in rows:
+            self.by_question[get_dataset(row["_dataset"]).question(row)] = row
+
+    async def start(self) -> None:
+        return None
+
+    async def chat(self, messages: list[Message], sampling: SamplingOptions) -> LLMResponse:
+        system, user = messages[0].content, messages[-1].content
+        question = user.split("Task:\n", 1)[1].split("\n\nNotes from your teammates", 1)[0]
+        row = self.by_question[question]
+        seed = hashlib.sha256((system + user).encode()).hexdigest()
+        rng = random.Random(seed)
+        checked = any(f"[{name}]" in user for name in ("inspector", "reviewer")) or "inspector" in system[:40]
+        right = rng.random() < (0.8 if checked else 0.4)
+        text = f"Working on it.\n{_scripted_answer(row, right)}"
+        if "choose who works next" in system:
+            options = re.findall(r"^- ([\w-]+):", system.split("choose who works next", 1)[1], re.MULTILINE)
+            text += f"\nNEXT: {rng.choice(options)}"
+        n_in = sum(len(m.content) for m in messages) // 4
+        return LLMResponse(text=text, usage=Usage(n_in, 0, len(text) // 4), model=self.model)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _scripted_answer(row: dict[str, Any], right: bool) -> str:
+    name = row["_dataset"]
+    if name == "gsm8k":
+        return f"#### {row['answer'] if right else '-1'}"
+    if name == "math":
+        gold = row["solution"][row["solution"].rfind("\\boxed") :]
+        return gold if right else "\\boxed{-1}"
+    code = row.get("canonical_solution")
+    body = (row["prompt"] + code) if code is not None else row["code"]
+    if not right:
+        body = f"def {row['entry_point']}(*args):\n    return None"
+    return f"```python\n{body}\n```"
+
+
+# ------------------------------------------------------------------------------------ context
+
+@dataclass
+class BenchContext:
+    """A RunContext for the benchmark: LLM calls to the backend, python in the sandbox."""
+
+    backend: Any
+    config: dict[str, Any]
+    sandbox_sem: asyncio.Semaphore
+    run_id: str = "bench"
+    llm: Any = None
+    tools: Any = None
+    num_tokens: int = 0
+    num_calls: int = 0
+    steps: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    async def chat(self, messages, *, sampling=None, tool_name=None, is_last_step=False, scope=None,
+                   purpose="agent") -> LLMResponse:
+        response = await self.backend.chat(list(messages), sampling or SamplingOptions())
+        self.num_tokens += response.usage.total_tokens
+        self.num_calls += 1
+        return response
+
+    async def call_tool(self, name, args, *, scope=None) -> ToolResult:
+        from orchestrator.tools.sandbox import SandboxLimits, run_python
+
+        async with self.sandbox_sem:
+            out = await asyncio.to_thread(run_python, args["code"], SandboxLimits(cpu_s=5, wall_s=10.0))
+        return ToolResult(f"exit status: {out.exit_code}\n{out.stdout}\n{out.stderr}", is_error=not out.ok)
+
+    async def tool_budgets(self):
+        return []
+
+    async def record_step(self, node, data) -> None:
+        self.steps.append((node, data))
+
+
+def _runner(ctx: BenchContext):
+    async def run(code: str) -> ExecResult:
+        out = await ctx.call_tool("python", {"code": code})
+        return ExecResult(not out.is_error, out.content)
+
+    return run
+
+
+# ------------------------------------------------------------------------------------ methods
+
+async def run_cot(backend: Any, row: dict[str, Any], args: argparse.Namespace, sem: asyncio.Semaphore) -> dict:
+    ds = get_dataset(row["_dataset"])
+    ctx = BenchContext(backend, {}, sem)
+    system = f"{COT_PROMPT[ds.roster]}\n\n{ds.answer_format}"
+    resp = await ctx.chat([Message("system", system), Message("user", task_message(ds.question(row), []))],
+                          sampling=SamplingOptions(max_tokens=args.max_tokens, temperature=args.temperature))
+    solution = ds.extract(resp.text, row)
+    ok = await ds.score(row, solution, _runner(ctx))
+    return {"success": ok, "tokens": ctx.num_tokens, "calls": ctx.num_calls, "path_length": 1}
+
+
+async def run_fixed(backend: Any, row: dict[str, Any], args: argparse.Namespace, sem: asyncio.Semaphore) -> dict:
+    ds = get_dataset(row["_dataset"])
+    roster = get_roster(ds.roster)
+    ctx = BenchContext(backend, {}, sem)
+    notes: list[dict[str, str]] = []
+    solution = None
+    for name in FIXED_CHAINS[ds.roster]:
+        role = roster.get(name)
+        system = f"{role.prompt}\n\n{ds.answer_format}"
+        resp = await ctx.chat([Message("system", system), Message("user", task_message(ds.question(row), notes))],
+                              sampling=SamplingOptions(max_tokens=args.max_tokens, temperature=args.temperature))
+        notes.append({"agent": name, "text": resp.text, "observation": ""})
+        found = ds.extract(resp.text, row) if role.produces_solution else None
+        solution = found if found is not None else solution
+    ok = await ds.score(row, solution, _runner(ctx))
+    return {"success": ok, "tokens": ctx.num_tokens, "calls": ctx.num_calls, "path_length": len(notes)}
+
+
+async def run_pdf(backend: Any, row: dict[str, Any], args: argparse.Namespace, sem: asyncio.Semaphore,
+                  pool: LearnerPool, mode: str) -> dict:
+    options = {"dataset": row["_dataset"], "mode": mode, "max_tokens": args.max_tokens,
+               "temperature": args.temperature}
+    ctx = BenchContext(backend, {"priordynaflow": options, "qtable_pool": pool}, sem)
+    state = await build(ctx).compile().ainvoke(initial_state(row), {"recursion_limit": 64})
+    out = result(state)
+    return {"success": bool(out["success"]), "tokens": ctx.num_tokens, "calls": ctx.num_calls,
+            "path_length": len(out["path"]), "path": out["path"], "stop_reason": out["stop_reason"],
+            "reward": state.get("cumulative_reward", 0.0)}
+
+
+# ------------------------------------------------------------------------------------ driver
+
+def load_rows(names: list[str], max_items: int | None, seed: int) -> dict[str, list[dict[str, Any]]]:
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for name in names:
+        items = load_jsonl(DATA / name / "validate.jsonl")
+        if max_items is not None and len(items) > max_items:
+            items = random.Random(seed).sample(items, max_items)
+        rows[name] = [{**r, "_dataset": name, "_index": i} for i, r in enumerate(items)]
+    return rows
+
+
+def _interleave(groups: list[list[dict[str, Any]]], seed: int) -> list[dict[str, Any]]:
+    merged = [r for g in groups for r in g]
+    random.Random(seed).shuffle(merged)
+    return merged
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    from rich.progress import Progress
+
+    started = time.perf_counter()
+    rows = load_rows(args.datasets, args.max_items, args.seed)
+    all_rows = [r for rs in rows.values() for r in rs]
+    backend = ScriptedBackend(all_rows) if args.dry_run else OpenAIBackend(args.base_url, args.model, args.concurrency)
+    await backend.start()
+    sandbox_sem = asyncio.Semaphore(args.sandbox_concurrency)
+    router_config = RouterConfig(
+        num_explore_steps=args.explore_steps,
+        min_path_length=args.min_path_length,
+        max_path_length=args.max_path_length,
+    )
+    families: dict[str, list[str]] = {}
+    for name in args.datasets:
+        families.setdefault(get_dataset(name).roster, []).append(name)
+    folds = {name: cv_folds(len(rows[name]), args.folds, args.seed) for name in args.datasets}
+
+    outcomes: dict[tuple[str, str], list[dict]] = {}
+    tables: dict[str, Any] = {}
+    traces: dict[str, dict[str, list[float]]] = {}
+    timings: dict[str, float] = {}
+    deadline = started + args.time_limit_s
+    truncated: list[str] = []
+
+    num_train = sum(len(tr) for name in args.datasets for tr, _ in folds[name])
+    total = 3 * len(all_rows) + num_train
+    with Progress(transient=not sys.stderr.isatty()) as progress:
+        bar = progress.add_task("priordynaflow bench", total=total)
+
+        async def tracked(coro):
+            out = await coro
+            progress.advance(bar)
+            return out
+
+        async def baselines() -> None:
+            t0 = time.perf_counter()
+            for method, fn in (("cot", run_cot), ("fixed", run_fixed)):
+                res = await asyncio.gather(*(tracked(fn(backend, r, args, sandbox_sem)) for r in all_rows))
+                for r, o in zip(all_rows, res, strict=True):
+                    outcomes.setdefault((r["_dataset"], method), []).append(o)
+            timings["baselines_s"] = time.perf_counter() - t0
+
+        async def family_fold(family: str, k: int) -> None:
+            t0 = time.perf_counter()
+            pool = LearnerPool(config=router_config, seed=args.seed + k)
+            train = _interleave([[rows[n][i] for i in folds[n][k][0]] for n in families[family]], args.seed + k)
+            evaluate = [rows[n][i] for n in families[family] for i in folds[n][k][1]]
+            rewards: list[float] = []
+            for start in range(0, len(train), args.train_wave):
+                if time.perf_counter() > deadline:
+                    truncated.append(f"{family} fold {k}: trained on {start} of {len(train)} items (time limit)")
+                    progress.advance(bar, len(train) - start)
+                    break
+                wave = train[start : start + args.train_wave]
+                res = await asyncio.gather(*(tracked(run_pdf(backend, r, args, sandbox_sem, pool, "train"))
+                                             for r in wave))
+                rewards.extend(o["reward"] for o in res)
+            learner = await pool.get(family, get_roster(family).names)
+            tables[f"{family}/fold{k}"] = learner.table.to_dict()
+            traces[f"{family}/fold{k}"] = {"max_delta": list(learner.max_deltas), "reward": rewards}
+            res = await asyncio.gather(*(tracked(run_pdf(backend, r, args, sandbox_sem, pool, "eval"))
+                                         for r in evaluate))
+            for r, o in zip(evaluate, res, strict=True):
+                outcomes.setdefault((r["_dataset"], "priordynaflow"), []).append(o)
+            timings[f"{family}/fold{k}_s"] = time.perf_counter() - t0
+
+        await asyncio.gather(baselines(), *(family_fold(f, k) for f in families for k in range(args.folds)))
+    await backend.aclose()
+
+    results = []
+    for name in args.datasets:
+        for method in ("cot", "fixed", "priordynaflow"):
+            outs = outcomes.get((name, method), [])
+            n = max(len(outs), 1)
+            results.append({
+                "dataset": name,
+                "method": method,
+                "accuracy": sum(o["success"] for o in outs) / n,
+                "tokens_per_task": sum(o["tokens"] for o in outs) / n,
+                "calls_per_task": sum(o["calls"] for o in outs) / n,
+                "mean_path_length": sum(o["path_length"] for o in outs) / n,
+            })
+    summary = {
+        "commit": _commit(),
+        "machine": _machine(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "model": backend.model,
+        "results": results,
+    }
+    pdf_outs = {name: outcomes.get((name, "priordynaflow"), []) for name in args.datasets}
+    details = {
+        "dry_run": args.dry_run,
+        "items_per_dataset": {n: len(rows[n]) for n in args.datasets},
+        "subsampled_to": args.max_items,
+        "folds": args.folds,
+        "router_config": router_config.to_dict(),
+        "args": {k: v for k, v in vars(args).items() if k != "out"},
+        "paths": {n: Counter(" > ".join(o["path"]) for o in outs).most_common(10) for n, outs in pdf_outs.items()},
+        "stop_reasons": {n: dict(Counter(o["stop_reason"] for o in outs)) for n, outs in pdf_outs.items()},
+        "qtables": tables,
+        "convergence": traces,
+        "timings_s": {**timings, "total": time.perf_counter() - started},
+        "truncated": truncated,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (out / "details.json").write_text(json.dumps(details, indent=2) + "\n")
+    _plot(traces, out / "convergence.png")
+    return summary
+
+
+def _plot(traces: dict[str, dict[str, list[float]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_delta, ax_reward) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, trace in sorted(traces.items()):
+        ax_delta.plot(_rolling(trace["max_delta"]), label=name)
+        ax_reward.plot(_rolling(trace["reward"]), label=name)
+    ax_delta.set(title="Q-table convergence: max |dQ| per episode (rolling mean 10)", xlabel="training episode",
+                 ylabel="max |dQ|")
+    ax_reward.set(title="episode reward (rolling mean 10)", xlabel="training episode", ylabel="cumulative reward")
+    ax_delta.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _rolling(xs: list[float], window: int = 10) -> list[float]:
+    return [sum(xs[max(0, i - window + 1) : i + 1]) / len(xs[max(0, i - window + 1) : i + 1]) for i in range(len(xs))]
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _machine() -> str:
+    gpu = ""
+    try:
+        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=10).stdout.strip().splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        pass
+    return f"{platform.node()} {platform.machine()}" + (f" {gpu}" if gpu else " (no GPU)")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--base-url", default="http://localhost:8000/v1", help="OpenAI-compatible server")
+    p.add_argument("--model", default=None, help="model name (default: the server's first)")
+    p.add_argument("--datasets", default=",".join(DATASETS), type=lambda s: [x for x in s.split(",") if x])
+    p.add_argument("--max-items", type=int, default=120,
+                   help="subsample each dataset to at most this many items (gsm8k has 264)")
+    p.add_argument("--folds", type=int, default=2, help="cross-validation folds")
+    p.add_argument("--concurrency", type=int, default=256, help="concurrent LLM requests")
+    p.add_argument("--sandbox-concurrency", type=int, default=12)
+    p.add_argument("--train-wave", type=int, default=40, help="training episodes run concurrently per wave")
+    p.add_argument("--max-tokens", type=int, default=512)
+    p.add_argument("--temperature", type=float, default=0.1)
+    p.add_argument("--explore-steps", type=int, default=RouterConfig.num_explore_steps)
+    p.add_argument("--min-path-length", type=int, default=0,
+                   help="short-path penalty threshold (paper code: 5; 0 lets the table learn short paths)")
+    p.add_argument("--max-path-length", type=int, default=6)
+    p.add_argument("--time-limit-s", type=float, default=150.0, help="stop training waves after this")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dry-run", action="store_true", help="scripted backend, small sizes, CPU")
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "priordynaflow"))
+    args = p.parse_args(argv)
+    if args.dry_run and args.max_items == 120:
+        args.max_items = 6
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    summary = asyncio.run(main_async(args))
+    for r in summary["results"]:
+        print(f"{r['dataset']:10s} {r['method']:14s} acc {r['accuracy']:.3f}  tokens {r['tokens_per_task']:8.1f}  "
+              f"calls {r['calls_per_task']:.2f}  path {r['mean_path_length']:.2f}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""The benchmark's --dry-run mode (scripted backend) end to end: every dataset and method in
+summary.json in the issue's shape, details and the convergence plot written."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[3] / "bench" / "priordynaflow" / "run.py"
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("pdf_bench_run", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dry_run_writes_the_summary_in_the_issue_shape(tmp_path):
+    bench = load_bench()
+    bench.main(["--dry-run", "--max-items", "4", "--explore-steps", "4", "--out", str(tmp_path)])
+
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary) == {"commit", "machine", "date", "model", "results"}
+    assert summary["model"] == "scripted"
+    keys = {"dataset", "method", "accuracy", "tokens_per_task", "calls_per_task", "mean_path_length"}
+    assert all(set(r) == keys for r in summary["results"])
+    pairs = {(r["dataset"], r["method"]) for r in summary["results"]}
+    assert pairs == {(d, m) for d in ("gsm8k", "math", "humaneval", "mbpp") for m in ("cot", "fixed", "priordynaflow")}
+    by = {(r["dataset"], r["method"]): r for r in summary["results"]}
+    assert by[("gsm8k", "cot")]["calls_per_task"] == 1.0 and by[("mbpp", "fixed")]["mean_path_length"] == 3.0
+    assert all(0.0 <= r["accuracy"] <= 1.0 and r["tokens_per_task"] > 0 for r in summary["results"])
+    pdf = by[("math", "priordynaflow")]
+    assert pdf["calls_per_task"] == pdf["mean_path_length"] >= 1.0
+
+    details = json.loads((tmp_path / "details.json").read_text())
+    assert details["items_per_dataset"] == {"gsm8k": 4, "math": 4, "humaneval": 4, "mbpp": 4}
+    assert set(details["qtables"]) == {"math/fold0", "math/fold1", "code/fold0", "code/fold1"}
+    # Each fold's table learned from its training items (4 per dataset, 2 folds: 4 per family).
+    assert all(t["num_episodes"] == 4 for t in details["qtables"].values())
+    assert (tmp_path / "convergence.png").stat().st_size > 1000
