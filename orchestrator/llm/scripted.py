@@ -1,0 +1,102 @@
+"""The ``scripted`` backend: deterministic replies for control-flow tests, never for quality figures.
+
+A script is one of
+- a list of replies, handed out in order (one per call);
+- a callable ``messages -> reply``;
+- a mapping ``regex -> reply``: the first pattern (in mapping order) found in the last message.
+Usage is a simple count of words and punctuation marks, so budgets move the way they would with a
+real model. Sampling's stop strings are honoured like a server would.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.errors import ConfigError, EngineDead
+from orchestrator.types import LLMRequest, LLMResponse, Message, Usage
+
+__all__ = ["ScriptedClient", "ScriptedConfig", "simple_token_count"]
+
+Script = Sequence[str] | Callable[[Sequence[Message]], str] | Mapping[str, str]
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def simple_token_count(text: str) -> int:
+    """Words and punctuation marks in ``text``: a stand-in tokenizer, deterministic and cheap."""
+    return len(_TOKEN.findall(text))
+
+
+@dataclass(frozen=True)
+class ScriptedConfig:
+    """What the scripted backend answers."""
+
+    responses: Script = field(default_factory=list)
+    """Replies in order, a callable ``messages -> reply``, or a mapping ``regex -> reply``."""
+    model: str = "scripted"
+    """Model name reported in responses (prices are looked up by it)."""
+
+
+class ScriptedClient:
+    """:class:`~orchestrator.llm.base.LLMClient` that replies from a script."""
+
+    def __init__(self, config: ScriptedConfig | None = None) -> None:
+        self.config = config or ScriptedConfig()
+        self.model = self.config.model
+        self.requests: list[LLMRequest] = []
+        """Every request received, in order (tests assert on hints and prompts)."""
+        script = self.config.responses
+        if isinstance(script, str) or not (callable(script) or isinstance(script, (Mapping, Sequence))):
+            raise ConfigError("scripted backend: responses must be a list of strings, a callable or a "
+                              f"mapping regex -> reply, not {type(script).__name__}")
+        self._patterns = ([(re.compile(p), r) for p, r in script.items()]
+                          if isinstance(script, Mapping) else [])
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        """The next scripted reply, cut at the first stop string, with simple token counts."""
+        self.requests.append(request)
+        text = self._reply(request)
+        cut = min((i for i in (text.find(s) for s in request.sampling.stop if s) if i >= 0), default=-1)
+        if cut >= 0:
+            text = text[:cut]
+        prompt = "\n".join(m.content for m in request.messages)
+        usage = Usage(input_tokens=self.count_tokens(prompt), output_tokens=self.count_tokens(text))
+        return LLMResponse(text=text, usage=usage, model=request.model or self.model,
+                           endpoint="scripted")
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[str | LLMResponse]:
+        """The reply of :meth:`complete` in word-sized deltas, then the response."""
+        response = await self.complete(request)
+        for piece in re.findall(r"\s*\S+|\s+$", response.text):
+            yield piece
+        yield response
+
+    def count_tokens(self, text: str) -> int:
+        """See :func:`simple_token_count`."""
+        return simple_token_count(text)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+    def _reply(self, request: LLMRequest) -> str:
+        script: Any = self.config.responses
+        n = len(self.requests)
+        if self._patterns:
+            last = request.messages[-1].content if request.messages else ""
+            for pattern, reply in self._patterns:
+                if pattern.search(last):
+                    return reply
+            raise EngineDead(f"scripted backend: call {n}: no pattern of {[p.pattern for p, _ in self._patterns]} "
+                             f"matches the last message {last[:200]!r}; add a pattern for it")
+        if callable(script):
+            reply = script(list(request.messages))
+            if not isinstance(reply, str):
+                raise EngineDead(f"scripted backend: the script callable returned {type(reply).__name__}, not str")
+            return reply
+        if n > len(script):
+            raise EngineDead(f"scripted backend: the script ran out: it has {len(script)} response(s) and call "
+                             f"{n} asked for one more; add responses to the script")
+        return str(script[n - 1])
