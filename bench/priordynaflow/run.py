@@ -45,13 +45,13 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from orchestrator.tools.base import ToolResult  # noqa: E402
-from orchestrator.types import LLMResponse, Message, SamplingOptions, Usage  # noqa: E402
-from workflows.priordynaflow.agents import get_roster  # noqa: E402
-from workflows.priordynaflow.config import RouterConfig  # noqa: E402
-from workflows.priordynaflow.graph import build, initial_state, result, task_message  # noqa: E402
-from workflows.priordynaflow.learner import LearnerPool  # noqa: E402
-from workflows.priordynaflow.tasks import ExecResult, cv_folds, get_dataset, load_jsonl  # noqa: E402
+from orchestrator.tools.base import ToolResult
+from orchestrator.types import LLMResponse, Message, SamplingOptions, Usage
+from workflows.priordynaflow.agents import get_roster
+from workflows.priordynaflow.config import RouterConfig
+from workflows.priordynaflow.graph import build, initial_state, result, task_message
+from workflows.priordynaflow.learner import LearnerPool
+from workflows.priordynaflow.tasks import ExecResult, cv_folds, get_dataset, load_jsonl
 
 DATA = ROOT.parent / "shared" / "data"
 DATASETS = ("gsm8k", "math", "humaneval", "mbpp")
@@ -411,7 +411,7 @@ def _commit() -> str:
 def _machine() -> str:
     gpu = ""
     try:
-        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], check=False, capture_output=True,
                              text=True, timeout=10).stdout.strip().splitlines()[0]
     except (OSError, subprocess.SubprocessError, IndexError):
         pass

@@ -10,27 +10,46 @@ from __future__ import annotations
 
 from workflows import register
 from workflows.base import Workflow
-from workflows.priordynaflow.agents import CODE_ROSTER, MATH_ROSTER, AgentRole, Roster, get_roster, register_roster
+from workflows.priordynaflow.agents import (
+    CODE_ROSTER,
+    MATH_ROSTER,
+    AgentRole,
+    Roster,
+    get_roster,
+    register_roster,
+)
 from workflows.priordynaflow.config import END, RouterConfig, WorkflowOptions
 from workflows.priordynaflow.graph import build, initial_state, result
-from workflows.priordynaflow.learner import Learner, LearnerPool, SessionTableStore, default_pool, set_default_pool
+from workflows.priordynaflow.learner import (
+    Learner,
+    LearnerPool,
+    SessionTableStore,
+    default_pool,
+    set_default_pool,
+)
 from workflows.priordynaflow.qtable import QTable, Transition, learn_episode
-from workflows.priordynaflow.tasks import Dataset, cv_folds, get_dataset, jsonl_dataset, register_dataset
+from workflows.priordynaflow.tasks import (
+    Dataset,
+    cv_folds,
+    get_dataset,
+    jsonl_dataset,
+    register_dataset,
+)
 
 __all__ = [
-    "END",
-    "AgentRole",
     "CODE_ROSTER",
+    "END",
+    "MATH_ROSTER",
+    "WORKFLOW",
+    "AgentRole",
     "Dataset",
     "Learner",
     "LearnerPool",
-    "MATH_ROSTER",
     "QTable",
     "Roster",
     "RouterConfig",
     "SessionTableStore",
     "Transition",
-    "WORKFLOW",
     "WorkflowOptions",
     "cv_folds",
     "default_pool",

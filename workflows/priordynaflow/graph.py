@@ -13,17 +13,29 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from langgraph.graph import START, StateGraph
 from langgraph.graph import END as GRAPH_END
+from langgraph.graph import START, StateGraph
 from langgraph.types import Command
 
 from orchestrator.types import Message, SamplingOptions
-from workflows.priordynaflow.agents import PYTHON, Roster, get_roster, roster_names, routing_instructions
+from workflows.priordynaflow.agents import (
+    PYTHON,
+    Roster,
+    get_roster,
+    roster_names,
+    routing_instructions,
+)
 from workflows.priordynaflow.config import END, WorkflowOptions
 from workflows.priordynaflow.learner import LearnerPool, default_pool, pool_for_store
 from workflows.priordynaflow.qtable import Transition
 from workflows.priordynaflow.router import decide, select_candidates, terminal_reward
-from workflows.priordynaflow.tasks import Dataset, ExecResult, extract_code, get_dataset, infer_dataset
+from workflows.priordynaflow.tasks import (
+    Dataset,
+    ExecResult,
+    extract_code,
+    get_dataset,
+    infer_dataset,
+)
 
 if TYPE_CHECKING:
     from orchestrator.context import RunContext

@@ -18,7 +18,6 @@ from workflows.priordynaflow.config import RouterConfig
 from workflows.priordynaflow.persistence import AsyncQTableRepository, QTableRepository, StoredTable
 from workflows.priordynaflow.qtable import QTable, Transition, is_learning, learn_episode
 
-
 _NUM_SAVE_ATTEMPTS = 3
 
 

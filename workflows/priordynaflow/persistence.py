@@ -135,7 +135,7 @@ class QTableRepository:
         """Delete every version of ``family`` (the next run starts cold); returns rows deleted."""
         result = self.session.execute(self._sql.delete(family))
         self.session.flush()
-        return int(result.rowcount or 0)
+        return int(getattr(result, "rowcount", 0) or 0)
 
     def export(self, family: str, version: int | None = None) -> dict[str, Any] | None:
         stored = self.load_latest(family, version)
@@ -174,7 +174,7 @@ class AsyncQTableRepository:
     async def reset(self, family: str) -> int:
         result = await self.session.execute(self._sql.delete(family))
         await self.session.flush()
-        return int(result.rowcount or 0)
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def export(self, family: str, version: int | None = None) -> dict[str, Any] | None:
         stored = await self.load_latest(family, version)

@@ -8,7 +8,14 @@ import pytest
 
 from orchestrator.errors import BadInputError
 from workflows.priordynaflow.config import END, RouterConfig
-from workflows.priordynaflow.qtable import QTable, Transition, entropy, is_exploring, is_learning, learn_episode
+from workflows.priordynaflow.qtable import (
+    QTable,
+    Transition,
+    entropy,
+    is_exploring,
+    is_learning,
+    learn_episode,
+)
 
 AGENTS = ("a", "b")
 CFG = RouterConfig(alpha=0.5, gamma=0.9, entropy_weight=0.1, terminal_bonus=1.5, epsilon_decay=0.5, min_epsilon=0.1)

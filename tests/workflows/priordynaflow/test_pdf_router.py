@@ -124,7 +124,7 @@ def test_terminal_reward_depends_on_success_and_short_paths():
 
 
 def _decide(table: QTable, output: str, candidates: tuple[str, ...], config: RouterConfig = WARM, **kw):
-    args = dict(current="solver", previous=None, cumulative_reward=0.0, path_length=1, num_tokens=0)
+    args = {"current": "solver", "previous": None, "cumulative_reward": 0.0, "path_length": 1, "num_tokens": 0}
     args.update(kw)
     return decide(table, output=output, candidates=Candidates(candidates), config=config, **args)
 

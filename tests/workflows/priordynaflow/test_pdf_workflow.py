@@ -187,3 +187,25 @@ def test_runtime_run_records_steps_and_saves_a_versioned_table(tmp_path):
     assert sorted(versions) == [1, 2, 3]  # one new version per learned episode
     assert steps[0][0] == "math.solver" and steps[-1][0] == "end_episode"
     assert steps[-1][1]["path"] == runs[0].result["path"]
+
+
+def test_without_options_the_task_keys_pick_the_roster_and_the_sandbox_scores_code():
+    class Coder(ScriptedLLM):
+        async def complete(self, request: LLMRequest) -> LLMResponse:
+            return LLMResponse(text="```python\ndef add(a, b):\n    return a + b\n```\nNEXT: END",
+                               usage=Usage(10, 0, 10), model="scripted")
+
+    calls: list[str] = []
+
+    class Ctx(DirectContext):
+        async def call_tool(self, name, args, *, scope=None) -> ToolResult:
+            calls.append(name)
+            ok = "return a + b" in args["code"] and "check(add)" in args["code"]
+            return ToolResult("__QUOTAFLOW_TESTS_PASSED__" if ok else "AssertionError", is_error=not ok)
+
+    task = {"prompt": "def add(a, b):\n", "entry_point": "add",
+            "test": "def check(candidate):\n    assert candidate(1, 2) == 3\n"}
+    ctx = Ctx({"qtable_pool": LearnerPool(config=CONFIG)}, llm=Coder())
+    state = asyncio.run(build(ctx).compile().ainvoke(initial_state(task)))
+    assert ctx.steps[0][0] == "code.coder" and calls == ["python"]
+    assert result(state)["success"] is True and result(state)["path"] == ["coder"]
