@@ -1,0 +1,225 @@
+"""Continuum as a vLLM 0.26 scheduler plugin: a thin mixin over ``Scheduler``/``AsyncScheduler``.
+
+Load it with::
+
+    --scheduler-cls serving_patch.vllm_adapter.ContinuumAsyncScheduler --scheduling-policy priority
+
+(``ContinuumScheduler`` with ``--no-async-scheduling``). Hints arrive as ``vllm_xargs``
+(``program_id``, ``is_last_step``, ``tool_name``, ``ttl_hint_s``). Every decision is taken by
+:class:`serving_patch.core.ContinuumCore`; this module only translates vLLM events:
+
+- ``add_request``: record the arrival, set the priority key (before the request enters the heap).
+- ``_free_request``/``_free_blocks``: a normally finished, non-last turn of a known program
+  keeps its blocks (the request stays registered in the KV manager, with ``ref_cnt`` held).
+- ``schedule``: expire pins first; after vLLM admitted new turns, hand their program's pin off.
+- ``allocate_slots`` (wrapped on the instance): when an allocation fails, release pins (latest
+  program arrival first) and retry, before vLLM preempts or gives up. No pin is ever a reason to
+  fail: a waiting request may break pins of newer programs, or any pin when nothing runs.
+- ``reset_prefix_cache``/``shutdown``: release every pin first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from serving_patch.compat import require_supported_vllm
+from serving_patch.config import ContinuumConfig
+from serving_patch.core import ContinuumCore, Pin, parse_hints
+
+require_supported_vllm()
+
+from vllm.v1.core.sched.async_scheduler import AsyncScheduler  # noqa: E402
+from vllm.v1.core.sched.output import SchedulerOutput  # noqa: E402
+from vllm.v1.core.sched.request_queue import SchedulingPolicy  # noqa: E402
+from vllm.v1.core.sched.scheduler import Scheduler  # noqa: E402
+from vllm.v1.request import Request, RequestStatus  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ContinuumAsyncScheduler", "ContinuumMixin", "ContinuumScheduler"]
+
+
+class ContinuumMixin:
+    """Program-level FCFS and KV-cache TTL pins on top of a vLLM scheduler class."""
+
+    # Set by the vLLM Scheduler base class.
+    requests: dict[str, Request]
+    running: list[Request]
+    kv_cache_manager: Any
+    block_size: int
+    policy: SchedulingPolicy
+    connector: Any
+    defer_block_free: bool
+
+    continuum: ContinuumCore
+    """The pure policy core."""
+    continuum_clock: Callable[[], float]
+    """Clock of every plugin decision (seconds); tests replace it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        config = ContinuumConfig.from_env()
+        num_blocks = int(self.kv_cache_manager.block_pool.num_gpu_blocks)
+        self.continuum = ContinuumCore(config, num_kv_blocks=num_blocks)
+        self.continuum_clock = time.monotonic
+        self._pinned_requests: dict[str, Request] = {}
+        self._pins_to_take: dict[str, Pin] = {}
+        self._metrics_sink = None
+        if config.metrics:
+            from serving_patch.metrics import MetricsSink
+
+            self._metrics_sink = MetricsSink()
+        if self.policy != SchedulingPolicy.PRIORITY:
+            logger.warning(
+                "Continuum plugin without --scheduling-policy priority: pins work, but the "
+                "program-level order (pinned programs first, then program arrival) is not applied"
+            )
+        self._wrap_allocate_slots()
+        logger.info(
+            "Continuum plugin active: ttl_policy=%s, %d KV blocks, pins may hold %d",
+            config.ttl_policy,
+            num_blocks,
+            self.continuum.max_pinned_blocks,
+        )
+
+    # ------------------------------------------------------------------ vLLM hooks
+    def add_request(self, request: Request) -> None:
+        if request.request_id not in self.requests and request.sampling_params is not None:
+            hints = parse_hints(request.sampling_params.extra_args)
+            request.priority = self.continuum.on_arrival(
+                request.request_id,
+                hints,
+                user_priority=request.priority,
+                now=self.continuum_clock(),
+            )
+        super().add_request(request)  # type: ignore[misc]
+
+    def schedule(self, *args: Any, **kwargs: Any) -> SchedulerOutput:
+        now = self.continuum_clock()
+        for pin in self.continuum.expire(now):
+            self._release_pin(pin)
+        self.continuum.collect_garbage(now)
+        output: SchedulerOutput = super().schedule(*args, **kwargs)  # type: ignore[misc]
+        for new_request in output.scheduled_new_reqs:
+            request_id = new_request.req_id
+            request = self.requests.get(request_id)
+            if request is None:
+                continue
+            num_cached = request.num_computed_tokens - output.num_scheduled_tokens.get(request_id, 0)
+            handed_off = self.continuum.on_admitted(
+                request_id,
+                num_cached_tokens=max(0, num_cached),
+                block_size=self.block_size,
+                now=now,
+            )
+            if handed_off is not None:
+                # The new turn now holds its own references on the shared prefix blocks.
+                self._release_pin(handed_off)
+        self._sync_metrics()
+        return output
+
+    def _free_request(self, request: Request, delay_free_blocks: bool = False) -> Any:
+        config = self.continuum.config
+        stopped = request.status == RequestStatus.FINISHED_STOPPED or (
+            config.pin_length_capped and request.status == RequestStatus.FINISHED_LENGTH_CAPPED
+        )
+        # A KV connector or a deferred free owns the block lifetime: never hold those blocks.
+        pinnable = self.connector is None and not self.defer_block_free and not delay_free_blocks
+        num_blocks = 0
+        if stopped and pinnable:
+            block_ids = self.kv_cache_manager.get_block_ids(request.request_id)
+            num_blocks = len(block_ids[0]) if block_ids else 0
+        decision = self.continuum.on_finished(
+            request.request_id,
+            stopped_normally=stopped,
+            pinnable=pinnable,
+            num_blocks=num_blocks,
+            num_tokens=request.num_computed_tokens,
+            now=self.continuum_clock(),
+        )
+        for old in decision.release:
+            self._release_pin(old)
+        if decision.pin is not None:
+            self._pins_to_take[request.request_id] = decision.pin
+        return super()._free_request(request, delay_free_blocks)  # type: ignore[misc]
+
+    def _free_blocks(self, request: Request) -> None:
+        pin = self._pins_to_take.pop(request.request_id, None)
+        if pin is None:
+            super()._free_blocks(request)  # type: ignore[misc]
+            return
+        # Keep the blocks: the request stays known to the KV manager (ref_cnt held), so
+        # the blocks never reach the free queue and the next turn hits them.
+        self._pinned_requests[request.request_id] = request
+        del self.requests[request.request_id]
+
+    def reset_prefix_cache(self, *args: Any, **kwargs: Any) -> bool:
+        self.release_all_pins()
+        return bool(super().reset_prefix_cache(*args, **kwargs))  # type: ignore[misc]
+
+    def shutdown(self) -> None:
+        self.release_all_pins()
+        self._sync_metrics()
+        super().shutdown()  # type: ignore[misc]
+
+    # ------------------------------------------------------------------ pins
+    def release_all_pins(self) -> int:
+        """Release every pin now; returns how many were released."""
+        pins = self.continuum.release_all()
+        for pin in pins:
+            self._release_pin(pin)
+        return len(pins)
+
+    def _release_pin(self, pin: Pin) -> None:
+        request = self._pinned_requests.pop(pin.request_id, None)
+        if request is not None:
+            self._free_request_blocks(request)  # type: ignore[attr-defined]
+
+    def _wrap_allocate_slots(self) -> None:
+        allocate = self.kv_cache_manager.allocate_slots
+
+        def allocate_slots(request: Request, *args: Any, **kwargs: Any) -> Any:
+            blocks = allocate(request, *args, **kwargs)
+            while blocks is None:
+                victim = self._pressure_victim(request)
+                if victim is None:
+                    return None
+                self._release_pin(victim)
+                blocks = allocate(request, *args, **kwargs)
+            return blocks
+
+        self.kv_cache_manager.allocate_slots = allocate_slots
+
+    def _pressure_victim(self, request: Request) -> Pin | None:
+        # A running request would otherwise be preempted (real work lost): any pin goes first.
+        # A waiting one may only break newer programs' pins, unless nothing runs at all
+        # (then waiting for expiry would only idle the engine).
+        allow_any = request.status == RequestStatus.RUNNING or not self.running
+        victims = self.continuum.pressure_victims(request.request_id, allow_any=allow_any)
+        if not victims:
+            return None
+        return self.continuum.force_release(victims[0].program_id)
+
+    def _sync_metrics(self) -> None:
+        if self._metrics_sink is not None:
+            self._metrics_sink.sync(
+                self.continuum.counters,
+                num_pins=len(self.continuum.pins),
+                num_pinned_blocks=self.continuum.pins.num_blocks,
+            )
+
+    @property
+    def num_pinned_requests(self) -> int:
+        """Finished turns whose blocks are held."""
+        return len(self._pinned_requests)
+
+
+class ContinuumScheduler(ContinuumMixin, Scheduler):
+    """Continuum over vLLM's synchronous scheduler (``--no-async-scheduling``)."""
+
+
+class ContinuumAsyncScheduler(ContinuumMixin, AsyncScheduler):
+    """Continuum over vLLM's asynchronous scheduler (vLLM's default)."""

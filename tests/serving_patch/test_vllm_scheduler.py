@@ -1,0 +1,201 @@
+"""The Continuum plugin against the REAL vLLM 0.26 scheduler on CPU (no model, no GPU).
+
+KV cache: 64 blocks of 16 tokens (63 usable). Fixed TTL of 2 s on a fake clock.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("vllm", reason="vLLM 0.26 is not installed (extra quotaflow[serve])")
+
+from tests.serving_patch.vllm_harness import Driver, make_scheduler, tokens, write_tiny_model  # noqa: E402
+
+pytestmark = pytest.mark.vllm
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(autouse=True)
+def _plugin_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("QUOTAFLOW_CONTINUUM_TTL_POLICY", "fixed")
+    monkeypatch.setenv("QUOTAFLOW_CONTINUUM_FIXED_THRESHOLD_S", "2.0")
+    monkeypatch.setenv("QUOTAFLOW_CONTINUUM_MAX_PINNED_FRACTION", "1.0")
+
+
+def _classes() -> dict[str, Any]:
+    from vllm.v1.core.sched.scheduler import Scheduler
+
+    from serving_patch.vllm_adapter import ContinuumAsyncScheduler, ContinuumScheduler
+
+    return {
+        "stock": Scheduler,
+        "sync": ContinuumScheduler,
+        "async": ContinuumAsyncScheduler,
+    }
+
+
+def _build(model_dir: Path, kind: str, **kwargs: Any) -> tuple[Driver, FakeClock]:
+    cls = _classes()[kind]
+    policy = "fcfs" if kind == "stock" else "priority"
+    scheduler = make_scheduler(model_dir, cls, policy=policy, async_scheduling=kind == "async", **kwargs)
+    clock = FakeClock()
+    if kind != "stock":
+        scheduler.continuum_clock = clock
+    return Driver(scheduler), clock
+
+
+def _filler_scenario(driver: Driver, clock: FakeClock) -> dict[str, Any]:
+    """A's turn 1 finishes; a 59-block filler B arrives; then A's turn 2 (89 tokens) arrives.
+
+    A background request C keeps running meanwhile, so the engine is never idle. B fits beside
+    C (stock) but not beside C and A's 5 pinned blocks (plugin).
+    """
+    driver.add("c", tokens(3, 16), 20, {"program_id": "C", "is_last_step": 1})
+    driver.add("a1", tokens(1, 64), 4, {"program_id": "A", "tool_name": "bash"})
+    driver.run_until(lambda: driver.finished("a1"))
+    clock.now += 0.1
+    driver.add("b", tokens(2, 944), 2, {"program_id": "B", "is_last_step": 1})
+    for _ in range(3):
+        driver.step()
+    clock.now += 0.4
+    driver.add("a2", driver.next_prompt("a1", 20, seed=1), 3, {"program_id": "A", "is_last_step": 1})
+    arrival_step = driver.num_steps
+    driver.run_until(lambda: all(driver.finished(r) for r in ("a2", "b", "c")), max_steps=400)
+    a2, b = driver.turns["a2"], driver.turns["b"]
+    assert a2.admitted_step is not None and b.admitted_step is not None
+    return {
+        "a2_cached": a2.num_cached_tokens,
+        "a2_wait_steps": a2.admitted_step - arrival_step,
+        "b_before_a2": b.admitted_step < a2.admitted_step,
+    }
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_pinned_turn_reuses_all_full_blocks_without_head_of_line_blocking(
+    model_dir: Path, kind: str
+) -> None:
+    from prometheus_client import REGISTRY
+
+    reused_before = REGISTRY.get_sample_value("quotaflow_continuum_reused_tokens_total") or 0.0
+    driver, clock = _build(model_dir, kind)
+    result = _filler_scenario(driver, clock)
+    # Turn 1 computed 64 prompt + 4 output tokens: 4 full blocks = 64 tokens, all reused.
+    assert result["a2_cached"] == 64
+    # The filler heads the queue and cannot fit beside the pin, yet A's next turn is admitted
+    # in the first step after it arrives (pinned programs first), and B runs only later.
+    assert result["a2_wait_steps"] == 1
+    assert not result["b_before_a2"]
+    counters = driver.scheduler.continuum.counters
+    assert (counters.pins_created, counters.pin_hits, counters.tokens_reused) == (1, 1, 64)
+    assert driver.scheduler.num_pinned_requests == 0
+    reused_after = REGISTRY.get_sample_value("quotaflow_continuum_reused_tokens_total")
+    assert reused_after == reused_before + 64  # exported by the scheduler's metrics sink
+    # Everything finished: every block is back in the free pool.
+    assert driver.num_free_blocks == 63
+
+
+def test_stock_scheduler_loses_part_of_the_prefix(model_dir: Path) -> None:
+    driver, clock = _build(model_dir, "stock")
+    result = _filler_scenario(driver, clock)
+    assert result["b_before_a2"]
+    assert result["a2_cached"] is not None and result["a2_cached"] <= 48
+
+
+def test_expiry_frees_the_pinned_blocks(model_dir: Path) -> None:
+    driver, clock = _build(model_dir, "sync")
+    driver.add("a1", tokens(1, 64), 4, {"program_id": "A"})
+    driver.run_until(lambda: driver.finished("a1"))
+    assert driver.scheduler.num_pinned_requests == 1
+    assert driver.num_free_blocks == 63 - 5
+    clock.now += 1.9
+    driver.step()
+    assert driver.num_free_blocks == 58
+    clock.now += 0.2
+    driver.step()
+    assert driver.scheduler.num_pinned_requests == 0 and driver.num_free_blocks == 63
+    assert driver.scheduler.continuum.counters.expiries == 1
+
+
+def test_last_step_aborted_and_length_capped_turns_are_never_pinned(model_dir: Path) -> None:
+    from vllm.v1.request import RequestStatus
+
+    driver, _ = _build(model_dir, "sync")
+    driver.add("last", tokens(1, 64), 4, {"program_id": "A", "is_last_step": 1})
+    driver.add("capped", tokens(2, 64), 4, {"program_id": "B"}, stop=False)
+    driver.add("aborted", tokens(3, 64), 50, {"program_id": "C"})
+    driver.add("anonymous", tokens(4, 64), 4)
+    driver.run_until(lambda: driver.finished("last") and driver.finished("capped"))
+    driver.scheduler.finish_requests("aborted", RequestStatus.FINISHED_ABORTED)
+    driver.run_until(lambda: driver.finished("anonymous"))
+    assert driver.turns["capped"].request.status == RequestStatus.FINISHED_LENGTH_CAPPED
+    assert driver.scheduler.num_pinned_requests == 0
+    assert driver.scheduler.continuum.counters.pins_created == 0
+    assert driver.num_free_blocks == 63
+
+
+def test_memory_pressure_releases_pins_instead_of_failing(model_dir: Path) -> None:
+    driver, _ = _build(model_dir, "sync")
+    for i in range(6):  # 6 programs x 5 blocks pinned = 30 of 63 blocks
+        driver.add(f"p{i}", tokens(10 + i, 64), 4, {"program_id": f"P{i}"})
+    driver.run_until(lambda: all(driver.finished(f"p{i}") for i in range(6)))
+    assert driver.scheduler.num_pinned_requests == 6 and driver.num_free_blocks == 33
+    # A newer program's 50-block prompt with nothing running: pins go, latest program first.
+    driver.add("big", tokens(99, 800), 2, {"program_id": "Z", "is_last_step": 1})
+    driver.step()
+    assert driver.turns["big"].admitted_step == driver.num_steps
+    counters = driver.scheduler.continuum.counters
+    assert counters.forced_releases == 4  # 33 + 4 * 5 = 53 >= 51 blocks needed
+    assert {p.program_id for p in driver.scheduler.continuum.pins} == {"P0", "P1"}
+    driver.run_until(lambda: driver.finished("big"))
+    assert driver.num_preemptions == 0
+
+
+def test_running_request_takes_pins_before_being_preempted(model_dir: Path) -> None:
+    driver, _ = _build(model_dir, "sync")
+    # A running request that decodes long enough to need the blocks pins hold.
+    driver.add("long", tokens(5, 600), 300, {"program_id": "L", "is_last_step": 1})
+    driver.add("p", tokens(6, 300), 2, {"program_id": "P"})
+    driver.run_until(lambda: driver.finished("p"))
+    assert driver.scheduler.num_pinned_requests == 1
+    driver.run_until(lambda: driver.finished("long"), max_steps=600)
+    assert driver.num_preemptions == 0
+    assert driver.scheduler.continuum.counters.forced_releases == 1
+
+
+def test_reset_prefix_cache_and_shutdown_release_pins(model_dir: Path) -> None:
+    driver, _ = _build(model_dir, "async")
+    driver.add("a1", tokens(1, 64), 4, {"program_id": "A"})
+    driver.run_until(lambda: driver.finished("a1"))
+    assert driver.scheduler.num_pinned_requests == 1
+    assert driver.scheduler.reset_prefix_cache() is True
+    assert driver.scheduler.num_pinned_requests == 0 and driver.num_free_blocks == 63
+    driver.add("b1", tokens(2, 64), 4, {"program_id": "B"})
+    driver.run_until(lambda: driver.finished("b1"))
+    driver.scheduler.shutdown()
+    assert driver.scheduler.num_pinned_requests == 0 and driver.num_free_blocks == 63
+
+
+def test_version_check_refuses_other_vllm_series() -> None:
+    from serving_patch.compat import UnsupportedVLLMError, check_vllm_version, require_supported_vllm
+
+    assert require_supported_vllm().startswith("0.26.")
+    check_vllm_version("0.26.3")
+    for bad in ("0.25.1", "0.10.2", "1.0.0", "0.26"):
+        with pytest.raises(UnsupportedVLLMError, match="supports vLLM 0.26.x only"):
+            check_vllm_version(bad)
