@@ -1,0 +1,45 @@
+"""``quotaflow serve MODEL [--no-patch] [--ttl-policy utility|fixed] [vLLM args...]``.
+
+Registered by cli/main.py as::
+
+    from cli import serve
+    app.command("serve", context_settings=serve.CONTEXT_SETTINGS)(serve.serve_command)
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from orchestrator.errors import QuotaFlowError
+
+CONTEXT_SETTINGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+"""Unknown options and extra arguments pass through to vLLM."""
+
+
+def serve_command(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model name or local folder to serve.")],
+    no_patch: Annotated[
+        bool, typer.Option("--no-patch", help="Stock vLLM: no Continuum scheduler plugin.")
+    ] = False,
+    ttl_policy: Annotated[
+        str, typer.Option("--ttl-policy", help="KV-cache TTL rule of the plugin: utility or fixed.")
+    ] = "utility",
+) -> None:
+    """Serve MODEL with vLLM 0.26's OpenAI API and the Continuum KV-cache TTL plugin.
+
+    Any further arguments go to vLLM unchanged, e.g. `--port 8000 --enforce-eager`.
+    """
+    from serving_patch.launcher import serve
+
+    try:
+        serve(model, no_patch=no_patch, policy=ttl_policy, vllm_args=list(ctx.args))
+    except QuotaFlowError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from exc
+
+
+app = typer.Typer(help="Serve a model with vLLM and the Continuum plugin.", pretty_exceptions_enable=False)
+app.command("serve", context_settings=CONTEXT_SETTINGS)(serve_command)

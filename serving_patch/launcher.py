@@ -1,0 +1,106 @@
+"""Start vLLM's OpenAI-compatible server with (or without) the Continuum scheduler plugin.
+
+``serve`` replaces the current process (``exec``) with::
+
+    python -m vllm.entrypoints.openai.api_server --model MODEL \\
+        --scheduler-cls serving_patch.vllm_adapter.ContinuumAsyncScheduler \\
+        --scheduling-policy priority [vLLM args...]
+
+(``ContinuumScheduler`` when ``--no-async-scheduling`` is among the vLLM args). The plugin's
+configuration travels to the engine-core process as ``QUOTAFLOW_CONTINUUM_*`` variables, and
+``PROMETHEUS_MULTIPROC_DIR`` is set to a fresh directory so the plugin's metrics, recorded in
+the engine core, appear on the API server's ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import NoReturn
+
+from orchestrator.errors import BadInputError, ConfigError
+from serving_patch.compat import check_vllm_version
+from serving_patch.config import ContinuumConfig
+
+ASYNC_SCHEDULER = "serving_patch.vllm_adapter.ContinuumAsyncScheduler"
+SYNC_SCHEDULER = "serving_patch.vllm_adapter.ContinuumScheduler"
+_RESERVED_FLAGS = ("--scheduler-cls", "--scheduling-policy")
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def build_command(
+    model: str, *, no_patch: bool, vllm_args: Sequence[str], python: str = sys.executable
+) -> list[str]:
+    """The server's argv."""
+    args = list(vllm_args)
+    command = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
+    if no_patch:
+        return command + args
+    for arg in args:
+        if arg.split("=", 1)[0] in _RESERVED_FLAGS:
+            raise BadInputError(
+                f"vLLM argument {arg}",
+                "no --scheduler-cls/--scheduling-policy with the plugin (it sets them)",
+                "use --no-patch to choose them yourself",
+            )
+    scheduler = SYNC_SCHEDULER if "--no-async-scheduling" in args else ASYNC_SCHEDULER
+    return command + ["--scheduler-cls", scheduler, "--scheduling-policy", "priority"] + args
+
+
+def build_env(
+    config: ContinuumConfig, *, no_patch: bool, base_env: Mapping[str, str]
+) -> dict[str, str]:
+    """The server's environment: the plugin config, the import path, a metrics directory."""
+    env = dict(base_env)
+    if no_patch:
+        return env
+    env.update(config.to_env())
+    paths = [str(_REPO_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="quotaflow-prometheus-")
+    return env
+
+
+def check_installed_vllm() -> str:
+    """The installed vLLM version, refused unless 0.26.x (no vLLM import: stays fast)."""
+    try:
+        version = metadata.version("vllm")
+    except metadata.PackageNotFoundError as exc:
+        raise ConfigError(
+            "vLLM is not installed; install it with `pip install 'quotaflow[serve]'` (vllm==0.26.0)"
+        ) from exc
+    check_vllm_version(version)
+    return version
+
+
+def _exec(argv: list[str], env: dict[str, str]) -> NoReturn:
+    os.execvpe(argv[0], argv, env)
+
+
+def serve(
+    model: str,
+    no_patch: bool = False,
+    policy: str = "utility",
+    vllm_args: Sequence[str] = (),
+    *,
+    config: ContinuumConfig | None = None,
+) -> NoReturn:
+    """Replace this process with the vLLM server for ``model`` (plugin on unless ``no_patch``).
+
+    ``policy`` picks the TTL rule ("utility" or "fixed"); ``config`` overrides the rest.
+    """
+    if not no_patch:
+        check_installed_vllm()
+    base = config or ContinuumConfig.from_env()
+    try:
+        plugin_config = base.replace(ttl_policy=policy)
+    except ValueError as exc:
+        raise BadInputError("--ttl-policy", "'utility' or 'fixed'", str(exc)) from exc
+    argv = build_command(model, no_patch=no_patch, vllm_args=vllm_args)
+    env = build_env(plugin_config, no_patch=no_patch, base_env=os.environ)
+    _exec(argv, env)

@@ -1,0 +1,73 @@
+"""The launcher's command and environment, and the `serve` CLI (exec replaced by a recorder)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestrator.errors import BadInputError
+from serving_patch import launcher
+from serving_patch.config import ContinuumConfig
+
+
+@pytest.fixture
+def recorded(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    calls: dict[str, Any] = {}
+
+    def fake_exec(argv: list[str], env: dict[str, str]) -> None:
+        calls["argv"], calls["env"] = argv, env
+
+    monkeypatch.setattr(launcher, "_exec", fake_exec)
+    monkeypatch.setattr(launcher, "check_installed_vllm", lambda: "0.26.0")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    return calls
+
+
+def test_serve_execs_vllm_with_the_async_plugin_and_config(recorded: dict[str, Any]) -> None:
+    launcher.serve("Qwen/Qwen2.5-Coder-0.5B-Instruct", False, "fixed", ["--port", "8001"])
+    argv, env = recorded["argv"], recorded["env"]
+    assert argv[1:] == [
+        "-m", "vllm.entrypoints.openai.api_server", "--model", "Qwen/Qwen2.5-Coder-0.5B-Instruct",
+        "--scheduler-cls", launcher.ASYNC_SCHEDULER, "--scheduling-policy", "priority",
+        "--port", "8001",
+    ]
+    assert ContinuumConfig.from_env(env).ttl_policy == "fixed"
+    assert os.path.isdir(env["PROMETHEUS_MULTIPROC_DIR"])
+    assert str(launcher._REPO_ROOT) in env["PYTHONPATH"].split(os.pathsep)
+
+
+def test_sync_class_with_no_async_scheduling_and_stock_with_no_patch(recorded: dict[str, Any]) -> None:
+    launcher.serve("m", False, "utility", ["--no-async-scheduling"])
+    assert launcher.SYNC_SCHEDULER in recorded["argv"]
+    launcher.serve("m", True, "utility", ["--scheduling-policy", "fcfs"])
+    assert "--scheduler-cls" not in recorded["argv"]
+    assert not any(k.startswith("QUOTAFLOW_CONTINUUM_") for k in recorded["env"] if k not in os.environ)
+
+
+def test_plugin_refuses_conflicting_scheduler_flags(recorded: dict[str, Any]) -> None:
+    with pytest.raises(BadInputError, match="--scheduler-cls"):
+        launcher.serve("m", False, "utility", ["--scheduler-cls=x.Y"])
+    with pytest.raises(BadInputError, match="--ttl-policy"):
+        launcher.serve("m", False, "lru", [])
+
+
+def test_launcher_refuses_other_vllm_versions(monkeypatch: pytest.MonkeyPatch) -> None:
+    from serving_patch.compat import UnsupportedVLLMError
+
+    monkeypatch.setattr(launcher.metadata, "version", lambda name: "0.25.1")
+    with pytest.raises(UnsupportedVLLMError, match="0.26.x only"):
+        launcher.check_installed_vllm()
+
+
+def test_cli_passes_extra_args_through(recorded: dict[str, Any]) -> None:
+    from cli.serve import app
+
+    result = CliRunner().invoke(app, ["my-model", "--ttl-policy", "fixed", "--port", "9000", "--enforce-eager"])
+    assert result.exit_code == 0, result.output
+    assert recorded["argv"][-3:] == ["--port", "9000", "--enforce-eager"]
+    assert ContinuumConfig.from_env(recorded["env"]).ttl_policy == "fixed"
+    bad = CliRunner().invoke(app, ["my-model", "--ttl-policy", "lru"])
+    assert bad.exit_code == 2 and "--ttl-policy" in bad.output
