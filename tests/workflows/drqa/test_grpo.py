@@ -54,20 +54,9 @@ def test_grpo_gradient_on_policy_is_minus_advantage_over_length() -> None:
 
 
 def _tiny_model_and_tokenizer():  # type: ignore[no-untyped-def]
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from workflows.drqa.training.tiny import tiny_model_and_tokenizer
 
-    chars = list("ABCDEFGHIJ abcdefghij0123456789?:>")
-    vocab = {"[PAD]": 0, "[EOS]": 1, "[UNK]": 2, **{c: i + 3 for i, c in enumerate(chars)}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tok.decoder = decoders.Fuse()
-    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", eos_token="[EOS]", unk_token="[UNK]")
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                      pad_token_id=0, eos_token_id=1, bos_token_id=None, tie_word_embeddings=True)
-    return LlamaForCausalLM(cfg), hf_tok
+    return tiny_model_and_tokenizer(seed=0)
 
 
 def _prob_of(model, tok, prompts, letter: str) -> float:  # type: ignore[no-untyped-def]
@@ -84,12 +73,12 @@ def test_grpo_smoke_tiny_model_learns_the_rewarded_label() -> None:
 
     model, tok = _tiny_model_and_tokenizer()
     prompts = ["q1 ab?>", "q2 cd?>", "q3 ef?>", "q4 gh?>"]
-    cfg = GRPOConfig(group_size=8, prompts_per_step=4, learning_rate=1e-2, kl_beta=0.01, max_new_tokens=1,
+    cfg = GRPOConfig(group_size=16, prompts_per_step=4, learning_rate=1e-2, kl_beta=0.01, max_new_tokens=1,
                      num_inner_updates=2)
     trainer = GRPOTrainer(model, tok, lambda text, gold: label_reward(text, gold), cfg)
     before = _prob_of(model, tok, prompts, "C")
     torch.manual_seed(1)
-    stats = [trainer.step(prompts, ["correct-concise"] * 4) for _ in range(8)]
+    stats = [trainer.step(prompts, ["correct-concise"] * 4) for _ in range(10)]
     after = _prob_of(model, tok, prompts, "C")
     assert all(math.isfinite(s.loss) for s in stats)
     assert after > 3 * before and after > 0.3, (before, after)

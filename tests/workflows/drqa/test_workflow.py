@@ -11,7 +11,7 @@ import pytest
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from orchestrator.tools.registry import ToolRegistry
-from tests.workflows.drqa.sim import SimSolver, make_rows
+from workflows.drqa.sim import SimSolver, make_rows
 
 # Mostly easy questions and a few hard ones: where difficulty-aware allocation should pay.
 STEPS = [1, 1, 2, 1, 12, 1, 2, 14, 1, 1, 2, 10]

@@ -1,4 +1,4 @@
-"""A deterministic simulated solver for control-flow tests of the drqa workflow.
+"""A deterministic simulated solver, for control-flow tests and the benchmark's --dry-run.
 
 Questions look like ``"What is A plus B? [steps=S]"``. The simulated model needs ``S * 30``
 tokens of working to reach the answer; it honours ``max_tokens`` (finish_reason ``length``

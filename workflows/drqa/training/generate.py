@@ -1,0 +1,109 @@
+"""Step (a): chains of thought from a served model, single-question and batch mode.
+
+Talks to any :class:`~orchestrator.llm.base.LLMClient` (``create_client("openai", ...)`` for
+vLLM). Batch mode puts ``batch_size`` questions in one prompt (the probe format of
+``budget.quota.batch``) and splits the reply into one chain per question.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from budget.quota.answers import extract_final_answer
+from budget.quota.batch import approx_token_count, compose_probe_messages, parse_probe_response
+from orchestrator.llm.base import LLMClient
+from orchestrator.types import LLMRequest, SamplingOptions
+from workflows.drqa.datasets import DatasetSpec, Item
+from workflows.drqa.prompts import solve_messages
+from workflows.drqa.training.labels import Chain
+
+__all__ = ["GenerationConfig", "generate_chains"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """How many chains, how long, how random."""
+
+    num_single: int = 2
+    """Single-question chains per question."""
+    num_batch: int = 1
+    """Batch-mode rounds (each question appears once per round, with different partners)."""
+    batch_size: int = 2
+    """Questions per batch prompt (DRQA's main setting is Batch-2)."""
+    max_tokens: int = 512
+    """Cap per single chain; a batch prompt gets ``batch_size`` times this."""
+    temperature: float = 0.7
+    """Sampling temperature (several chains per question should differ)."""
+    concurrency: int = 128
+    """Requests in flight."""
+    seed: int = 0
+    """Seed of the batch partner shuffles."""
+
+
+async def _gather(limit: int, thunks: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
+    sem = asyncio.Semaphore(max(limit, 1))
+
+    async def one(t: Callable[[], Awaitable[T]]) -> T:
+        async with sem:
+            return await t()
+
+    return list(await asyncio.gather(*(one(t) for t in thunks)))
+
+
+async def generate_chains(
+    client: LLMClient,
+    items: Sequence[Item],
+    spec: DatasetSpec,
+    config: GenerationConfig,
+    *,
+    on_done: Callable[[], None] | None = None,
+) -> list[Chain]:
+    """Single and batch-mode chains for ``items``; truncated or unparsable ones are kept (they
+    are labelled incorrect), questions missing from a batch reply are dropped."""
+    count = getattr(client, "count_tokens", approx_token_count)
+
+    async def single(item: Item, k: int) -> list[Chain]:
+        msgs = solve_messages(item.question, spec.answer_instruction, quota_tokens=None, answer_reserve_tokens=0)
+        sampling = SamplingOptions(max_tokens=config.max_tokens, temperature=config.temperature,
+                                   seed=config.seed * 1000 + k)
+        resp = await client.complete(LLMRequest(messages=msgs, sampling=sampling))
+        if on_done:
+            on_done()
+        truncated = resp.finish_reason == "length"
+        answer = extract_final_answer(resp.text, allow_last_number=not truncated)
+        return [Chain(item.id, item.question, item.gold, "single", resp.text.strip(), answer,
+                      resp.usage.output_tokens or count(resp.text))]
+
+    async def batch(group: list[Item], k: int) -> list[Chain]:
+        msgs = compose_probe_messages([it.question for it in group], answer_hint=spec.answer_hint)
+        sampling = SamplingOptions(max_tokens=config.max_tokens * len(group), temperature=config.temperature,
+                                   seed=config.seed * 1000 + 500 + k)
+        resp = await client.complete(LLMRequest(messages=msgs, sampling=sampling))
+        if on_done:
+            on_done()
+        out = []
+        for it, parsed in zip(group, parse_probe_response(resp.text, len(group), count_tokens=count), strict=True):
+            if parsed.missing:
+                continue
+            text = f"{parsed.reasoning}\nAnswer: {parsed.answer}" if parsed.answer else parsed.reasoning
+            out.append(Chain(it.id, it.question, it.gold, "batch", text.strip(), parsed.answer,
+                             count(text), len(group)))
+        return out
+
+    thunks: list[Callable[[], Awaitable[list[Chain]]]] = []
+    for k in range(config.num_single):
+        thunks += [lambda it=it, k=k: single(it, k) for it in items]
+    rng = random.Random(config.seed)
+    for k in range(config.num_batch):
+        order = list(items)
+        rng.shuffle(order)
+        groups = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+        thunks += [lambda g=g, k=k: batch(g, k) for g in groups]
+    results = await _gather(config.concurrency, thunks)
+    return [c for chunk in results for c in chunk]
