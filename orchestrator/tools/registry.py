@@ -12,12 +12,13 @@ import asyncio
 import json
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import BadInputError, ConfigError, ToolError
 from orchestrator.tools.base import Tool, ToolResult, ToolSpec
+
+if TYPE_CHECKING:
+    import jsonschema
 
 __all__ = [
     "ToolRegistry",
@@ -130,12 +131,17 @@ def _describe_error(error: jsonschema.ValidationError, spec: ToolSpec) -> tuple[
     return what, f"{describe_schema(schema)}; got {json.dumps(error.instance)[:80]}"
 
 
+def _validator_class(schema: dict[str, Any]) -> Any:
+    # jsonschema takes ~0.1 s to import; only code that validates pays for it.
+    import jsonschema
+
+    return jsonschema.validators.validator_for(schema)
+
+
 def validate_args(spec: ToolSpec, args: dict[str, Any]) -> None:
     """Check ``args`` against the tool's JSON schema; raise BadInputError naming the argument."""
-    validator_cls = jsonschema.validators.validator_for(spec.parameters)
-    errors = sorted(
-        validator_cls(spec.parameters).iter_errors(args), key=lambda e: list(e.absolute_path)
-    )
+    validator = _validator_class(spec.parameters)(spec.parameters)
+    errors = sorted(validator.iter_errors(args), key=lambda e: list(e.absolute_path))
     if errors:
         what, expected = _describe_error(errors[0], spec)
         raise BadInputError(f"tool {spec.name!r} {what}", expected)
@@ -155,7 +161,14 @@ class ToolRegistry:
             raise ConfigError(
                 f"a tool named {tool.name!r} is already registered; pass replace=True"
             )
-        jsonschema.validators.validator_for(tool.spec.parameters).check_schema(tool.spec.parameters)
+        import jsonschema
+
+        try:
+            _validator_class(tool.spec.parameters).check_schema(tool.spec.parameters)
+        except jsonschema.SchemaError as exc:
+            raise ConfigError(
+                f"tool {tool.name!r} has an invalid parameters schema: {exc.message}"
+            ) from None
         self._tools[tool.name] = tool
         return tool
 

@@ -15,9 +15,12 @@ script directory on the path) started in its own session (process group) with
   which one applied ("namespace", "socket-guard", or "none" when ``SandboxLimits.network`` is
   "allow").
 
-Not covered: the number of processes (RLIMIT_NPROC counts every process of the user, so it
-cannot be set per sandbox); the filesystem outside the temporary directory is readable and,
-with the parent's permissions, writable.
+POSIX only (``resource``). Not covered: the number of processes (RLIMIT_NPROC counts every
+process of the user, so it cannot be set per sandbox); a descendant that calls ``setsid()``
+leaves the process group and survives the group kill; the filesystem outside the temporary
+directory is readable and, with the parent's permissions, writable. With ``import_site`` on,
+libraries that reserve much address space at import (OpenBLAS threads) need a larger
+``memory_mb``.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def test_duplicate_unknown_and_invalid_schema_are_config_errors() -> None:
         reg.subset(["a", "zzz"])
     with pytest.raises(ToolError, match="available tools: a"):
         reg.get("zzz")
-    with pytest.raises(Exception, match="is not valid"):
+    with pytest.raises(ConfigError, match="'bad' has an invalid parameters schema: 7 is not valid"):
         reg.register(
             make_tool("bad", parameters={"type": "object", "properties": {"x": {"type": 7}}})
         )
