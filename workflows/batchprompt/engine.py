@@ -266,9 +266,16 @@ class _RoundRunner:
 
     async def ask_all(self, calls: list[list[str]], *, first_attempt: bool) -> dict[str, tuple[str, bool]]:
         """Ask every call concurrently; answers of all calls merged by item key."""
+        outcomes = await asyncio.gather(*(self._ask(c, first_attempt=first_attempt) for c in calls),
+                                        return_exceptions=True)
+        # Let every call in flight settle before failing (e.g. on BudgetExhausted): no call
+        # outlives the round, and the ones that finished are journaled for the resumed run.
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         merged: dict[str, tuple[str, bool]] = {}
-        for answers in await asyncio.gather(*(self._ask(c, first_attempt=first_attempt) for c in calls)):
-            merged.update(answers)
+        for answers in outcomes:
+            merged.update(answers)  # type: ignore[arg-type]
         return merged
 
     async def run(self, orders: list[list[str]]) -> dict[str, Vote]:
