@@ -21,6 +21,7 @@ from orchestrator.types import LLMResponse, Message, SamplingOptions
 
 if TYPE_CHECKING:
     from orchestrator.llm.base import LLMClient
+    from orchestrator.store.db import Store
     from orchestrator.tools.registry import ToolRegistry
 
 
@@ -45,6 +46,7 @@ class RunContext(Protocol):
     llm: LLMClient
     tools: ToolRegistry
     config: dict[str, Any]
+    store: Store
 
     async def chat(
         self,

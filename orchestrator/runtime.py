@@ -84,6 +84,11 @@ class _Context:
     _counters: dict[str, StepJournal] = field(default_factory=dict)
     _turn: int = 0
 
+    @property
+    def store(self) -> Store:
+        """The run's store, for workflows that persist their own rows (e.g. Q-tables)."""
+        return self.runtime.store
+
     # -- idempotency keys -------------------------------------------------------------------
     def _key(self, kind: str) -> str:
         """A key that is the same when a resumed run re-executes the same call."""
@@ -281,7 +286,9 @@ class Runtime:
         self.ledger = Ledger(self.store)
         self.pricing = pricing or load_price_table(self.settings.price_table)
         self._tools = tools
-        self._clients: dict[str, LLMClient] = dict(clients or {})
+        # Clients given by the caller, by backend name; others are created on first use.
+        self._given: dict[str, LLMClient] = dict(clients or {})
+        self._clients: dict[str, LLMClient] = {}
         self._stack: AsyncExitStack | None = None
         self._checkpointer: Any = None
         self._init_lock = asyncio.Lock()
@@ -297,6 +304,8 @@ class Runtime:
 
     def client(self, backend: str, **options: Any) -> LLMClient:
         """The LLM client for ``backend`` (one per backend and options, shared by runs)."""
+        if backend in self._given:
+            return self._given[backend]
         key = backend + repr(sorted(options.items()))
         if key not in self._clients:
             if backend == "openai":

@@ -32,6 +32,7 @@ class ReactState(TypedDict, total=False):
     messages: list[dict[str, str]]
     turn: int
     pending: dict[str, str] | None
+    last_tool: str | None
     answer: str | None
     stop_reason: str
     unparsed: int
@@ -65,7 +66,8 @@ def build(ctx: RunContext) -> StateGraph:
         if last:
             prompt += "\nThis is your last turn: reply with answer: <short answer>."
         messages = [Message("system", SYSTEM), Message("user", prompt), *history]
-        previous_tool = state["pending"]["tool"] if state.get("pending") else None
+        # The tool this turn will most likely wait on: the one the agent used last (hint only).
+        previous_tool = state.get("last_tool")
         response = await ctx.chat(messages, sampling=SamplingOptions(max_tokens=max_tokens, stop=("\nObservation",)),
                                   tool_name=previous_tool, is_last_step=last)
         action = parse_action(response.text, tool_names)
@@ -91,7 +93,7 @@ def build(ctx: RunContext) -> StateGraph:
         await ctx.record_step("tool", {"tool": pending["tool"], "argument": pending["argument"],
                                        "is_error": result.is_error, "observation": observation[:300]})
         messages = [*state["messages"], {"role": "tool", "content": observation, "name": pending["tool"]}]
-        update: dict[str, Any] = {"messages": messages, "pending": None}
+        update: dict[str, Any] = {"messages": messages, "pending": None, "last_tool": pending["tool"]}
         if result.metadata.get("refused") and await _all_tools_depleted(ctx):
             update["stop_reason"] = "budget_exhausted"
         return update

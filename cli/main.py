@@ -1,0 +1,331 @@
+"""``quotaflow``: the operator's command line.
+
+Heavy modules (the runtime, rich, torch) are imported inside the commands so ``--help`` is instant.
+Errors are QuotaFlowError subclasses: printed in one line, exit code from the error class
+(2 bad input, 3 budget, 4 engine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from orchestrator.errors import BadInputError, QuotaFlowError
+
+app = typer.Typer(name="quotaflow", help="Budget-aware multi-turn agent runtime.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+run_app = typer.Typer(help="Run a workflow on one task or a dataset.", no_args_is_help=True)
+runs_app = typer.Typer(help="Inspect runs.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+metrics_app = typer.Typer(help="Prometheus metrics.", no_args_is_help=True)
+app.add_typer(run_app, name="run")
+app.add_typer(runs_app, name="runs")
+app.add_typer(db_app, name="db")
+app.add_typer(metrics_app, name="metrics")
+
+DbOpt = Annotated[str | None, typer.Option("--db", help="Database URL (default: QUOTAFLOW_DB_URL or .quotaflow/quotaflow.db)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def _fail(exc: QuotaFlowError) -> typer.Exit:
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(exc.exit_code)
+
+
+def _runtime(db: str | None, **settings: Any):  # type: ignore[no-untyped-def]
+    from orchestrator.runtime import Runtime
+    from orchestrator.settings import Settings
+
+    return Runtime(Settings.from_env(db_url=db, **settings))
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def read_tasks(path: Path, limit: int | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows of a jsonl dataset; malformed lines are reported (with line numbers) and skipped."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BadInputError(f"dataset {path}", "a readable jsonl file", str(exc)) from exc
+    tasks: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(f"{path}:{lineno}: not JSON ({exc.msg})")
+            continue
+        if not isinstance(row, dict):
+            problems.append(f"{path}:{lineno}: expected a JSON object")
+            continue
+        tasks.append(row)
+        if limit is not None and len(tasks) >= limit:
+            break
+    if not tasks:
+        raise BadInputError(f"dataset {path}", "at least one JSON object per line", "; ".join(problems[:3]))
+    return tasks, problems
+
+
+def _backend_options(backend: str, base_url: list[str] | None, model: str | None, script: Path | None) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    if base_url:
+        opts["base_urls"] = list(base_url)
+    if model:
+        opts["model"] = model
+    if script is not None:
+        try:
+            opts["responses"] = json.loads(script.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise BadInputError(f"--script {script}", "a JSON list of responses", str(exc)) from exc
+    return opts
+
+
+def _agent_command(workflow: str, help_text: str) -> None:
+    """A `quotaflow run <workflow>` command for a tool-using agent workflow."""
+
+    @run_app.command(workflow, help=help_text)
+    def command(
+        task: Annotated[str | None, typer.Option("--task", "-t", help="A question, or a JSON object task.")] = None,
+        dataset: Annotated[Path | None, typer.Option("--dataset", "-d", help="jsonl file, one task per line.")] = None,
+        limit: Annotated[int | None, typer.Option(help="Only the first N dataset rows.")] = None,
+        budget: Annotated[str, typer.Option("--budget", "-b", help="e.g. search=10,browse=5,tokens=20000,usd=0.5")] = "",
+        backend: Annotated[str, typer.Option(help="local | openai | scripted")] = "local",
+        base_url: Annotated[list[str] | None, typer.Option("--base-url", help="OpenAI-compatible endpoint (repeat for several).")] = None,
+        model: Annotated[str | None, typer.Option(help="Model name for the openai backend.")] = None,
+        script: Annotated[Path | None, typer.Option(help="scripted backend: JSON list of responses.")] = None,
+        tools: Annotated[str | None, typer.Option(help="Comma-separated tool names (default: the workflow's).")] = None,
+        max_turns: Annotated[int | None, typer.Option(help="Turn limit of the agent loop.")] = None,
+        concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Programs in flight for a dataset.")] = 4,
+        corpus: Annotated[Path | None, typer.Option(help="Corpus database for search/browse.")] = None,
+        db: DbOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        if (task is None) == (dataset is None):
+            raise _fail(BadInputError("--task/--dataset", "exactly one of them"))
+        try:
+            asyncio.run(_run_agent(workflow, task, dataset, limit, budget, backend,
+                                   _backend_options(backend, base_url, model, script),
+                                   tools.split(",") if tools else None, max_turns, concurrency, corpus, db, as_json))
+        except QuotaFlowError as exc:
+            raise _fail(exc) from None
+
+
+async def _run_agent(workflow: str, task: str | None, dataset: Path | None, limit: int | None, budget: str,
+                     backend: str, backend_options: dict[str, Any], tools: list[str] | None, max_turns: int | None,
+                     concurrency: int, corpus: Path | None, db: str | None, as_json: bool) -> None:
+    import uuid
+
+    from budget.limits import parse_budget
+    from orchestrator.store.models import RunRow
+
+    parse_budget(budget, "run")  # fail on a malformed budget before anything starts
+    rt = _runtime(db, corpus_path=corpus)
+    options: dict[str, Any] = {}
+    if max_turns:
+        options["max_turns"] = max_turns
+    kwargs = dict(budget=budget, backend=backend, backend_options=backend_options, tools=tools, options=options)
+    try:
+        if task is not None:
+            payload = json.loads(task) if task.lstrip().startswith("{") else {"question": task}
+            from rich.console import Console
+
+            with Console(stderr=True).status(f"running {workflow} on {backend}..."):
+                result = await rt.run(workflow, payload, **kwargs)
+            report = await _report(rt, result.run_id)
+            _print_json(report) if as_json else _show(report)
+            if result.status != "succeeded":
+                raise typer.Exit(3 if result.status == "paused" else 1)
+            return
+        assert dataset is not None
+        tasks, problems = read_tasks(dataset, limit)
+        for p in problems:
+            typer.echo(f"warning: skipped {p}", err=True)
+        await rt._ensure_started()
+        parent = uuid.uuid4().hex[:16]
+        async with rt.store.session() as s:
+            s.add(RunRow(id=parent, workflow=workflow, status="running", backend=backend, task={"dataset": str(dataset)},
+                         options={"items": len(tasks), "skipped_lines": problems}))
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      transient=as_json) as progress:
+            bar = progress.add_task(f"{workflow} x {len(tasks)}", total=len(tasks))
+            results = await rt.run_many(workflow, tasks, concurrency=concurrency, parent_id=parent,
+                                        on_done=lambda _r: progress.advance(bar), **kwargs)
+        statuses = [r.status for r in results]
+        from sqlalchemy import update
+
+        async with rt.store.session() as s:
+            await s.execute(update(RunRow).where(RunRow.id == parent).values(
+                status="succeeded" if all(x == "succeeded" for x in statuses) else "partial",
+                result={"runs": [r.run_id for r in results]}))
+        report = await _report(rt, parent)
+        _print_json(report) if as_json else _show(report)
+    finally:
+        await rt.aclose()
+
+
+async def _report(rt: Any, run_id: str) -> dict[str, Any]:
+    from orchestrator.reports import run_report
+
+    return await run_report(rt, run_id)
+
+
+def _show(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    con.print(f"[bold]run {report['run_id']}[/] {report['workflow']} [bold]{report['status']}[/] "
+              f"backend={report['backend']} model={report['model']}")
+    if report.get("error"):
+        con.print(f"[red]{report['error']}[/]")
+    if report.get("items"):
+        con.print(f"items: {report['items']}")
+    if report["trajectory"]:
+        t = Table(title="trajectory")
+        t.add_column("#")
+        t.add_column("node")
+        t.add_column("detail", overflow="fold")
+        for i, step in enumerate(report["trajectory"]):
+            detail = {k: v for k, v in step.items() if k != "node"}
+            t.add_row(str(i), step["node"], json.dumps(detail, default=str)[:300])
+        con.print(t)
+    for title, rows in (("LLM calls", report["llm"]), ("tool calls", report["tools"]), ("ledger", report["ledger"])):
+        if rows:
+            t = Table(title=title)
+            for col in rows[0]:
+                t.add_column(col)
+            for row in rows:
+                t.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.values()))
+            con.print(t)
+    c = report["cost"]
+    con.print(f"unified cost: ${c['total_usd']:.6f} (tokens ${c['token_usd']:.6f}, tools ${c['tool_usd']:.6f})")
+    if report.get("result"):
+        con.print(f"[bold green]answer:[/] {report['result'].get('answer')}")
+
+
+_agent_command("react", "ReAct agent with search/browse tools under a budget.")
+
+
+@app.command()
+def resume(
+    run_id: str,
+    budget: Annotated[str, typer.Option("--budget", "-b", help="More budget, e.g. search=+5,tokens=+2000")] = "",
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Continue a paused or crashed run from its last checkpoint."""
+
+    async def go() -> int:
+        rt = _runtime(db)
+        try:
+            result = await rt.resume(run_id, budget=budget or None)
+            report = await _report(rt, result.run_id)
+            _print_json(report) if as_json else _show(report)
+            return 0 if result.status == "succeeded" else 3 if result.status == "paused" else 1
+        finally:
+            await rt.aclose()
+
+    try:
+        code = asyncio.run(go())
+    except QuotaFlowError as exc:
+        raise _fail(exc) from None
+    raise typer.Exit(code)
+
+
+@runs_app.command("list")
+def runs_list(
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List runs, newest first."""
+    from orchestrator.reports import list_runs
+
+    async def go() -> list[dict[str, Any]]:
+        rt = _runtime(db)
+        try:
+            return await list_runs(rt, limit=limit, workflow=workflow, status=status)
+        finally:
+            await rt.aclose()
+
+    rows = asyncio.run(go())
+    if as_json:
+        _print_json(rows)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table()
+    for col in ("run_id", "workflow", "status", "backend", "created_at", "answer"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["run_id"], r["workflow"], r["status"], r["backend"], r["created_at"][:19], str(r["answer"])[:60])
+    Console().print(t)
+
+
+@runs_app.command("show")
+def runs_show(run_id: str, db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """A run's answer, trajectory, LLM and tool calls, ledger and unified cost."""
+
+    async def go() -> dict[str, Any]:
+        rt = _runtime(db)
+        try:
+            return await _report(rt, run_id)
+        finally:
+            await rt.aclose()
+
+    try:
+        report = asyncio.run(go())
+    except QuotaFlowError as exc:
+        raise _fail(exc) from None
+    _print_json(report) if as_json else _show(report)
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOpt = None) -> None:
+    """Apply pending schema migrations."""
+    from orchestrator.settings import Settings
+    from orchestrator.store.db import Store
+
+    try:
+        store = Store(Settings.from_env(db_url=db).db_url)
+        head = store.upgrade()
+    except QuotaFlowError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"database at revision {head}")
+
+
+@metrics_app.command("serve")
+def metrics_serve(
+    port: Annotated[int, typer.Option(help="Port of /metrics.")] = 9464,
+    addr: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+) -> None:
+    """Serve this process's Prometheus metrics on /metrics until interrupted."""
+    import threading
+
+    from orchestrator import metrics
+
+    metrics.serve(port, addr)
+    typer.echo(f"serving metrics on http://{addr}:{port}/metrics", err=True)
+    threading.Event().wait()
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    try:
+        app()
+    except QuotaFlowError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)

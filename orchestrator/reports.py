@@ -1,0 +1,95 @@
+"""Read-side views of the store: run lists and run reports (trajectory, ledger, cost)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import case, func, select
+
+from budget.costs import unified_cost
+from orchestrator.errors import RunNotFound
+from orchestrator.runtime import Runtime
+from orchestrator.store.models import BudgetAccountRow, LLMCallRow, RunRow, StepRow, ToolCallRow
+from orchestrator.types import Usage
+
+
+async def list_runs(rt: Runtime, *, limit: int = 20, workflow: str | None = None,
+                    status: str | None = None) -> list[dict[str, Any]]:
+    await rt.store.ensure_schema()
+    q = select(RunRow).order_by(RunRow.created_at.desc()).limit(limit)
+    if workflow:
+        q = q.where(RunRow.workflow == workflow)
+    if status:
+        q = q.where(RunRow.status == status)
+    async with rt.store.session() as s:
+        rows = (await s.execute(q)).scalars().all()
+    return [
+        {"run_id": r.id, "workflow": r.workflow, "status": r.status, "backend": r.backend, "model": r.model,
+         "parent_id": r.parent_id, "created_at": r.created_at.isoformat(),
+         "answer": (r.result or {}).get("answer")}
+        for r in rows
+    ]
+
+
+async def run_report(rt: Runtime, run_id: str) -> dict[str, Any]:
+    """Everything about one run; for a dataset run (a parent), totals over its item runs."""
+    await rt.store.ensure_schema()
+    async with rt.store.session() as s:
+        run = await s.get(RunRow, run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        children = (await s.execute(select(RunRow.id, RunRow.status).where(RunRow.parent_id == run_id))).all()
+        ids = [run_id] + [c.id for c in children]
+        steps = (await s.execute(select(StepRow).where(StepRow.run_id == run_id).order_by(StepRow.id))).scalars().all()
+        llm = (await s.execute(
+            select(LLMCallRow.model, func.count(), func.sum(LLMCallRow.input_tokens),
+                   func.sum(LLMCallRow.cached_input_tokens), func.sum(LLMCallRow.output_tokens),
+                   func.sum(LLMCallRow.reasoning_tokens), func.sum(LLMCallRow.latency_s))
+            .where(LLMCallRow.run_id.in_(ids)).group_by(LLMCallRow.model)
+        )).all()
+        tools = (await s.execute(
+            select(ToolCallRow.tool, func.count(), func.sum(ToolCallRow.units), func.sum(ToolCallRow.duration_s),
+                   func.sum(case((ToolCallRow.is_error, 1), else_=0)),
+                   func.sum(case((ToolCallRow.refused, 1), else_=0)))
+            .where(ToolCallRow.run_id.in_(ids)).group_by(ToolCallRow.tool)
+        )).all()
+        accounts = (await s.execute(
+            select(BudgetAccountRow).where(BudgetAccountRow.scope.in_([f"run:{i}" for i in ids]))
+            .order_by(BudgetAccountRow.id)
+        )).scalars().all()
+    usage_by_model = {m or "?": Usage(int(i or 0), int(c or 0), int(o or 0), int(r or 0)) for m, _, i, c, o, r, _ in llm}
+    tool_units = {t: float(u or 0) for t, _, u, _, _, _ in tools}
+    cost = unified_cost(usage_by_model, tool_units, rt.pricing)
+    statuses: dict[str, int] = {}
+    for c in children:
+        statuses[c.status] = statuses.get(c.status, 0) + 1
+    return {
+        "run_id": run.id,
+        "workflow": run.workflow,
+        "status": run.status,
+        "backend": run.backend,
+        "model": run.model,
+        "task": run.task,
+        "result": run.result,
+        "error": run.error,
+        "created_at": run.created_at.isoformat(),
+        "items": {"count": len(children), "by_status": statuses} if children else None,
+        "trajectory": [{"node": st.node, **st.data} for st in steps],
+        "llm": [
+            {"model": m, "calls": n, "input_tokens": int(i or 0), "cached_input_tokens": int(c or 0),
+             "output_tokens": int(o or 0), "reasoning_tokens": int(r or 0), "latency_s": float(lat or 0)}
+            for m, n, i, c, o, r, lat in llm
+        ],
+        "tools": [
+            {"tool": t, "calls": n, "units": float(u or 0), "duration_s": float(d or 0), "errors": int(e or 0),
+             "refused": int(rf or 0)}
+            for t, n, u, d, e, rf in tools
+        ],
+        "ledger": [
+            {"scope": a.scope, "resource": a.resource, "limit": a.limit_amount, "spent": a.spent,
+             "reserved": a.reserved,
+             "remaining": None if a.limit_amount is None else max(a.limit_amount - a.spent - a.reserved, 0.0)}
+            for a in accounts
+        ],
+        "cost": cost.to_dict(),
+    }
