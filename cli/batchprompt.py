@@ -22,7 +22,7 @@ import typer
 from orchestrator.errors import BadInputError, QuotaFlowError
 
 if TYPE_CHECKING:
-    from orchestrator.runtime import Runtime, RunResult
+    from orchestrator.runtime import RunResult, Runtime
 
 __all__ = ["app", "batchprompt_command", "build_task_payload", "run_batchprompt_job"]
 

@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +38,9 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from orchestrator.types import LLMRequest, LLMResponse, Message, SamplingOptions  # noqa: E402
-from workflows.batchprompt.engine import BatchPromptConfig, BatchPromptResult, run_batchprompt  # noqa: E402
-from workflows.batchprompt.tasks import BUILTIN_TASKS, Item, TaskSpec, load_builtin_items, load_task  # noqa: E402
+from orchestrator.types import LLMRequest, LLMResponse, Message, SamplingOptions
+from workflows.batchprompt.engine import BatchPromptConfig, BatchPromptResult, run_batchprompt
+from workflows.batchprompt.tasks import BUILTIN_TASKS, Item, TaskSpec, load_builtin_items, load_task
 
 # The paper's GPT-4 headline figures (BPE + SEAS, batch 32, vs SinglePrompt), for the report.
 PAPER_GPT4 = {
@@ -104,7 +104,7 @@ class SharedChat:
 
 def _git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False,
                               timeout=10).stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -113,7 +113,7 @@ def _git_commit() -> str:
 def _machine() -> str:
     gpu = ""
     try:
-        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, check=False,
                              text=True, timeout=10).stdout.strip().splitlines()[0]
     except (OSError, subprocess.SubprocessError, IndexError):
         pass
@@ -243,7 +243,7 @@ async def run_grid(args: argparse.Namespace) -> dict[str, Any]:
                                        max_tokens_per_answer=args.max_tokens_per_answer)
             try:
                 results[point] = await run_batchprompt(task, items, config, chats[point.task], client.count_tokens)
-            except Exception as exc:  # one broken configuration must not lose the others' figures
+            except Exception as exc:  # noqa: BLE001  (one broken configuration must not lose the others' figures)
                 errors[point.name] = f"{type(exc).__name__}: {exc}"
             bar.advance(job)
 
@@ -261,7 +261,7 @@ async def run_grid(args: argparse.Namespace) -> dict[str, Any]:
     meta = {
         "commit": _git_commit(),
         "machine": _machine(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": args.model,
     }
     detail = {
@@ -281,7 +281,7 @@ async def run_grid(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
+    ints = lambda s: [int(x) for x in s.split(",") if x]
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--base-url", action="append", default=[], help="OpenAI-compatible endpoint (repeatable)")
     p.add_argument("--model", default="", help="model name as the server knows it")

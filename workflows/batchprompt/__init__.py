@@ -15,10 +15,21 @@ from __future__ import annotations
 
 from workflows import register
 from workflows.base import Workflow
-from workflows.batchprompt.engine import BatchPromptConfig, BatchPromptResult, CallStats, run_batchprompt
+from workflows.batchprompt.engine import (
+    BatchPromptConfig,
+    BatchPromptResult,
+    CallStats,
+    run_batchprompt,
+)
 from workflows.batchprompt.graph import build_graph, initial_state, result_of
 from workflows.batchprompt.prompt import compose_messages, parse_answers, plan_batches
-from workflows.batchprompt.tasks import BUILTIN_TASKS, TaskSpec, load_builtin_items, load_dataset, load_task
+from workflows.batchprompt.tasks import (
+    BUILTIN_TASKS,
+    TaskSpec,
+    load_builtin_items,
+    load_dataset,
+    load_task,
+)
 from workflows.batchprompt.voting import VotingConfig, permute, seas_done, tally
 
 __all__ = [

@@ -20,9 +20,22 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from orchestrator.types import LLMResponse, Message, SamplingOptions
-from workflows.batchprompt.prompt import BatchParse, compose_messages, max_output_tokens, parse_answers, plan_batches
+from workflows.batchprompt.prompt import (
+    BatchParse,
+    compose_messages,
+    max_output_tokens,
+    parse_answers,
+    plan_batches,
+)
 from workflows.batchprompt.tasks import Item, TaskSpec
-from workflows.batchprompt.voting import Vote, VotingConfig, permute, seas_done, tally, validate_rounds
+from workflows.batchprompt.voting import (
+    Vote,
+    VotingConfig,
+    permute,
+    seas_done,
+    tally,
+    validate_rounds,
+)
 
 __all__ = [
     "BatchPromptConfig",

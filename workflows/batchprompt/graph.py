@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from orchestrator.errors import BadInputError
 from orchestrator.types import LLMResponse, Message, SamplingOptions
-from workflows.batchprompt.engine import BatchPromptConfig, RunState, finish, is_finished, start, step
+from workflows.batchprompt.engine import (
+    BatchPromptConfig,
+    RunState,
+    finish,
+    is_finished,
+    start,
+    step,
+)
 from workflows.batchprompt.tasks import (
     Item,
     LoadedDataset,

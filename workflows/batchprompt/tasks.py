@@ -41,9 +41,9 @@ __all__ = [
     "LoadedDataset",
     "TaskSpec",
     "builtin_data",
+    "items_from_rows",
     "load_builtin_items",
     "load_dataset",
-    "items_from_rows",
     "load_task",
     "task_from_dict",
 ]
@@ -272,7 +272,7 @@ def load_task(spec: str | Path | dict[str, Any] | TaskSpec) -> TaskSpec:
 def _item_from_row(task: TaskSpec, row: Any, line: int) -> Item:
     """One row as an item; raises ValueError with the reason when the row is unusable."""
     if not isinstance(row, dict):
-        raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+        raise ValueError(f"expected a JSON object, got {type(row).__name__}")  # noqa: TRY004  (bad data, not a bad call)
     inputs: dict[str, str] = {}
     for f in task.input_fields:
         value = row.get(f.key)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import re
 
@@ -102,7 +103,7 @@ def test_seas_drops_confident_items_and_never_refills(rte: TaskSpec, rte_items: 
     full = _run(rte, rte_items, BatchPromptConfig(batch_size=8, rounds=5), ScriptedLabeler(rte, rte_items, unsure_rate=0.4), chat_of)
     assert result.accuracy == 1.0 and result.exited_at
     assert result.stats.input_tokens < full.stats.input_tokens and result.stats.num_calls <= full.stats.num_calls
-    batches = [set(str(i) for i in range(b * 8, b * 8 + 8)) for b in range(3)]
+    batches = [{str(i) for i in range(b * 8, b * 8 + 8)} for b in range(3)]
     for request in client.requests:
         asked = set(_asked(request))
         assert any(asked <= batch for batch in batches)  # a shrunk batch, never refilled from another
@@ -111,7 +112,7 @@ def test_seas_drops_confident_items_and_never_refills(rte: TaskSpec, rte_items: 
         assert len(votes) == exit_round  # not asked after leaving
         assert votes[-1].confident and votes[-2].confident and votes[-1].label == votes[-2].label
     per_round = [r["num_active"] for r in result.per_round]
-    assert per_round[0] == 24 and all(a >= b for a, b in zip(per_round, per_round[1:]))
+    assert per_round[0] == 24 and all(a >= b for a, b in itertools.pairwise(per_round))
 
 
 def test_seas_needs_confidence(rte: TaskSpec, rte_items: list[Item], chat_of) -> None:  # type: ignore[no-untyped-def]

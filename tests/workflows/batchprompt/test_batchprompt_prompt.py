@@ -4,7 +4,12 @@ import re
 
 import pytest
 
-from workflows.batchprompt.prompt import compose_messages, parse_answers, plan_batches, render_inputs
+from workflows.batchprompt.prompt import (
+    compose_messages,
+    parse_answers,
+    plan_batches,
+    render_inputs,
+)
 from workflows.batchprompt.tasks import Item, TaskSpec
 
 
@@ -15,7 +20,7 @@ def test_compose_numbers_items_and_shows_demonstration(rte: TaskSpec, rte_items:
     assert (demo_in.role, demo_out.role, user.role) == ("user", "assistant", "user")
     # The demonstration is one batch in the real format, with annotated confidence.
     assert demo_out.content.splitlines() == ["[1] yes (confident)", "[2] no (not confident)"]
-    assert re.findall(r"^\[(\d+)\] Sentence 1: ", user.content, re.M) == ["1", "2", "3"]
+    assert re.findall(r"^\[(\d+)\] Sentence 1: ", user.content, re.MULTILINE) == ["1", "2", "3"]
     assert render_inputs(rte, rows[2]) in user.content
     assert user.content.endswith("Answer all 3 inputs, one line each, [1] to [3].")
 

@@ -6,7 +6,13 @@ from pathlib import Path
 import pytest
 
 from orchestrator.errors import BadInputError
-from workflows.batchprompt.tasks import BUILTIN_TASKS, load_builtin_items, load_dataset, load_task, task_from_dict
+from workflows.batchprompt.tasks import (
+    BUILTIN_TASKS,
+    load_builtin_items,
+    load_dataset,
+    load_task,
+    task_from_dict,
+)
 
 SPEC = {
     "name": "sentiment",

@@ -2,7 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from workflows.batchprompt.voting import Vote, VotingConfig, permute, seas_done, tally, validate_rounds
+from workflows.batchprompt.voting import (
+    Vote,
+    VotingConfig,
+    permute,
+    seas_done,
+    tally,
+    validate_rounds,
+)
 
 KEYS = [str(i) for i in range(16)]
 
