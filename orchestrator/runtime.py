@@ -527,6 +527,16 @@ class Runtime:
             raise RunNotFound(run_id)
         return row
 
+    async def get_state(self, run_id: str) -> dict[str, Any]:
+        """The run's graph state at its latest checkpoint."""
+        await self._ensure_started()
+        row = await self.get_run(run_id)
+        wf = workflows.get(row.workflow)
+        graph = wf.build(_Context(self, run_id, wf.name, row.backend, None, self.tools, [])).compile(  # type: ignore[arg-type]
+            checkpointer=self._checkpointer)
+        snapshot = await graph.aget_state({"configurable": {"thread_id": run_id}})
+        return dict(snapshot.values)
+
     # -- sync facade -------------------------------------------------------------------------------
     def run_sync(self, workflow: str | Workflow, task: dict[str, Any], **kwargs: Any) -> RunResult:
         """``run`` for code without an event loop (closes the runtime afterwards)."""

@@ -1,0 +1,70 @@
+"""A run killed with SIGKILL mid-run resumes to the same final state, charging no tool call twice."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from orchestrator.runtime import Runtime
+from orchestrator.settings import Settings
+from orchestrator.store.models import BudgetAccountRow, StepRow, ToolCallRow
+from tests.orchestrator.fakes import RuleClient, fake_search_registry, searches_then_answers
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _runtime(db_url: str, calls: list[str]) -> Runtime:
+    return Runtime(Settings(db_url=db_url), tools=fake_search_registry(calls),
+                   clients={"fake": RuleClient(searches_then_answers(4))})
+
+
+async def _facts(rt: Runtime, run_id: str) -> dict:  # type: ignore[type-arg]
+    async with rt.store.session() as s:
+        tool_rows = (await s.execute(select(func.count(), func.sum(ToolCallRow.units))
+                                     .where(ToolCallRow.run_id == run_id))).one()
+        spent, reserved = (await s.execute(select(BudgetAccountRow.spent, BudgetAccountRow.reserved)
+                                           .where(BudgetAccountRow.scope == f"run:{run_id}"))).one()
+        steps = (await s.execute(select(StepRow.node, StepRow.data).where(StepRow.run_id == run_id)
+                                 .order_by(StepRow.id))).all()
+    return {"tool_rows": tool_rows[0], "units": tool_rows[1], "spent": spent, "reserved": reserved,
+            "steps": [(n, d) for n, d in steps]}
+
+
+def test_sigkill_mid_run_then_resume(db_url: str, tmp_path: Path) -> None:
+    fifo = tmp_path / "sync.fifo"
+    os.mkfifo(fifo)
+    run_id = "crashme0000000001"
+    proc = subprocess.Popen([sys.executable, "-m", "tests.orchestrator.crash_worker", db_url, run_id, str(fifo)],
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    with open(fifo) as f:  # returns once the worker is inside its third search
+        assert f.readline() == "in third search\n"
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+
+    async def go() -> None:
+        calls: list[str] = []
+        rt = _runtime(db_url, calls)
+        async with rt.store.session() as s:
+            before = (await s.execute(select(func.count()).where(ToolCallRow.run_id == run_id))).scalar_one()
+        assert before == 2  # two searches finished before the kill, the third was in flight
+        resumed = await rt.resume(run_id)
+        assert resumed.status == "succeeded"
+        # Only the interrupted search and the one after it ran again.
+        assert calls == ["query number 2", "query number 3"]
+
+        reference = await rt.run("react", {"question": "Capital of France?"}, backend="fake", tools=["search"],
+                                 budget="search=10", options={"max_turns": 8})
+        assert resumed.result == reference.result
+        assert await rt.get_state(run_id) == await rt.get_state(reference.run_id)
+        got, want = await _facts(rt, run_id), await _facts(rt, reference.run_id)
+        assert got == want
+        assert got["tool_rows"] == 4 and got["spent"] == 4 and got["reserved"] == 0
+        await rt.aclose()
+
+    asyncio.run(go())
