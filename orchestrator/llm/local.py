@@ -52,7 +52,11 @@ class LocalConfig:
     model: str = "SmolLM2-135M-Instruct"
     """Model name reported in responses (prices are looked up by it)."""
     num_threads: int | None = None
-    """Torch intra-op threads; ``None``: one per core, at most 2 (more is slower at this size)."""
+    """Torch intra-op threads for the prompt (prefill); ``None``: one per core, at most 2."""
+    num_decode_threads: int | None = None
+    """Threads for token-by-token decoding; ``None``: as ``num_threads``. One token is a
+    matrix-vector product per weight, so a second thread helps less than in prefill and hurts on
+    a busy machine (bench/local_model measures both)."""
     dtype: str = "float32"
     """Torch dtype of the weights (``float32``; ``bfloat16`` halves memory traffic on CPUs with AVX512-BF16)."""
     max_cached_programs: int = 4
@@ -69,8 +73,8 @@ class LocalConfig:
     def __post_init__(self) -> None:
         if self.max_cached_programs < 0 or self.prefill_chunk_tokens < 1:
             raise ConfigError("local backend: max_cached_programs >= 0 and prefill_chunk_tokens >= 1 required")
-        if self.num_threads is not None and self.num_threads < 1:
-            raise ConfigError("local backend: num_threads must be at least 1")
+        if any(n is not None and n < 1 for n in (self.num_threads, self.num_decode_threads)):
+            raise ConfigError("local backend: num_threads and num_decode_threads must be at least 1")
 
 
 def default_gguf_path() -> Path:
@@ -293,13 +297,15 @@ class LocalClient:
             seed = sampling.seed if sampling.seed is not None else int.from_bytes(os.urandom(7), "big")
             generator.manual_seed(seed)
         with loaded.lock, torch.inference_mode():
-            torch.set_num_threads(self.config.num_threads or min(2, os.cpu_count() or 1))
+            num_threads = self.config.num_threads or min(2, os.cpu_count() or 1)
+            torch.set_num_threads(num_threads)
             entry, num_cached = self._checkout(loaded, key, prompt)
             text = IncrementalText(loaded.decode, sampling.stop)
             num_out = 0
             finish = "length"
             # A failure mid-forward leaves the cache out of step with its ids: it is then dropped.
             logits = self._feed(loaded, entry, prompt[num_cached:])
+            torch.set_num_threads(self.config.num_decode_threads or num_threads)
             while num_out < max_new:
                 token = _pick(logits, sampling, generator)
                 num_out += 1
