@@ -1,0 +1,103 @@
+"""Metrics: a real /metrics endpoint shows what runs did; the dashboard queries only real metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+from pathlib import Path
+
+import httpx
+import pytest
+
+from orchestrator import metrics
+from orchestrator.runtime import Runtime
+from orchestrator.settings import Settings
+from tests.orchestrator.fakes import RuleClient, fake_search_registry, searches_then_answers
+
+ROOT = Path(__file__).resolve().parents[2]
+DASHBOARD = ROOT / "deploy" / "grafana" / "quotaflow.json"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_endpoint_reflects_a_run(tmp_path: Path) -> None:
+    port = _free_port()
+    server, _thread = metrics.serve(port)
+    url = f"http://127.0.0.1:{port}/metrics"
+    before = httpx.get(url).text
+
+    async def go() -> None:
+        rt = Runtime(Settings(db_url=f"sqlite:///{tmp_path / 'm.db'}"), tools=fake_search_registry(),
+                     clients={"fake": RuleClient(searches_then_answers(3))})
+        await rt.run("react", {"question": "q"}, backend="fake", tools=["search"], budget="search=2")
+        await rt.aclose()
+
+    asyncio.run(go())
+    after = httpx.get(url).text
+    server.shutdown()  # type: ignore[attr-defined]
+
+    def delta(name: str, **labels: str) -> float:
+        return _sample(after, name, **labels) - _sample(before, name, **labels)
+
+    assert delta("quotaflow_runs_total", workflow="react", status="succeeded") == 1
+    assert delta("quotaflow_tool_calls_total", tool="search", outcome="ok") == 2
+    assert delta("quotaflow_tool_calls_total", tool="search", outcome="refused") == 1
+    assert delta("quotaflow_budget_refusals_total", resource="tool:search") == 1
+    assert delta("quotaflow_llm_calls_total", backend="fake", outcome="ok") == 4
+    assert delta("quotaflow_llm_tokens_total", backend="fake", kind="input") > 0
+    assert delta("quotaflow_llm_latency_seconds_count", backend="fake") == 4
+    assert delta("quotaflow_budget_spent_total", resource="tool:search") == 2
+    # Bounded labels: no run or program id ever becomes a label.
+    assert "run_id" not in after and "program_id" not in after
+
+
+def _dashboard_metrics() -> set[str]:
+    dash = json.loads(DASHBOARD.read_text())
+    names: set[str] = set()
+    for panel in dash["panels"]:
+        for target in panel["targets"]:
+            for name in re.findall(r"\b((?:quotaflow_|vllm:)[a-z_:]+)", target["expr"]):
+                names.add(re.sub(r"_(bucket|sum|count)$", "", name))
+    return names
+
+
+def test_dashboard_queries_only_existing_metrics() -> None:
+    names = _dashboard_metrics()
+    assert len(names) > 15
+    from serving_patch.metrics import COUNTERS, PREFIX
+
+    continuum = {PREFIX + name + "_total" for name, _ in COUNTERS.values()}
+    continuum |= {PREFIX + "pins_active", PREFIX + "pinned_blocks"}
+    ours = set(metrics.ALL_METRIC_NAMES) | continuum
+    vllm_names = _vllm_metric_names()
+    for name in names:
+        if name.startswith("vllm:"):
+            base = name.removesuffix("_total")
+            assert base in vllm_names, f"dashboard queries {name}, which vLLM 0.26 does not export"
+        else:
+            assert name in ours, f"dashboard queries {name}, which no QuotaFlow module defines"
+
+
+def _vllm_metric_names() -> set[str]:
+    vllm = pytest.importorskip("vllm")
+    source = (Path(vllm.__file__).parent / "v1" / "metrics" / "loggers.py").read_text()
+    return set(re.findall(r'"(vllm:[a-z_]+)"', source))
+
+
+def test_prometheus_config_scrapes_quotaflow_and_vllm() -> None:
+    text = (ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text()
+    assert "job_name: quotaflow" in text and "job_name: vllm" in text
