@@ -20,7 +20,13 @@ from serving_patch.core.hints import RequestHints, parse_hints
 from serving_patch.core.ordering import priority_key
 from serving_patch.core.pins import Pin, PinTable
 from serving_patch.core.programs import ProgramState, ProgramTable
-from serving_patch.core.ttl import FixedTTLPolicy, TTLInputs, TTLPolicy, UtilityTTLPolicy, make_ttl_policy
+from serving_patch.core.ttl import (
+    FixedTTLPolicy,
+    TTLInputs,
+    TTLPolicy,
+    UtilityTTLPolicy,
+    make_ttl_policy,
+)
 
 __all__ = [
     "ContinuumCore",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +44,7 @@ def _as_float(value: Any) -> float | None:
         out = float(value)
     except (TypeError, ValueError):
         return None
-    return out if out >= 0.0 and out == out else None
+    return out if math.isfinite(out) and out >= 0.0 else None
 
 
 def _as_int(value: Any) -> int | None:

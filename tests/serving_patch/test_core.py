@@ -10,8 +10,8 @@ from serving_patch.core import (
     FixedTTLPolicy,
     PinTable,
     ProgramTable,
-    TTLInputs,
     ToolDurationModel,
+    TTLInputs,
     UtilityTTLPolicy,
     parse_hints,
     priority_key,
@@ -157,7 +157,7 @@ def test_fixed_policy_pins_short_and_unknown_tools_only() -> None:
     policy = FixedTTLPolicy(model, threshold_s=2.0, max_ttl_s=30.0)
     model.observe("slow", 5.0)
     model.observe("fast", 0.5)
-    ttl = lambda tool: policy.ttl_s(TTLInputs(tool, 100, 0.0, 1.0))  # noqa: E731
+    ttl = lambda tool: policy.ttl_s(TTLInputs(tool, 100, 0.0, 1.0))
     assert (ttl("slow"), ttl("fast"), ttl("never-seen")) == (0.0, 2.0, 2.0)
 
 

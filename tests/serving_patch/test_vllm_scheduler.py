@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("vllm", reason="vLLM 0.26 is not installed (extra quotaflow[serve])")
 
-from tests.serving_patch.vllm_harness import Driver, make_scheduler, tokens, write_tiny_model  # noqa: E402
+from tests.serving_patch.vllm_harness import Driver, make_scheduler, tokens, write_tiny_model
 
 pytestmark = pytest.mark.vllm
 
@@ -192,7 +192,11 @@ def test_reset_prefix_cache_and_shutdown_release_pins(model_dir: Path) -> None:
 
 
 def test_version_check_refuses_other_vllm_series() -> None:
-    from serving_patch.compat import UnsupportedVLLMError, check_vllm_version, require_supported_vllm
+    from serving_patch.compat import (
+        UnsupportedVLLMError,
+        check_vllm_version,
+        require_supported_vllm,
+    )
 
     assert require_supported_vllm().startswith("0.26.")
     check_vllm_version("0.26.3")

@@ -1,0 +1,475 @@
+"""Trace replay of multi-turn agent programs on vLLM 0.26: stock vs Continuum (fixed / utility TTL).
+
+    python -m bench.serving.replay --dry-run          # CPU: parse traces, fit, generate; no engine
+    python -m bench.serving.replay                    # GPU: the full comparison (about 7 minutes)
+
+For each configuration (stock: prefix caching + FCFS; fixed_ttl and utility_ttl: the plugin
+with ``--scheduling-policy priority``) a child process starts one in-process ``AsyncLLM`` with
+an 8B Llama shape and dummy weights, a deliberately small KV cache, and replays the same
+programs at every load level (Poisson program arrivals). Each turn's prompt is the previous
+prompt plus the model's actual output tokens plus the turn's new tokens, so prefix hits are
+token-exact. Time compression (default): outputs scaled by 0.15, at most 10 turns per program,
+tool pauses capped at 5 s (real trace pauses are kept otherwise). The summary file records it.
+
+Outputs: bench/results/serving/summary.json (machine-checked shape), a raw JSON with
+per-program numbers, and jct_vs_load.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.serving.workload import (
+    ProgramSpec,
+    ServiceModel,
+    build_pool,
+    describe,
+    poisson_arrivals,
+    scale_programs,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "results" / "serving"
+CONFIGS = ("stock", "fixed_ttl", "utility_ttl")
+MODEL_NAME = "llama-3.1-8b-shape (dummy weights)"
+TRACE_NAME = "tracelab:replay_multi_session_large.csv + continuum_swe:5 trajectories + synthetic (fitted on both)"
+
+# Llama-3.1-8B architecture; weights are random (load_format=dummy).
+LLAMA_8B_CONFIG = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "num_hidden_layers": 32,
+    "vocab_size": 128256,
+    "max_position_embeddings": 32768,
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 500000.0,
+    "hidden_act": "silu",
+    "tie_word_embeddings": False,
+    "bos_token_id": 128000,
+    "eos_token_id": 128001,
+    "dtype": "bfloat16",
+    "torch_dtype": "bfloat16",
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dry-run", action="store_true", help="Check traces and generator only (CPU).")
+    parser.add_argument("--loads", default="30,90,180", help="Program arrival rates, programs per minute.")
+    parser.add_argument("--window-s", type=float, default=12.0, help="Arrival window per load level.")
+    parser.add_argument("--drain-s", type=float, default=25.0, help="Max wait after the window; then unfinished programs are cut (censored JCT).")
+    parser.add_argument("--output-scale", type=float, default=0.15, help="Output length scale (time compression).")
+    parser.add_argument("--tool-scale", type=float, default=1.0, help="Tool pause scale (time compression).")
+    parser.add_argument("--max-tool-s", type=float, default=5.0, help="Cap on one tool pause, seconds.")
+    parser.add_argument("--max-turns", type=int, default=10, help="Turns kept per program.")
+    parser.add_argument("--max-context", type=int, default=12288, help="Programs are cut before this context.")
+    parser.add_argument("--num-synthetic", type=int, default=48, help="Synthetic programs in the pool.")
+    parser.add_argument("--kv-blocks", type=int, default=3000, help="KV cache blocks of 16 tokens (small: memory pressure).")
+    parser.add_argument("--max-num-seqs", type=int, default=128)
+    parser.add_argument("--max-num-batched-tokens", type=int, default=8192)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="Subset of stock,fixed_ttl,utility_ttl.")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+# ---------------------------------------------------------------------------- plan
+@dataclass(frozen=True)
+class Level:
+    programs_per_min: float
+    programs: list[ProgramSpec]
+    arrivals_s: list[float]
+
+
+def make_plan(args: argparse.Namespace) -> tuple[list[ProgramSpec], list[Level]]:
+    """The program pool and, per load, the programs and their arrival offsets (deterministic)."""
+    pool = build_pool(seed=args.seed, max_context=args.max_context, num_synthetic=args.num_synthetic)
+    pool = scale_programs(
+        pool,
+        output_scale=args.output_scale,
+        tool_scale=args.tool_scale,
+        max_tool_s=args.max_tool_s,
+        max_turns=args.max_turns,
+    )
+    levels: list[Level] = []
+    for i, load in enumerate(sorted(float(x) for x in args.loads.split(","))):
+        count = max(2, round(load * args.window_s / 60.0))
+        programs = [pool[k % len(pool)] for k in range(count)]
+        arrivals = poisson_arrivals(count, load, seed=args.seed + i)
+        levels.append(Level(load, programs, arrivals))
+    return pool, levels
+
+
+def prompt_tokens(program: ProgramSpec, level_index: int, turn_index: int, num: int) -> list[int]:
+    """Fresh, deterministic token ids for one turn (identical across configurations)."""
+    # crc32, not hash(): str hashes differ between processes, and every configuration runs in
+    # its own process but must see the same tokens.
+    rng = random.Random(zlib.crc32(f"{program.program_id}/{level_index}/{turn_index}".encode()))
+    return [rng.randrange(1000, 120000) for _ in range(num)]
+
+
+# ---------------------------------------------------------------------------- child (GPU)
+def plugin_env(config: str, service: ServiceModel | None) -> dict[str, str]:
+    """QUOTAFLOW_CONTINUUM_* variables of a plugin configuration."""
+    from serving_patch.config import ContinuumConfig
+
+    cfg = ContinuumConfig(
+        ttl_policy="fixed" if config == "fixed_ttl" else "utility",
+        # Turns end at max_tokens here (dummy weights cannot emit the trace's stop).
+        pin_length_capped=True,
+        # A short run sees a few hundred tool durations: leave the cold start after 30, not 100.
+        min_samples=30,
+    )
+    if service is not None:
+        cfg = cfg.replace(prefill_a_s=max(0.0, service.prefill_a_s), prefill_b_s_per_token=service.prefill_b_s_per_token)
+    return cfg.to_env()
+
+
+def _sum_samples(registry: Any, name: str) -> float:
+    total = 0.0
+    for metric in registry.collect():
+        for sample in metric.samples:
+            if sample.name == name:
+                total += sample.value
+    return total
+
+
+async def _run_child(args: argparse.Namespace, engine: Any, levels: list[Level], prom_dir: str) -> dict[str, Any]:
+    from prometheus_client import REGISTRY, CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+    from vllm.sampling_params import RequestOutputKind
+
+    counter = 0
+
+    async def generate(prompt: list[int], max_tokens: int, xargs: dict[str, Any] | None) -> Any:
+        nonlocal counter
+        counter += 1
+        params = SamplingParams(
+            max_tokens=max_tokens,
+            ignore_eos=True,
+            detokenize=False,
+            temperature=1.0,
+            output_kind=RequestOutputKind.FINAL_ONLY,
+            extra_args=xargs,
+        )
+        final = None
+        async for out in engine.generate(TokensPrompt(prompt_token_ids=prompt), params, f"r{counter}"):
+            final = out
+        return final
+
+    # Warm-up, then calibration of the isolated service time (fresh tokens: no cache hits).
+    rng = random.Random(12345)
+    fresh = lambda n: [rng.randrange(1000, 120000) for _ in range(n)]
+    await generate(fresh(64), 8, None)
+
+    async def timed(n_prompt: int, n_out: int) -> float:
+        t = time.perf_counter()
+        await generate(fresh(n_prompt), n_out, None)
+        return time.perf_counter() - t
+
+    short = min([await timed(256, 1) for _ in range(2)])
+    long = min([await timed(4096, 1) for _ in range(2)])
+    b = max(1e-7, (long - short) / (4096 - 256))
+    a = max(0.0, short - b * 256)
+    decode = min([await timed(32, 129) for _ in range(2)])
+    tpot = max(1e-4, (decode - a - b * 32) / 128)
+    service = ServiceModel(a, b, tpot)
+
+    level_results: list[dict[str, Any]] = []
+    for li, level in enumerate(levels):
+        await engine.reset_prefix_cache()
+        q0 = _sum_samples(REGISTRY, "vllm:prefix_cache_queries_total")
+        h0 = _sum_samples(REGISTRY, "vllm:prefix_cache_hits_total")
+        p0 = _sum_samples(REGISTRY, "vllm:num_preemptions_total")
+        t0 = time.perf_counter() + 0.5
+        records: dict[str, dict[str, Any]] = {}
+
+        async def run_program(
+            index: int, program: ProgramSpec, offset: float, li: int, t0: float, records: dict[str, dict[str, Any]]
+        ) -> None:
+            pid = f"L{li}-{index}-{program.program_id}"
+            rec: dict[str, Any] = {"program_id": pid, "source": program.source, "arrival_s": offset, "turns": 0,
+                   "prompt_tokens": 0, "cached_tokens": 0, "done": False}
+            records[pid] = rec
+            await asyncio.sleep(max(0.0, t0 + offset - time.perf_counter()))
+            context: list[int] = []
+            last = len(program.turns) - 1
+            for k, turn in enumerate(program.turns):
+                prompt = context + prompt_tokens(program, li, k, turn.num_new_tokens)
+                xargs = {"program_id": pid, "turn": k, "is_last_step": int(k == last)}
+                if turn.tool_name:
+                    xargs["tool_name"] = turn.tool_name
+                out = await generate(prompt, turn.num_output_tokens, xargs)
+                context = prompt + list(out.outputs[0].token_ids)
+                rec["turns"] += 1
+                rec["prompt_tokens"] += len(prompt)
+                rec["cached_tokens"] += int(out.num_cached_tokens or 0)
+                if k < last and turn.tool_s > 0:
+                    await asyncio.sleep(turn.tool_s)
+            rec["done"] = True
+            rec["finish_s"] = time.perf_counter() - t0
+
+        tasks = [
+            asyncio.create_task(run_program(i, p, off, li, t0, records))
+            for i, (p, off) in enumerate(zip(level.programs, level.arrivals_s))
+        ]
+        deadline = max(level.arrivals_s) + args.drain_s
+        _, pending = await asyncio.wait(tasks, timeout=deadline + 0.5)
+        for task in pending:
+            task.cancel()  # aborts the in-flight request in the engine
+        await asyncio.gather(*pending, return_exceptions=True)
+        cut_at = time.perf_counter() - t0
+        for rec in records.values():
+            end = rec["finish_s"] if rec["done"] else cut_at
+            rec["jct_s"] = end - rec["arrival_s"]
+        await asyncio.sleep(1.0)  # let the last stats reach the frontend's loggers
+        plugin: dict[str, float] = {}
+        if prom_dir:
+            mp = CollectorRegistry()
+            MultiProcessCollector(mp, path=prom_dir)
+            for metric in mp.collect():
+                for sample in metric.samples:
+                    if sample.name.startswith("quotaflow_continuum_"):
+                        plugin[sample.name] = plugin.get(sample.name, 0.0) + sample.value
+        queries = _sum_samples(REGISTRY, "vllm:prefix_cache_queries_total") - q0
+        hits = _sum_samples(REGISTRY, "vllm:prefix_cache_hits_total") - h0
+        level_results.append({
+            "programs_per_min": level.programs_per_min,
+            "programs": list(records.values()),
+            "vllm_prefix_queries": queries,
+            "vllm_prefix_hits": hits,
+            "preemptions": _sum_samples(REGISTRY, "vllm:num_preemptions_total") - p0,
+            "plugin_metrics_cumulative": plugin,
+            "wall_s": cut_at,
+        })
+    return {"service": asdict(service), "levels": level_results}
+
+
+def run_child(args: argparse.Namespace) -> None:
+    prom_dir = tempfile.mkdtemp(prefix="qf-bench-prom-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = prom_dir  # before prometheus_client is imported
+    os.environ.setdefault("VLLM_USE_FLASHINFER_SAMPLER", "0")
+    import torch
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    _, levels = make_plan(args)
+    model_dir = Path(tempfile.mkdtemp(prefix="qf-llama8b-"))
+    (model_dir / "config.json").write_text(json.dumps(LLAMA_8B_CONFIG))
+    plugin = args.child != "stock"
+    engine_args = AsyncEngineArgs(
+        model=str(model_dir),
+        load_format="dummy",
+        dtype="bfloat16",
+        skip_tokenizer_init=True,
+        enforce_eager=True,
+        enable_prefix_caching=True,
+        num_gpu_blocks_override=args.kv_blocks,
+        max_model_len=args.max_context + 512,
+        max_num_seqs=args.max_num_seqs,
+        max_num_batched_tokens=args.max_num_batched_tokens,
+        gpu_memory_utilization=0.85,
+        disable_log_stats=False,
+        seed=args.seed,
+        scheduling_policy="priority" if plugin else "fcfs",
+        scheduler_cls="serving_patch.vllm_adapter.ContinuumAsyncScheduler" if plugin else None,
+    )
+    started = time.perf_counter()
+    engine = AsyncLLM.from_engine_args(engine_args)
+    startup_s = time.perf_counter() - started
+    try:
+        result = asyncio.run(_run_child(args, engine, levels, prom_dir if plugin else ""))
+    finally:
+        engine.shutdown()
+    result.update(
+        config=args.child,
+        gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU",
+        engine_startup_s=startup_s,
+        env={k: v for k, v in os.environ.items() if k.startswith("QUOTAFLOW_CONTINUUM_")},
+    )
+    args.child_out.write_text(json.dumps(result))
+
+
+# ---------------------------------------------------------------------------- aggregation
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in [0, 100])."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100.0 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def summarize_level(level: dict[str, Any]) -> dict[str, Any]:
+    """The summary block of one configuration at one load."""
+    programs = level["programs"]
+    jcts = [p["jct_s"] for p in programs]
+    done = [p for p in programs if p["done"]]
+    span = max((p["finish_s"] for p in done), default=0.0) - min((p["arrival_s"] for p in programs), default=0.0)
+    prompt = sum(p["prompt_tokens"] for p in programs)
+    cached = sum(p["cached_tokens"] for p in programs)
+    queries = level.get("vllm_prefix_queries") or 0.0
+    return {
+        "mean_jct_s": statistics.fmean(jcts) if jcts else float("nan"),
+        "p50_jct_s": percentile(jcts, 50),
+        "p95_jct_s": percentile(jcts, 95),
+        "throughput_programs_per_min": 60.0 * len(done) / span if span > 0 else 0.0,
+        "prefix_hit_rate": (level["vllm_prefix_hits"] / queries) if queries else (cached / prompt if prompt else 0.0),
+        "preemptions": int(level.get("preemptions") or 0),
+        "num_programs": len(programs),
+        "num_incomplete": len(programs) - len(done),
+        "request_prefix_hit_rate": cached / prompt if prompt else 0.0,
+    }
+
+
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "serving_patch", "bench/serving"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def build_summary(children: dict[str, dict[str, Any]], levels: list[Level], service: ServiceModel) -> dict[str, Any]:
+    """summary.json in the shape the issue fixes."""
+    gpu = next((c["gpu"] for c in children.values() if c.get("gpu")), "unknown GPU")
+    loads: list[dict[str, Any]] = []
+    for li, level in enumerate(levels):
+        entry: dict[str, Any] = {"programs_per_min": level.programs_per_min}
+        for config in CONFIGS:
+            if config in children:
+                entry[config] = summarize_level(children[config]["levels"][li])
+        entry["lower_bound_mean_jct_s"] = statistics.fmean(service.lower_bound_s(p) for p in level.programs)
+        loads.append(entry)
+    return {
+        "commit": git_commit(),
+        "machine": f"{gpu} ({platform.node()})",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model": MODEL_NAME,
+        "trace": TRACE_NAME,
+        "loads": loads,
+    }
+
+
+def plot(summary: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    loads = [entry["programs_per_min"] for entry in summary["loads"]]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for config, color in zip(CONFIGS, ("tab:gray", "tab:blue", "tab:green")):
+        if all(config in entry for entry in summary["loads"]):
+            ax.plot(loads, [e[config]["mean_jct_s"] for e in summary["loads"]], "o-", color=color, label=f"{config} mean")
+            ax.plot(loads, [e[config]["p95_jct_s"] for e in summary["loads"]], "x--", color=color, alpha=0.6, label=f"{config} p95")
+    ax.plot(loads, [e["lower_bound_mean_jct_s"] for e in summary["loads"]], "k:", label="lower bound (mean)")
+    ax.set_xlabel("load (programs / min)")
+    ax.set_ylabel("job completion time (s)")
+    ax.set_title(f"{summary['model']} on {summary['machine'].split(' (')[0]}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+# ---------------------------------------------------------------------------- parent
+def run_parent(args: argparse.Namespace, argv: list[str]) -> None:
+    from rich.progress import Progress
+
+    _, levels = make_plan(args)
+    configs = [c for c in CONFIGS if c in args.configs.split(",")]
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    children: dict[str, dict[str, Any]] = {}
+    service: ServiceModel | None = None
+    base_argv = [a for a in argv if a != "--dry-run"]
+    with Progress() as progress:
+        task = progress.add_task("serving replay", total=len(configs))
+        for config in configs:
+            progress.update(task, description=f"{config}: engine start + {len(levels)} loads")
+            out = Path(tempfile.mkdtemp(prefix="qf-child-")) / f"{config}.json"
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+            if config != "stock":
+                env.update(plugin_env(config, service))
+            cmd = [sys.executable, "-m", "bench.serving.replay", *base_argv, "--child", config, "--child-out", str(out)]
+            subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+            children[config] = json.loads(out.read_text())
+            if service is None:
+                service = ServiceModel(**children[config]["service"])
+            progress.advance(task)
+    assert service is not None
+    summary = build_summary(children, levels, service)
+    (args.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    stamp = summary["date"].replace(":", "").replace("-", "")
+    raw = {"summary": summary, "args": {k: str(v) for k, v in vars(args).items()}, "service_model": asdict(service),
+           "workload": {str(level.programs_per_min): describe(level.programs) for level in levels}, "children": children}
+    (args.out_dir / f"replay_{stamp}.json").write_text(json.dumps(raw, indent=2))
+    plot(summary, args.out_dir / "jct_vs_load.png")
+    for entry in summary["loads"]:
+        line = [f"{entry['programs_per_min']:>6.0f}/min  LB {entry['lower_bound_mean_jct_s']:6.1f}s"]
+        for config in configs:
+            s = entry[config]
+            line.append(f"{config} mean {s['mean_jct_s']:6.1f}s p95 {s['p95_jct_s']:6.1f}s hit {s['prefix_hit_rate']:.2f} pre {s['preemptions']}")
+        print(" | ".join(line))
+
+
+def dry_run(args: argparse.Namespace) -> dict[str, Any]:
+    """Parse the traces, fit and generate, build the plan; print and return the numbers."""
+    pool, levels = make_plan(args)
+    service = ServiceModel(0.01, 5e-5, 0.02)  # placeholder H200-like numbers: dry run only
+    report = {
+        "pool": describe(pool),
+        "sources": sorted({p.source for p in pool}),
+        "levels": [
+            {
+                "programs_per_min": level.programs_per_min,
+                "num_programs": len(level.programs),
+                "last_arrival_s": round(max(level.arrivals_s), 2),
+                "lower_bound_mean_jct_s_placeholder": round(statistics.fmean(service.lower_bound_s(p) for p in level.programs), 2),
+                **describe(level.programs),
+            }
+            for level in levels
+        ],
+    }
+    print(json.dumps(report, indent=2))
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.dry_run:
+        dry_run(args)
+    elif args.child:
+        run_child(args)
+    else:
+        run_parent(args, argv)
+
+
+if __name__ == "__main__":
+    main()

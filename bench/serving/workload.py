@@ -1,0 +1,312 @@
+"""Agent-program workloads for the serving benchmark: trace parsers, a calibrated generator,
+Poisson arrivals. Pure (no vLLM, no torch); numbers in tokens and seconds.
+
+A program is a sequence of turns. Turn k's prompt is the whole previous context (every earlier
+prompt and output) plus ``num_new_tokens`` fresh tokens (the user message or tool result); the
+model then writes ``num_output_tokens`` tokens, and the program runs a tool for ``tool_s``
+seconds before its next turn (0 after the last turn).
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import math
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "traces"
+TRACELAB_CSV = DATA / "tracelab" / "replay_multi_session_large.csv"
+SWE_JSON = DATA / "continuum_swe" / "swe_smith_5traj_with_tool_timings.json"
+CHARS_PER_TOKEN = 4.0
+"""Token estimate for the SWE messages when no tokenizer is given (about 4 characters a token)."""
+
+
+@dataclass(frozen=True)
+class TurnSpec:
+    """One LLM turn of a program and the tool pause that follows it."""
+
+    num_new_tokens: int
+    """Fresh prompt tokens appended to the context before this turn."""
+    num_output_tokens: int
+    """Tokens the model generates."""
+    tool_s: float
+    """Tool time after this turn, seconds (0 after the last turn)."""
+    tool_name: str | None = None
+    """The tool run after this turn."""
+
+
+@dataclass(frozen=True)
+class ProgramSpec:
+    """An agent program: an id, where it came from, its turns."""
+
+    program_id: str
+    source: str
+    turns: tuple[TurnSpec, ...]
+
+    @property
+    def num_context_tokens(self) -> int:
+        """Context at the end of the program."""
+        return sum(t.num_new_tokens + t.num_output_tokens for t in self.turns)
+
+    @property
+    def tool_s(self) -> float:
+        """Total tool time."""
+        return sum(t.tool_s for t in self.turns)
+
+
+def _finish(program_id: str, source: str, turns: list[TurnSpec], max_context: int) -> ProgramSpec | None:
+    """Cut the program where its context would exceed ``max_context``; zero the last tool."""
+    kept: list[TurnSpec] = []
+    context = 0
+    for turn in turns:
+        context += turn.num_new_tokens + turn.num_output_tokens
+        if context > max_context:
+            break
+        kept.append(turn)
+    if not kept:
+        return None
+    last = kept[-1]
+    kept[-1] = TurnSpec(last.num_new_tokens, last.num_output_tokens, 0.0, None)
+    return ProgramSpec(program_id, source, tuple(kept))
+
+
+def load_tracelab(path: Path = TRACELAB_CSV, *, max_context: int = 16384) -> list[ProgramSpec]:
+    """Programs of the TraceLab replay CSV (one per session_id, rounds in order)."""
+    sessions: dict[str, list[dict[str, str]]] = defaultdict(list)
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            sessions[row["session_id"]].append(row)
+    programs: list[ProgramSpec] = []
+    for session_id, rows in sorted(sessions.items(), key=lambda kv: int(kv[0])):
+        rows.sort(key=lambda r: int(r["round_idx"]))
+        turns = [
+            TurnSpec(
+                num_new_tokens=int(r["input_len"]),
+                num_output_tokens=max(1, int(r["output_len"])),
+                tool_s=int(r["tool_wait_after_ms"]) / 1000.0,
+                tool_name="tracelab_tool",
+            )
+            for r in rows
+        ]
+        program = _finish(f"tracelab-{session_id}", "tracelab", turns, max_context)
+        if program is not None:
+            programs.append(program)
+    return programs
+
+
+def _approx_tokens(text: str) -> int:
+    return max(1, math.ceil(len(text.encode("utf-8")) / CHARS_PER_TOKEN))
+
+
+def _maybe_literal(value: object) -> object:
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return value
+    return value
+
+
+def load_swe(path: Path = SWE_JSON, *, max_context: int = 16384, count_tokens=None) -> list[ProgramSpec]:  # type: ignore[no-untyped-def]
+    """Programs of the Continuum SWE trajectories: tokenized messages, measured tool times.
+
+    ``count_tokens(text) -> int`` tokenizes; without it, about 4 UTF-8 bytes make a token.
+    """
+    count = count_tokens or _approx_tokens
+    programs: list[ProgramSpec] = []
+    for index, trajectory in enumerate(json.loads(path.read_text())):
+        messages = json.loads(trajectory["messages"])
+        turns: list[TurnSpec] = []
+        pending_new = 0
+        for message in messages:
+            role = message.get("role")
+            text = str(message.get("content") or "")
+            if role != "assistant":
+                pending_new += count(text)
+                continue
+            calls: list[dict[str, Any]] = _maybe_literal(message.get("tool_calls")) or []  # type: ignore[assignment]
+            call_text = "".join(str(c.get("function", {}).get("arguments", "")) for c in calls)
+            tool_s = sum(float(c.get("execution_time_seconds") or 0.0) for c in calls)
+            name = calls[0].get("function", {}).get("name") if calls else None
+            turns.append(TurnSpec(max(1, pending_new), count(text + call_text), tool_s, name))
+            pending_new = 0
+        program = _finish(f"swe-{index}", "continuum_swe", turns, max_context)
+        if program is not None:
+            programs.append(program)
+    return programs
+
+
+@dataclass(frozen=True)
+class LogNormal:
+    """A log-normal fit (mu, sigma of the log)."""
+
+    mu: float
+    sigma: float
+
+    @classmethod
+    def fit(cls, values: Sequence[float]) -> LogNormal:
+        logs = [math.log(v) for v in values if v > 0]
+        if not logs:
+            return cls(0.0, 0.0)
+        mu = sum(logs) / len(logs)
+        var = sum((x - mu) ** 2 for x in logs) / max(1, len(logs) - 1)
+        return cls(mu, math.sqrt(var))
+
+    def sample(self, rng: random.Random) -> float:
+        return math.exp(rng.gauss(self.mu, self.sigma))
+
+
+@dataclass(frozen=True)
+class WorkloadFit:
+    """Distributions fitted on real programs; drives :func:`synthesize`."""
+
+    num_turns: tuple[int, ...]
+    """Empirical turn counts (sampled with replacement)."""
+    first_prompt: LogNormal
+    new_tokens: LogNormal
+    output_tokens: LogNormal
+    tool_s: LogNormal
+    """Body of the positive tool durations."""
+    zero_tool_share: float
+    """Share of tool pauses that are zero."""
+    pareto_share: float = 0.1
+    """Share of tool pauses drawn from the heavy Pareto tail instead."""
+    pareto_alpha: float = 1.5
+    """Tail index of that Pareto tail (heavy: infinite variance below 2)."""
+
+
+def fit_workload(programs: Sequence[ProgramSpec]) -> WorkloadFit:
+    """Fit turn counts, token lengths and tool durations of ``programs``."""
+    tools = [t.tool_s for p in programs for t in p.turns[:-1]]
+    return WorkloadFit(
+        num_turns=tuple(len(p.turns) for p in programs),
+        first_prompt=LogNormal.fit([p.turns[0].num_new_tokens for p in programs]),
+        new_tokens=LogNormal.fit([t.num_new_tokens for p in programs for t in p.turns[1:]]),
+        output_tokens=LogNormal.fit([t.num_output_tokens for p in programs for t in p.turns]),
+        tool_s=LogNormal.fit([d for d in tools if d > 0]),
+        zero_tool_share=sum(1 for d in tools if d <= 0) / max(1, len(tools)),
+    )
+
+
+def synthesize(
+    fit: WorkloadFit,
+    num_programs: int,
+    *,
+    seed: int,
+    max_context: int = 16384,
+    max_tool_s: float = 30.0,
+) -> list[ProgramSpec]:
+    """Programs drawn from ``fit``: empirical turn counts, log-normal lengths, heavy-tailed tools
+    (capped at ``max_tool_s`` so one draw cannot stall a benchmark run)."""
+    rng = random.Random(seed)
+    body_median = math.exp(fit.tool_s.mu)
+    programs: list[ProgramSpec] = []
+    for index in range(num_programs):
+        turns: list[TurnSpec] = []
+        for k in range(rng.choice(fit.num_turns)):
+            new = fit.first_prompt.sample(rng) if k == 0 else fit.new_tokens.sample(rng)
+            out = fit.output_tokens.sample(rng)
+            u = rng.random()
+            if u < fit.zero_tool_share:
+                tool = 0.0
+            elif u < fit.zero_tool_share + fit.pareto_share:
+                tool = body_median * rng.paretovariate(fit.pareto_alpha)
+            else:
+                tool = fit.tool_s.sample(rng)
+            tool = min(tool, max_tool_s)
+            turns.append(TurnSpec(max(1, round(new)), max(1, round(out)), tool, "synthetic_tool"))
+        program = _finish(f"synthetic-{index}", "synthetic", turns, max_context)
+        if program is not None:
+            programs.append(program)
+    return programs
+
+
+def build_pool(*, seed: int, max_context: int, num_synthetic: int, count_tokens=None) -> list[ProgramSpec]:  # type: ignore[no-untyped-def]
+    """TraceLab programs, SWE trajectories and synthetic programs fitted on both, interleaved."""
+    tracelab = load_tracelab(max_context=max_context)
+    swe = load_swe(max_context=max_context, count_tokens=count_tokens)
+    synthetic = synthesize(fit_workload(tracelab + swe), num_synthetic, seed=seed, max_context=max_context)
+    pool = tracelab + swe + synthetic
+    random.Random(seed).shuffle(pool)
+    return pool
+
+
+def scale_programs(
+    programs: Sequence[ProgramSpec],
+    *,
+    output_scale: float,
+    tool_scale: float,
+    max_tool_s: float,
+    max_turns: int,
+) -> list[ProgramSpec]:
+    """Time compression for a short GPU run: shorter outputs and tool pauses, at most
+    ``max_turns`` turns per program (the last kept turn then has no tool after it)."""
+    out: list[ProgramSpec] = []
+    for p in programs:
+        turns = [
+            TurnSpec(
+                t.num_new_tokens,
+                max(1, round(t.num_output_tokens * output_scale)),
+                min(t.tool_s * tool_scale, max_tool_s),
+                t.tool_name,
+            )
+            for t in p.turns[:max_turns]
+        ]
+        program = _finish(p.program_id, p.source, turns, max_context=1 << 30)
+        if program is not None:
+            out.append(program)
+    return out
+
+
+def poisson_arrivals(num_programs: int, programs_per_min: float, *, seed: int) -> list[float]:
+    """Arrival offsets (seconds from the start) of a Poisson process at the given rate."""
+    rng = random.Random(seed)
+    rate_per_s = programs_per_min / 60.0
+    t = 0.0
+    out: list[float] = []
+    for _ in range(num_programs):
+        t += rng.expovariate(rate_per_s)
+        out.append(t)
+    return out
+
+
+@dataclass(frozen=True)
+class ServiceModel:
+    """Isolated service time of one turn: a + b * new prompt tokens + tpot * output tokens."""
+
+    prefill_a_s: float
+    prefill_b_s_per_token: float
+    tpot_s: float
+
+    def program_s(self, program: ProgramSpec) -> float:
+        """Service time of the program alone on the engine with a perfect prefix cache."""
+        return sum(
+            self.prefill_a_s + self.prefill_b_s_per_token * t.num_new_tokens + self.tpot_s * t.num_output_tokens
+            for t in program.turns
+        )
+
+    def lower_bound_s(self, program: ProgramSpec) -> float:
+        """JCT lower bound: tool time plus isolated service time."""
+        return program.tool_s + self.program_s(program)
+
+
+def describe(programs: Sequence[ProgramSpec]) -> dict[str, float]:
+    """Summary numbers of a pool (for the dry run and the results file)."""
+    turns = [t for p in programs for t in p.turns]
+    tools = sorted(t.tool_s for p in programs for t in p.turns[:-1])
+    return {
+        "num_programs": len(programs),
+        "mean_turns": len(turns) / max(1, len(programs)),
+        "mean_new_tokens": sum(t.num_new_tokens for t in turns) / max(1, len(turns)),
+        "mean_output_tokens": sum(t.num_output_tokens for t in turns) / max(1, len(turns)),
+        "mean_final_context": sum(p.num_context_tokens for p in programs) / max(1, len(programs)),
+        "tool_p50_s": tools[len(tools) // 2] if tools else 0.0,
+        "tool_p95_s": tools[int(len(tools) * 0.95)] if tools else 0.0,
+        "tool_max_s": tools[-1] if tools else 0.0,
+    }

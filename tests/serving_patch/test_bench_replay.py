@@ -1,0 +1,119 @@
+"""The serving benchmark's CPU parts: trace parsing, the fitted generator, the plan, the summary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.serving import replay
+from bench.serving.workload import (
+    ServiceModel,
+    fit_workload,
+    load_swe,
+    load_tracelab,
+    poisson_arrivals,
+    synthesize,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_tracelab_programs_rebuild_the_recorded_contexts() -> None:
+    programs = load_tracelab()
+    assert len(programs) == 48
+    first = programs[0]  # session 0: 2318+200, then prefix 2518 (+348 +131) = 2997
+    assert [t.num_new_tokens for t in first.turns[:2]] == [2318, 348]
+    assert first.turns[0].num_new_tokens + first.turns[0].num_output_tokens == 2518
+    assert first.turns[0].tool_s == pytest.approx(0.3) and first.turns[-1].tool_s == 0.0
+
+
+def test_swe_trajectories_are_tokenized_with_tool_times() -> None:
+    programs = load_swe(max_context=10**9)
+    assert len(programs) == 5
+    assert all(20 <= len(p.turns) <= 33 for p in programs)
+    tools = {t.tool_name for p in programs for t in p.turns}
+    assert {"bash", "str_replace_editor"} <= tools
+    assert sum(t.tool_s for p in programs for t in p.turns) > 1.0
+
+
+def test_generator_follows_the_fit_and_has_a_heavy_tail() -> None:
+    real = load_tracelab() + load_swe()
+    fit = fit_workload(real)
+    synthetic = synthesize(fit, 400, seed=1, max_context=10**9, max_tool_s=1e9)
+    assert {len(p.turns) for p in synthetic} <= set(fit.num_turns)
+    outputs = sorted(t.num_output_tokens for p in synthetic for t in p.turns)
+    real_outputs = sorted(t.num_output_tokens for p in real for t in p.turns)
+    assert 0.5 < outputs[len(outputs) // 2] / real_outputs[len(real_outputs) // 2] < 2.0
+    tools = sorted(t.tool_s for p in synthetic for t in p.turns[:-1])
+    assert tools[-1] > 20 * tools[len(tools) // 2]  # heavy tail
+    assert synthesize(fit, 5, seed=1) == synthesize(fit, 5, seed=1)
+
+
+def test_poisson_arrivals_match_the_rate() -> None:
+    arrivals = poisson_arrivals(2000, 120.0, seed=3)
+    assert arrivals == sorted(arrivals)
+    assert arrivals[-1] / 2000 == pytest.approx(0.5, rel=0.1)
+
+
+def test_plan_is_deterministic_and_loads_increase() -> None:
+    args = replay.parse_args(["--loads", "90,30"])
+    _, levels = replay.make_plan(args)
+    _, again = replay.make_plan(args)
+    assert [lv.programs_per_min for lv in levels] == [30.0, 90.0]
+    assert [len(lv.programs) for lv in levels] == [6, 18]
+    assert levels[1].arrivals_s == again[1].arrivals_s
+    program = levels[0].programs[0]
+    assert replay.prompt_tokens(program, 0, 1, 5) == replay.prompt_tokens(program, 0, 1, 5)
+    assert all(t.num_output_tokens >= 1 and t.tool_s <= 5.0 for lv in levels for p in lv.programs for t in p.turns)
+
+
+def test_summary_has_the_checked_shape() -> None:
+    args = replay.parse_args(["--loads", "30,90"])
+    _, levels = replay.make_plan(args)
+
+    def fake_child(scale: float) -> dict:
+        return {
+            "gpu": "NVIDIA H200",
+            "levels": [
+                {
+                    "programs": [
+                        {"jct_s": scale * (i + 1), "done": True, "finish_s": 10.0 + i, "arrival_s": float(i),
+                         "prompt_tokens": 100, "cached_tokens": 50}
+                        for i in range(len(lv.programs))
+                    ],
+                    "vllm_prefix_queries": 100.0,
+                    "vllm_prefix_hits": 25.0,
+                    "preemptions": 3,
+                }
+                for lv in levels
+            ],
+        }
+
+    children = {"stock": fake_child(2.0), "fixed_ttl": fake_child(1.0), "utility_ttl": fake_child(1.0)}
+    summary = replay.build_summary(children, levels, ServiceModel(0.01, 1e-4, 0.02))
+    assert set(summary) == {"commit", "machine", "date", "model", "trace", "loads"}
+    assert "H200" in summary["machine"]
+    keys = {"mean_jct_s", "p50_jct_s", "p95_jct_s", "throughput_programs_per_min", "prefix_hit_rate", "preemptions"}
+    for entry in summary["loads"]:
+        for config in ("stock", "fixed_ttl", "utility_ttl"):
+            assert keys <= set(entry[config])
+        assert entry["lower_bound_mean_jct_s"] > 0
+    first = summary["loads"][0]
+    assert first["stock"]["mean_jct_s"] == pytest.approx(2 * first["fixed_ttl"]["mean_jct_s"])
+    assert first["stock"]["prefix_hit_rate"] == 0.25 and first["stock"]["preemptions"] == 3
+    assert [e["programs_per_min"] for e in summary["loads"]] == [30.0, 90.0]
+    json.dumps(summary)
+
+
+def test_dry_run_command() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.serving.replay", "--dry-run", "--loads", "30,60"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+    )
+    report = json.loads(done.stdout)
+    assert report["sources"] == ["continuum_swe", "synthetic", "tracelab"]
+    assert [lv["programs_per_min"] for lv in report["levels"]] == [30.0, 60.0]
