@@ -7,7 +7,12 @@ arithmetic. The workflow that makes the calls is ``workflows.drqa``.
 from __future__ import annotations
 
 from budget.quota.allocation import AllocationConfig, RetryCandidate, allocate, reallocate
-from budget.quota.answers import answers_match, extract_boxed, extract_final_answer, normalize_answer
+from budget.quota.answers import (
+    answers_match,
+    extract_boxed,
+    extract_final_answer,
+    normalize_answer,
+)
 from budget.quota.batch import (
     ProbeItem,
     approx_token_count,
@@ -31,32 +36,32 @@ from budget.quota.plan import (
 )
 
 __all__ = [
+    "QUOTA_METHODS",
     "AllocationConfig",
-    "RetryCandidate",
-    "allocate",
-    "reallocate",
-    "answers_match",
-    "extract_boxed",
-    "extract_final_answer",
-    "normalize_answer",
-    "ProbeItem",
-    "approx_token_count",
-    "chunk_indices",
-    "compose_probe_messages",
-    "compose_quick_messages",
-    "parse_probe_response",
-    "parse_quick_answer",
     "Difficulty",
     "DifficultyConfig",
-    "estimate_difficulty",
-    "quota_sampling",
-    "reasoning_budget_statement",
-    "QUOTA_METHODS",
+    "ProbeItem",
     "ProbePlan",
     "QuotaConfig",
     "QuotaMethod",
     "QuotaPolicy",
+    "RetryCandidate",
+    "allocate",
+    "answers_match",
+    "approx_token_count",
+    "chunk_indices",
+    "compose_probe_messages",
+    "compose_quick_messages",
+    "estimate_difficulty",
+    "extract_boxed",
+    "extract_final_answer",
+    "normalize_answer",
+    "parse_probe_response",
+    "parse_quick_answer",
     "plan_probe",
     "policy_for",
+    "quota_sampling",
+    "reallocate",
+    "reasoning_budget_statement",
     "solve_quotas",
 ]

@@ -78,7 +78,7 @@ def allocate(weights: Sequence[float], total_budget: int, config: AllocationConf
             hi = mid
     exact = {i: clamped(lo, i) for i in active}
     for i in active:
-        quotas[i] = min(int(math.floor(exact[i])), hi_q)
+        quotas[i] = min(math.floor(exact[i]), hi_q)
     leftover = total_budget - sum(quotas)
     by_fraction = sorted(active, key=lambda i: (-(exact[i] - quotas[i]), -weights[i], i))
     for i in by_fraction:

@@ -12,11 +12,11 @@ import re
 from fractions import Fraction
 
 __all__ = [
+    "answers_match",
     "extract_boxed",
     "extract_final_answer",
-    "normalize_answer",
-    "answers_match",
     "last_number",
+    "normalize_answer",
 ]
 
 _NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
@@ -125,7 +125,7 @@ def normalize_answer(answer: str | None) -> str | None:
     s = s.replace("dfrac", "frac").replace("tfrac", "frac")
     s = _FRAC_SHORT_RE.sub(r"\\frac{\1}{\2}", s)
     s = s.strip().rstrip(".").strip()
-    if s.startswith("x=") or s.startswith("x ="):
+    if s.startswith(("x=", "x =")):
         s = s.split("=", 1)[1]
     s = s.replace(" ", "")
     if not s:

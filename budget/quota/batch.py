@@ -26,11 +26,11 @@ from orchestrator.types import Message
 __all__ = [
     "ProbeItem",
     "approx_token_count",
-    "compose_probe_messages",
-    "parse_probe_response",
-    "compose_quick_messages",
-    "parse_quick_answer",
     "chunk_indices",
+    "compose_probe_messages",
+    "compose_quick_messages",
+    "parse_probe_response",
+    "parse_quick_answer",
 ]
 
 TokenCounter = Callable[[str], int]

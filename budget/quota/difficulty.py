@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from budget.quota.answers import answers_match
 from budget.quota.batch import ProbeItem
 
-__all__ = ["DifficultyConfig", "Difficulty", "estimate_difficulty"]
+__all__ = ["Difficulty", "DifficultyConfig", "estimate_difficulty"]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from orchestrator.types import SamplingOptions
 
-__all__ = ["reasoning_budget_statement", "quota_sampling", "WORDS_PER_TOKEN"]
+__all__ = ["WORDS_PER_TOKEN", "quota_sampling", "reasoning_budget_statement"]
 
 WORDS_PER_TOKEN = 0.75
 """English text runs at roughly three words per four tokens."""

@@ -21,13 +21,13 @@ from budget.quota.batch import chunk_indices
 from budget.quota.difficulty import DifficultyConfig
 
 __all__ = [
-    "QuotaMethod",
     "QUOTA_METHODS",
-    "QuotaPolicy",
-    "QuotaConfig",
     "ProbePlan",
-    "policy_for",
+    "QuotaConfig",
+    "QuotaMethod",
+    "QuotaPolicy",
     "plan_probe",
+    "policy_for",
     "solve_quotas",
 ]
 

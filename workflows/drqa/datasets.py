@@ -19,7 +19,7 @@ from typing import Any
 from budget.quota.answers import answers_match, extract_boxed, last_number, normalize_answer
 from orchestrator.errors import BadInputError
 
-__all__ = ["Item", "DatasetSpec", "get_spec", "detect_dataset", "load_items", "split_items", "SPECS"]
+__all__ = ["SPECS", "DatasetSpec", "Item", "detect_dataset", "get_spec", "load_items", "split_items"]
 
 
 @dataclass(frozen=True)

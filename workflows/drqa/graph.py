@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
-
-from langgraph.graph import END, START, StateGraph
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
 
 from budget.quota.allocation import RetryCandidate, reallocate
 from budget.quota.answers import answers_match, extract_final_answer, normalize_answer
@@ -35,9 +33,14 @@ from workflows.drqa.datasets import Item, detect_dataset, get_spec
 from workflows.drqa.prompts import continuation_messages, solve_messages
 
 if TYPE_CHECKING:
+    from langgraph.graph import StateGraph
+
     from orchestrator.context import RunContext
 
-__all__ = ["DRQAState", "build", "initial_state", "result"]
+__all__ = ["NODE_ORDER", "DRQAState", "build", "initial_state", "make_nodes", "result", "run_nodes"]
+
+NODE_ORDER = ("probe", "allocate", "solve", "reallocate", "final")
+"""The stages, in the order every method runs them."""
 
 T = TypeVar("T")
 
@@ -54,6 +57,8 @@ class DRQAState(TypedDict, total=False):
     extras: list[int]
     retries: list[dict[str, Any] | None]
     final: list[dict[str, Any]]
+    method: str
+    total_budget: int | None
 
 
 _TASK_OPTION_KEYS = ("method", "total_budget", "budget_tokens")
@@ -93,7 +98,8 @@ def result(state: dict[str, Any]) -> dict[str, Any]:
     return {
         "answer": [f.get("answer") for f in final],
         "dataset": state.get("dataset"),
-        "method": state.get("task_options", {}).get("method"),
+        "method": state.get("method"),
+        "total_budget": state.get("total_budget"),
         "num_items": len(final),
         "num_correct": num_correct,
         "accuracy": num_correct / len(final) if final else 0.0,
@@ -136,8 +142,8 @@ def _attempt(response: LLMResponse, quota: int, kind: str) -> dict[str, Any]:
     }
 
 
-def build(ctx: RunContext) -> StateGraph:
-    """The DRQA graph; its nodes close over ``ctx`` (all calls go through ``ctx.chat``)."""
+def make_nodes(ctx: RunContext) -> dict[str, Callable[[DRQAState], Awaitable[dict[str, Any]]]]:
+    """The stage functions, closing over ``ctx`` (all calls go through ``ctx.chat``)."""
 
     def config_of(state: DRQAState) -> DRQARunConfig:
         return run_config_from(ctx.config, state.get("task_options", {}))
@@ -190,7 +196,7 @@ def build(ctx: RunContext) -> StateGraph:
                              "missing": p.missing, "quick": quick, "difficulty": d.value, "resolved": d.resolved,
                              "agrees": d.agrees})
         update = _add_spend(state, "probe", sum(_tokens(r) for r in probe_responses))
-        update = _add_spend({**state, **update}, "quick", sum(_tokens(r) for r in quick_responses))
+        update = _add_spend(cast(DRQAState, {**state, **update}), "quick", sum(_tokens(r) for r in quick_responses))
         await ctx.record_step("probe", {
             "enabled": True, "num_prompts": len(plan.batches), "max_spend": plan.max_spend,
             "spent": update["spent"], "num_resolved": sum(1 for e in per_item if e["resolved"]),
@@ -284,6 +290,7 @@ def build(ctx: RunContext) -> StateGraph:
         return {"extras": extras, "retries": retries, **update}
 
     async def final(state: DRQAState) -> dict[str, Any]:
+        cfg = config_of(state)
         spec = get_spec(state["dataset"])
         out = []
         for idx, it in enumerate(items_of(state)):
@@ -298,21 +305,35 @@ def build(ctx: RunContext) -> StateGraph:
             })
         await ctx.record_step("final", {"num_correct": sum(1 for o in out if o["correct"]),
                                         "num_items": len(out), "spent": state.get("spent", 0)})
-        return {"final": out}
+        return {"final": out, "method": cfg.method, "total_budget": cfg.total_budget}
+
+    return {"probe": probe, "allocate": allocate_node, "solve": solve, "reallocate": reallocate_node,
+            "final": final}
+
+
+def build(ctx: RunContext) -> StateGraph:
+    """The DRQA LangGraph graph: the stages of :func:`make_nodes` in :data:`NODE_ORDER`."""
+    from langgraph.graph import END, START, StateGraph
 
     graph = StateGraph(DRQAState)
-    graph.add_node("probe", probe)
-    graph.add_node("allocate", allocate_node)
-    graph.add_node("solve", solve)
-    graph.add_node("reallocate", reallocate_node)
-    graph.add_node("final", final)
-    graph.add_edge(START, "probe")
-    graph.add_edge("probe", "allocate")
-    graph.add_edge("allocate", "solve")
-    graph.add_edge("solve", "reallocate")
-    graph.add_edge("reallocate", "final")
-    graph.add_edge("final", END)
+    nodes = make_nodes(ctx)
+    previous = START
+    for name in NODE_ORDER:
+        graph.add_node(name, nodes[name])  # type: ignore[call-overload]
+        graph.add_edge(previous, name)
+        previous = name
+    graph.add_edge(previous, END)
     return graph
+
+
+async def run_nodes(ctx: RunContext, state: dict[str, Any]) -> dict[str, Any]:
+    """Run the stages in order without LangGraph (no checkpoints): for benchmark machines that
+    have the LLM client but not the runtime's dependencies."""
+    nodes = make_nodes(ctx)
+    current: dict[str, Any] = dict(state)
+    for name in NODE_ORDER:
+        current.update(await nodes[name](current))  # type: ignore[arg-type]
+    return current
 
 
 def _final_answer(

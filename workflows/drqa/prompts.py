@@ -5,7 +5,7 @@ from __future__ import annotations
 from budget.quota.enforcement import WORDS_PER_TOKEN, reasoning_budget_statement
 from orchestrator.types import Message
 
-__all__ = ["solve_messages", "continuation_messages"]
+__all__ = ["continuation_messages", "solve_messages"]
 
 SOLVER_SYSTEM = "You solve math problems step by step and state the final answer clearly."
 

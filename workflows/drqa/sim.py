@@ -53,7 +53,7 @@ class SimSolver:
             return self._reply(f"Answer: {answer}", cap)
         need = steps * 30
         if len(user) > 1 and "cut off" in user[-1].content:
-            done = len([m for m in request.messages if m.role == "assistant"][0].content.split())
+            done = len(next(m for m in request.messages if m.role == "assistant").content.split())
             need = max(need - done, 1)
         return self._reply(" ".join(["step"] * need) + f"\n#### {a + b}", cap)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -79,7 +80,7 @@ def test_property_monotone_in_weight() -> None:
         weights = [rng.random() + 0.01 for _ in range(n)]
         quotas = allocate(weights, rng.randint(n * 20, n * 500), AllocationConfig(20, 400))
         order = sorted(range(n), key=lambda i: weights[i])
-        for a, b in zip(order, order[1:]):
+        for a, b in itertools.pairwise(order):
             assert quotas[a] <= quotas[b] + 1  # +1: integer rounding
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from budget.quota.answers import answers_match, extract_boxed, extract_final_answer, normalize_answer
+from budget.quota.answers import (
+    answers_match,
+    extract_boxed,
+    extract_final_answer,
+    normalize_answer,
+)
 
 
 def test_extract_markers_in_priority_order() -> None:

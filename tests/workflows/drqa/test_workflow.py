@@ -122,3 +122,18 @@ def test_real_data_files_load() -> None:
     train, held = split_items(gsm, 0.4)
     assert len(train) + len(held) == 264 and 70 < len(held) < 140
     assert split_items(gsm, 0.4) == (train, held)
+
+
+def test_direct_context_runs_the_same_stages_as_the_runtime(tmp_path: Path) -> None:
+    from workflows.drqa.direct import DirectContext
+    from workflows.drqa.graph import initial_state, result, run_nodes
+
+    via_runtime, _ = _run(tmp_path, "drqa", 1100)
+    sim = SimSolver()
+    ctx = DirectContext(sim, config={"method": "drqa", "total_budget": 1100, "batch_size": 4,
+                                     "floor_tokens": 16, "ceiling_tokens": 600})
+    state = asyncio.run(run_nodes(ctx, initial_state({"rows": make_rows(STEPS), "dataset": "gsm8k"})))
+    direct = result(state)
+    assert direct["accuracy"] == via_runtime["accuracy"]
+    assert direct["reasoning_tokens"] == via_runtime["reasoning_tokens"] == ctx.usage.output_tokens <= 1100
+    assert [name for name, _ in ctx.steps] == ["probe", "allocate", "solve", "reallocate", "final"]

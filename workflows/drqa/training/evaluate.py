@@ -11,7 +11,7 @@ from workflows.drqa.datasets import DatasetSpec, Item
 from workflows.drqa.prompts import solve_messages
 from workflows.drqa.training.hf import format_chat, generate_texts
 
-__all__ = ["EvalResult", "evaluate_solver", "evaluate_judge"]
+__all__ = ["EvalResult", "evaluate_judge", "evaluate_solver"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def evaluate_solver(
     ]
     outs = generate_texts(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
                           device=device)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for it, (text, n, truncated) in zip(items, outs, strict=True):
         answer = extract_final_answer(text, allow_last_number=not truncated)
         rows.append({"id": it.id, "answer": answer, "gold": it.gold, "correct": spec.is_correct(answer, it.gold),

@@ -27,11 +27,11 @@ import torch.nn.functional as F
 
 __all__ = [
     "GRPOConfig",
+    "GRPOTrainer",
     "StepStats",
+    "completion_logprobs",
     "group_advantages",
     "grpo_loss",
-    "completion_logprobs",
-    "GRPOTrainer",
 ]
 
 

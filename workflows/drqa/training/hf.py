@@ -9,7 +9,7 @@ import torch
 
 from orchestrator.types import Message
 
-__all__ = ["load_model", "format_chat", "generate_texts"]
+__all__ = ["format_chat", "generate_texts", "load_model"]
 
 
 def load_model(path: str, *, device: str, dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:

@@ -12,7 +12,7 @@ import re
 from orchestrator.types import Message
 from workflows.drqa.training.labels import LETTER_OF, Chain, Label
 
-__all__ = ["judge_messages", "parse_letter", "label_reward"]
+__all__ = ["judge_messages", "label_reward", "parse_letter"]
 
 _JUDGE_SYSTEM = "You grade worked solutions to math problems."
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any, Literal
 
-__all__ = ["Label", "LETTER_OF", "LABEL_OF", "Chain", "LabelConfig", "label_chains"]
+__all__ = ["LABEL_OF", "LETTER_OF", "Chain", "Label", "LabelConfig", "label_chains"]
 
 
 class Label(str, Enum):

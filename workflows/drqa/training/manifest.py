@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MANIFEST_VERSION", "file_sha256", "git_commit", "write_manifest", "read_manifest"]
+__all__ = ["MANIFEST_VERSION", "file_sha256", "git_commit", "read_manifest", "write_manifest"]
 
 MANIFEST_VERSION = 1
 
@@ -32,7 +32,7 @@ def git_commit(repo_dir: str | Path | None = None) -> str:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{head}-dirty" if dirty else head

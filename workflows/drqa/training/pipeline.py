@@ -24,7 +24,7 @@ from workflows.drqa.training.generate import GenerationConfig, generate_chains
 from workflows.drqa.training.labels import LETTER_OF, Chain, Label, LabelConfig, label_chains
 from workflows.drqa.training.manifest import write_manifest
 
-__all__ = ["DataJob", "TrainJob", "build_training_data", "load_chains", "load_split", "train", "evaluate_models"]
+__all__ = ["DataJob", "TrainJob", "build_training_data", "evaluate_models", "load_chains", "load_split", "train"]
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ def train(job: TrainJob, *, on_step: Callable[[int, dict[str, Any]], None] | Non
                "train_seconds": round(time.perf_counter() - t0, 1)}
     write_manifest(out / "manifest.json", kind="drqa-grpo-checkpoint",
                    sources=[Path(job.data_dir) / "chains.jsonl", Path(job.data_dir) / "manifest.json"],
-                   outputs=[log_path], model=job.base_model,
+                   outputs=[out], model=job.base_model,
                    params={**asdict(job), "grpo": asdict(cfg)}, extra={"summary": summary})
     return summary
 

@@ -9,7 +9,7 @@ import string
 from pathlib import Path
 from typing import Any
 
-__all__ = ["tiny_model_and_tokenizer", "save_tiny_model"]
+__all__ = ["save_tiny_model", "tiny_model_and_tokenizer"]
 
 
 def tiny_model_and_tokenizer(seed: int = 0) -> tuple[Any, Any]:

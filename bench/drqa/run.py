@@ -1,0 +1,313 @@
+"""DRQA benchmark: run-time quota allocation, and the GRPO-trained model vs the base model.
+
+Parts (``--parts``, default all three):
+  allocation  GSM8K and MATH validation against a served model (--base-url): 'unlimited' once,
+              then 'uniform' and 'drqa' at total budgets that are fractions of unlimited's spend
+              (--fractions); accuracy vs reasoning tokens, plotted.
+  data        chains of thought (single + batch-2) from the served model on the training split,
+              labelled (incorrect / correct-verbose / correct-concise), with a manifest.
+  training    a short GRPO run on the labelling task from --base-model-path (an HF folder) on the
+              GPU, saved as an HF folder, then base vs trained on held-out GSM8K (HF generate).
+
+Writes bench/results/drqa/summary.json (the issue's shape), details.json, allocation.png and
+copies of the data/checkpoint manifests and the training log. Parts run separately merge into
+the same summary. ``--dry-run`` uses a simulated solver and a tiny random model on CPU.
+
+GPU (H200), with vLLM serving Qwen2.5-Coder-0.5B-Instruct at --base-url and leaving room for
+training (start it with --gpu-memory-utilization 0.5):
+  python3 bench/drqa/run.py --base-url http://127.0.0.1:8000/v1 --model /root/models/qwen05-hf \
+      --base-model-path /root/models/qwen05-hf
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from workflows.drqa.training.manifest import git_commit
+
+DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "bench" / "results" / "drqa"
+
+
+def _machine() -> str:
+    try:
+        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=10, check=False).stdout.strip().splitlines()
+    except (OSError, subprocess.SubprocessError):
+        gpu = []
+    return f"{platform.node()} ({gpu[0] if gpu else 'no GPU'}, {platform.machine()})"
+
+
+def _progress() -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+
+
+# -- allocation ---------------------------------------------------------------------------------
+async def _run_method(args: argparse.Namespace, rows: list[dict[str, Any]], dataset: str, method: str,
+                      budget: int | None, client: Any, db_dir: Path) -> dict[str, Any]:
+    options = {"method": method, "total_budget": budget, "max_concurrency": args.concurrency,
+               "unlimited_max_tokens": args.max_tokens, "ceiling_tokens": args.max_tokens,
+               "batch_size": args.probe_batch_size}
+    task = {"rows": rows, "dataset": dataset}
+    t0 = time.perf_counter()
+    if args.via == "runtime":
+        from orchestrator.runtime import Runtime
+        from orchestrator.settings import Settings
+        from orchestrator.tools.registry import ToolRegistry
+
+        rt = Runtime(Settings(db_url=f"sqlite:///{db_dir / f'{dataset}-{method}-{budget}.db'}", home=db_dir),
+                     clients={"bench": client}, tools=ToolRegistry())
+        try:
+            res = await rt.run("drqa", task, backend="bench", options=options)
+        finally:
+            await rt.aclose()
+        if res.status != "succeeded" or res.result is None:
+            raise RuntimeError(f"{dataset}/{method}/{budget}: run {res.status}: {res.error}")
+        out = res.result
+    else:
+        from workflows.drqa.direct import DirectContext
+        from workflows.drqa.graph import initial_state, result, run_nodes
+
+        ctx = DirectContext(client, config=options)
+        out = result(await run_nodes(ctx, initial_state(task)))
+    return {"dataset": dataset, "method": method, "total_budget": budget, "accuracy": out["accuracy"],
+            "reasoning_tokens": out["reasoning_tokens"], "num_items": out["num_items"],
+            "tokens_by_purpose": out["tokens_by_purpose"], "seconds": round(time.perf_counter() - t0, 1),
+            "sources": _count(it["source"] for it in out["items"])}
+
+
+def _count(values: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    return counts
+
+
+def _datasets(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
+    if args.dry_run:
+        from workflows.drqa.sim import make_rows
+
+        math_rows = [{"problem": r["question"], "solution": f"\\boxed{{{r['answer']}}}"}
+                     for r in make_rows([3, 1, 8, 2, 15, 1, 4, 2])]
+        return {"gsm8k": make_rows([1, 1, 2, 1, 12, 1, 2, 14, 1, 1, 2, 10]), "math": math_rows}
+    out = {}
+    for name in args.datasets.split(","):
+        rows = [json.loads(line) for line in (DATA / name / "validate.jsonl").read_text().splitlines() if line.strip()]
+        out[name] = rows[: args.limit] if args.limit else rows
+    return out
+
+
+def _client(args: argparse.Namespace) -> Any:
+    if args.dry_run:
+        from workflows.drqa.sim import SimSolver
+
+        return SimSolver()
+    from orchestrator.llm import create_client
+
+    return create_client("openai", base_urls=[args.base_url], model=args.model)
+
+
+async def run_allocation(args: argparse.Namespace) -> list[dict[str, Any]]:
+    client = _client(args)
+    fractions = [float(f) for f in args.fractions.split(",")]
+    entries: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp, _progress() as progress:
+        datasets = _datasets(args)
+        bar = progress.add_task("allocation runs", total=len(datasets) * (1 + 2 * len(fractions)))
+        for dataset, rows in datasets.items():
+            unlimited = await _run_method(args, rows, dataset, "unlimited", None, client, Path(tmp))
+            # The cap that bounds unlimited, so every entry has a number (see BENCHMARKS notes).
+            unlimited["total_budget"] = len(rows) * args.max_tokens
+            entries.append(unlimited)
+            progress.advance(bar)
+            for frac in fractions:
+                budget = int(unlimited["reasoning_tokens"] * frac)
+                for method in ("uniform", "drqa"):
+                    entries.append(await _run_method(args, rows, dataset, method, budget, client, Path(tmp)))
+                    entries[-1]["budget_fraction_of_unlimited"] = frac
+                    progress.advance(bar)
+    await client.aclose()
+    return entries
+
+
+def plot_allocation(entries: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = sorted({e["dataset"] for e in entries})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
+    for ax, ds in zip(axes[0], datasets, strict=True):
+        for method, style in (("uniform", "s--"), ("drqa", "o-")):
+            pts = sorted((e["reasoning_tokens"], e["accuracy"]) for e in entries
+                         if e["dataset"] == ds and e["method"] == method)
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=method)
+        for e in entries:
+            if e["dataset"] == ds and e["method"] == "unlimited":
+                ax.plot([e["reasoning_tokens"]], [e["accuracy"]], "k*", markersize=12, label="unlimited")
+        ax.set_title(ds)
+        ax.set_xlabel("reasoning (output) tokens, whole set")
+        ax.set_ylabel("accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# -- data ---------------------------------------------------------------------------------------
+def _dry_data_paths(tmp: Path) -> list[str]:
+    from workflows.drqa.sim import make_rows
+
+    p = tmp / "gsm8k" / "validate.jsonl"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text("".join(json.dumps(r) + "\n" for r in make_rows([1, 2, 3, 1, 9, 2, 1, 12, 1, 4])))
+    return [str(p.parent)]
+
+
+async def run_data(args: argparse.Namespace, artifacts: Path) -> Path:
+    from workflows.drqa.training.generate import GenerationConfig
+    from workflows.drqa.training.pipeline import DataJob, build_training_data
+
+    paths = _dry_data_paths(artifacts) if args.dry_run else [str(DATA / d) for d in args.datasets.split(",")]
+    job = DataJob(
+        data_paths=tuple(paths),
+        out_dir=str(artifacts / f"data-{datetime.now(UTC):%Y%m%d-%H%M%S}"),
+        eval_fraction=args.eval_fraction,
+        generation=GenerationConfig(num_single=2, num_batch=1, batch_size=2, max_tokens=args.max_tokens,
+                                    concurrency=args.concurrency),
+    )
+    client = _client(args)
+    with _progress() as progress:
+        bar = progress.add_task("chains", total=None)
+        out = await build_training_data(client, job, on_progress=lambda n: progress.advance(bar, n))
+    await client.aclose()
+    return out
+
+
+# -- training -----------------------------------------------------------------------------------
+def run_training(args: argparse.Namespace, data_dir: Path, artifacts: Path) -> dict[str, Any]:
+    from workflows.drqa.training.pipeline import TrainJob, evaluate_models, load_split, train
+
+    base = args.base_model_path
+    device = "cpu" if args.dry_run else "cuda"
+    if args.dry_run:
+        from workflows.drqa.training.tiny import save_tiny_model
+
+        base = str(save_tiny_model(artifacts / "tiny-base"))
+    grpo = ({"group_size": 4, "prompts_per_step": 2, "max_new_tokens": 2, "learning_rate": 1e-3}
+            if args.dry_run else
+            {"group_size": args.group_size, "prompts_per_step": args.prompts_per_step, "max_new_tokens": 4,
+             "learning_rate": args.learning_rate, "kl_beta": 0.04, "micro_batch_size": 32})
+    out_dir = artifacts / f"ckpt-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    job = TrainJob(base_model=base, data_dir=str(data_dir), out_dir=str(out_dir),
+                   num_steps=2 if args.dry_run else args.steps, device=device, grpo=grpo,
+                   max_chain_chars=300 if args.dry_run else 2000)
+    with _progress() as progress:
+        bar = progress.add_task("GRPO steps", total=job.num_steps)
+        summary = train(job, on_step=lambda step, stats: progress.advance(bar))
+    eval_items = load_split(data_dir, "gsm8k", "eval")
+    if args.eval_limit:
+        eval_items = eval_items[: args.eval_limit]
+    evals = evaluate_models({"base": base, "trained": str(out_dir)}, eval_items, "gsm8k", device=device,
+                            max_new_tokens=8 if args.dry_run else args.max_tokens)
+    for name in ("manifest.json", "train_log.jsonl"):
+        shutil.copy(out_dir / name, RESULTS_DIR(args) / f"training-{name}")
+    shutil.copy(data_dir / "manifest.json", RESULTS_DIR(args) / "data-manifest.json")
+    return {"train": summary, "eval": evals, "checkpoint": str(out_dir), "data": str(data_dir)}
+
+
+def RESULTS_DIR(args: argparse.Namespace) -> Path:
+    base = Path(args.results_dir) if args.results_dir else RESULTS
+    d = base / "dry-run" if args.dry_run else base
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+# -- summary ------------------------------------------------------------------------------------
+def _merge(path: Path, update: dict[str, Any]) -> dict[str, Any]:
+    current = json.loads(path.read_text()) if path.exists() else {}
+    current.update(update)
+    path.write_text(json.dumps(current, indent=2) + "\n")
+    return current
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--parts", default="allocation,data,training")
+    p.add_argument("--base-url", default="http://127.0.0.1:8000/v1")
+    p.add_argument("--model", default="", help="model name the server serves (empty: its first)")
+    p.add_argument("--base-model-path", default="/root/models/qwen05-hf", help="HF folder GRPO starts from")
+    p.add_argument("--datasets", default="gsm8k,math")
+    p.add_argument("--limit", type=int, default=0, help="questions per dataset for allocation (0: all)")
+    p.add_argument("--fractions", default="0.45,0.6,0.75", help="budgets as fractions of unlimited's spend")
+    p.add_argument("--max-tokens", type=int, default=512, help="per-question cap (unlimited) and quota ceiling")
+    p.add_argument("--probe-batch-size", type=int, default=4)
+    p.add_argument("--concurrency", type=int, default=256)
+    p.add_argument("--via", choices=("runtime", "direct"), default="runtime")
+    p.add_argument("--data-dir", default="", help="reuse chains from an earlier data part")
+    p.add_argument("--artifacts-dir", default="/tmp/drqa-artifacts")
+    p.add_argument("--eval-fraction", type=float, default=0.4)
+    p.add_argument("--eval-limit", type=int, default=0)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--group-size", type=int, default=8)
+    p.add_argument("--prompts-per-step", type=int, default=8)
+    p.add_argument("--learning-rate", type=float, default=1e-6)
+    p.add_argument("--results-dir", default="", help="default: bench/results/drqa (dry runs: its dry-run/)")
+    p.add_argument("--dry-run", action="store_true", help="CPU: simulated solver, tiny random model")
+    args = p.parse_args(argv)
+    parts = set(args.parts.split(","))
+    out = RESULTS_DIR(args)
+    artifacts = Path(args.artifacts_dir) / ("dry-run" if args.dry_run else "")
+    artifacts.mkdir(parents=True, exist_ok=True)
+    header = {"commit": git_commit(ROOT), "machine": _machine(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
+              "model": "simulated + tiny random llama (dry run)" if args.dry_run
+              else (args.model or args.base_model_path)}
+    details: dict[str, Any] = {**header, "args": vars(args)}
+    summary_update: dict[str, Any] = dict(header)
+    if "allocation" in parts:
+        entries = asyncio.run(run_allocation(args))
+        details["allocation"] = entries
+        summary_update["allocation"] = [{k: e[k] for k in ("dataset", "method", "total_budget", "accuracy",
+                                                           "reasoning_tokens")} for e in entries]
+        plot_allocation(entries, out / "allocation.png")
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    if "data" in parts:
+        data_dir = asyncio.run(run_data(args, artifacts))
+        details["data_dir"] = str(data_dir)
+    if "training" in parts:
+        if data_dir is None:
+            raise SystemExit("the training part needs --data-dir or the data part in the same run")
+        training = run_training(args, data_dir, artifacts)
+        details["training"] = training
+        summary_update["training"] = {
+            name: {k: training["eval"][name][k] for k in ("dataset", "accuracy", "tokens_per_question")}
+            for name in ("base", "trained")
+        }
+    _merge(out / "details.json", details)
+    summary = _merge(out / "summary.json", summary_update)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,129 @@
+"""``quotaflow drqa data|train|eval`` and the ``quotaflow run drqa`` entry (registered by cli.main)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(help="DRQA: reasoning-quota allocation and its GRPO training pipeline.", no_args_is_help=True)
+
+__all__ = ["app", "run_drqa"]
+
+
+def run_drqa(
+    dataset: str,
+    budget_tokens: int | None,
+    method: str = "drqa",
+    *,
+    backend: str = "openai",
+    backend_options: dict[str, Any] | None = None,
+    limit: int | None = None,
+    ledger_budget: str | None = None,
+    options: dict[str, Any] | None = None,
+    runtime: Any = None,
+) -> Any:
+    """``quotaflow run drqa --dataset PATH --budget-tokens N --method drqa|uniform|unlimited``.
+
+    ``dataset`` is a JSONL file or folder (GSM8K or MATH format). ``budget_tokens`` is the run's
+    total of output (reasoning) tokens the workflow allocates; ``ledger_budget`` (e.g.
+    ``"tokens=200000"``) is an additional ledger limit over all tokens. Returns the RunResult.
+    """
+    from orchestrator.runtime import Runtime
+    from workflows.drqa.datasets import detect_dataset
+
+    path = Path(dataset)
+    file = path / "validate.jsonl" if path.is_dir() else path
+    rows = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
+    rows = rows[:limit] if limit else rows
+    task = {"rows": rows, "dataset": detect_dataset(rows, file)}
+    rt = runtime or Runtime()
+
+    async def go() -> Any:
+        try:
+            return await rt.run("drqa", task, budget=ledger_budget, backend=backend,
+                                backend_options=backend_options or {},
+                                options={"method": method, "total_budget": budget_tokens, **(options or {})})
+        finally:
+            if runtime is None:
+                await rt.aclose()
+
+    return asyncio.run(go())
+
+
+@app.command()
+def data(
+    base_url: Annotated[str, typer.Option(help="OpenAI-compatible server of the chain generator")],
+    out: Annotated[Path, typer.Option(help="output folder (chains.jsonl, split.json, manifest.json)")],
+    model: Annotated[str, typer.Option(help="served model name (empty: the server's first)")] = "",
+    dataset: Annotated[list[str], typer.Option(help="JSONL files or folders")] = [  # noqa: B006
+        "../shared/data/gsm8k", "../shared/data/math"],
+    eval_fraction: Annotated[float, typer.Option(help="share held out for evaluation")] = 0.4,
+    max_train_items: Annotated[int, typer.Option(help="cap per dataset (0: all)")] = 0,
+    num_single: Annotated[int, typer.Option(help="single-question chains per question")] = 2,
+    batch_size: Annotated[int, typer.Option(help="questions per batch-mode prompt")] = 2,
+    max_tokens: Annotated[int, typer.Option(help="tokens per chain")] = 512,
+) -> None:
+    """Generate and label chains of thought (single and batch mode) with a served model."""
+    from orchestrator.llm import create_client
+    from workflows.drqa.training.generate import GenerationConfig
+    from workflows.drqa.training.pipeline import DataJob, build_training_data
+
+    job = DataJob(tuple(dataset), str(out), eval_fraction, max_train_items or None,
+                  GenerationConfig(num_single=num_single, batch_size=batch_size, max_tokens=max_tokens))
+    client = create_client("openai", base_urls=[base_url], model=model)
+
+    async def go() -> Path:
+        try:
+            return await build_training_data(client, job)
+        finally:
+            await client.aclose()
+
+    folder = asyncio.run(go())
+    typer.echo(json.dumps(json.loads((folder / "manifest.json").read_text())["stats"], indent=2))
+
+
+@app.command()
+def train(
+    base_model: Annotated[str, typer.Option(help="HF folder to start from")],
+    data_dir: Annotated[Path, typer.Option(help="output of `quotaflow drqa data`")],
+    out: Annotated[Path, typer.Option(help="folder for the trained HF model")],
+    steps: Annotated[int, typer.Option(help="GRPO steps")] = 30,
+    group_size: Annotated[int, typer.Option(help="completions per prompt")] = 8,
+    prompts_per_step: Annotated[int, typer.Option(help="prompts per step")] = 8,
+    learning_rate: Annotated[float, typer.Option(help="AdamW learning rate")] = 1e-6,
+    kl_beta: Annotated[float, typer.Option(help="KL weight")] = 0.04,
+    device: Annotated[str, typer.Option(help="torch device")] = "cuda",
+) -> None:
+    """GRPO on the labelling task; saves an HF folder vLLM can serve, with a manifest."""
+    from workflows.drqa.training.pipeline import TrainJob
+    from workflows.drqa.training.pipeline import train as run_train
+
+    job = TrainJob(base_model, str(data_dir), str(out), num_steps=steps, device=device,
+                   grpo={"group_size": group_size, "prompts_per_step": prompts_per_step,
+                         "learning_rate": learning_rate, "kl_beta": kl_beta})
+    summary = run_train(job, on_step=lambda step, s: typer.echo(
+        f"step {step}: loss {s['loss']:.4f} reward {s['reward_mean']:.3f} kl {s['kl_mean']:.4f}"))
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@app.command("eval")
+def eval_(
+    model: Annotated[list[str], typer.Option(help="NAME=HF_FOLDER, repeatable (e.g. base=..., trained=...)")],
+    data_dir: Annotated[Path, typer.Option(help="output of `quotaflow drqa data` (its held-out split)")],
+    dataset: Annotated[str, typer.Option(help="gsm8k or math")] = "gsm8k",
+    max_new_tokens: Annotated[int, typer.Option(help="cap per answer")] = 512,
+    limit: Annotated[int, typer.Option(help="held-out questions (0: all)")] = 0,
+    device: Annotated[str, typer.Option(help="torch device")] = "cuda",
+) -> None:
+    """Accuracy and tokens per question of each model on the held-out questions."""
+    from workflows.drqa.training.pipeline import evaluate_models, load_split
+
+    paths = dict(m.split("=", 1) for m in model)
+    items = load_split(data_dir, dataset, "eval")
+    items = items[:limit] if limit else items
+    typer.echo(json.dumps(evaluate_models(paths, items, dataset, device=device, max_new_tokens=max_new_tokens),
+                          indent=2))

@@ -1,0 +1,102 @@
+"""The training pipeline end to end on CPU (simulated chains, tiny model), the CLI and the
+benchmark's dry run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("torch")
+
+from cli.drqa import app, run_drqa
+from workflows.drqa.sim import SimSolver, make_rows
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _sim_dataset(tmp_path: Path) -> Path:
+    folder = tmp_path / "gsm8k"
+    folder.mkdir()
+    (folder / "validate.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in make_rows([1, 2, 3, 1, 9, 2, 1, 12, 1, 4]))
+    )
+    return folder
+
+
+def test_data_train_eval_with_provenance(tmp_path: Path) -> None:
+    from workflows.drqa.training.generate import GenerationConfig
+    from workflows.drqa.training.manifest import file_sha256, read_manifest
+    from workflows.drqa.training.pipeline import DataJob, build_training_data, load_chains
+    from workflows.drqa.training.tiny import save_tiny_model
+
+    src = _sim_dataset(tmp_path)
+    job = DataJob((str(src),), str(tmp_path / "data"), eval_fraction=0.3,
+                  generation=GenerationConfig(num_single=2, num_batch=1, max_tokens=600))
+    data_dir = asyncio.run(build_training_data(SimSolver(), job))
+    chains = load_chains(data_dir)
+    modes = {c.mode for c in chains}
+    assert modes == {"single", "batch"} and all(c.label for c in chains)
+    manifest = read_manifest(data_dir / "manifest.json")
+    assert manifest["sources"][0]["sha256"] == file_sha256(src / "validate.jsonl")
+    assert manifest["model"] == "sim" and manifest["kind"] == "drqa-chains"
+    split = json.loads((data_dir / "split.json").read_text())["gsm8k"]
+    assert not set(split["eval_ids"]) & {c.item_id for c in chains}  # no chains for held-out items
+
+    base = save_tiny_model(tmp_path / "base")
+    out = tmp_path / "ckpt"
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "--base-model", str(base), "--data-dir", str(data_dir), "--out", str(out),
+                              "--steps", "2", "--group-size", "2", "--prompts-per-step", "2",
+                              "--learning-rate", "1e-3", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "step 1:" in res.output
+    ckpt_manifest = read_manifest(out / "manifest.json")
+    saved = {Path(o["path"]).name for o in ckpt_manifest["outputs"]}
+    assert {"config.json", "model.safetensors", "train_log.jsonl"} <= saved
+    assert len((out / "train_log.jsonl").read_text().splitlines()) == 2
+
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(out)  # a plain HF folder (what vLLM loads)
+    res = runner.invoke(app, ["eval", "--model", f"base={base}", "--model", f"trained={out}", "--data-dir",
+                              str(data_dir), "--max-new-tokens", "4", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    evals = json.loads(res.stdout)
+    assert set(evals) == {"base", "trained"} and evals["base"]["num_items"] == len(split["eval_ids"])
+
+
+def test_run_drqa_entry_point(tmp_path: Path) -> None:
+    from orchestrator.runtime import Runtime
+    from orchestrator.settings import Settings
+    from orchestrator.tools.registry import ToolRegistry
+
+    src = _sim_dataset(tmp_path)
+    rt = Runtime(Settings(db_url=f"sqlite:///{tmp_path / 'r.db'}", home=tmp_path), clients={"sim": SimSolver()},
+                 tools=ToolRegistry())
+    res = run_drqa(str(src), 900, "drqa", backend="sim", runtime=rt)
+    asyncio.run(rt.aclose())
+    assert res.status == "succeeded" and res.result["reasoning_tokens"] <= 900
+    assert res.result["num_items"] == 10 and res.result["method"] == "drqa"
+
+
+def test_bench_dry_run_writes_the_issue_shape(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "bench" / "drqa"))
+    try:
+        import run as bench_run
+    finally:
+        sys.path.pop(0)
+    assert bench_run.main(["--dry-run", "--parts", "allocation", "--results-dir", str(tmp_path),
+                           "--artifacts-dir", str(tmp_path / "art"), "--fractions", "0.6"]) == 0
+    summary = json.loads((tmp_path / "dry-run" / "summary.json").read_text())
+    assert {"commit", "machine", "date", "model", "allocation"} <= set(summary)
+    methods = {(e["dataset"], e["method"]) for e in summary["allocation"]}
+    assert methods == {(d, m) for d in ("gsm8k", "math") for m in ("unlimited", "uniform", "drqa")}
+    for e in summary["allocation"]:
+        assert set(e) == {"dataset", "method", "total_budget", "accuracy", "reasoning_tokens"}
+        assert e["reasoning_tokens"] <= e["total_budget"]
+    assert (tmp_path / "dry-run" / "allocation.png").stat().st_size > 0

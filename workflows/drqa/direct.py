@@ -1,0 +1,66 @@
+"""A minimal RunContext over one LLM client: no store, no ledger, no journal.
+
+For benchmark machines that lack the runtime's dependencies (LangGraph, SQLAlchemy) and for
+the training data generator's dry runs. The ``drqa`` workflow's own budget arithmetic still
+holds (every call's ``max_tokens`` comes out of the run's total); what is lost is the ledger's
+record, so figures made this way say ``"via": "direct"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.context import ToolBudgetView
+from orchestrator.llm.base import LLMClient
+from orchestrator.tools.base import ToolResult
+from orchestrator.types import (
+    LLMRequest,
+    LLMResponse,
+    Message,
+    ProgramHints,
+    SamplingOptions,
+    Usage,
+)
+
+__all__ = ["DirectContext"]
+
+
+@dataclass
+class DirectContext:
+    """Implements the parts of :class:`~orchestrator.context.RunContext` ``drqa`` uses."""
+
+    llm: LLMClient
+    run_id: str = "direct"
+    config: dict[str, Any] = field(default_factory=dict)
+    tools: Any = None
+    steps: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    num_calls: int = 0
+
+    async def chat(
+        self,
+        messages: list[Message] | tuple[Message, ...],
+        *,
+        sampling: SamplingOptions | None = None,
+        tool_name: str | None = None,
+        is_last_step: bool = False,
+        scope: str | None = None,
+        purpose: str = "agent",
+    ) -> LLMResponse:
+        hints = ProgramHints(program_id=f"{self.run_id}-{self.num_calls}", is_last_step=is_last_step)
+        self.num_calls += 1
+        response = await self.llm.complete(
+            LLMRequest(messages=tuple(messages), sampling=sampling or SamplingOptions(), hints=hints)
+        )
+        self.usage = self.usage + response.usage
+        return response
+
+    async def call_tool(self, name: str, args: dict[str, Any], *, scope: str | None = None) -> ToolResult:
+        raise NotImplementedError("the direct context runs no tools")
+
+    async def tool_budgets(self) -> list[ToolBudgetView]:
+        return []
+
+    async def record_step(self, node: str, data: dict[str, Any]) -> None:
+        self.steps.append((node, data))
