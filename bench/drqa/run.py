@@ -289,7 +289,10 @@ def main(argv: list[str] | None = None) -> int:
         details["allocation"] = entries
         summary_update["allocation"] = [{k: e[k] for k in ("dataset", "method", "total_budget", "accuracy",
                                                            "reasoning_tokens")} for e in entries]
-        plot_allocation(entries, out / "allocation.png")
+        try:
+            plot_allocation(entries, out / "allocation.png")
+        except ImportError as exc:  # matplotlib is not on every GPU image; the JSON has the numbers
+            print(f"no plot ({exc}); plot later from details.json")
     data_dir = Path(args.data_dir) if args.data_dir else None
     if "data" in parts:
         data_dir = asyncio.run(run_data(args, artifacts))
