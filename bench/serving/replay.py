@@ -32,7 +32,7 @@ import zlib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from bench.serving.workload import (
     ProgramSpec,
@@ -89,7 +89,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--configs", default=",".join(CONFIGS), help="Subset of stock,fixed_ttl,utility_ttl.")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    parser.add_argument("--budget-s", type=float, default=510.0, help="Wall-clock budget of the whole run; drains shrink to fit.")
+    parser.add_argument("--plot-only", action="store_true", help="Redraw jct_vs_load.png from summary.json (CPU).")
     parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
+    parser.add_argument("--child-deadline", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -155,7 +158,21 @@ def _sum_samples(registry: Any, name: str) -> float:
     return total
 
 
-async def _run_child(args: argparse.Namespace, engine: Any, levels: list[Level], prom_dir: str) -> dict[str, Any]:
+async def _run_child(args: argparse.Namespace, engine_args: Any, levels: list[Level], prom_dir: str) -> dict[str, Any]:
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    started = time.perf_counter()
+    engine = AsyncLLM.from_engine_args(engine_args)
+    startup_s = time.perf_counter() - started
+    try:
+        result = await _replay(args, engine, levels, prom_dir)
+    finally:
+        engine.shutdown()
+    result["engine_startup_s"] = startup_s
+    return result
+
+
+async def _replay(args: argparse.Namespace, engine: Any, levels: list[Level], prom_dir: str) -> dict[str, Any]:
     from prometheus_client import REGISTRY, CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
     from vllm import SamplingParams
@@ -236,7 +253,11 @@ async def _run_child(args: argparse.Namespace, engine: Any, levels: list[Level],
             asyncio.create_task(run_program(i, p, off, li, t0, records))
             for i, (p, off) in enumerate(zip(level.programs, level.arrivals_s))
         ]
-        deadline = max(level.arrivals_s) + args.drain_s
+        # Keep inside this child's share of the GPU time budget: the drain shrinks first.
+        left_s = args.child_deadline - time.time() - 10.0 if args.child_deadline else float("inf")
+        levels_left = len(levels) - li
+        drain = max(2.0, min(args.drain_s, left_s / levels_left - max(level.arrivals_s) - 2.0))
+        deadline = max(level.arrivals_s) + drain
         _, pending = await asyncio.wait(tasks, timeout=deadline + 0.5)
         for task in pending:
             task.cancel()  # aborts the in-flight request in the engine
@@ -264,6 +285,7 @@ async def _run_child(args: argparse.Namespace, engine: Any, levels: list[Level],
             "preemptions": _sum_samples(REGISTRY, "vllm:num_preemptions_total") - p0,
             "plugin_metrics_cumulative": plugin,
             "wall_s": cut_at,
+            "drain_cap_s": drain,
         })
     return {"service": asdict(service), "levels": level_results}
 
@@ -274,7 +296,6 @@ def run_child(args: argparse.Namespace) -> None:
     os.environ.setdefault("VLLM_USE_FLASHINFER_SAMPLER", "0")
     import torch
     from vllm.engine.arg_utils import AsyncEngineArgs
-    from vllm.v1.engine.async_llm import AsyncLLM
 
     _, levels = make_plan(args)
     model_dir = Path(tempfile.mkdtemp(prefix="qf-llama8b-"))
@@ -297,17 +318,11 @@ def run_child(args: argparse.Namespace) -> None:
         scheduling_policy="priority" if plugin else "fcfs",
         scheduler_cls="serving_patch.vllm_adapter.ContinuumAsyncScheduler" if plugin else None,
     )
-    started = time.perf_counter()
-    engine = AsyncLLM.from_engine_args(engine_args)
-    startup_s = time.perf_counter() - started
-    try:
-        result = asyncio.run(_run_child(args, engine, levels, prom_dir if plugin else ""))
-    finally:
-        engine.shutdown()
+    result = asyncio.run(_run_child(args, engine_args, levels, prom_dir if plugin else ""))
+    # Only now touch CUDA here: the engine core process was started before.
     result.update(
         config=args.child,
         gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU",
-        engine_startup_s=startup_s,
         env={k: v for k, v in os.environ.items() if k.startswith("QUOTAFLOW_CONTINUUM_")},
     )
     args.child_out.write_text(json.dumps(result))
@@ -398,30 +413,62 @@ def plot(summary: dict[str, Any], path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- parent
-def run_parent(args: argparse.Namespace, argv: list[str]) -> None:
-    from rich.progress import Progress
+class _Steps:
+    """rich progress when available (the GPU image may lack it), plain lines otherwise."""
 
+    def __init__(self, total: int) -> None:
+        try:
+            from rich.progress import Progress
+        except ImportError:
+            self._progress = None
+        else:
+            self._progress = Progress()
+            self._task = self._progress.add_task("serving replay", total=total)
+
+    def __enter__(self) -> Self:
+        if self._progress is not None:
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def describe(self, text: str) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, description=text)
+        else:
+            print(f"[serving replay] {text}", flush=True)
+
+    def advance(self) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task)
+
+
+def run_parent(args: argparse.Namespace, argv: list[str]) -> None:
+    start = time.time()
     _, levels = make_plan(args)
     configs = [c for c in CONFIGS if c in args.configs.split(",")]
     args.out_dir.mkdir(parents=True, exist_ok=True)
     children: dict[str, dict[str, Any]] = {}
     service: ServiceModel | None = None
     base_argv = [a for a in argv if a != "--dry-run"]
-    with Progress() as progress:
-        task = progress.add_task("serving replay", total=len(configs))
-        for config in configs:
-            progress.update(task, description=f"{config}: engine start + {len(levels)} loads")
+    with _Steps(len(configs)) as progress:
+        for i, config in enumerate(configs):
+            progress.describe(f"{config}: engine start + {len(levels)} loads")
+            child_deadline = start + args.budget_s * (i + 1) / len(configs)
             out = Path(tempfile.mkdtemp(prefix="qf-child-")) / f"{config}.json"
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
             if config != "stock":
                 env.update(plugin_env(config, service))
-            cmd = [sys.executable, "-m", "bench.serving.replay", *base_argv, "--child", config, "--child-out", str(out)]
+            cmd = [sys.executable, "-m", "bench.serving.replay", *base_argv, "--child", config, "--child-out", str(out),
+                   "--child-deadline", str(child_deadline)]
             subprocess.run(cmd, cwd=ROOT, env=env, check=True)
             children[config] = json.loads(out.read_text())
             if service is None:
                 service = ServiceModel(**children[config]["service"])
-            progress.advance(task)
+            progress.advance()
     assert service is not None
     summary = build_summary(children, levels, service)
     (args.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -429,7 +476,11 @@ def run_parent(args: argparse.Namespace, argv: list[str]) -> None:
     raw = {"summary": summary, "args": {k: str(v) for k, v in vars(args).items()}, "service_model": asdict(service),
            "workload": {str(level.programs_per_min): describe(level.programs) for level in levels}, "children": children}
     (args.out_dir / f"replay_{stamp}.json").write_text(json.dumps(raw, indent=2))
-    plot(summary, args.out_dir / "jct_vs_load.png")
+    try:
+        plot(summary, args.out_dir / "jct_vs_load.png")
+    except ImportError:
+        print("matplotlib missing: run `python -m bench.serving.replay --plot-only` where it is installed")
+    print(f"total wall time {time.time() - start:.0f} s")
     for entry in summary["loads"]:
         line = [f"{entry['programs_per_min']:>6.0f}/min  LB {entry['lower_bound_mean_jct_s']:6.1f}s"]
         for config in configs:
@@ -465,6 +516,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.dry_run:
         dry_run(args)
+    elif args.plot_only:
+        plot(json.loads((args.out_dir / "summary.json").read_text()), args.out_dir / "jct_vs_load.png")
     elif args.child:
         run_child(args)
     else:

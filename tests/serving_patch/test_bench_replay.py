@@ -71,7 +71,7 @@ def test_plan_is_deterministic_and_loads_increase() -> None:
     assert all(t.num_output_tokens >= 1 and t.tool_s <= 5.0 for lv in levels for p in lv.programs for t in p.turns)
 
 
-def test_summary_has_the_checked_shape() -> None:
+def test_summary_has_the_checked_shape(tmp_path: Path) -> None:
     args = replay.parse_args(["--loads", "30,90"])
     _, levels = replay.make_plan(args)
 
@@ -107,6 +107,8 @@ def test_summary_has_the_checked_shape() -> None:
     assert first["stock"]["prefix_hit_rate"] == 0.25 and first["stock"]["preemptions"] == 3
     assert [e["programs_per_min"] for e in summary["loads"]] == [30.0, 90.0]
     json.dumps(summary)
+    replay.plot(summary, tmp_path / "jct.png")
+    assert (tmp_path / "jct.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_dry_run_command() -> None:
