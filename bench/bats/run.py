@@ -1,0 +1,575 @@
+"""``quotaflow bench bats``: BATS and its baselines, methods x per-tool budgets, on HotpotQA.
+
+Every (method, budget, question) is one run through the Runtime, so the numbers come from the
+store: tokens from the LLM call records, tool units from the tool call records, budget
+violations from the ledger's accounts (spent or recorded units above a limit). Outputs, under
+``--out`` (default ``bench/results/bats``):
+
+- ``summary.json``: the machine-checked summary (commit, machine, date, model, dataset,
+  budget_violations, results per method and budget);
+- ``details.json``: the same cells with the diagnostics (invalid verifier JSON rate, unused
+  budget, format errors, failures) and every run's raw numbers;
+- ``cost_accuracy.png``: accuracy against unified cost per question, one line per method.
+
+Speed: runs are spread over ``--workers`` processes (each with its own SQLite store, so the
+store is not the bottleneck) with ``--concurrency`` programs in flight in total.
+``--dry-run`` uses a deterministic rule client instead of a model (control flow only; its
+accuracy means nothing) and writes under ``<out>/dry_run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import platform
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from queue import Empty
+from typing import Annotated, Any
+
+import typer
+
+ALL_METHODS = ("react", "tracker", "bats", "forcing", "parallel")
+SUMMARY_KEYS = ("method", "budget", "accuracy", "f1", "tool_units", "tokens", "unified_cost_usd")
+BUDGET_TOOLS = ("search", "browse")
+DRY_RUN_MODEL = "dry-run-rule"
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One benchmark invocation."""
+
+    dataset: Path
+    """HotpotQA-format jsonl (question, answer, _id, context)."""
+    budgets: tuple[int, ...]
+    """Units per tool (the same limit for search and browse)."""
+    methods: tuple[str, ...]
+    """Registered workflow names."""
+    backend: str = "openai"
+    """Runtime backend (openai, local, scripted); ignored with dry_run."""
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    """Backend options (base_urls, model, ...)."""
+    model: str = ""
+    """Model name reported in the summary."""
+    limit: int | None = None
+    """Only the first N questions."""
+    concurrency: int = 128
+    """Programs in flight, over all workers."""
+    workers: int = 1
+    """Processes sharing the work (each has its own SQLite store)."""
+    out_dir: Path = Path("bench/results/bats")
+    """Where the results go."""
+    corpus: Path | None = None
+    """A built corpus database; default: built from the dataset's paragraphs into out_dir."""
+    dry_run: bool = False
+    """Deterministic rule client instead of a model."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Workflow options for every run (e.g. max_turns, num_samples)."""
+
+
+# -- records and aggregation (pure) -------------------------------------------------------------
+
+
+@dataclass
+class RunRecord:
+    """The raw numbers of one run."""
+
+    method: str
+    budget: int
+    qid: str
+    status: str
+    answer: str
+    gold: str
+    em: float
+    f1: float
+    tool_units: dict[str, float]
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    num_llm_calls: int
+    cost_usd: float
+    violations: int
+    unused_units: float
+    limit_units: float
+    num_refused: int = 0
+    num_verifier_calls: int = 0
+    num_invalid_json: int = 0
+    num_format_errors: int = 0
+    error: str = ""
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+def summarize(records: Sequence[RunRecord]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+    """(summary results, detailed cells, total budget violations) from run records.
+
+    Means are per question; a failed run counts as a wrong answer with whatever it spent.
+    """
+    cells: dict[tuple[str, int], list[RunRecord]] = {}
+    for r in records:
+        cells.setdefault((r.method, r.budget), []).append(r)
+    summary, details = [], []
+    for (method, budget), rs in sorted(cells.items(), key=lambda kv: (ALL_METHODS.index(kv[0][0])
+                                                                      if kv[0][0] in ALL_METHODS else 99, kv[0])):
+        row = {
+            "method": method,
+            "budget": budget,
+            "accuracy": _mean([r.em for r in rs]),
+            "f1": _mean([r.f1 for r in rs]),
+            "tool_units": _mean([sum(r.tool_units.values()) for r in rs]),
+            "tokens": _mean([r.input_tokens + r.output_tokens for r in rs]),
+            "unified_cost_usd": _mean([r.cost_usd for r in rs]),
+        }
+        summary.append(row)
+        verifier_calls = sum(r.num_verifier_calls for r in rs)
+        limit_units = sum(r.limit_units for r in rs)
+        details.append({
+            **row,
+            "num_runs": len(rs),
+            "num_failed": sum(r.status != "succeeded" for r in rs),
+            "num_answered": sum(bool(r.answer.strip()) for r in rs),
+            "budget_violations": sum(r.violations for r in rs),
+            "units_by_tool": {t: _mean([r.tool_units.get(t, 0.0) for r in rs]) for t in BUDGET_TOOLS},
+            "unused_budget_fraction": (sum(r.unused_units for r in rs) / limit_units) if limit_units else None,
+            "invalid_verifier_json_rate": (sum(r.num_invalid_json for r in rs) / verifier_calls) if verifier_calls else None,
+            "num_verifier_calls": verifier_calls,
+            "format_errors_per_run": _mean([r.num_format_errors for r in rs]),
+            "refused_calls": sum(r.num_refused for r in rs),
+            "llm_calls_per_run": _mean([r.num_llm_calls for r in rs]),
+            "cached_input_tokens": _mean([r.cached_input_tokens for r in rs]),
+            "total_cost_usd": sum(r.cost_usd for r in rs),
+        })
+    return summary, details, sum(r.violations for r in records)
+
+
+def shard_cells(cells: Sequence[tuple[str, int]], workers: int) -> list[list[tuple[str, int]]]:
+    """Spread (method, budget) cells over workers, heaviest first onto the least loaded."""
+    weight = {"bats": 3.0, "parallel": 3.0, "forcing": 2.0}
+    shards: list[list[tuple[str, int]]] = [[] for _ in range(max(1, min(workers, len(cells))))]
+    loads = [0.0] * len(shards)
+    for cell in sorted(cells, key=lambda c: -weight.get(c[0], 1.0) * (1 + c[1] / 10)):
+        i = loads.index(min(loads))
+        shards[i].append(cell)
+        loads[i] += weight.get(cell[0], 1.0) * (1 + cell[1] / 10)
+    return [s for s in shards if s]
+
+
+# -- the dry-run client (control flow only) -----------------------------------------------------
+
+_URL = re.compile(r"<(wiki://[^>]+)>")
+
+
+class DryRunClient:
+    """A deterministic stand-in for a model: searches the question, reads the first hit, answers
+    with that page's title; the verifier says SUCCESS, the judge picks 1. Never a quality figure."""
+
+    model = DRY_RUN_MODEL
+
+    def _reply(self, messages: Sequence[Any]) -> str:
+        from workflows.bats import prompts
+
+        system = messages[0].content
+        if system == prompts.PLANNER_SYSTEM:
+            return "explore: the entity in the question\nverify: the answer fits"
+        if system == prompts.VERIFIER_SYSTEM:
+            return ('{"verdicts": ["satisfied", "satisfied"], "decision": "SUCCESS", '
+                    '"justification": "dry run", "summary": "dry run"}')
+        if system == prompts.JUDGE_SYSTEM:
+            return "1"
+        observations = [m.content for m in messages if m.role == "tool"]
+        if not observations:
+            question = messages[1].content.splitlines()[0].removeprefix("Question: ")
+            return f"search: {question}"
+        if len(observations) == 1 and (m := _URL.search(observations[0])):
+            return f"browse: {m.group(1)}"
+        titles = re.findall(r"^# (.+)$", observations[-1], re.MULTILINE)
+        return f"answer: {titles[0] if titles else 'unknown'}"
+
+    async def complete(self, request: Any) -> Any:
+        from orchestrator.types import LLMResponse, Usage
+
+        text = self._reply(request.messages)
+        n_in = sum(len(m.content) // 4 for m in request.messages)
+        return LLMResponse(text=text, usage=Usage(n_in, 0, max(len(text) // 4, 1)), model=self.model)
+
+    async def stream(self, request: Any) -> AsyncIterator[Any]:
+        response = await self.complete(request)
+        yield response.text
+        yield response
+
+    def count_tokens(self, text: str) -> int:
+        return len(text) // 4
+
+    async def aclose(self) -> None:
+        return None
+
+
+# -- running ------------------------------------------------------------------------------------
+
+
+def load_questions(path: Path, limit: int | None) -> list[dict[str, Any]]:
+    """Dataset rows that have a question and a gold answer."""
+    from orchestrator.errors import BadInputError
+
+    rows: list[dict[str, Any]] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise BadInputError(f"--dataset {path}", "a readable HotpotQA jsonl file", str(exc)) from exc
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BadInputError(f"{path}:{lineno}", "one JSON object per line", exc.msg) from None
+        if not isinstance(row, dict) or not isinstance(row.get("question"), str) or "answer" not in row:
+            raise BadInputError(f"{path}:{lineno}", 'an object with "question" and "answer"')
+        rows.append({"id": str(row.get("_id", lineno)), "question": row["question"], "answer": str(row["answer"])})
+        if limit is not None and len(rows) >= limit:
+            break
+    return rows
+
+
+async def _collect(rt: Any, run_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Per run: token usage by model, tool units and refusals by tool, ledger accounts."""
+    from sqlalchemy import case, func, select
+
+    from orchestrator.store.models import BudgetAccountRow, LLMCallRow, ToolCallRow
+
+    out: dict[str, dict[str, Any]] = {rid: {"llm": {}, "tools": {}, "refused": 0, "accounts": []} for rid in run_ids}
+    for start in range(0, len(run_ids), 500):
+        chunk = run_ids[start : start + 500]
+        async with rt.store.session() as s:
+            llm = (await s.execute(
+                select(LLMCallRow.run_id, LLMCallRow.model, func.count(), func.sum(LLMCallRow.input_tokens),
+                       func.sum(LLMCallRow.cached_input_tokens), func.sum(LLMCallRow.output_tokens))
+                .where(LLMCallRow.run_id.in_(chunk)).group_by(LLMCallRow.run_id, LLMCallRow.model)
+            )).all()
+            tools = (await s.execute(
+                select(ToolCallRow.run_id, ToolCallRow.tool, func.sum(ToolCallRow.units),
+                       func.sum(case((ToolCallRow.refused, 1), else_=0)))
+                .where(ToolCallRow.run_id.in_(chunk)).group_by(ToolCallRow.run_id, ToolCallRow.tool)
+            )).all()
+            accounts = (await s.execute(
+                select(BudgetAccountRow).where(BudgetAccountRow.scope.in_([f"run:{r}" for r in chunk]))
+            )).scalars().all()
+        for rid, model, n, i, c, o in llm:
+            out[rid]["llm"][model or "?"] = (int(n), int(i or 0), int(c or 0), int(o or 0))
+        for rid, tool, units, refused in tools:
+            out[rid]["tools"][tool] = float(units or 0.0)
+            out[rid]["refused"] += int(refused or 0)
+        for a in accounts:
+            out[a.scope.removeprefix("run:")]["accounts"].append((a.resource, a.limit_amount, a.spent, a.reserved))
+    return out
+
+
+def _record(method: str, budget: int, q: dict[str, Any], run_id: str, status: str, result: dict[str, Any] | None,
+            error: str, store: dict[str, Any], pricing: Any) -> RunRecord:
+    from budget.costs import unified_cost
+    from orchestrator.types import Usage
+    from workflows.bats.scoring import exact_match, f1_score
+
+    answer = str((result or {}).get("answer") or "")
+    usage = {m: Usage(i, c, o) for m, (_, i, c, o) in store.get("llm", {}).items()}
+    tools = store.get("tools", {})
+    cost = unified_cost(usage, tools, pricing).total_usd
+    violations, unused, limit_units = 0, 0.0, 0.0
+    for resource, limit, spent, reserved in store.get("accounts", []):
+        if limit is None:
+            continue
+        tool = resource.removeprefix("tool:")
+        recorded = tools.get(tool, 0.0) if resource.startswith("tool:") else 0.0
+        if spent + reserved > limit + _EPS or recorded > limit + _EPS:
+            violations += 1
+        if resource.startswith("tool:"):
+            unused += max(limit - spent, 0.0)
+            limit_units += limit
+    stats = (result or {}).get("stats", {}) or {}
+    return RunRecord(
+        method=method, budget=budget, qid=q["id"], status=status, answer=answer, gold=q["answer"],
+        em=exact_match(answer, q["answer"]), f1=f1_score(answer, q["answer"]), tool_units=dict(tools),
+        input_tokens=sum(u.input_tokens for u in usage.values()),
+        cached_input_tokens=sum(u.cached_input_tokens for u in usage.values()),
+        output_tokens=sum(u.output_tokens for u in usage.values()),
+        num_llm_calls=sum(n for n, *_ in store.get("llm", {}).values()),
+        cost_usd=cost, violations=violations, unused_units=unused, limit_units=limit_units,
+        num_refused=int(store.get("refused", 0)),
+        num_verifier_calls=int(stats.get("num_verifier_calls", 0)),
+        num_invalid_json=int(stats.get("num_invalid_json", 0)),
+        num_format_errors=int(stats.get("num_format_errors", 0)),
+        error=error,
+    )
+
+
+async def run_cells(cfg: BenchConfig, cells: Sequence[tuple[str, int]], questions: Sequence[dict[str, Any]],
+                    db_path: Path, corpus_path: Path, concurrency: int,
+                    on_done: Callable[[], None] | None = None) -> list[RunRecord]:
+    """Run every question of every cell through one Runtime (one SQLite store) and score it."""
+    import workflows
+    import workflows.baselines
+    from orchestrator.runtime import Runtime
+    from orchestrator.settings import Settings
+    from orchestrator.tools.corpus import Corpus, browse_tool, search_tool
+    from orchestrator.tools.registry import ToolRegistry
+
+    for method in {m for m, _ in cells}:
+        workflows.get(method)  # unknown names fail before any run starts
+    corpus = Corpus(corpus_path)
+    registry = ToolRegistry([search_tool(corpus), browse_tool(corpus)])
+    backend = "dryrun" if cfg.dry_run else cfg.backend
+    clients = {"dryrun": DryRunClient()} if cfg.dry_run else None
+    rt = Runtime(Settings(db_url=f"sqlite:///{db_path}", home=db_path.parent, corpus_path=corpus_path),
+                 tools=registry, clients=clients)  # type: ignore[arg-type]
+    sem = asyncio.Semaphore(max(1, concurrency))
+    outcomes: list[tuple[str, int, dict[str, Any], str, str, dict[str, Any] | None, str]] = []
+
+    async def one(method: str, budget: int, q: dict[str, Any]) -> None:
+        async with sem:
+            try:
+                res = await rt.run(method, {"question": q["question"]}, budget=f"search={budget},browse={budget}",
+                                   backend=backend, backend_options=dict(cfg.backend_options),
+                                   tools=list(BUDGET_TOOLS), options=dict(cfg.options))
+                outcomes.append((method, budget, q, res.run_id, res.status, res.result, res.error or ""))
+            except Exception as exc:  # noqa: BLE001 - one broken run must not sink the benchmark
+                outcomes.append((method, budget, q, "", "error", None, f"{type(exc).__name__}: {exc}"))
+        if on_done is not None:
+            on_done()
+
+    try:
+        await asyncio.gather(*(one(m, b, q) for m, b in cells for q in questions))
+        store = await _collect(rt, [o[3] for o in outcomes if o[3]])
+        return [_record(m, b, q, rid, status, result, err, store.get(rid, {}), rt.pricing)
+                for m, b, q, rid, status, result, err in outcomes]
+    finally:
+        await rt.aclose()
+
+
+def _worker(cfg: BenchConfig, cells: list[tuple[str, int]], questions: list[dict[str, Any]], db_path: Path,
+            corpus_path: Path, concurrency: int, queue: Any) -> list[dict[str, Any]]:
+    records = asyncio.run(run_cells(cfg, cells, questions, db_path, corpus_path, concurrency,
+                                    on_done=lambda: queue.put(1)))
+    return [asdict(r) for r in records]
+
+
+def _build_corpus(cfg: BenchConfig, work: Path) -> Path:
+    if cfg.corpus is not None:
+        return cfg.corpus
+    from orchestrator.tools.corpus import CorpusSource, build_corpus
+
+    path = work / "corpus.db"
+    build_corpus(path, [CorpusSource(cfg.dataset, "hotpotqa")])
+    return path
+
+
+def run_benchmark(cfg: BenchConfig, *, progress: Callable[[int], None] | None = None) -> list[RunRecord]:
+    """Run all methods x budgets x questions; ``progress(n)`` is called as runs finish."""
+    questions = load_questions(cfg.dataset, cfg.limit)
+    work = cfg.out_dir / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    for old in work.glob("shard*.db*"):
+        old.unlink()
+    corpus = _build_corpus(cfg, work)
+    cells = [(m, b) for m in cfg.methods for b in cfg.budgets]
+    shards = shard_cells(cells, cfg.workers)
+    per_worker = max(1, cfg.concurrency // len(shards))
+    tick = (lambda: progress(1)) if progress else None
+    if len(shards) == 1:
+        return asyncio.run(run_cells(cfg, shards[0], questions, work / "shard0.db", corpus, cfg.concurrency, tick))
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager, ProcessPoolExecutor(len(shards), mp_context=ctx) as pool:
+        queue = manager.Queue()
+        futures = [pool.submit(_worker, cfg, shard, questions, work / f"shard{i}.db", corpus, per_worker, queue)
+                   for i, shard in enumerate(shards)]
+        stop = threading.Event()
+
+        def drain() -> None:
+            while not stop.is_set() or not queue.empty():
+                try:
+                    queue.get(timeout=0.2)
+                except Empty:
+                    continue
+                if progress:
+                    progress(1)
+
+        drainer = threading.Thread(target=drain, daemon=True)
+        drainer.start()
+        try:
+            rows = [row for f in futures for row in f.result()]
+        finally:
+            stop.set()
+            drainer.join()
+    return [RunRecord(**row) for row in rows]
+
+
+# -- reporting ------------------------------------------------------------------------------------
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _machine() -> str:
+    gpu = ""
+    try:
+        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=10, check=False).stdout.strip().replace("\n", ", ")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    import os
+
+    cpu = f"{os.cpu_count()} CPUs"
+    return f"{platform.node()} ({platform.machine()}, {cpu}{', ' + gpu if gpu else ''})"
+
+
+def write_results(cfg: BenchConfig, records: Sequence[RunRecord], wall_s: float) -> dict[str, Any]:
+    """Write summary.json, details.json and the cost-accuracy plot; return the summary."""
+    out = cfg.out_dir / "dry_run" if cfg.dry_run else cfg.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    results, cells, violations = summarize(records)
+    num_questions = len({r.qid for r in records})
+    meta = {
+        "commit": _commit(),
+        "machine": _machine(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model": DRY_RUN_MODEL if cfg.dry_run else cfg.model,
+        "dataset": f"{cfg.dataset.name} ({num_questions} questions)",
+    }
+    summary = {**meta, "budget_violations": violations, "results": results}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    details = {
+        **meta,
+        "dry_run": cfg.dry_run,
+        "backend": "dryrun" if cfg.dry_run else cfg.backend,
+        "budgets": list(cfg.budgets),
+        "methods": list(cfg.methods),
+        "options": cfg.options,
+        "workers": cfg.workers,
+        "concurrency": cfg.concurrency,
+        "wall_s": wall_s,
+        "budget_violations": violations,
+        "cells": cells,
+        "runs": [asdict(r) for r in records],
+    }
+    (out / "details.json").write_text(json.dumps(details, indent=1) + "\n")
+    plot_cost_accuracy(results, out / "cost_accuracy.png", title=f"BATS on HotpotQA ({meta['model']})")
+    return summary
+
+
+def plot_cost_accuracy(results: Sequence[dict[str, Any]], path: Path, *, title: str = "") -> None:
+    """Accuracy against unified cost per question; one line per method, points labelled by budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method in dict.fromkeys(r["method"] for r in results):
+        rows = sorted((r for r in results if r["method"] == method), key=lambda r: r["budget"])
+        xs = [r["unified_cost_usd"] * 100 for r in rows]
+        ys = [r["accuracy"] * 100 for r in rows]
+        ax.plot(xs, ys, marker="o", label=method)
+        for r, x, y in zip(rows, xs, ys, strict=True):
+            ax.annotate(str(r["budget"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("unified cost per question (US cents)")
+    ax.set_ylabel("exact match (%)")
+    ax.set_title(title or "cost vs accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    from orchestrator.errors import BadInputError
+
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise BadInputError(what, "comma-separated integers, e.g. 2,5,10,20", text) from None
+    if not values or min(values) < 0:
+        raise BadInputError(what, "comma-separated non-negative integers, e.g. 2,5,10,20", text)
+    return values
+
+
+def bench_bats(
+    dataset: Annotated[Path, typer.Option("--dataset", "-d", help="HotpotQA jsonl (question, answer, context).")],
+    budgets: Annotated[str, typer.Option(help="Units per tool, comma-separated.")] = "2,5,10,20",
+    methods: Annotated[str, typer.Option(help="Comma-separated workflows.")] = ",".join(ALL_METHODS),
+    backend: Annotated[str, typer.Option(help="openai | local | scripted")] = "openai",
+    base_url: Annotated[list[str] | None, typer.Option("--base-url", help="OpenAI-compatible endpoint.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name (openai backend; reported in the summary).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Programs in flight in total.")] = 128,
+    workers: Annotated[int, typer.Option(help="Processes (each with its own SQLite store).")] = 1,
+    out: Annotated[Path, typer.Option(help="Results folder.")] = Path("bench/results/bats"),
+    corpus: Annotated[Path | None, typer.Option(help="Built corpus db (default: built from the dataset).")] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", "-o", help="Workflow option KEY=JSON (repeat).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Rule client instead of a model (control flow only).")] = False,
+) -> None:
+    """Benchmark BATS against ReAct, ReAct + Budget Tracker, budget forcing and parallel voting."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from orchestrator.errors import BadInputError, QuotaFlowError
+
+    try:
+        options: dict[str, Any] = {}
+        for item in option or []:
+            key, sep, raw = item.partition("=")
+            if not sep:
+                raise BadInputError(f"--option {item}", "KEY=VALUE (VALUE as JSON, e.g. max_turns=8)")
+            try:
+                options[key] = json.loads(raw)
+            except json.JSONDecodeError:
+                options[key] = raw
+        backend_options: dict[str, Any] = {}
+        if base_url:
+            backend_options["base_urls"] = list(base_url)
+        if model:
+            backend_options["model"] = model
+        cfg = BenchConfig(
+            dataset=dataset, budgets=_ints(budgets, "--budgets"),
+            methods=tuple(m.strip() for m in methods.split(",") if m.strip()), backend=backend,
+            backend_options=backend_options, model=model or backend, limit=limit, concurrency=concurrency,
+            workers=workers, out_dir=out, corpus=corpus, dry_run=dry_run, options=options,
+        )
+        num_questions = len(load_questions(cfg.dataset, cfg.limit))
+        total = num_questions * len(cfg.budgets) * len(cfg.methods)
+        console = Console(stderr=True)
+        started = time.perf_counter()
+        with Progress(TextColumn("bench bats"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console) as bar:
+            task = bar.add_task("runs", total=total)
+            records = run_benchmark(cfg, progress=lambda n: bar.advance(task, n))
+        summary = write_results(cfg, records, time.perf_counter() - started)
+    except QuotaFlowError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    console.print(f"{len(records)} runs in {time.perf_counter() - started:.1f} s; "
+                  f"budget violations: {summary['budget_violations']}")
+    for r in summary["results"]:
+        console.print(f"{r['method']:>9} b={r['budget']:<3} acc={r['accuracy']:.3f} f1={r['f1']:.3f} "
+                      f"units={r['tool_units']:.2f} tokens={r['tokens']:.0f} cost=${r['unified_cost_usd']:.5f}")
+
+
+if __name__ == "__main__":
+    sys.exit(typer.run(bench_bats))
