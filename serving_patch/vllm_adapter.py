@@ -12,9 +12,9 @@ Load it with::
 - ``_free_request``/``_free_blocks``: a normally finished, non-last turn of a known program
   keeps its blocks (the request stays registered in the KV manager, with ``ref_cnt`` held).
 - ``schedule``: expire pins first; after vLLM admitted new turns, hand their program's pin off.
-- ``allocate_slots`` (wrapped on the instance): when an allocation fails, release pins (latest
-  program arrival first) and retry, before vLLM preempts or gives up. No pin is ever a reason to
-  fail: a waiting request may break pins of newer programs, or any pin when nothing runs.
+- ``allocate_slots`` (wrapped on the instance): when an allocation fails, release pins of
+  programs newer than the requester's (latest arrival first) and retry, before vLLM preempts or
+  gives up; when nothing else runs, any pin may go, so a pin never deadlocks the engine.
 - ``reset_prefix_cache``/``shutdown``: release every pin first.
 """
 
@@ -194,11 +194,12 @@ class ContinuumMixin:
         self.kv_cache_manager.allocate_slots = allocate_slots
 
     def _pressure_victim(self, request: Request) -> Pin | None:
-        # A running request would otherwise be preempted (real work lost): any pin goes first.
-        # A waiting one may only break newer programs' pins, unless nothing runs at all
-        # (then waiting for expiry would only idle the engine).
-        allow_any = request.status == RequestStatus.RUNNING or not self.running
-        victims = self.continuum.pressure_victims(request.request_id, allow_any=allow_any)
+        # Program-level FCFS: a request may break the pins of programs that arrived after its
+        # own; older programs' pins outrank it (vLLM then preempts the youngest running
+        # request instead). When nothing else runs, waiting for a TTL would only idle the
+        # engine, so any pin may go: no deadlock, no failed allocation because of a pin.
+        others_running = any(r is not request for r in self.running)
+        victims = self.continuum.pressure_victims(request.request_id, allow_any=not others_running)
         if not victims:
             return None
         return self.continuum.force_release(victims[0].program_id)

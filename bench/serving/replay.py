@@ -90,6 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--configs", default=",".join(CONFIGS), help="Subset of stock,fixed_ttl,utility_ttl.")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--budget-s", type=float, default=510.0, help="Wall-clock budget of the whole run; drains shrink to fit.")
+    parser.add_argument("--commit", default="", help="Commit to record (the GPU copy of the tree has no .git).")
     parser.add_argument("--plot-only", action="store_true", help="Redraw jct_vs_load.png from summary.json (CPU).")
     parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
     parser.add_argument("--child-deadline", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -370,7 +371,9 @@ def git_commit() -> str:
         return "unknown"
 
 
-def build_summary(children: dict[str, dict[str, Any]], levels: list[Level], service: ServiceModel) -> dict[str, Any]:
+def build_summary(
+    children: dict[str, dict[str, Any]], levels: list[Level], service: ServiceModel, *, commit: str = ""
+) -> dict[str, Any]:
     """summary.json in the shape the issue fixes."""
     gpu = next((c["gpu"] for c in children.values() if c.get("gpu")), "unknown GPU")
     loads: list[dict[str, Any]] = []
@@ -382,7 +385,7 @@ def build_summary(children: dict[str, dict[str, Any]], levels: list[Level], serv
         entry["lower_bound_mean_jct_s"] = statistics.fmean(service.lower_bound_s(p) for p in level.programs)
         loads.append(entry)
     return {
-        "commit": git_commit(),
+        "commit": commit or git_commit(),
         "machine": f"{gpu} ({platform.node()})",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": MODEL_NAME,
@@ -470,7 +473,7 @@ def run_parent(args: argparse.Namespace, argv: list[str]) -> None:
                 service = ServiceModel(**children[config]["service"])
             progress.advance()
     assert service is not None
-    summary = build_summary(children, levels, service)
+    summary = build_summary(children, levels, service, commit=args.commit)
     (args.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     stamp = summary["date"].replace(":", "").replace("-", "")
     raw = {"summary": summary, "args": {k: str(v) for k, v in vars(args).items()}, "service_model": asdict(service),

@@ -166,9 +166,9 @@ def test_memory_pressure_releases_pins_instead_of_failing(model_dir: Path) -> No
     assert driver.num_preemptions == 0
 
 
-def test_running_request_takes_pins_before_being_preempted(model_dir: Path) -> None:
+def test_running_request_takes_newer_programs_pins_before_being_preempted(model_dir: Path) -> None:
     driver, _ = _build(model_dir, "sync")
-    # A running request that decodes long enough to need the blocks pins hold.
+    # A running request (older program) decodes long enough to need the blocks a pin holds.
     driver.add("long", tokens(5, 600), 300, {"program_id": "L", "is_last_step": 1})
     driver.add("p", tokens(6, 300), 2, {"program_id": "P"})
     driver.run_until(lambda: driver.finished("p"))
@@ -176,6 +176,24 @@ def test_running_request_takes_pins_before_being_preempted(model_dir: Path) -> N
     driver.run_until(lambda: driver.finished("long"), max_steps=600)
     assert driver.num_preemptions == 0
     assert driver.scheduler.continuum.counters.forced_releases == 1
+
+
+def test_older_programs_pin_outranks_a_newer_running_request(model_dir: Path) -> None:
+    driver, _ = _build(model_dir, "sync")
+    driver.add("a1", tokens(1, 64), 4, {"program_id": "A"})  # rank 0, pinned: 5 blocks
+    driver.run_until(lambda: driver.finished("a1"))
+    driver.add("c", tokens(2, 16), 200, {"program_id": "C", "is_last_step": 1})  # rank 1
+    driver.add("l", tokens(3, 640), 200, {"program_id": "L", "is_last_step": 1})  # rank 2
+    # 5 pinned + up to 14 (C) + up to 53 (L) blocks > 63: someone must give way.
+    driver.run_until(lambda: driver.finished("c"), max_steps=400)
+    # While C ran, the youngest program (L) was preempted; A's pin was kept.
+    assert driver.num_preemptions >= 1
+    assert driver.scheduler.continuum.pins.get("A") is not None
+    assert driver.scheduler.continuum.counters.forced_releases == 0
+    # With C gone, L resumes beside the pin (58 free blocks) and finishes.
+    driver.run_until(lambda: driver.finished("l"), max_steps=600)
+    assert driver.scheduler.continuum.counters.forced_releases == 0
+    assert driver.num_free_blocks == 63 - 5
 
 
 def test_reset_prefix_cache_and_shutdown_release_pins(model_dir: Path) -> None:
