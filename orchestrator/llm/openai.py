@@ -34,7 +34,7 @@ _RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 class OpenAIConfig:
     """How to reach one or more OpenAI-compatible servers."""
 
-    base_urls: tuple[str, ...] = ("http://127.0.0.1:8000/v1",)
+    base_urls: Sequence[str] = ("http://127.0.0.1:8000/v1",)
     """Base URLs up to and including ``/v1`` (a comma-separated string is accepted too)."""
     api_key: str | None = "EMPTY"
     """Sent as ``Authorization: Bearer``; ``None`` or empty sends no header."""
@@ -56,7 +56,7 @@ class OpenAIConfig:
     """Send ``vllm_xargs``/``priority``; turn off for servers that reject unknown fields."""
     extra_body: Mapping[str, Any] = field(default_factory=dict)
     """Extra JSON fields merged into every request body (e.g. ``chat_template_kwargs``)."""
-    tokenizer: Callable[[str], Sequence[int] | int] | None = None
+    tokenizer: Callable[[str], Sequence[Any] | int] | None = None
     """Exact token counting (e.g. a Hugging Face tokenizer's ``encode``); default: chars/4."""
     seed: int | None = None
     """Seed of the retry jitter (tests); ``None`` draws it from the OS."""
@@ -64,7 +64,7 @@ class OpenAIConfig:
     def __post_init__(self) -> None:
         urls = self.base_urls
         if isinstance(urls, str):
-            urls = tuple(u for u in urls.split(","))
+            urls = urls.split(",")
         urls = tuple(u.strip().rstrip("/") for u in urls if u and u.strip())
         if not urls:
             raise ConfigError("openai backend: no base URL; pass base_urls=['http://host:8000/v1']")
@@ -277,6 +277,8 @@ class OpenAIClient:
         except httpx.TransportError as exc:
             raise _Retryable(f"{endpoint}: {type(exc).__name__}: {exc}",
                              move_on=isinstance(exc, httpx.ConnectError)) from exc
+        except httpx.HTTPError as exc:
+            raise EngineDead(f"{endpoint}: {type(exc).__name__}: {exc}") from exc
         self._check_status(endpoint, response)
         try:
             payload = response.json()
@@ -321,6 +323,8 @@ class OpenAIClient:
         except httpx.TransportError as exc:
             raise _Retryable(f"{endpoint}: {type(exc).__name__}: {exc}",
                              move_on=isinstance(exc, httpx.ConnectError)) from exc
+        except httpx.HTTPError as exc:
+            raise EngineDead(f"{endpoint}: {type(exc).__name__}: {exc}") from exc
         text = "".join(parts)
         yield LLMResponse(text=text, usage=usage or self._estimate_usage(body, text), model=model,
                           finish_reason=finish, latency_s=time.perf_counter() - started, endpoint=endpoint)

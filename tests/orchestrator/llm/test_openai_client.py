@@ -288,3 +288,24 @@ def test_count_tokens_approximate_or_with_tokenizer() -> None:
     assert exact.count_tokens("a b c d e") == 5
     asyncio.run(approx.aclose())
     asyncio.run(exact.aclose())
+
+
+@pytest.mark.vllm
+def test_request_body_is_accepted_by_vllm_and_hints_reach_sampling_params(fake_servers: list[FakeOpenAIServer]) -> None:
+    protocol = pytest.importorskip("vllm.entrypoints.openai.chat_completion.protocol")
+    server = fake_servers[0]
+
+    async def go() -> None:
+        client = _client(server.base_url)
+        try:
+            await client.complete(_request(turn=2, tool_name="search", priority=3))
+            [_ async for _ in client.stream(_request(turn=3))]
+        finally:
+            await client.aclose()
+
+    asyncio.run(go())
+    plain, streamed = (protocol.ChatCompletionRequest.model_validate(b) for b in server.chat_bodies)
+    assert plain.priority == 3 and streamed.stream and streamed.stream_options.include_usage
+    params = plain.to_sampling_params(max_tokens=16, default_sampling_params={})
+    assert params.extra_args == {"program_id": "prog-1", "turn": 2, "is_last_step": 0, "tool_name": "search"}
+    assert params.stop == ["\n\n"] and params.seed == 7
