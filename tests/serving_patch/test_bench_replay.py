@@ -119,3 +119,69 @@ def test_dry_run_command() -> None:
     report = json.loads(done.stdout)
     assert report["sources"] == ["continuum_swe", "synthetic", "tracelab"]
     assert [lv["programs_per_min"] for lv in report["levels"]] == [30.0, 60.0]
+
+
+class _FakeOutput:
+    def __init__(self, n: int, cached: int) -> None:
+        self.outputs = [type("C", (), {"token_ids": list(range(7, 7 + n))})()]
+        self.num_cached_tokens = cached
+
+
+class _FakeEngine:
+    """Stands in for AsyncLLM: a prefix cache of previous prompts, instant generation."""
+
+    def __init__(self) -> None:
+        self.prompts: list[list[int]] = []
+        self.requests: list[tuple[str, dict | None]] = []
+        self.resets = 0
+
+    async def generate(self, prompt, params, request_id):  # type: ignore[no-untyped-def]
+        import asyncio
+
+        tokens = list(prompt["prompt_token_ids"])
+        cached = max((self._common(tokens, p) for p in self.prompts), default=0)
+        self.prompts.append(tokens + list(range(7, 7 + params.max_tokens)))
+        self.requests.append((request_id, params.extra_args))
+        await asyncio.sleep(0)
+        yield _FakeOutput(params.max_tokens, cached // 16 * 16)
+
+    @staticmethod
+    def _common(a: list[int], b: list[int]) -> int:
+        n = 0
+        for x, y in zip(a, b):
+            if x != y:
+                break
+            n += 1
+        return n
+
+    async def reset_prefix_cache(self) -> bool:
+        self.resets += 1
+        return True
+
+
+def test_replay_loop_against_a_fake_engine() -> None:
+    import asyncio
+
+    pytest.importorskip("vllm")
+    args = replay.parse_args(
+        ["--loads", "600,1200", "--window-s", "0.5", "--drain-s", "3", "--tool-scale", "0.001", "--max-turns", "3"]
+    )
+    _, levels = replay.make_plan(args)
+    engine = _FakeEngine()
+    result = asyncio.run(replay._replay(args, engine, levels, ""))
+    assert engine.resets == 2 and len(result["levels"]) == 2
+    service = result["service"]
+    assert service["prefill_b_s_per_token"] > 0 and service["tpot_s"] > 0
+    for level, plan in zip(result["levels"], levels):
+        programs = level["programs"]
+        assert len(programs) == len(plan.programs) and all(p["done"] for p in programs)
+        assert sum(p["turns"] for p in programs) == sum(len(p.turns) for p in plan.programs)
+        # Every later turn re-sends the previous context: the fake cache hits it.
+        assert sum(p["cached_tokens"] for p in programs) > 0
+    hinted = [x for _, x in engine.requests if x]
+    assert all("program_id" in x and x["is_last_step"] in (0, 1) for x in hinted)
+    assert sum(x["is_last_step"] for x in hinted) == sum(len(lv.programs) for lv in levels)
+    summary = replay.build_summary(
+        {"stock": {"gpu": "cpu-fake", **result}}, levels, replay.ServiceModel(**service), commit="abc"
+    )
+    assert summary["commit"] == "abc" and summary["loads"][0]["stock"]["num_incomplete"] == 0
