@@ -21,8 +21,14 @@ from pathlib import Path
 from typing import Any
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "traces"
+VENDORED = Path(__file__).resolve().parent / "traces"
+"""Copies that travel with the repository (the GPU machine has no ../shared): the TraceLab
+replay CSV as is, and the SWE trajectories reduced to per-turn numbers (no message text)."""
 TRACELAB_CSV = DATA / "tracelab" / "replay_multi_session_large.csv"
 SWE_JSON = DATA / "continuum_swe" / "swe_smith_5traj_with_tool_timings.json"
+VENDORED_TRACELAB_CSV = VENDORED / "tracelab_replay_multi_session_large.csv"
+VENDORED_SWE_TURNS_CSV = VENDORED / "continuum_swe_turns.csv"
+SWE_TURNS_FIELDS = ("program", "turn", "num_new_tokens", "num_output_tokens", "tool_s", "tool_name")
 CHARS_PER_TOKEN = 4.0
 """Token estimate for the SWE messages when no tokenizer is given (about 4 characters a token)."""
 
@@ -76,8 +82,10 @@ def _finish(program_id: str, source: str, turns: list[TurnSpec], max_context: in
     return ProgramSpec(program_id, source, tuple(kept))
 
 
-def load_tracelab(path: Path = TRACELAB_CSV, *, max_context: int = 16384) -> list[ProgramSpec]:
+def load_tracelab(path: Path | None = None, *, max_context: int = 16384) -> list[ProgramSpec]:
     """Programs of the TraceLab replay CSV (one per session_id, rounds in order)."""
+    if path is None:
+        path = TRACELAB_CSV if TRACELAB_CSV.exists() else VENDORED_TRACELAB_CSV
     sessions: dict[str, list[dict[str, str]]] = defaultdict(list)
     with path.open(newline="") as handle:
         for row in csv.DictReader(handle):
@@ -113,11 +121,16 @@ def _maybe_literal(value: object) -> object:
     return value
 
 
-def load_swe(path: Path = SWE_JSON, *, max_context: int = 16384, count_tokens=None) -> list[ProgramSpec]:  # type: ignore[no-untyped-def]
+def load_swe(path: Path | None = None, *, max_context: int = 16384, count_tokens=None) -> list[ProgramSpec]:  # type: ignore[no-untyped-def]
     """Programs of the Continuum SWE trajectories: tokenized messages, measured tool times.
 
     ``count_tokens(text) -> int`` tokenizes; without it, about 4 UTF-8 bytes make a token.
+    Without the trajectories file (GPU machine), the vendored per-turn table is read instead.
     """
+    if path is None:
+        if not SWE_JSON.exists() and count_tokens is None:
+            return load_swe_turns(VENDORED_SWE_TURNS_CSV, max_context=max_context)
+        path = SWE_JSON
     count = count_tokens or _approx_tokens
     programs: list[ProgramSpec] = []
     for index, trajectory in enumerate(json.loads(path.read_text())):
@@ -140,6 +153,28 @@ def load_swe(path: Path = SWE_JSON, *, max_context: int = 16384, count_tokens=No
         if program is not None:
             programs.append(program)
     return programs
+
+
+def write_swe_turns(programs: Sequence[ProgramSpec], path: Path) -> None:
+    """Save SWE programs as per-turn numbers (the vendored table)."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(SWE_TURNS_FIELDS)
+        for program in programs:
+            for k, t in enumerate(program.turns):
+                writer.writerow([program.program_id, k, t.num_new_tokens, t.num_output_tokens, repr(t.tool_s), t.tool_name or ""])
+
+
+def load_swe_turns(path: Path, *, max_context: int = 16384) -> list[ProgramSpec]:
+    """Programs from the per-turn table written by :func:`write_swe_turns`."""
+    turns: dict[str, list[TurnSpec]] = defaultdict(list)
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            turns[row["program"]].append(
+                TurnSpec(int(row["num_new_tokens"]), int(row["num_output_tokens"]), float(row["tool_s"]), row["tool_name"] or None)
+            )
+    programs = [_finish(pid, "continuum_swe", list(ts), max_context) for pid, ts in turns.items()]
+    return [p for p in programs if p is not None]
 
 
 @dataclass(frozen=True)

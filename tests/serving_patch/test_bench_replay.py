@@ -185,3 +185,14 @@ def test_replay_loop_against_a_fake_engine() -> None:
         {"stock": {"gpu": "cpu-fake", **result}}, levels, replay.ServiceModel(**service), commit="abc"
     )
     assert summary["commit"] == "abc" and summary["loads"][0]["stock"]["num_incomplete"] == 0
+
+
+def test_vendored_traces_match_the_shared_sources() -> None:
+    from bench.serving import workload
+
+    if not (workload.SWE_JSON.exists() and workload.TRACELAB_CSV.exists()):
+        pytest.skip("../shared/data/traces not present")
+    assert workload.load_tracelab(workload.VENDORED_TRACELAB_CSV) == workload.load_tracelab(workload.TRACELAB_CSV)
+    for cap in (10**9, 12288):
+        from_json = workload.load_swe(workload.SWE_JSON, max_context=cap)
+        assert workload.load_swe_turns(workload.VENDORED_SWE_TURNS_CSV, max_context=cap) == from_json
