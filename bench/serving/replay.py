@@ -435,7 +435,7 @@ class _Steps:
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
-            self._progress.__exit__(*exc)
+            self._progress.__exit__(None, None, None)
 
     def describe(self, text: str) -> None:
         if self._progress is not None:
