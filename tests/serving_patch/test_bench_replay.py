@@ -196,3 +196,17 @@ def test_vendored_traces_match_the_shared_sources() -> None:
     for cap in (10**9, 12288):
         from_json = workload.load_swe(workload.SWE_JSON, max_context=cap)
         assert workload.load_swe_turns(workload.VENDORED_SWE_TURNS_CSV, max_context=cap) == from_json
+
+
+def test_smoke_server_metric_parser_sums_label_sets() -> None:
+    from bench.serving.smoke_server import _metric
+
+    text = (
+        "quotaflow_continuum_pins_created_total 2.0\n"
+        "quotaflow_continuum_pins_created_created 1.7e9\n"
+        'vllm:prefix_cache_hits_total{engine="0"} 5.0\n'
+        'vllm:prefix_cache_hits_total{engine="1"} 1.0\n'
+    )
+    assert _metric(text, "quotaflow_continuum_pins_created_total") == 2.0
+    assert _metric(text, "vllm:prefix_cache_hits_total") == 6.0
+    assert _metric(text, "quotaflow_continuum_pins_active") == 0.0
