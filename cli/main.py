@@ -215,6 +215,47 @@ def _show(report: dict[str, Any]) -> None:
 
 
 _agent_command("react", "ReAct agent with search/browse tools under a budget.")
+_agent_command("bats", "BATS: plan, act with the Budget Tracker, verify, pivot; judge picks the answer.")
+_agent_command("tracker", "ReAct with the Budget Tracker block after every tool response.")
+_agent_command("forcing", "ReAct with budget forcing (keep using the remaining budget).")
+_agent_command("parallel", "Parallel ReAct samples with a majority vote.")
+_agent_command("priordynaflow", "PriorDynaFlow: Q-table-guided choice of the next agent per step.")
+
+
+def _register_subapps() -> None:
+    from cli import batchprompt, corpus, drqa, qtable, serve
+
+    run_app.command("batchprompt", help="BatchPrompt over a dataset: batches, voting rounds (BPE), SEAS.")(
+        batchprompt.batchprompt_command)
+    app.add_typer(corpus.app, name="corpus")
+    app.add_typer(qtable.app, name="qtable")
+    app.add_typer(drqa.app, name="drqa")
+    app.command("serve", context_settings=serve.CONTEXT_SETTINGS,
+                help="Start vLLM's OpenAI server with (or without) the Continuum plugin.")(serve.serve_command)
+
+    @run_app.command("drqa", help="DRQA reasoning-quota allocation over a GSM8K/MATH-style dataset.")
+    def run_drqa_command(
+        dataset: Annotated[str, typer.Option("--dataset", "-d", help="jsonl file or folder")],
+        budget_tokens: Annotated[int | None, typer.Option(help="Total reasoning (output) tokens to allocate.")] = None,
+        method: Annotated[str, typer.Option(help="drqa | uniform | unlimited")] = "drqa",
+        backend: Annotated[str, typer.Option(help="local | openai | scripted")] = "openai",
+        base_url: Annotated[list[str] | None, typer.Option("--base-url")] = None,
+        model: Annotated[str | None, typer.Option()] = None,
+        limit: Annotated[int | None, typer.Option(help="Only the first N rows.")] = None,
+        budget: Annotated[str, typer.Option("--budget", "-b", help="Extra ledger limits, e.g. tokens=200000")] = "",
+        db: DbOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        try:
+            result = drqa.run_drqa(dataset, budget_tokens, method, backend=backend,
+                                   backend_options=_backend_options(backend, base_url, model, None), limit=limit,
+                                   ledger_budget=budget or None, runtime=_runtime(db))
+        except QuotaFlowError as exc:
+            raise _fail(exc) from None
+        _print_json(result.result) if as_json else typer.echo(json.dumps(result.result, indent=2, default=str)[:4000])
+
+
+_register_subapps()
 
 
 @app.command()

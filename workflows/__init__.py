@@ -14,6 +14,9 @@ _REGISTRY: dict[str, Workflow] = {}
 _BUILTIN_MODULES = {
     "react": "workflows.react",
     "bats": "workflows.bats",
+    "tracker": "workflows.baselines",
+    "forcing": "workflows.baselines",
+    "parallel": "workflows.baselines",
     "priordynaflow": "workflows.priordynaflow",
     "batchprompt": "workflows.batchprompt",
     "drqa": "workflows.drqa",

@@ -16,15 +16,19 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_TURNS = 6
 
-SYSTEM = """You answer questions by searching a small encyclopedia.
-Each reply is ONE line, one of:
-search: <keywords>      finds articles (titles and urls)
-browse: <url>           reads one article
-answer: <short answer>  ends the task
-Example:
-search: Eiffel Tower architect
-Observation: 1. Gustave Eiffel (wiki://Gustave Eiffel) ...
-answer: Gustave Eiffel"""
+SYSTEM = """You answer questions by searching an encyclopedia. Reply with exactly one line:
+search: <keywords>  or  browse: <url>  or  answer: <short answer>
+Always search before you answer."""
+
+# A worked exchange as real turns: small models copy a demonstrated pattern far more reliably
+# than they follow a described one.
+DEMO: tuple[Message, ...] = (
+    Message("user", "Question: Who designed the Eiffel Tower?"),
+    Message("assistant", "search: Eiffel Tower designer"),
+    Message("tool", "1. Eiffel Tower (wiki://Eiffel Tower): The tower was designed by the company of "
+                    "Gustave Eiffel and built from 1887 to 1889.", name="search"),
+    Message("assistant", "answer: Gustave Eiffel"),
+)
 
 
 class ReactState(TypedDict, total=False):
@@ -55,7 +59,7 @@ def _result(state: dict[str, Any]) -> dict[str, Any]:
 
 def build(ctx: RunContext) -> StateGraph:
     max_turns = int(ctx.config.get("max_turns", DEFAULT_MAX_TURNS))
-    max_tokens = int(ctx.config.get("max_tokens", 64))
+    max_tokens = int(ctx.config.get("max_tokens", 48))
     tool_names = ctx.tools.names()
 
     async def agent(state: ReactState) -> dict[str, Any]:
@@ -65,10 +69,10 @@ def build(ctx: RunContext) -> StateGraph:
         prompt = f"Question: {state['question']}"
         if last:
             prompt += "\nThis is your last turn: reply with answer: <short answer>."
-        messages = [Message("system", SYSTEM), Message("user", prompt), *history]
+        messages = [Message("system", SYSTEM), *DEMO, Message("user", prompt), *history]
         # The tool this turn will most likely wait on: the one the agent used last (hint only).
         previous_tool = state.get("last_tool")
-        response = await ctx.chat(messages, sampling=SamplingOptions(max_tokens=max_tokens, stop=("\nObservation",)),
+        response = await ctx.chat(messages, sampling=SamplingOptions(max_tokens=max_tokens, stop=("\n",)),
                                   tool_name=previous_tool, is_last_step=last)
         action = parse_action(response.text, tool_names)
         update: dict[str, Any] = {"turn": turn + 1,

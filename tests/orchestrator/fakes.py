@@ -38,7 +38,9 @@ class RuleClient:
 
 def searches_then_answers(n_searches: int, answer: str = "Paris") -> Callable[[LLMRequest], str]:
     def rule(request: LLMRequest) -> str:
-        observations = sum(1 for m in request.messages if m.role == "tool")
+        # Observations of this task only: prompts may open with a worked example.
+        start = max(i for i, m in enumerate(request.messages) if m.role == "user" and "Question:" in m.content)
+        observations = sum(1 for m in request.messages[start:] if m.role == "tool")
         if observations < n_searches:
             return f"search: query number {observations}"
         return f"answer: {answer}"
