@@ -28,6 +28,8 @@ _ALIASES = {
 
 _DECORATION = re.compile(r"^(?:[\s>*`#\-\u2022]+|\d+[.)]\s+)*(?:action\s*\d*\s*[:\-]\s*)?", re.IGNORECASE)
 _LINE = re.compile(r"^(?P<kw>[A-Za-z_][A-Za-z_ ]{0,20}?)\s*\**\s*(?P<sep>[:=\[(])\s*\**\s*(?P<rest>.*)$")
+_ANSWER_IS = re.compile(r"\banswer\b.*?\bis\b\s*:\s*(.*)$", re.IGNORECASE)
+_PLAN_ECHO = re.compile(r"^\[[ x!~]\]|^\((?:explore|verify)\)|^plan\b", re.IGNORECASE)
 _ANSWER_LEAD = re.compile(r"^(?:the\s+)?(?:final\s+)?answer\s+is\s*:?\s*", re.IGNORECASE)
 
 
@@ -83,9 +85,17 @@ def parse_actions(text: str, tools: Iterable[str] = ("search", "browse")) -> lis
 
 
 def fallback_answer(text: str, max_chars: int = 200) -> str:
-    """Best-effort answer from a reply with no action line: its first non-empty line."""
-    for line in text.splitlines():
-        line = _DECORATION.sub("", line).strip()
-        if line:
-            return clean_answer(line)[:max_chars]
-    return ""
+    """Best-effort answer from a reply with no action line.
+
+    Takes what follows "answer ... is:" when the reply says so (on the same or the next line),
+    else the first line that is not an echo of the plan checklist.
+    """
+    lines = [_DECORATION.sub("", raw).strip() for raw in text.splitlines()]
+    lines = [ln for ln in lines if ln and not _PLAN_ECHO.match(ln)]
+    for i, line in enumerate(lines):
+        m = _ANSWER_IS.search(line)
+        if m:
+            rest = m.group(1).strip() or (lines[i + 1] if i + 1 < len(lines) else "")
+            if rest:
+                return clean_answer(rest)[:max_chars]
+    return clean_answer(lines[0])[:max_chars] if lines else ""

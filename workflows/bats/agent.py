@@ -190,19 +190,22 @@ async def run_attempt(
         system += "\n\n" + policy_prompt(views, config.tracker_config)
     if extra_system:
         system += "\n\n" + extra_system
-    head = f"Question: {question}" + (f"\n\n{head_notes}" if head_notes else "")
+    # The format reminder goes last: small models follow the most recent instruction best.
+    head = f"Question: {question}" + (f"\n\n{head_notes}" if head_notes else "") + f"\n\n{prompts.NEXT_ACTION}"
     sampling = SamplingOptions(max_tokens=config.max_tokens, temperature=config.temperature, seed=seed)
     entries: list[Entry] = []
     answer, stop = "", "max_turns"
     num_turns = num_format_errors = num_forcing = num_refused = 0
     bad_in_a_row = idle = 0
+    last_tool: str | None = None
 
     for _ in range(config.max_turns):
         if config.stop_when_any_exhausted and any_exhausted(views):
             stop = "exhausted"
             break
         messages = render_messages(system, head, entries, keep_tool_outputs=config.keep_tool_outputs)
-        reply = await ctx.chat(messages, sampling=sampling, purpose=purpose)
+        # Hint for the serving layer: the tool this turn will most likely wait on is the last one used.
+        reply = await ctx.chat(messages, sampling=sampling, tool_name=last_tool, purpose=purpose)
         num_turns += 1
         actions = parse_actions(reply.text, tools)
         tool_actions = [a for a in actions if a.kind != ANSWER][: config.max_actions_per_turn]
@@ -210,6 +213,7 @@ async def run_attempt(
         if tool_actions:
             entries.append(assistant_entry(reply.text, [(a.kind, a.value) for a in tool_actions]))
             entry, views, refused = await _execute(ctx, tool_actions, config, mode)
+            last_tool = tool_actions[-1].kind
             entries.append(entry)
             num_refused += refused
             bad_in_a_row = idle = 0

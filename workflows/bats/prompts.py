@@ -24,6 +24,8 @@ Work from the plan below. "explore" steps find candidates with broad searches; "
 check one fact about a candidate you already have, so never start with them. Think about how
 much budget is left before each action."""
 
+NEXT_ACTION = "Reply with action lines only (search: / browse: / answer:)."
+
 FORMAT_NUDGE = (
     "Reply with action lines only: `search: <keywords>`, `browse: <url>` or `answer: <short answer>`."
 )
