@@ -370,3 +370,7 @@ def main() -> None:  # pragma: no cover - console entry point
     except QuotaFlowError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m cli.main` where the console script is not installed
+    main()

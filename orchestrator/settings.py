@@ -76,3 +76,8 @@ class Settings:
     @property
     def is_postgres(self) -> bool:
         return self.db_url.startswith(("postgresql", "postgres"))
+
+
+def commit_override() -> str | None:
+    """``QUOTAFLOW_COMMIT``: the commit to record where the tree has no ``.git`` (GPU copies)."""
+    return os.environ.get(f"{_ENV_PREFIX}COMMIT") or None

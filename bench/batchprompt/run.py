@@ -103,11 +103,9 @@ class SharedChat:
 
 
 def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False,
-                              timeout=10).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    from orchestrator.provenance import source_commit
+
+    return source_commit(ROOT)
 
 
 def _machine() -> str:

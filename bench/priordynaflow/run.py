@@ -401,11 +401,9 @@ def _rolling(xs: list[float], window: int = 10) -> list[float]:
 
 
 def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    from orchestrator.provenance import source_commit
+
+    return source_commit(ROOT)
 
 
 def _machine() -> str:

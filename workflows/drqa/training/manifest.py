@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import subprocess
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,16 +25,10 @@ def file_sha256(path: str | Path) -> str:
 
 
 def git_commit(repo_dir: str | Path | None = None) -> str:
-    """The checkout's HEAD commit (with ``-dirty`` when it has changes), or ``unknown``."""
-    cwd = str(repo_dir or Path(__file__).resolve().parents[3])
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{head}-dirty" if dirty else head
+    """The checkout's HEAD commit (see :func:`orchestrator.provenance.source_commit`)."""
+    from orchestrator.provenance import source_commit
+
+    return source_commit(repo_dir)
 
 
 def _describe(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
