@@ -134,6 +134,7 @@ class AttemptResult(TypedDict):
     num_format_errors: int
     num_forcing: int
     num_refused: int
+    num_repeated: int
 
 
 def _arg_name(ctx: RunContext, tool: str) -> str:
@@ -150,10 +151,18 @@ def _left_text(views: list[ToolBudgetView]) -> str:
 
 
 async def _execute(
-    ctx: RunContext, actions: list[Action], config: AgentConfig, mode: LoopMode
-) -> tuple[Entry, list[ToolBudgetView], int]:
-    parts, num_refused = [], 0
+    ctx: RunContext, actions: list[Action], config: AgentConfig, mode: LoopMode, done: set[tuple[str, str]]
+) -> tuple[Entry, list[ToolBudgetView], int, int]:
+    """Run the tool actions of one reply; an action already done in this attempt is not repeated
+    (small models loop on one query) and costs nothing. Returns (entry, views, refused, repeated)."""
+    parts, num_refused, num_repeated = [], 0, 0
     for action in actions:
+        key = (action.kind, " ".join(action.value.lower().split()))
+        if key in done:
+            num_repeated += 1
+            parts.append(f"[{action.kind}: {action.value}]\n{prompts.REPEATED}")
+            continue
+        done.add(key)
         result = await ctx.call_tool(action.kind, {_arg_name(ctx, action.kind): action.value})
         num_refused += bool(result.metadata.get("refused"))
         parts.append(f"[{action.kind}: {action.value}]\n{truncate(result.content, config.max_observation_chars)}")
@@ -162,8 +171,10 @@ async def _execute(
     if mode.tracker:
         content += "\n" + tracker_block(views, config.tracker_config)
     names = {a.kind for a in actions}
-    stub = "; ".join(f"{a.kind}: {a.value}" for a in actions) + " (output dropped)"
-    return tool_entry(names.pop() if len(names) == 1 else "tools", content, stub), views, num_refused
+    # The stub must not read like an action line, or small models copy it as their next action.
+    stub = "(earlier output of " + ", ".join(f'{a.kind} "{a.value}"' for a in actions) + " removed)"
+    entry = tool_entry(names.pop() if len(names) == 1 else "tools", content, stub)
+    return entry, views, num_refused, num_repeated
 
 
 async def run_attempt(
@@ -195,7 +206,8 @@ async def run_attempt(
     sampling = SamplingOptions(max_tokens=config.max_tokens, temperature=config.temperature, seed=seed)
     entries: list[Entry] = []
     answer, stop = "", "max_turns"
-    num_turns = num_format_errors = num_forcing = num_refused = 0
+    num_turns = num_format_errors = num_forcing = num_refused = num_repeated = 0
+    done: set[tuple[str, str]] = set()
     bad_in_a_row = idle = 0
     last_tool: str | None = None
 
@@ -212,10 +224,11 @@ async def run_attempt(
         answers = [a for a in actions if a.kind == ANSWER]
         if tool_actions:
             entries.append(assistant_entry(reply.text, [(a.kind, a.value) for a in tool_actions]))
-            entry, views, refused = await _execute(ctx, tool_actions, config, mode)
+            entry, views, refused, repeated = await _execute(ctx, tool_actions, config, mode, done)
             last_tool = tool_actions[-1].kind
             entries.append(entry)
             num_refused += refused
+            num_repeated += repeated
             bad_in_a_row = idle = 0
             continue
         idle += 1
@@ -260,6 +273,7 @@ async def run_attempt(
         num_format_errors=num_format_errors,
         num_forcing=num_forcing,
         num_refused=num_refused,
+        num_repeated=num_repeated,
     )
     await ctx.record_step(
         purpose,

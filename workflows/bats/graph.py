@@ -73,7 +73,7 @@ class BatsState(TypedDict, total=False):
 
 
 _STAT_KEYS = (
-    "num_attempts", "num_turns", "num_format_errors", "num_refused",
+    "num_attempts", "num_turns", "num_format_errors", "num_refused", "num_repeated",
     "num_verifier_calls", "num_invalid_json", "num_repaired", "num_defaulted",
 )
 
@@ -103,6 +103,7 @@ def _count(stats: dict[str, int], verification: Verification | None, attempt: di
     out["num_turns"] += attempt["num_turns"]
     out["num_format_errors"] += attempt["num_format_errors"]
     out["num_refused"] += attempt["num_refused"]
+    out["num_repeated"] += attempt["num_repeated"]
     if verification is not None:
         out["num_verifier_calls"] += 1 + (verification.source != "valid")
         out["num_invalid_json"] += len(verification.errors)

@@ -24,6 +24,11 @@ Work from the plan below. "explore" steps find candidates with broad searches; "
 check one fact about a candidate you already have, so never start with them. Think about how
 much budget is left before each action."""
 
+REPEATED = (
+    "You already did exactly this in this attempt, so it was not run again. Use different "
+    "keywords, browse a url from the results, or answer."
+)
+
 NEXT_ACTION = "Reply with action lines only (search: / browse: / answer:)."
 
 FORMAT_NUDGE = (

@@ -7,6 +7,7 @@ import asyncio
 
 from orchestrator.types import Message
 from workflows.bats import prompts
+from workflows.bats.actions import parse_actions
 from workflows.bats.agent import AgentConfig, LoopMode, run_attempt
 from workflows.bats.trajectory import render_messages, tool_entry, user_entry
 
@@ -27,7 +28,8 @@ def test_tracker_block_follows_every_tool_response_and_policy_is_on_first_turn(m
     last = ctx.calls[-1].messages
     tool_msgs = [m for m in last if m.role == "tool"]
     # Only the latest tool output is shown in full, with the tracker block after it.
-    assert "(output dropped)" in tool_msgs[0].content and "<budget>" not in tool_msgs[0].content
+    assert tool_msgs[0].content == '(earlier output of search "eiffel tower" removed)'
+    assert not parse_actions(tool_msgs[0].content)  # a stub never reads as an action to copy
     assert tool_msgs[1].content.startswith("[browse: wiki://Gustave Eiffel]\nGustave Eiffel was")
     assert "search: 1 used, 9 left (of 10 queries)" in tool_msgs[1].content
     assert "browse: 1 used, 3 left (of 4 urls)" in tool_msgs[1].content
@@ -63,6 +65,15 @@ def test_depleted_tool_is_refused_when_the_model_ignores_the_tracker(make_ctx) -
     assert [refused for _, _, refused in ctx.tool_calls] == [False, False, True]
     assert result["num_refused"] == 1 and ctx.used["search"] == 2
     assert "Refused" in ctx.calls[-1].messages[-2].content
+
+
+def test_repeated_action_is_not_run_or_charged_again(make_ctx) -> None:
+    replies = iter(["search: Eiffel  tower", "search: eiffel tower", "answer: x"])
+    ctx = make_ctx(lambda p, m: next(replies), {"search": 5, "browse": 5})
+    result = asyncio.run(run_attempt(ctx, "q", AgentConfig(), LoopMode(tracker=True)))
+    assert len(ctx.tool_calls) == 1 and ctx.used == {"search": 1}
+    assert result["num_repeated"] == 1
+    assert prompts.REPEATED in ctx.calls[2].messages[-1].content
 
 
 def test_actions_per_turn_are_capped(make_ctx) -> None:
