@@ -226,6 +226,9 @@ async def run_attempt(
             entries.append(assistant_entry(reply.text, [(a.kind, a.value) for a in tool_actions]))
             entry, views, refused, repeated = await _execute(ctx, tool_actions, config, mode, done)
             last_tool = tool_actions[-1].kind
+            if repeated == len(tool_actions):
+                # Nothing new ran: a plain note, so the last real tool output stays in full view.
+                entry = user_entry(entry["content"])
             entries.append(entry)
             num_refused += refused
             num_repeated += repeated

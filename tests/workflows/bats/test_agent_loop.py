@@ -74,6 +74,8 @@ def test_repeated_action_is_not_run_or_charged_again(make_ctx) -> None:
     assert len(ctx.tool_calls) == 1 and ctx.used == {"search": 1}
     assert result["num_repeated"] == 1
     assert prompts.REPEATED in ctx.calls[2].messages[-1].content
+    # The repeat notice does not push the real results out of view.
+    assert ctx.calls[2].messages[-3].content.startswith("[search: Eiffel  tower]\nResults for")
 
 
 def test_actions_per_turn_are_capped(make_ctx) -> None:
