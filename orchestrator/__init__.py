@@ -1,0 +1,57 @@
+"""QuotaFlow's public SDK.
+
+    from orchestrator import Runtime, Settings, Workflow, register_workflow, tool
+
+Names are imported on first use so ``import orchestrator`` stays fast and needs no model stack.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = [
+    "Runtime",
+    "RunResult",
+    "Settings",
+    "Workflow",
+    "register_workflow",
+    "tool",
+    "ToolRegistry",
+    "ToolResult",
+    "Message",
+    "SamplingOptions",
+    "run_report",
+    "QuotaFlowError",
+    "BudgetExhausted",
+]
+
+_EXPORTS = {
+    "Runtime": ("orchestrator.runtime", "Runtime"),
+    "RunResult": ("orchestrator.runtime", "RunResult"),
+    "Settings": ("orchestrator.settings", "Settings"),
+    "Workflow": ("workflows.base", "Workflow"),
+    "register_workflow": ("workflows", "register"),
+    "tool": ("orchestrator.tools.define", "tool"),
+    "ToolRegistry": ("orchestrator.tools.registry", "ToolRegistry"),
+    "ToolResult": ("orchestrator.tools.base", "ToolResult"),
+    "Message": ("orchestrator.types", "Message"),
+    "SamplingOptions": ("orchestrator.types", "SamplingOptions"),
+    "run_report": ("orchestrator.reports", "run_report"),
+    "QuotaFlowError": ("orchestrator.errors", "QuotaFlowError"),
+    "BudgetExhausted": ("orchestrator.errors", "BudgetExhausted"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'orchestrator' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
