@@ -143,7 +143,7 @@ async def _run_agent(workflow: str, task: str | None, dataset: Path | None, limi
             report = await _report(rt, result.run_id)
             _print_json(report) if as_json else _show(report)
             if result.status != "succeeded":
-                raise typer.Exit(3 if result.status == "paused" else 1)
+                raise typer.Exit(result.exit_code or 1)
             return
         assert dataset is not None
         tasks, problems = read_tasks(dataset, limit)
@@ -233,6 +233,24 @@ def _register_subapps() -> None:
     app.command("serve", context_settings=serve.CONTEXT_SETTINGS,
                 help="Start vLLM's OpenAI server with (or without) the Continuum plugin.")(serve.serve_command)
 
+    bench_app = typer.Typer(help="Benchmarks (from a source checkout: they live in bench/).", no_args_is_help=True)
+    app.add_typer(bench_app, name="bench")
+
+    @bench_app.command("bats", add_help_option=False,
+                       context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+                       help="BATS vs baselines over budgets: accuracy, tool units, tokens, unified cost, plot.")
+    def bench_bats(ctx: typer.Context) -> None:
+        import importlib
+
+        root = Path(__file__).resolve().parents[1]
+        if not (root / "bench" / "bats" / "run.py").exists():
+            raise _fail(BadInputError("quotaflow bench", "a source checkout with bench/bats/run.py"))
+        sys.path.insert(0, str(root))
+        module = importlib.import_module("bench.bats.run")
+        sub = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+        sub.command()(module.bench_bats)
+        typer.main.get_command(sub).main(args=list(ctx.args), prog_name="quotaflow bench bats")
+
     @run_app.command("drqa", help="DRQA reasoning-quota allocation over a GSM8K/MATH-style dataset.")
     def run_drqa_command(
         dataset: Annotated[str, typer.Option("--dataset", "-d", help="jsonl file or folder")],
@@ -273,7 +291,7 @@ def resume(
             result = await rt.resume(run_id, budget=budget or None)
             report = await _report(rt, result.run_id)
             _print_json(report) if as_json else _show(report)
-            return 0 if result.status == "succeeded" else 3 if result.status == "paused" else 1
+            return 0 if result.status == "succeeded" else result.exit_code or 1
         finally:
             await rt.aclose()
 

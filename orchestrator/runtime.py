@@ -51,6 +51,8 @@ class RunResult:
     status: str
     result: dict[str, Any] | None = None
     error: str | None = None
+    exit_code: int = 0
+    """For command lines: 0 succeeded, 3 paused on a budget, else the error's code (4: engine)."""
 
 
 def _run_scope(run_id: str) -> str:
@@ -448,11 +450,11 @@ class Runtime:
             else:  # the graph had finished; the process died before the run row was updated
                 state = snapshot.values
             result = wf.result(state)
-            status, error = RunStatus.SUCCEEDED, None
+            status, error, code = RunStatus.SUCCEEDED, None, 0
         except BudgetExhausted as exc:
-            result, status, error = None, RunStatus.PAUSED, str(exc)
+            result, status, error, code = None, RunStatus.PAUSED, str(exc), exc.exit_code
         except QuotaFlowError as exc:
-            result, status, error = None, RunStatus.FAILED, str(exc)
+            result, status, error, code = None, RunStatus.FAILED, str(exc), exc.exit_code
             metrics.ERRORS.labels("run", type(exc).__name__).inc()
         except Exception as exc:  # a bug in a workflow: record it, then let it surface
             await self._finish(run_id, RunStatus.FAILED, None, f"{type(exc).__name__}: {exc}", wf.name)
@@ -461,7 +463,7 @@ class Runtime:
         finally:
             metrics.RUNS_ACTIVE.labels(wf.name).dec()
         await self._finish(run_id, status, result, error, wf.name)
-        return RunResult(run_id, status, result, error)
+        return RunResult(run_id, status, result, error, code)
 
     async def _finish(self, run_id: str, status: str, result: dict[str, Any] | None, error: str | None,
                       workflow: str) -> None:
