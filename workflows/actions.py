@@ -1,52 +1,101 @@
-"""The text action format agents use, and its tolerant parser (pure).
+"""Tolerant parsing of the agent's action lines (``search: q``, ``browse: url``, ``answer: a``).
 
-Small models follow a line format far better than JSON function calls::
-
-    search: capital of France
-    browse: wiki://Paris
-    answer: Paris
-
-The first line that starts with a known tool name or ``answer`` (case-insensitive, optional
-markdown bullets or "Action:" prefix) wins. Text with no such line is treated as a final answer
-when ``fallback_answer`` is set: the documented fallback for output that does not parse.
+Small models decorate their lines (bullets, bold, backticks, ``Action: search[q]``, quotes); all
+of that is accepted. A line only counts as an action when the keyword is followed by a separator
+(``:``, ``=``, ``[``, ``(``), so prose such as "Search results show..." is not mistaken for one.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+__all__ = ["ANSWER", "Action", "clean_answer", "fallback_answer", "parse_actions"]
+
 ANSWER = "answer"
-_LINE = re.compile(r"^\s*(?:[-*>]\s*)?(?:action\s*:\s*)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*(?::|\[|\()\s*(?P<arg>.*?)\s*[\])]?\s*$",
-                   re.IGNORECASE)
+
+_ALIASES = {
+    "final answer": ANSWER,
+    "final_answer": ANSWER,
+    "answer": ANSWER,
+    "open": "browse",
+    "visit": "browse",
+    "read": "browse",
+    "lookup": "search",
+    "query": "search",
+}
+
+_DECORATION = re.compile(r"^(?:[\s>*`#\-\u2022]+|\d+[.)]\s+)*(?:action\s*\d*\s*[:\-]\s*)?", re.IGNORECASE)
+_LINE = re.compile(r"^(?P<kw>[A-Za-z_][A-Za-z_ ]{0,20}?)\s*\**\s*(?P<sep>[:=\[(])\s*\**\s*(?P<rest>.*)$")
+_ANSWER_IS = re.compile(r"\banswer\b.*?\bis\b\s*:\s*(.*)$", re.IGNORECASE)
+_PLAN_ECHO = re.compile(r"^\[[ x!~]\]|^\((?:explore|verify)\)|^plan\b", re.IGNORECASE)
+_ANSWER_LEAD = re.compile(r"^(?:the\s+)?(?:final\s+)?answer\s+is\s*:?\s*", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class Action:
-    name: str
-    """A tool name, or ``answer``."""
-    argument: str
-    parsed: bool = True
-    """False when no action line was found and the whole text was taken as the answer."""
+    """One parsed action: ``kind`` is a tool name or ``answer``; ``value`` its argument."""
 
-    @property
-    def is_answer(self) -> bool:
-        return self.name == ANSWER
+    kind: str
+    value: str
 
 
-def parse_action(text: str, tools: list[str] | tuple[str, ...], *, fallback_answer: bool = True) -> Action | None:
+def _clean_value(rest: str, sep: str) -> str:
+    value = rest.strip()
+    if sep in "[(":
+        closing = "]" if sep == "[" else ")"
+        if value.endswith(closing):
+            value = value[:-1]
+    value = value.strip().strip("*`").strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        value = value[1:-1]
+    if value.startswith("<") and value.endswith(">"):
+        value = value[1:-1]
+    return value.strip()
+
+
+def clean_answer(text: str) -> str:
+    """An answer without quotes, a trailing full stop or an "The answer is" lead-in."""
+    text = _ANSWER_LEAD.sub("", text.strip()).strip().strip("*`").rstrip(".").strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1]
+    return text.strip()
+
+
+def parse_actions(text: str, tools: Iterable[str] = ("search", "browse")) -> list[Action]:
+    """Every action line of ``text`` in order; unknown keywords and prose lines are skipped."""
     known = {t.lower(): t for t in tools}
-    aliases = {"final_answer": ANSWER, "final": ANSWER, "finish": ANSWER, ANSWER: ANSWER}
-    for line in text.splitlines():
+    actions: list[Action] = []
+    for raw in text.splitlines():
+        line = _DECORATION.sub("", raw).strip()
         m = _LINE.match(line)
         if not m:
             continue
-        name = m["name"].lower()
-        arg = m["arg"].strip().strip('"').strip()
-        if name in aliases and arg:
-            return Action(ANSWER, arg)
-        if name in known and arg:
-            return Action(known[name], arg)
-    if fallback_answer and text.strip():
-        return Action(ANSWER, text.strip().splitlines()[0][:500], parsed=False)
-    return None
+        keyword = " ".join(m["kw"].lower().split())
+        kind = known.get(keyword) or _ALIASES.get(keyword)
+        if kind is None or (kind != ANSWER and kind not in known.values()):
+            continue
+        value = _clean_value(m["rest"], m["sep"])
+        if kind == ANSWER:
+            value = clean_answer(value)
+        if value:
+            actions.append(Action(kind, value))
+    return actions
+
+
+def fallback_answer(text: str, max_chars: int = 200) -> str:
+    """Best-effort answer from a reply with no action line.
+
+    Takes what follows "answer ... is:" when the reply says so (on the same or the next line),
+    else the first line that is not an echo of the plan checklist.
+    """
+    lines = [_DECORATION.sub("", raw).strip() for raw in text.splitlines()]
+    lines = [ln for ln in lines if ln and not _PLAN_ECHO.match(ln)]
+    for i, line in enumerate(lines):
+        m = _ANSWER_IS.search(line)
+        if m:
+            rest = m.group(1).strip() or (lines[i + 1] if i + 1 < len(lines) else "")
+            if rest:
+                return clean_answer(rest)[:max_chars]
+    return clean_answer(lines[0])[:max_chars] if lines else ""

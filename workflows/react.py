@@ -8,7 +8,7 @@ from langgraph.graph import END, START, StateGraph
 
 import workflows
 from orchestrator.types import Message, SamplingOptions
-from workflows.actions import parse_action
+from workflows.actions import ANSWER, fallback_answer, parse_actions
 from workflows.base import Workflow
 
 if TYPE_CHECKING:
@@ -74,17 +74,23 @@ def build(ctx: RunContext) -> StateGraph:
         previous_tool = state.get("last_tool")
         response = await ctx.chat(messages, sampling=SamplingOptions(max_tokens=max_tokens, stop=("\n",)),
                                   tool_name=previous_tool, is_last_step=last)
-        action = parse_action(response.text, tool_names)
+        actions = parse_actions(response.text, tool_names)
         update: dict[str, Any] = {"turn": turn + 1,
                                   "messages": [*state["messages"], {"role": "assistant", "content": response.text.strip()}]}
-        if action is not None and not action.parsed:
+        # One action per turn; output with no action line is taken as the answer (documented fallback).
+        action = actions[0] if actions else None
+        if action is None:
             update["unparsed"] = state.get("unparsed", 0) + 1
-        if action is None or action.is_answer or last:
-            update["answer"] = action.argument if action and action.is_answer else None
+        if action is None or action.kind == ANSWER or last:
+            if action is None:
+                answer = fallback_answer(response.text)
+            else:  # an answer, or a tool call the turn limit no longer allows
+                answer = action.value if action.kind == ANSWER else ""
+            update["answer"] = answer or None
             update["pending"] = None
-            update["stop_reason"] = "answered" if action and action.is_answer else "turn_limit"
+            update["stop_reason"] = "answered" if answer else "turn_limit"
         else:
-            update["pending"] = {"tool": action.name, "argument": action.argument}
+            update["pending"] = {"tool": action.kind, "argument": action.value}
         await ctx.record_step("agent", {"turn": turn, "output": response.text, "action": update.get("pending"),
                                         "answer": update.get("answer")})
         return update

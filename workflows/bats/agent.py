@@ -23,7 +23,7 @@ from orchestrator.errors import BadInputError
 from orchestrator.types import SamplingOptions
 from workflows.base import Workflow
 from workflows.bats import prompts
-from workflows.bats.actions import ANSWER, Action, fallback_answer, parse_actions
+from workflows.actions import ANSWER, Action, fallback_answer, parse_actions
 from workflows.bats.trajectory import (
     Entry,
     action_log,

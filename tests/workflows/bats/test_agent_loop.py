@@ -7,7 +7,7 @@ import asyncio
 
 from orchestrator.types import Message
 from workflows.bats import prompts
-from workflows.bats.actions import parse_actions
+from workflows.actions import parse_actions
 from workflows.bats.agent import AgentConfig, LoopMode, run_attempt
 from workflows.bats.trajectory import render_messages, tool_entry, user_entry
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workflows.bats.actions import Action, fallback_answer, parse_actions
+from workflows.actions import Action, fallback_answer, parse_actions
 from workflows.bats.planning import apply_verdicts, default_plan, parse_plan, render_plan
 from workflows.bats.scoring import exact_match, f1_score, normalize_answer
 from workflows.bats.selection import fallback_choice, majority_vote, parse_choice
