@@ -419,11 +419,9 @@ def run_benchmark(cfg: BenchConfig, *, progress: Callable[[int], None] | None = 
 
 
 def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    from orchestrator.provenance import source_commit
+
+    return source_commit()
 
 
 def _machine() -> str:
