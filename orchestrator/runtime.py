@@ -404,7 +404,7 @@ class Runtime:
                   for lim in limits]
         if limits:
             await self.ledger.set_limits(limits)
-        return await self._execute(wf, run_id, task, opts, resume=False)
+        return await self._execute(wf, run_id, task, opts, resume=False, llm=llm)
 
     async def resume(self, run_id: str, *, budget: str | list[Limit] | None = None) -> RunResult:
         """Continue a paused or crashed run from its last checkpoint, optionally with more budget
@@ -423,7 +423,7 @@ class Runtime:
         return await self._execute(wf, run_id, row.task, row.options, resume=True, backend=row.backend)
 
     async def _execute(self, wf: Workflow, run_id: str, task: dict[str, Any], opts: dict[str, Any], *, resume: bool,
-                       backend: str | None = None) -> RunResult:
+                       backend: str | None = None, llm: LLMClient | None = None) -> RunResult:
         async with self.store.session() as s:
             row = await s.get(RunRow, run_id)
             assert row is not None
@@ -432,7 +432,8 @@ class Runtime:
                 row.status = RunStatus.RUNNING
         scopes = [_run_scope(run_id), *opts.get("scopes", [])]
         await self.ledger.load_scopes(scopes)
-        llm = self.client(backend, **opts.get("backend_options", {}))
+        # A resumed run rebuilds its client from the stored options (callables are not stored).
+        llm = llm or self.client(backend, **opts.get("backend_options", {}))
         tool_names = opts.get("tools") or []
         ctx = _Context(self, run_id, wf.name, backend, llm, self.tools.subset(tool_names) if tool_names else self.tools,
                        scopes, config={k: v for k, v in opts.items() if k not in ("backend_options", "scopes")})

@@ -101,3 +101,21 @@ async def check_parallel(rt: Runtime) -> None:
     assert {p for _, p in rows} == {"sample_0", "sample_1", "sample_2"}
     # Each sample's keys carry its own node name, so a resumed run replays them correctly.
     assert all(f":sample_{p[-1]}:" in k for k, p in rows)
+
+
+def test_bats_on_the_scripted_backend(tmp_path: Path) -> None:
+    """The same run through the real ``scripted`` backend (create_client), not a test double."""
+
+    async def go() -> None:
+        rt = make_runtime(tmp_path)
+        async with rt:
+            res = await rt.run("bats", {"question": "Where was the Eiffel Tower's designer born?"},
+                               backend="scripted", budget="search=2,browse=3",
+                               backend_options={"responses": lambda msgs: rule(LLMRequest(tuple(msgs)))})
+            assert res.status == "succeeded", res.error
+            assert res.result["answer"] == "Dijon"
+            async with rt.store.session() as s:
+                model = (await s.execute(select(LLMCallRow.model).where(LLMCallRow.run_id == res.run_id))).scalars()
+                assert set(model) == {"scripted"}
+
+    asyncio.run(go())
