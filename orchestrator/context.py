@@ -84,6 +84,11 @@ class RunContext(Protocol):
         """Store a workflow step (trajectory entry) for ``quotaflow runs show``."""
         ...
 
+    async def record_votes(self, round_index: int, votes: dict[str, tuple[str | None, bool]]) -> None:
+        """Store one voting round's answers per item (BatchPrompt): item id -> (answer, confident).
+        Recording the same round again (a resumed run) replaces it."""
+        ...
+
 
 @dataclass
 class StepJournal:

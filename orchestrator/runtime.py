@@ -17,7 +17,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 import workflows
 from budget.ledger import Charge, Ledger, Reservation
@@ -29,7 +29,7 @@ from orchestrator.errors import BadInputError, BudgetExhausted, EngineError, Quo
 from orchestrator.llm.base import LLMClient
 from orchestrator.settings import Settings
 from orchestrator.store.db import Store, plain_postgres_dsn
-from orchestrator.store.models import LLMCallRow, RunRow, StepRow, ToolCallRow
+from orchestrator.store.models import LLMCallRow, RunRow, StepRow, ToolCallRow, VoteRow
 from orchestrator.tools.base import ToolResult
 from orchestrator.tools.registry import ToolRegistry
 from orchestrator.types import LLMRequest, LLMResponse, Message, ProgramHints, SamplingOptions, Usage
@@ -254,6 +254,12 @@ class _Context:
             exists = (await s.execute(select(StepRow.id).where(StepRow.key == key))).first()
             if exists is None:
                 s.add(StepRow(run_id=self.run_id, key=key, node=node, data=data))
+
+    async def record_votes(self, round_index: int, votes: dict[str, tuple[str | None, bool]]) -> None:
+        async with self.runtime.store.session() as s:
+            await s.execute(delete(VoteRow).where(VoteRow.run_id == self.run_id, VoteRow.round == round_index))
+            s.add_all(VoteRow(run_id=self.run_id, item_id=str(item)[:100], round=round_index, answer=answer,
+                              confident=bool(confident)) for item, (answer, confident) in votes.items())
 
 
 def _as_dict(args: Any) -> dict[str, Any]:

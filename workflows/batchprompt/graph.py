@@ -143,15 +143,17 @@ def build_graph(ctx: RunContext) -> StateGraph:
             return await ctx.chat(messages, sampling=sampling, is_last_step=last_round, purpose="batchprompt")
 
         after = await step(before, task, {i.key: i for i in items}, config, chat)
+        round_votes = {
+            key: (votes[-1].label, votes[-1].confident)
+            for key, votes in after.votes.items()
+            if votes and votes[-1].round == after.round
+        }
+        await ctx.record_votes(after.round, round_votes)
         await ctx.record_step(
             "round",
             {
                 "round": after.round,
-                "votes": {
-                    key: [votes[-1].label, votes[-1].confident]
-                    for key, votes in after.votes.items()
-                    if votes and votes[-1].round == after.round
-                },
+                "votes": {key: list(vote) for key, vote in round_votes.items()},
                 "exited": [k for k, r in after.exited_at.items() if r == after.round],
                 "stats": after.per_round[-1],
             },
