@@ -132,7 +132,8 @@ async def _run_agent(workflow: str, task: str | None, dataset: Path | None, limi
     options: dict[str, Any] = {}
     if max_turns:
         options["max_turns"] = max_turns
-    kwargs = dict(budget=budget, backend=backend, backend_options=backend_options, tools=tools, options=options)
+    kwargs = {"budget": budget, "backend": backend, "backend_options": backend_options, "tools": tools,
+              "options": options}
     try:
         if task is not None:
             payload = json.loads(task) if task.lstrip().startswith("{") else {"question": task}
@@ -154,7 +155,13 @@ async def _run_agent(workflow: str, task: str | None, dataset: Path | None, limi
         async with rt.store.session() as s:
             s.add(RunRow(id=parent, workflow=workflow, status="running", backend=backend, task={"dataset": str(dataset)},
                          options={"items": len(tasks), "skipped_lines": problems}))
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       transient=as_json) as progress:

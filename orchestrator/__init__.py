@@ -11,19 +11,19 @@ import importlib
 from typing import Any
 
 __all__ = [
-    "Runtime",
+    "BudgetExhausted",
+    "Message",
+    "QuotaFlowError",
     "RunResult",
+    "Runtime",
+    "SamplingOptions",
     "Settings",
-    "Workflow",
-    "register_workflow",
-    "tool",
     "ToolRegistry",
     "ToolResult",
-    "Message",
-    "SamplingOptions",
+    "Workflow",
+    "register_workflow",
     "run_report",
-    "QuotaFlowError",
-    "BudgetExhausted",
+    "tool",
 ]
 
 _EXPORTS = {

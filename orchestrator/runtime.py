@@ -15,27 +15,41 @@ import uuid
 from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from sqlalchemy import delete, select, update
 
 import workflows
-from budget.ledger import Charge, Ledger, Reservation
-from budget.limits import DOLLARS, Limit, parse_budget, tool_resource
 from budget.costs import PriceTable, load_price_table
+from budget.ledger import Charge, Ledger
+from budget.limits import DOLLARS, Limit, parse_budget, tool_resource
 from orchestrator import metrics
 from orchestrator.context import StepJournal, ToolBudgetView
-from orchestrator.errors import BadInputError, BudgetExhausted, EngineError, QuotaFlowError, RunNotFound, ToolError
+from orchestrator.errors import (
+    BadInputError,
+    BudgetExhausted,
+    EngineError,
+    QuotaFlowError,
+    RunNotFound,
+    ToolError,
+)
 from orchestrator.llm.base import LLMClient
 from orchestrator.settings import Settings
 from orchestrator.store.db import Store, plain_postgres_dsn
 from orchestrator.store.models import LLMCallRow, RunRow, StepRow, ToolCallRow, VoteRow
 from orchestrator.tools.base import ToolResult
 from orchestrator.tools.registry import ToolRegistry
-from orchestrator.types import LLMRequest, LLMResponse, Message, ProgramHints, SamplingOptions, Usage
+from orchestrator.types import (
+    LLMRequest,
+    LLMResponse,
+    Message,
+    ProgramHints,
+    SamplingOptions,
+    Usage,
+)
 from workflows.base import Workflow
 
-__all__ = ["Runtime", "RunResult", "RunStatus"]
+__all__ = ["RunResult", "RunStatus", "Runtime"]
 
 
 class RunStatus:
@@ -371,7 +385,7 @@ class Runtime:
             await client.aclose()
         await self.store.aclose()
 
-    async def __aenter__(self) -> Runtime:
+    async def __aenter__(self) -> Self:
         await self._ensure_started()
         return self
 

@@ -7,7 +7,7 @@ import importlib
 from orchestrator.errors import UnknownWorkflow
 from workflows.base import Workflow
 
-__all__ = ["Workflow", "register", "get", "names"]
+__all__ = ["Workflow", "get", "names", "register"]
 
 _REGISTRY: dict[str, Workflow] = {}
 # Built-ins are imported on first lookup so `quotaflow --help` stays fast.

@@ -21,9 +21,9 @@ from budget.tracker import TrackerConfig, any_exhausted, policy_prompt, tracker_
 from orchestrator.context import ToolBudgetView
 from orchestrator.errors import BadInputError
 from orchestrator.types import SamplingOptions
+from workflows.actions import ANSWER, Action, fallback_answer, parse_actions
 from workflows.base import Workflow
 from workflows.bats import prompts
-from workflows.actions import ANSWER, Action, fallback_answer, parse_actions
 from workflows.bats.trajectory import (
     Entry,
     action_log,
