@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from budget.limits import Limit
 from orchestrator.errors import BudgetExhausted
@@ -120,31 +120,34 @@ class Ledger:
         )
         if not parts:
             return Reservation(key, run_id, ())
-        try:
-            async with self.store.session() as s:
-                s.add_all(
-                    LedgerEntryRow(key=key, account_id=aid, run_id=run_id, status="reserved",
-                                   reserved_amount=amount)
-                    for aid, _, _, amount in parts
-                )
-                await s.flush()
-                for aid, scope, resource, amount in parts:
-                    res = await s.execute(
-                        update(BudgetAccountRow)
-                        .where(
-                            BudgetAccountRow.id == aid,
-                            or_(
-                                BudgetAccountRow.limit_amount.is_(None),
-                                BudgetAccountRow.spent + BudgetAccountRow.reserved + amount
-                                <= BudgetAccountRow.limit_amount + _EPS,
-                            ),
-                        )
-                        .values(reserved=BudgetAccountRow.reserved + amount)
+
+        def reserve_tx(s: Connection) -> None:
+            s.execute(insert(LedgerEntryRow), [
+                {"key": key, "account_id": aid, "run_id": run_id, "status": "reserved", "reserved_amount": amount}
+                for aid, _, _, amount in parts
+            ])
+            for aid, scope, resource, amount in parts:
+                res = s.execute(
+                    update(BudgetAccountRow)
+                    .where(
+                        BudgetAccountRow.id == aid,
+                        or_(
+                            BudgetAccountRow.limit_amount.is_(None),
+                            BudgetAccountRow.spent + BudgetAccountRow.reserved + amount
+                            <= BudgetAccountRow.limit_amount + _EPS,
+                        ),
                     )
-                    if res.rowcount != 1:  # type: ignore[attr-defined]
-                        acct = (await s.execute(select(BudgetAccountRow).where(BudgetAccountRow.id == aid))).scalar_one()
-                        raise BudgetExhausted(scope, resource, acct.limit_amount or 0.0,
-                                              acct.spent + acct.reserved, amount)
+                    .values(reserved=BudgetAccountRow.reserved + amount)
+                )
+                if res.rowcount != 1:  # type: ignore[attr-defined]
+                    limit, spent, held = s.execute(
+                        select(BudgetAccountRow.limit_amount, BudgetAccountRow.spent, BudgetAccountRow.reserved)
+                        .where(BudgetAccountRow.id == aid)
+                    ).one()
+                    raise BudgetExhausted(scope, resource, limit or 0.0, spent + held, amount)
+
+        try:
+            await self.store.transact(reserve_tx)
         except IntegrityError:
             return await self._adopt(key, run_id, parts)
         return Reservation(key, run_id, parts)
@@ -160,22 +163,22 @@ class Ledger:
         )
         return Reservation(key, run_id, adopted, adopted=True)
 
-    async def settle(self, reservation: Reservation, actual: list[Charge], session: AsyncSession) -> None:
-        """Turn a reservation into spending, inside the caller's transaction (so the call
-        record and the ledger commit together). Resources not reserved are not charged."""
+    def settle(self, reservation: Reservation, actual: list[Charge], session: Connection) -> None:
+        """Turn a reservation into spending inside the caller's transaction (``Store.transact``),
+        so the call record and the ledger commit together. Resources not reserved are not charged."""
         spent = {(c.scope, c.resource): c.amount for c in actual}
         now = datetime.now(UTC)
         for aid, scope, resource, amount in reservation.parts:
             used = spent.get((scope, resource), 0.0)
-            res = await session.execute(
+            res = session.execute(
                 update(LedgerEntryRow)
                 .where(and_(LedgerEntryRow.key == reservation.key, LedgerEntryRow.account_id == aid,
                             LedgerEntryRow.status == "reserved"))
-                .values(status="settled", settled_amount=used, settled_at=now)
+                .values(status="settled" if actual else "released", settled_amount=used, settled_at=now)
             )
             if res.rowcount != 1:  # type: ignore[attr-defined]
                 continue  # already settled by an earlier attempt of the same call
-            await session.execute(
+            session.execute(
                 update(BudgetAccountRow)
                 .where(BudgetAccountRow.id == aid)
                 .values(reserved=BudgetAccountRow.reserved - amount, spent=BudgetAccountRow.spent + used)
@@ -183,8 +186,8 @@ class Ledger:
 
     async def release(self, reservation: Reservation) -> None:
         """Give a reservation back unspent (the call never happened)."""
-        async with self.store.session() as s:
-            await self.settle(reservation, [], s)
+        if reservation.parts:
+            await self.store.transact(lambda s: self.settle(reservation, [], s))
 
     async def accounts(self, scopes: list[str]) -> list[AccountView]:
         async with self.store.session() as s:

@@ -17,7 +17,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 
 import workflows
 from budget.costs import PriceTable, load_price_table
@@ -160,18 +160,16 @@ class _Context:
         cost = rt.pricing.price_for(response.model or model).cost(u)
         actual = rt._token_charges(scopes, model, u.input_tokens, u.output_tokens, 0, cost=cost, cached=u.cached_input_tokens,
                                    reasoning=u.reasoning_tokens)
-        async with rt.store.session() as s:
-            await rt.ledger.settle(reservation, actual, s)
-            s.add(
-                LLMCallRow(
-                    run_id=self.run_id, key=key, purpose=purpose, model=response.model or model,
-                    endpoint=response.endpoint, input_tokens=u.input_tokens,
-                    cached_input_tokens=u.cached_input_tokens, output_tokens=u.output_tokens,
-                    reasoning_tokens=u.reasoning_tokens, latency_s=response.latency_s or latency,
-                    finish_reason=response.finish_reason, cost_usd=cost,
-                    prompt=[m.to_wire() for m in messages], response=response.text,
-                )
-            )
+        row = {
+            "run_id": self.run_id, "key": key, "purpose": purpose, "model": response.model or model,
+            "endpoint": response.endpoint, "input_tokens": u.input_tokens,
+            "cached_input_tokens": u.cached_input_tokens, "output_tokens": u.output_tokens,
+            "reasoning_tokens": u.reasoning_tokens, "latency_s": response.latency_s or latency,
+            "finish_reason": response.finish_reason, "cost_usd": cost,
+            "prompt": [m.to_wire() for m in messages], "response": response.text,
+        }
+        await rt.store.transact(
+            lambda s: (rt.ledger.settle(reservation, actual, s), s.execute(insert(LLMCallRow).values(**row))))
         metrics.LLM_CALLS.labels(self.backend, "ok").inc()
         metrics.LLM_LATENCY.labels(self.backend).observe(latency)
         for kind, n in (("input", u.input_tokens), ("cached_input", u.cached_input_tokens),
@@ -223,9 +221,9 @@ class _Context:
         t0 = time.perf_counter()
         result = await self.tools.invoke(name, args)
         duration = time.perf_counter() - t0
-        async with rt.store.session() as s:
-            await rt.ledger.settle(reservation, charges, s)
-            s.add(self._tool_row(key, name, args, result, units, duration, cost))
+        row = self._tool_row(key, name, args, result, units, duration, cost)
+        await rt.store.transact(
+            lambda s: (rt.ledger.settle(reservation, charges, s), s.execute(insert(ToolCallRow).values(**row))))
         metrics.TOOL_CALLS.labels(name, "error" if result.is_error else "ok").inc()
         metrics.TOOL_DURATION.labels(name).observe(duration)
         metrics.COST_USD.labels(self.workflow).inc(cost)
@@ -233,17 +231,17 @@ class _Context:
         return result
 
     def _tool_row(self, key: str, name: str, args: dict[str, Any], result: ToolResult, units: float,
-                  duration: float, cost: float, refused: bool = False) -> ToolCallRow:
-        return ToolCallRow(
-            run_id=self.run_id, key=key, tool=name, arguments=args, result=result.content,
-            result_size=len(result.content), is_error=result.is_error, refused=refused, units=units,
-            duration_s=duration, cost_usd=cost,
-        )
+                  duration: float, cost: float, refused: bool = False) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "key": key, "tool": name, "arguments": args, "result": result.content,
+            "result_size": len(result.content), "is_error": result.is_error, "refused": refused, "units": units,
+            "duration_s": duration, "cost_usd": cost,
+        }
 
     async def _record_tool(self, key: str, name: str, args: dict[str, Any], result: ToolResult, *, units: float,
                            duration: float, cost: float, refused: bool = False) -> None:
-        async with self.runtime.store.session() as s:
-            s.add(self._tool_row(key, name, args, result, units, duration, cost, refused))
+        row = self._tool_row(key, name, args, result, units, duration, cost, refused)
+        await self.runtime.store.transact(lambda s: s.execute(insert(ToolCallRow).values(**row)))
 
     async def tool_budgets(self) -> list[ToolBudgetView]:
         rt = self.runtime

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event, inspect
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import (
 from orchestrator.errors import ConfigError
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+
+T = TypeVar("T")
 
 
 def _driver_urls(db_url: str) -> tuple[str, str]:
@@ -76,6 +78,14 @@ class Store:
             event.listen(self.engine.sync_engine, "connect", _no_autobegin)
             event.listen(self.engine.sync_engine, "begin", _begin_immediate)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # The hot path (ledger reservations, call records) runs each transaction as one plain
+        # function on a worker thread: one thread hand-off per transaction instead of several per
+        # statement through the async driver (measured: ~9 ms -> see BENCHMARKS.md).
+        self.sync_engine = create_engine(self.sync_url, **kwargs)
+        if self.is_sqlite:
+            event.listen(self.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.sync_engine, "connect", _no_autobegin)
+            event.listen(self.sync_engine, "begin", _begin_immediate)
         self._upgraded = False
         self._lock = asyncio.Lock()
 
@@ -84,6 +94,16 @@ class Store:
         """A session in a transaction: committed on success, rolled back on error."""
         async with self.sessions() as s, s.begin():
             yield s
+
+    async def transact(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn(connection)`` (Core statements) in one transaction on a worker thread:
+        committed on success, rolled back on error (the error is re-raised here)."""
+
+        def work() -> T:
+            with self.sync_engine.begin() as conn:
+                return fn(conn)
+
+        return await asyncio.to_thread(work)
 
     def upgrade(self) -> str:
         """Bring the schema to the newest migration (``quotaflow db upgrade``). Returns the head."""
@@ -117,6 +137,7 @@ class Store:
 
     async def aclose(self) -> None:
         await self.engine.dispose()
+        self.sync_engine.dispose()
 
 
 def _no_autobegin(dbapi_conn: Any, _record: Any) -> None:

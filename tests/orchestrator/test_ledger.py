@@ -42,8 +42,8 @@ def test_reserve_settle_release(db_url: str) -> None:
         with pytest.raises(BudgetExhausted) as exc:
             await ledger.reserve("k2", [Charge("run:a", "tool:search", 2)], "a")
         assert exc.value.limit == 3 and exc.value.used == 2 and exc.value.resource == "tool:search"
-        async with ledger.store.session() as s:
-            await ledger.settle(r1, [Charge("run:a", "tool:search", 1)], s)  # used less than reserved
+        # Used less than reserved.
+        await ledger.store.transact(lambda s: ledger.settle(r1, [Charge("run:a", "tool:search", 1)], s))
         r3 = await ledger.reserve("k3", [Charge("run:a", "tool:search", 2)], "a")
         await ledger.release(r3)
         [acct] = await ledger.accounts(["run:a"])
@@ -73,8 +73,7 @@ def test_200_concurrent_calls_against_limit_50(db_url: str) -> None:
                 r = await ledger.reserve(f"call-{i}", charges, "c")
             except BudgetExhausted:
                 return False
-            async with ledger.store.session() as s:
-                await ledger.settle(r, charges, s)
+            await ledger.store.transact(lambda s: ledger.settle(r, charges, s))
             return True
 
         results = await asyncio.gather(*(call(i) for i in range(200)))
