@@ -262,16 +262,35 @@ class _Context:
 
     async def record_step(self, node: str, data: dict[str, Any]) -> None:
         key = self._key("step")
-        async with self.runtime.store.session() as s:
-            exists = (await s.execute(select(StepRow.id).where(StepRow.key == key))).first()
-            if exists is None:
-                s.add(StepRow(run_id=self.run_id, key=key, node=node, data=data))
+        row = {"run_id": self.run_id, "key": key, "node": node, "data": data}
+
+        def insert_once(s: Any) -> None:
+            # A resumed run re-executes the node: its steps are already there.
+            if s.execute(select(StepRow.id).where(StepRow.key == key)).first() is None:
+                s.execute(insert(StepRow).values(**row))
+
+        await self.runtime.store.transact(insert_once)
 
     async def record_votes(self, round_index: int, votes: dict[str, tuple[str | None, bool]]) -> None:
         async with self.runtime.store.session() as s:
             await s.execute(delete(VoteRow).where(VoteRow.run_id == self.run_id, VoteRow.round == round_index))
             s.add_all(VoteRow(run_id=self.run_id, item_id=str(item)[:100], round=round_index, answer=answer,
                               confident=bool(confident)) for item, (answer, confident) in votes.items())
+
+
+def _serialised_saver(base: type, lock: asyncio.Lock | None) -> type:
+    """``base`` (LangGraph's AsyncSqliteSaver) with its writes queued on the store's write lock."""
+
+    class SerialisedSaver(base):  # type: ignore[misc,valid-type]
+        async def aput(self, *args: Any, **kwargs: Any) -> Any:
+            async with lock:  # type: ignore[union-attr]
+                return await super().aput(*args, **kwargs)
+
+        async def aput_writes(self, *args: Any, **kwargs: Any) -> Any:
+            async with lock:  # type: ignore[union-attr]
+                return await super().aput_writes(*args, **kwargs)
+
+    return SerialisedSaver
 
 
 def _as_dict(args: Any) -> dict[str, Any]:
@@ -358,7 +377,7 @@ class Runtime:
                 await conn.execute("PRAGMA journal_mode=WAL")
                 await conn.execute("PRAGMA synchronous=NORMAL")
                 await conn.execute("PRAGMA busy_timeout=60000")
-                saver = AsyncSqliteSaver(conn)
+                saver = _serialised_saver(AsyncSqliteSaver, self.store.write_lock)(conn)
             else:
                 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
                 from psycopg.rows import dict_row

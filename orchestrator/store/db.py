@@ -88,6 +88,9 @@ class Store:
             event.listen(self.sync_engine, "begin", _begin_immediate)
         self._upgraded = False
         self._lock = asyncio.Lock()
+        # SQLite has one writer at a time. Queueing this process's writers here (the store's hot
+        # path and the checkpointer) avoids SQLite's busy handler, which sleeps in 1-100 ms steps.
+        self.write_lock: asyncio.Lock | None = asyncio.Lock() if self.is_sqlite else None
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -103,7 +106,10 @@ class Store:
             with self.sync_engine.begin() as conn:
                 return fn(conn)
 
-        return await asyncio.to_thread(work)
+        if self.write_lock is None:
+            return await asyncio.to_thread(work)
+        async with self.write_lock:
+            return await asyncio.to_thread(work)
 
     def upgrade(self) -> str:
         """Bring the schema to the newest migration (``quotaflow db upgrade``). Returns the head."""
