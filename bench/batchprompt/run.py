@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import platform
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -109,13 +107,9 @@ def _git_commit() -> str:
 
 
 def _machine() -> str:
-    gpu = ""
-    try:
-        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, check=False,
-                             text=True, timeout=10).stdout.strip().splitlines()[0]
-    except (OSError, subprocess.SubprocessError, IndexError):
-        pass
-    return f"{platform.node()} ({platform.machine()}, {gpu or 'no GPU'})"
+    from orchestrator.provenance import machine_description
+
+    return machine_description()
 
 
 def summary_row(point: GridPoint, result: BatchPromptResult) -> dict[str, Any]:

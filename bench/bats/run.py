@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import platform
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -425,16 +423,9 @@ def _commit() -> str:
 
 
 def _machine() -> str:
-    gpu = ""
-    try:
-        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=10, check=False).stdout.strip().replace("\n", ", ")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    import os
+    from orchestrator.provenance import machine_description
 
-    cpu = f"{os.cpu_count()} CPUs"
-    return f"{platform.node()} ({platform.machine()}, {cpu}{', ' + gpu if gpu else ''})"
+    return machine_description()
 
 
 def write_results(cfg: BenchConfig, records: Sequence[RunRecord], wall_s: float) -> dict[str, Any]:

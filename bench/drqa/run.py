@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,12 +43,9 @@ RESULTS = ROOT / "bench" / "results" / "drqa"
 
 
 def _machine() -> str:
-    try:
-        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=10, check=False).stdout.strip().splitlines()
-    except (OSError, subprocess.SubprocessError):
-        gpu = []
-    return f"{platform.node()} ({gpu[0] if gpu else 'no GPU'}, {platform.machine()})"
+    from orchestrator.provenance import machine_description
+
+    return machine_description()
 
 
 def _progress() -> Any:

@@ -30,10 +30,8 @@ import asyncio
 import datetime as dt
 import hashlib
 import json
-import platform
 import random
 import re
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -407,13 +405,9 @@ def _commit() -> str:
 
 
 def _machine() -> str:
-    gpu = ""
-    try:
-        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], check=False, capture_output=True,
-                             text=True, timeout=10).stdout.strip().splitlines()[0]
-    except (OSError, subprocess.SubprocessError, IndexError):
-        pass
-    return f"{platform.node()} {platform.machine()}" + (f" {gpu}" if gpu else " (no GPU)")
+    from orchestrator.provenance import machine_description
+
+    return machine_description()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
