@@ -210,3 +210,16 @@ def test_smoke_server_metric_parser_sums_label_sets() -> None:
     assert _metric(text, "quotaflow_continuum_pins_created_total") == 2.0
     assert _metric(text, "vllm:prefix_cache_hits_total") == 6.0
     assert _metric(text, "quotaflow_continuum_pins_active") == 0.0
+
+
+def test_every_config_gets_the_same_drain_and_the_fastest_calibration_bounds_service() -> None:
+    from bench.serving.replay import ENGINE_START_S, fastest_service, fixed_drain_s
+    from bench.serving.workload import ServiceModel
+
+    # 440 s for 3 configs x 3 levels: (146.7 - 60) / 3 - 12 - 2 = 14.9 s, under the 25 s cap.
+    assert fixed_drain_s(440, 3, 3, 12.0, 25.0) == pytest.approx((440 / 3 - ENGINE_START_S) / 3 - 14.0)
+    assert fixed_drain_s(10_000, 3, 3, 12.0, 25.0) == 25.0  # capped
+    assert fixed_drain_s(100, 3, 3, 12.0, 25.0) == 2.0  # floor
+    cold = ServiceModel(0.02, 6e-5, 0.038)
+    warm = ServiceModel(0.03, 5e-5, 0.013)
+    assert fastest_service(cold, warm) == ServiceModel(0.02, 5e-5, 0.013)
