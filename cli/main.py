@@ -106,11 +106,16 @@ def _agent_command(workflow: str, help_text: str) -> None:
         max_turns: Annotated[int | None, typer.Option(help="Turn limit of the agent loop.")] = None,
         concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Programs in flight for a dataset.")] = 4,
         corpus: Annotated[Path | None, typer.Option(help="Corpus database for search/browse.")] = None,
+        metrics_port: Annotated[int | None, typer.Option(help="Expose this run's Prometheus /metrics on this port.")] = None,
         db: DbOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
         if (task is None) == (dataset is None):
             raise _fail(BadInputError("--task/--dataset", "exactly one of them"))
+        if metrics_port is not None:
+            from orchestrator import metrics
+
+            metrics.serve(metrics_port)
         try:
             asyncio.run(_run_agent(workflow, task, dataset, limit, budget, backend,
                                    _backend_options(backend, base_url, model, script),

@@ -95,3 +95,18 @@ def test_budget_pause_then_resume_from_the_cli(env: dict[str, Path]) -> None:
 def test_db_upgrade(env: dict[str, Path]) -> None:
     res = runner.invoke(app, ["db", "upgrade"])
     assert res.exit_code == 0 and "revision 0001" in res.output
+
+
+def test_run_exposes_metrics_on_the_requested_port(env: dict[str, Path]) -> None:
+    import socket
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    res = runner.invoke(app, ["run", "react", "--task", "Capital of France?", "--backend", "scripted",
+                              "--script", str(env["script"]), "--metrics-port", str(port), "--json"])
+    assert res.exit_code == 0, res.output
+    scraped = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    assert 'quotaflow_tool_calls_total{outcome="ok",tool="search"}' in scraped
