@@ -6,6 +6,16 @@ bounded sets (workflow, status, tool, token kind, resource, backend): never a ru
 
 from __future__ import annotations
 
+import os
+
+from orchestrator.settings import metrics_dir
+
+# Multiprocess mode must be chosen before prometheus_client is first imported in the process.
+_SHARED_DIR = metrics_dir()
+if _SHARED_DIR is not None:
+    os.makedirs(_SHARED_DIR, exist_ok=True)
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", _SHARED_DIR)
+
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
@@ -18,7 +28,7 @@ from prometheus_client import (
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 RUNS = Counter("quotaflow_runs_total", "Runs that reached a status", ["workflow", "status"])
-RUNS_ACTIVE = Gauge("quotaflow_runs_active", "Runs executing in this process", ["workflow"])
+RUNS_ACTIVE = Gauge("quotaflow_runs_active", "Runs executing", ["workflow"], multiprocess_mode="livesum")
 LLM_CALLS = Counter("quotaflow_llm_calls_total", "LLM calls by backend and outcome", ["backend", "outcome"])
 LLM_TOKENS = Counter("quotaflow_llm_tokens_total", "LLM tokens by kind", ["backend", "kind"])
 LLM_LATENCY = Histogram(
@@ -30,7 +40,8 @@ TOOL_DURATION = Histogram(
 )
 BUDGET_SPENT = Counter("quotaflow_budget_spent_total", "Budget spent, in each resource's unit", ["resource"])
 BUDGET_REMAINING = Gauge(
-    "quotaflow_budget_remaining", "Remaining budget of the most recently updated scope per resource", ["resource"]
+    "quotaflow_budget_remaining", "Remaining budget of the most recently updated scope per resource", ["resource"],
+    multiprocess_mode="mostrecent",
 )
 BUDGET_REFUSALS = Counter("quotaflow_budget_refusals_total", "Calls refused by the ledger", ["resource"])
 ERRORS = Counter("quotaflow_errors_total", "Errors by component", ["component", "kind"])
@@ -52,6 +63,18 @@ ALL_METRIC_NAMES: tuple[str, ...] = (
 )
 
 
-def serve(port: int, addr: str = "127.0.0.1", registry: CollectorRegistry = REGISTRY) -> tuple[object, object]:
-    """Expose ``/metrics`` over HTTP in a background thread; returns (server, thread)."""
+def serve(port: int, addr: str = "127.0.0.1", registry: CollectorRegistry | None = None) -> tuple[object, object]:
+    """Expose ``/metrics`` over HTTP in a background thread; returns (server, thread).
+
+    With ``QUOTAFLOW_METRICS_DIR`` set, the endpoint aggregates every QuotaFlow process writing
+    to that directory (runs, workers), not only this one.
+    """
+    if registry is None:
+        if _SHARED_DIR is not None:
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=_SHARED_DIR)
+        else:
+            registry = REGISTRY
     return start_http_server(port, addr=addr, registry=registry)

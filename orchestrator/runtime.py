@@ -508,6 +508,9 @@ class Runtime:
         async with self.store.session() as s:
             await s.execute(update(RunRow).where(RunRow.id == run_id).values(status=status, result=result, error=error))
         metrics.RUNS.labels(workflow, status).inc()
+        for account in await self.ledger.accounts([_run_scope(run_id)]):
+            if account.remaining is not None:
+                metrics.BUDGET_REMAINING.labels(account.resource).set(account.remaining)
 
     async def _load_journal(self, run_id: str) -> dict[str, LLMCallRow | ToolCallRow]:
         async with self.store.session() as s:

@@ -81,3 +81,9 @@ class Settings:
 def commit_override() -> str | None:
     """``QUOTAFLOW_COMMIT``: the commit to record where the tree has no ``.git`` (GPU copies)."""
     return os.environ.get(f"{_ENV_PREFIX}COMMIT") or None
+
+
+def metrics_dir() -> str | None:
+    """``QUOTAFLOW_METRICS_DIR``: a directory shared by QuotaFlow processes so that
+    ``quotaflow metrics serve`` exports the metrics of all of them (Prometheus multiprocess mode)."""
+    return os.environ.get(f"{_ENV_PREFIX}METRICS_DIR") or None

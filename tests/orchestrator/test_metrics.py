@@ -28,9 +28,8 @@ def _free_port() -> int:
 
 def _sample(text: str, name: str, **labels: str) -> float:
     for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            if all(f'{k}="{v}"' in line for k, v in labels.items()):
-                return float(line.rsplit(" ", 1)[1])
+        if line.startswith((name + "{", name + " ")) and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
     return 0.0
 
 
@@ -61,6 +60,7 @@ def test_metrics_endpoint_reflects_a_run(tmp_path: Path) -> None:
     assert delta("quotaflow_llm_tokens_total", backend="fake", kind="input") > 0
     assert delta("quotaflow_llm_latency_seconds_count", backend="fake") == 4
     assert delta("quotaflow_budget_spent_total", resource="tool:search") == 2
+    assert _sample(after, "quotaflow_budget_remaining", resource="tool:search") == 0  # 2 of 2 used
     # Bounded labels: no run or program id ever becomes a label.
     assert "run_id" not in after and "program_id" not in after
 
@@ -101,3 +101,38 @@ def _vllm_metric_names() -> set[str]:
 def test_prometheus_config_scrapes_quotaflow_and_vllm() -> None:
     text = (ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text()
     assert "job_name: quotaflow" in text and "job_name: vllm" in text
+
+
+def test_metrics_serve_aggregates_other_processes(tmp_path: Path) -> None:
+    """With QUOTAFLOW_METRICS_DIR, `quotaflow metrics serve` shows what other processes' runs did."""
+    import os
+    import subprocess
+    import sys
+
+    shared = tmp_path / "metrics"
+    env = {**os.environ, "QUOTAFLOW_METRICS_DIR": str(shared), "QUOTAFLOW_HOME": str(tmp_path),
+           "PYTHONPATH": str(ROOT)}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    script = tmp_path / "script.json"
+    script.write_text('{".*": "answer: Paris"}')
+    from orchestrator.tools.corpus import CorpusSource, build_corpus
+
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text('{"title": "Paris", "text": "Paris is the capital of France."}')
+    build_corpus(tmp_path / "corpus.db", [CorpusSource(docs, "documents")])
+    run = subprocess.run([sys.executable, "-m", "cli.main", "run", "react", "--task", "q", "--backend", "scripted",
+                          "--script", str(script)], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "cli.main", "metrics", "serve", "--port", str(port)], cwd=ROOT,
+                              env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stderr is not None
+        assert "serving metrics on" in server.stderr.readline()  # printed once the socket is bound
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    finally:
+        server.kill()
+        server.wait()
+    assert _sample(scraped, "quotaflow_runs_total", workflow="react", status="succeeded") == 1
+    assert _sample(scraped, "quotaflow_llm_calls_total", backend="scripted", outcome="ok") == 1

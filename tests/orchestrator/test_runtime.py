@@ -6,10 +6,10 @@ import asyncio
 
 from sqlalchemy import func, select
 
+from orchestrator.reports import run_report
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from orchestrator.store.models import LLMCallRow, RunRow, ToolCallRow
-from orchestrator.reports import run_report
 from tests.orchestrator.fakes import RuleClient, fake_search_registry, searches_then_answers
 
 
