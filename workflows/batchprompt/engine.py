@@ -5,11 +5,16 @@ workflow passes ``ctx.chat`` (every call through ledger, store and metrics) and 
 passes a bare client. State between rounds is a :class:`RunState` that converts to plain JSON for
 LangGraph checkpoints; :func:`run_batchprompt` chains the steps for callers without a graph.
 
-Re-asks: items a batch call left without a usable answer (missing, unlabeled, conflicting) are
-asked again in a smaller batch (half the call's size), and what still fails is asked singly. Every
-re-ask is a real call, counted in calls and tokens like any other. An item that gets no usable
-answer in a round casts an empty vote; one with no usable vote at all gets the task's fallback
-label and is listed in ``unanswered``.
+Re-asks: the items a round's batch calls left without a usable answer (missing, unlabeled,
+conflicting) are pooled over the round's batches and asked again in batches of half the round's
+batch size, what still fails in batches of a quarter, and so on down to 2; what is left is asked
+singly. Pooling and halving keep the fallback cheap when a small model drops many labels (most
+items come back at the next smaller size; few need a call of their own). With
+``reask_singles="unvoted"`` (the default) the single re-asks of rounds after the first are only
+for items that have no usable vote yet: an item already answered in an earlier round just casts
+an empty vote this round. Every re-ask is a real call, counted in calls and tokens like any
+other. An item that gets no usable answer in a round casts an empty vote; one with no usable
+vote at all gets the task's fallback label and is listed in ``unanswered``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from workflows.batchprompt.prompt import (
 )
 from workflows.batchprompt.tasks import Item, TaskSpec
 from workflows.batchprompt.voting import (
+    SEAS_RULES,
     Vote,
     VotingConfig,
     permute,
@@ -75,7 +81,14 @@ class BatchPromptConfig:
     max_tokens_per_answer: int = 12
     """Output tokens allowed per item in a call (``max_tokens`` = items x this + a little)."""
     reask: bool = True
-    """Re-ask items without a usable answer (smaller batch, then singly)."""
+    """Re-ask items without a usable answer (smaller batches, then singly)."""
+    reask_singles: str = "unvoted"
+    """Which items still unanswered after the smaller re-asks get a call of their own:
+    ``always`` (every one), ``unvoted`` (in rounds after the first, only items without any usable
+    vote so far; round 1 is always ``always``), ``never``."""
+    seas_rule: str = "confident"
+    """SEAS exit test: ``confident`` (the paper: same label twice, both marked confident) or
+    ``agree`` (the released code's: same label twice)."""
 
     def __post_init__(self) -> None:
         validate_rounds(self.rounds)
@@ -83,6 +96,10 @@ class BatchPromptConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
+        if self.reask_singles not in ("always", "unvoted", "never"):
+            raise ValueError(f"reask_singles must be always, unvoted or never, got {self.reask_singles!r}")
+        if self.seas_rule not in SEAS_RULES:
+            raise ValueError(f"seas_rule must be one of {SEAS_RULES}, got {self.seas_rule!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -291,24 +308,33 @@ class _RoundRunner:
             merged.update(answers)  # type: ignore[arg-type]
         return merged
 
-    async def run(self, orders: list[list[str]]) -> dict[str, Vote]:
+    async def run(self, orders: list[list[str]], voted: set[str] | frozenset[str] = frozenset()) -> dict[str, Vote]:
         """One vote per item of ``orders`` (each order is one call).
 
-        Three phases, each a set of concurrent calls created in a fixed order, so a resumed run
-        issues its calls in the same sequence and the runtime's journal replays them correctly:
-        first attempts, then the failures of each batch in chunks of half its size, then what is
-        still unanswered, singly.
+        Phases, each a set of concurrent calls created in a fixed order, so a resumed run issues
+        its calls in the same sequence and the runtime's journal replays them correctly: first
+        attempts; then the round's failures pooled (in order) into batches of half the round's
+        batch size, what still fails into batches of half that, and so on down to 2; then what
+        is still unanswered, singly (subject to ``reask_singles``; ``voted`` are the items with
+        a usable vote from an earlier round).
         """
         answers = await self.ask_all(orders, first_attempt=True)
         if self.config.reask:
-            chunks: list[list[str]] = []
-            for order in orders:
-                failed = [k for k in order if k not in answers]
-                smaller = len(order) // 2
-                if len(failed) > 1 and smaller > 1:
-                    chunks.extend(failed[i : i + smaller] for i in range(0, len(failed), smaller))
-            answers.update(await self.ask_all(chunks, first_attempt=False))
-            singles = [[k] for order in orders if len(order) > 1 for k in order if k not in answers]
+            size = max((len(o) for o in orders), default=0) // 2
+            while size >= 2:
+                failed = [k for order in orders for k in order if k not in answers]
+                if len(failed) < 2:
+                    break
+                chunks = [failed[i : i + size] for i in range(0, len(failed), size)]
+                answers.update(await self.ask_all(chunks, first_attempt=False))
+                size //= 2
+            rule = self.config.reask_singles
+            if rule == "unvoted" and self.round_index == 1:
+                rule = "always"
+            singles = [
+                [k] for order in orders if len(order) > 1 for k in order
+                if k not in answers and (rule == "always" or (rule == "unvoted" and k not in voted))
+            ]
             answers.update(await self.ask_all(singles, first_attempt=False))
         votes: dict[str, Vote] = {}
         for order in orders:
@@ -333,11 +359,12 @@ async def step(
         permute([k for k in batch if k in active], round_index, seed=config.seed, batch_index=b)
         for b, batch in enumerate(state.batches)
     ]
-    round_votes = await runner.run([order for order in orders if order])
+    voted = {k for k in state.active if any(v.label is not None for v in state.votes[k])}
+    round_votes = await runner.run([order for order in orders if order], voted)
     votes = {k: list(vs) for k, vs in state.votes.items()}
     for key, vote in round_votes.items():
         votes[key].append(vote)
-    exited = [k for k in state.active if seas_done(votes[k])] if config.seas else []
+    exited = [k for k in state.active if seas_done(votes[k], config.seas_rule)] if config.seas else []
     exited_set = set(exited)
     stats = CallStats(**state.stats.to_dict())
     stats.add(runner.stats)

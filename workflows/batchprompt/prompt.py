@@ -9,9 +9,11 @@ Wire format (ours). Items are numbered from 1 inside each call::
 
 and the model answers one line per number, with a confidence mark::
 
-    [1] yes (confident)
-    [2] no (not confident)
+    [1] yes (sure)
+    [2] no (unsure)
 
+``(sure)``/``(unsure)`` are our short forms of the paper's ``(confident)``/``(not confident)``
+(one token each instead of up to four per answer line; the parser reads both spellings).
 The parser accepts the usual ways small models bend that format (``1.``, ``Input 2:``,
 ``**[3]** Yes``, several answers on one line, chatter around them) and reports what it could not
 use: missing, duplicate (conflicting) and out-of-range numbers, and numbers without a label.
@@ -35,8 +37,8 @@ __all__ = [
     "render_inputs",
 ]
 
-CONFIDENT = "confident"
-NOT_CONFIDENT = "not confident"
+CONFIDENT = "sure"
+NOT_CONFIDENT = "unsure"
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ def _render_batch(task: TaskSpec, rows: Sequence[dict[str, str]]) -> str:
     blocks = [f"[{i}] {render_inputs(task, row)}" for i, row in enumerate(rows, start=1)]
     n = len(rows)
     span = "[1]" if n == 1 else f"[1] to [{n}]"
-    return "\n\n".join(blocks) + f"\n\nAnswer all {n} inputs, one line each, {span}."
+    return "\n\n".join(blocks) + f"\n\nAnswer all {n}, {span}."
 
 
 def _render_answers(task: TaskSpec, labels: Sequence[tuple[str, bool]]) -> str:
@@ -101,15 +103,12 @@ def _render_answers(task: TaskSpec, labels: Sequence[tuple[str, bool]]) -> str:
 
 
 def system_prompt(task: TaskSpec) -> str:
-    """The task instructions plus the answer format."""
+    """The task instructions plus the answer format (kept short: it is sent with every call)."""
     words = " or ".join(label.display for label in task.labels)
     return (
         f"{task.instructions}\n"
-        "The inputs are numbered [1], [2], and so on. Answer every input on its own line, in order:\n"
-        "[number] answer (confident)\n"
-        "or, when you are not sure:\n"
-        "[number] answer (not confident)\n"
-        f"The answer is one word: {words}. Write one line per input and nothing else."
+        f"Answer each numbered input on its own line, in order, as: [number] {words} (sure)\n"
+        f"Write (unsure) instead of (sure) when you are not sure. Only these lines, nothing else."
     )
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Vote", "VotingConfig", "permute", "seas_done", "tally", "validate_rounds"]
+__all__ = ["SEAS_RULES", "SeasRule", "Vote", "VotingConfig", "permute", "seas_done", "tally", "validate_rounds"]
 
 VotingRule = Literal["majority", "weighted"]
 
@@ -94,15 +94,21 @@ def tally(votes: Sequence[Vote], config: VotingConfig) -> str | None:
     return max(scores, key=lambda label: (round(scores[label], 9), -first_round[label]))
 
 
-def seas_done(votes: Sequence[Vote]) -> bool:
-    """SEAS: the last two rounds (consecutive) gave the same label, both marked confident."""
+SeasRule = Literal["confident", "agree"]
+SEAS_RULES: tuple[str, ...] = ("confident", "agree")
+
+
+def seas_done(votes: Sequence[Vote], rule: SeasRule = "confident") -> bool:
+    """SEAS: the last two rounds (consecutive) gave the same label, both marked confident.
+
+    ``rule="confident"`` is the paper's Algorithm 1 (the default). ``rule="agree"`` drops the
+    confidence check, as the paper's released ``adaptive_batch_run.py`` does: two consecutive
+    agreeing rounds suffice. It is an option for models whose confidence marks carry no signal.
+    """
+    if rule not in SEAS_RULES:
+        raise ValueError(f"seas rule must be one of {SEAS_RULES}, got {rule!r}")
     if len(votes) < 2:
         return False
     prev, last = votes[-2], votes[-1]
-    return (
-        last.round == prev.round + 1
-        and last.label is not None
-        and last.label == prev.label
-        and last.confident
-        and prev.confident
-    )
+    agree = last.round == prev.round + 1 and last.label is not None and last.label == prev.label
+    return agree and (rule == "agree" or (last.confident and prev.confident))

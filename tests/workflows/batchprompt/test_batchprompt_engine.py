@@ -55,14 +55,15 @@ def test_voting_fixes_position_dependent_errors(rte: TaskSpec, rte_items: list[I
 
 def test_missing_answers_are_reasked_smaller_then_singly(rte: TaskSpec, rte_items: list[Item], chat_of) -> None:  # type: ignore[no-untyped-def]
     # The model drops every answer past position 3: a batch of 16 loses 13, re-asked as 8 + 5
-    # (both lose some again), and the rest singly; every item ends up answered.
+    # (5 + 2 lost again), then as 4 + 3 (1 lost again), and the last one singly: 6 calls where
+    # "half size, then singly" would need 10; every item ends up answered.
     client = ScriptedLabeler(rte, rte_items[:16], max_answers=3)
     result = _run(rte, rte_items[:16], BatchPromptConfig(batch_size=16), client, chat_of)
     sizes = [len(_asked(r)) for r in client.requests]
-    assert sizes == [16, 8, 5] + [1] * (5 + 2)
+    assert sizes == [16, 8, 5, 4, 3, 1]
     s = result.stats
     assert (s.parse_failures, s.num_missing, s.items_asked) == (13, 13, 16)
-    assert (s.reask_calls, s.reasked_items, s.num_calls) == (9, 20, 10)
+    assert (s.reask_calls, s.reasked_items, s.num_calls) == (5, 21, 6)
     assert s.unanswered_votes == 0 and result.unanswered == [] and result.accuracy == 1.0
     assert s.reask_input_tokens < s.input_tokens
 
@@ -153,3 +154,37 @@ def test_config_round_trip_and_validation() -> None:
         except ValueError:
             continue
         raise AssertionError(f"{bad} accepted")
+
+
+def test_seas_agree_rule_stops_without_confidence_marks(rte: TaskSpec, rte_items: list[Item], chat_of) -> None:  # type: ignore[no-untyped-def]
+    # The model never says "sure": the paper's rule keeps every item; the released code's rule
+    # (two agreeing rounds) lets them all go after round 2.
+    config = BatchPromptConfig(batch_size=8, rounds=5, seas=True, seas_rule="agree")
+    result = _run(rte, rte_items, config, ScriptedLabeler(rte, rte_items, unsure_rate=1.0), chat_of)
+    assert result.rounds_run == 2 and set(result.exited_at.values()) == {2} and result.stats.num_calls == 6
+    paper = _run(rte, rte_items, BatchPromptConfig(batch_size=8, rounds=5, seas=True),
+                 ScriptedLabeler(rte, rte_items, unsure_rate=1.0), chat_of)
+    assert paper.rounds_run == 5 and paper.exited_at == {}
+    assert BatchPromptConfig.from_dict(config.to_dict()) == config
+    for bad in ({"seas_rule": "maybe"}, {"reask_singles": "sometimes"}):
+        try:
+            BatchPromptConfig(**bad)  # type: ignore[arg-type]
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad} accepted")
+
+
+def test_later_rounds_skip_single_reasks_for_items_with_votes(rte: TaskSpec, rte_items: list[Item], chat_of) -> None:  # type: ignore[no-untyped-def]
+    # Answers past position 3 are lost. Round 1 re-asks down to single calls so every item gets a
+    # vote; in rounds 2-3 ("unvoted") an item left over after the smaller batches only casts an
+    # empty vote instead of costing a call of its own.
+    def run(rule: str):  # type: ignore[no-untyped-def]
+        client = ScriptedLabeler(rte, rte_items[:8], max_answers=3)
+        config = BatchPromptConfig(batch_size=8, rounds=3, reask_singles=rule, max_concurrency=1)
+        return _run(rte, rte_items[:8], config, client, chat_of), client
+
+    cheap, _ = run("unvoted")
+    full, _ = run("always")
+    assert cheap.unanswered == [] == full.unanswered and full.stats.unanswered_votes == 0
+    assert cheap.stats.unanswered_votes > 0 and cheap.stats.num_calls < full.stats.num_calls
+    assert cheap.per_round[0]["unanswered_votes"] == 0  # round 1 always ends with every item answered

@@ -16,13 +16,13 @@ from workflows.batchprompt.tasks import Item, TaskSpec
 def test_compose_numbers_items_and_shows_demonstration(rte: TaskSpec, rte_items: list[Item]) -> None:
     rows = [i.inputs for i in rte_items[:3]]
     system, demo_in, demo_out, user = compose_messages(rte, rows)
-    assert system.role == "system" and "(not confident)" in system.content and "yes or no" in system.content
+    assert system.role == "system" and "(unsure)" in system.content and "yes or no" in system.content
     assert (demo_in.role, demo_out.role, user.role) == ("user", "assistant", "user")
     # The demonstration is one batch in the real format, with annotated confidence.
-    assert demo_out.content.splitlines() == ["[1] yes (confident)", "[2] no (not confident)"]
+    assert demo_out.content.splitlines() == ["[1] yes (sure)", "[2] no (sure)"]
     assert re.findall(r"^\[(\d+)\] Sentence 1: ", user.content, re.MULTILINE) == ["1", "2", "3"]
     assert render_inputs(rte, rows[2]) in user.content
-    assert user.content.endswith("Answer all 3 inputs, one line each, [1] to [3].")
+    assert user.content.endswith("Answer all 3, [1] to [3].")
 
 
 def test_parse_clean_output(rte: TaskSpec) -> None:
@@ -92,3 +92,24 @@ def test_plan_gives_an_oversized_item_its_own_batch(rte: TaskSpec, rte_items: li
     assert plan == [["0"], ["1"], ["2"]]
     with pytest.raises(ValueError):
         plan_batches(rte, rte_items, batch_size=0, count_tokens=_words, context_window=10)
+
+
+def test_short_and_paper_confidence_marks_both_parse(rte: TaskSpec) -> None:
+    p = parse_answers(rte, "[1] yes (sure)\n[2] no (unsure)\n[3] yes (confident)\n[4] no (not confident)\n[5] yes", 5)
+    assert [(a.label, a.confident) for a in (p.answers[i] for i in range(1, 6))] == [
+        ("entailment", True), ("not_entailment", False), ("entailment", True), ("not_entailment", False),
+        ("entailment", False),  # no mark: not confident
+    ]
+
+
+def test_builtin_few_shot_items_are_not_evaluated(shared_data) -> None:  # type: ignore[no-untyped-def]
+    # The demonstrations are real dev items outside the paper's evaluation subsets (no label leak).
+    from workflows.batchprompt.tasks import load_builtin_items, load_task
+
+    for name in ("boolq", "rte"):
+        task = load_task(name)
+        assert len(task.examples) == {"boolq": 4, "rte": 2}[name]  # the paper's few-shot counts
+        shown = {render_inputs(task, ex.inputs) for ex in task.examples}
+        evaluated = {render_inputs(task, item.inputs) for item in load_builtin_items(name, shared_data).items}
+        assert shown and not shown & evaluated
+        assert {ex.label for ex in task.examples} == {lab.value for lab in task.labels}

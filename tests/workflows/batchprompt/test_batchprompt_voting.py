@@ -64,3 +64,12 @@ def test_seas_needs_two_consecutive_confident_agreeing_rounds() -> None:
 def test_vote_round_trips_through_json_lists() -> None:
     vote = Vote(3, "no", True)
     assert Vote.from_list(vote.to_list()) == vote
+
+
+def test_seas_agree_rule_ignores_confidence() -> None:
+    unsure = [Vote(1, "a", False), Vote(2, "a", False)]
+    assert not seas_done(unsure) and seas_done(unsure, "agree")
+    assert not seas_done([Vote(1, "a", False), Vote(2, "b", False)], "agree")
+    assert not seas_done([Vote(1, "a", True), Vote(3, "a", True)], "agree")  # not consecutive
+    with pytest.raises(ValueError):
+        seas_done(unsure, "sometimes")  # type: ignore[arg-type]
