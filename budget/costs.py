@@ -72,8 +72,10 @@ class PriceTable:
     """Dollars per unit (one query string, one URL) by tool name."""
 
     def price_for(self, model: str) -> ModelPrice:
-        """Prices for ``model``: exact name, then case-insensitive, then the part after the last
-        ``/`` (so ``Qwen/Qwen2.5-0.5B`` and ``qwen2.5-0.5b`` find each other), else the default."""
+        """Prices for ``model``: exact name (or an entry's ``aliases``), then case-insensitive on
+        the part after the last ``/`` without an ``-instruct``/``-chat``/``-it`` suffix (so
+        ``Qwen/Qwen2.5-Coder-0.5B-Instruct`` and the served name ``qwen2.5-coder-0.5b`` find each
+        other), else the default."""
         if model in self.models:
             return self.models[model]
         folded = {_fold(name): price for name, price in self.models.items()}
@@ -84,8 +86,15 @@ class PriceTable:
         return self.tools.get(tool, self.default_tool_price)
 
 
+_SUFFIXES = ("-instruct", "-chat", "-it")
+
+
 def _fold(name: str) -> str:
-    return name.rsplit("/", 1)[-1].lower()
+    base = name.rsplit("/", 1)[-1].lower()
+    for suffix in _SUFFIXES:
+        if base.endswith(suffix):
+            return base[: -len(suffix)]
+    return base
 
 
 @dataclass(frozen=True)
@@ -168,6 +177,12 @@ def parse_price_table(data: Mapping[str, Any], *, source: str = "<table>") -> Pr
     if not isinstance(raw_models, Mapping) or "default" not in raw_models:
         raise ConfigError(f"price table {source}: expected a [models.default] entry")
     models = {name: _price_entry(f"{source} [models.{name!r}]", raw) for name, raw in raw_models.items()}
+    for name, raw in raw_models.items():
+        aliases = raw.get("aliases", []) if isinstance(raw, Mapping) else []
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise ConfigError(f"price table {source} [models.{name!r}]: aliases must be a list of model names")
+        for alias in aliases:
+            models.setdefault(alias, models[name])
     default = models.pop("default")
     raw_tools = data.get("tools", {})
     if not isinstance(raw_tools, Mapping):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -60,6 +61,9 @@ class SamplingOptions:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    json_schema: Mapping[str, Any] | None = field(default=None, hash=False)
+    """Constrain the reply to JSON matching this schema where the backend can (OpenAI-compatible
+    servers get ``response_format`` of type ``json_schema``; other backends ignore it)."""
 
 
 @dataclass(frozen=True)

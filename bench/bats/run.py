@@ -35,10 +35,16 @@ from typing import Annotated, Any
 import typer
 
 ALL_METHODS = ("react", "tracker", "bats", "forcing", "parallel")
+METHOD_WORKFLOWS = {"react": "react_harness"}
+"""Benchmark method -> registered workflow, where they differ: ``react`` is plain ReAct in the
+shared harness (workflows.bats), not the runtime demo's ``react`` workflow, so all five methods
+share the tools, demo, answer format, answer extraction and budget-derived turn cap."""
 SUMMARY_KEYS = ("method", "budget", "accuracy", "f1", "tool_units", "tokens", "unified_cost_usd")
 BUDGET_TOOLS = ("search", "browse")
 DRY_RUN_MODEL = "dry-run-rule"
 _EPS = 1e-9
+LONG_ANSWER_CHARS = 80
+"""Answers longer than this are counted as pasted passages in the diagnostics."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,17 @@ class BenchConfig:
     """Deterministic rule client instead of a model."""
     options: dict[str, Any] = field(default_factory=dict)
     """Workflow options for every run (e.g. max_turns, num_samples)."""
+    time_limit_s: float | None = None
+    """Wall-clock limit: runs still going then are cancelled and what finished is written."""
+    name: str = ""
+    """File suffix: ``summary-<name>.json`` etc. (default: from the model name)."""
+    primary: bool = False
+    """Also write the unsuffixed ``summary.json``/``details.json``/``cost_accuracy.png``."""
+
+    @property
+    def slug(self) -> str:
+        raw = self.name or (DRY_RUN_MODEL if self.dry_run else self.model) or self.backend
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", raw.rsplit("/", 1)[-1]).strip("-") or "model"
 
 
 # -- records and aggregation (pure) -------------------------------------------------------------
@@ -101,6 +118,8 @@ class RunRecord:
     num_verifier_calls: int = 0
     num_invalid_json: int = 0
     num_format_errors: int = 0
+    num_extractions: int = 0
+    stop: str = ""
     error: str = ""
 
 
@@ -142,12 +161,32 @@ def summarize(records: Sequence[RunRecord]) -> tuple[list[dict[str, Any]], list[
             "invalid_verifier_json_rate": (sum(r.num_invalid_json for r in rs) / verifier_calls) if verifier_calls else None,
             "num_verifier_calls": verifier_calls,
             "format_errors_per_run": _mean([r.num_format_errors for r in rs]),
+            "long_answer_fraction": _mean([len(r.answer) > LONG_ANSWER_CHARS for r in rs]),
+            "mean_answer_chars": _mean([len(r.answer) for r in rs]),
+            "extraction_calls_per_run": _mean([r.num_extractions for r in rs]),
+            "stop_reasons": {k: sum(r.stop == k for r in rs) for k in sorted({r.stop for r in rs})},
             "refused_calls": sum(r.num_refused for r in rs),
             "llm_calls_per_run": _mean([r.num_llm_calls for r in rs]),
             "cached_input_tokens": _mean([r.cached_input_tokens for r in rs]),
             "total_cost_usd": sum(r.cost_usd for r in rs),
         })
     return summary, details, sum(r.violations for r in records)
+
+
+def shard_questions(questions: Sequence[dict[str, Any]], workers: int) -> list[list[dict[str, Any]]]:
+    """Questions dealt round-robin to workers; every worker runs every cell on its questions, so
+    the load is even whatever the cells cost, and a time limit cuts every cell alike."""
+    n = max(1, min(workers, len(questions)))
+    return [s for s in (list(questions[i::n]) for i in range(n)) if s]
+
+
+def complete_questions(records: Sequence[RunRecord], cells: Sequence[tuple[str, int]]) -> set[str]:
+    """Question ids with a record in every cell (the fair set after a time limit)."""
+    have: dict[str, set[tuple[str, int]]] = {}
+    for r in records:
+        have.setdefault(r.qid, set()).add((r.method, r.budget))
+    need = set(cells)
+    return {q for q, got in have.items() if need <= got}
 
 
 def shard_cells(cells: Sequence[tuple[str, int]], workers: int) -> list[list[tuple[str, int]]]:
@@ -184,6 +223,11 @@ class DryRunClient:
                     '"justification": "dry run", "summary": "dry run"}')
         if system == prompts.JUDGE_SYSTEM:
             return "1"
+        if system == prompts.EXTRACT_SYSTEM:
+            return messages[-1].content.split("Long answer: ", 1)[-1].split()[0]
+        from workflows.bats.agent import strip_demo
+
+        messages = strip_demo(messages)
         observations = [m.content for m in messages if m.role == "tool"]
         if not observations:
             question = messages[1].content.splitlines()[0].removeprefix("Question: ")
@@ -245,7 +289,8 @@ async def _collect(rt: Any, run_ids: list[str]) -> dict[str, dict[str, Any]]:
 
     from orchestrator.store.models import BudgetAccountRow, LLMCallRow, ToolCallRow
 
-    out: dict[str, dict[str, Any]] = {rid: {"llm": {}, "tools": {}, "refused": 0, "accounts": []} for rid in run_ids}
+    out: dict[str, dict[str, Any]] = {rid: {"llm": {}, "tools": {}, "refused": 0, "accounts": [], "purposes": {}}
+                                      for rid in run_ids}
     for start in range(0, len(run_ids), 500):
         chunk = run_ids[start : start + 500]
         async with rt.store.session() as s:
@@ -253,6 +298,10 @@ async def _collect(rt: Any, run_ids: list[str]) -> dict[str, dict[str, Any]]:
                 select(LLMCallRow.run_id, LLMCallRow.model, func.count(), func.sum(LLMCallRow.input_tokens),
                        func.sum(LLMCallRow.cached_input_tokens), func.sum(LLMCallRow.output_tokens))
                 .where(LLMCallRow.run_id.in_(chunk)).group_by(LLMCallRow.run_id, LLMCallRow.model)
+            )).all()
+            purposes = (await s.execute(
+                select(LLMCallRow.run_id, LLMCallRow.purpose, func.count())
+                .where(LLMCallRow.run_id.in_(chunk)).group_by(LLMCallRow.run_id, LLMCallRow.purpose)
             )).all()
             tools = (await s.execute(
                 select(ToolCallRow.run_id, ToolCallRow.tool, func.sum(ToolCallRow.units),
@@ -264,6 +313,8 @@ async def _collect(rt: Any, run_ids: list[str]) -> dict[str, dict[str, Any]]:
             )).scalars().all()
         for rid, model, n, i, c, o in llm:
             out[rid]["llm"][model or "?"] = (int(n), int(i or 0), int(c or 0), int(o or 0))
+        for rid, purpose, n in purposes:
+            out[rid]["purposes"][purpose or "?"] = int(n)
         for rid, tool, units, refused in tools:
             out[rid]["tools"][tool] = float(units or 0.0)
             out[rid]["refused"] += int(refused or 0)
@@ -294,6 +345,9 @@ def _record(method: str, budget: int, q: dict[str, Any], run_id: str, status: st
             unused += max(limit - spent, 0.0)
             limit_units += limit
     stats = (result or {}).get("stats", {}) or {}
+    purposes = store.get("purposes", {})
+    attempts = (result or {}).get("attempts") or []
+    stop = str(stats.get("stop") or (attempts[-1].get("stop", "") if attempts else ""))
     return RunRecord(
         method=method, budget=budget, qid=q["id"], status=status, answer=answer, gold=q["answer"],
         em=exact_match(answer, q["answer"]), f1=f1_score(answer, q["answer"]), tool_units=dict(tools),
@@ -306,14 +360,20 @@ def _record(method: str, budget: int, q: dict[str, Any], run_id: str, status: st
         num_verifier_calls=int(stats.get("num_verifier_calls", 0)),
         num_invalid_json=int(stats.get("num_invalid_json", 0)),
         num_format_errors=int(stats.get("num_format_errors", 0)),
+        num_extractions=sum(n for p, n in purposes.items() if p.endswith("_extract")),
+        stop=stop,
         error=error,
     )
 
 
 async def run_cells(cfg: BenchConfig, cells: Sequence[tuple[str, int]], questions: Sequence[dict[str, Any]],
                     db_path: Path, corpus_path: Path, concurrency: int,
-                    on_done: Callable[[], None] | None = None) -> list[RunRecord]:
-    """Run every question of every cell through one Runtime (one SQLite store) and score it."""
+                    on_done: Callable[[], None] | None = None, deadline: float | None = None) -> list[RunRecord]:
+    """Run every question of every cell through one Runtime (one SQLite store) and score it.
+
+    Runs start question by question (all cells of the first question, then the next), so when
+    ``deadline`` (a ``time.time()`` value) passes, the runs still going are cancelled and the
+    finished ones, spread evenly over the cells, are scored."""
     import workflows
     import workflows.baselines
     from orchestrator.runtime import Runtime
@@ -322,7 +382,7 @@ async def run_cells(cfg: BenchConfig, cells: Sequence[tuple[str, int]], question
     from orchestrator.tools.registry import ToolRegistry
 
     for method in {m for m, _ in cells}:
-        workflows.get(method)  # unknown names fail before any run starts
+        workflows.get(METHOD_WORKFLOWS.get(method, method))  # unknown names fail before any run starts
     corpus = Corpus(corpus_path)
     registry = ToolRegistry([search_tool(corpus), browse_tool(corpus)])
     backend = "dryrun" if cfg.dry_run else cfg.backend
@@ -335,7 +395,7 @@ async def run_cells(cfg: BenchConfig, cells: Sequence[tuple[str, int]], question
     async def one(method: str, budget: int, q: dict[str, Any]) -> None:
         async with sem:
             try:
-                res = await rt.run(method, {"question": q["question"]}, budget=f"search={budget},browse={budget}",
+                res = await rt.run(METHOD_WORKFLOWS.get(method, method), {"question": q["question"]}, budget=f"search={budget},browse={budget}",
                                    backend=backend, backend_options=dict(cfg.backend_options),
                                    tools=list(BUDGET_TOOLS), options=dict(cfg.options))
                 outcomes.append((method, budget, q, res.run_id, res.status, res.result, res.error or ""))
@@ -345,7 +405,13 @@ async def run_cells(cfg: BenchConfig, cells: Sequence[tuple[str, int]], question
             on_done()
 
     try:
-        await asyncio.gather(*(one(m, b, q) for m, b in cells for q in questions))
+        tasks = [asyncio.create_task(one(m, b, q)) for q in questions for m, b in cells]
+        timeout = None if deadline is None else max(0.0, deadline - time.time())
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
         store = await _collect(rt, [o[3] for o in outcomes if o[3]])
         return [_record(m, b, q, rid, status, result, err, store.get(rid, {}), rt.pricing)
                 for m, b, q, rid, status, result, err in outcomes]
@@ -354,9 +420,9 @@ async def run_cells(cfg: BenchConfig, cells: Sequence[tuple[str, int]], question
 
 
 def _worker(cfg: BenchConfig, cells: list[tuple[str, int]], questions: list[dict[str, Any]], db_path: Path,
-            corpus_path: Path, concurrency: int, queue: Any) -> list[dict[str, Any]]:
+            corpus_path: Path, concurrency: int, queue: Any, deadline: float | None = None) -> list[dict[str, Any]]:
     records = asyncio.run(run_cells(cfg, cells, questions, db_path, corpus_path, concurrency,
-                                    on_done=lambda: queue.put(1)))
+                                    on_done=lambda: queue.put(1), deadline=deadline))
     return [asdict(r) for r in records]
 
 
@@ -370,27 +436,41 @@ def _build_corpus(cfg: BenchConfig, work: Path) -> Path:
     return path
 
 
-def run_benchmark(cfg: BenchConfig, *, progress: Callable[[int], None] | None = None) -> list[RunRecord]:
-    """Run all methods x budgets x questions; ``progress(n)`` is called as runs finish."""
+COLLECT_MARGIN_S = 20.0
+"""Seconds before the time limit at which runs are cancelled, left for scoring and writing."""
+
+
+def run_benchmark(cfg: BenchConfig, *, progress: Callable[[int], None] | None = None,
+                  started: float | None = None) -> list[RunRecord]:
+    """Run all methods x budgets x questions; ``progress(n)`` is called as runs finish.
+
+    Each worker process takes every cell on its share of the questions (own SQLite store under
+    ``<out>/work-<slug>``); with ``cfg.time_limit_s`` the workers stop starting and cancel runs
+    ``COLLECT_MARGIN_S`` before the limit (counted from ``started``, a ``time.time()``)."""
     questions = load_questions(cfg.dataset, cfg.limit)
-    work = cfg.out_dir / "work"
+    work = cfg.out_dir / f"work-{cfg.slug}"
     work.mkdir(parents=True, exist_ok=True)
     for old in work.glob("shard*.db*"):
         old.unlink()
     corpus = _build_corpus(cfg, work)
     cells = [(m, b) for m in cfg.methods for b in cfg.budgets]
-    shards = shard_cells(cells, cfg.workers)
+    shards = shard_questions(questions, cfg.workers)
     per_worker = max(1, cfg.concurrency // len(shards))
     tick = (lambda: progress(1)) if progress else None
+    deadline = None
+    if cfg.time_limit_s is not None:
+        margin = min(COLLECT_MARGIN_S, cfg.time_limit_s / 4)
+        deadline = (started if started is not None else time.time()) + cfg.time_limit_s - margin
     if len(shards) == 1:
-        return asyncio.run(run_cells(cfg, shards[0], questions, work / "shard0.db", corpus, cfg.concurrency, tick))
+        return asyncio.run(run_cells(cfg, cells, shards[0], work / "shard0.db", corpus, cfg.concurrency, tick,
+                                     deadline=deadline))
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     ctx = mp.get_context("spawn")
     with ctx.Manager() as manager, ProcessPoolExecutor(len(shards), mp_context=ctx) as pool:
         queue = manager.Queue()
-        futures = [pool.submit(_worker, cfg, shard, questions, work / f"shard{i}.db", corpus, per_worker, queue)
+        futures = [pool.submit(_worker, cfg, cells, shard, work / f"shard{i}.db", corpus, per_worker, queue, deadline)
                    for i, shard in enumerate(shards)]
         stop = threading.Event()
 
@@ -405,8 +485,14 @@ def run_benchmark(cfg: BenchConfig, *, progress: Callable[[int], None] | None = 
 
         drainer = threading.Thread(target=drain, daemon=True)
         drainer.start()
+        rows: list[dict[str, Any]] = []
         try:
-            rows = [row for f in futures for row in f.result()]
+            for i, f in enumerate(futures):
+                try:
+                    rows.extend(f.result())
+                except Exception as exc:  # noqa: BLE001 - a lost worker must not lose the others' results
+                    print(f"bench bats: worker {i} failed ({type(exc).__name__}: {exc}); its questions are missing",
+                          file=sys.stderr)
         finally:
             stop.set()
             drainer.join()
@@ -432,8 +518,14 @@ def write_results(cfg: BenchConfig, records: Sequence[RunRecord], wall_s: float)
     """Write summary.json, details.json and the cost-accuracy plot; return the summary."""
     out = cfg.out_dir / "dry_run" if cfg.dry_run else cfg.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    results, cells, violations = summarize(records)
-    num_questions = len({r.qid for r in records})
+    planned = [(m, b) for m in cfg.methods for b in cfg.budgets]
+    complete = complete_questions(records, planned)
+    # After a time limit, the summary compares the methods on the same questions only.
+    scored = [r for r in records if r.qid in complete]
+    results, cells, _ = summarize(scored)
+    violations = sum(r.violations for r in records)  # every finished run counts here
+    num_questions = len(complete)
+    num_planned = len(load_questions(cfg.dataset, cfg.limit))
     meta = {
         "commit": _commit(),
         "machine": _machine(),
@@ -442,9 +534,15 @@ def write_results(cfg: BenchConfig, records: Sequence[RunRecord], wall_s: float)
         "dataset": f"{cfg.dataset.name} ({num_questions} questions)",
     }
     summary = {**meta, "budget_violations": violations, "results": results}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     details = {
         **meta,
+        "num_questions": num_questions,
+        "num_questions_planned": num_planned,
+        "num_runs_finished": len(records),
+        "num_runs_planned": num_planned * len(planned),
+        "time_limit_s": cfg.time_limit_s,
+        "time_limited": num_questions < num_planned,
+        "method_workflows": {m: METHOD_WORKFLOWS.get(m, m) for m in cfg.methods},
         "dry_run": cfg.dry_run,
         "backend": "dryrun" if cfg.dry_run else cfg.backend,
         "budgets": list(cfg.budgets),
@@ -457,8 +555,12 @@ def write_results(cfg: BenchConfig, records: Sequence[RunRecord], wall_s: float)
         "cells": cells,
         "runs": [asdict(r) for r in records],
     }
-    (out / "details.json").write_text(json.dumps(details, indent=1) + "\n")
-    plot_cost_accuracy(results, out / "cost_accuracy.png", title=f"BATS on HotpotQA ({meta['model']})")
+    title = f"BATS on HotpotQA ({meta['model']}, {num_questions} questions)"
+    suffixes = [f"-{cfg.slug}"] + ([""] if cfg.primary else [])
+    for sfx in suffixes:
+        (out / f"summary{sfx}.json").write_text(json.dumps(summary, indent=2) + "\n")
+        (out / f"details{sfx}.json").write_text(json.dumps(details, indent=1) + "\n")
+        plot_cost_accuracy(results, out / f"cost_accuracy{sfx}.png", title=title)
     return summary
 
 
@@ -513,6 +615,11 @@ def bench_bats(
     corpus: Annotated[Path | None, typer.Option(help="Built corpus db (default: built from the dataset).")] = None,
     option: Annotated[list[str] | None, typer.Option("--option", "-o", help="Workflow option KEY=JSON (repeat).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Rule client instead of a model (control flow only).")] = False,
+    time_limit: Annotated[float | None, typer.Option("--time-limit", help="Seconds: cancel runs still going "
+                          f"{COLLECT_MARGIN_S:g} s before, write what finished.")] = None,
+    name: Annotated[str, typer.Option(help="Result file suffix (summary-NAME.json); default from --model.")] = "",
+    primary: Annotated[bool, typer.Option("--primary", help="Also write summary.json, details.json, "
+                       "cost_accuracy.png (the figures BENCHMARKS.md cites).")] = False,
 ) -> None:
     """Benchmark BATS against ReAct, ReAct + Budget Tracker, budget forcing and parallel voting."""
     from rich.console import Console
@@ -540,21 +647,22 @@ def bench_bats(
             methods=tuple(m.strip() for m in methods.split(",") if m.strip()), backend=backend,
             backend_options=backend_options, model=model or backend, limit=limit, concurrency=concurrency,
             workers=workers, out_dir=out, corpus=corpus, dry_run=dry_run, options=options,
+            time_limit_s=time_limit, name=name, primary=primary,
         )
         num_questions = len(load_questions(cfg.dataset, cfg.limit))
         total = num_questions * len(cfg.budgets) * len(cfg.methods)
         console = Console(stderr=True)
-        started = time.perf_counter()
-        with Progress(TextColumn("bench bats"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        started, wall0 = time.perf_counter(), time.time()
+        with Progress(TextColumn(f"bench bats {cfg.slug}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=console) as bar:
             task = bar.add_task("runs", total=total)
-            records = run_benchmark(cfg, progress=lambda n: bar.advance(task, n))
+            records = run_benchmark(cfg, progress=lambda n: bar.advance(task, n), started=wall0)
         summary = write_results(cfg, records, time.perf_counter() - started)
     except QuotaFlowError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
-    console.print(f"{len(records)} runs in {time.perf_counter() - started:.1f} s; "
-                  f"budget violations: {summary['budget_violations']}")
+    console.print(f"{len(records)} of {total} runs in {time.perf_counter() - started:.1f} s; summary over "
+                  f"{summary['dataset']}; budget violations: {summary['budget_violations']}")
     for r in summary["results"]:
         console.print(f"{r['method']:>9} b={r['budget']:<3} acc={r['accuracy']:.3f} f1={r['f1']:.3f} "
                       f"units={r['tool_units']:.2f} tokens={r['tokens']:.0f} cost=${r['unified_cost_usd']:.5f}")

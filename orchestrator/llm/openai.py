@@ -212,6 +212,9 @@ class OpenAIClient:
             body["seed"] = sampling.seed
         if sampling.stop:
             body["stop"] = list(sampling.stop)
+        if sampling.json_schema is not None:
+            body["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "reply", "schema": dict(sampling.json_schema), "strict": True}}
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}

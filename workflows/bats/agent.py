@@ -13,14 +13,16 @@ refuses a depleted tool; the refusal comes back as an observation).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import math
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 from budget.tracker import TrackerConfig, any_exhausted, policy_prompt, tracker_block
 from orchestrator.context import ToolBudgetView
 from orchestrator.errors import BadInputError
-from orchestrator.types import SamplingOptions
+from orchestrator.types import Message, SamplingOptions
 from workflows.actions import ANSWER, Action, fallback_answer, parse_actions
 from workflows.base import Workflow
 from workflows.bats import prompts
@@ -44,9 +46,14 @@ __all__ = [
     "AgentConfig",
     "LoopMode",
     "agent_workflow",
+    "clean_answer",
     "config_from_options",
+    "demo_messages",
     "question_state",
     "run_attempt",
+    "shorten_answer",
+    "strip_demo",
+    "turn_cap",
 ]
 
 DEFAULT_TOOLS = ("search", "browse")
@@ -83,8 +90,20 @@ def config_from_options(cls: type[C], options: Mapping[str, Any]) -> C:
 class AgentConfig:
     """Limits and sampling of one agent attempt (read from the run's options)."""
 
-    max_turns: int = 10
-    """LLM turns of one attempt before the agent is asked for its final answer."""
+    max_turns: int = 0
+    """LLM turns of one attempt before the agent is asked for its final answer; 0 (default):
+    derived from the budget, the units left over all limited tools plus 2 (so the budget, not a
+    turn cap, ends an agent that spends at least one unit per turn), at most ``max_turns_cap``."""
+    max_turns_cap: int = 48
+    """Upper bound of the derived turn cap (and the cap when no tool is limited)."""
+    demo: bool = True
+    """Show a worked two-search example exchange before the question (every method alike)."""
+    short_answer: bool = True
+    """Shorten a long final answer with one extraction call (the shortest answering span)."""
+    answer_max_words: int = 5
+    """Answers with more words than this get the extraction call."""
+    extract_max_tokens: int = 24
+    """Output tokens of the extraction call."""
     max_tokens: int = 128
     """Output tokens of one agent turn (action lines are short)."""
     temperature: float = 0.0
@@ -135,6 +154,8 @@ class AttemptResult(TypedDict):
     num_forcing: int
     num_refused: int
     num_repeated: int
+    num_extractions: int
+    raw_answer: str
 
 
 def _arg_name(ctx: RunContext, tool: str) -> str:
@@ -144,6 +165,64 @@ def _arg_name(ctx: RunContext, tool: str) -> str:
     except Exception:  # noqa: BLE001 - an unknown tool is reported by call_tool itself
         required = []
     return required[0] if required else "input"
+
+
+def turn_cap(views: list[ToolBudgetView], config: AgentConfig) -> int:
+    """Turns of one attempt: ``config.max_turns`` when set, else the units left over all limited
+    tools plus 2 (one turn to answer, one spare), at most ``config.max_turns_cap``."""
+    if config.max_turns > 0:
+        return config.max_turns
+    limited = [v.remaining or 0.0 for v in views if v.limit is not None]
+    if not limited:
+        return max(config.max_turns_cap, 1)
+    return max(1, min(int(math.ceil(sum(limited))) + 2, config.max_turns_cap))
+
+
+_ANSWER_PREFIX = re.compile(r"^\s*(?:final\s+)?(?:the\s+)?answer\s*(?:is)?\s*[:\-]?\s*", re.IGNORECASE)
+
+
+def clean_answer(text: str) -> str:
+    """An answer without its wrapping: first non-empty line, no ``answer:`` prefix, no quotes,
+    brackets or trailing full stop."""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    line = _ANSWER_PREFIX.sub("", line).strip()
+    line = line.strip("\"'`*<> ").rstrip(".").strip()
+    return line
+
+
+async def shorten_answer(ctx: RunContext, question: str, answer: str, config: AgentConfig,
+                         *, purpose: str = "agent") -> tuple[str, bool]:
+    """(the answer to score, whether an extraction call was made). Answers of at most
+    ``answer_max_words`` words are only cleaned; longer ones (a pasted passage, a sentence) get
+    one extraction call asking for the shortest answering phrase. An empty or longer extraction
+    keeps the cleaned original."""
+    cleaned = clean_answer(answer)
+    if not config.short_answer or not cleaned or len(cleaned.split()) <= config.answer_max_words:
+        return cleaned, False
+    reply = await ctx.chat(
+        [Message("system", prompts.EXTRACT_SYSTEM),
+         Message("user", prompts.EXTRACT_USER.format(question=question, answer=truncate(cleaned, 1500)))],
+        sampling=SamplingOptions(max_tokens=config.extract_max_tokens, temperature=0.0, stop=("\n",)),
+        purpose=f"{purpose}_extract",
+    )
+    short = clean_answer(reply.text)
+    if short and len(short) < len(cleaned):
+        return short, True
+    return cleaned, True
+
+
+def demo_messages() -> list[Message]:
+    """The worked example exchange shown before the question (see ``prompts.DEMO_TURNS``)."""
+    out = [Message("user", f"{prompts.DEMO_QUESTION}\n\n{prompts.NEXT_ACTION}")]
+    for role, content in prompts.DEMO_TURNS:
+        out.append(Message(role, content, "search" if role == "tool" else None))  # type: ignore[arg-type]
+    return out
+
+
+def strip_demo(messages: Sequence[Message]) -> list[Message]:
+    """``messages`` without the demo exchange (for rule clients and tests reading the context)."""
+    demo = {(m.role, m.content) for m in demo_messages()}
+    return [m for m in messages if (m.role, m.content) not in demo]
 
 
 def _left_text(views: list[ToolBudgetView]) -> str:
@@ -210,12 +289,17 @@ async def run_attempt(
     done: set[tuple[str, str]] = set()
     bad_in_a_row = idle = 0
     last_tool: str | None = None
+    demo = demo_messages() if config.demo else []
 
-    for _ in range(config.max_turns):
+    def render() -> list[Message]:
+        rendered = render_messages(system, head, entries, keep_tool_outputs=config.keep_tool_outputs)
+        return [rendered[0], *demo, *rendered[1:]]
+
+    for _ in range(turn_cap(views, config)):
         if config.stop_when_any_exhausted and any_exhausted(views):
             stop = "exhausted"
             break
-        messages = render_messages(system, head, entries, keep_tool_outputs=config.keep_tool_outputs)
+        messages = render()
         # Hint for the serving layer: the tool this turn will most likely wait on is the last one used.
         reply = await ctx.chat(messages, sampling=sampling, tool_name=last_tool, purpose=purpose)
         num_turns += 1
@@ -260,7 +344,7 @@ async def run_attempt(
 
     if stop != "answered":
         entries.append(user_entry(prompts.FINAL_TURN if stop == "exhausted" else prompts.MAX_TURNS_REACHED))
-        messages = render_messages(system, head, entries, keep_tool_outputs=config.keep_tool_outputs)
+        messages = render()
         reply = await ctx.chat(messages, sampling=sampling, is_last_step=True, purpose=purpose)
         num_turns += 1
         final = [a.value for a in parse_actions(reply.text, tools) if a.kind == ANSWER]
@@ -268,8 +352,12 @@ async def run_attempt(
         answer = last or answer
         entries.append(assistant_entry(reply.text, [(ANSWER, answer)] if answer else []))
 
+    raw_answer = answer
+    answer, extracted = await shorten_answer(ctx, question, answer, config, purpose=purpose)
     result = AttemptResult(
         answer=answer,
+        raw_answer=raw_answer,
+        num_extractions=int(extracted),
         entries=entries,
         stop=stop,
         num_turns=num_turns,
@@ -280,7 +368,7 @@ async def run_attempt(
     )
     await ctx.record_step(
         purpose,
-        {"answer": answer, "stop": stop, "num_turns": num_turns, "actions": action_log(entries)},
+        {"answer": answer, "raw_answer": raw_answer, "stop": stop, "num_turns": num_turns, "actions": action_log(entries)},
     )
     return result
 

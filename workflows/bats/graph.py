@@ -57,6 +57,8 @@ class BatsConfig:
     """Output tokens of a verifier call (and of its repair)."""
     judge_max_tokens: int = 8
     """Output tokens of the judge call (it answers with a number)."""
+    verifier_json_schema: bool = True
+    """Send the verifier's JSON schema as a structured-output constraint (vLLM/OpenAI backends)."""
     max_evidence_chars: int = 600
     """Characters of each tool output the verifier reads."""
 
@@ -154,6 +156,7 @@ def bats_workflow() -> Workflow:
                     answer=current["answer"],
                     budget=tracker_block(views, agent_config.tracker_config),
                     max_tokens=config.verifier_max_tokens,
+                    json_schema=config.verifier_json_schema,
                 )
                 decision, verdicts = verification.decision, list(verification.verdicts)
                 justification, summary = verification.justification, verification.summary

@@ -29,6 +29,28 @@ REPEATED = (
     "keywords, browse a url from the results, or answer."
 )
 
+# A worked exchange as real turns (the same for every method): small models copy a demonstrated
+# pattern, two searches then a short answer, far more reliably than they follow a described one.
+DEMO_QUESTION = "Question: In which city was the designer of the Eiffel Tower born?"
+DEMO_TURNS: tuple[tuple[str, str], ...] = (
+    ("assistant", "search: Eiffel Tower designer"),
+    ("tool", "Results for 'Eiffel Tower designer':\n  1. Eiffel Tower <wiki://Eiffel Tower>\n     "
+             "The tower was designed by the company of Gustave Eiffel and built from 1887 to 1889."),
+    ("assistant", "search: Gustave Eiffel born"),
+    ("tool", "Results for 'Gustave Eiffel born':\n  1. Gustave Eiffel <wiki://Gustave Eiffel>\n     "
+             "Gustave Eiffel (born 15 December 1832 in Dijon) was a French civil engineer."),
+    ("assistant", "answer: Dijon"),
+)
+
+EXTRACT_SYSTEM = """\
+You shorten answers. Given a question and a long answer, reply with only the shortest phrase that
+answers the question: a name, a date, a number, or yes/no. No sentence, no explanation."""
+
+EXTRACT_USER = """\
+Question: {question}
+Long answer: {answer}
+Shortest answer:"""
+
 NEXT_ACTION = "Reply with action lines only (search: / browse: / answer:)."
 
 FORMAT_NUDGE = (

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.errors import EngineDead
 from orchestrator.types import Message, SamplingOptions
 from workflows.bats import prompts
 
@@ -26,6 +27,7 @@ __all__ = [
     "DECISIONS",
     "PIVOT",
     "SUCCESS",
+    "VERIFIER_SCHEMA",
     "VERDICTS",
     "Verification",
     "VerifierFormatError",
@@ -37,6 +39,18 @@ __all__ = [
 SUCCESS, CONTINUE, PIVOT = "SUCCESS", "CONTINUE", "PIVOT"
 DECISIONS = (SUCCESS, CONTINUE, PIVOT)
 VERDICTS = ("satisfied", "contradicted", "unverifiable")
+VERIFIER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "verdicts": {"type": "array", "items": {"type": "string", "enum": list(VERDICTS)}},
+        "decision": {"type": "string", "enum": list(DECISIONS)},
+        "justification": {"type": "string"},
+        "summary": {"type": "string"},
+    },
+    "required": ["verdicts", "decision", "justification", "summary"],
+    "additionalProperties": False,
+}
+"""The reply's JSON schema, sent as structured-output constraint to servers that take one (vLLM)."""
 _FENCE = re.compile(r"```(?:json)?", re.IGNORECASE)
 
 
@@ -139,8 +153,14 @@ async def verify(
     answer: str,
     budget: str,
     max_tokens: int = 256,
+    json_schema: bool = True,
 ) -> Verification:
-    """Ask the verifier about ``answer``; one repair request on a malformed reply, then default."""
+    """Ask the verifier about ``answer``; one repair request on a malformed reply, then default.
+
+    With ``json_schema`` the request carries :data:`VERIFIER_SCHEMA` (an OpenAI-compatible
+    server then decodes only valid JSON; other backends ignore it and the parser and repair do
+    the work). A server that rejects the constraint is asked again without it.
+    """
     listed = "\n".join(f"{i}. {c}" for i, c in enumerate(constraints, start=1)) or "1. the answer fits the question"
     n = max(len(constraints), 1)
     messages = [
@@ -149,8 +169,16 @@ async def verify(
             question=question, constraints=listed, evidence=evidence, answer=answer, budget=budget
         )),
     ]
-    sampling = SamplingOptions(max_tokens=max_tokens, temperature=0.0)
-    reply = await ctx.chat(messages, sampling=sampling, purpose="verifier")
+    sampling = SamplingOptions(max_tokens=max_tokens, temperature=0.0,
+                               json_schema=VERIFIER_SCHEMA if json_schema else None)
+    try:
+        reply = await ctx.chat(messages, sampling=sampling, purpose="verifier")
+    except EngineDead:
+        if sampling.json_schema is None:
+            raise
+        # The server refused the structured-output request (4xx): plain JSON prompting instead.
+        sampling = SamplingOptions(max_tokens=max_tokens, temperature=0.0)
+        reply = await ctx.chat(messages, sampling=sampling, purpose="verifier")
     try:
         return parse_verification(reply.text, n)
     except VerifierFormatError as exc:

@@ -92,6 +92,8 @@ class FakeContext:
 def make_ctx() -> Callable[..., FakeContext]:
     def make(reply: Callable[[str, list[Message]], str], limits: dict[str, float | None] | None = None,
              **config: Any) -> FakeContext:
+        # Graph tests read the task at messages[1]: no demo exchange unless a test asks for it.
+        config.setdefault("demo", False)
         return FakeContext(reply=reply, limits=limits if limits is not None else {"search": 5, "browse": 5},
                            config=config)
 

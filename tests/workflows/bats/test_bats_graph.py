@@ -8,6 +8,7 @@ from typing import Any
 
 import workflows
 from orchestrator.types import Message
+from workflows.bats.agent import strip_demo
 
 VALID_CONTINUE = ('{"verdicts": ["satisfied", "unverifiable"], "decision": "CONTINUE", '
                   '"justification": "birthplace unchecked", "summary": "Architect is Gustave Eiffel."}')
@@ -16,7 +17,7 @@ VALID_SUCCESS = ('{"verdicts": ["satisfied", "satisfied"], "decision": "SUCCESS"
 
 
 def n_obs(messages: list[Message]) -> int:
-    return sum(1 for m in messages if m.role == "tool")
+    return sum(1 for m in strip_demo(messages) if m.role == "tool")
 
 
 def run_bats(ctx: Any, question: str = "Where was the Eiffel Tower's architect born?") -> dict[str, Any]:

@@ -18,6 +18,7 @@ from orchestrator.tools.registry import ToolRegistry
 from orchestrator.types import LLMRequest
 from tests.orchestrator.fakes import RuleClient
 from workflows.bats import prompts
+from workflows.bats.agent import strip_demo
 
 
 def rule(request: LLMRequest) -> str:
@@ -27,7 +28,7 @@ def rule(request: LLMRequest) -> str:
     if system == prompts.VERIFIER_SYSTEM:
         return ('{"verdicts": ["satisfied", "unverifiable"], "decision": "CONTINUE", '
                 '"justification": "birthplace open", "summary": "designer found"}')
-    if any(m.role == "tool" for m in request.messages):
+    if any(m.role == "tool" for m in strip_demo(request.messages)):
         return "answer: Dijon"
     # Three queries against a budget of two: the ledger must refuse the third.
     return "search: eiffel tower\nsearch: gustave eiffel\nsearch: one too many"
