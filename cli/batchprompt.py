@@ -45,6 +45,8 @@ def build_task_payload(
     seed: int = 0,
     concurrency: int = 16,
     context_window: int = 8192,
+    seas_rule: str = "confident",
+    reask_singles: str = "unvoted",
 ) -> dict[str, Any]:
     """The workflow's task payload; the spec is resolved here so a bad one fails before the run."""
     from workflows.batchprompt.tasks import BUILTIN_TASKS, load_task
@@ -56,6 +58,10 @@ def build_task_payload(
         raise BadInputError("--rounds", "a positive odd number (1, 3, 5, ...)", str(rounds))
     if voting not in ("majority", "weighted"):
         raise BadInputError("--voting", "majority or weighted", voting)
+    if seas_rule not in ("confident", "agree"):
+        raise BadInputError("--seas-rule", "confident or agree", seas_rule)
+    if reask_singles not in ("always", "unvoted", "never"):
+        raise BadInputError("--reask-singles", "always, unvoted or never", reask_singles)
     payload: dict[str, Any] = {
         "task": task.lower() if task.lower() in BUILTIN_TASKS else dataclasses.asdict(spec),
         "batch_size": batch_size,
@@ -67,6 +73,8 @@ def build_task_payload(
         "seed": seed,
         "max_concurrency": concurrency,
         "context_window": context_window,
+        "seas_rule": seas_rule,
+        "reask_singles": reask_singles,
     }
     if limit is not None:
         payload["limit"] = limit
@@ -120,6 +128,8 @@ def batchprompt_command(
     batch_size: Annotated[int, typer.Option("--batch-size", "-n", help="Items per call (1 = SinglePrompt).")] = 16,
     rounds: Annotated[int, typer.Option("--rounds", "-k", help="Voting rounds (odd).")] = 1,
     seas: Annotated[bool, typer.Option("--seas/--no-seas", help="Stop early on confident items.")] = False,
+    seas_rule: Annotated[str, typer.Option(help="SEAS exit: confident (paper) or agree (released code).")] = "confident",
+    reask_singles: Annotated[str, typer.Option(help="Single re-asks: unvoted, always or never.")] = "unvoted",
     voting: Annotated[str, typer.Option(help="majority or weighted.")] = "majority",
     unsure_weight: Annotated[float, typer.Option(help="Weight of a not-confident vote (weighted).")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the round permutations.")] = 0,
@@ -145,7 +155,8 @@ def batchprompt_command(
         payload = build_task_payload(
             task=task, dataset=dataset, data_dir=data_dir, subset=subset, limit=limit, batch_size=batch_size,
             rounds=rounds, seas=seas, voting=voting, unsure_weight=unsure_weight, seed=seed,
-            concurrency=concurrency, context_window=context_window,
+            concurrency=concurrency, context_window=context_window, seas_rule=seas_rule,
+            reask_singles=reask_singles,
         )
         out = asyncio.run(run_batchprompt_job(payload, backend=backend, backend_options=options, budget=budget, db=db))
     except QuotaFlowError as exc:

@@ -28,6 +28,7 @@ from orchestrator.types import LLMResponse, Message, SamplingOptions
 from workflows.batchprompt.prompt import (
     BatchParse,
     compose_messages,
+    label_probabilities,
     max_output_tokens,
     parse_answers,
     plan_batches,
@@ -44,7 +45,9 @@ from workflows.batchprompt.voting import (
 )
 
 __all__ = [
+    "CONFIDENCE_SOURCES",
     "BatchPromptConfig",
+    "LogprobResponse",
     "BatchPromptResult",
     "CallStats",
     "ChatFn",
@@ -58,6 +61,19 @@ __all__ = [
 
 ChatFn = Callable[[list[Message], SamplingOptions], Awaitable[LLMResponse]]
 """One LLM call: the messages and sampling options in, the response (with usage) out."""
+
+CONFIDENCE_SOURCES: tuple[str, ...] = ("self", "logprob")
+
+
+@dataclass(frozen=True)
+class LogprobResponse(LLMResponse):
+    """A response that also carries the generated tokens with their log-probabilities.
+
+    A chat function returns it (instead of a plain :class:`LLMResponse`) when its backend
+    reports logprobs; ``confidence="logprob"`` reads them.
+    """
+
+    token_logprobs: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,6 +102,13 @@ class BatchPromptConfig:
     """Which items still unanswered after the smaller re-asks get a call of their own:
     ``always`` (every one), ``unvoted`` (in rounds after the first, only items without any usable
     vote so far; round 1 is always ``always``), ``never``."""
+    confidence: str = "self"
+    """Where an answer's confidence comes from: ``self`` (the paper: the model's own
+    ``(sure)``/``(unsure)`` mark) or ``logprob`` (the probability of the answer's label token is
+    at least ``confidence_threshold``; needs a chat that returns :class:`LogprobResponse`, calls
+    without logprobs fall back to the marks and are counted in ``logprob_missing_calls``)."""
+    confidence_threshold: float = 0.9
+    """Label-token probability from which a ``logprob`` answer counts as confident."""
     seas_rule: str = "confident"
     """SEAS exit test: ``confident`` (the paper: same label twice, both marked confident) or
     ``agree`` (the released code's: same label twice)."""
@@ -98,6 +121,10 @@ class BatchPromptConfig:
             raise ValueError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
         if self.reask_singles not in ("always", "unvoted", "never"):
             raise ValueError(f"reask_singles must be always, unvoted or never, got {self.reask_singles!r}")
+        if self.confidence not in CONFIDENCE_SOURCES:
+            raise ValueError(f"confidence must be one of {CONFIDENCE_SOURCES}, got {self.confidence!r}")
+        if not 0.0 < self.confidence_threshold <= 1.0:
+            raise ValueError(f"confidence_threshold must be in (0, 1], got {self.confidence_threshold}")
         if self.seas_rule not in SEAS_RULES:
             raise ValueError(f"seas_rule must be one of {SEAS_RULES}, got {self.seas_rule!r}")
 
@@ -143,6 +170,10 @@ class CallStats:
     """Item slots in re-ask calls."""
     unanswered_votes: int = 0
     """Item-rounds left without an answer after every re-ask."""
+    confident_answers: int = 0
+    """Usable answers (all attempts) that counted as confident."""
+    logprob_missing_calls: int = 0
+    """``confidence="logprob"`` calls whose response carried no logprobs (marks used instead)."""
 
     def add(self, other: CallStats) -> None:
         for f in fields(self):
@@ -279,6 +310,15 @@ class _RoundRunner:
         async with self.semaphore:
             response = await self.chat(messages, sampling)
         parse: BatchParse = parse_answers(self.task, response.text, len(keys))
+        confident = {pos: a.confident for pos, a in parse.answers.items()}
+        if self.config.confidence == "logprob":
+            tokens = getattr(response, "token_logprobs", None)
+            if tokens:
+                probs = label_probabilities(self.task, tokens, len(keys))
+                confident = {pos: probs.get(pos, 0.0) >= self.config.confidence_threshold for pos in parse.answers}
+            else:
+                self.stats.logprob_missing_calls += 1
+        self.stats.confident_answers += sum(confident.values())
         self.stats.num_calls += 1
         self.stats.input_tokens += response.usage.input_tokens
         self.stats.output_tokens += response.usage.output_tokens
@@ -292,7 +332,7 @@ class _RoundRunner:
             self.stats.reask_calls += 1
             self.stats.reask_input_tokens += response.usage.input_tokens
             self.stats.reasked_items += len(keys)
-        return {keys[pos - 1]: (a.label, a.confident) for pos, a in parse.answers.items()}
+        return {keys[pos - 1]: (a.label, confident[pos]) for pos, a in parse.answers.items()}
 
     async def ask_all(self, calls: list[list[str]], *, first_attempt: bool) -> dict[str, tuple[str, bool]]:
         """Ask every call concurrently; answers of all calls merged by item key."""

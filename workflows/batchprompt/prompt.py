@@ -21,6 +21,7 @@ use: missing, duplicate (conflicting) and out-of-range numbers, and numbers with
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ __all__ = [
     "Answer",
     "BatchParse",
     "compose_messages",
+    "label_probabilities",
     "parse_answers",
     "plan_batches",
     "render_inputs",
@@ -245,3 +247,42 @@ def plan_batches(
     if current:
         batches.append(current)
     return batches
+
+
+def label_probabilities(task: TaskSpec, tokens: Sequence[tuple[str, float]], num_items: int) -> dict[int, float]:
+    """Per item number, the probability the model gave the first label token of its answer line.
+
+    ``tokens`` are the generated tokens with their log-probabilities (what an OpenAI-compatible
+    server returns with ``logprobs=true``). A line's number is read as :func:`parse_answers`
+    reads it; the first token on the line, after the number, that starts a label word (``yes``,
+    ``no``, an alias) is the label token. This is the optional ``confidence="logprob"`` signal:
+    a small model's own ``(sure)`` marks often carry little information, while the probability of
+    its answer token does. Lines without a number or a label token are skipped; a number seen
+    twice keeps its first probability.
+    """
+    starts = {name.split()[0] for name in task.alias_table()}
+    probs: dict[int, float] = {}
+    line = ""
+    done = False  # this line already gave its label token (or has no number)
+    for text, logprob in tokens:
+        for piece in re.split(r"(\n)", text):
+            if piece == "\n":
+                line, done = "", False
+                continue
+            if not piece:
+                continue
+            before = line
+            line += piece
+            if done:
+                continue
+            word = normalize_text(piece)
+            if not word or word.split()[0] not in starts:
+                continue
+            match = _NUMBER.match(before)
+            if match is None:
+                continue
+            number = int(match.group("bracket") or match.group("word") or match.group("bare"))
+            if 1 <= number <= num_items and number not in probs:
+                probs[number] = math.exp(logprob)
+            done = True
+    return probs

@@ -10,6 +10,7 @@ figures: it knows the gold labels.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import AsyncIterator, Sequence
 
@@ -34,6 +35,8 @@ class ScriptedLabeler:
     unsure_rate: share of answers marked not confident (wrong answers are always not confident).
     max_answers: answer only positions up to this number (``None``: all).
     chatter: wrap the answers in a sentence before and after, as chatty models do.
+    logprobs: return :class:`~workflows.batchprompt.engine.LogprobResponse` with one token per
+    word; a label token has probability 0.99 when its answer is confident, else 0.6.
     """
 
     def __init__(
@@ -46,7 +49,9 @@ class ScriptedLabeler:
         max_answers: int | None = None,
         chatter: bool = False,
         model: str = "scripted-labeler",
+        logprobs: bool = False,
     ) -> None:
+        self.logprobs = logprobs
         self.model = model
         self.task = task
         self._gold = {render_inputs(task, item.inputs): item.gold or task.fallback_label for item in items}
@@ -86,7 +91,17 @@ class ScriptedLabeler:
             input_tokens=sum(self.count_tokens(m.content) for m in request.messages),
             output_tokens=self.count_tokens(text),
         )
-        return LLMResponse(text=text, usage=usage, model=self.model)
+        if not self.logprobs:
+            return LLMResponse(text=text, usage=usage, model=self.model)
+        from workflows.batchprompt.engine import LogprobResponse
+
+        tokens: list[tuple[str, float]] = []
+        for n, line in enumerate(text.split("\n")):
+            sure = line.endswith(f"({CONFIDENT})")
+            for w, word in enumerate(line.split(" ")):
+                p = (0.99 if sure else 0.6) if w == 1 and line.startswith("[") else 0.999
+                tokens.append(((" " if w else "\n" if n else "") + word, math.log(p)))
+        return LogprobResponse(text=text, usage=usage, model=self.model, token_logprobs=tuple(tokens))
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[str | LLMResponse]:
         response = await self.complete(request)

@@ -188,3 +188,20 @@ def test_later_rounds_skip_single_reasks_for_items_with_votes(rte: TaskSpec, rte
     assert cheap.unanswered == [] == full.unanswered and full.stats.unanswered_votes == 0
     assert cheap.stats.unanswered_votes > 0 and cheap.stats.num_calls < full.stats.num_calls
     assert cheap.per_round[0]["unanswered_votes"] == 0  # round 1 always ends with every item answered
+
+
+def test_logprob_confidence_replaces_the_marks(rte: TaskSpec, rte_items: list[Item], chat_of) -> None:  # type: ignore[no-untyped-def]
+    # The scripted model's label token has p=0.99 when it marks the answer sure, else 0.6.
+    def run(threshold: float, logprobs: bool = True):  # type: ignore[no-untyped-def]
+        client = ScriptedLabeler(rte, rte_items, unsure_rate=0.5, logprobs=logprobs)
+        config = BatchPromptConfig(batch_size=8, rounds=3, confidence="logprob", confidence_threshold=threshold)
+        return _run(rte, rte_items, config, client, chat_of)
+
+    marks = _run(rte, rte_items, BatchPromptConfig(batch_size=8, rounds=3),
+                 ScriptedLabeler(rte, rte_items, unsure_rate=0.5), chat_of)
+    same = run(0.9)  # 0.99 >= 0.9 > 0.6: the same split as the marks
+    assert same.votes == marks.votes and 0 < same.stats.confident_answers < 72
+    lax = run(0.5)  # every label token clears 0.5
+    assert lax.stats.confident_answers == 72 and all(v.confident for vs in lax.votes.values() for v in vs)
+    fallback = run(0.5, logprobs=False)  # no logprobs: the marks are used, and counted
+    assert fallback.votes == marks.votes and fallback.stats.logprob_missing_calls == fallback.stats.num_calls == 9

@@ -113,3 +113,18 @@ def test_builtin_few_shot_items_are_not_evaluated(shared_data) -> None:  # type:
         evaluated = {render_inputs(task, item.inputs) for item in load_builtin_items(name, shared_data).items}
         assert shown and not shown & evaluated
         assert {ex.label for ex in task.examples} == {lab.value for lab in task.labels}
+
+
+def test_label_probabilities_reads_the_label_token_of_each_line(rte: TaskSpec) -> None:
+    import math
+
+    from workflows.batchprompt.prompt import label_probabilities
+
+    tokens = [("[", 0.0), ("1", 0.0), ("]", 0.0), (" yes", math.log(0.95)), (" (", 0.0), ("sure", math.log(0.5)),
+              (")\n", 0.0), ("[2", 0.0), ("]", 0.0), (" No", math.log(0.55)), ("\n", 0.0),
+              ("Note: yes", math.log(0.1)), ("\n", 0.0),  # no number: skipped
+              ("[9] no", math.log(0.9)), ("\n[3]", 0.0), (" not", math.log(0.7)), (" entailed", 0.0),
+              ("\n[2] yes", math.log(0.99))]  # a repeat keeps its first probability
+    probs = label_probabilities(rte, tokens, 3)
+    assert set(probs) == {1, 2, 3}
+    assert math.isclose(probs[1], 0.95) and math.isclose(probs[2], 0.55) and math.isclose(probs[3], 0.7)
