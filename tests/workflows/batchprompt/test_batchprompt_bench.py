@@ -1,4 +1,5 @@
-"""The benchmark's --dry-run mode (scripted labeler, no server) writes the issue's summary shape."""
+"""The benchmark's --dry-run (scripted labeler) and --fake-server (real HTTP client, logprobs)
+modes write the issue's summary shape, goal rows first, and respect the time limit."""
 
 from __future__ import annotations
 
@@ -29,8 +30,12 @@ def test_dry_run_writes_summary_detail_and_plot(tmp_path: Path, shared_data: Pat
     assert set(summary) == {"commit", "machine", "date", "model", "results"} and summary["model"] == "dry-run"
     rows = summary["results"]
     assert all(set(r) == KEYS for r in rows)
-    # Per task: SinglePrompt, 3 batch sizes x 3 rounds, 3 batch sizes x SEAS with 3 and 5 rounds.
+    # Per task: SinglePrompt, 3 batch sizes x 3 rounds, 3 batch sizes x paper SEAS with 3 and 5 rounds.
     assert len(rows) == 2 * (1 + 9 + 6)
+    # Goal rows come first: SinglePrompt, then batch 16/32.
+    assert [(r["task"], r["batch_size"]) for r in rows[:2]] == [("rte", 1), ("rte", 16)]
+    variants = json.loads((tmp_path / "summary-variants-dry-run.json").read_text())["results"]
+    assert len(variants) == 2 * 3 * 2 and {r["variant"] for r in variants} == {"agree", "logprob"}
     single = next(r for r in rows if r["task"] == "rte" and r["method"] == "single")
     assert (single["batch_size"], single["rounds"], single["seas"], single["calls"]) == (1, 1, False, 40)
     bs32 = next(r for r in rows if r["task"] == "rte" and r["batch_size"] == 32 and r["rounds"] == 1)
@@ -38,14 +43,49 @@ def test_dry_run_writes_summary_detail_and_plot(tmp_path: Path, shared_data: Pat
     assert all(0 <= r["accuracy"] <= 100 and r["input_tokens"] > 0 for r in rows)
     detail = json.loads((tmp_path / "detail-dry-run.json").read_text())
     assert detail["errors"] == {} and detail["num_items"] == {"rte": 40, "qqp": 40}
+    assert detail["finished"] and detail["incomplete"] == []
+    rates = detail["parse_failure_rate_by_batch_size"]["rte"]
+    assert rates["1"] == rates["8"] == rates["16"] == 0.0 < rates["32"]
     # Shared rounds across configurations are sent once, yet counted for each configuration.
-    assert detail["num_prompts_sent"] < detail["num_prompts_asked"] == sum(r["calls"] for r in rows)
+    assert detail["num_prompts_sent"] < detail["num_prompts_asked"] == sum(r["calls"] for r in detail["results"])
     assert all(r["unanswered_items"] == 0 for r in detail["results"])
+    # The scripted labeler returns no logprobs: the logprob variant falls back to the marks, counted.
+    assert all(r["logprob_missing_calls"] == r["calls"] for r in detail["results"] if r["variant"] == "logprob")
+    assert all(0 < r["paper_accounting_token_share_pct"] for r in detail["results"])
     assert (tmp_path / "summary-dry-run.png").stat().st_size > 10_000
     assert out["summary"] == summary
 
 
-def test_grid_shape() -> None:
-    points = _bench().grid(["boolq"], [8, 16, 32], [1, 3, 5], [3, 5])
-    assert len(points) == 16 and points[0].method == "single"
-    assert sum(p.seas for p in points) == 6 and {p.rounds for p in points if p.seas} == {3, 5}
+def test_fake_server_goes_through_http_with_logprobs(tmp_path: Path, shared_data: Path) -> None:
+    bench = _bench()
+    bench.main(["--fake-server", "--limit", "24", "--tasks", "rte", "--batch-sizes", "16", "--rounds", "1",
+                "--seas-rounds", "3", "--data-dir", str(shared_data), "--out-dir", str(tmp_path)])
+    detail = json.loads((tmp_path / "detail-fake-server.json").read_text())
+    assert detail["errors"] == {} and detail["finished"]
+    logprob = next(r for r in detail["results"] if r["variant"] == "logprob")
+    paper = next(r for r in detail["results"] if r["variant"] == "paper")
+    assert logprob["logprob_missing_calls"] == 0 and logprob["confident_answers"] > 0
+    assert logprob["seas_exits_by_round"] == paper["seas_exits_by_round"]  # p=0.99 iff marked sure
+    assert all(len(r["predictions"]) == 24 for r in detail["results"])
+
+
+def test_time_limit_writes_what_finished(tmp_path: Path, shared_data: Path) -> None:
+    bench = _bench()
+    bench.main(["--fake-server", "--limit", "40", "--tasks", "rte,qqp", "--time-limit-s", "0.001",
+                "--data-dir", str(shared_data), "--out-dir", str(tmp_path)])
+    detail = json.loads((tmp_path / "detail-fake-server.json").read_text())
+    summary = json.loads((tmp_path / "summary-fake-server.json").read_text())
+    assert not detail["finished"] and detail["incomplete"] and detail["errors"] == {}
+    assert len(summary["results"]) + len(detail["incomplete"]) <= 2 * 22
+
+
+def test_grid_waves_put_goal_rows_first() -> None:
+    first, rest = _bench().grid(["boolq"], [8, 16, 32], [1, 3, 5], [3, 5])
+    assert [p.name for p in first[:2]] == ["boolq/bs1/k1", "boolq/bs16/k1"]
+    assert {p.batch_size for p in first} == {1, 16, 32} and {p.batch_size for p in rest} == {8, 16, 32}
+    assert all(not p.seas for p in rest if p.batch_size != 8)
+    paper = [p for p in first + rest if p.seas and p.variant == "paper"]
+    assert len(paper) == 6 and {p.rounds for p in paper} == {3, 5}
+    assert {(p.variant, p.rounds) for p in first if p.seas} == {("paper", 3), ("paper", 5), ("agree", 5),
+                                                                ("logprob", 5)}
+    assert len(first + rest) == 1 + 9 + 6 + 2 * 3
