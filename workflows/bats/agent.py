@@ -347,9 +347,18 @@ async def run_attempt(
         messages = render()
         reply = await ctx.chat(messages, sampling=sampling, is_last_step=True, purpose=purpose)
         num_turns += 1
-        final = [a.value for a in parse_actions(reply.text, tools) if a.kind == ANSWER]
-        last = final[-1] if final else fallback_answer(reply.text)
-        answer = last or answer
+        parsed = parse_actions(reply.text, tools)
+        final = [a.value for a in parsed if a.kind == ANSWER]
+        if final:
+            last = final[-1]
+        elif parsed:
+            # Asked to answer, the agent still calls a tool: what it wanted to look up (a page
+            # title, keywords) is its best guess, not the raw "browse: wiki://..." line.
+            last = parsed[-1].value.removeprefix("wiki://")
+        else:
+            last = fallback_answer(reply.text)
+        # An explicit final answer wins; else an earlier answer (forcing), else the best guess.
+        answer = last if final else (answer or last)
         entries.append(assistant_entry(reply.text, [(ANSWER, answer)] if answer else []))
 
     raw_answer = answer
