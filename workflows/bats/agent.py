@@ -117,6 +117,10 @@ class AgentConfig:
     max_format_errors: int = 1
     """Replies without an action line that get a reminder of the format; the next such reply
     is taken as the answer."""
+    max_stale_turns: int = 2
+    """Consecutive turns whose tool actions were all repeats (nothing new ran) before the agent
+    is asked for its final answer: a looping small model would otherwise spend the whole
+    budget-derived turn cap on calls that cost no budget."""
     max_idle_turns: int = 5
     """Budget forcing: stop after this many consecutive turns without a tool call."""
     stop_when_any_exhausted: bool = True
@@ -229,6 +233,10 @@ def _left_text(views: list[ToolBudgetView]) -> str:
     return ", ".join(f"{v.tool}: {v.remaining:g} left" for v in views if v.remaining is not None) or "no limit"
 
 
+def _key(action: Action) -> tuple[str, str]:
+    return action.kind, " ".join(action.value.lower().split())
+
+
 async def _execute(
     ctx: RunContext, actions: list[Action], config: AgentConfig, mode: LoopMode, done: set[tuple[str, str]]
 ) -> tuple[Entry, list[ToolBudgetView], int, int]:
@@ -236,7 +244,7 @@ async def _execute(
     (small models loop on one query) and costs nothing. Returns (entry, views, refused, repeated)."""
     parts, num_refused, num_repeated = [], 0, 0
     for action in actions:
-        key = (action.kind, " ".join(action.value.lower().split()))
+        key = _key(action)
         if key in done:
             num_repeated += 1
             parts.append(f"[{action.kind}: {action.value}]\n{prompts.REPEATED}")
@@ -287,7 +295,7 @@ async def run_attempt(
     answer, stop = "", "max_turns"
     num_turns = num_format_errors = num_forcing = num_refused = num_repeated = 0
     done: set[tuple[str, str]] = set()
-    bad_in_a_row = idle = 0
+    bad_in_a_row = idle = stale = 0
     last_tool: str | None = None
     demo = demo_messages() if config.demo else []
 
@@ -306,6 +314,10 @@ async def run_attempt(
         actions = parse_actions(reply.text, tools)
         tool_actions = [a for a in actions if a.kind != ANSWER][: config.max_actions_per_turn]
         answers = [a for a in actions if a.kind == ANSWER]
+        if answers and tool_actions and all(_key(a) in done for a in tool_actions):
+            # Small models re-emit the whole pattern (same search, same browse, then the answer):
+            # nothing new would run, so the answer line is what the reply says.
+            tool_actions = []
         if tool_actions:
             entries.append(assistant_entry(reply.text, [(a.kind, a.value) for a in tool_actions]))
             entry, views, refused, repeated = await _execute(ctx, tool_actions, config, mode, done)
@@ -313,10 +325,16 @@ async def run_attempt(
             if repeated == len(tool_actions):
                 # Nothing new ran: a plain note, so the last real tool output stays in full view.
                 entry = user_entry(entry["content"])
+                stale += 1
+            else:
+                stale = 0
             entries.append(entry)
             num_refused += refused
             num_repeated += repeated
             bad_in_a_row = idle = 0
+            if stale >= config.max_stale_turns:
+                stop = "stale"
+                break
             continue
         idle += 1
         if not answers:

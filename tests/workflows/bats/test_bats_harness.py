@@ -159,3 +159,21 @@ def test_fake_response_type_is_unchanged() -> None:
 
     assert hash(SamplingOptions(json_schema=VERIFIER_SCHEMA)) == hash(SamplingOptions())
     assert LLMResponse("x", Usage(), "m").text == "x"
+
+
+def test_looping_agent_stops_after_stale_turns_not_at_the_turn_cap(make_ctx) -> None:
+    def reply(purpose: str, messages: list[Message]) -> str:
+        return "answer: x" if messages[-1].content == prompts.MAX_TURNS_REACHED else "search: same query"
+
+    ctx = make_ctx(reply, {"search": 20, "browse": 20})  # derived cap: 42 turns
+    result = asyncio.run(run_attempt(ctx, "q", AgentConfig(demo=False), LoopMode()))
+    assert result["stop"] == "stale" and result["answer"] == "x"
+    assert ctx.used == {"search": 1} and len(ctx.calls) == 1 + 2 + 1  # first run, 2 repeats, final
+
+
+def test_reply_repeating_done_actions_then_answering_is_an_answer(make_ctx) -> None:
+    # Qwen 0.5B re-emits its whole pattern each turn; the answer line must not be lost.
+    ctx = make_ctx(lambda p, m: "search: viva media\nbrowse: wiki://VIVA Media\nanswer: VIVA Media AG")
+    result = asyncio.run(run_attempt(ctx, "q", AgentConfig(demo=False), LoopMode()))
+    assert result["stop"] == "answered" and result["answer"] == "VIVA Media AG"
+    assert len(ctx.calls) == 2 and ctx.used == {"search": 1, "browse": 1}
