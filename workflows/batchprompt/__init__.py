@@ -19,10 +19,11 @@ from workflows.batchprompt.engine import (
     BatchPromptConfig,
     BatchPromptResult,
     CallStats,
+    LogprobResponse,
     run_batchprompt,
 )
 from workflows.batchprompt.graph import build_graph, initial_state, result_of
-from workflows.batchprompt.prompt import compose_messages, parse_answers, plan_batches
+from workflows.batchprompt.prompt import compose_messages, label_probabilities, parse_answers, plan_batches
 from workflows.batchprompt.tasks import (
     BUILTIN_TASKS,
     TaskSpec,
@@ -38,9 +39,11 @@ __all__ = [
     "BatchPromptConfig",
     "BatchPromptResult",
     "CallStats",
+    "LogprobResponse",
     "TaskSpec",
     "VotingConfig",
     "compose_messages",
+    "label_probabilities",
     "load_builtin_items",
     "load_dataset",
     "load_task",

@@ -12,7 +12,9 @@ The task payload (what ``Runtime.run("batchprompt", task=...)`` receives):
   ``limit`` keeps the first N items;
 - options, all optional: ``batch_size``, ``rounds``, ``seas``, ``voting`` (``majority`` or
   ``weighted``), ``confident_weight``, ``unsure_weight``, ``seed``, ``max_concurrency``,
-  ``context_window``, ``max_tokens_per_answer``, ``reask``.
+  ``context_window``, ``max_tokens_per_answer``, ``reask``, ``reask_singles``, ``seas_rule``,
+  ``confidence`` (``self``; ``logprob`` needs a chat that returns logprobs, the runtime's
+  clients do not, so it falls back to the marks), ``confidence_threshold``.
 """
 
 from __future__ import annotations

@@ -132,3 +132,22 @@ def test_paused_run_resumes_without_paying_twice(tmp_path: Path, rte: TaskSpec, 
         await rt.aclose()
 
     asyncio.run(go())
+
+
+def test_payload_carries_seas_rule_and_reask_policy(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from orchestrator.errors import BadInputError
+    from workflows.batchprompt.graph import config_from_task
+
+    rows = tmp_path / "d.jsonl"
+    rows.write_text('{"premise": "a", "hypothesis": "b", "label": "entailment", "idx": 1}\n')
+    payload = build_task_payload(task="rte", dataset=rows, seas=True, rounds=3, seas_rule="agree",
+                                 reask_singles="always")
+    config = config_from_task({k: v for k, v in payload.items() if k not in ("task", "dataset", "data_dir",
+                                                                           "subset", "limit")})
+    assert (config.seas_rule, config.reask_singles, config.seas) == ("agree", "always", True)
+    for bad in ({"seas_rule": "vibes"}, {"reask_singles": "twice"}):
+        try:
+            build_task_payload(task="rte", dataset=rows, **bad)  # type: ignore[arg-type]
+        except BadInputError:
+            continue
+        raise AssertionError(f"{bad} accepted")
