@@ -59,7 +59,10 @@ async def _run_method(args: argparse.Namespace, rows: list[dict[str, Any]], data
                       budget: int | None, client: Any, db_dir: Path) -> dict[str, Any]:
     options = {"method": method, "total_budget": budget, "max_concurrency": args.concurrency,
                "unlimited_max_tokens": args.max_tokens, "ceiling_tokens": args.max_tokens,
-               "batch_size": args.probe_batch_size}
+               "batch_size": args.probe_batch_size, "force_answer": not args.no_force_answer,
+               "answer_reserve_tokens": args.answer_reserve_tokens,
+               "max_probe_fraction": args.max_probe_fraction,
+               "probe_tokens_per_question": args.probe_tokens_per_question}
     task = {"rows": rows, "dataset": dataset}
     t0 = time.perf_counter()
     if args.via == "runtime":
@@ -82,10 +85,13 @@ async def _run_method(args: argparse.Namespace, rows: list[dict[str, Any]], data
 
         ctx = DirectContext(client, config=options)
         out = result(await run_nodes(ctx, initial_state(task)))
+    items = [{"dataset": dataset, "method": method, "total_budget": budget, **it} for it in out["items"]]
     return {"dataset": dataset, "method": method, "total_budget": budget, "accuracy": out["accuracy"],
             "reasoning_tokens": out["reasoning_tokens"], "num_items": out["num_items"],
             "tokens_by_purpose": out["tokens_by_purpose"], "seconds": round(time.perf_counter() - t0, 1),
-            "sources": _count(it["source"] for it in out["items"])}
+            "num_truncated": out["num_truncated"], "num_forced": out["num_forced"],
+            "num_unparsable": out["num_unparsable"],
+            "sources": _count(it["source"] for it in out["items"]), "items": items}
 
 
 def _count(values: Any) -> dict[str, int]:
@@ -119,27 +125,71 @@ def _client(args: argparse.Namespace) -> Any:
     return create_client("openai", base_urls=[args.base_url], model=args.model)
 
 
-async def run_allocation(args: argparse.Namespace) -> list[dict[str, Any]]:
+class Deadline:
+    """Seconds left of --time-limit-s (None: no limit), so every part stops in time to write."""
+
+    def __init__(self, limit_s: float) -> None:
+        self.end = time.monotonic() + limit_s if limit_s > 0 else None
+
+    def left(self) -> float | None:
+        return None if self.end is None else self.end - time.monotonic()
+
+    def allows(self, seconds: float) -> bool:
+        left = self.left()
+        return left is None or left >= seconds
+
+
+async def run_allocation(args: argparse.Namespace, deadline: Deadline,
+                         on_entry: Any = lambda entries: None) -> list[dict[str, Any]]:
+    """Unlimited, then uniform and drqa per fraction, per dataset; ``on_entry`` after each run
+    (the caller writes the results so far). A run that the deadline would cut is skipped or
+    cancelled and listed under ``skipped``."""
     client = _client(args)
     fractions = [float(f) for f in args.fractions.split(",")]
     entries: list[dict[str, Any]] = []
+
+    async def timed(coro: Any, label: str) -> dict[str, Any] | None:
+        left = deadline.left()
+        if left is not None and left < args.min_run_s:
+            coro.close()
+            SKIPPED.append(f"{label}: not started, {left:.0f}s left")
+            return None
+        try:
+            return await asyncio.wait_for(coro, None if left is None else left - args.reserve_s)
+        except TimeoutError:
+            SKIPPED.append(f"{label}: cancelled at the time limit")
+            return None
+
     with tempfile.TemporaryDirectory() as tmp, _progress() as progress:
         datasets = _datasets(args)
         bar = progress.add_task("allocation runs", total=len(datasets) * (1 + 2 * len(fractions)))
         for dataset, rows in datasets.items():
-            unlimited = await _run_method(args, rows, dataset, "unlimited", None, client, Path(tmp))
+            unlimited = await timed(_run_method(args, rows, dataset, "unlimited", None, client, Path(tmp)),
+                                    f"{dataset}/unlimited")
+            progress.advance(bar)
+            if unlimited is None:
+                continue
             # The cap that bounds unlimited, so every entry has a number (see BENCHMARKS notes).
             unlimited["total_budget"] = len(rows) * args.max_tokens
             entries.append(unlimited)
-            progress.advance(bar)
+            on_entry(entries)
             for frac in fractions:
                 budget = int(unlimited["reasoning_tokens"] * frac)
                 for method in ("uniform", "drqa"):
-                    entries.append(await _run_method(args, rows, dataset, method, budget, client, Path(tmp)))
-                    entries[-1]["budget_fraction_of_unlimited"] = frac
+                    entry = await timed(_run_method(args, rows, dataset, method, budget, client, Path(tmp)),
+                                        f"{dataset}/{method}/{frac}")
                     progress.advance(bar)
+                    if entry is None:
+                        continue
+                    entry["budget_fraction_of_unlimited"] = frac
+                    entries.append(entry)
+                    on_entry(entries)
     await client.aclose()
     return entries
+
+
+SKIPPED: list[str] = []
+"""Runs and parts the time limit left out (written to details.json and printed)."""
 
 
 def plot_allocation(entries: list[dict[str, Any]], path: Path) -> None:
@@ -254,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base-model-path", default="/root/models/qwen05-hf", help="HF folder GRPO starts from")
     p.add_argument("--datasets", default="gsm8k,math")
     p.add_argument("--limit", type=int, default=0, help="questions per dataset for allocation (0: all)")
-    p.add_argument("--fractions", default="0.45,0.6,0.75", help="budgets as fractions of unlimited's spend")
+    p.add_argument("--fractions", default="0.5,0.6,0.75", help="budgets as fractions of unlimited's spend")
     p.add_argument("--max-tokens", type=int, default=512, help="per-question cap (unlimited) and quota ceiling")
     p.add_argument("--probe-batch-size", type=int, default=4)
     p.add_argument("--concurrency", type=int, default=256)
@@ -268,8 +318,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompts-per-step", type=int, default=8)
     p.add_argument("--learning-rate", type=float, default=1e-6)
     p.add_argument("--results-dir", default="", help="default: bench/results/drqa (dry runs: its dry-run/)")
+    p.add_argument("--no-force-answer", action="store_true",
+                   help="score a solve cut off at its quota as it is (the pre-fix behaviour)")
+    p.add_argument("--answer-reserve-tokens", type=int, default=24,
+                   help="part of each quota held back for the forced final answer")
+    p.add_argument("--max-probe-fraction", type=float, default=0.2,
+                   help="drqa: most of the total budget the batch-mode probe may spend")
+    p.add_argument("--probe-tokens-per-question", type=int, default=60)
+    p.add_argument("--time-limit-s", type=float, default=0,
+                   help="whole-run wall-clock limit (0: none): runs that would pass it are skipped or "
+                        "cancelled, and results are written after every run, so a kill after the limit "
+                        "loses nothing")
+    p.add_argument("--min-run-s", type=float, default=15, help="do not start an allocation run with less left")
+    p.add_argument("--reserve-s", type=float, default=5, help="seconds kept for writing the results")
+    p.add_argument("--training-min-s", type=float, default=120,
+                   help="skip the data+training parts when less than this is left after allocation")
     p.add_argument("--dry-run", action="store_true", help="CPU: simulated solver, tiny random model")
     args = p.parse_args(argv)
+    deadline = Deadline(args.time_limit_s)
     parts = set(args.parts.split(","))
     out = RESULTS_DIR(args)
     artifacts = Path(args.artifacts_dir) / ("dry-run" if args.dry_run else "")
@@ -277,21 +343,39 @@ def main(argv: list[str] | None = None) -> int:
     header = {"commit": git_commit(ROOT), "machine": _machine(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
               "model": "simulated + tiny random llama (dry run)" if args.dry_run
               else (args.model or args.base_model_path)}
-    details: dict[str, Any] = {**header, "args": vars(args)}
+    details: dict[str, Any] = {**header, "args": vars(args), "skipped": SKIPPED}
     summary_update: dict[str, Any] = dict(header)
-    if "allocation" in parts:
-        entries = asyncio.run(run_allocation(args))
+
+    def write() -> dict[str, Any]:
+        _merge(out / "details.json", details)
+        return _merge(out / "summary.json", summary_update)
+
+    def on_entry(entries: list[dict[str, Any]]) -> None:
         details["allocation"] = entries
+        details["allocation_table"] = allocation_table(entries)
         summary_update["allocation"] = [{k: e[k] for k in ("dataset", "method", "total_budget", "accuracy",
                                                            "reasoning_tokens")} for e in entries]
+        write()
+
+    if "allocation" in parts:
+        entries = asyncio.run(run_allocation(args, deadline, on_entry))
+        on_entry(entries)
+        for row in details["allocation_table"]:
+            print(row)
         try:
-            plot_allocation(entries, out / "allocation.png")
+            if entries:
+                plot_allocation(entries, out / "allocation.png")
         except ImportError as exc:  # matplotlib is not on every GPU image; the JSON has the numbers
             print(f"no plot ({exc}); plot later from details.json")
     data_dir = Path(args.data_dir) if args.data_dir else None
+    wants_training = bool({"data", "training"} & parts)
+    if wants_training and not deadline.allows(args.training_min_s):
+        SKIPPED.append(f"data/training: {deadline.left():.0f}s left, need {args.training_min_s:.0f}s")
+        parts -= {"data", "training"}
     if "data" in parts:
         data_dir = asyncio.run(run_data(args, artifacts))
         details["data_dir"] = str(data_dir)
+        write()
     if "training" in parts:
         if data_dir is None:
             raise SystemExit("the training part needs --data-dir or the data part in the same run")
@@ -301,10 +385,23 @@ def main(argv: list[str] | None = None) -> int:
             name: {k: training["eval"][name][k] for k in ("dataset", "accuracy", "tokens_per_question")}
             for name in ("base", "trained")
         }
-    _merge(out / "details.json", details)
-    summary = _merge(out / "summary.json", summary_update)
-    print(json.dumps(summary, indent=2))
+    summary = write()
+    if SKIPPED:
+        print("skipped (time limit):", *SKIPPED, sep="\n  ")
+    print(json.dumps({k: v for k, v in summary.items() if k != "allocation"}, indent=2))
     return 0
+
+
+def allocation_table(entries: list[dict[str, Any]]) -> list[str]:
+    """One line per run: accuracy, tokens as a share of unlimited's, truncated/forced/unparsable."""
+    base = {e["dataset"]: e["reasoning_tokens"] for e in entries if e["method"] == "unlimited"}
+    rows = []
+    for e in entries:
+        share = e["reasoning_tokens"] / base[e["dataset"]] if base.get(e["dataset"]) else float("nan")
+        rows.append(f"{e['dataset']:6} {e['method']:9} budget={e['total_budget']!s:>6} acc={e['accuracy']:.3f} "
+                    f"tokens={e['reasoning_tokens']} ({share:.0%} of unlimited) truncated={e['num_truncated']} "
+                    f"forced={e['num_forced']} unparsable={e['num_unparsable']} {e['seconds']}s")
+    return rows
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from budget.quota.difficulty import DifficultyConfig
 
 __all__ = [
     "QUOTA_METHODS",
+    "answer_reserve",
     "ProbePlan",
     "QuotaConfig",
     "QuotaMethod",
@@ -79,9 +80,16 @@ class QuotaConfig:
     min_probe_tokens_per_question: int = 24
     """Below this per-question probe allowance the probe is skipped (weights become equal)."""
     answer_reserve_tokens: int = 24
-    """Part of each quota kept for the final answer line (not stated as reasoning budget)."""
+    """Part of each quota kept for the final answer (not stated as reasoning budget). With
+    ``force_answer`` the solve call's ``max_tokens`` is the quota minus this reserve, and the
+    reserve pays for the forced answer when the working is cut off."""
+    force_answer: bool = True
+    """A solve cut off at its quota (or ending with no readable answer) gets one more short call
+    that continues from its working and asks for the final answer now; its tokens come out of
+    the same quota, so the total is still never exceeded."""
     unlimited_max_tokens: int = 1024
-    """Cap on each question in the 'unlimited' baseline (the model's natural length below it)."""
+    """Cap on each question in the 'unlimited' baseline (the model's natural length below it),
+    forced answer included."""
     accept_resolved: bool = True
     """drqa: accept a probe answer that agrees with the quick answer confidently, with no solve."""
     low_confidence_threshold: float = 0.6
@@ -159,3 +167,14 @@ def solve_quotas(
             for d, r in zip(difficulties, resolved, strict=True)
         ]
     return allocate(weights, max(budget_left, 0), config.allocation)
+
+
+def answer_reserve(quota: int, config: QuotaConfig) -> int:
+    """Tokens of ``quota`` held back for a forced answer (0 when forcing is off).
+
+    At most half the quota, so a small quota still buys some working; the solve call gets
+    ``quota - answer_reserve(quota)`` and the forced answer whatever of the quota that left.
+    """
+    if not config.force_answer or quota <= 1:
+        return 0
+    return min(config.answer_reserve_tokens, quota // 2)

@@ -1,9 +1,14 @@
-"""The ``drqa`` workflow: probe -> allocate -> solve -> reallocate -> final, over a whole dataset.
+"""The ``drqa`` workflow: probe -> allocate -> solve -> reallocate -> answer -> final, over a dataset.
 
 Every call goes through ``ctx.chat`` (ledger, store, metrics, journal). The run's own reasoning
 budget (output tokens) is enforced on top of that: each call's ``max_tokens`` is carved out of
 what is left, so the run never spends more than ``total_budget`` output tokens, whatever the
 model does. Methods ``uniform`` and ``unlimited`` take the same path with stages switched off.
+
+A solve cut off at its quota is not scored as "no answer": each quota keeps a small reserve
+(``answer_reserve_tokens``) out of the solve call, and the ``answer`` stage spends it on one
+short call that shows the model its working and asks for the final answer now (every method,
+when ``force_answer`` is on).
 """
 
 from __future__ import annotations
@@ -25,12 +30,12 @@ from budget.quota.batch import (
 )
 from budget.quota.difficulty import estimate_difficulty
 from budget.quota.enforcement import WORDS_PER_TOKEN, quota_sampling
-from budget.quota.plan import plan_probe, policy_for, solve_quotas
+from budget.quota.plan import answer_reserve, plan_probe, policy_for, solve_quotas
 from orchestrator.errors import BadInputError
 from orchestrator.types import LLMResponse, Message, SamplingOptions
 from workflows.drqa.config import DRQARunConfig, run_config_from
 from workflows.drqa.datasets import Item, detect_dataset, get_spec
-from workflows.drqa.prompts import continuation_messages, solve_messages
+from workflows.drqa.prompts import continuation_messages, force_answer_messages, solve_messages
 
 if TYPE_CHECKING:
     from langgraph.graph import StateGraph
@@ -39,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["NODE_ORDER", "DRQAState", "build", "initial_state", "make_nodes", "result", "run_nodes"]
 
-NODE_ORDER = ("probe", "allocate", "solve", "reallocate", "final")
+NODE_ORDER = ("probe", "allocate", "solve", "reallocate", "answer", "final")
 """The stages, in the order every method runs them."""
 
 T = TypeVar("T")
@@ -56,6 +61,7 @@ class DRQAState(TypedDict, total=False):
     attempts: list[dict[str, Any] | None]
     extras: list[int]
     retries: list[dict[str, Any] | None]
+    forced: list[dict[str, Any] | None]
     final: list[dict[str, Any]]
     method: str
     total_budget: int | None
@@ -95,6 +101,13 @@ def result(state: dict[str, Any]) -> dict[str, Any]:
     """Answers, accuracy and token use of a finished run."""
     final = state.get("final", [])
     num_correct = sum(1 for f in final if f.get("correct"))
+    counts = {
+        # Solve calls stopped by max_tokens, answers forced out of a cut-off working, and items
+        # left with no parsable answer at all (scored wrong).
+        "num_truncated": sum(1 for f in final if f.get("finish_reason") == "length"),
+        "num_forced": sum(1 for f in final if f.get("forced")),
+        "num_unparsable": sum(1 for f in final if f.get("answer") is None),
+    }
     return {
         "answer": [f.get("answer") for f in final],
         "dataset": state.get("dataset"),
@@ -105,6 +118,7 @@ def result(state: dict[str, Any]) -> dict[str, Any]:
         "accuracy": num_correct / len(final) if final else 0.0,
         "reasoning_tokens": state.get("spent", 0),
         "tokens_by_purpose": state.get("spent_by_purpose", {}),
+        **counts,
         "items": final,
     }
 
@@ -130,16 +144,46 @@ def _add_spend(state: DRQAState, purpose: str, tokens: int) -> dict[str, Any]:
     return {"spent": state.get("spent", 0) + tokens, "spent_by_purpose": by}
 
 
-def _attempt(response: LLMResponse, quota: int, kind: str) -> dict[str, Any]:
+def _attempt(response: LLMResponse, quota: int, kind: str, **extra: Any) -> dict[str, Any]:
     truncated = response.finish_reason == "length"
     return {
         "kind": kind,
         "text": response.text,
         "answer": extract_final_answer(response.text, allow_last_number=not truncated),
         "truncated": truncated,
+        "finish_reason": response.finish_reason,
         "tokens": _tokens(response),
         "quota": quota,
+        **extra,
     }
+
+
+TEXT_RECORD_CHARS = 600
+"""Per-item records keep at most this much of the raw output (its start and its end)."""
+
+
+def _clip(text: str, limit: int = TEXT_RECORD_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    return f"{text[:head]} [...] {text[-(limit - head):]}"
+
+
+def _chain(attempt: dict[str, Any] | None, retry: dict[str, Any] | None) -> tuple[str, str | None, bool]:
+    """The working a forced answer continues from, its answer so far, and whether it needs one.
+
+    A continuation extends the solve's text; a fresh re-solve replaces it; a 'retry' (second
+    opinion on an answered question) never needs forcing, the first answer stands.
+    """
+    if attempt is None:
+        return "", None, False
+    if retry is not None and retry["kind"] == "continuation":
+        return attempt["text"] + retry["text"], retry["answer"], retry["answer"] is None
+    if retry is not None and retry["kind"] == "solve":
+        if retry["answer"] is None and attempt["answer"] is None:
+            return retry["text"], None, True
+        return retry["text"], retry["answer"] or attempt["answer"], False
+    return attempt["text"], attempt["answer"], attempt["answer"] is None
 
 
 def make_nodes(ctx: RunContext) -> dict[str, Callable[[DRQAState], Awaitable[dict[str, Any]]]]:
@@ -224,18 +268,23 @@ def make_nodes(ctx: RunContext) -> dict[str, Callable[[DRQAState], Awaitable[dic
         funded = [i for i, q in enumerate(quotas) if q > 0]
         base = SamplingOptions(temperature=cfg.temperature)
         stated = policy.weighting != "none"
+        reserves = [answer_reserve(q, cfg.quota) for q in quotas]
+        # With forcing on, the stated budget is exactly what the solve call may spend.
+        stated_reserve = [r if cfg.quota.force_answer else cfg.quota.answer_reserve_tokens for r in reserves]
         calls = [
             (lambda i=i: chat(
                 solve_messages(items[i].question, spec.answer_instruction,
                                quota_tokens=quotas[i] if stated else None,
-                               answer_reserve_tokens=cfg.quota.answer_reserve_tokens),
-                quota_sampling(quotas[i], base), "solve"))
+                               answer_reserve_tokens=stated_reserve[i]),
+                quota_sampling(quotas[i] - reserves[i], base), "solve"))
             for i in funded
         ]
         responses = await _gather_limited(cfg.max_concurrency, calls)
         attempts: list[dict[str, Any] | None] = [None] * len(items)
         for i, resp in zip(funded, responses, strict=True):
-            attempts[i] = _attempt(resp, quotas[i], "solve")
+            attempts[i] = _attempt(resp, quotas[i], "solve", reserve=reserves[i],
+                                   stated_quota=quotas[i] if stated else None,
+                                   stated_reserve=stated_reserve[i])
         update = _add_spend(state, "solve", sum(_tokens(r) for r in responses))
         await ctx.record_step("solve", {"num_calls": len(calls), "spent": update["spent"],
                                         "num_truncated": sum(1 for a in attempts if a and a["truncated"])})
@@ -249,7 +298,9 @@ def make_nodes(ctx: RunContext) -> dict[str, Callable[[DRQAState], Awaitable[dic
             return {"extras": [0] * n, "retries": [None] * n}
         spec = get_spec(state["dataset"])
         items = items_of(state)
-        pool = max((cfg.total_budget or 0) - state.get("spent", 0), 0)
+        # Quota reserves of answerless solves stay held for their forced answers.
+        held = sum(a["reserve"] for a in state["attempts"] if a is not None and a["answer"] is None)
+        pool = max((cfg.total_budget or 0) - state.get("spent", 0) - held, 0)
         candidates = []
         for p, a in zip(state["probe"], state["attempts"], strict=True):
             unresolved = not p["resolved"] and (a is None or a["answer"] is None)
@@ -285,22 +336,72 @@ def make_nodes(ctx: RunContext) -> dict[str, Callable[[DRQAState], Awaitable[dic
         for (i, kind), resp in zip(kinds, responses, strict=True):
             retries[i] = _attempt(resp, extras[i], kind)
         update = _add_spend(state, "reallocate", sum(_tokens(r) for r in responses))
-        await ctx.record_step("reallocate", {"pool": pool, "allocated": sum(extras), "num_calls": len(thunks),
-                                             "spent": update["spent"]})
+        await ctx.record_step("reallocate", {"pool": pool, "held_for_answers": held, "allocated": sum(extras),
+                                             "num_calls": len(thunks), "spent": update["spent"]})
         return {"extras": extras, "retries": retries, **update}
+
+    async def answer(state: DRQAState) -> dict[str, Any]:
+        """Force a final answer out of every working that was cut off (or ended without one)."""
+        cfg = config_of(state)
+        n = len(state["items"])
+        if not cfg.quota.force_answer:
+            await ctx.record_step("answer", {"enabled": False})
+            return {"forced": [None] * n}
+        spec = get_spec(state["dataset"])
+        items = items_of(state)
+        # Safety net on top of the per-item arithmetic: never past the run's total.
+        left = None if cfg.total_budget is None else max(cfg.total_budget - state.get("spent", 0), 0)
+        base = SamplingOptions(temperature=cfg.temperature)
+        thunks: list[Callable[[], Awaitable[LLMResponse]]] = []
+        order: list[tuple[int, int]] = []
+        for i in range(n):
+            a, r = state["attempts"][i], state["retries"][i]
+            working, _, needs = _chain(a, r)
+            if not needs or a is None:
+                continue
+            used = a["tokens"] + (r["tokens"] if r else 0)
+            allowance = min(a["reserve"], a["quota"] + state["extras"][i] - used)
+            if left is not None:
+                allowance = min(allowance, left)
+            if allowance <= 0:
+                continue
+            if left is not None:
+                left -= allowance
+            prompt = solve_messages(items[i].question, spec.answer_instruction, quota_tokens=a["stated_quota"],
+                                    answer_reserve_tokens=a["stated_reserve"])
+            msgs = force_answer_messages(prompt, working, spec.answer_instruction)
+            order.append((i, allowance))
+            thunks.append(lambda m=msgs, k=allowance: chat(m, quota_sampling(k, base), "answer"))
+        responses = await _gather_limited(cfg.max_concurrency, thunks)
+        forced: list[dict[str, Any] | None] = [None] * n
+        for (i, allowance), resp in zip(order, responses, strict=True):
+            forced[i] = _attempt(resp, allowance, "forced")
+        update = _add_spend(state, "answer", sum(_tokens(r) for r in responses))
+        await ctx.record_step("answer", {"enabled": True, "num_calls": len(thunks), "spent": update["spent"],
+                                         "num_answered": sum(1 for f in forced if f and f["answer"] is not None)})
+        return {"forced": forced, **update}
 
     async def final(state: DRQAState) -> dict[str, Any]:
         cfg = config_of(state)
         spec = get_spec(state["dataset"])
         out = []
+        forced_all = state.get("forced") or [None] * len(state["items"])
         for idx, it in enumerate(items_of(state)):
-            answer, source = _final_answer(state["probe"][idx], state["attempts"][idx], state["retries"][idx])
-            a, r = state["attempts"][idx], state["retries"][idx]
+            a, r, f = state["attempts"][idx], state["retries"][idx], forced_all[idx]
+            answer, source = _final_answer(state["probe"][idx], a, r, f)
+            working, _, _ = _chain(a, r)
             out.append({
                 "id": it.id, "answer": answer, "gold": it.gold, "source": source,
                 "correct": spec.is_correct(answer, it.gold),
                 "quota": state["quotas"][idx], "extra": state["extras"][idx],
-                "solve_tokens": (a["tokens"] if a else 0) + (r["tokens"] if r else 0),
+                "solve_tokens": sum(x["tokens"] for x in (a, r, f) if x),
+                "finish_reason": a["finish_reason"] if a else None,
+                "retry_kind": r["kind"] if r else None,
+                "forced": f is not None,
+                "forced_finish_reason": f["finish_reason"] if f else None,
+                "text": _clip(working),
+                "forced_text": _clip(f["text"], 200) if f else None,
+                "probe_answer": state["probe"][idx].get("answer"),
                 "difficulty": state["probe"][idx]["difficulty"],
             })
         await ctx.record_step("final", {"num_correct": sum(1 for o in out if o["correct"]),
@@ -308,7 +409,7 @@ def make_nodes(ctx: RunContext) -> dict[str, Callable[[DRQAState], Awaitable[dic
         return {"final": out, "method": cfg.method, "total_budget": cfg.total_budget}
 
     return {"probe": probe, "allocate": allocate_node, "solve": solve, "reallocate": reallocate_node,
-            "final": final}
+            "answer": answer, "final": final}
 
 
 def build(ctx: RunContext) -> StateGraph:
@@ -337,15 +438,18 @@ async def run_nodes(ctx: RunContext, state: dict[str, Any]) -> dict[str, Any]:
 
 
 def _final_answer(
-    probe: dict[str, Any], attempt: dict[str, Any] | None, retry: dict[str, Any] | None
+    probe: dict[str, Any], attempt: dict[str, Any] | None, retry: dict[str, Any] | None,
+    forced: dict[str, Any] | None = None,
 ) -> tuple[str | None, str]:
-    """Pick the answer: continuation > vote(solve, retry, probe) > solve > probe > quick."""
+    """Pick the answer: continuation > vote(solve, retry, probe) > solve > forced > probe > quick."""
     if retry is not None and retry["answer"] is not None and retry["kind"] in ("continuation", "solve"):
         return retry["answer"], retry["kind"]
     if attempt is not None and attempt["answer"] is not None:
         if retry is not None and retry["answer"] is not None:
             return _vote(attempt["answer"], retry["answer"], probe.get("answer")), "vote"
         return attempt["answer"], "solve"
+    if forced is not None and forced["answer"] is not None:
+        return forced["answer"], "forced"
     if probe.get("answer") is not None:
         return probe["answer"], "probe" if probe.get("resolved") else "probe-fallback"
     if probe.get("quick") is not None:

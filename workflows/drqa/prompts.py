@@ -5,7 +5,7 @@ from __future__ import annotations
 from budget.quota.enforcement import WORDS_PER_TOKEN, reasoning_budget_statement
 from orchestrator.types import Message
 
-__all__ = ["continuation_messages", "solve_messages"]
+__all__ = ["FORCE_ANSWER_CUE", "continuation_messages", "force_answer_messages", "solve_messages"]
 
 SOLVER_SYSTEM = "You solve math problems step by step and state the final answer clearly."
 
@@ -50,4 +50,25 @@ def continuation_messages(
         Message("user", f"{question.strip()}\n\nReason step by step. {answer_instruction}"),
         Message("assistant", partial),
         Message("user", follow_up),
+    )
+
+
+FORCE_ANSWER_CUE = "Your reasoning budget for this question is used up. Stop the working here."
+"""Start of the follow-up that asks a cut-off (or answerless) solution for its final answer."""
+
+
+def force_answer_messages(
+    solve_prompt: tuple[Message, ...], partial: str, answer_instruction: str
+) -> tuple[Message, ...]:
+    """Ask for the final answer now, after ``partial`` used up its quota.
+
+    The solve prompt and the cut-off working go back unchanged (the server's prefix cache holds
+    them; they cost input tokens only), then a short cue asks for the answer line alone, so a
+    chain cut mid-reasoning still ends in a parsable answer.
+    """
+    return (
+        *solve_prompt,
+        Message("assistant", partial),
+        Message("user", f"{FORCE_ANSWER_CUE} Reply with your best final answer only, no working. "
+                        f"{answer_instruction}"),
     )

@@ -2,7 +2,8 @@
 
 Questions look like ``"What is A plus B? [steps=S]"``. The simulated model needs ``S * 30``
 tokens of working to reach the answer; it honours ``max_tokens`` (finish_reason ``length``
-with no answer when cut), writes shorter working for easy questions in batch mode, states
+with no answer when cut; a forced answer after a cut is right when at least half the working
+was written), writes shorter working for easy questions in batch mode, states
 high confidence on easy ones, and answers quick prompts right only when ``S <= 2``.
 One output token = one word. Not a quality figure: it exercises the allocation path.
 """
@@ -52,6 +53,10 @@ class SimSolver:
             answer = a + b if steps <= 2 else a + b + 1
             return self._reply(f"Answer: {answer}", cap)
         need = steps * 30
+        if len(user) > 1 and "budget for this question is used up" in user[-1].content:
+            # Forced answer: right when at least half the working was done, else a guess.
+            done = len(next(m for m in request.messages if m.role == "assistant").content.split())
+            return self._reply(f"#### {a + b if 2 * done >= need else a + b + 1}", cap)
         if len(user) > 1 and "cut off" in user[-1].content:
             done = len(next(m for m in request.messages if m.role == "assistant").content.split())
             need = max(need - done, 1)
