@@ -92,6 +92,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--budget-s", type=float, default=510.0, help="Wall-clock budget of the whole run; drains shrink to fit.")
     parser.add_argument("--commit", default="", help="Commit to record (the GPU copy of the tree has no .git).")
     parser.add_argument("--plot-only", action="store_true", help="Redraw jct_vs_load.png from summary.json (CPU).")
+    parser.add_argument("--gpus", default="", help="Comma-separated GPU indices: run the configs at the same time, one per GPU "
+                        "(same programs and arrivals, no config waits for another); empty: one after another on the default GPU.")
     parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
     parser.add_argument("--child-deadline", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
@@ -361,7 +363,20 @@ def summarize_level(level: dict[str, Any]) -> dict[str, Any]:
         "num_programs": len(programs),
         "num_incomplete": len(programs) - len(done),
         "request_prefix_hit_rate": cached / prompt if prompt else 0.0,
+        "jct_trend": jct_trend(programs),
     }
+
+
+def jct_trend(programs: list[dict[str, Any]]) -> float:
+    """Mean JCT of the last third of arrivals over that of the first third. Near 1 when the
+    system keeps up with the load; it grows with the queue when it does not (overload)."""
+    ordered = sorted(programs, key=lambda p: p["arrival_s"])
+    third = len(ordered) // 3
+    if third == 0:
+        return 1.0
+    first = statistics.fmean(p["jct_s"] for p in ordered[:third])
+    last = statistics.fmean(p["jct_s"] for p in ordered[-third:])
+    return last / first if first > 0 else float("nan")
 
 
 def git_commit() -> str:
@@ -462,36 +477,73 @@ def fastest_service(a: ServiceModel, b: ServiceModel) -> ServiceModel:
     return ServiceModel(*(min(x, y) for x, y in zip(astuple(a), astuple(b), strict=True)))
 
 
+PRIOR_SERVICE = ServiceModel(prefill_a_s=0.011, prefill_b_s_per_token=17.6e-6, tpot_s=0.0134)
+"""Prefill profile the utility rule starts from when no stock child ran before it (--gpus): the
+calibration the plugin children measured on the H200 in the earlier sequential runs."""
+
+
+def _child_command(args: argparse.Namespace, argv: list[str], config: str, drain_s: float, deadline: float) -> tuple[list[str], Path]:
+    out = Path(tempfile.mkdtemp(prefix="qf-child-")) / f"{config}.json"
+    base_argv = [a for a in argv if a != "--dry-run"] + ["--drain-s", f"{drain_s:.2f}"]
+    cmd = [sys.executable, "-m", "bench.serving.replay", *base_argv, "--child", config, "--child-out", str(out),
+           "--child-deadline", str(deadline)]
+    return cmd, out
+
+
+def _child_env(config: str, service: ServiceModel | None, gpu: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    if config != "stock":
+        env.update(plugin_env(config, service))
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    return env
+
+
 def run_parent(args: argparse.Namespace, argv: list[str]) -> None:
     start = time.time()
     _, levels = make_plan(args)
     configs = [c for c in CONFIGS if c in args.configs.split(",")]
+    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()]
+    if gpus and len(gpus) < len(configs):
+        raise SystemExit(f"--gpus names {len(gpus)} GPUs for {len(configs)} configs")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     children: dict[str, dict[str, Any]] = {}
     service: ServiceModel | None = None
     # One drain for all configs, sized from the budget up front (an engine start is assumed to
     # take ENGINE_START_S). A budget-driven shrink per child gave the first child (stock), which
-    # also pays the first CUDA initialisation, shorter drains than the others.
-    drain_s = fixed_drain_s(args.budget_s, len(configs), len(levels), args.window_s, args.drain_s)
-    base_argv = [a for a in argv if a != "--dry-run"] + ["--drain-s", f"{drain_s:.2f}"]
+    # also pays the first CUDA initialisation, shorter drains than the others. With --gpus the
+    # configs run side by side, so each has the whole budget.
+    share = 1 if gpus else len(configs)
+    drain_s = fixed_drain_s(args.budget_s, share, len(levels), args.window_s, args.drain_s)
     with _Steps(len(configs)) as progress:
-        for i, config in enumerate(configs):
-            progress.describe(f"{config}: engine start + {len(levels)} loads")
-            child_deadline = start + args.budget_s * (i + 1) / len(configs)
-            out = Path(tempfile.mkdtemp(prefix="qf-child-")) / f"{config}.json"
-            env = dict(os.environ)
-            env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-            if config != "stock":
-                env.update(plugin_env(config, service))
-            cmd = [sys.executable, "-m", "bench.serving.replay", *base_argv, "--child", config, "--child-out", str(out),
-                   "--child-deadline", str(child_deadline)]
-            subprocess.run(cmd, cwd=ROOT, env=env, check=True)
-            children[config] = json.loads(out.read_text())
-            # A lower bound takes the fastest isolated service measured by any child (the same
-            # engine shape): the first child's calibration ran cold and was up to 3x slower.
-            measured = ServiceModel(**children[config]["service"])
+        if gpus:
+            progress.describe(f"{', '.join(configs)} side by side on GPUs {', '.join(gpus)}")
+            running = []
+            for config, gpu in zip(configs, gpus):
+                cmd, out = _child_command(args, argv, config, drain_s, start + args.budget_s)
+                env = _child_env(config, PRIOR_SERVICE, gpu)
+                running.append((config, out, subprocess.Popen(cmd, cwd=ROOT, env=env)))
+            for config, out, proc in running:
+                if proc.wait() != 0:
+                    raise SystemExit(f"{config} child failed with exit code {proc.returncode}")
+                children[config] = json.loads(out.read_text())
+                progress.advance()
+        else:
+            for i, config in enumerate(configs):
+                progress.describe(f"{config}: engine start + {len(levels)} loads")
+                cmd, out = _child_command(args, argv, config, drain_s, start + args.budget_s * (i + 1) / len(configs))
+                subprocess.run(cmd, cwd=ROOT, env=_child_env(config, service, None), check=True)
+                children[config] = json.loads(out.read_text())
+                progress.advance()
+                # The utility rule of a later child starts from this calibration.
+                measured = ServiceModel(**children[config]["service"])
+                service = measured if service is None else fastest_service(service, measured)
+        # A lower bound takes the fastest isolated service measured by any child (the same
+        # engine shape): the first child's calibration ran cold and was up to 3x slower.
+        for child in children.values():
+            measured = ServiceModel(**child["service"])
             service = measured if service is None else fastest_service(service, measured)
-            progress.advance()
     assert service is not None
     summary = build_summary(children, levels, service, commit=args.commit)
     (args.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -7,103 +7,12 @@ schedules, then feeds one sampled token per request whose prompt is fully comput
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-STOP = 2
-"""Stop token id: a turn that samples it ends FINISHED_STOPPED."""
+from bench.serving.sim import STOP, make_scheduler, write_tiny_model
 
-TINY_LLAMA = {
-    "architectures": ["LlamaForCausalLM"],
-    "model_type": "llama",
-    "hidden_size": 64,
-    "intermediate_size": 128,
-    "num_attention_heads": 4,
-    "num_key_value_heads": 1,
-    "num_hidden_layers": 1,
-    "vocab_size": 32000,
-    "max_position_embeddings": 4096,
-    "torch_dtype": "float16",
-}
-
-
-def write_tiny_model(folder: Path) -> Path:
-    """A weightless model folder that ModelConfig accepts offline."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(TINY_LLAMA))
-    return folder
-
-
-def make_scheduler(
-    model_dir: Path,
-    scheduler_cls: type[Any],
-    *,
-    num_blocks: int = 64,
-    block_size: int = 16,
-    policy: str = "priority",
-    async_scheduling: bool = False,
-    max_num_seqs: int = 16,
-    max_num_batched_tokens: int = 2048,
-    max_model_len: int = 2048,
-) -> Any:
-    """A scheduler of class ``scheduler_cls`` over a fake KV cache of ``num_blocks`` blocks."""
-    import torch
-    from vllm.config import (
-        CacheConfig,
-        DeviceConfig,
-        ModelConfig,
-        SchedulerConfig,
-        VllmConfig,
-    )
-    from vllm.v1.core.sched.output import SchedulerOutput  # noqa: F401  (import check)
-    from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheGroupSpec
-    from vllm.v1.structured_output import StructuredOutputManager
-
-    model_config = ModelConfig(
-        model=str(model_dir),
-        dtype="float16",
-        seed=42,
-        skip_tokenizer_init=True,
-        max_model_len=max_model_len,
-    )
-    scheduler_config = SchedulerConfig(
-        max_num_seqs=max_num_seqs,
-        max_num_batched_tokens=max_num_batched_tokens,
-        max_model_len=max_model_len,
-        enable_chunked_prefill=True,
-        is_encoder_decoder=False,
-        policy=policy,
-        async_scheduling=async_scheduling,
-    )
-    cache_config = CacheConfig(
-        block_size=block_size, gpu_memory_utilization=0.9, cache_dtype="auto",
-        enable_prefix_caching=True,
-    )
-    vllm_config = VllmConfig(
-        model_config=model_config,
-        scheduler_config=scheduler_config,
-        cache_config=cache_config,
-        device_config=DeviceConfig(device="cpu"),
-    )
-    kv_cache_config = KVCacheConfig(
-        num_blocks=num_blocks,
-        kv_cache_tensors=[],
-        kv_cache_groups=[
-            KVCacheGroupSpec(["layer"], FullAttentionSpec(
-                    block_size=block_size, num_kv_heads=1, head_size=1, dtype=torch.float32
-                ))
-        ],
-    )
-    cache_config.num_gpu_blocks = num_blocks
-    return scheduler_cls(
-        vllm_config=vllm_config,
-        kv_cache_config=kv_cache_config,
-        structured_output_manager=StructuredOutputManager(vllm_config),
-        block_size=block_size,
-        log_stats=True,
-    )
+__all__ = ["STOP", "Driver", "Turn", "make_scheduler", "tokens", "write_tiny_model"]
 
 
 @dataclass

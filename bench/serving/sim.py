@@ -1,0 +1,336 @@
+"""The serving replay in virtual time on CPU: the real vLLM 0.26 scheduler, a modelled GPU.
+
+    python -m bench.serving.sim --loads 60,240,600 --kv-blocks 2000
+
+Same programs and arrivals as ``bench.serving.replay`` (same flags), but no engine: each
+configuration builds vLLM's real ``Scheduler`` (stock, FCFS) or the plugin's
+``ContinuumScheduler`` (priority policy) over a fake KV cache on CPU, and a step takes the time a
+linear model of the H200 gives it (a fixed cost per step, per prefill token, per decoded
+sequence and per context token read). The clock is virtual, so a 10-minute trace runs in
+seconds. This does not replace the GPU run (the step-time model is a model); it shows where
+the plugin should and should not help before a GPU run is spent, and which knobs matter.
+
+Per config and load it prints mean / p50 / p95 program completion time, prefix hit rate,
+preemptions and the plugin's counters, and writes ``sim.json`` under ``--out-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import os
+import statistics
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.serving.replay import CONFIGS, Level, jct_trend, make_plan, parse_args, percentile, prompt_tokens
+from bench.serving.workload import ProgramSpec
+
+STOP = 2
+"""Stop token id of the modelled turns (they end FINISHED_STOPPED, as real turns do)."""
+
+TINY_LLAMA = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 1,
+    "num_hidden_layers": 1,
+    "vocab_size": 32000,
+    "max_position_embeddings": 65536,
+    "torch_dtype": "float16",
+}
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """Modelled duration of one engine step (seconds). Defaults: Llama-3.1-8B shape, bf16,
+    eager, on one H200, from the replay's calibration (a = 11 ms, tpot = 13.4 ms at batch 1,
+    17.6 us per prefill token) and the KV read of 128 KiB per context token at ~4 TB/s."""
+
+    per_step_s: float = 0.0125
+    """Fixed cost of a step (weights read, launch overhead)."""
+    per_prefill_token_s: float = 17.6e-6
+    """Cost per prompt token computed in the step."""
+    per_decode_seq_s: float = 0.05e-3
+    """Cost per sequence decoded in the step."""
+    per_context_token_s: float = 0.03e-6
+    """Attention read cost per context token of the decoded sequences."""
+
+    def step_s(self, num_prefill_tokens: int, num_decode_seqs: int, num_context_tokens: int) -> float:
+        """Duration of one step."""
+        return (
+            self.per_step_s
+            + self.per_prefill_token_s * num_prefill_tokens
+            + self.per_decode_seq_s * num_decode_seqs
+            + self.per_context_token_s * num_context_tokens
+        )
+
+
+def write_tiny_model(folder: Path) -> Path:
+    """A weightless model folder that vLLM's ModelConfig accepts offline."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(TINY_LLAMA))
+    return folder
+
+
+def make_scheduler(
+    model_dir: Path,
+    scheduler_cls: type[Any],
+    *,
+    num_blocks: int = 64,
+    block_size: int = 16,
+    policy: str = "priority",
+    async_scheduling: bool = False,
+    max_num_seqs: int = 16,
+    max_num_batched_tokens: int = 2048,
+    max_model_len: int = 2048,
+) -> Any:
+    """A real vLLM scheduler of class ``scheduler_cls`` on CPU over a fake KV cache of ``num_blocks``."""
+    import torch
+    from vllm.config import CacheConfig, DeviceConfig, ModelConfig, SchedulerConfig, VllmConfig
+    from vllm.v1.kv_cache_interface import FullAttentionSpec, KVCacheConfig, KVCacheGroupSpec
+    from vllm.v1.structured_output import StructuredOutputManager
+
+    model_config = ModelConfig(
+        model=str(model_dir), dtype="float16", seed=42, skip_tokenizer_init=True, max_model_len=max_model_len
+    )
+    scheduler_config = SchedulerConfig(
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens,
+        max_model_len=max_model_len,
+        enable_chunked_prefill=True,
+        is_encoder_decoder=False,
+        policy=policy,
+        async_scheduling=async_scheduling,
+    )
+    cache_config = CacheConfig(
+        block_size=block_size, gpu_memory_utilization=0.9, cache_dtype="auto", enable_prefix_caching=True
+    )
+    vllm_config = VllmConfig(
+        model_config=model_config,
+        scheduler_config=scheduler_config,
+        cache_config=cache_config,
+        device_config=DeviceConfig(device="cpu"),
+    )
+    spec = FullAttentionSpec(block_size=block_size, num_kv_heads=1, head_size=1, dtype=torch.float32)
+    kv_cache_config = KVCacheConfig(
+        num_blocks=num_blocks, kv_cache_tensors=[], kv_cache_groups=[KVCacheGroupSpec(["layer"], spec)]
+    )
+    cache_config.num_gpu_blocks = num_blocks
+    return scheduler_cls(
+        vllm_config=vllm_config,
+        kv_cache_config=kv_cache_config,
+        structured_output_manager=StructuredOutputManager(vllm_config),
+        block_size=block_size,
+        log_stats=True,
+    )
+
+
+@dataclass
+class _Active:
+    """A turn in the engine."""
+
+    program: int
+    turn: int
+    request: Any
+    num_output: int
+    num_sampled: int = 0
+
+
+def simulate_level(
+    args: argparse.Namespace,
+    config: str,
+    level: Level,
+    level_index: int,
+    cost: StepCost,
+    model_dir: Path,
+) -> dict[str, Any]:
+    """Replay one load level through one configuration in virtual time."""
+    from vllm.sampling_params import SamplingParams
+    from vllm.utils.hashing import sha256
+    from vllm.v1.core.kv_cache_utils import get_request_block_hasher, init_none_hash
+    from vllm.v1.core.sched.scheduler import Scheduler
+    from vllm.v1.outputs import ModelRunnerOutput
+    from vllm.v1.request import Request
+
+    plugin = config != "stock"
+    if plugin:
+        from bench.serving.replay import plugin_env
+        from serving_patch.config import ContinuumConfig
+        from serving_patch.vllm_adapter import ContinuumScheduler
+
+        env = plugin_env(config, None)
+        env["QUOTAFLOW_CONTINUUM_METRICS"] = "0"
+        env["QUOTAFLOW_CONTINUUM_PREFILL_A_S"] = str(cost.per_step_s)
+        env["QUOTAFLOW_CONTINUUM_PREFILL_B_S_PER_TOKEN"] = str(cost.per_prefill_token_s)
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            assert ContinuumConfig.from_env().ttl_policy in ("fixed", "utility")
+            scheduler = make_scheduler(
+                model_dir, ContinuumScheduler, num_blocks=args.kv_blocks, policy="priority",
+                max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
+                max_model_len=args.max_context + 512,
+            )
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    else:
+        scheduler = make_scheduler(
+            model_dir, Scheduler, num_blocks=args.kv_blocks, policy="fcfs",
+            max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
+            max_model_len=args.max_context + 512,
+        )
+    init_none_hash(sha256)
+    hasher = get_request_block_hasher(16, sha256)
+    now = 0.0
+    if plugin:
+        scheduler.continuum_clock = lambda: now
+
+    programs: list[ProgramSpec] = level.programs
+    events: list[tuple[float, int, int]] = [(off, i, 0) for i, off in enumerate(level.arrivals_s)]
+    heapq.heapify(events)
+    contexts: list[list[int]] = [[] for _ in programs]
+    records = [
+        {"arrival_s": off, "turns": 0, "prompt_tokens": 0, "cached_tokens": 0, "done": False}
+        for off in level.arrivals_s
+    ]
+    active: dict[str, _Active] = {}
+    num_preemptions = 0
+    deadline = max(level.arrivals_s) + args.drain_s
+    counter = 0
+
+    def submit(i: int, k: int) -> None:
+        nonlocal counter
+        program = programs[i]
+        turn = program.turns[k]
+        prompt = contexts[i] + prompt_tokens(program, level_index, k, turn.num_new_tokens)
+        last = len(program.turns) - 1
+        xargs: dict[str, Any] = {"program_id": f"p{i}", "is_last_step": int(k == last)}
+        if turn.tool_name:
+            xargs["tool_name"] = turn.tool_name
+        params = SamplingParams(max_tokens=turn.num_output_tokens + 1, ignore_eos=True,
+                                stop_token_ids=[STOP], extra_args=xargs)
+        counter += 1
+        rid = f"r{counter}"
+        request = Request(request_id=rid, prompt_token_ids=prompt, sampling_params=params,
+                          pooling_params=None, block_hasher=hasher, arrival_time=now)
+        active[rid] = _Active(i, k, request, turn.num_output_tokens)
+        records[i]["prompt_tokens"] += len(prompt)
+        scheduler.add_request(request)
+
+    while now <= deadline:
+        while events and events[0][0] <= now:
+            _, i, k = heapq.heappop(events)
+            submit(i, k)
+        if not active:
+            if not events:
+                break
+            now = events[0][0]
+            continue
+        out = scheduler.schedule()
+        num_preemptions += len(out.preempted_req_ids)
+        for new in out.scheduled_new_reqs:
+            act = active[new.req_id]
+            records[act.program]["cached_tokens"] += act.request.num_computed_tokens - out.num_scheduled_tokens[new.req_id]
+        req_ids = list(out.num_scheduled_tokens)
+        if not req_ids:
+            # Nothing fits right now (pins or running turns hold the blocks): wait for an event.
+            now = events[0][0] if events else now + cost.per_step_s
+            continue
+        sampled: list[list[int]] = []
+        prefill = decode = ctx = 0
+        for rid in req_ids:
+            act = active[rid]
+            request = act.request
+            n = out.num_scheduled_tokens[rid]
+            # schedule() has already advanced num_computed_tokens by n.
+            if request.num_computed_tokens < request.num_tokens:
+                prefill += n  # a prefill chunk: nothing sampled yet
+                sampled.append([])
+                continue
+            if n > 1:
+                prefill += n - 1
+            decode += 1
+            ctx += request.num_computed_tokens
+            act.num_sampled += 1
+            done = act.num_sampled > act.num_output
+            sampled.append([STOP if done else 100 + act.num_sampled])
+        now += cost.step_s(prefill, decode, ctx)
+        scheduler.update_from_output(
+            out,
+            ModelRunnerOutput(req_ids=req_ids, req_id_to_index={r: j for j, r in enumerate(req_ids)},
+                              sampled_token_ids=sampled),
+        )
+        for rid in req_ids:
+            act = active.get(rid)
+            if act is None or not act.request.is_finished():
+                continue
+            del active[rid]
+            i, k = act.program, act.turn
+            contexts[i] = list(act.request.prompt_token_ids) + list(act.request.output_token_ids)
+            records[i]["turns"] += 1
+            turn = programs[i].turns[k]
+            if k == len(programs[i].turns) - 1:
+                records[i]["done"] = True
+                records[i]["finish_s"] = now
+            else:
+                heapq.heappush(events, (now + turn.tool_s, i, k + 1))
+    for rec in records:
+        rec["jct_s"] = (rec["finish_s"] if rec["done"] else now) - rec["arrival_s"]
+    result: dict[str, Any] = {"programs": records, "preemptions": num_preemptions, "end_s": now}
+    if plugin:
+        result["plugin"] = asdict(scheduler.continuum.counters)
+    return result
+
+
+def summarize(result: dict[str, Any]) -> dict[str, Any]:
+    """Mean / p50 / p95 JCT, incomplete programs, prefix hit rate."""
+    programs = result["programs"]
+    jcts = [p["jct_s"] for p in programs]
+    prompt = sum(p["prompt_tokens"] for p in programs)
+    cached = sum(p["cached_tokens"] for p in programs)
+    return {
+        "mean_jct_s": round(statistics.fmean(jcts), 3),
+        "p50_jct_s": round(percentile(jcts, 50), 3),
+        "p95_jct_s": round(percentile(jcts, 95), 3),
+        "num_incomplete": sum(not p["done"] for p in programs),
+        "prefix_hit_rate": round(cached / prompt, 3) if prompt else 0.0,
+        "preemptions": result["preemptions"],
+        "jct_trend": round(jct_trend(programs), 2),
+        **({"plugin": result["plugin"]} if "plugin" in result else {}),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    cost = StepCost()
+    _, levels = make_plan(args)
+    model_dir = write_tiny_model(Path(tempfile.mkdtemp(prefix="qf-sim-")))
+    configs = [c for c in CONFIGS if c in args.configs.split(",")]
+    rows: list[dict[str, Any]] = []
+    for li, level in enumerate(levels):
+        row: dict[str, Any] = {"programs_per_min": level.programs_per_min, "num_programs": len(level.programs)}
+        for config in configs:
+            row[config] = summarize(simulate_level(args, config, level, li, cost, model_dir))
+        rows.append(row)
+        parts = [f"{level.programs_per_min:>6.0f}/min n={len(level.programs)}"]
+        for config in configs:
+            s = row[config]
+            parts.append(f"{config} {s['mean_jct_s']:6.1f}/{s['p95_jct_s']:6.1f}s inc {s['num_incomplete']} "
+                         f"hit {s['prefix_hit_rate']:.2f} pre {s['preemptions']} trend {s['jct_trend']:.2f}")
+        print(" | ".join(parts), flush=True)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "sim.json").write_text(json.dumps({"step_cost": asdict(cost), "args": {k: str(v) for k, v in vars(args).items()}, "loads": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
