@@ -40,3 +40,47 @@ def test_pins_keep_prefixes_under_pressure_in_virtual_time(tmp_path: Path) -> No
     assert fixed["plugin"]["pins_created"] > 0 and fixed["plugin"]["pin_hits"] > 0
     assert fixed["prefix_hit_rate"] > stock["prefix_hit_rate"]
     assert fixed["mean_jct_s"] < stock["mean_jct_s"]
+
+
+class _FakeChild:
+    """Stands in for a GPU child: writes the JSON a child writes, records its GPU."""
+
+    gpus: dict[str, str] = {}
+
+    def __init__(self, cmd: list[str], cwd: object, env: dict[str, str]) -> None:
+        import json
+
+        config = cmd[cmd.index("--child") + 1]
+        out = Path(cmd[cmd.index("--child-out") + 1])
+        _FakeChild.gpus[config] = env["CUDA_VISIBLE_DEVICES"]
+        args = replay.parse_args(cmd[3:])
+        _, levels = replay.make_plan(args)
+        slow = 2.0 if config == "stock" else 1.0
+        out.write_text(json.dumps({
+            "gpu": "NVIDIA H200", "service": {"prefill_a_s": 0.01, "prefill_b_s_per_token": 2e-5, "tpot_s": 0.013},
+            "levels": [{
+                "programs_per_min": level.programs_per_min,
+                "programs": [{"arrival_s": a, "jct_s": 5.0 * slow, "done": True, "finish_s": a + 5.0 * slow,
+                              "prompt_tokens": 100, "cached_tokens": 50} for a in level.arrivals_s],
+                "vllm_prefix_queries": 100.0, "vllm_prefix_hits": 50.0, "preemptions": 0,
+            } for level in levels],
+        }))
+        self.returncode = 0
+
+    def wait(self) -> int:
+        return 0
+
+
+def test_side_by_side_parent_runs_each_config_on_its_own_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    monkeypatch.setattr(replay.subprocess, "Popen", _FakeChild)
+    argv = ["--loads", "60,120", "--gpus", "0,1,2", "--out-dir", str(tmp_path), "--budget-s", "600", "--commit", "abc"]
+    replay.run_parent(replay.parse_args(argv), argv)
+    assert _FakeChild.gpus == {"stock": "0", "fixed_ttl": "1", "utility_ttl": "2"}
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [e["programs_per_min"] for e in summary["loads"]] == [60.0, 120.0]
+    entry = summary["loads"][1]
+    assert entry["stock"]["mean_jct_s"] == pytest.approx(2 * entry["fixed_ttl"]["mean_jct_s"])
+    assert entry["stock"]["jct_trend"] == pytest.approx(1.0)
+    assert summary["commit"] == "abc" and "H200" in summary["machine"]
