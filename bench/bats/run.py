@@ -556,7 +556,7 @@ def write_results(cfg: BenchConfig, records: Sequence[RunRecord], wall_s: float)
         "runs": [asdict(r) for r in records],
     }
     title = f"BATS on HotpotQA ({meta['model']}, {num_questions} questions)"
-    suffixes = [f"-{cfg.slug}"] + ([""] if cfg.primary else [])
+    suffixes = [f"-{cfg.slug}"] + ([""] if cfg.primary or cfg.dry_run else [])
     for sfx in suffixes:
         (out / f"summary{sfx}.json").write_text(json.dumps(summary, indent=2) + "\n")
         (out / f"details{sfx}.json").write_text(json.dumps(details, indent=1) + "\n")
