@@ -468,7 +468,12 @@ def run_benchmark(cfg: BenchConfig, *, progress: Callable[[int], None] | None = 
     from concurrent.futures import ProcessPoolExecutor
 
     ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager, ProcessPoolExecutor(len(shards), mp_context=ctx) as pool:
+    # A worker that has not returned this long after the deadline is given up (its runs are lost,
+    # the others' are written): the time limit must always leave a result file.
+    hard_stop = None if deadline is None else deadline + 0.75 * (cfg.time_limit_s or 0) / 4 + 5
+    rows: list[dict[str, Any]] = []
+    with ctx.Manager() as manager:
+        pool = ProcessPoolExecutor(len(shards), mp_context=ctx)
         queue = manager.Queue()
         futures = [pool.submit(_worker, cfg, cells, shard, work / f"shard{i}.db", corpus, per_worker, queue, deadline)
                    for i, shard in enumerate(shards)]
@@ -478,24 +483,32 @@ def run_benchmark(cfg: BenchConfig, *, progress: Callable[[int], None] | None = 
             while not stop.is_set() or not queue.empty():
                 try:
                     queue.get(timeout=0.2)
-                except Empty:
+                except (Empty, EOFError, OSError):
+                    if stop.is_set():
+                        return
                     continue
                 if progress:
                     progress(1)
 
         drainer = threading.Thread(target=drain, daemon=True)
         drainer.start()
-        rows: list[dict[str, Any]] = []
+        lost = False
         try:
             for i, f in enumerate(futures):
                 try:
-                    rows.extend(f.result())
+                    wait_s = None if hard_stop is None else max(1.0, hard_stop - time.time())
+                    rows.extend(f.result(timeout=wait_s))
                 except Exception as exc:  # noqa: BLE001 - a lost worker must not lose the others' results
+                    lost = True
                     print(f"bench bats: worker {i} failed ({type(exc).__name__}: {exc}); its questions are missing",
                           file=sys.stderr)
         finally:
             stop.set()
-            drainer.join()
+            drainer.join(timeout=5)
+            if lost:
+                for proc in list(getattr(pool, "_processes", {}).values()):
+                    proc.terminate()
+            pool.shutdown(wait=not lost, cancel_futures=True)
     return [RunRecord(**row) for row in rows]
 
 
