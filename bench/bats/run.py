@@ -2,17 +2,25 @@
 
 Every (method, budget, question) is one run through the Runtime, so the numbers come from the
 store: tokens from the LLM call records, tool units from the tool call records, budget
-violations from the ledger's accounts (spent or recorded units above a limit). Outputs, under
-``--out`` (default ``bench/results/bats``):
+violations from the ledger's accounts (spent or recorded units above a limit). All five methods
+run in one harness (workflows.bats.agent): same tools, demo exchange, answer format, answer
+extraction and a turn cap derived from the budget; ``react`` is the harness's plain loop
+(``react_harness``), not the runtime demo's ``react`` workflow. Outputs, under ``--out``
+(default ``bench/results/bats``), one set per model (``<slug>`` from ``--model`` or ``--name``):
 
-- ``summary.json``: the machine-checked summary (commit, machine, date, model, dataset,
+- ``summary-<slug>.json``: the machine-checked summary (commit, machine, date, model, dataset,
   budget_violations, results per method and budget);
-- ``details.json``: the same cells with the diagnostics (invalid verifier JSON rate, unused
-  budget, format errors, failures) and every run's raw numbers;
-- ``cost_accuracy.png``: accuracy against unified cost per question, one line per method.
+- ``details-<slug>.json``: the same cells with the diagnostics (invalid verifier JSON rate,
+  unused budget, answer length, extraction calls, stop reasons, failures) and every run's numbers;
+- ``cost_accuracy-<slug>.png``: accuracy against unified cost per question, one line per method;
+- with ``--primary`` also ``summary.json``/``details.json``/``cost_accuracy.png`` (the copy the
+  issue's checker and BENCHMARKS.md read: the Qwen run).
 
-Speed: runs are spread over ``--workers`` processes (each with its own SQLite store, so the
-store is not the bottleneck) with ``--concurrency`` programs in flight in total.
+Speed: the questions are dealt round-robin to ``--workers`` processes (each with its own SQLite
+store under ``<out>/work-<slug>``), each running every cell on its questions, question by
+question, with ``--concurrency`` programs in flight in total. ``--time-limit S`` cancels the runs
+still going shortly before S seconds and writes the results over the questions that every cell
+finished (the summary compares methods on the same questions; details say how many).
 ``--dry-run`` uses a deterministic rule client instead of a model (control flow only; its
 accuracy means nothing) and writes under ``<out>/dry_run``.
 """

@@ -179,7 +179,7 @@ def turn_cap(views: list[ToolBudgetView], config: AgentConfig) -> int:
     limited = [v.remaining or 0.0 for v in views if v.limit is not None]
     if not limited:
         return max(config.max_turns_cap, 1)
-    return max(1, min(int(math.ceil(sum(limited))) + 2, config.max_turns_cap))
+    return max(1, min(math.ceil(sum(limited)) + 2, config.max_turns_cap))
 
 
 _ANSWER_PREFIX = re.compile(r"^\s*(?:final\s+)?(?:the\s+)?answer\s*(?:is)?\s*[:\-]?\s*", re.IGNORECASE)

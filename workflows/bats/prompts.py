@@ -34,11 +34,11 @@ REPEATED = (
 DEMO_QUESTION = "Question: In which city was the designer of the Eiffel Tower born?"
 DEMO_TURNS: tuple[tuple[str, str], ...] = (
     ("assistant", "search: Eiffel Tower designer"),
-    ("tool", "Results for 'Eiffel Tower designer':\n  1. Eiffel Tower <wiki://Eiffel Tower>\n     "
-             "The tower was designed by the company of Gustave Eiffel and built from 1887 to 1889."),
+    ("tool", ("Results for 'Eiffel Tower designer':\n  1. Eiffel Tower <wiki://Eiffel Tower>\n     "
+             "The tower was designed by the company of Gustave Eiffel and built from 1887 to 1889.")),
     ("assistant", "search: Gustave Eiffel born"),
-    ("tool", "Results for 'Gustave Eiffel born':\n  1. Gustave Eiffel <wiki://Gustave Eiffel>\n     "
-             "Gustave Eiffel (born 15 December 1832 in Dijon) was a French civil engineer."),
+    ("tool", ("Results for 'Gustave Eiffel born':\n  1. Gustave Eiffel <wiki://Gustave Eiffel>\n     "
+             "Gustave Eiffel (born 15 December 1832 in Dijon) was a French civil engineer.")),
     ("assistant", "answer: Dijon"),
 )
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 
 from orchestrator.types import Message
-from workflows.bats.agent import strip_demo
-from workflows.bats import prompts
 from workflows.actions import parse_actions
-from workflows.bats.agent import AgentConfig, LoopMode, run_attempt
+from workflows.bats import prompts
+from workflows.bats.agent import AgentConfig, LoopMode, run_attempt, strip_demo
 from workflows.bats.trajectory import render_messages, tool_entry, user_entry
 
 
