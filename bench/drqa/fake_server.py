@@ -1,0 +1,104 @@
+"""An OpenAI-compatible stand-in for the DRQA benchmark's CPU end-to-end check (no model).
+
+``POST /v1/chat/completions`` answers like a small model would in shape: a solve prompt gets
+working whose length depends on the question (one token per word, cut at ``max_tokens`` with
+``finish_reason: length``) and a ``#### N`` line; a batch-mode probe gets ``[Qn]`` blocks; a
+forced-answer cue gets a ``#### N`` line; the answers are deterministic guesses, not quality.
+``GET /v1/models`` lists one model. Plain asyncio streams, HTTP/1.1 keep-alive:
+
+    python bench/drqa/fake_server.py --port 0     # prints "PORT <n>" once listening
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import re
+
+MODEL = "fake-drqa"
+
+
+def _h(text: str) -> int:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+
+
+def reply(messages: list[dict[str, str]], max_tokens: int) -> tuple[str, str]:
+    """(text, finish_reason) for one chat request."""
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    first, last = users[0], users[-1]
+    if "used up" in last:
+        return f"#### {_h(first) % 60}", "stop"
+    if "[Q1]" in first:
+        n = int(re.search(r"Answer all (\d+) questions", first).group(1)) if "Answer all" in first else 1
+        text = "\n".join(f"[Q{i}]\nReasoning: {' '.join(['w'] * (5 + _h(first + str(i)) % 40))}\n"
+                         f"Answer: {_h(first + str(i)) % 60}\nConfidence: {50 + _h(str(i) + first) % 50}"
+                         for i in range(1, n + 1))
+    elif "final answer only" in last:
+        text = f"Answer: {_h(first) % 60}"
+    else:
+        text = " ".join(["step"] * (40 + _h(last) % 400)) + f"\n#### {_h(first) % 60}"
+    words = text.split(" ")
+    if len(words) > max_tokens:
+        return " ".join(words[:max_tokens]), "length"
+    return text, "stop"
+
+
+def _response(status: str, body: bytes) -> bytes:
+    head = (f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+            "connection: keep-alive\r\n\r\n")
+    return head.encode() + body
+
+
+async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            lines = head.split(b"\r\n")
+            method, path, _ = lines[0].split(b" ", 2)
+            length = 0
+            for line in lines[1:]:
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:].strip())
+            body = await reader.readexactly(length) if length else b""
+            if method == b"POST" and path.endswith(b"/chat/completions"):
+                req = json.loads(body)
+                text, finish = reply(req["messages"], int(req.get("max_tokens") or 256))
+                out = {"id": "x", "object": "chat.completion", "created": 0, "model": MODEL,
+                       "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                    "finish_reason": finish}],
+                       "usage": {"prompt_tokens": 100, "completion_tokens": len(text.split(" ")),
+                                 "total_tokens": 100 + len(text.split(" "))}}
+                writer.write(_response("200 OK", json.dumps(out).encode()))
+            elif method == b"GET" and path.endswith(b"/models"):
+                writer.write(_response("200 OK", json.dumps({"object": "list", "data": [{"id": MODEL}]}).encode()))
+            else:
+                writer.write(_response("404 Not Found", b'{"error": "not found"}'))
+            await writer.drain()
+    except (ConnectionError, asyncio.IncompleteReadError):
+        return
+    finally:
+        writer.close()
+
+
+async def serve(host: str, port: int) -> None:
+    server = await asyncio.start_server(_handle, host, port, backlog=4096)
+    print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
+    a = p.parse_args()
+    asyncio.run(serve(a.host, a.port))
+
+
+if __name__ == "__main__":
+    main()
