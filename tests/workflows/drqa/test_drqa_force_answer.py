@@ -144,3 +144,32 @@ def test_bench_records_items_and_respects_the_time_limit(tmp_path: Path) -> None
     assert main([*args, "--results-dir", str(tmp_path / "late"), "--time-limit-s", "1", "--min-run-s", "30"]) == 0
     late = json.loads((tmp_path / "late" / "dry-run" / "details.json").read_text())
     assert late["allocation"] == [] and any("not started" in s for s in late["skipped"])
+
+
+def test_bench_end_to_end_over_http_against_the_fake_server(tmp_path: Path) -> None:
+    """The GPU command's path: real data files, the OpenAI client, HTTP, --time-limit-s."""
+    import subprocess
+    import sys
+
+    from bench.drqa.run import ROOT, main
+
+    server = subprocess.Popen([sys.executable, str(ROOT / "bench" / "drqa" / "fake_server.py"), "--port", "0"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline().split()[1])
+        assert main(["--base-url", f"http://127.0.0.1:{port}/v1", "--model", "fake-drqa", "--via", "direct",
+                     "--parts", "allocation", "--limit", "6", "--fractions", "0.5", "--time-limit-s", "120",
+                     "--results-dir", str(tmp_path), "--artifacts-dir", str(tmp_path / "art")]) == 0
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    details = json.loads((tmp_path / "details.json").read_text())
+    assert [(e["dataset"], e["method"]) for e in details["allocation"]] == [
+        ("gsm8k", "unlimited"), ("gsm8k", "uniform"), ("gsm8k", "drqa"),
+        ("math", "unlimited"), ("math", "uniform"), ("math", "drqa")]
+    for e in details["allocation"][1:]:
+        if e["method"] != "unlimited":
+            assert e["reasoning_tokens"] <= e["total_budget"]
+    assert details["skipped"] == []
+    assert any(it["forced"] for e in details["allocation"] for it in e["items"])
