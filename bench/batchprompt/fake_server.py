@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,22 +32,33 @@ from workflows.batchprompt.tasks import Item, TaskSpec  # noqa: E402
 class FakeServer:
     """Scripted labelers behind the chat-completions wire format, one per task."""
 
-    def __init__(self, tasks: Iterable[tuple[TaskSpec, list[Item]]], *, max_answers: int = 20) -> None:
+    def __init__(self, tasks: Iterable[tuple[TaskSpec, list[Item]]], *, max_answers: int = 20,
+                 accept_structured: bool = True) -> None:
         self.labelers = [
             (task, ScriptedLabeler(task, items, error_rate=0.1, unsure_rate=0.3, max_answers=max_answers,
-                                   logprobs=True, model="fake-server"))
+                                   logprobs=True, model="fake-server"),
+             ScriptedLabeler(task, items, error_rate=0.1, unsure_rate=0.3, logprobs=True, model="fake-server"))
             for task, items in tasks
         ]
+        self.accept_structured = accept_structured
+        """False: answer HTTP 400 to requests with ``structured_outputs`` (as a server without it)."""
         self.num_requests = 0
+        self.num_structured = 0
 
     async def handle(self, body: dict[str, Any]) -> dict[str, Any]:
         """One chat completion response body for a request body."""
         self.num_requests += 1
         messages = tuple(Message(m["role"], m["content"]) for m in body["messages"])
         system = messages[0].content if messages else ""
-        labeler = next((lab for task, lab in self.labelers if system.startswith(task.instructions)),
-                       self.labelers[0][1])
+        # A regex-constrained request (structured_outputs) gets every line: what the constraint forces.
+        structured = bool(body.get("structured_outputs"))
+        if structured:
+            self.num_structured += 1
+        labeler = next((full if structured else lab for task, lab, full in self.labelers
+                        if system.startswith(task.instructions)), self.labelers[0][1])
         response = await labeler.complete(LLMRequest(messages, SamplingOptions(max_tokens=body.get("max_tokens", 256))))
+        if structured and not re.fullmatch(body["structured_outputs"]["regex"], response.text):
+            raise AssertionError(f"constrained answer does not match its regex: {response.text[:200]!r}")
         choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": response.text},
                                   "finish_reason": "stop"}
         if body.get("logprobs"):
@@ -66,7 +78,10 @@ class FakeServer:
         async def handler(request: httpx.Request) -> httpx.Response:
             if request.url.path.endswith("/models"):
                 return httpx.Response(200, json={"data": [{"id": "fake-server"}]})
-            return httpx.Response(200, json=await self.handle(json.loads(request.content)))
+            body = json.loads(request.content)
+            if "structured_outputs" in body and not self.accept_structured:
+                return httpx.Response(400, json={"error": {"message": "unknown field structured_outputs"}})
+            return httpx.Response(200, json=await self.handle(body))
 
         return httpx.MockTransport(handler)
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import statistics
 import sys
 import time
@@ -83,6 +84,17 @@ class GridPoint:
     rounds: int
     seas: bool
     variant: str = "paper"
+    constrained: bool = False
+    """Answer lines forced by a regex (vLLM structured outputs): ``[i] word (sure|unsure)`` for
+    every i; SinglePrompt gets the same constraint in its own constrained row."""
+
+    @property
+    def label(self) -> str | None:
+        """The variant name in summary-variants (``None``: the paper's method, unconstrained)."""
+        parts = [self.variant] if self.seas and self.variant != "paper" else []
+        if self.constrained:
+            parts.insert(0, "constrained")
+        return "+".join(parts) or None
 
     @property
     def method(self) -> str:
@@ -91,7 +103,7 @@ class GridPoint:
     @property
     def name(self) -> str:
         seas = f"/seas-{self.variant}" if self.seas else ""
-        return f"{self.task}/bs{self.batch_size}/k{self.rounds}{seas}"
+        return f"{self.task}/bs{self.batch_size}/k{self.rounds}{seas}{'/constrained' if self.constrained else ''}"
 
     def config(self, **common: Any) -> BatchPromptConfig:
         return BatchPromptConfig(
@@ -101,11 +113,13 @@ class GridPoint:
 
 
 def grid(tasks: Sequence[str], batch_sizes: Sequence[int], rounds: Sequence[int], seas_rounds: Sequence[int],
-         goal_batch_sizes: Sequence[int] = (16, 32), variants: Sequence[str] = VARIANTS) -> list[list[GridPoint]]:
+         goal_batch_sizes: Sequence[int] = (16, 32), variants: Sequence[str] = VARIANTS,
+         constrained: bool = True) -> list[list[GridPoint]]:
     """Two waves. First the goal rows, per task: SinglePrompt, each goal batch size with one
     round (SEAS's round 1, shared) and with SEAS (every variant; the paper's at every SEAS round
-    count, the variants at the largest). Then the rest: other batch sizes, 3 and 5 rounds
-    without SEAS, SEAS at the other batch sizes."""
+    count, the variants at the largest). Then, with ``constrained``, the same goal rows with the
+    answer format forced (SinglePrompt included, as its baseline). Then the rest: other batch
+    sizes, 3 and 5 rounds without SEAS, SEAS at the other batch sizes."""
     first: list[GridPoint] = []
     rest: list[GridPoint] = []
     seas_k = [k for k in seas_rounds if k > 1]
@@ -120,6 +134,9 @@ def grid(tasks: Sequence[str], batch_sizes: Sequence[int], rounds: Sequence[int]
                     if variant != "paper" and k != max(seas_k):
                         continue
                     (first if goal else rest).append(GridPoint(task, bs, k, True, variant))
+    if constrained:
+        first.extend(GridPoint(p.task, p.batch_size, p.rounds, p.seas, p.variant, True) for p in list(first)
+                     if not (p.seas and p.variant == "agree"))
     return [first, rest]
 
 
@@ -203,6 +220,7 @@ def detail_row(point: GridPoint, result: BatchPromptResult, single: BatchPromptR
     row: dict[str, Any] = {
         **summary_row(point, result),
         "variant": point.variant if point.seas else None,
+        "constrained": point.constrained,
         "num_items": len(result.labels),
         "rounds_run": result.rounds_run,
         "items_asked": s.items_asked,
@@ -286,9 +304,34 @@ def plot(rows: list[dict[str, Any]], model: str, path: Path) -> None:
     plt.close(fig)
 
 
+_CONSTRAIN: Any = None  # contextvars.ContextVar[bool], made on first use
+
+
+def constraint_for(tasks: Sequence[TaskSpec], messages: Sequence[dict[str, Any]]) -> str | None:
+    """The answer regex for a request body's messages: the task whose instructions open the
+    system message, and as many items as the last user message numbers."""
+    from workflows.batchprompt.prompt import answer_regex
+
+    if not messages:
+        return None
+    system = messages[0].get("content") or ""
+    task = next((t for t in tasks if system.startswith(t.instructions)), None)
+    if task is None:
+        return None
+    last = messages[-1].get("content") or ""
+    numbers = re.findall(r"^\[(\d+)\] ", last, re.MULTILINE)
+    return answer_regex(task, len(numbers)) if numbers else None
+
+
 def _logprob_client_class() -> type:
     """An OpenAI-compatible client that also asks for (and returns) the tokens' logprobs."""
+    import contextvars
+
     import httpx
+
+    global _CONSTRAIN
+    if _CONSTRAIN is None:
+        _CONSTRAIN = contextvars.ContextVar("batchprompt_constrain", default=False)
 
     from orchestrator.errors import EngineDead
     from orchestrator.llm.openai import OpenAIClient, _Retryable, parse_usage
@@ -300,13 +343,36 @@ def _logprob_client_class() -> type:
         ``logprob`` variant falls back to the marks, counted in ``logprob_missing_calls``)."""
 
         want_logprobs = True
+        constrain_ok = True
+        """False once the server rejected a constrained request (later ones go unconstrained)."""
+        tasks: Sequence[TaskSpec] = ()
+        num_constrained = 0
+        num_constraint_rejected = 0
+
+        async def complete_constrained(self, request: LLMRequest) -> LLMResponse:
+            """``complete`` with the answer format forced by a regex (``structured_outputs``)."""
+            token = _CONSTRAIN.set(True)
+            try:
+                return await self.complete(request)
+            finally:
+                _CONSTRAIN.reset(token)
 
         async def _complete_once(self, endpoint: str, body: dict[str, Any]) -> LLMResponse:
             started = time.perf_counter()
             if self.want_logprobs:
                 body = {**body, "logprobs": True}
+            if _CONSTRAIN.get() and self.constrain_ok:
+                regex = constraint_for(self.tasks, body["messages"])
+                if regex is not None:
+                    body = {**body, "structured_outputs": {"regex": regex}}
+                    self.num_constrained += 1
             try:
                 response = await self._http.post(f"{endpoint}/chat/completions", json=body)
+                if response.status_code == 400 and "structured_outputs" in body:
+                    self.constrain_ok = False
+                    self.num_constraint_rejected += 1
+                    body = {k: v for k, v in body.items() if k != "structured_outputs"}
+                    response = await self._http.post(f"{endpoint}/chat/completions", json=body)
                 if response.status_code == 400 and body.get("logprobs"):
                     self.want_logprobs = False
                     body = {k: v for k, v in body.items() if k != "logprobs"}
@@ -352,7 +418,9 @@ def _make_client(args: argparse.Namespace, data: dict[str, tuple[TaskSpec, list[
         from bench.batchprompt.fake_server import FakeServer
 
         transport = FakeServer(data.values()).transport()
-    return _logprob_client_class()(OpenAIConfig(**options), transport=transport)
+    client = _logprob_client_class()(OpenAIConfig(**options), transport=transport)
+    client.tasks = tuple(task for task, _ in data.values())
+    return client
 
 
 class Results:
@@ -368,6 +436,7 @@ class Results:
         self.errors: dict[str, str] = {}
         self.started = time.perf_counter()
         self.chats: list[SharedChat] = []
+        self.clients: list[Any] = []
         self.exact = bool(args.tokenizer) and not args.dry_run
 
     def build(self, *, finished: bool) -> dict[str, Any]:
@@ -376,10 +445,10 @@ class Results:
             if point not in self.done:
                 continue
             result = self.done[point]
-            single = self.done.get(GridPoint(point.task, 1, 1, False))
+            single = self.done.get(GridPoint(point.task, 1, 1, False, constrained=point.constrained))
             row = summary_row(point, result)
-            if point.seas and point.variant != "paper":
-                variant_rows.append({**row, "variant": point.variant})
+            if point.label is not None:
+                variant_rows.append({**row, "variant": point.label})
             else:
                 main_rows.append(row)
             detail_rows.append(detail_row(point, result, single, self.tokens.get(point.task)))
@@ -397,6 +466,9 @@ class Results:
             "time_limit_s": self.args.time_limit_s,
             "wall_s": round(time.perf_counter() - self.started, 1),
             "num_prompts_sent": sum(c.num_sent for c in self.chats),
+            "num_constrained_requests": sum(getattr(c, "num_constrained", 0) for c in self.clients),
+            "constraint_rejected": any(getattr(c, "num_constraint_rejected", 0) for c in self.clients),
+            "logprobs_rejected": any(not getattr(c, "want_logprobs", True) for c in self.clients),
             "num_prompts_asked": sum(r.stats.num_calls for r in self.done.values()),
             "context_window": self.args.context_window,
             "exact_tokenizer": self.exact,
@@ -434,7 +506,8 @@ async def run_grid(args: argparse.Namespace) -> dict[str, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     deadline = time.monotonic() + args.time_limit_s if args.time_limit_s else None
-    waves = grid(args.tasks, args.batch_sizes, args.rounds, args.seas_rounds, args.goal_batch_sizes, args.variants)
+    waves = grid(args.tasks, args.batch_sizes, args.rounds, args.seas_rounds, args.goal_batch_sizes, args.variants,
+                 constrained=args.constrained)
     points = [p for wave in waves for p in wave]
     data: dict[str, tuple[TaskSpec, list[Item]]] = {}
     for name in args.tasks:
@@ -448,8 +521,13 @@ async def run_grid(args: argparse.Namespace) -> dict[str, Any]:
     tokens = {name: TokenModel.of(task, items, clients[name].count_tokens) for name, (task, items) in data.items()}
     in_flight = asyncio.Semaphore(args.concurrency)
     chats = {name: SharedChat(clients[name].complete, in_flight) for name in args.tasks}
+    # Constrained rows: a chat of their own (their prompts get different answers), same semaphore.
+    constrained_chats = {
+        name: SharedChat(getattr(clients[name], "complete_constrained", clients[name].complete), in_flight)
+        for name in args.tasks}
     results = Results(args, data, tokens, points)
-    results.chats = list(chats.values())
+    results.chats = [*chats.values(), *constrained_chats.values()]
+    results.clients = list({id(c): c for c in clients.values()}.values())
     exact = bool(args.tokenizer) and not args.dry_run
     # Without the model's tokenizer the chars/4 estimate can run short: keep 10% headroom.
     window = args.context_window if exact else int(args.context_window * 0.9)
@@ -462,7 +540,8 @@ async def run_grid(args: argparse.Namespace) -> dict[str, Any]:
         async def one(point: GridPoint) -> None:
             task, items = data[point.task]
             try:
-                results.done[point] = await run_batchprompt(task, items, point.config(**common), chats[point.task],
+                results.done[point] = await run_batchprompt(task, items, point.config(**common),
+                                                            (constrained_chats if point.constrained else chats)[point.task],
                                                             clients[point.task].count_tokens)
             except asyncio.CancelledError:
                 raise
@@ -487,7 +566,7 @@ async def run_grid(args: argparse.Namespace) -> dict[str, Any]:
                 stopped = True
                 break
             results.write(finished=False)  # a kill during the next wave still leaves these
-    for chat in chats.values():  # requests no configuration waits for any more
+    for chat in results.chats:  # requests no configuration waits for any more
         for future in chat.cache.values():
             future.cancel()
     for client in {id(c): c for c in clients.values()}.values():
@@ -513,6 +592,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--confidence-threshold", type=float, default=0.75,
                    help="label-token probability from which a logprob answer is confident (0.75: Qwen 0.5B gave its "
                         "label tokens p=0.53-0.85 on a few unlabeled CPU prompts; 0.9 would mark none)")
+    p.add_argument("--constrained", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run the goal rows with the answer format forced by a regex (vLLM structured outputs)")
     p.add_argument("--concurrency", type=int, default=256, help="requests in flight")
     p.add_argument("--max-tokens-per-answer", type=int, default=12)
     p.add_argument("--seed", type=int, default=0)
@@ -542,7 +623,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
           f"{d['num_prompts_asked']} asked; errors: {len(d['errors'])}; incomplete: {len(d['incomplete'])}")
     for row in d["results"]:
         print(f"  {row['task']:5} {row['method']:6} bs={row['batch_size']:2} k={row['rounds']} "
-              f"seas={(row['variant'] or '-'):7} acc={row['accuracy']:5.1f} in={row['input_tokens']:8} "
+              f"seas={(row['variant'] or '-'):7}{' C' if row['constrained'] else '  '} acc={row['accuracy']:5.1f} in={row['input_tokens']:8} "
               f"out={row['output_tokens']:6} calls={row['calls']:4} fail={row['parse_failure_rate']:.3f} "
               f"tok%={row.get('input_token_share_pct', 100.0):5.1f} "
               f"paper-tok%={row.get('paper_accounting_token_share_pct', 100.0):5.1f} "

@@ -32,6 +32,7 @@ from workflows.batchprompt.tasks import Item, TaskSpec, normalize_text
 __all__ = [
     "Answer",
     "BatchParse",
+    "answer_regex",
     "compose_messages",
     "label_probabilities",
     "parse_answers",
@@ -286,3 +287,16 @@ def label_probabilities(task: TaskSpec, tokens: Sequence[tuple[str, float]], num
                 probs[number] = math.exp(logprob)
             done = True
     return probs
+
+
+def answer_regex(task: TaskSpec, num_items: int) -> str:
+    """A regex that matches exactly the answer block for ``num_items`` items in our format.
+
+    ``[1] yes (sure)`` ... ``[n] no (unsure)``, one line each, in order, nothing else. Handed to a
+    server that supports constrained decoding (vLLM ``structured_outputs: {"regex": ...}``) it
+    makes missing, duplicate and unparsable answers impossible; the answer words and confidence
+    stay the model's choice.
+    """
+    words = "|".join(re.escape(label.display) for label in task.labels)
+    marks = f"{re.escape(CONFIDENT)}|{re.escape(NOT_CONFIDENT)}"
+    return "\\n".join(rf"\[{i}\] ({words}) \(({marks})\)" for i in range(1, num_items + 1))

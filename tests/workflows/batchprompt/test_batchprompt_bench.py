@@ -35,7 +35,9 @@ def test_dry_run_writes_summary_detail_and_plot(tmp_path: Path, shared_data: Pat
     # Goal rows come first: SinglePrompt, then batch 16/32.
     assert [(r["task"], r["batch_size"]) for r in rows[:2]] == [("rte", 1), ("rte", 16)]
     variants = json.loads((tmp_path / "summary-variants-dry-run.json").read_text())["results"]
-    assert len(variants) == 2 * 3 * 2 and {r["variant"] for r in variants} == {"agree", "logprob"}
+    # agree+logprob SEAS at 16/32, and the constrained goal rows (single, k1, paper SEAS k3/k5, logprob SEAS).
+    assert {r["variant"] for r in variants} == {"agree", "logprob", "constrained", "constrained+logprob"}
+    assert len(variants) == 2 * (3 * 2 + 1 + 2 * 4)
     single = next(r for r in rows if r["task"] == "rte" and r["method"] == "single")
     assert (single["batch_size"], single["rounds"], single["seas"], single["calls"]) == (1, 1, False, 40)
     bs32 = next(r for r in rows if r["task"] == "rte" and r["batch_size"] == 32 and r["rounds"] == 1)
@@ -76,11 +78,13 @@ def test_time_limit_writes_what_finished(tmp_path: Path, shared_data: Path) -> N
     detail = json.loads((tmp_path / "detail-fake-server.json").read_text())
     summary = json.loads((tmp_path / "summary-fake-server.json").read_text())
     assert not detail["finished"] and detail["incomplete"] and detail["errors"] == {}
-    assert len(summary["results"]) + len(detail["incomplete"]) <= 2 * 22
+    variants = json.loads((tmp_path / "summary-variants-fake-server.json").read_text())
+    total = sum(len(w) for w in bench.grid(["rte", "qqp"], [8, 16, 32], [1, 3, 5], [3, 5]))
+    assert len(summary["results"]) + len(variants["results"]) + len(detail["incomplete"]) == total
 
 
 def test_grid_waves_put_goal_rows_first() -> None:
-    first, rest = _bench().grid(["boolq"], [8, 16, 32], [1, 3, 5], [3, 5])
+    first, rest = _bench().grid(["boolq"], [8, 16, 32], [1, 3, 5], [3, 5], constrained=False)
     assert [p.name for p in first[:2]] == ["boolq/bs1/k1", "boolq/bs16/k1"]
     assert {p.batch_size for p in first} == {1, 16, 32} and {p.batch_size for p in rest} == {8, 16, 32}
     assert all(not p.seas for p in rest if p.batch_size != 8)
@@ -89,3 +93,42 @@ def test_grid_waves_put_goal_rows_first() -> None:
     assert {(p.variant, p.rounds) for p in first if p.seas} == {("paper", 3), ("paper", 5), ("agree", 5),
                                                                 ("logprob", 5)}
     assert len(first + rest) == 1 + 9 + 6 + 2 * 3
+
+
+def test_constrained_requests_carry_the_answer_regex_and_survive_a_rejection(shared_data: Path) -> None:
+    import asyncio
+    import re as _re
+
+    from bench.batchprompt.fake_server import FakeServer
+    from orchestrator.llm.openai import OpenAIConfig
+    from orchestrator.types import LLMRequest, SamplingOptions
+    from workflows.batchprompt.prompt import answer_regex, compose_messages
+    from workflows.batchprompt.tasks import load_builtin_items, load_task
+
+    bench = _bench()
+    task = load_task("rte")
+    items = load_builtin_items("rte", shared_data, limit=24).items
+    regex = answer_regex(task, 3)
+    assert _re.fullmatch(regex, "[1] yes (sure)\n[2] no (unsure)\n[3] no (sure)")
+    assert not _re.fullmatch(regex, "[1] yes (sure)\n[2] no (unsure)")  # a missing line cannot pass
+    request = LLMRequest(tuple(compose_messages(task, [i.inputs for i in items])), SamplingOptions(max_tokens=400))
+    assert bench.constraint_for([task], [m.to_wire() for m in request.messages]) == answer_regex(task, 24)
+
+    async def go(accept: bool):  # type: ignore[no-untyped-def]
+        server = FakeServer([(task, items)], accept_structured=accept)
+        client = bench._logprob_client_class()(OpenAIConfig(base_urls=("http://fake/v1",), model="m"),
+                                               transport=server.transport())
+        client.tasks = (task,)
+        plain = await client.complete(request)
+        forced = await client.complete_constrained(request)
+        again = await client.complete_constrained(request)
+        await client.aclose()
+        return server, client, plain, forced, again
+
+    server, client, plain, forced, again = asyncio.run(go(True))
+    assert len(plain.text.splitlines()) == 20 and len(forced.text.splitlines()) == 24  # the fake drops past 20
+    assert server.num_structured == client.num_constrained == 2 and forced.token_logprobs
+    server, client, plain, forced, again = asyncio.run(go(False))
+    # A server without structured outputs: rejected once, then unconstrained; answers still come.
+    assert client.num_constraint_rejected == 1 and not client.constrain_ok and server.num_structured == 0
+    assert len(forced.text.splitlines()) == len(again.text.splitlines()) == 20
