@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from budget.tracker import any_exhausted, tracker_block
+from orchestrator.errors import BadInputError
 from orchestrator.types import Message, SamplingOptions
 from workflows.base import Workflow
 from workflows.bats import prompts
@@ -27,7 +28,7 @@ from workflows.bats.agent import (
     question_state,
     run_attempt,
 )
-from workflows.bats.planning import apply_verdicts, default_plan, parse_plan, render_plan
+from workflows.bats.planning import EXPLORE, apply_verdicts, default_plan, parse_plan, render_plan
 from workflows.bats.selection import judge_select
 from workflows.bats.trajectory import action_log, evidence_text
 from workflows.bats.verifier import PIVOT, SUCCESS, Verification, verify
@@ -59,6 +60,11 @@ class BatsConfig:
     """Output tokens of the judge call (it answers with a number)."""
     verifier_json_schema: bool = True
     """Send the verifier's JSON schema as a structured-output constraint (vLLM/OpenAI backends)."""
+    agent_plan: str = "explore"
+    """Plan items the agent sees: ``all``, ``explore`` (default) or ``none``. The verifier always
+    checks every item. Default ``explore``: a small planner writes guessed answers into its
+    verify items ("verify: they were both in The Beatles") and a small agent then searches the
+    guess (seen with Qwen2.5-Coder-0.5B); the verify items stay the verifier's checklist."""
     max_evidence_chars: int = 600
     """Characters of each tool output the verifier reads."""
 
@@ -133,10 +139,15 @@ def bats_workflow() -> Workflow:
             items = parse_plan(reply.text, config.max_plan_items) or default_plan()
             return {"plan": items, "attempts": [], "stats": {k: 0 for k in _STAT_KEYS}}
 
+        if config.agent_plan not in ("all", "explore", "none"):
+            raise BadInputError("option agent_plan", "all, explore or none", repr(config.agent_plan))
+
         async def attempt(state: BatsState) -> dict[str, Any]:
-            notes = render_plan(state["plan"])
+            shown = [] if config.agent_plan == "none" else [
+                item for item in state["plan"] if config.agent_plan == "all" or item["kind"] == EXPLORE]
+            notes = render_plan(shown) if shown else ""
             if earlier := attempt_notes(state["attempts"]):
-                notes += "\n\n" + earlier
+                notes = f"{notes}\n\n{earlier}" if notes else earlier
             result = await run_attempt(
                 ctx, state["question"], agent_config, mode,
                 extra_system=prompts.PLANNING_SECTION, head_notes=notes, purpose="agent",

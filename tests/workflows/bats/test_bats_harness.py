@@ -177,3 +177,24 @@ def test_reply_repeating_done_actions_then_answering_is_an_answer(make_ctx) -> N
     result = asyncio.run(run_attempt(ctx, "q", AgentConfig(demo=False), LoopMode()))
     assert result["stop"] == "answered" and result["answer"] == "VIVA Media AG"
     assert len(ctx.calls) == 2 and ctx.used == {"search": 1, "browse": 1}
+
+
+def test_agent_sees_explore_items_only_by_default_verifier_sees_all(make_ctx) -> None:
+    import workflows
+
+    def reply(purpose: str, messages: list[Message]) -> str:
+        if purpose == "planner":
+            return "explore: who designed the tower\nverify: they were both in The Beatles"
+        if purpose == "verifier":
+            return VALID
+        if purpose == "judge":
+            return "1"
+        return "search: q" if not any(m.role == "tool" for m in messages) else "answer: Dijon"
+
+    for option, shown in (("explore", ["who designed"]), ("all", ["who designed", "The Beatles"]), ("none", [])):
+        ctx = make_ctx(reply, agent_plan=option)
+        asyncio.run(workflows.get("bats").build(ctx).compile().ainvoke({"question": "q"}))
+        head = next(c for c in ctx.calls if c.purpose == "agent").messages[1].content
+        assert all(s in head for s in shown) and ("The Beatles" in head) == ("The Beatles" in shown)
+        verifier = next(c for c in ctx.calls if c.purpose == "verifier").messages[1].content
+        assert "who designed the tower" in verifier and "The Beatles" in verifier
