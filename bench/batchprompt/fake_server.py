@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from orchestrator.types import LLMRequest, Message, SamplingOptions  # noqa: E402
-from workflows.batchprompt.scripted import ScriptedLabeler  # noqa: E402
-from workflows.batchprompt.tasks import Item, TaskSpec  # noqa: E402
+from orchestrator.types import LLMRequest, Message, SamplingOptions
+from workflows.batchprompt.scripted import ScriptedLabeler
+from workflows.batchprompt.tasks import Item, TaskSpec
 
 
 class FakeServer:

@@ -575,7 +575,7 @@ async def run_grid(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
+    ints = lambda s: [int(x) for x in s.split(",") if x]
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--base-url", action="append", default=[], help="OpenAI-compatible endpoint (repeatable)")
     p.add_argument("--model", default="", help="model name as the server knows it")

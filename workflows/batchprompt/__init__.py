@@ -23,7 +23,12 @@ from workflows.batchprompt.engine import (
     run_batchprompt,
 )
 from workflows.batchprompt.graph import build_graph, initial_state, result_of
-from workflows.batchprompt.prompt import compose_messages, label_probabilities, parse_answers, plan_batches
+from workflows.batchprompt.prompt import (
+    compose_messages,
+    label_probabilities,
+    parse_answers,
+    plan_batches,
+)
 from workflows.batchprompt.tasks import (
     BUILTIN_TASKS,
     TaskSpec,

@@ -47,10 +47,10 @@ from workflows.batchprompt.voting import (
 __all__ = [
     "CONFIDENCE_SOURCES",
     "BatchPromptConfig",
-    "LogprobResponse",
     "BatchPromptResult",
     "CallStats",
     "ChatFn",
+    "LogprobResponse",
     "RunState",
     "finish",
     "is_finished",
@@ -404,7 +404,7 @@ async def step(
     votes = {k: list(vs) for k, vs in state.votes.items()}
     for key, vote in round_votes.items():
         votes[key].append(vote)
-    exited = [k for k in state.active if seas_done(votes[k], config.seas_rule)] if config.seas else []
+    exited = [k for k in state.active if seas_done(votes[k], config.seas_rule)] if config.seas else []  # type: ignore[arg-type]
     exited_set = set(exited)
     stats = CallStats(**state.stats.to_dict())
     stats.add(runner.stats)
