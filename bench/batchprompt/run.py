@@ -288,8 +288,10 @@ def plot(rows: list[dict[str, Any]], model: str, path: Path) -> None:
                 continue
             marker = markers.get(r.get("variant") or "", "o") if r["seas"] else "o"
             ax.scatter([share], [r["accuracy"]], marker=marker, s=30 + 20 * r["rounds"],
-                       color=colors.get(r["batch_size"], "tab:gray"), alpha=0.8)
+                       color=colors.get(r["batch_size"], "tab:gray"), alpha=0.8,
+                       edgecolors="black" if r.get("constrained") else "none")
             tag = {"paper": "S", "agree": "A", "logprob": "L"}.get(r.get("variant") or "", "") if r["seas"] else ""
+            tag += "c" if r.get("constrained") else ""
             ax.annotate(f"{r['batch_size']}x{r['rounds']}{tag}", (share, r["accuracy"]),
                         fontsize=7, xytext=(3, 3), textcoords="offset points")
         ax.axvline(30, color="red", lw=0.8, ls="--")
@@ -298,7 +300,8 @@ def plot(rows: list[dict[str, Any]], model: str, path: Path) -> None:
         ax.set_ylabel("accuracy %")
         ax.grid(alpha=0.3)
     fig.suptitle("BatchPrompt: batch x rounds; S square = SEAS (paper), A triangle = SEAS agree-only, "
-                 "L diamond = SEAS logprob confidence, circle = BPE, star = SinglePrompt", fontsize=8)
+                 "L diamond = SEAS logprob confidence, circle = BPE, star = SinglePrompt; c / black edge = "
+                 "format forced by regex (share vs the constrained SinglePrompt)", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -479,7 +482,10 @@ class Results:
                             for name, t in self.tokens.items()},
             "incomplete": [p.name for p in self.points if p not in self.done and p.name not in self.errors],
             "errors": dict(self.errors),
-            "parse_failure_rate_by_batch_size": failure_rates_by_batch_size(detail_rows),
+            "parse_failure_rate_by_batch_size": failure_rates_by_batch_size(
+                [r for r in detail_rows if not r["constrained"]]),
+            "parse_failure_rate_by_batch_size_constrained": failure_rates_by_batch_size(
+                [r for r in detail_rows if r["constrained"]]),
             "paper_gpt4": {t: PAPER_GPT4[t] for t in self.data if t in PAPER_GPT4},
             "results": detail_rows,
         }
