@@ -336,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dry-run", action="store_true", help="CPU: simulated solver, tiny random model")
     args = p.parse_args(argv)
     deadline = Deadline(args.time_limit_s)
+    SKIPPED.clear()
     parts = set(args.parts.split(","))
     out = RESULTS_DIR(args)
     artifacts = Path(args.artifacts_dir) / ("dry-run" if args.dry_run else "")

@@ -21,6 +21,7 @@ __all__ = [
 
 _NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 _HASH_RE = re.compile(r"####\s*([^\n]+)")
+_MAX_HASH_ANSWER_WORDS = 6
 _ANSWER_IS_RE = re.compile(
     r"(?:final answer|the answer|answer)\s*(?:is|:|=)\s*([^\n]+)", re.IGNORECASE
 )
@@ -59,7 +60,8 @@ def extract_final_answer(text: str, *, allow_last_number: bool = True) -> str | 
     when ``allow_last_number``, the last number in the text. A truncated solution should be
     read with ``allow_last_number=False``: its last number is an intermediate value.
     """
-    hashes = _HASH_RE.findall(text)
+    # "#### 1. Calculate the total..." is a markdown heading, not an answer line.
+    hashes = [h for h in _HASH_RE.findall(text) if len(h.split()) <= _MAX_HASH_ANSWER_WORDS]
     if hashes:
         return _strip_decoration(hashes[-1])
     boxed = extract_boxed(text)

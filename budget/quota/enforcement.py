@@ -15,16 +15,18 @@ WORDS_PER_TOKEN = 0.75
 
 
 def reasoning_budget_statement(quota_tokens: int, answer_reserve_tokens: int) -> str:
-    """The sentence that tells the model its reasoning budget for this question."""
+    """The sentence that tells the model its reasoning budget for this question.
+
+    In words only, and meant to go before the question: Qwen2.5-Coder-0.5B, shown "your budget
+    is 111 tokens ... a reply cut off before its final answer line scores zero" right before
+    "End with '#### <number>'", wrote "#### 111" at once (the budget as its answer; 0-3% on
+    GSM8K in the H200 run). Stated as words up front, it reasons as usual.
+    """
     reasoning = max(quota_tokens - answer_reserve_tokens, 0)
     words = int(reasoning * WORDS_PER_TOKEN)
     if reasoning <= 0:
         return "Give the final answer immediately, with no working."
-    return (
-        f"Your reasoning budget for this question is {reasoning} tokens (about {words} words). "
-        "Stay within it: output beyond it is cut off, and a reply cut off before its final "
-        "answer line scores zero."
-    )
+    return f"Keep your working to about {words} words; anything longer is cut off."
 
 
 def quota_sampling(quota_tokens: int, base: SamplingOptions | None = None) -> SamplingOptions:

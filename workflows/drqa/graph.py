@@ -367,8 +367,10 @@ def make_nodes(ctx: RunContext) -> dict[str, Callable[[DRQAState], Awaitable[dic
                 continue
             if left is not None:
                 left -= allowance
-            prompt = solve_messages(items[i].question, spec.answer_instruction, quota_tokens=a["stated_quota"],
-                                    answer_reserve_tokens=a["stated_reserve"])
+            # The plain solve prompt, without the budget sentence: a 0.5B model shown a number
+            # right before "give the answer" copies it as the answer (BENCHMARKS.md, DRQA).
+            prompt = solve_messages(items[i].question, spec.answer_instruction, quota_tokens=None,
+                                    answer_reserve_tokens=0)
             msgs = force_answer_messages(prompt, working, spec.answer_instruction)
             order.append((i, allowance))
             thunks.append(lambda m=msgs, k=allowance: chat(m, quota_sampling(k, base), "answer"))

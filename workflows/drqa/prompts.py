@@ -17,10 +17,12 @@ def solve_messages(
 
     ``quota_tokens=None`` is the unlimited baseline: no stated budget.
     """
-    parts = [question.strip(), ""]
+    # The budget goes first: a number stated next to the answer instruction gets copied as the
+    # answer by small models (see budget.quota.enforcement.reasoning_budget_statement).
+    parts = []
     if quota_tokens is not None:
-        parts.append(reasoning_budget_statement(quota_tokens, answer_reserve_tokens))
-    parts.append(f"Reason step by step. {answer_instruction}")
+        parts += [reasoning_budget_statement(quota_tokens, answer_reserve_tokens), ""]
+    parts += [question.strip(), "", f"Reason step by step. {answer_instruction}"]
     return (Message("system", SOLVER_SYSTEM), Message("user", "\n".join(parts)))
 
 
@@ -62,9 +64,9 @@ def force_answer_messages(
 ) -> tuple[Message, ...]:
     """Ask for the final answer now, after ``partial`` used up its quota.
 
-    The solve prompt and the cut-off working go back unchanged (the server's prefix cache holds
-    them; they cost input tokens only), then a short cue asks for the answer line alone, so a
-    chain cut mid-reasoning still ends in a parsable answer.
+    The solve prompt (pass it without a budget sentence) and the cut-off working go back (they
+    cost input tokens only), then a short cue asks for the answer line alone, so a chain cut
+    mid-reasoning still ends in a parsable answer.
     """
     return (
         *solve_prompt,

@@ -1,0 +1,46 @@
+"""The budgeted solve prompt and answer extraction, against what Qwen2.5-Coder-0.5B did on the H200.
+
+The old prompt ended "...budget is 111 tokens (about 83 words)... a reply cut off before its
+final answer line scores zero. Reason step by step. End with a final line of the form
+'#### <number>'." and the model replied "#### 111" (its budget as the answer) on GSM8K.
+"""
+
+from __future__ import annotations
+
+import re
+
+from budget.quota.answers import extract_final_answer
+from budget.quota.enforcement import reasoning_budget_statement
+from workflows.drqa.datasets import get_spec
+from workflows.drqa.prompts import solve_messages
+
+QUESTION = "A team of 4 painters worked 3/8ths of a day every day for 3 weeks. How many hours did each work?"
+
+
+def test_budget_is_stated_in_words_before_the_question() -> None:
+    spec = get_spec("gsm8k")
+    user = solve_messages(QUESTION, spec.answer_instruction, quota_tokens=135, answer_reserve_tokens=24)[-1].content
+    statement = reasoning_budget_statement(135, 24)
+    assert statement == "Keep your working to about 83 words; anything longer is cut off."
+    assert user.index(statement) < user.index(QUESTION) < user.index("####")
+    # Between the question and the answer instruction there is no number the model could copy.
+    tail = user[user.index(QUESTION) + len(QUESTION):]
+    assert not re.search(r"\d", tail)
+    assert "scores zero" not in user and "tokens" not in user
+
+
+def test_unlimited_prompt_has_no_budget() -> None:
+    user = solve_messages(QUESTION, "End with '#### <number>'.", quota_tokens=None, answer_reserve_tokens=0)[-1]
+    assert user.content.startswith(QUESTION) and "Keep your working" not in user.content
+
+
+def test_a_zero_budget_asks_for_the_answer_alone() -> None:
+    assert reasoning_budget_statement(20, 24) == "Give the final answer immediately, with no working."
+
+
+def test_hash_heading_is_not_an_answer() -> None:
+    # What the model wrote under the budgeted prompt, cut off mid-working.
+    cut = "#### 1. Calculate the total number of days in 3 weeks:\n   \\[\n   3 \\text{ weeks} \\times 7"
+    assert extract_final_answer(cut, allow_last_number=False) is None
+    assert extract_final_answer(cut + " = 21 days\n#### 189") == "189"
+    assert extract_final_answer("#### $18 per hour") == "$18 per hour"
