@@ -125,6 +125,7 @@ class RunRecord:
     num_refused: int = 0
     num_verifier_calls: int = 0
     num_invalid_json: int = 0
+    num_truncated_json: int = 0
     num_format_errors: int = 0
     num_extractions: int = 0
     stop: str = ""
@@ -168,6 +169,8 @@ def summarize(records: Sequence[RunRecord]) -> tuple[list[dict[str, Any]], list[
             "unused_budget_fraction": (sum(r.unused_units for r in rs) / limit_units) if limit_units else None,
             "invalid_verifier_json_rate": (sum(r.num_invalid_json for r in rs) / verifier_calls) if verifier_calls else None,
             "num_verifier_calls": verifier_calls,
+            "truncated_verifier_json_rate": (sum(r.num_truncated_json for r in rs) / verifier_calls)
+            if verifier_calls else None,
             "format_errors_per_run": _mean([r.num_format_errors for r in rs]),
             "long_answer_fraction": _mean([len(r.answer) > LONG_ANSWER_CHARS for r in rs]),
             "mean_answer_chars": _mean([len(r.answer) for r in rs]),
@@ -367,6 +370,7 @@ def _record(method: str, budget: int, q: dict[str, Any], run_id: str, status: st
         num_refused=int(store.get("refused", 0)),
         num_verifier_calls=int(stats.get("num_verifier_calls", 0)),
         num_invalid_json=int(stats.get("num_invalid_json", 0)),
+        num_truncated_json=int(stats.get("num_truncated_json", 0)),
         num_format_errors=int(stats.get("num_format_errors", 0)),
         num_extractions=sum(n for p, n in purposes.items() if p.endswith("_extract")),
         stop=stop,

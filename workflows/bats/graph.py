@@ -82,7 +82,7 @@ class BatsState(TypedDict, total=False):
 
 _STAT_KEYS = (
     "num_attempts", "num_turns", "num_format_errors", "num_refused", "num_repeated",
-    "num_verifier_calls", "num_invalid_json", "num_repaired", "num_defaulted",
+    "num_verifier_calls", "num_invalid_json", "num_repaired", "num_defaulted", "num_truncated_json",
 )
 
 
@@ -113,10 +113,11 @@ def _count(stats: dict[str, int], verification: Verification | None, attempt: di
     out["num_refused"] += attempt["num_refused"]
     out["num_repeated"] += attempt["num_repeated"]
     if verification is not None:
-        out["num_verifier_calls"] += 1 + (verification.source != "valid")
+        out["num_verifier_calls"] += 1 + (verification.source in ("repaired", "default"))
         out["num_invalid_json"] += len(verification.errors)
         out["num_repaired"] += verification.source == "repaired"
         out["num_defaulted"] += verification.source == "default"
+        out["num_truncated_json"] += verification.source == "truncated"
     return out
 
 

@@ -90,7 +90,8 @@ verdicts: one per numbered constraint, each "satisfied" (the evidence shows it),
 decision: "SUCCESS" if every constraint is satisfied; "CONTINUE" if some are unverifiable, the
 lead looks right and budget is left; "PIVOT" if a constraint is contradicted, the searches hit a
 dead end, or too little budget is left for this lead.
-justification: one sentence. summary: what was searched, what was found, what to try next."""
+justification: one short sentence. summary: at most 30 words on what was searched, what was
+found and what to try next."""
 
 VERIFIER_USER = """\
 Question: {question}

@@ -9,6 +9,7 @@ claims nothing). The caller counts invalid replies, repairs and defaults.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -67,7 +68,8 @@ class Verification:
     justification: str = ""
     summary: str = ""
     source: str = "valid"
-    """``valid`` (first reply parsed), ``repaired`` (the repair reply parsed) or ``default``."""
+    """``valid`` (first reply parsed), ``truncated`` (first reply cut off by the token limit and
+    closed), ``repaired`` (the repair reply parsed) or ``default``."""
     errors: tuple[str, ...] = field(default_factory=tuple)
     """Why the replies that failed to parse were rejected."""
 
@@ -93,6 +95,27 @@ def _extract_object(text: str) -> Any:
         raise VerifierFormatError(f"invalid JSON: {exc.msg} at character {exc.pos}") from None
 
 
+_CLOSERS = ('"}', "}", '""}', '": ""}', '"]}', "]}", "null}")
+
+
+def complete_truncated(text: str) -> Any:
+    """The JSON object of a reply cut off by the token limit (``{"verdicts": [...], "decision":
+    "PIVOT", "justification": "the evid``), closed where it stopped; raises VerifierFormatError
+    when no closing makes it parse. The schema puts ``decision`` before the free-text fields, so
+    a reply cut in its justification or summary still carries its decision."""
+    body = _FENCE.sub("", text)
+    start = body.find("{")
+    if start < 0:
+        raise VerifierFormatError("no JSON object found")
+    body = body[start:].rstrip().rstrip(",").rstrip("\\")
+    for closer in _CLOSERS:
+        try:
+            return json.loads(body + closer)
+        except json.JSONDecodeError:
+            continue
+    raise VerifierFormatError("invalid JSON that no closing repairs")
+
+
 def _verdict(raw: Any) -> str:
     if isinstance(raw, Mapping):
         raw = raw.get("verdict", raw.get("status", ""))
@@ -103,14 +126,19 @@ def _verdict(raw: Any) -> str:
     return "unverifiable"
 
 
-def parse_verification(text: str, num_constraints: int) -> Verification:
+def parse_verification(text: str, num_constraints: int, *, truncated: bool = False) -> Verification:
     """The verification in ``text``; raises VerifierFormatError when it is not the expected object.
 
     Verdicts may be strings or objects with a ``verdict`` key; there is one per constraint
     (missing ones are unverifiable, extra ones dropped). A SUCCESS that contradicts one of its own
     verdicts becomes PIVOT.
     """
-    obj = _extract_object(text)
+    try:
+        obj = _extract_object(text)
+    except VerifierFormatError:
+        if not truncated:
+            raise
+        obj = complete_truncated(text)
     if not isinstance(obj, Mapping):
         raise VerifierFormatError(f"expected a JSON object, got {type(obj).__name__}")
     decision = str(obj.get("decision", "")).strip().upper()
@@ -183,6 +211,14 @@ async def verify(
         return parse_verification(reply.text, n)
     except VerifierFormatError as exc:
         first_error = str(exc)
+    if reply.finish_reason == "length":
+        # Cut off by the token limit, usually in the free text after the decision: close it.
+        try:
+            cut = parse_verification(reply.text, n, truncated=True)
+        except VerifierFormatError:
+            pass
+        else:
+            return dataclasses.replace(cut, source="truncated")
     messages += [
         Message("assistant", reply.text),
         Message("user", prompts.REPAIR_USER.format(error=first_error)),

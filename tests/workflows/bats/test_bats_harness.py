@@ -198,3 +198,42 @@ def test_agent_sees_explore_items_only_by_default_verifier_sees_all(make_ctx) ->
         assert all(s in head for s in shown) and ("The Beatles" in head) == ("The Beatles" in shown)
         verifier = next(c for c in ctx.calls if c.purpose == "verifier").messages[1].content
         assert "who designed the tower" in verifier and "The Beatles" in verifier
+
+
+CUT = ('{"verdicts": ["satisfied", "unverifiable"], "decision": "CONTINUE", "justification": "Jonny Craig '
+       'has been a member of more bands, but the evidence shows he has been the lead voc')
+
+
+@pytest.mark.parametrize("text", [
+    CUT,
+    '{"verdicts": ["satisfied"], "decision": "PIVOT",',
+    '{"verdicts": ["satisfied"], "decision": "PIVOT", "summary": ',
+    '{"verdicts": ["satisfied", "unverif',
+])
+def test_truncated_verifier_json_is_closed(text: str) -> None:
+    from workflows.bats.verifier import complete_truncated
+
+    obj = complete_truncated(text)
+    assert isinstance(obj, dict) and "verdicts" in obj
+
+
+def test_verifier_reply_cut_by_token_limit_keeps_its_decision_without_repair(make_ctx) -> None:
+    import workflows.bats.graph as graph
+
+    ctx = make_ctx(lambda p, m: CUT)
+    plain_chat = ctx.chat
+
+    async def chat(messages, **kw):
+        r = await plain_chat(messages, **kw)
+        return LLMResponse(r.text, r.usage, r.model, finish_reason="length")
+
+    ctx.chat = chat  # type: ignore[method-assign]
+    v = asyncio.run(verify(ctx, question="q", constraints=["a", "b"], evidence="e", answer="x", budget="b"))
+    assert (v.decision, v.verdicts, v.source, v.errors) == ("CONTINUE", ("satisfied", "unverifiable"), "truncated", ())
+    assert len(ctx.calls) == 1  # no repair call
+    stats = graph._count({}, v, {"num_turns": 1, "num_format_errors": 0, "num_refused": 0, "num_repeated": 0})
+    assert stats["num_verifier_calls"] == 1 and stats["num_invalid_json"] == 0 and stats["num_truncated_json"] == 1
+    # The same text with a normal finish is invalid: repair, then the safe default.
+    ctx2 = make_ctx(lambda p, m: CUT)
+    v2 = asyncio.run(verify(ctx2, question="q", constraints=["a"], evidence="e", answer="x", budget="b"))
+    assert v2.source == "default" and len(ctx2.calls) == 2
