@@ -218,7 +218,7 @@ def test_truncated_verifier_json_is_closed(text: str) -> None:
 
 
 def test_verifier_reply_cut_by_token_limit_keeps_its_decision_without_repair(make_ctx) -> None:
-    import workflows.bats.graph as graph
+    from workflows.bats import graph
 
     ctx = make_ctx(lambda p, m: CUT)
     plain_chat = ctx.chat
