@@ -13,10 +13,22 @@ Writes bench/results/drqa/summary.json (the issue's shape), details.json, alloca
 copies of the data/checkpoint manifests and the training log. Parts run separately merge into
 the same summary. ``--dry-run`` uses a simulated solver and a tiny random model on CPU.
 
+Every per-question solve states its budget (in words, before the question) and is capped at its
+quota minus a small reserve; a solve cut off at the cap (or ending without an answer) gets one
+short forced-answer call paid from that reserve (--no-force-answer: the old scoring). details.json
+records every item (quota, tokens, finish reason, raw text clipped to 600 chars, parsed answer,
+its source, gold, correct) and per-run counts of truncated, forced and unparsable answers.
+
+--time-limit-s bounds the whole run: an allocation run that would start with less than
+--min-run-s left is skipped, one still running at the limit is cancelled, data+training are
+skipped with less than --training-min-s left, and the JSON files are rewritten after every run.
+
 GPU (H200), with vLLM serving Qwen2.5-Coder-0.5B-Instruct at --base-url and leaving room for
 training (start it with --gpu-memory-utilization 0.5):
-  python3 bench/drqa/run.py --base-url http://127.0.0.1:8000/v1 --model /root/models/qwen05-hf \
-      --base-model-path /root/models/qwen05-hf
+  python3 bench/drqa/run.py --base-url http://127.0.0.1:8000/v1 --model qwen2.5-coder-0.5b \
+      --base-model-path /root/models/qwen05-hf --via direct --limit 100 --fractions 0.5,0.6,0.75 \
+      --steps 20 --eval-limit 80 --time-limit-s 340
+CPU end to end without a model: bench/drqa/fake_server.py --port 0, then --base-url at it.
 """
 
 from __future__ import annotations
@@ -373,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     if wants_training and not deadline.allows(args.training_min_s):
         SKIPPED.append(f"data/training: {deadline.left():.0f}s left, need {args.training_min_s:.0f}s")
         parts -= {"data", "training"}
+        # summary.json may still hold an earlier run's training numbers: say so under this commit.
+        summary_update["training_skipped"] = True
     if "data" in parts:
         data_dir = asyncio.run(run_data(args, artifacts))
         details["data_dir"] = str(data_dir)
@@ -382,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit("the training part needs --data-dir or the data part in the same run")
         training = run_training(args, data_dir, artifacts)
         details["training"] = training
+        summary_update["training_skipped"] = False
         summary_update["training"] = {
             name: {k: training["eval"][name][k] for k in ("dataset", "accuracy", "tokens_per_question")}
             for name in ("base", "trained")
