@@ -31,7 +31,8 @@ def reply(messages: list[dict[str, str]], max_tokens: int) -> tuple[str, str]:
     if "used up" in last:
         return f"#### {_h(first) % 60}", "stop"
     if "[Q1]" in first:
-        n = int(re.search(r"Answer all (\d+) questions", first).group(1)) if "Answer all" in first else 1
+        count = re.search(r"Answer all (\d+) questions", first)
+        n = int(count.group(1)) if count else 1
         text = "\n".join(f"[Q{i}]\nReasoning: {' '.join(['w'] * (5 + _h(first + str(i)) % 40))}\n"
                          f"Answer: {_h(first + str(i)) % 60}\nConfidence: {50 + _h(str(i) + first) % 50}"
                          for i in range(1, n + 1))

@@ -22,11 +22,11 @@ from budget.quota.difficulty import DifficultyConfig
 
 __all__ = [
     "QUOTA_METHODS",
-    "answer_reserve",
     "ProbePlan",
     "QuotaConfig",
     "QuotaMethod",
     "QuotaPolicy",
+    "answer_reserve",
     "plan_probe",
     "policy_for",
     "solve_quotas",

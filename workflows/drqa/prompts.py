@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from budget.quota.enforcement import WORDS_PER_TOKEN, reasoning_budget_statement
+from budget.quota.enforcement import reasoning_budget_statement
 from orchestrator.types import Message
 
 __all__ = ["FORCE_ANSWER_CUE", "continuation_messages", "force_answer_messages", "solve_messages"]
@@ -40,10 +40,10 @@ def continuation_messages(
     starting over (re-reading it costs input tokens only).
     """
     reasoning = max(extra_tokens - answer_reserve_tokens, 0)
-    words = int(reasoning * WORDS_PER_TOKEN)
+    # No word count here: a number right before the answer instruction gets copied as the
+    # answer by small models; max_tokens bounds the continuation anyway.
     follow_up = (
-        f"Your solution was cut off. Continue from where it stopped, using at most about "
-        f"{words} more words, and finish. {answer_instruction}"
+        f"Your solution was cut off. Continue briefly from where it stopped and finish. {answer_instruction}"
         if reasoning > 0
         else f"Your solution was cut off. Give the final answer now. {answer_instruction}"
     )

@@ -44,3 +44,15 @@ def test_hash_heading_is_not_an_answer() -> None:
     assert extract_final_answer(cut, allow_last_number=False) is None
     assert extract_final_answer(cut + " = 21 days\n#### 189") == "189"
     assert extract_final_answer("#### $18 per hour") == "$18 per hour"
+
+
+def test_continuation_and_forced_prompts_carry_no_number_to_copy() -> None:
+    from workflows.drqa.prompts import continuation_messages, force_answer_messages
+
+    spec = get_spec("gsm8k")
+    cont = continuation_messages(QUESTION, spec.answer_instruction, "There are 7 days", extra_tokens=120,
+                                 answer_reserve_tokens=24)[-1].content
+    plain = solve_messages(QUESTION, spec.answer_instruction, quota_tokens=None, answer_reserve_tokens=0)
+    forced = force_answer_messages(plain, "There are 7 days", spec.answer_instruction)[-1].content
+    for text in (cont, forced):
+        assert not re.search(r"\d", text) and "####" in text
