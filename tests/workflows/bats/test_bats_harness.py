@@ -237,3 +237,20 @@ def test_verifier_reply_cut_by_token_limit_keeps_its_decision_without_repair(mak
     ctx2 = make_ctx(lambda p, m: CUT)
     v2 = asyncio.run(verify(ctx2, question="q", constraints=["a"], evidence="e", answer="x", budget="b"))
     assert v2.source == "default" and len(ctx2.calls) == 2
+
+
+def test_price_table_finds_served_names_by_alias_and_without_instruct_suffix() -> None:
+    from budget.costs import load_price_table, parse_price_table
+    from orchestrator.errors import ConfigError
+
+    table = load_price_table()
+    qwen = table.models["Qwen/Qwen2.5-Coder-0.5B-Instruct"]
+    assert table.price_for("qwen2.5-coder-0.5b") == qwen != table.default
+    assert table.price_for("smollm2-135m") == table.models["HuggingFaceTB/SmolLM2-135M-Instruct"]
+    custom = parse_price_table({"models": {"default": {"input": 1, "output": 1},
+                                           "Org/Foo-7B-Instruct": {"input": 2, "output": 3},
+                                           "bar": {"input": 5, "output": 5, "aliases": ["served-bar"]}}})
+    assert custom.price_for("foo-7b").output == 3  # -instruct folded away
+    assert custom.price_for("served-bar").input == 5 and custom.price_for("other").input == 1
+    with pytest.raises(ConfigError, match="aliases"):
+        parse_price_table({"models": {"default": {"input": 1, "output": 1, "aliases": "x"}}})
