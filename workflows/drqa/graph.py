@@ -178,7 +178,8 @@ def _chain(attempt: dict[str, Any] | None, retry: dict[str, Any] | None) -> tupl
     if attempt is None:
         return "", None, False
     if retry is not None and retry["kind"] == "continuation":
-        return attempt["text"] + retry["text"], retry["answer"], retry["answer"] is None
+        joiner = "" if retry["text"][:1].isspace() or attempt["text"][-1:].isspace() else " "
+        return attempt["text"] + joiner + retry["text"], retry["answer"], retry["answer"] is None
     if retry is not None and retry["kind"] == "solve":
         if retry["answer"] is None and attempt["answer"] is None:
             return retry["text"], None, True
