@@ -17,16 +17,18 @@ WORDS_PER_TOKEN = 0.75
 def reasoning_budget_statement(quota_tokens: int, answer_reserve_tokens: int) -> str:
     """The sentence that tells the model its reasoning budget for this question.
 
-    In words only, and meant to go before the question: Qwen2.5-Coder-0.5B, shown "your budget
-    is 111 tokens ... a reply cut off before its final answer line scores zero" right before
-    "End with '#### <number>'", wrote "#### 111" at once (the budget as its answer; 0-3% on
-    GSM8K in the H200 run). Stated as words up front, it reasons as usual.
+    Checked on Qwen2.5-Coder-0.5B (bench/results/drqa/cpu-prompt-check.json): the old sentence
+    ("your reasoning budget is 111 tokens ... a reply cut off before its final answer line scores
+    zero", before "End with '#### <number>'") made it write "#### 111" at once, the budget as its
+    answer (0-3% on GSM8K in the H200 run); "keep your working to about N words" before the
+    question still made it answer first with no working on 3 of 4 questions. Phrased as the order
+    of work ("first reason ... then the final line"), it reasons on all 4.
     """
     reasoning = max(quota_tokens - answer_reserve_tokens, 0)
     words = int(reasoning * WORDS_PER_TOKEN)
     if reasoning <= 0:
         return "Give the final answer immediately, with no working."
-    return f"Keep your working to about {words} words; anything longer is cut off."
+    return f"First reason step by step, in about {words} words at most."
 
 
 def quota_sampling(quota_tokens: int, base: SamplingOptions | None = None) -> SamplingOptions:

@@ -17,12 +17,15 @@ def solve_messages(
 
     ``quota_tokens=None`` is the unlimited baseline: no stated budget.
     """
-    # The budget goes first: a number stated next to the answer instruction gets copied as the
-    # answer by small models (see budget.quota.enforcement.reasoning_budget_statement).
-    parts = []
-    if quota_tokens is not None:
-        parts += [reasoning_budget_statement(quota_tokens, answer_reserve_tokens), ""]
-    parts += [question.strip(), "", f"Reason step by step. {answer_instruction}"]
+    # The budget is phrased as the order of work, "first reason ..., then the answer line": a
+    # small model told its budget otherwise answers at once (see reasoning_budget_statement).
+    if quota_tokens is None:
+        instruction = f"Reason step by step. {answer_instruction}"
+    else:
+        statement = reasoning_budget_statement(quota_tokens, answer_reserve_tokens)
+        then = answer_instruction[:1].lower() + answer_instruction[1:]
+        instruction = f"{statement} Then {then}" if statement.startswith("First") else f"{statement} {answer_instruction}"
+    parts = [question.strip(), "", instruction]
     return (Message("system", SOLVER_SYSTEM), Message("user", "\n".join(parts)))
 
 

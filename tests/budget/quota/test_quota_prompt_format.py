@@ -2,7 +2,8 @@
 
 The old prompt ended "...budget is 111 tokens (about 83 words)... a reply cut off before its
 final answer line scores zero. Reason step by step. End with a final line of the form
-'#### <number>'." and the model replied "#### 111" (its budget as the answer) on GSM8K.
+'#### <number>'." and the model replied "#### 111" (its budget as the answer) on GSM8K
+(bench/results/drqa/cpu-prompt-check.json).
 """
 
 from __future__ import annotations
@@ -17,21 +18,23 @@ from workflows.drqa.prompts import solve_messages
 QUESTION = "A team of 4 painters worked 3/8ths of a day every day for 3 weeks. How many hours did each work?"
 
 
-def test_budget_is_stated_in_words_before_the_question() -> None:
+def test_budget_is_stated_as_the_order_of_work() -> None:
     spec = get_spec("gsm8k")
     user = solve_messages(QUESTION, spec.answer_instruction, quota_tokens=135, answer_reserve_tokens=24)[-1].content
     statement = reasoning_budget_statement(135, 24)
-    assert statement == "Keep your working to about 83 words; anything longer is cut off."
-    assert user.index(statement) < user.index(QUESTION) < user.index("####")
-    # Between the question and the answer instruction there is no number the model could copy.
+    assert statement == "First reason step by step, in about 83 words at most."
+    assert user.endswith(f"{QUESTION}\n\n{statement} Then end with a final line of the form '#### <number>'.")
+    # The only number after the question is the word budget; no token count, no "scores zero".
     tail = user[user.index(QUESTION) + len(QUESTION):]
-    assert not re.search(r"\d", tail)
+    assert re.findall(r"\d+", tail) == ["83"]
     assert "scores zero" not in user and "tokens" not in user
+    math = solve_messages("p", get_spec("math").answer_instruction, quota_tokens=135, answer_reserve_tokens=24)
+    assert math[-1].content.endswith("at most. Then write the final answer in \\boxed{} on the last line.")
 
 
 def test_unlimited_prompt_has_no_budget() -> None:
     user = solve_messages(QUESTION, "End with '#### <number>'.", quota_tokens=None, answer_reserve_tokens=0)[-1]
-    assert user.content.startswith(QUESTION) and "Keep your working" not in user.content
+    assert user.content.startswith(QUESTION) and "words at most" not in user.content
 
 
 def test_a_zero_budget_asks_for_the_answer_alone() -> None:

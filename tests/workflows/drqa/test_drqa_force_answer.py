@@ -174,3 +174,14 @@ def test_bench_end_to_end_over_http_against_the_fake_server(tmp_path: Path) -> N
             assert e["reasoning_tokens"] <= e["total_budget"]
     assert details["skipped"] == []
     assert any(it["forced"] for e in details["allocation"] for it in e["items"])
+
+
+def test_state_budget_off_keeps_the_cap_but_drops_the_sentence() -> None:
+    res, sim, _ = _run("uniform", 600, state_budget=False, answer_reserve_tokens=4)
+    solves = [r for r in sim.requests if len(r.messages) == 2]
+    assert len(solves) == 12 and all(r.sampling.max_tokens == 46 for r in solves)
+    assert all("words at most" not in r.messages[-1].content for r in solves)
+    assert res["reasoning_tokens"] <= 600
+    _, sim_on, _ = _run("uniform", 600, answer_reserve_tokens=4)
+    assert all("in about 34 words at most. Then end with" in r.messages[-1].content
+               for r in sim_on.requests if len(r.messages) == 2)

@@ -58,7 +58,7 @@ def test_drqa_beats_uniform_at_equal_budget_and_spends_less_than_unlimited(tmp_p
     # Probe prompts carry k questions each; the stated budget appears in solve prompts.
     probes = [r for r in sim.requests if "[Q1]" in r.messages[-1].content]
     assert len(probes) == 3
-    assert any("Keep your working to about" in r.messages[-1].content for r in sim.requests)
+    assert any("words at most" in r.messages[-1].content for r in sim.requests)
     assert set(drqa["tokens_by_purpose"]) >= {"probe", "quick", "solve"}
 
 
@@ -79,7 +79,7 @@ def test_uniform_and_unlimited_skip_probe_and_reallocation(tmp_path: Path) -> No
     assert len(sim.requests) == len(STEPS)
     assert all(r.sampling.max_tokens == 20 for r in sim.requests)
     result, sim = _run(tmp_path, "unlimited", None, unlimited_max_tokens=600)
-    assert all("Keep your working" not in r.messages[-1].content for r in sim.requests)
+    assert all("words at most" not in r.messages[-1].content for r in sim.requests)
     assert result["accuracy"] == 1.0
 
 
