@@ -72,7 +72,7 @@ async def _run_method(args: argparse.Namespace, rows: list[dict[str, Any]], data
     options = {"method": method, "total_budget": budget, "max_concurrency": args.concurrency,
                "unlimited_max_tokens": args.max_tokens, "ceiling_tokens": args.max_tokens,
                "batch_size": args.probe_batch_size, "force_answer": not args.no_force_answer,
-               "answer_reserve_tokens": args.answer_reserve_tokens,
+               "answer_reserve_tokens": args.answer_reserve_tokens, "state_budget": not args.no_stated_budget,
                "max_probe_fraction": args.max_probe_fraction,
                "probe_tokens_per_question": args.probe_tokens_per_question}
     task = {"rows": rows, "dataset": dataset}
@@ -332,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results-dir", default="", help="default: bench/results/drqa (dry runs: its dry-run/)")
     p.add_argument("--no-force-answer", action="store_true",
                    help="score a solve cut off at its quota as it is (the pre-fix behaviour)")
+    p.add_argument("--no-stated-budget", action="store_true",
+                   help="uniform/drqa solve prompts without the budget sentence (the quota is only max_tokens)")
     p.add_argument("--answer-reserve-tokens", type=int, default=24,
                    help="part of each quota held back for the forced final answer")
     p.add_argument("--max-probe-fraction", type=float, default=0.2,

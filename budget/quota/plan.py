@@ -83,6 +83,9 @@ class QuotaConfig:
     """Part of each quota kept for the final answer (not stated as reasoning budget). With
     ``force_answer`` the solve call's ``max_tokens`` is the quota minus this reserve, and the
     reserve pays for the forced answer when the working is cut off."""
+    state_budget: bool = True
+    """Say each solve's budget in its prompt (so the model can plan for it); off, the quota is
+    only the ``max_tokens`` cap (plus the forced answer)."""
     force_answer: bool = True
     """A solve cut off at its quota (or ending with no readable answer) gets one more short call
     that continues from its working and asks for the final answer now; its tokens come out of

@@ -268,7 +268,7 @@ def make_nodes(ctx: RunContext) -> dict[str, Callable[[DRQAState], Awaitable[dic
         quotas = state["quotas"]
         funded = [i for i, q in enumerate(quotas) if q > 0]
         base = SamplingOptions(temperature=cfg.temperature)
-        stated = policy.weighting != "none"
+        stated = policy.weighting != "none" and cfg.quota.state_budget
         reserves = [answer_reserve(q, cfg.quota) for q in quotas]
         # With forcing on, the stated budget is exactly what the solve call may spend.
         stated_reserve = [r if cfg.quota.force_answer else cfg.quota.answer_reserve_tokens for r in reserves]
