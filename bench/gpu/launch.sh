@@ -17,8 +17,12 @@ nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader | tee /tmp/
 setsid nohup bash -c "python3 -m bench.serving.replay --commit $commit --gpus 0,1,2 ${SERVING_ARGS:-} \
   --out-dir /tmp/res/serving > /tmp/logs/serving.log 2>&1; echo \$? > /tmp/res/serving.rc" < /dev/null > /dev/null 2>&1 &
 python3 .qfdata/gguf_to_hf.py "$QWEN_CODER_05B_GGUF" "$QWEN" > /tmp/logs/conv-qwen.log 2>&1 &
+conv_qwen=$!
 python3 .qfdata/gguf_to_hf.py "$SMOLLM2_GGUF" "$SMOL" > /tmp/logs/conv-smol.log 2>&1 &
-wait
+conv_smol=$!
+# Only the conversions: a bare `wait` would also wait for the replay started above (it did once:
+# the quality benchmarks then started only after the replay had finished).
+wait $conv_qwen $conv_smol
 CUDA_VISIBLE_DEVICES=3 setsid nohup python3 -m cli.main serve "$QWEN" --served-model-name qwen2.5-coder-0.5b --port 8000 \
   --gpu-memory-utilization 0.40 --max-model-len 16384 > /tmp/logs/server-qwen.log 2>&1 < /dev/null &
 CUDA_VISIBLE_DEVICES=3 setsid nohup python3 -m cli.main serve "$SMOL" --served-model-name smollm2-135m --port 8001 \
