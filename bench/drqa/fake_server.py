@@ -11,11 +11,17 @@ forced-answer cue gets a ``#### N`` line; the answers are deterministic guesses,
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import hashlib
 import json
 import re
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench import fake_http
+from bench.fake_http import NOT_FOUND, response
 
 MODEL = "fake-drqa"
 
@@ -46,59 +52,24 @@ def reply(messages: list[dict[str, str]], max_tokens: int) -> tuple[str, str]:
     return text, "stop"
 
 
-def _response(status: str, body: bytes) -> bytes:
-    head = (f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
-            "connection: keep-alive\r\n\r\n")
-    return head.encode() + body
+def handle(method: bytes, path: bytes, body: bytes) -> bytes:
+    """Chat completions from :func:`reply`; the model list; 404 otherwise."""
+    if method == b"POST" and path.endswith(b"/chat/completions"):
+        req = json.loads(body)
+        text, finish = reply(req["messages"], int(req.get("max_tokens") or 256))
+        out = {"id": "x", "object": "chat.completion", "created": 0, "model": MODEL,
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                            "finish_reason": finish}],
+               "usage": {"prompt_tokens": 100, "completion_tokens": len(text.split(" ")),
+                         "total_tokens": 100 + len(text.split(" "))}}
+        return response("200 OK", json.dumps(out).encode())
+    if method == b"GET" and path.endswith(b"/models"):
+        return response("200 OK", json.dumps({"object": "list", "data": [{"id": MODEL}]}).encode())
+    return NOT_FOUND
 
 
-async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while True:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, ConnectionError):
-                return
-            lines = head.split(b"\r\n")
-            method, path, _ = lines[0].split(b" ", 2)
-            length = 0
-            for line in lines[1:]:
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:].strip())
-            body = await reader.readexactly(length) if length else b""
-            if method == b"POST" and path.endswith(b"/chat/completions"):
-                req = json.loads(body)
-                text, finish = reply(req["messages"], int(req.get("max_tokens") or 256))
-                out = {"id": "x", "object": "chat.completion", "created": 0, "model": MODEL,
-                       "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                    "finish_reason": finish}],
-                       "usage": {"prompt_tokens": 100, "completion_tokens": len(text.split(" ")),
-                                 "total_tokens": 100 + len(text.split(" "))}}
-                writer.write(_response("200 OK", json.dumps(out).encode()))
-            elif method == b"GET" and path.endswith(b"/models"):
-                writer.write(_response("200 OK", json.dumps({"object": "list", "data": [{"id": MODEL}]}).encode()))
-            else:
-                writer.write(_response("404 Not Found", b'{"error": "not found"}'))
-            await writer.drain()
-    except (ConnectionError, asyncio.IncompleteReadError):
-        return
-    finally:
-        writer.close()
-
-
-async def serve(host: str, port: int) -> None:
-    server = await asyncio.start_server(_handle, host, port, backlog=4096)
-    print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
-    async with server:
-        await server.serve_forever()
-
-
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=0)
-    a = p.parse_args()
-    asyncio.run(serve(a.host, a.port))
+def main(argv: list[str] | None = None) -> None:
+    fake_http.main(handle, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

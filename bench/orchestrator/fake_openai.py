@@ -10,10 +10,15 @@ is a 404. Run it in its own process so it does not share the benchmark's event l
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
 import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench import fake_http
+from bench.fake_http import NOT_FOUND, response
 
 MODEL = "bench-model"
 REPLY_TEXT = "search: capital of France"
@@ -30,67 +35,25 @@ _COMPLETION = json.dumps({
               "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS, "prompt_tokens_details": {"cached_tokens": 0}},
 }).encode()
 _MODELS = json.dumps({"object": "list", "data": [{"id": MODEL, "object": "model"}]}).encode()
-_NOT_FOUND = b'{"error": "not found"}'
-
-
-def _response(status: str, body: bytes) -> bytes:
-    head = (f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
-            "connection: keep-alive\r\n\r\n")
-    return head.encode() + body
 
 
 _RESPONSES = {
-    "chat": _response("200 OK", _COMPLETION),
-    "models": _response("200 OK", _MODELS),
-    "missing": _response("404 Not Found", _NOT_FOUND),
+    "chat": response("200 OK", _COMPLETION),
+    "models": response("200 OK", _MODELS),
 }
 
 
-async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while True:
-            try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, ConnectionError):
-                return
-            lines = head.split(b"\r\n")
-            method, path, _ = lines[0].split(b" ", 2)
-            length = 0
-            for line in lines[1:]:
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:].strip())
-            if length:
-                await reader.readexactly(length)
-            if method == b"POST" and path.endswith(b"/chat/completions"):
-                writer.write(_RESPONSES["chat"])
-            elif method == b"GET" and path.endswith(b"/models"):
-                writer.write(_RESPONSES["models"])
-            else:
-                writer.write(_RESPONSES["missing"])
-            await writer.drain()
-    except (ConnectionError, asyncio.IncompleteReadError):
-        return
-    finally:
-        writer.close()
-
-
-async def serve(host: str, port: int) -> None:
-    server = await asyncio.start_server(_handle, host, port, backlog=4096)
-    bound = server.sockets[0].getsockname()[1]
-    print(f"PORT {bound}", flush=True)
-    async with server:
-        await server.serve_forever()
+def handle(method: bytes, path: bytes, body: bytes) -> bytes:
+    """Canned replies: the same bytes for every chat request."""
+    if method == b"POST" and path.endswith(b"/chat/completions"):
+        return _RESPONSES["chat"]
+    if method == b"GET" and path.endswith(b"/models"):
+        return _RESPONSES["models"]
+    return NOT_FOUND
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    args = parser.parse_args(argv)
-    try:
-        asyncio.run(serve(args.host, args.port))
-    except KeyboardInterrupt:
-        sys.exit(0)
+    fake_http.main(handle, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.serving.replay import CONFIGS, Level, jct_trend, make_plan, parse_args, percentile, prompt_tokens
+from bench.serving.replay import (
+    CONFIGS,
+    Level,
+    jct_trend,
+    make_plan,
+    parse_args,
+    percentile,
+    prompt_tokens,
+)
 from bench.serving.workload import ProgramSpec
 
 STOP = 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -45,7 +46,7 @@ def test_pins_keep_prefixes_under_pressure_in_virtual_time(tmp_path: Path) -> No
 class _FakeChild:
     """Stands in for a GPU child: writes the JSON a child writes, records its GPU."""
 
-    gpus: dict[str, str] = {}
+    gpus: ClassVar[dict[str, str]] = {}
 
     def __init__(self, cmd: list[str], cwd: object, env: dict[str, str]) -> None:
         import json
