@@ -55,16 +55,16 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # tests.pg lives in the repository, not the installed package
     sys.path.insert(0, str(ROOT))
 
-import httpx  # noqa: E402
-from langgraph.graph import END, START, StateGraph  # noqa: E402
+import httpx
+from langgraph.graph import END, START, StateGraph
 
-import workflows  # noqa: E402
-from orchestrator.provenance import machine_description, source_commit  # noqa: E402
-from orchestrator.runtime import Runtime, RunStatus  # noqa: E402
-from orchestrator.settings import Settings  # noqa: E402
-from orchestrator.tools.registry import ToolRegistry  # noqa: E402
-from orchestrator.types import LLMRequest, Message, ProgramHints, SamplingOptions  # noqa: E402
-from workflows.base import Workflow  # noqa: E402
+import workflows
+from orchestrator.provenance import machine_description, source_commit
+from orchestrator.runtime import RunStatus, Runtime
+from orchestrator.settings import Settings
+from orchestrator.tools.registry import ToolRegistry
+from orchestrator.types import LLMRequest, Message, ProgramHints, SamplingOptions
+from workflows.base import Workflow
 
 OUT = ROOT / "bench" / "results" / "orchestrator"
 LOCAL_MODEL_JSON = ROOT / "bench" / "results" / "local_model" / "local_model.json"
