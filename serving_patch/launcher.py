@@ -2,7 +2,7 @@
 
 ``serve`` replaces the current process (``exec``) with::
 
-    python -m vllm.entrypoints.openai.api_server --model MODEL \\
+    python -m vllm.entrypoints.openai.api_server --model MODEL --enable-prompt-tokens-details \\
         --scheduler-cls serving_patch.vllm_adapter.ContinuumAsyncScheduler \\
         --scheduling-policy priority [vLLM args...]
 
@@ -29,6 +29,9 @@ from serving_patch.config import ContinuumConfig
 ASYNC_SCHEDULER = "serving_patch.vllm_adapter.ContinuumAsyncScheduler"
 SYNC_SCHEDULER = "serving_patch.vllm_adapter.ContinuumScheduler"
 _RESERVED_FLAGS = ("--scheduler-cls", "--scheduling-policy")
+_USAGE_DETAILS = "--enable-prompt-tokens-details"
+"""vLLM reports cached prompt tokens in ``usage`` only with this flag; the unified cost prices
+cached input from that report, so ``quotaflow serve`` always turns it on."""
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -38,6 +41,8 @@ def build_command(
     """The server's argv."""
     args = list(vllm_args)
     command = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
+    if not any(a.split("=", 1)[0] in (_USAGE_DETAILS, "--no-enable-prompt-tokens-details") for a in args):
+        command.append(_USAGE_DETAILS)
     if no_patch:
         return command + args
     for arg in args:

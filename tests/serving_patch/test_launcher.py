@@ -31,6 +31,7 @@ def test_serve_execs_vllm_with_the_async_plugin_and_config(recorded: dict[str, A
     argv, env = recorded["argv"], recorded["env"]
     assert argv[1:] == [
         "-m", "vllm.entrypoints.openai.api_server", "--model", "Qwen/Qwen2.5-Coder-0.5B-Instruct",
+        "--enable-prompt-tokens-details",  # cached-input tokens in usage: the unified cost needs them
         "--scheduler-cls", launcher.ASYNC_SCHEDULER, "--scheduling-policy", "priority",
         "--port", "8001",
     ]
@@ -44,6 +45,9 @@ def test_sync_class_with_no_async_scheduling_and_stock_with_no_patch(recorded: d
     assert launcher.SYNC_SCHEDULER in recorded["argv"]
     launcher.serve("m", True, "utility", ["--scheduling-policy", "fcfs"])
     assert "--scheduler-cls" not in recorded["argv"]
+    assert "--enable-prompt-tokens-details" in recorded["argv"]  # stock too: cost needs cached tokens
+    launcher.serve("m", True, "utility", ["--no-enable-prompt-tokens-details"])
+    assert "--enable-prompt-tokens-details" not in recorded["argv"]  # the user's choice wins
     assert not any(k.startswith("QUOTAFLOW_CONTINUUM_") for k in recorded["env"] if k not in os.environ)
 
 
