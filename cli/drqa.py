@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
+from orchestrator.errors import BadInputError
+
 app = typer.Typer(help="DRQA: reasoning-quota allocation and its GRPO training pipeline.", no_args_is_help=True)
 
 __all__ = ["app", "run_drqa"]
@@ -32,13 +34,16 @@ def run_drqa(
     total of output (reasoning) tokens the workflow allocates; ``ledger_budget`` (e.g.
     ``"tokens=200000"``) is an additional ledger limit over all tokens. Returns the RunResult.
     """
+    from cli.main import read_tasks
     from orchestrator.runtime import Runtime
     from workflows.drqa.datasets import detect_dataset
 
     path = Path(dataset)
     file = path / "validate.jsonl" if path.is_dir() else path
-    rows = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
-    rows = rows[:limit] if limit else rows
+    # A malformed line is an error here, not a skipped row: the budget is split over the rows.
+    rows, problems = read_tasks(file, limit)
+    if problems:
+        raise BadInputError(f"dataset {file}", "one JSON object per line", "; ".join(problems[:3]))
     task = {"rows": rows, "dataset": detect_dataset(rows, file)}
     rt = runtime or Runtime()
 

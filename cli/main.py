@@ -273,13 +273,17 @@ def _register_subapps() -> None:
         model: Annotated[str | None, typer.Option()] = None,
         limit: Annotated[int | None, typer.Option(help="Only the first N rows.")] = None,
         budget: Annotated[str, typer.Option("--budget", "-b", help="Extra ledger limits, e.g. tokens=200000")] = "",
+        force_answer: Annotated[bool, typer.Option(help="When a quota runs out mid-reasoning, ask for the answer "
+                                                        "from the question's reserve instead of scoring no answer.")] = True,
+        state_budget: Annotated[bool, typer.Option(help="Tell the model its reasoning budget (in words).")] = True,
         db: DbOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
         try:
             result = drqa.run_drqa(dataset, budget_tokens, method, backend=backend,
                                    backend_options=_backend_options(backend, base_url, model, None), limit=limit,
-                                   ledger_budget=budget or None, runtime=_runtime(db))
+                                   ledger_budget=budget or None, runtime=_runtime(db),
+                                   options={"force_answer": force_answer, "state_budget": state_budget})
         except QuotaFlowError as exc:
             raise _fail(exc) from None
         _print_json(result.result) if as_json else typer.echo(json.dumps(result.result, indent=2, default=str)[:4000])

@@ -100,3 +100,41 @@ def test_bench_dry_run_writes_the_issue_shape(tmp_path: Path) -> None:
         assert set(e) == {"dataset", "method", "total_budget", "accuracy", "reasoning_tokens"}
         assert e["reasoning_tokens"] <= e["total_budget"]
     assert (tmp_path / "dry-run" / "allocation.png").stat().st_size > 0
+
+
+def test_run_drqa_refuses_a_malformed_dataset_line_by_line_number(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app as main_app
+
+    src = tmp_path / "bad.jsonl"
+    src.write_text('{"question": "1+1?", "answer": "#### 2"}\n{not json\n')
+    res = CliRunner().invoke(main_app, ["run", "drqa", "--dataset", str(src), "--budget-tokens", "100",
+                                        "--backend", "scripted", "--db", f"sqlite:///{tmp_path / 'r.db'}"])
+    assert res.exit_code == 2, res.output
+    assert "bad.jsonl:2" in res.output and "not JSON" in res.output
+
+
+def test_run_drqa_passes_force_answer_and_state_budget(tmp_path: Path) -> None:
+    from orchestrator.runtime import Runtime
+    from orchestrator.settings import Settings
+    from orchestrator.tools.registry import ToolRegistry
+    from workflows.drqa.config import run_config_from
+
+    src = _sim_dataset(tmp_path)
+    rt = Runtime(Settings(db_url=f"sqlite:///{tmp_path / 'r.db'}", home=tmp_path), clients={"sim": SimSolver()},
+                 tools=ToolRegistry())
+    seen: dict[str, object] = {}
+    real_run = rt.run
+
+    async def spy(workflow: str, task: object, **kw: object) -> object:
+        seen.update(kw["options"])  # type: ignore[arg-type]
+        return await real_run(workflow, task, **kw)  # type: ignore[arg-type]
+
+    rt.run = spy  # type: ignore[method-assign]
+    res = run_drqa(str(src), 900, "uniform", backend="sim", runtime=rt,
+                   options={"force_answer": False, "state_budget": False})
+    asyncio.run(rt.aclose())
+    assert res.status == "succeeded"
+    cfg = run_config_from(seen)
+    assert cfg.quota.force_answer is False and cfg.quota.state_budget is False
