@@ -337,7 +337,7 @@ def _logprob_client_class() -> type:
         _CONSTRAIN = contextvars.ContextVar("batchprompt_constrain", default=False)
 
     from orchestrator.errors import EngineDead
-    from orchestrator.llm.openai import OpenAIClient, _Retryable, parse_usage
+    from orchestrator.llm.openai import OpenAIClient, _Retryable, parse_completion, parse_usage
     from workflows.batchprompt.engine import LogprobResponse
 
     class LogprobOpenAIClient(OpenAIClient):  # type: ignore[misc, valid-type]
@@ -384,15 +384,14 @@ def _logprob_client_class() -> type:
                 raise _Retryable(f"{endpoint}: {type(exc).__name__}: {exc}",
                                  move_on=isinstance(exc, httpx.ConnectError)) from exc
             self._check_status(endpoint, response)
+            payload, choice = parse_completion(endpoint, response)
+            text = choice["message"].get("content") or ""
+            finish = choice.get("finish_reason") or "stop"
             try:
-                payload = response.json()
-                choice = payload["choices"][0]
-                text = choice["message"].get("content") or ""
-                finish = choice.get("finish_reason") or "stop"
                 content = (choice.get("logprobs") or {}).get("content") or []
                 tokens = tuple((str(t["token"]), float(t["logprob"])) for t in content)
-            except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-                raise EngineDead(f"{endpoint}: malformed chat completion: {response.text[:300]}") from exc
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise EngineDead(f"{endpoint}: malformed logprobs: {response.text[:300]}") from exc
             usage = parse_usage(payload.get("usage")) or self._estimate_usage(body, text)
             return LogprobResponse(text=text, usage=usage, model=payload.get("model") or body["model"],
                                    finish_reason=finish, latency_s=time.perf_counter() - started,

@@ -123,6 +123,18 @@ def _excerpt(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def parse_completion(endpoint: str, response: httpx.Response) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The payload and first choice of a chat completion; EngineDead when it is malformed."""
+    try:
+        payload = response.json()
+        choice = payload["choices"][0]
+        if not isinstance(choice.get("message"), dict):
+            raise TypeError("choice without a message")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise EngineDead(f"{endpoint}: malformed chat completion: {_excerpt(response.text)}") from exc
+    return payload, choice
+
+
 class OpenAIClient:
     """:class:`~orchestrator.llm.base.LLMClient` over OpenAI-compatible ``/chat/completions``."""
 
@@ -283,13 +295,9 @@ class OpenAIClient:
         except httpx.HTTPError as exc:
             raise EngineDead(f"{endpoint}: {type(exc).__name__}: {exc}") from exc
         self._check_status(endpoint, response)
-        try:
-            payload = response.json()
-            choice = payload["choices"][0]
-            text = choice["message"].get("content") or ""
-            finish = choice.get("finish_reason") or "stop"
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise EngineDead(f"{endpoint}: malformed chat completion: {_excerpt(response.text)}") from exc
+        payload, choice = parse_completion(endpoint, response)
+        text = choice["message"].get("content") or ""
+        finish = choice.get("finish_reason") or "stop"
         usage = parse_usage(payload.get("usage")) or self._estimate_usage(body, text)
         return LLMResponse(text=text, usage=usage, model=payload.get("model") or body["model"],
                            finish_reason=finish, latency_s=time.perf_counter() - started, endpoint=endpoint)
