@@ -75,3 +75,14 @@ def test_cli_passes_extra_args_through(recorded: dict[str, Any]) -> None:
     assert ContinuumConfig.from_env(recorded["env"]).ttl_policy == "fixed"
     bad = CliRunner().invoke(app, ["my-model", "--ttl-policy", "lru"])
     assert bad.exit_code == 2 and "--ttl-policy" in bad.output
+
+
+def test_vllm_026_parser_accepts_the_usage_details_flag() -> None:
+    # The real vLLM 0.26 frontend parser (CPU import): the flag the launcher adds must exist there.
+    from vllm.entrypoints.openai.cli_args import FrontendArgs
+    from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+    parser = FrontendArgs.add_cli_args(FlexibleArgumentParser())
+    argv = launcher.build_command("m", no_patch=False, vllm_args=["--port", "8001"])
+    known, _ = parser.parse_known_args(argv[3:])
+    assert known.enable_prompt_tokens_details is True and known.port == 8001
