@@ -13,10 +13,9 @@ when ``force_answer`` is on).
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from budget.quota.allocation import RetryCandidate, reallocate
 from budget.quota.answers import answers_match, extract_final_answer, normalize_answer
@@ -31,6 +30,7 @@ from budget.quota.batch import (
 from budget.quota.difficulty import estimate_difficulty
 from budget.quota.enforcement import WORDS_PER_TOKEN, quota_sampling
 from budget.quota.plan import answer_reserve, plan_probe, policy_for, solve_quotas
+from orchestrator.aio import gather_limited
 from orchestrator.errors import BadInputError
 from orchestrator.types import LLMResponse, Message, SamplingOptions
 from workflows.drqa.config import DRQARunConfig, run_config_from
@@ -47,7 +47,6 @@ __all__ = ["NODE_ORDER", "DRQAState", "build", "initial_state", "make_nodes", "r
 NODE_ORDER = ("probe", "allocate", "solve", "reallocate", "answer", "final")
 """The stages, in the order every method runs them."""
 
-T = TypeVar("T")
 
 
 class DRQAState(TypedDict, total=False):
@@ -126,16 +125,6 @@ def result(state: dict[str, Any]) -> dict[str, Any]:
 def _tokens(response: LLMResponse) -> int:
     # Backends that do not report usage still spend: estimate rather than count zero.
     return response.usage.output_tokens or approx_token_count(response.text)
-
-
-async def _gather_limited(limit: int, thunks: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
-    sem = asyncio.Semaphore(max(limit, 1))
-
-    async def one(thunk: Callable[[], Awaitable[T]]) -> T:
-        async with sem:
-            return await thunk()
-
-    return list(await asyncio.gather(*(one(t) for t in thunks)))
 
 
 def _add_spend(state: DRQAState, purpose: str, tokens: int) -> dict[str, Any]:
@@ -227,7 +216,7 @@ def make_nodes(ctx: RunContext) -> dict[str, Callable[[DRQAState], Awaitable[dic
             if plan.quick_max_tokens > 0
             else []
         )
-        responses = await _gather_limited(cfg.max_concurrency, [*probe_calls, *quick_calls])
+        responses = await gather_limited(cfg.max_concurrency, [*probe_calls, *quick_calls])
         probe_responses, quick_responses = responses[: len(probe_calls)], responses[len(probe_calls):]
         parsed: list[ProbeItem] = [ProbeItem(i + 1, None, "", 0, None, missing=True) for i in range(len(items))]
         for b, resp in zip(plan.batches, probe_responses, strict=True):
@@ -280,7 +269,7 @@ def make_nodes(ctx: RunContext) -> dict[str, Callable[[DRQAState], Awaitable[dic
                 quota_sampling(quotas[i] - reserves[i], base), "solve"))
             for i in funded
         ]
-        responses = await _gather_limited(cfg.max_concurrency, calls)
+        responses = await gather_limited(cfg.max_concurrency, calls)
         attempts: list[dict[str, Any] | None] = [None] * len(items)
         for i, resp in zip(funded, responses, strict=True):
             attempts[i] = _attempt(resp, quotas[i], "solve", reserve=reserves[i],
@@ -332,7 +321,7 @@ def make_nodes(ctx: RunContext) -> dict[str, Callable[[DRQAState], Awaitable[dic
                 kinds.append((i, kind))
                 thunks.append(lambda m=msgs, e=extra, t=temp: chat(
                     m, quota_sampling(e, SamplingOptions(temperature=t)), "retry"))
-        responses = await _gather_limited(cfg.max_concurrency, thunks)
+        responses = await gather_limited(cfg.max_concurrency, thunks)
         retries: list[dict[str, Any] | None] = [None] * n
         for (i, kind), resp in zip(kinds, responses, strict=True):
             retries[i] = _attempt(resp, extras[i], kind)
@@ -375,7 +364,7 @@ def make_nodes(ctx: RunContext) -> dict[str, Callable[[DRQAState], Awaitable[dic
             msgs = force_answer_messages(prompt, working, spec.answer_instruction)
             order.append((i, allowance))
             thunks.append(lambda m=msgs, k=allowance: chat(m, quota_sampling(k, base), "answer"))
-        responses = await _gather_limited(cfg.max_concurrency, thunks)
+        responses = await gather_limited(cfg.max_concurrency, thunks)
         forced: list[dict[str, Any] | None] = [None] * n
         for (i, allowance), resp in zip(order, responses, strict=True):
             forced[i] = _attempt(resp, allowance, "forced")

@@ -7,14 +7,13 @@ vLLM). Batch mode puts ``batch_size`` questions in one prompt (the probe format 
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 from budget.quota.answers import extract_final_answer
 from budget.quota.batch import approx_token_count, compose_probe_messages, parse_probe_response
+from orchestrator.aio import gather_limited
 from orchestrator.llm.base import LLMClient
 from orchestrator.types import LLMRequest, SamplingOptions
 from workflows.drqa.datasets import DatasetSpec, Item
@@ -22,8 +21,6 @@ from workflows.drqa.prompts import solve_messages
 from workflows.drqa.training.labels import Chain
 
 __all__ = ["GenerationConfig", "generate_chains"]
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -44,16 +41,6 @@ class GenerationConfig:
     """Requests in flight."""
     seed: int = 0
     """Seed of the batch partner shuffles."""
-
-
-async def _gather(limit: int, thunks: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
-    sem = asyncio.Semaphore(max(limit, 1))
-
-    async def one(t: Callable[[], Awaitable[T]]) -> T:
-        async with sem:
-            return await t()
-
-    return list(await asyncio.gather(*(one(t) for t in thunks)))
 
 
 async def generate_chains(
@@ -105,5 +92,5 @@ async def generate_chains(
         rng.shuffle(order)
         groups = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
         thunks += [lambda g=g, k=k: batch(g, k) for g in groups]
-    results = await _gather(config.concurrency, thunks)
+    results = await gather_limited(config.concurrency, thunks)
     return [c for chunk in results for c in chunk]
