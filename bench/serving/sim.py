@@ -25,6 +25,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from bench.serving.replay import (
     CONFIGS,
@@ -33,6 +34,7 @@ from bench.serving.replay import (
     make_plan,
     parse_args,
     percentile,
+    plugin_env,
     prompt_tokens,
 )
 from bench.serving.workload import ProgramSpec
@@ -167,33 +169,22 @@ def simulate_level(
     from vllm.v1.request import Request
 
     plugin = config != "stock"
+    scheduler_cls: type[Any] = Scheduler
+    env: dict[str, str] = {}
     if plugin:
-        from bench.serving.replay import plugin_env
-        from serving_patch.config import ContinuumConfig
         from serving_patch.vllm_adapter import ContinuumScheduler
 
-        env = plugin_env(config, None)
-        env["QUOTAFLOW_CONTINUUM_METRICS"] = "0"
-        env["QUOTAFLOW_CONTINUUM_PREFILL_A_S"] = str(cost.per_step_s)
-        env["QUOTAFLOW_CONTINUUM_PREFILL_B_S_PER_TOKEN"] = str(cost.per_prefill_token_s)
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            assert ContinuumConfig.from_env().ttl_policy in ("fixed", "utility")
-            scheduler = make_scheduler(
-                model_dir, ContinuumScheduler, num_blocks=args.kv_blocks, policy="priority",
-                max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
-                max_model_len=args.max_context + 512,
-            )
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-    else:
+        scheduler_cls = ContinuumScheduler
+        # The plugin reads its configuration from the environment when the scheduler is built.
+        env = {
+            **plugin_env(config, None),
+            "QUOTAFLOW_CONTINUUM_METRICS": "0",
+            "QUOTAFLOW_CONTINUUM_PREFILL_A_S": str(cost.per_step_s),
+            "QUOTAFLOW_CONTINUUM_PREFILL_B_S_PER_TOKEN": str(cost.per_prefill_token_s),
+        }
+    with mock.patch.dict(os.environ, env):
         scheduler = make_scheduler(
-            model_dir, Scheduler, num_blocks=args.kv_blocks, policy="fcfs",
+            model_dir, scheduler_cls, num_blocks=args.kv_blocks, policy="priority" if plugin else "fcfs",
             max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
             max_model_len=args.max_context + 512,
         )
