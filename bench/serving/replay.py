@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import platform
@@ -509,7 +510,7 @@ def run_parent(args: argparse.Namespace, argv: list[str]) -> None:
         raise SystemExit(f"--gpus names {len(gpus)} GPUs for {len(configs)} configs")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     children: dict[str, dict[str, Any]] = {}
-    service: ServiceModel | None = None
+    calibration: ServiceModel | None = None  # sequential runs: what the earlier children measured
     # One drain for all configs, sized from the budget up front (an engine start is assumed to
     # take ENGINE_START_S). A budget-driven shrink per child gave the first child (stock), which
     # also pays the first CUDA initialisation, shorter drains than the others. With --gpus the
@@ -533,18 +534,15 @@ def run_parent(args: argparse.Namespace, argv: list[str]) -> None:
             for i, config in enumerate(configs):
                 progress.describe(f"{config}: engine start + {len(levels)} loads")
                 cmd, out = _child_command(args, argv, config, drain_s, start + args.budget_s * (i + 1) / len(configs))
-                subprocess.run(cmd, cwd=ROOT, env=_child_env(config, service, None), check=True)
+                subprocess.run(cmd, cwd=ROOT, env=_child_env(config, calibration, None), check=True)
                 children[config] = json.loads(out.read_text())
                 progress.advance()
                 # The utility rule of a later child starts from this calibration.
                 measured = ServiceModel(**children[config]["service"])
-                service = measured if service is None else fastest_service(service, measured)
-        # A lower bound takes the fastest isolated service measured by any child (the same
-        # engine shape): the first child's calibration ran cold and was up to 3x slower.
-        for child in children.values():
-            measured = ServiceModel(**child["service"])
-            service = measured if service is None else fastest_service(service, measured)
-    assert service is not None
+                calibration = measured if calibration is None else fastest_service(calibration, measured)
+    # A lower bound takes the fastest isolated service measured by any child (the same engine
+    # shape): the first child's calibration ran cold and was up to 3x slower.
+    service = functools.reduce(fastest_service, (ServiceModel(**c["service"]) for c in children.values()))
     summary = build_summary(children, levels, service, commit=args.commit)
     (args.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     stamp = summary["date"].replace(":", "").replace("-", "")
