@@ -67,22 +67,60 @@ def _progress() -> Any:
 
 
 # -- allocation ---------------------------------------------------------------------------------
+def parse_variants(spec: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """``"drqa:strategy=proportional;uniform:solve_style=brief"`` -> [(name, method, options)].
+
+    Variants run at every budget beside the plain methods and are reported in details.json
+    (not in the summary, which holds the methods with their defaults).
+    """
+    out = []
+    for part in filter(None, (p.strip() for p in spec.split(";"))):
+        method, _, opts = part.partition(":")
+        options: dict[str, Any] = {}
+        for kv in filter(None, opts.split(",")):
+            key, sep, value = kv.partition("=")
+            if not sep:
+                raise SystemExit(f"--variants: expected key=value, got {kv!r} in {part!r}")
+            options[key.strip()] = value.strip()
+        if method not in ("uniform", "drqa"):
+            raise SystemExit(f"--variants: method must be uniform or drqa, got {method!r}")
+        out.append((part, method, options))
+    return out
+
+
+def _design_ids(rows: list[dict[str, Any]], dataset: str, n: int) -> set[str]:
+    """Ids of the first ``n`` rows: the questions looked at while designing the allocation."""
+    from workflows.drqa.datasets import get_spec
+
+    spec = get_spec(dataset)
+    return {spec.item(r).id for r in rows[:n]}
+
+
+def _subset(items: list[dict[str, Any]], keep: set[str]) -> dict[str, Any]:
+    chosen = [it for it in items if it["id"] in keep]
+    return {"num_items": len(chosen), "accuracy": sum(1 for it in chosen if it["correct"]) / max(len(chosen), 1),
+            "solve_tokens": sum(it["solve_tokens"] for it in chosen)}
+
+
 async def _run_method(args: argparse.Namespace, rows: list[dict[str, Any]], dataset: str, method: str,
-                      budget: int | None, client: Any, db_dir: Path) -> dict[str, Any]:
+                      budget: int | None, client: Any, db_dir: Path, variant: str = "",
+                      variant_options: dict[str, Any] | None = None) -> dict[str, Any]:
     options = {"method": method, "total_budget": budget, "max_concurrency": args.concurrency,
                "unlimited_max_tokens": args.max_tokens, "ceiling_tokens": args.max_tokens,
                "batch_size": args.probe_batch_size, "force_answer": not args.no_force_answer,
                "answer_reserve_tokens": args.answer_reserve_tokens, "state_budget": not args.no_stated_budget,
                "max_probe_fraction": args.max_probe_fraction,
-               "probe_tokens_per_question": args.probe_tokens_per_question}
+               "probe_tokens_per_question": args.probe_tokens_per_question,
+               "strategy": args.strategy, "solve_style": args.solve_style, **(variant_options or {})}
     task = {"rows": rows, "dataset": dataset}
+    tag = "".join(c if c.isalnum() else "-" for c in variant)
     t0 = time.perf_counter()
     if args.via == "runtime":
         from orchestrator.runtime import Runtime
         from orchestrator.settings import Settings
         from orchestrator.tools.registry import ToolRegistry
 
-        rt = Runtime(Settings(db_url=f"sqlite:///{db_dir / f'{dataset}-{method}-{budget}.db'}", home=db_dir),
+        rt = Runtime(Settings(db_url=f"sqlite:///{db_dir / f'{dataset}-{method}-{budget}{tag}.db'}", home=db_dir),
                      clients={"bench": client}, tools=ToolRegistry())
         try:
             res = await rt.run("drqa", task, backend="bench", options=options)
@@ -98,7 +136,11 @@ async def _run_method(args: argparse.Namespace, rows: list[dict[str, Any]], data
         ctx = DirectContext(client, config=options)
         out = result(await run_nodes(ctx, initial_state(task)))
     items = [{"dataset": dataset, "method": method, "total_budget": budget, **it} for it in out["items"]]
-    return {"dataset": dataset, "method": method, "total_budget": budget, "accuracy": out["accuracy"],
+    design = _design_ids(rows, dataset, args.design_rows)
+    held_out = {it["id"] for it in items} - design
+    return {"dataset": dataset, "method": method, "variant": variant, "options": options,
+            "total_budget": budget, "accuracy": out["accuracy"],
+            "held_out": _subset(items, held_out), "design_rows": _subset(items, design),
             "reasoning_tokens": out["reasoning_tokens"], "num_items": out["num_items"],
             "tokens_by_purpose": out["tokens_by_purpose"], "seconds": round(time.perf_counter() - t0, 1),
             "num_truncated": out["num_truncated"], "num_forced": out["num_forced"],
@@ -174,7 +216,8 @@ async def run_allocation(args: argparse.Namespace, deadline: Deadline,
 
     with tempfile.TemporaryDirectory() as tmp, _progress() as progress:
         datasets = _datasets(args)
-        bar = progress.add_task("allocation runs", total=len(datasets) * (1 + 2 * len(fractions)))
+        variants = parse_variants(args.variants)
+        bar = progress.add_task("allocation runs", total=len(datasets) * (1 + (2 + len(variants)) * len(fractions)))
         for dataset, rows in datasets.items():
             unlimited = await timed(_run_method(args, rows, dataset, "unlimited", None, client, Path(tmp)),
                                     f"{dataset}/unlimited")
@@ -187,9 +230,11 @@ async def run_allocation(args: argparse.Namespace, deadline: Deadline,
             on_entry(entries)
             for frac in fractions:
                 budget = int(unlimited["reasoning_tokens"] * frac)
-                for method in ("uniform", "drqa"):
-                    entry = await timed(_run_method(args, rows, dataset, method, budget, client, Path(tmp)),
-                                        f"{dataset}/{method}/{frac}")
+                runs = [("", "uniform", {}), ("", "drqa", {}), *variants]
+                for variant, method, opts in runs:
+                    entry = await timed(_run_method(args, rows, dataset, method, budget, client, Path(tmp),
+                                                    variant, opts),
+                                        f"{dataset}/{variant or method}/{frac}")
                     progress.advance(bar)
                     if entry is None:
                         continue
@@ -213,11 +258,15 @@ def plot_allocation(entries: list[dict[str, Any]], path: Path) -> None:
     datasets = sorted({e["dataset"] for e in entries})
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
     for ax, ds in zip(axes[0], datasets, strict=True):
-        for method, style in (("uniform", "s--"), ("drqa", "o-")):
+        lines = sorted({(e["method"], e.get("variant", "")) for e in entries if e["method"] != "unlimited"},
+                       key=lambda mv: (mv[1] != "", mv))
+        for method, variant in lines:
             pts = sorted((e["reasoning_tokens"], e["accuracy"]) for e in entries
-                         if e["dataset"] == ds and e["method"] == method)
+                         if e["dataset"] == ds and e["method"] == method and e.get("variant", "") == variant)
+            style = ("o-" if method == "drqa" else "s--") if not variant else ("^:" if method == "drqa" else "v:")
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=method)
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=variant or method,
+                        alpha=1.0 if not variant else 0.6)
         for e in entries:
             if e["dataset"] == ds and e["method"] == "unlimited":
                 ax.plot([e["reasoning_tokens"]], [e["accuracy"]], "k*", markersize=12, label="unlimited")
@@ -319,6 +368,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fractions", default="0.5,0.6,0.75", help="budgets as fractions of unlimited's spend")
     p.add_argument("--max-tokens", type=int, default=512, help="per-question cap (unlimited) and quota ceiling")
     p.add_argument("--probe-batch-size", type=int, default=4)
+    p.add_argument("--strategy", default="easiest_first", help="drqa's allocation strategy (QuotaConfig.strategy)")
+    p.add_argument("--solve-style", default="plain", help="budgeted solve prompt style (QuotaConfig.solve_style)")
+    p.add_argument("--variants", default="drqa:strategy=proportional;drqa:max_probe_fraction=0;"
+                                         "uniform:solve_style=brief;drqa:solve_style=brief",
+                   help="extra runs at every budget, ';'-separated method:key=value,... (details.json only)")
+    p.add_argument("--design-rows", type=int, default=100,
+                   help="the first N rows were looked at while designing the allocation; each entry also "
+                        "reports the rows after them (held_out) on their own")
     p.add_argument("--concurrency", type=int, default=256)
     p.add_argument("--via", choices=("runtime", "direct"), default="runtime")
     p.add_argument("--data-dir", default="", help="reuse chains from an earlier data part")
@@ -369,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         details["allocation"] = entries
         details["allocation_table"] = allocation_table(entries)
         summary_update["allocation"] = [{k: e[k] for k in ("dataset", "method", "total_budget", "accuracy",
-                                                           "reasoning_tokens")} for e in entries]
+                                                           "reasoning_tokens")}
+                                        for e in entries if not e.get("variant")]
         write()
 
     if "allocation" in parts:
@@ -416,7 +474,7 @@ def allocation_table(entries: list[dict[str, Any]]) -> list[str]:
     rows = []
     for e in entries:
         share = e["reasoning_tokens"] / base[e["dataset"]] if base.get(e["dataset"]) else float("nan")
-        rows.append(f"{e['dataset']:6} {e['method']:9} budget={e['total_budget']!s:>6} acc={e['accuracy']:.3f} "
+        rows.append(f"{e['dataset']:6} {e.get('variant') or e['method']:9} budget={e['total_budget']!s:>6} acc={e['accuracy']:.3f} "
                     f"tokens={e['reasoning_tokens']} ({share:.0%} of unlimited) truncated={e['num_truncated']} "
                     f"forced={e['num_forced']} unparsable={e['num_unparsable']} {e['seconds']}s")
     return rows

@@ -1,7 +1,9 @@
 """Reasoning-token quotas from difficulty weights (pure integer arithmetic).
 
 ``allocate`` splits a total budget over questions in proportion to their weights, clamped to
-``[floor, ceiling]`` per question; the quotas always sum to at most the total. ``reallocate``
+``[floor, ceiling]`` per question; the quotas always sum to at most the total.
+``allocate_easiest_first`` instead funds whole questions at the ceiling, easiest first, when the
+total cannot give every question what it needs (see its docstring for why). ``reallocate``
 hands budget left over after a solve round to questions that are unresolved (no final answer),
 then to those answered with low confidence.
 """
@@ -12,7 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["AllocationConfig", "RetryCandidate", "allocate", "reallocate"]
+__all__ = ["AllocationConfig", "RetryCandidate", "allocate", "allocate_easiest_first", "reallocate"]
 
 _BISECT_STEPS = 100
 
@@ -87,6 +89,40 @@ def allocate(weights: Sequence[float], total_budget: int, config: AllocationConf
         if quotas[i] < hi_q:
             quotas[i] += 1
             leftover -= 1
+    return quotas
+
+
+def allocate_easiest_first(
+    difficulties: Sequence[float], eligible: Sequence[bool], total_budget: int, config: AllocationConfig
+) -> list[int]:
+    """Whole quotas (``ceiling_tokens``) to eligible questions in order of rising difficulty.
+
+    Questions get the ceiling, easiest first (ties by position), while the total covers it; the
+    next one gets what is left if that is at least ``floor_tokens``; the rest get 0. The sum never
+    exceeds ``total_budget``.
+
+    Why not proportional: a quota below the length of the model's working cuts the working
+    before its answer, so spreading a short budget over every question buys almost nothing (a
+    0.5B model given 134-201 tokens each cut 90-93 of 100 GSM8K solutions and scored 3-5%). When
+    the chance of a right answer falls with difficulty, funding the likeliest questions in full is
+    the greedy answer to that knapsack; the unspent part of each quota comes back for the next
+    questions (the ``drqa`` workflow funds in waves).
+    """
+    if total_budget < 0:
+        raise ValueError(f"total_budget must be >= 0, got {total_budget}")
+    if len(difficulties) != len(eligible):
+        raise ValueError("difficulties and eligible must have the same length")
+    for d in difficulties:
+        if not math.isfinite(d):
+            raise ValueError(f"difficulties must be finite, got {d!r}")
+    quotas = [0] * len(difficulties)
+    left = total_budget
+    for i in sorted((i for i, ok in enumerate(eligible) if ok), key=lambda i: (difficulties[i], i)):
+        give = min(config.ceiling_tokens, left)
+        if give <= 0 or give < max(config.floor_tokens, 1):
+            break
+        quotas[i] = give
+        left -= give
     return quotas
 
 

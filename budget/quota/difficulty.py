@@ -1,20 +1,30 @@
-"""Difficulty of a question from its batch-mode probe (pure).
+"""Difficulty of a question from its batch-mode probe and its text (pure).
 
-Three signals, each mapped to [0, 1] where 1 means hard, then mixed by weights:
+Three probe signals, each mapped to [0, 1] where 1 means hard, then mixed by weights:
 - length: how much working the probe wrote for it (a model compresses easy ones in batch mode);
 - disagreement: the probe's answer differs from a quick answer given with no working;
 - doubt: one minus the stated confidence.
-A question with no probe block, or no answer in it, counts as maximally hard.
+A question with no probe block, or no answer in it, counts as maximally hard on those.
+
+A fourth signal needs no model call: the question's own size (words plus quantities), as a
+percentile rank among the run's questions. Longer word problems with more numbers take more
+steps; for Qwen2.5-Coder-0.5B on GSM8K the longest quarter held 2 of its 25 correct answers and
+28% of its tokens, while the probe signals did not separate right from wrong
+(BENCHMARKS.md, DRQA). ``weight_prior`` sets its share of the final estimate.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from budget.quota.answers import answers_match
 from budget.quota.batch import ProbeItem
 
-__all__ = ["Difficulty", "DifficultyConfig", "estimate_difficulty"]
+__all__ = ["Difficulty", "DifficultyConfig", "estimate_difficulty", "question_size", "size_ranks"]
+
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,15 @@ class DifficultyConfig:
     """Floor on the estimate, so every unresolved question keeps a positive weight."""
     resolve_confidence: float = 0.8
     """A probe answer that agrees with the quick answer at this confidence or more is 'resolved'."""
+    weight_prior: float = 0.5
+    """Share of the question-size rank in the estimate (the probe signals get the rest); used
+    only when a rank is given."""
+    numbers_weight: float = 5.0
+    """How many words one quantity in the question counts for in its size."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.weight_prior <= 1.0:
+            raise ValueError(f"weight_prior must be in [0, 1], got {self.weight_prior}")
 
 
 @dataclass(frozen=True)
@@ -53,11 +72,50 @@ class Difficulty:
     """The probe answer can be accepted without a full solve."""
 
 
+def question_size(text: str, numbers_weight: float = 5.0) -> float:
+    """Words plus ``numbers_weight`` per quantity: a cheap proxy for the steps a problem takes."""
+    return len(text.split()) + numbers_weight * len(_NUMBER.findall(text))
+
+
+def size_ranks(questions: Sequence[str], numbers_weight: float = 5.0) -> list[float]:
+    """Each question's size as a percentile rank in [0, 1] among ``questions`` (ties share the
+    mean rank; a single question gets 0.5)."""
+    sizes = [question_size(q, numbers_weight) for q in questions]
+    n = len(sizes)
+    if n <= 1:
+        return [0.5] * n
+    order = sorted(range(n), key=lambda i: sizes[i])
+    ranks = [0.0] * n
+    start = 0
+    while start < n:
+        end = start
+        while end + 1 < n and sizes[order[end + 1]] == sizes[order[start]]:
+            end += 1
+        for k in range(start, end + 1):
+            ranks[order[k]] = (start + end) / 2 / (n - 1)
+        start = end + 1
+    return ranks
+
+
 def estimate_difficulty(
-    item: ProbeItem, quick_answer: str | None = None, config: DifficultyConfig | None = None
+    item: ProbeItem,
+    quick_answer: str | None = None,
+    config: DifficultyConfig | None = None,
+    *,
+    size_rank: float | None = None,
 ) -> Difficulty:
-    """Mix the probe's length, answer agreement and stated confidence into one difficulty."""
+    """Mix the probe's length, answer agreement and stated confidence into one difficulty, and
+    with ``size_rank`` (see :func:`size_ranks`) the question's size by ``weight_prior``."""
     cfg = config or DifficultyConfig()
+    probe = _probe_difficulty(item, quick_answer, cfg)
+    if size_rank is None or cfg.weight_prior == 0.0:
+        return probe
+    mixed = (1.0 - cfg.weight_prior) * probe.value + cfg.weight_prior * min(max(size_rank, 0.0), 1.0)
+    return Difficulty(min(max(mixed, cfg.min_difficulty), 1.0), probe.length_signal, probe.agrees,
+                      probe.confidence, probe.resolved)
+
+
+def _probe_difficulty(item: ProbeItem, quick_answer: str | None, cfg: DifficultyConfig) -> Difficulty:
     confidence = item.confidence if item.confidence is not None else cfg.default_confidence
     if item.missing or item.answer is None:
         return Difficulty(1.0, 1.0, None if quick_answer is None else False, 0.0, False)

@@ -4,7 +4,9 @@ A run has one total budget of output (reasoning) tokens. Every call's ``max_toke
 of it, so the total is never exceeded:
 
     drqa:      probe (batch mode + quick answers, capped at a fraction of the total)
-               -> quotas proportional to difficulty over what is left
+               -> quotas by difficulty over what is left: whole quotas easiest first, in waves
+                  that reuse each wave's unspent part (strategy 'easiest_first', default), or
+                  proportional to difficulty (strategy 'proportional')
                -> solve -> unspent budget re-allocated to unresolved / low-confidence questions
     uniform:   no probe; the same allocation with equal weights; no re-allocation
     unlimited: no probe, no stated budget; every question gets ``unlimited_max_tokens``
@@ -16,16 +18,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from budget.quota.allocation import AllocationConfig, allocate
+from budget.quota.allocation import AllocationConfig, allocate, allocate_easiest_first
 from budget.quota.batch import chunk_indices
 from budget.quota.difficulty import DifficultyConfig
 
 __all__ = [
+    "ALLOCATION_STRATEGIES",
     "QUOTA_METHODS",
+    "SOLVE_STYLES",
+    "AllocationStrategy",
     "ProbePlan",
     "QuotaConfig",
     "QuotaMethod",
     "QuotaPolicy",
+    "SolveStyle",
     "answer_reserve",
     "plan_probe",
     "policy_for",
@@ -33,6 +39,10 @@ __all__ = [
 ]
 
 QuotaMethod = Literal["drqa", "uniform", "unlimited"]
+AllocationStrategy = Literal["easiest_first", "proportional"]
+SolveStyle = Literal["plain", "brief"]
+SOLVE_STYLES: tuple[SolveStyle, ...] = ("plain", "brief")
+ALLOCATION_STRATEGIES: tuple[AllocationStrategy, ...] = ("easiest_first", "proportional")
 QUOTA_METHODS: tuple[QuotaMethod, ...] = ("drqa", "uniform", "unlimited")
 
 
@@ -86,6 +96,10 @@ class QuotaConfig:
     state_budget: bool = True
     """Say each solve's budget in its prompt (so the model can plan for it); off, the quota is
     only the ``max_tokens`` cap (plus the forced answer)."""
+    solve_style: SolveStyle = "plain"
+    """How a budgeted solve is prompted: 'plain' (the question, the stated budget, the answer
+    format) or 'brief' (also asks for one short sentence per step and shows two short worked
+    examples). The unlimited baseline is always 'plain'."""
     force_answer: bool = True
     """A solve cut off at its quota (or ending with no readable answer) gets one more short call
     that continues from its working and asks for the final answer now; its tokens come out of
@@ -97,6 +111,10 @@ class QuotaConfig:
     """drqa: accept a probe answer that agrees with the quick answer confidently, with no solve."""
     low_confidence_threshold: float = 0.6
     """An answered question below this stated confidence is re-allocation's second tier."""
+    strategy: AllocationStrategy = "easiest_first"
+    """drqa's solve-round split: whole quotas (the allocation ceiling) easiest first, in waves
+    (see :func:`~budget.quota.allocation.allocate_easiest_first`), or 'proportional' to
+    difficulty, clamped to the floor and ceiling (one wave)."""
     allocation: AllocationConfig = field(default_factory=AllocationConfig)
     """Bounds of the solve-round quotas."""
     reallocation: AllocationConfig = field(
@@ -105,6 +123,12 @@ class QuotaConfig:
     """Bounds of the extra quotas given by re-allocation."""
     difficulty: DifficultyConfig = field(default_factory=DifficultyConfig)
     """How probe signals become difficulty."""
+
+    def __post_init__(self) -> None:
+        if self.solve_style not in SOLVE_STYLES:
+            raise ValueError(f"unknown solve style {self.solve_style!r}; expected one of {SOLVE_STYLES}")
+        if self.strategy not in ALLOCATION_STRATEGIES:
+            raise ValueError(f"unknown allocation strategy {self.strategy!r}; expected one of {ALLOCATION_STRATEGIES}")
 
 
 @dataclass(frozen=True)
@@ -154,21 +178,24 @@ def solve_quotas(
     resolved: Sequence[bool],
     budget_left: int,
     config: QuotaConfig,
+    funded: Sequence[bool] | None = None,
 ) -> list[int]:
     """Solve-round quotas; their sum never exceeds ``budget_left`` (except for 'unlimited').
 
-    Resolved questions (drqa with ``accept_resolved``) get 0 and keep their probe answer.
+    Resolved questions (drqa with ``accept_resolved``) get 0 and keep their probe answer. With
+    ``funded`` (the questions earlier waves already solved), those get 0 too: this is the next
+    wave of the 'easiest_first' strategy.
     """
     n = len(difficulties)
     if policy.weighting == "none":
         return [config.unlimited_max_tokens] * n
     if policy.weighting == "equal":
-        weights = [1.0] * n
-    else:
-        weights = [
-            0.0 if (config.accept_resolved and r) else max(d, 1e-6)
-            for d, r in zip(difficulties, resolved, strict=True)
-        ]
+        return allocate([1.0] * n, max(budget_left, 0), config.allocation)
+    done = list(funded) if funded is not None else [False] * n
+    eligible = [not (config.accept_resolved and r) and not f for r, f in zip(resolved, done, strict=True)]
+    if config.strategy == "easiest_first":
+        return allocate_easiest_first(difficulties, eligible, max(budget_left, 0), config.allocation)
+    weights = [max(d, 1e-6) if ok else 0.0 for d, ok in zip(difficulties, eligible, strict=True)]
     return allocate(weights, max(budget_left, 0), config.allocation)
 
 

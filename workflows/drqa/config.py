@@ -56,8 +56,10 @@ def run_config_from(*sources: Mapping[str, Any]) -> DRQARunConfig:
         raise BadInputError("total_budget", f"a token budget for method {method!r} (--budget-tokens N)")
     if total_budget is not None and total_budget < 0:
         raise BadInputError("total_budget", "a non-negative number of tokens", str(total_budget))
-    quota = QuotaConfig()
-    quota = replace(quota, **{k: merged[k] for k in _QUOTA_KEYS if k in merged})
+    try:
+        quota = replace(QuotaConfig(), **{k: merged[k] for k in _QUOTA_KEYS if k in merged})
+    except ValueError as exc:
+        raise BadInputError("quota options", "valid DRQA quota options", str(exc)) from None
     alloc, realloc = quota.allocation, quota.reallocation
     quota = replace(
         quota,
@@ -69,7 +71,7 @@ def run_config_from(*sources: Mapping[str, Any]) -> DRQARunConfig:
             int(merged.get("realloc_floor_tokens", realloc.floor_tokens)),
             int(merged.get("realloc_ceiling_tokens", realloc.ceiling_tokens)),
         ),
-        difficulty=replace(quota.difficulty, **{k: merged[k] for k in _DIFFICULTY_KEYS if k in merged}),
+        difficulty=_difficulty_config(quota, merged),
     )
     return DRQARunConfig(
         method=method,
@@ -79,3 +81,10 @@ def run_config_from(*sources: Mapping[str, Any]) -> DRQARunConfig:
         temperature=float(merged.get("temperature", 0.0)),
         retry_temperature=float(merged.get("retry_temperature", 0.7)),
     )
+
+
+def _difficulty_config(quota: QuotaConfig, merged: Mapping[str, Any]) -> DifficultyConfig:
+    try:
+        return replace(quota.difficulty, **{k: merged[k] for k in _DIFFICULTY_KEYS if k in merged})
+    except ValueError as exc:
+        raise BadInputError("difficulty options", "valid DRQA difficulty options", str(exc)) from None

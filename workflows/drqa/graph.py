@@ -27,7 +27,7 @@ from budget.quota.batch import (
     parse_probe_response,
     parse_quick_answer,
 )
-from budget.quota.difficulty import estimate_difficulty
+from budget.quota.difficulty import estimate_difficulty, size_ranks
 from budget.quota.enforcement import WORDS_PER_TOKEN, quota_sampling
 from budget.quota.plan import answer_reserve, plan_probe, policy_for, solve_quotas
 from orchestrator.aio import gather_limited
@@ -193,7 +193,13 @@ def make_nodes(ctx: RunContext) -> dict[str, Callable[[DRQAState], Awaitable[dic
         policy = policy_for(cfg.method)
         items = items_of(state)
         spec = get_spec(state["dataset"])
-        neutral = [{"difficulty": 1.0, "resolved": False, "answer": None, "confidence": None} for _ in items]
+        dcfg = cfg.quota.difficulty
+        # The question-size prior costs no call: drqa uses it even when the probe is skipped.
+        ranks = (size_ranks([it.question for it in items], dcfg.numbers_weight)
+                 if policy.probe and dcfg.weight_prior > 0 else None)
+        neutral = [{"difficulty": ranks[i] if ranks is not None else 1.0, "resolved": False, "answer": None,
+                    "confidence": None, "size_rank": ranks[i] if ranks is not None else None}
+                   for i in range(len(items))]
         plan = plan_probe(len(items), cfg.total_budget or 0, cfg.quota) if policy.probe else None
         if plan is None or not plan.enabled:
             await ctx.record_step("probe", {"enabled": False, "method": cfg.method})
@@ -224,11 +230,12 @@ def make_nodes(ctx: RunContext) -> dict[str, Callable[[DRQAState], Awaitable[dic
                 parsed[i] = p
         quick_answers = [parse_quick_answer(r.text) for r in quick_responses] or [None] * len(items)
         per_item: list[dict[str, Any]] = []
-        for p, quick in zip(parsed, quick_answers, strict=True):
-            d = estimate_difficulty(p, quick, cfg.quota.difficulty)
+        for i, (p, quick) in enumerate(zip(parsed, quick_answers, strict=True)):
+            rank = ranks[i] if ranks is not None else None
+            d = estimate_difficulty(p, quick, dcfg, size_rank=rank)
             per_item.append({"answer": p.answer, "confidence": p.confidence, "reasoning_tokens": p.reasoning_tokens,
                              "missing": p.missing, "quick": quick, "difficulty": d.value, "resolved": d.resolved,
-                             "agrees": d.agrees})
+                             "agrees": d.agrees, "size_rank": rank})
         update = _add_spend(state, "probe", sum(_tokens(r) for r in probe_responses))
         update = _add_spend(cast(DRQAState, {**state, **update}), "quick", sum(_tokens(r) for r in quick_responses))
         await ctx.record_step("probe", {
@@ -250,35 +257,55 @@ def make_nodes(ctx: RunContext) -> dict[str, Callable[[DRQAState], Awaitable[dic
         return {"quotas": quotas}
 
     async def solve(state: DRQAState) -> dict[str, Any]:
+        """Solve every funded question; with drqa's 'easiest_first' strategy, in waves: what a
+        wave did not spend funds the next easiest questions, until a wave funds none."""
         cfg = config_of(state)
         policy = policy_for(cfg.method)
         spec = get_spec(state["dataset"])
         items = items_of(state)
-        quotas = state["quotas"]
-        funded = [i for i, q in enumerate(quotas) if q > 0]
+        quotas = list(state["quotas"])
         base = SamplingOptions(temperature=cfg.temperature)
         stated = policy.weighting != "none" and cfg.quota.state_budget
-        reserves = [answer_reserve(q, cfg.quota) for q in quotas]
-        # With forcing on, the stated budget is exactly what the solve call may spend.
-        stated_reserve = [r if cfg.quota.force_answer else cfg.quota.answer_reserve_tokens for r in reserves]
-        calls = [
-            (lambda i=i: chat(
-                solve_messages(items[i].question, spec.answer_instruction,
-                               quota_tokens=quotas[i] if stated else None,
-                               answer_reserve_tokens=stated_reserve[i]),
-                quota_sampling(quotas[i] - reserves[i], base), "solve"))
-            for i in funded
-        ]
-        responses = await gather_limited(cfg.max_concurrency, calls)
         attempts: list[dict[str, Any] | None] = [None] * len(items)
-        for i, resp in zip(funded, responses, strict=True):
-            attempts[i] = _attempt(resp, quotas[i], "solve", reserve=reserves[i],
-                                   stated_quota=quotas[i] if stated else None,
-                                   stated_reserve=stated_reserve[i])
-        update = _add_spend(state, "solve", sum(_tokens(r) for r in responses))
-        await ctx.record_step("solve", {"num_calls": len(calls), "spent": update["spent"],
-                                        "num_truncated": sum(1 for a in attempts if a and a["truncated"])})
-        return {"attempts": attempts, **update}
+        style = cfg.quota.solve_style if policy.weighting != "none" else "plain"
+        waves = policy.weighting == "difficulty" and cfg.quota.strategy == "easiest_first"
+        update: dict[str, Any] = {"spent": state.get("spent", 0),
+                                  "spent_by_purpose": dict(state.get("spent_by_purpose", {}))}
+        wave_quotas, wave = quotas, 0
+        while True:
+            funded = [i for i, q in enumerate(wave_quotas) if q > 0]
+            reserves = [answer_reserve(q, cfg.quota) for q in wave_quotas]
+            # With forcing on, the stated budget is exactly what the solve call may spend.
+            stated_reserve = [r if cfg.quota.force_answer else cfg.quota.answer_reserve_tokens for r in reserves]
+            calls = [
+                (lambda i=i, q=wave_quotas[i], r=reserves[i], sr=stated_reserve[i]: chat(
+                    solve_messages(items[i].question, spec.answer_instruction, quota_tokens=q if stated else None,
+                                   answer_reserve_tokens=sr, style=style),
+                    quota_sampling(q - r, base), "solve"))
+                for i in funded
+            ]
+            responses = await gather_limited(cfg.max_concurrency, calls)
+            done = []
+            for k, resp in zip(funded, responses, strict=True):
+                quotas[k] = wave_quotas[k]
+                attempts[k] = _attempt(resp, wave_quotas[k], "solve", reserve=reserves[k],
+                                       stated_quota=wave_quotas[k] if stated else None,
+                                       stated_reserve=stated_reserve[k], wave=wave)
+                done.append(attempts[k])
+            update = _add_spend(cast(DRQAState, {**state, **update}), "solve", sum(_tokens(r) for r in responses))
+            await ctx.record_step("solve", {"wave": wave, "num_calls": len(calls), "spent": update["spent"],
+                                            "num_truncated": sum(1 for a in done if a and a["truncated"])})
+            if not waves or not funded:
+                break
+            # Reserves of answerless solves stay held for their forced answers.
+            held = sum(a["reserve"] for a in attempts if a is not None and a["answer"] is None)
+            left = (cfg.total_budget or 0) - update["spent"] - held
+            probe_info = state["probe"]
+            wave_quotas = solve_quotas(policy, [p["difficulty"] for p in probe_info],
+                                       [bool(p["resolved"]) for p in probe_info], left, cfg.quota,
+                                       funded=[a is not None for a in attempts])
+            wave += 1
+        return {"attempts": attempts, "quotas": quotas, **update}
 
     async def reallocate_node(state: DRQAState) -> dict[str, Any]:
         cfg = config_of(state)
@@ -317,7 +344,7 @@ def make_nodes(ctx: RunContext) -> dict[str, Callable[[DRQAState], Awaitable[dic
                 kind = "solve" if candidates[i].unresolved else "retry"
                 temp = cfg.temperature if kind == "solve" else cfg.retry_temperature
                 msgs = solve_messages(items[i].question, spec.answer_instruction, quota_tokens=extra,
-                                      answer_reserve_tokens=reserve)
+                                      answer_reserve_tokens=reserve, style=cfg.quota.solve_style)
                 kinds.append((i, kind))
                 thunks.append(lambda m=msgs, e=extra, t=temp: chat(
                     m, quota_sampling(e, SamplingOptions(temperature=t)), "retry"))
@@ -388,6 +415,7 @@ def make_nodes(ctx: RunContext) -> dict[str, Callable[[DRQAState], Awaitable[dic
                 "quota": state["quotas"][idx], "extra": state["extras"][idx],
                 "solve_tokens": sum(x["tokens"] for x in (a, r, f) if x),
                 "finish_reason": a["finish_reason"] if a else None,
+                "wave": a.get("wave") if a else None,
                 "retry_kind": r["kind"] if r else None,
                 "forced": f is not None,
                 "forced_finish_reason": f["finish_reason"] if f else None,

@@ -3,20 +3,59 @@
 from __future__ import annotations
 
 from budget.quota.enforcement import reasoning_budget_statement
+from budget.quota.plan import SOLVE_STYLES
 from orchestrator.types import Message
 
-__all__ = ["FORCE_ANSWER_CUE", "continuation_messages", "force_answer_messages", "solve_messages"]
+__all__ = [
+    "BRIEF_EXAMPLES",
+    "FORCE_ANSWER_CUE",
+    "answer_line",
+    "continuation_messages",
+    "force_answer_messages",
+    "solve_messages",
+]
 
 SOLVER_SYSTEM = "You solve math problems step by step and state the final answer clearly."
 
+BRIEF_SYSTEM = (
+    "You solve math problems step by step, briefly: one short sentence per step with its "
+    "calculation. Do not restate the question or list a plan."
+)
+"""System prompt of the 'brief' solve style."""
+
+BRIEF_EXAMPLES: tuple[tuple[str, str], ...] = (
+    (
+        ("A shop sells pencils in packs of 4 for $3 a pack. Tom needs 22 pencils and can only buy "
+         "whole packs. How much does he spend?"),
+        "Tom needs 22 / 4 = 5.5 packs, so he buys 6 whole packs.\nThe 6 packs cost 6 * 3 = $18.",
+    ),
+    (
+        "Mia reads 15 pages on Monday and twice as many on Tuesday. Her book has 120 pages. How many pages are left?",
+        ("On Tuesday Mia reads 2 * 15 = 30 pages.\nSo far she has read 15 + 30 = 45 pages.\n"
+         "That leaves 120 - 45 = 75 pages."),
+    ),
+)
+"""Worked examples shown before the question in the 'brief' style (written for this project;
+each ends with the dataset's answer line, added by :func:`solve_messages`)."""
+
 
 def solve_messages(
-    question: str, answer_instruction: str, *, quota_tokens: int | None, answer_reserve_tokens: int
+    question: str,
+    answer_instruction: str,
+    *,
+    quota_tokens: int | None,
+    answer_reserve_tokens: int,
+    style: str = "plain",
+    example_answers: tuple[str, ...] = ("18", "75"),
 ) -> tuple[Message, ...]:
     """A single-question solve; with a quota, the prompt states the reasoning budget.
 
-    ``quota_tokens=None`` is the unlimited baseline: no stated budget.
+    ``quota_tokens=None`` is the unlimited baseline: no stated budget. ``style='brief'`` shows
+    :data:`BRIEF_EXAMPLES` first, each closed by the answer line for ``example_answers`` in the
+    dataset's format (see :func:`answer_line`).
     """
+    if style not in SOLVE_STYLES:
+        raise ValueError(f"unknown solve style {style!r}; expected one of {SOLVE_STYLES}")
     # The budget is phrased as the order of work, "first reason ..., then the answer line": a
     # small model told its budget otherwise answers at once (see reasoning_budget_statement).
     if quota_tokens is None:
@@ -26,7 +65,21 @@ def solve_messages(
         then = answer_instruction[:1].lower() + answer_instruction[1:]
         instruction = f"{statement} Then {then}" if statement.startswith("First") else f"{statement} {answer_instruction}"
     parts = [question.strip(), "", instruction]
-    return (Message("system", SOLVER_SYSTEM), Message("user", "\n".join(parts)))
+    if style == "plain":
+        return (Message("system", SOLVER_SYSTEM), Message("user", "\n".join(parts)))
+    shots: list[Message] = []
+    for (q, working), ans in zip(BRIEF_EXAMPLES, example_answers, strict=True):
+        shots += [Message("user", f"{q}\n\n{answer_instruction}"),
+                  Message("assistant", f"{working}\n{answer_line(answer_instruction, ans)}")]
+    return (Message("system", BRIEF_SYSTEM), *shots, Message("user", "\n".join(parts)))
+
+
+def answer_line(answer_instruction: str, answer: str) -> str:
+    """The final line ``answer_instruction`` asks for, filled with ``answer``: '#### 18' for
+    GSM8K's "... '#### <number>'", '\\boxed{18}' for MATH's boxed instruction."""
+    if "boxed" in answer_instruction:
+        return f"The final answer is $\\boxed{{{answer}}}$."
+    return f"#### {answer}"
 
 
 def continuation_messages(

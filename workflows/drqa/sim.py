@@ -44,7 +44,8 @@ class SimSolver:
     async def complete(self, request: LLMRequest) -> LLMResponse:
         self.requests.append(request)
         user = [m for m in request.messages if m.role == "user"]
-        prompt = user[0].content
+        # The question's own message (a 'brief' solve shows worked examples before it).
+        prompt = next((m.content for m in user if _Q_RE.search(m.content) or "[Q1]" in m.content), user[0].content)
         cap = request.sampling.max_tokens
         if "[Q1]" in prompt:
             return self._probe(prompt, cap)
@@ -55,10 +56,10 @@ class SimSolver:
         need = steps * 30
         if len(user) > 1 and "budget for this question is used up" in user[-1].content:
             # Forced answer: right when at least half the working was done, else a guess.
-            done = len(next(m for m in request.messages if m.role == "assistant").content.split())
+            done = len(request.messages[-2].content.split())
             return self._reply(f"#### {a + b if 2 * done >= need else a + b + 1}", cap)
         if len(user) > 1 and "cut off" in user[-1].content:
-            done = len(next(m for m in request.messages if m.role == "assistant").content.split())
+            done = len(request.messages[-2].content.split())
             need = max(need - done, 1)
         return self._reply(" ".join(["step"] * need) + f"\n#### {a + b}", cap)
 

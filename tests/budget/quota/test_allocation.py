@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import itertools
 import random
+from dataclasses import replace
 
 import pytest
 
-from budget.quota.allocation import AllocationConfig, RetryCandidate, allocate, reallocate
+from budget.quota.allocation import (
+    AllocationConfig,
+    RetryCandidate,
+    allocate,
+    allocate_easiest_first,
+    reallocate,
+)
 from budget.quota.plan import QuotaConfig, plan_probe, policy_for, solve_quotas
 
 
@@ -129,11 +136,53 @@ def test_probe_disabled_when_budget_too_small() -> None:
 def test_solve_quotas_by_method() -> None:
     cfg = QuotaConfig()
     diffs, resolved = [0.1, 0.9, 0.5], [True, False, False]
+    proportional = solve_quotas(policy_for("drqa"), diffs, resolved, 1000, replace(cfg, strategy="proportional"))
     drqa = solve_quotas(policy_for("drqa"), diffs, resolved, 1000, cfg)
     uniform = solve_quotas(policy_for("uniform"), diffs, resolved, 999, cfg)
     unlimited = solve_quotas(policy_for("unlimited"), diffs, resolved, 10, cfg)
-    assert drqa[0] == 0 and drqa[1] > drqa[2] > 0 and sum(drqa) <= 1000
+    assert proportional[0] == 0 and proportional[1] > proportional[2] > 0 and sum(proportional) <= 1000
+    # easiest_first (default): the easiest unresolved question (0.5) gets the whole budget
+    # (below the 1024 ceiling); the resolved one nothing.
+    assert drqa == [0, 0, 1000]
+    # The next wave skips questions already funded.
+    assert solve_quotas(policy_for("drqa"), diffs, resolved, 700, cfg, funded=[False, False, True]) == [0, 700, 0]
     assert uniform == [333, 333, 333]
     assert unlimited == [cfg.unlimited_max_tokens] * 3
     with pytest.raises(ValueError):
         policy_for("nope")
+
+
+def test_easiest_first_funds_whole_quotas_in_order_of_difficulty() -> None:
+    cfg = AllocationConfig(floor_tokens=50, ceiling_tokens=300)
+    diffs = [0.9, 0.1, 0.5, 0.1, 0.7]
+    # 0.1 (index 1), 0.1 (index 3, tie by position), 0.5 get 300 each; 0.7 gets the 100 left.
+    assert allocate_easiest_first(diffs, [True] * 5, 1000, cfg) == [0, 300, 300, 300, 100]
+    # What is left below the floor buys nothing.
+    assert allocate_easiest_first(diffs, [True] * 5, 940, cfg) == [0, 300, 300, 300, 0]
+    # Ineligible questions (resolved, or funded in an earlier wave) are skipped.
+    assert allocate_easiest_first(diffs, [True, False, True, False, True], 700, cfg) == [100, 0, 300, 0, 300]
+    assert allocate_easiest_first(diffs, [True] * 5, 0, cfg) == [0] * 5
+    with pytest.raises(ValueError):
+        allocate_easiest_first(diffs, [True] * 5, -1, cfg)
+    with pytest.raises(ValueError):
+        allocate_easiest_first([float("nan")], [True], 10, cfg)
+
+
+def test_easiest_first_never_exceeds_the_total_random() -> None:
+    rng = random.Random(7)
+    for _ in range(500):
+        n = rng.randint(0, 30)
+        diffs = [rng.random() for _ in range(n)]
+        eligible = [rng.random() < 0.8 for _ in range(n)]
+        floor = rng.randint(0, 100)
+        cfg = AllocationConfig(floor_tokens=floor, ceiling_tokens=floor + rng.randint(0, 900))
+        total = rng.randint(0, 20_000)
+        quotas = allocate_easiest_first(diffs, eligible, total, cfg)
+        assert sum(quotas) <= total
+        assert all(q == 0 or max(floor, 1) <= q <= cfg.ceiling_tokens for q in quotas)
+        assert all(q == 0 for q, ok in zip(quotas, eligible, strict=True) if not ok)
+        # Nobody easier than a funded question is left out while a harder one is funded.
+        funded = [diffs[i] for i, q in enumerate(quotas) if q > 0]
+        unfunded = [diffs[i] for i, q in enumerate(quotas) if q == 0 and eligible[i]]
+        if funded and unfunded:
+            assert max(funded) <= min(unfunded)

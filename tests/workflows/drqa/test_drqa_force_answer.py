@@ -103,7 +103,7 @@ def test_budget_never_exceeded_when_forced_answers_ramble() -> None:
         assert sim.output_tokens == res["reasoning_tokens"] <= cap, method
         assert all(it["solve_tokens"] <= it["quota"] + it["extra"] for it in res["items"])
         # A forced reply cut at its reserve is not read for an intermediate number.
-        assert res["num_unparsable"] == res["num_forced"]
+        assert sum(1 for it in res["items"] if it["forced"] and it["answer"] is None) == res["num_forced"]
 
 
 def test_per_item_record() -> None:
@@ -125,12 +125,21 @@ def test_bench_records_items_and_respects_the_time_limit(tmp_path: Path) -> None
     from bench.drqa.run import main
 
     args = ["--dry-run", "--parts", "allocation", "--via", "direct", "--results-dir", str(tmp_path),
-            "--artifacts-dir", str(tmp_path / "art"), "--fractions", "0.5,0.75"]
+            "--artifacts-dir", str(tmp_path / "art"), "--fractions", "0.5,0.75",
+            "--variants", "drqa:strategy=proportional", "--design-rows", "4"]
     assert main(args) == 0
     details = json.loads((tmp_path / "dry-run" / "details.json").read_text())
     entries = details["allocation"]
-    assert [e["method"] for e in entries if e["dataset"] == "gsm8k"] == [
-        "unlimited", "uniform", "drqa", "uniform", "drqa"]
+    gsm = [e for e in entries if e["dataset"] == "gsm8k"]
+    assert [(e["method"], e["variant"]) for e in gsm] == [
+        ("unlimited", ""), *[("uniform", ""), ("drqa", ""), ("drqa", "drqa:strategy=proportional")] * 2]
+    assert [e["options"]["strategy"] for e in gsm[1:4]] == ["easiest_first", "easiest_first", "proportional"]
+    # The rows looked at while designing (the first 4) are reported apart from the rest.
+    for e in entries:
+        assert e["design_rows"]["num_items"] == 4
+        assert e["held_out"]["num_items"] == e["num_items"] - 4
+        assert e["held_out"]["solve_tokens"] + e["design_rows"]["solve_tokens"] == sum(
+            it["solve_tokens"] for it in e["items"])
     for e in entries:
         assert {"num_truncated", "num_forced", "num_unparsable"} <= set(e)
         assert len(e["items"]) == e["num_items"]
@@ -139,7 +148,8 @@ def test_bench_records_items_and_respects_the_time_limit(tmp_path: Path) -> None
                     "source", "gold", "correct"} <= set(it)
             assert it["method"] == e["method"]
     summary = json.loads((tmp_path / "dry-run" / "summary.json").read_text())
-    assert len(summary["allocation"]) == len(entries) == 10
+    # Variants stay out of the summary (it holds each method with its defaults).
+    assert len(entries) == 14 and len(summary["allocation"]) == 10
     assert (tmp_path / "dry-run" / "allocation.png").exists()
     # No time left: nothing starts, the skips are recorded, the files are still written.
     assert main([*args, "--results-dir", str(tmp_path / "late"), "--time-limit-s", "1", "--min-run-s", "30"]) == 0
@@ -159,7 +169,7 @@ def test_bench_end_to_end_over_http_against_the_fake_server(tmp_path: Path) -> N
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline().split()[1])
-        assert main(["--base-url", f"http://127.0.0.1:{port}/v1", "--model", "fake-drqa", "--via", "direct",
+        assert main(["--base-url", f"http://127.0.0.1:{port}/v1", "--model", "fake-drqa", "--variants", "",
                      "--parts", "allocation", "--limit", "6", "--fractions", "0.5", "--time-limit-s", "120",
                      "--results-dir", str(tmp_path), "--artifacts-dir", str(tmp_path / "art")]) == 0
     finally:

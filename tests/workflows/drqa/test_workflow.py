@@ -128,7 +128,7 @@ def test_real_data_files_load() -> None:
 
 def test_direct_context_runs_the_same_stages_as_the_runtime(tmp_path: Path) -> None:
     from workflows.drqa.direct import DirectContext
-    from workflows.drqa.graph import initial_state, result, run_nodes
+    from workflows.drqa.graph import NODE_ORDER, initial_state, result, run_nodes
 
     via_runtime, _ = _run(tmp_path, "drqa", 1100)
     sim = SimSolver()
@@ -138,4 +138,50 @@ def test_direct_context_runs_the_same_stages_as_the_runtime(tmp_path: Path) -> N
     direct = result(state)
     assert direct["accuracy"] == via_runtime["accuracy"]
     assert direct["reasoning_tokens"] == via_runtime["reasoning_tokens"] == ctx.usage.output_tokens <= 1100
-    assert [name for name, _ in ctx.steps] == ["probe", "allocate", "solve", "reallocate", "answer", "final"]
+    names = [name for name, _ in ctx.steps]
+    assert [n for k, n in enumerate(names) if k == 0 or names[k - 1] != n] == list(NODE_ORDER)
+    waves = [data["wave"] for name, data in ctx.steps if name == "solve"]
+    assert waves == list(range(len(waves))) and len(waves) >= 2
+
+
+def test_easiest_first_funds_the_easiest_questions_in_waves(tmp_path: Path) -> None:
+    # 12 questions need 30-420 tokens each (1,620 in all); of 1,200 the probe takes up to 360.
+    result, _ = _run(tmp_path, "drqa", 1200, ceiling_tokens=450, force_answer=False)
+    assert result["reasoning_tokens"] <= 1200
+    steps = dict(zip((row["id"] for row in make_rows(STEPS)), STEPS, strict=True))
+    solved = sorted((it["difficulty"], it["wave"], steps[it["id"]]) for it in result["items"] if it["wave"] is not None)
+    waves = [w for _, w, _ in solved]
+    assert waves == sorted(waves) and waves[-1] >= 2  # easier questions never wait for harder ones
+    # The hard questions (10-14 steps) are the last funded.
+    assert {s for _, w, s in solved if w == waves[-1]} <= {10, 12, 14}
+    # With less, the hardest go unfunded and every easy one (1-2 steps) is still solved right.
+    tight, _ = _run(tmp_path / "t", "drqa", 1000, ceiling_tokens=450, floor_tokens=100, force_answer=False)
+    unfunded = {steps[it["id"]] for it in tight["items"] if it["wave"] is None}
+    assert unfunded and unfunded <= {10, 12, 14}
+    assert all(it["correct"] and it["source"] == "solve" for it in tight["items"] if steps[it["id"]] <= 2)
+
+
+def test_brief_style_shows_worked_examples_in_the_datasets_answer_format(tmp_path: Path) -> None:
+    from workflows.drqa.prompts import BRIEF_EXAMPLES, BRIEF_SYSTEM
+
+    _, sim = _run(tmp_path, "uniform", 900, solve_style="brief")
+    solves = [r for r in sim.requests if r.messages[0].content == BRIEF_SYSTEM]
+    assert solves, "no solve used the brief style"
+    for r in solves:
+        roles = [m.role for m in r.messages]
+        assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
+        assert r.messages[1].content.startswith(BRIEF_EXAMPLES[0][0])
+        assert r.messages[2].content.endswith("#### 18") and r.messages[4].content.endswith("#### 75")
+        assert "words at most" in r.messages[-1].content and "[steps=" in r.messages[-1].content
+    # The unlimited baseline stays plain whatever the style option says.
+    _, sim = _run(tmp_path / "u", "unlimited", None, solve_style="brief")
+    assert all(r.messages[0].content != BRIEF_SYSTEM for r in sim.requests)
+
+
+@pytest.mark.parametrize("options", [{"strategy": "biggest"}, {"solve_style": "terse"}, {"weight_prior": 2}])
+def test_bad_quota_options_are_bad_input(options: dict[str, Any]) -> None:
+    from orchestrator.errors import BadInputError
+    from workflows.drqa.config import run_config_from
+
+    with pytest.raises(BadInputError, match="expected valid DRQA"):
+        run_config_from({"method": "drqa", "total_budget": 100, **options})
