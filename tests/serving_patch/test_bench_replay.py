@@ -95,7 +95,8 @@ def test_summary_has_the_checked_shape(tmp_path: Path) -> None:
 
     children = {"stock": fake_child(2.0), "fixed_ttl": fake_child(1.0), "utility_ttl": fake_child(1.0)}
     summary = replay.build_summary(children, levels, ServiceModel(0.01, 1e-4, 0.02))
-    assert set(summary) == {"commit", "machine", "date", "model", "trace", "loads"}
+    assert set(summary) == {"commit", "machine", "date", "model", "trace", "loads", "highest_load_stock_sustains",
+                            "sustained_rule"}
     assert "H200" in summary["machine"]
     keys = {"mean_jct_s", "p50_jct_s", "p95_jct_s", "throughput_programs_per_min", "prefix_hit_rate", "preemptions"}
     for entry in summary["loads"]:
@@ -106,6 +107,18 @@ def test_summary_has_the_checked_shape(tmp_path: Path) -> None:
     assert first["stock"]["mean_jct_s"] == pytest.approx(2 * first["fixed_ttl"]["mean_jct_s"])
     assert first["stock"]["prefix_hit_rate"] == 0.25 and first["stock"]["preemptions"] == 3
     assert [e["programs_per_min"] for e in summary["loads"]] == [30.0, 90.0]
+    assert first["fixed_ttl_speedup_mean"] == pytest.approx(2.0)
+    # JCT grows with every arrival here (a queue that builds up): stock sustains no load.
+    assert first["stock"]["jct_trend"] > replay.SUSTAINED_TREND_MAX and not first["stock_sustained"]
+    assert summary["highest_load_stock_sustains"] is None
+    steady = fake_child(2.0)
+    for level in steady["levels"]:
+        for p in level["programs"]:
+            p["jct_s"] = 2.0
+    steady["levels"][1]["programs"][0]["done"] = False  # one program cut at 90/min: not sustained
+    summary = replay.build_summary({**children, "stock": steady}, levels, ServiceModel(0.01, 1e-4, 0.02))
+    assert [e["stock_sustained"] for e in summary["loads"]] == [True, False]
+    assert summary["highest_load_stock_sustains"] == 30.0
     json.dumps(summary)
     replay.plot(summary, tmp_path / "jct.png")
     assert (tmp_path / "jct.png").read_bytes()[:4] == b"\x89PNG"
