@@ -418,6 +418,12 @@ def main(argv: list[str] | None = None) -> int:
     details: dict[str, Any] = {**header, "args": vars(args), "skipped": SKIPPED}
     summary_update: dict[str, Any] = dict(header)
 
+    previous = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
+    if not {"data", "training"} & parts and "training" in previous:
+        # The training figures kept in summary.json are an earlier run's: say which.
+        summary_update["training_from"] = previous.get("training_from") or {
+            k: previous.get(k) for k in ("commit", "date", "machine")}
+
     def write() -> dict[str, Any]:
         _merge(out / "details.json", details)
         return _merge(out / "summary.json", summary_update)
@@ -457,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         training = run_training(args, data_dir, artifacts)
         details["training"] = training
         summary_update["training_skipped"] = False
+        summary_update["training_from"] = {k: header[k] for k in ("commit", "date", "machine")}
         summary_update["training"] = {
             name: {k: training["eval"][name][k] for k in ("dataset", "accuracy", "tokens_per_question")}
             for name in ("base", "trained")

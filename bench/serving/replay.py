@@ -92,6 +92,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument("--budget-s", type=float, default=510.0, help="Wall-clock budget of the whole run; drains shrink to fit.")
     parser.add_argument("--commit", default="", help="Commit to record (the GPU copy of the tree has no .git).")
+    parser.add_argument("--merge", type=Path, nargs="+", help="Merge raw replay_*.json files of runs of the same plan "
+                        "that ran different configs into one summary (pass the runs' plan flags too).")
     parser.add_argument("--plot-only", action="store_true", help="Redraw jct_vs_load.png from summary.json (CPU).")
     parser.add_argument("--gpus", default="", help="Comma-separated GPU indices: run the configs at the same time, one per GPU "
                         "(same programs and arrivals, no config waits for another); empty: one after another on the default GPU.")
@@ -559,10 +561,47 @@ def run_parent(args: argparse.Namespace, argv: list[str]) -> None:
                 # The utility rule of a later child starts from this calibration.
                 measured = ServiceModel(**children[config]["service"])
                 calibration = measured if calibration is None else fastest_service(calibration, measured)
+    write_results(args, children, levels, start)
+
+
+_PLAN_ARGS = ("loads", "window_s", "output_scale", "tool_scale", "max_tool_s", "max_turns", "max_context",
+              "num_synthetic", "kv_blocks", "max_num_seqs", "max_num_batched_tokens", "seed")
+"""Arguments that fix the workload and the engine: runs merged with --merge must agree on them."""
+
+
+def merge_runs(args: argparse.Namespace, paths: list[Path]) -> None:
+    """One summary from separate runs of the same plan that ran different configs (e.g. stock and
+    fixed TTL side by side on a 2-GPU machine, then the utility TTL on its own)."""
+    children: dict[str, dict[str, Any]] = {}
+    commits = set()
+    for path in paths:
+        raw = json.loads(path.read_text())
+        for name in _PLAN_ARGS:
+            if raw["args"][name] != str(getattr(args, name)):
+                raise SystemExit(f"{path}: --{name.replace('_', '-')} was {raw['args'][name]}, here {getattr(args, name)}")
+        for config, child in raw["children"].items():
+            if config in children:
+                raise SystemExit(f"{path}: config {config} is in more than one run")
+            children[config] = child
+        commits.add(raw["summary"]["commit"])
+    if len(commits) > 1:
+        raise SystemExit(f"runs of different commits: {sorted(commits)}")
+    args.commit = args.commit or commits.pop()
+    _, levels = make_plan(args)
+    write_results(args, children, levels, time.time(), merged_from=[p.name for p in paths])
+
+
+def write_results(args: argparse.Namespace, children: dict[str, dict[str, Any]], levels: list[Level],
+                  start: float, merged_from: list[str] | None = None) -> None:
+    """summary.json, the raw replay_*.json and the plot, from the children's results."""
+    configs = [c for c in CONFIGS if c in children]
     # A lower bound takes the fastest isolated service measured by any child (the same engine
     # shape): the first child's calibration ran cold and was up to 3x slower.
     service = functools.reduce(fastest_service, (ServiceModel(**c["service"]) for c in children.values()))
     summary = build_summary(children, levels, service, commit=args.commit)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    if merged_from:
+        summary["merged_from"] = merged_from
     (args.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     stamp = summary["date"].replace(":", "").replace("-", "")
     raw = {"summary": summary, "args": {k: str(v) for k, v in vars(args).items()}, "service_model": asdict(service),
@@ -608,6 +647,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.dry_run:
         dry_run(args)
+    elif args.merge:
+        merge_runs(args, args.merge)
     elif args.plot_only:
         plot(json.loads((args.out_dir / "summary.json").read_text()), args.out_dir / "jct_vs_load.png")
     elif args.child:

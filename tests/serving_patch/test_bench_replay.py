@@ -236,3 +236,37 @@ def test_every_config_gets_the_same_drain_and_the_fastest_calibration_bounds_ser
     cold = ServiceModel(0.02, 6e-5, 0.038)
     warm = ServiceModel(0.03, 5e-5, 0.013)
     assert fastest_service(cold, warm) == ServiceModel(0.02, 5e-5, 0.013)
+
+
+def test_merge_joins_runs_of_the_same_plan_that_ran_different_configs(tmp_path: Path) -> None:
+    """A 2-GPU machine runs stock and fixed TTL side by side, then the utility TTL: one summary."""
+    flags = ["--loads", "30,90", "--commit", "abc"]
+    _, levels = replay.make_plan(replay.parse_args(flags))
+
+    def child(jct: float, tpot: float) -> dict:
+        return {"gpu": "NVIDIA H200", "service": {"prefill_a_s": 0.01, "prefill_b_s_per_token": 1e-4, "tpot_s": tpot},
+                "levels": [{"programs": [{"jct_s": jct, "done": True, "finish_s": 10.0 + i, "arrival_s": float(i),
+                                          "prompt_tokens": 100, "cached_tokens": 50} for i in range(len(lv.programs))],
+                            "vllm_prefix_queries": 100.0, "vllm_prefix_hits": 25.0, "preemptions": 0}
+                           for lv in levels]}
+
+    first = replay.parse_args([*flags, "--out-dir", str(tmp_path / "a")])
+    replay.write_results(first, {"stock": child(3.0, 0.02), "fixed_ttl": child(2.0, 0.03)}, levels, 0.0)
+    second = replay.parse_args([*flags, "--out-dir", str(tmp_path / "b")])
+    replay.write_results(second, {"utility_ttl": child(1.5, 0.01)}, levels, 0.0)
+    raws = [next((tmp_path / d).glob("replay_*.json")) for d in ("a", "b")]
+
+    replay.main([*flags, "--out-dir", str(tmp_path / "m"), "--merge", *map(str, raws)])
+    summary = json.loads((tmp_path / "m" / "summary.json").read_text())
+    assert summary["merged_from"] == [r.name for r in raws] and summary["commit"] == "abc"
+    entry = summary["loads"][0]
+    assert (entry["stock"]["mean_jct_s"], entry["fixed_ttl"]["mean_jct_s"], entry["utility_ttl"]["mean_jct_s"]) == (
+        3.0, 2.0, 1.5)
+    assert entry["utility_ttl_speedup_mean"] == pytest.approx(2.0)
+    # The lower bound uses the fastest calibration of all the merged runs (tpot 0.01).
+    alone = json.loads((tmp_path / "a" / "summary.json").read_text())["loads"][0]["lower_bound_mean_jct_s"]
+    assert entry["lower_bound_mean_jct_s"] < alone
+    with pytest.raises(SystemExit, match="window-s"):
+        replay.main([*flags, "--window-s", "20", "--out-dir", str(tmp_path / "x"), "--merge", *map(str, raws)])
+    with pytest.raises(SystemExit, match="more than one run"):
+        replay.main([*flags, "--out-dir", str(tmp_path / "x"), "--merge", str(raws[0]), str(raws[0])])

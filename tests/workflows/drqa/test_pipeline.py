@@ -138,3 +138,17 @@ def test_run_drqa_passes_force_answer_and_state_budget(tmp_path: Path) -> None:
     assert res.status == "succeeded"
     cfg = run_config_from(seen)
     assert cfg.quota.force_answer is False and cfg.quota.state_budget is False
+
+
+def test_allocation_only_run_says_whose_training_figures_it_keeps(tmp_path: Path) -> None:
+    from bench.drqa.run import main
+
+    out = tmp_path / "dry-run"
+    out.mkdir()
+    earlier = {"commit": "old", "date": "2026-11-27", "machine": "H200", "training": {"base": {}, "trained": {}}}
+    (out / "summary.json").write_text(json.dumps(earlier))
+    assert main(["--dry-run", "--parts", "allocation", "--results-dir", str(tmp_path), "--variants", "",
+                 "--artifacts-dir", str(tmp_path / "art"), "--fractions", "0.6", "--datasets", "gsm8k"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["training_from"] == {"commit": "old", "date": "2026-11-27", "machine": "H200"}
+    assert summary["commit"] != "old" and summary["training"] == earlier["training"]

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# GPU call 1 on a 2-GPU machine (nvidia-h200-x2): install, convert Qwen for the DRQA server, start
+# bench/gpu/x2.sh detached, stay up to LAUNCH_WAIT_S and pack what is done; collect.sh gets the rest.
+set -uo pipefail
+commit="$1"
+t0=$SECONDS
+bash .gpu/bin/install.sh || exit 3
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/qf-site .whl/*.whl || exit 3
+rm -rf /tmp/qf && cp -r "$PWD" /tmp/qf && cd /tmp/qf || exit 3
+source bench/gpu/env.sh
+mkdir -p /tmp/logs /tmp/res
+nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader | tee /tmp/res/gpu.txt
+setsid nohup bash bench/gpu/x2.sh "$commit" > /tmp/logs/x2.log 2>&1 < /dev/null &
+# The conversion runs on the CPU while round 1 holds the GPUs.
+python3 .qfdata/gguf_to_hf.py "$QWEN_CODER_05B_GGUF" "$QWEN" > /tmp/logs/conv-qwen.log 2>&1 &
+echo "launched at $((SECONDS - t0)) s"
+while [ $((SECONDS - t0)) -lt ${LAUNCH_WAIT_S:-540} ]; do
+  [ -f /tmp/res/serving.rc ] && [ -f /tmp/res/quality.rc ] && break
+  sleep 5
+done
+cat /tmp/logs/x2.log
+bash bench/gpu/pack.sh

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The 2-GPU flow (nvidia-h200-x2), run detached by launch2.sh from /tmp/qf:
+#   round 1: stock and fixed TTL side by side on GPUs 0 and 1 (same programs, same arrivals);
+#   round 2: the utility TTL on GPU 0 (same plan), while GPU 1 serves Qwen for the DRQA bench.
+# Rounds are merged on the CPU with `python -m bench.serving.replay --merge` (same plan flags).
+# Writes /tmp/res/serving.rc and /tmp/res/quality.rc when done (collect.sh waits for both).
+set -uo pipefail
+commit="$1"
+cd /tmp/qf && source bench/gpu/env.sh
+export QUOTAFLOW_COMMIT="$commit"
+python3 -m bench.serving.replay --commit "$commit" --configs stock,fixed_ttl --gpus 0,1 ${SERVING_ARGS:-} \
+  --out-dir /tmp/res/serving-a > /tmp/logs/serving-a.log 2>&1
+echo $? > /tmp/res/serving-a.rc
+echo "round 1 done at $(date -u +%T)"
+( python3 -m bench.serving.replay --commit "$commit" --configs utility_ttl --gpus 0 ${SERVING_ARGS:-} \
+    --out-dir /tmp/res/serving-b > /tmp/logs/serving-b.log 2>&1; echo $? > /tmp/res/serving.rc ) &
+if [[ -n "${QUALITY:-}" ]]; then
+  CUDA_VISIBLE_DEVICES=1 setsid nohup python3 -m cli.main serve "$QWEN" --served-model-name qwen2.5-coder-0.5b \
+    --port 8000 --gpu-memory-utilization 0.40 --max-model-len 16384 > /tmp/logs/server-qwen.log 2>&1 < /dev/null &
+  CUDA_VISIBLE_DEVICES=1 bash bench/gpu/quality.sh "$commit" > /tmp/logs/quality.log 2>&1
+else
+  echo 0 > /tmp/res/quality.rc
+fi
+wait
+echo "round 2 done at $(date -u +%T)"
