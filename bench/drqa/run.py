@@ -81,11 +81,19 @@ def parse_variants(spec: str) -> list[tuple[str, str, dict[str, Any]]]:
             key, sep, value = kv.partition("=")
             if not sep:
                 raise SystemExit(f"--variants: expected key=value, got {kv!r} in {part!r}")
-            options[key.strip()] = value.strip()
+            options[key.strip()] = _option_value(value.strip())
         if method not in ("uniform", "drqa"):
             raise SystemExit(f"--variants: method must be uniform or drqa, got {method!r}")
         out.append((part, method, options))
     return out
+
+
+def _option_value(text: str) -> Any:
+    """A variant's option value: JSON when it parses (0 -> 0, true -> True), else the string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _design_ids(rows: list[dict[str, Any]], dataset: str, n: int) -> set[str]:

@@ -94,8 +94,9 @@ class QuotaConfig:
     ``force_answer`` the solve call's ``max_tokens`` is the quota minus this reserve, and the
     reserve pays for the forced answer when the working is cut off."""
     state_budget: bool = True
-    """Say each solve's budget in its prompt (so the model can plan for it); off, the quota is
-    only the ``max_tokens`` cap (plus the forced answer)."""
+    """Say each solve's budget in its prompt (so the model can plan for it) when it binds, i.e.
+    is below the allocation ceiling; off, the quota is only the ``max_tokens`` cap (plus the
+    forced answer)."""
     solve_style: SolveStyle = "plain"
     """How a budgeted solve is prompted: 'plain' (the question, the stated budget, the answer
     format) or 'brief' (also asks for one short sentence per step and shows two short worked

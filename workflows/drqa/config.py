@@ -57,7 +57,7 @@ def run_config_from(*sources: Mapping[str, Any]) -> DRQARunConfig:
     if total_budget is not None and total_budget < 0:
         raise BadInputError("total_budget", "a non-negative number of tokens", str(total_budget))
     try:
-        quota = replace(QuotaConfig(), **{k: merged[k] for k in _QUOTA_KEYS if k in merged})
+        quota = replace(QuotaConfig(), **{k: _typed(QuotaConfig(), k, merged[k]) for k in _QUOTA_KEYS if k in merged})
     except ValueError as exc:
         raise BadInputError("quota options", "valid DRQA quota options", str(exc)) from None
     alloc, realloc = quota.allocation, quota.reallocation
@@ -85,6 +85,29 @@ def run_config_from(*sources: Mapping[str, Any]) -> DRQARunConfig:
 
 def _difficulty_config(quota: QuotaConfig, merged: Mapping[str, Any]) -> DifficultyConfig:
     try:
-        return replace(quota.difficulty, **{k: merged[k] for k in _DIFFICULTY_KEYS if k in merged})
+        return replace(quota.difficulty,
+                       **{k: _typed(quota.difficulty, k, merged[k]) for k in _DIFFICULTY_KEYS if k in merged})
     except ValueError as exc:
         raise BadInputError("difficulty options", "valid DRQA difficulty options", str(exc)) from None
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _typed(defaults: Any, key: str, value: Any) -> Any:
+    """``value`` as the type of ``defaults.key`` (options may arrive as strings: '0.1', 'false').
+
+    A string where a number belongs once reached the arithmetic as ``budget * '0'``.
+    """
+    kind = type(getattr(defaults, key))
+    if kind is str or isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    if kind is bool:
+        text = str(value).strip().lower()
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+        raise ValueError(f"{key}: expected true or false, got {value!r}")
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key}: expected {kind.__name__}, got {value!r}") from None

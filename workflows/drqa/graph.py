@@ -266,6 +266,13 @@ def make_nodes(ctx: RunContext) -> dict[str, Callable[[DRQAState], Awaitable[dic
         quotas = list(state["quotas"])
         base = SamplingOptions(temperature=cfg.temperature)
         stated = policy.weighting != "none" and cfg.quota.state_budget
+        ceiling = cfg.quota.allocation.ceiling_tokens
+
+        def states(quota: int) -> bool:
+            # A whole quota (the ceiling) does not bind: saying it only changes the prompt. On the
+            # H200 (BENCHMARKS.md, DRQA) stating whole quotas cost drqa 1-2 points on GSM8K.
+            return stated and quota < ceiling
+
         attempts: list[dict[str, Any] | None] = [None] * len(items)
         style = cfg.quota.solve_style if policy.weighting != "none" else "plain"
         waves = policy.weighting == "difficulty" and cfg.quota.strategy == "easiest_first"
@@ -279,8 +286,8 @@ def make_nodes(ctx: RunContext) -> dict[str, Callable[[DRQAState], Awaitable[dic
             stated_reserve = [r if cfg.quota.force_answer else cfg.quota.answer_reserve_tokens for r in reserves]
             calls = [
                 (lambda i=i, q=wave_quotas[i], r=reserves[i], sr=stated_reserve[i]: chat(
-                    solve_messages(items[i].question, spec.answer_instruction, quota_tokens=q if stated else None,
-                                   answer_reserve_tokens=sr, style=style),
+                    solve_messages(items[i].question, spec.answer_instruction,
+                                   quota_tokens=q if states(q) else None, answer_reserve_tokens=sr, style=style),
                     quota_sampling(q - r, base), "solve"))
                 for i in funded
             ]
@@ -289,7 +296,7 @@ def make_nodes(ctx: RunContext) -> dict[str, Callable[[DRQAState], Awaitable[dic
             for k, resp in zip(funded, responses, strict=True):
                 quotas[k] = wave_quotas[k]
                 attempts[k] = _attempt(resp, wave_quotas[k], "solve", reserve=reserves[k],
-                                       stated_quota=wave_quotas[k] if stated else None,
+                                       stated_quota=wave_quotas[k] if states(wave_quotas[k]) else None,
                                        stated_reserve=stated_reserve[k], wave=wave)
                 done.append(attempts[k])
             update = _add_spend(cast(DRQAState, {**state, **update}), "solve", sum(_tokens(r) for r in responses))

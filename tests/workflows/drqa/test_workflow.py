@@ -185,3 +185,43 @@ def test_bad_quota_options_are_bad_input(options: dict[str, Any]) -> None:
 
     with pytest.raises(BadInputError, match="expected valid DRQA"):
         run_config_from({"method": "drqa", "total_budget": 100, **options})
+
+
+def test_string_options_are_read_as_their_types() -> None:
+    from workflows.drqa.config import run_config_from
+
+    cfg = run_config_from({"method": "drqa", "total_budget": "900", "max_probe_fraction": "0", "force_answer": "false",
+                           "batch_size": "3", "weight_prior": "0.25", "strategy": "proportional"})
+    assert cfg.total_budget == 900 and cfg.quota.max_probe_fraction == 0.0 and cfg.quota.force_answer is False
+    assert cfg.quota.batch_size == 3 and cfg.quota.difficulty.weight_prior == 0.25
+    assert cfg.quota.strategy == "proportional"
+
+
+@pytest.mark.parametrize("options", [{"max_probe_fraction": "lots"}, {"force_answer": "maybe"}])
+def test_unreadable_option_values_are_bad_input(options: dict[str, Any]) -> None:
+    from orchestrator.errors import BadInputError
+    from workflows.drqa.config import run_config_from
+
+    with pytest.raises(BadInputError):
+        run_config_from({"method": "drqa", "total_budget": 100, **options})
+
+
+def test_only_binding_quotas_are_stated(tmp_path: Path) -> None:
+    # easiest_first gives whole quotas (the 450 ceiling) and at most one partial quota per wave.
+    result, sim = _run(tmp_path, "drqa", 1200, ceiling_tokens=450, force_answer=False)
+    solves = [r for r in sim.requests if "[Q1]" not in r.messages[-1].content and "[steps=" in r.messages[-1].content
+              and len(r.messages) == 2]
+    whole = [r for r in solves if r.sampling.max_tokens == 450]
+    partial = [r for r in solves if r.sampling.max_tokens < 450]
+    assert whole and all("words at most" not in r.messages[-1].content for r in whole)
+    assert all("words at most" in r.messages[-1].content for r in partial)
+    assert result["reasoning_tokens"] <= 1200
+
+
+def test_variant_option_values_are_read_as_json() -> None:
+    from bench.drqa.run import parse_variants
+
+    assert parse_variants("drqa:max_probe_fraction=0,strategy=proportional;uniform:state_budget=false") == [
+        ("drqa:max_probe_fraction=0,strategy=proportional", "drqa", {"max_probe_fraction": 0, "strategy": "proportional"}),
+        ("uniform:state_budget=false", "uniform", {"state_budget": False}),
+    ]
