@@ -42,6 +42,7 @@ from bench.serving.workload import (
     describe,
     poisson_arrivals,
     scale_programs,
+    window_arrivals,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,6 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dry-run", action="store_true", help="Check traces and generator only (CPU).")
     parser.add_argument("--loads", default="30,90,180", help="Program arrival rates, programs per minute.")
     parser.add_argument("--window-s", type=float, default=12.0, help="Arrival window per load level.")
+    parser.add_argument("--arrivals", choices=("window", "poisson"), default="window",
+                        help="window: Poisson arrivals conditioned on the level's count within the window (realized "
+                             "rate = nominal); poisson: an unconditioned draw (runs before 2026-11-28 21:10 UTC).")
     parser.add_argument("--drain-s", type=float, default=25.0, help="Max wait after the window; then unfinished programs are cut (censored JCT).")
     parser.add_argument("--output-scale", type=float, default=0.15, help="Output length scale (time compression).")
     parser.add_argument("--tool-scale", type=float, default=1.0, help="Tool pause scale (time compression).")
@@ -129,7 +133,8 @@ def make_plan(args: argparse.Namespace) -> tuple[list[ProgramSpec], list[Level]]
     for i, load in enumerate(sorted(float(x) for x in args.loads.split(","))):
         count = max(2, round(load * args.window_s / 60.0))
         programs = [pool[k % len(pool)] for k in range(count)]
-        arrivals = poisson_arrivals(count, load, seed=args.seed + i)
+        arrivals = (window_arrivals(count, args.window_s, seed=args.seed + i) if args.arrivals == "window"
+                    else poisson_arrivals(count, load, seed=args.seed + i))
         levels.append(Level(load, programs, arrivals))
     return pool, levels
 
@@ -382,6 +387,11 @@ def jct_trend(programs: list[dict[str, Any]]) -> float:
     return last / first if first > 0 else float("nan")
 
 
+def realized_rate(arrivals_s: list[float]) -> float:
+    """Programs per minute the level actually offered: its arrivals over the time to the last."""
+    return 60.0 * len(arrivals_s) / max(arrivals_s) if arrivals_s and max(arrivals_s) > 0 else 0.0
+
+
 SUSTAINED_TREND_MAX = 1.2
 """A configuration sustains a load when its JCT trend stays at or below this and every program
 finishes within the drain (fixed before the run of 2026-11-28 21:00 UTC, from the earlier runs:
@@ -410,7 +420,8 @@ def build_summary(
     gpu = next((c["gpu"] for c in children.values() if c.get("gpu")), "unknown GPU")
     loads: list[dict[str, Any]] = []
     for li, level in enumerate(levels):
-        entry: dict[str, Any] = {"programs_per_min": level.programs_per_min}
+        entry: dict[str, Any] = {"programs_per_min": level.programs_per_min,
+                                 "realized_programs_per_min": realized_rate(level.arrivals_s)}
         for config in CONFIGS:
             if config in children:
                 entry[config] = summarize_level(children[config]["levels"][li])
@@ -440,14 +451,17 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    loads = [entry["programs_per_min"] for entry in summary["loads"]]
+    # The offered load each level really had (older summaries: the nominal one), in order.
+    realized = all("realized_programs_per_min" in e for e in summary["loads"])
+    entries = sorted(summary["loads"], key=lambda e: e.get("realized_programs_per_min", e["programs_per_min"]))
+    loads = [e["realized_programs_per_min"] if realized else e["programs_per_min"] for e in entries]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for config, color in zip(CONFIGS, ("tab:gray", "tab:blue", "tab:green")):
-        if all(config in entry for entry in summary["loads"]):
-            ax.plot(loads, [e[config]["mean_jct_s"] for e in summary["loads"]], "o-", color=color, label=f"{config} mean")
-            ax.plot(loads, [e[config]["p95_jct_s"] for e in summary["loads"]], "x--", color=color, alpha=0.6, label=f"{config} p95")
-    ax.plot(loads, [e["lower_bound_mean_jct_s"] for e in summary["loads"]], "k:", label="lower bound (mean)")
-    ax.set_xlabel("load (programs / min)")
+        if all(config in entry for entry in entries):
+            ax.plot(loads, [e[config]["mean_jct_s"] for e in entries], "o-", color=color, label=f"{config} mean")
+            ax.plot(loads, [e[config]["p95_jct_s"] for e in entries], "x--", color=color, alpha=0.6, label=f"{config} p95")
+    ax.plot(loads, [e["lower_bound_mean_jct_s"] for e in entries], "k:", label="lower bound (mean)")
+    ax.set_xlabel("offered load (programs / min, as realized)" if realized else "load (programs / min)")
     ax.set_ylabel("job completion time (s)")
     ax.set_title(f"{summary['model']} on {summary['machine'].split(' (')[0]}", fontsize=9)
     ax.legend(fontsize=7)
@@ -564,7 +578,7 @@ def run_parent(args: argparse.Namespace, argv: list[str]) -> None:
     write_results(args, children, levels, start)
 
 
-_PLAN_ARGS = ("loads", "window_s", "output_scale", "tool_scale", "max_tool_s", "max_turns", "max_context",
+_PLAN_ARGS = ("loads", "arrivals", "window_s", "output_scale", "tool_scale", "max_tool_s", "max_turns", "max_context",
               "num_synthetic", "kv_blocks", "max_num_seqs", "max_num_batched_tokens", "seed")
 """Arguments that fix the workload and the engine: runs merged with --merge must agree on them."""
 
@@ -577,8 +591,10 @@ def merge_runs(args: argparse.Namespace, paths: list[Path]) -> None:
     for path in paths:
         raw = json.loads(path.read_text())
         for name in _PLAN_ARGS:
-            if raw["args"][name] != str(getattr(args, name)):
-                raise SystemExit(f"{path}: --{name.replace('_', '-')} was {raw['args'][name]}, here {getattr(args, name)}")
+            # Runs from before --arrivals existed drew unconditioned Poisson arrivals.
+            was = raw["args"].get(name, "poisson" if name == "arrivals" else None)
+            if was != str(getattr(args, name)):
+                raise SystemExit(f"{path}: --{name.replace('_', '-')} was {was}, here {getattr(args, name)}")
         for config, child in raw["children"].items():
             if config in children:
                 raise SystemExit(f"{path}: config {config} is in more than one run")

@@ -270,3 +270,20 @@ def test_merge_joins_runs_of_the_same_plan_that_ran_different_configs(tmp_path: 
         replay.main([*flags, "--window-s", "20", "--out-dir", str(tmp_path / "x"), "--merge", *map(str, raws)])
     with pytest.raises(SystemExit, match="more than one run"):
         replay.main([*flags, "--out-dir", str(tmp_path / "x"), "--merge", str(raws[0]), str(raws[0])])
+
+
+def test_window_arrivals_offer_the_nominal_rate_within_the_window() -> None:
+    from bench.serving.workload import window_arrivals
+
+    for seed in range(5):
+        arrivals = window_arrivals(105, 45.0, seed=seed)
+        assert arrivals == sorted(arrivals) and 0.0 <= arrivals[0] and arrivals[-1] < 45.0
+        assert 140.0 <= replay.realized_rate(arrivals) <= 150.0  # 105 in 45 s: 140/min, up to the last arrival
+    args = replay.parse_args(["--loads", "120,150", "--window-s", "45"])
+    assert args.arrivals == "window"
+    _, levels = replay.make_plan(args)
+    assert all(abs(60 * len(lv.arrivals_s) / 45.0 - lv.programs_per_min) <= 1 for lv in levels)
+    assert all(lv.arrivals_s[-1] < 45.0 for lv in levels)
+    # The old unconditioned draw stays available (and is what older runs are merged with).
+    _, old = replay.make_plan(replay.parse_args(["--loads", "120,150", "--window-s", "45", "--arrivals", "poisson"]))
+    assert old[0].arrivals_s != levels[0].arrivals_s
