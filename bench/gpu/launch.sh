@@ -29,7 +29,7 @@ case " ${QUALITY:-bp bats drqa} " in *" bp "*|*" bats "*)
   CUDA_VISIBLE_DEVICES=3 setsid nohup python3 -m cli.main serve "$SMOL" --served-model-name smollm2-135m --port 8001 \
     --gpu-memory-utilization 0.15 --max-model-len 8192 > /tmp/logs/server-smol.log 2>&1 < /dev/null &;;
 esac
-setsid nohup bash bench/gpu/quality.sh "$commit" > /tmp/logs/quality.log 2>&1 < /dev/null &
+CUDA_VISIBLE_DEVICES=3 setsid nohup bash bench/gpu/quality.sh "$commit" > /tmp/logs/quality.log 2>&1 < /dev/null &
 echo "launched at $((SECONDS - t0)) s"
 # Stay (the machine is held either way) and bring back whatever is done by then.
 while [ $((SECONDS - t0)) -lt ${LAUNCH_WAIT_S:-540} ]; do
