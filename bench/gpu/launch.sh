@@ -7,13 +7,8 @@
 set -uo pipefail
 commit="$1"
 t0=$SECONDS
-bash .gpu/bin/install.sh || exit 3
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/qf-site .whl/*.whl || exit 3
-rm -rf /tmp/qf && cp -r "$PWD" /tmp/qf && cd /tmp/qf || exit 3
-source bench/gpu/env.sh
+source bench/gpu/setup_tree.sh || exit 3
 export QUOTAFLOW_COMMIT="$commit"
-mkdir -p /tmp/logs /tmp/res
-nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader | tee /tmp/res/gpu.txt
 setsid nohup bash -c "python3 -m bench.serving.replay --commit $commit --gpus 0,1,2 ${SERVING_ARGS:-} \
   --out-dir /tmp/res/serving > /tmp/logs/serving.log 2>&1; echo \$? > /tmp/res/serving.rc" < /dev/null > /dev/null 2>&1 &
 python3 .qfdata/gguf_to_hf.py "$QWEN_CODER_05B_GGUF" "$QWEN" > /tmp/logs/conv-qwen.log 2>&1 &

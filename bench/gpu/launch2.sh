@@ -4,12 +4,7 @@
 set -uo pipefail
 commit="$1"
 t0=$SECONDS
-bash .gpu/bin/install.sh || exit 3
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/qf-site .whl/*.whl || exit 3
-rm -rf /tmp/qf && cp -r "$PWD" /tmp/qf && cd /tmp/qf || exit 3
-source bench/gpu/env.sh
-mkdir -p /tmp/logs /tmp/res
-nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader | tee /tmp/res/gpu.txt
+source bench/gpu/setup_tree.sh || exit 3
 setsid nohup bash bench/gpu/x2.sh "$commit" > /tmp/logs/x2.log 2>&1 < /dev/null &
 # The conversion runs on the CPU while round 1 holds the GPUs.
 python3 .qfdata/gguf_to_hf.py "$QWEN_CODER_05B_GGUF" "$QWEN" > /tmp/logs/conv-qwen.log 2>&1 &
