@@ -49,7 +49,10 @@ ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results" / "serving"
 CONFIGS = ("stock", "fixed_ttl", "utility_ttl")
 MODEL_NAME = "llama-3.1-8b-shape (dummy weights)"
-TRACE_NAME = "tracelab:replay_multi_session_large.csv + continuum_swe:5 trajectories + synthetic (fitted on both)"
+TRACE_NAMES = {
+    "mixed": "tracelab:replay_multi_session_large.csv + continuum_swe:5 trajectories + synthetic (fitted on both)",
+    "swe": "continuum_swe:5 trajectories + synthetic (fitted on them)",
+}
 
 # Llama-3.1-8B architecture; weights are random (load_format=dummy).
 LLAMA_8B_CONFIG = {
@@ -78,6 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dry-run", action="store_true", help="Check traces and generator only (CPU).")
     parser.add_argument("--loads", default="30,90,180", help="Program arrival rates, programs per minute.")
     parser.add_argument("--window-s", type=float, default=12.0, help="Arrival window per load level.")
+    parser.add_argument("--trace", choices=("mixed", "swe"), default="mixed",
+                        help="mixed: TraceLab + SWE + synthetic fitted on both; swe: SWE + synthetic fitted on SWE.")
     parser.add_argument("--arrivals", choices=("window", "poisson"), default="window",
                         help="window: Poisson arrivals conditioned on the level's count within the window (realized "
                              "rate = nominal); poisson: an unconditioned draw (runs before 2026-11-28 21:10 UTC).")
@@ -121,7 +126,7 @@ class Level:
 
 def make_plan(args: argparse.Namespace) -> tuple[list[ProgramSpec], list[Level]]:
     """The program pool and, per load, the programs and their arrival offsets (deterministic)."""
-    pool = build_pool(seed=args.seed, max_context=args.max_context, num_synthetic=args.num_synthetic)
+    pool = build_pool(seed=args.seed, max_context=args.max_context, num_synthetic=args.num_synthetic, trace=args.trace)
     pool = scale_programs(
         pool,
         output_scale=args.output_scale,
@@ -414,7 +419,8 @@ def git_commit() -> str:
 
 
 def build_summary(
-    children: dict[str, dict[str, Any]], levels: list[Level], service: ServiceModel, *, commit: str = ""
+    children: dict[str, dict[str, Any]], levels: list[Level], service: ServiceModel, *, commit: str = "",
+    trace: str = "mixed",
 ) -> dict[str, Any]:
     """summary.json in the shape the issue fixes."""
     gpu = next((c["gpu"] for c in children.values() if c.get("gpu")), "unknown GPU")
@@ -438,7 +444,7 @@ def build_summary(
         "machine": f"{gpu} ({platform.node()})",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "model": MODEL_NAME,
-        "trace": TRACE_NAME,
+        "trace": TRACE_NAMES[trace],
         "loads": loads,
         "highest_load_stock_sustains": max(sustained) if sustained else None,
         "sustained_rule": f"jct_trend <= {SUSTAINED_TREND_MAX} and num_incomplete == 0",
@@ -578,7 +584,7 @@ def run_parent(args: argparse.Namespace, argv: list[str]) -> None:
     write_results(args, children, levels, start)
 
 
-_PLAN_ARGS = ("loads", "arrivals", "window_s", "output_scale", "tool_scale", "max_tool_s", "max_turns", "max_context",
+_PLAN_ARGS = ("loads", "trace", "arrivals", "window_s", "output_scale", "tool_scale", "max_tool_s", "max_turns", "max_context",
               "num_synthetic", "kv_blocks", "max_num_seqs", "max_num_batched_tokens", "seed")
 """Arguments that fix the workload and the engine: runs merged with --merge must agree on them."""
 
@@ -592,7 +598,7 @@ def merge_runs(args: argparse.Namespace, paths: list[Path]) -> None:
         raw = json.loads(path.read_text())
         for name in _PLAN_ARGS:
             # Runs from before --arrivals existed drew unconditioned Poisson arrivals.
-            was = raw["args"].get(name, "poisson" if name == "arrivals" else None)
+            was = raw["args"].get(name, {"arrivals": "poisson", "trace": "mixed"}.get(name))
             if was != str(getattr(args, name)):
                 raise SystemExit(f"{path}: --{name.replace('_', '-')} was {was}, here {getattr(args, name)}")
         for config, child in raw["children"].items():
@@ -614,7 +620,7 @@ def write_results(args: argparse.Namespace, children: dict[str, dict[str, Any]],
     # A lower bound takes the fastest isolated service measured by any child (the same engine
     # shape): the first child's calibration ran cold and was up to 3x slower.
     service = functools.reduce(fastest_service, (ServiceModel(**c["service"]) for c in children.values()))
-    summary = build_summary(children, levels, service, commit=args.commit)
+    summary = build_summary(children, levels, service, commit=args.commit, trace=args.trace)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     if merged_from:
         summary["merged_from"] = merged_from

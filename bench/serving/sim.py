@@ -309,9 +309,27 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def parse_step_cost(text: str) -> StepCost:
+    """``"per_step_s=0.018,per_decode_seq_s=2e-4"`` -> a :class:`StepCost` with those fields changed."""
+    fields = {f for f in StepCost.__dataclass_fields__}
+    changes: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or key not in fields:
+            raise SystemExit(f"--step-cost: expected key=value with key in {sorted(fields)}, got {part!r}")
+        try:
+            changes[key] = float(value)
+        except ValueError:
+            raise SystemExit(f"--step-cost: {key} needs a number, got {value!r}") from None
+    return StepCost(**changes)
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    cost = StepCost()
+    own = argparse.ArgumentParser(add_help=False)
+    own.add_argument("--step-cost", default="", help="StepCost fields to change, e.g. per_step_s=0.018")
+    known, rest = own.parse_known_args(argv)
+    args = parse_args(rest)
+    cost = parse_step_cost(known.step_cost)
     _, levels = make_plan(args)
     model_dir = write_tiny_model(Path(tempfile.mkdtemp(prefix="qf-sim-")))
     configs = [c for c in CONFIGS if c in args.configs.split(",")]

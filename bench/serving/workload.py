@@ -262,9 +262,17 @@ def synthesize(
     return programs
 
 
-def build_pool(*, seed: int, max_context: int, num_synthetic: int, count_tokens=None) -> list[ProgramSpec]:  # type: ignore[no-untyped-def]
-    """TraceLab programs, SWE trajectories and synthetic programs fitted on both, interleaved."""
-    tracelab = load_tracelab(max_context=max_context)
+TRACES = ("mixed", "swe")
+"""'mixed': TraceLab + SWE + synthetic fitted on both; 'swe': the SWE trajectories + synthetic
+programs fitted on them alone (many turns, long contexts: the programs Continuum targets)."""
+
+
+def build_pool(*, seed: int, max_context: int, num_synthetic: int, count_tokens=None,  # type: ignore[no-untyped-def]
+               trace: str = "mixed") -> list[ProgramSpec]:
+    """The programs of ``trace`` (see :data:`TRACES`) and synthetic ones fitted on them, interleaved."""
+    if trace not in TRACES:
+        raise ValueError(f"unknown trace {trace!r}; expected one of {TRACES}")
+    tracelab = load_tracelab(max_context=max_context) if trace == "mixed" else []
     swe = load_swe(max_context=max_context, count_tokens=count_tokens)
     synthetic = synthesize(fit_workload(tracelab + swe), num_synthetic, seed=seed, max_context=max_context)
     pool = tracelab + swe + synthetic

@@ -287,3 +287,17 @@ def test_window_arrivals_offer_the_nominal_rate_within_the_window() -> None:
     # The old unconditioned draw stays available (and is what older runs are merged with).
     _, old = replay.make_plan(replay.parse_args(["--loads", "120,150", "--window-s", "45", "--arrivals", "poisson"]))
     assert old[0].arrivals_s != levels[0].arrivals_s
+
+
+def test_swe_trace_keeps_only_the_swe_programs_and_their_fit() -> None:
+    args = replay.parse_args(["--trace", "swe", "--loads", "30", "--max-turns", "40", "--max-context", "32768"])
+    pool, _ = replay.make_plan(args)
+    assert {p.source for p in pool} == {"continuum_swe", "synthetic"}
+    mixed, _ = replay.make_plan(replay.parse_args(["--loads", "30", "--max-turns", "40", "--max-context", "32768"]))
+    assert "tracelab" in {p.source for p in mixed}
+    # SWE programs are the long ones: more turns per program than the mixed pool.
+    assert sum(len(p.turns) for p in pool) / len(pool) > sum(len(p.turns) for p in mixed) / len(mixed)
+    with pytest.raises(ValueError, match="unknown trace"):
+        from bench.serving.workload import build_pool
+
+        build_pool(seed=0, max_context=4096, num_synthetic=2, trace="bfcl")

@@ -85,3 +85,15 @@ def test_side_by_side_parent_runs_each_config_on_its_own_gpu(tmp_path: Path, mon
     assert entry["stock"]["mean_jct_s"] == pytest.approx(2 * entry["fixed_ttl"]["mean_jct_s"])
     assert entry["stock"]["jct_trend"] == pytest.approx(1.0)
     assert summary["commit"] == "abc" and "H200" in summary["machine"]
+
+
+def test_step_cost_flag_changes_only_the_named_fields() -> None:
+    from bench.serving.sim import StepCost, parse_step_cost
+
+    cost = parse_step_cost("per_step_s=0.018, per_decode_seq_s=2e-4")
+    assert cost == StepCost(per_step_s=0.018, per_decode_seq_s=2e-4)
+    assert parse_step_cost("") == StepCost()
+    with pytest.raises(SystemExit, match="per_step"):
+        parse_step_cost("per_stepp=1")
+    with pytest.raises(SystemExit, match="number"):
+        parse_step_cost("per_step_s=fast")
