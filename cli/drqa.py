@@ -13,7 +13,22 @@ from orchestrator.errors import BadInputError
 
 app = typer.Typer(help="DRQA: reasoning-quota allocation and its GRPO training pipeline.", no_args_is_help=True)
 
-__all__ = ["app", "run_drqa"]
+__all__ = ["app", "parse_settings", "run_drqa"]
+
+
+def parse_settings(pairs: list[str]) -> dict[str, str]:
+    """``["max_probe_fraction=0", ...]`` -> options; the values are typed by the DRQA config."""
+    from workflows.drqa.config import option_names
+
+    known = option_names()
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in known:
+            raise BadInputError(f"--set {pair}", f"key=value with key one of {', '.join(sorted(known))}")
+        out[key] = value.strip()
+    return out
 
 
 def run_drqa(
@@ -36,7 +51,11 @@ def run_drqa(
     """
     from cli.main import read_tasks
     from orchestrator.runtime import Runtime
+    from workflows.drqa.config import run_config_from
     from workflows.drqa.datasets import detect_dataset
+
+    # Bad options fail here, before a run is created (BadInputError: exit code 2).
+    run_config_from({"method": method, "total_budget": budget_tokens, **(options or {})})
 
     path = Path(dataset)
     file = path / "validate.jsonl" if path.is_dir() else path

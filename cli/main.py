@@ -275,15 +275,22 @@ def _register_subapps() -> None:
         budget: Annotated[str, typer.Option("--budget", "-b", help="Extra ledger limits, e.g. tokens=200000")] = "",
         force_answer: Annotated[bool, typer.Option(help="When a quota runs out mid-reasoning, ask for the answer "
                                                         "from the question's reserve instead of scoring no answer.")] = True,
-        state_budget: Annotated[bool, typer.Option(help="Tell the model its reasoning budget (in words).")] = True,
+        state_budget: Annotated[bool, typer.Option(help="Tell the model its reasoning budget (in words) when "
+                                                        "the quota binds.")] = True,
+        strategy: Annotated[str, typer.Option(help="drqa's split: easiest_first (whole quotas, easiest "
+                                                   "questions first, in waves) | proportional")] = "easiest_first",
+        set_: Annotated[list[str] | None, typer.Option("--set", help="Any other DRQA option, key=value "
+                                                       "(e.g. max_probe_fraction=0, ceiling_tokens=384); repeatable.")] = None,
         db: DbOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
         try:
+            extra = drqa.parse_settings(set_ or [])
             result = drqa.run_drqa(dataset, budget_tokens, method, backend=backend,
                                    backend_options=_backend_options(backend, base_url, model, None), limit=limit,
                                    ledger_budget=budget or None, runtime=_runtime(db),
-                                   options={"force_answer": force_answer, "state_budget": state_budget})
+                                   options={"force_answer": force_answer, "state_budget": state_budget,
+                                            "strategy": strategy, **extra})
         except QuotaFlowError as exc:
             raise _fail(exc) from None
         _print_json(result.result) if as_json else typer.echo(json.dumps(result.result, indent=2, default=str)[:4000])

@@ -11,7 +11,7 @@ from budget.quota.difficulty import DifficultyConfig
 from budget.quota.plan import QuotaConfig, policy_for
 from orchestrator.errors import BadInputError
 
-__all__ = ["DRQARunConfig", "run_config_from"]
+__all__ = ["DRQARunConfig", "option_names", "run_config_from"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,13 @@ class DRQARunConfig:
 
 _QUOTA_KEYS = {f.name for f in fields(QuotaConfig)} - {"allocation", "reallocation", "difficulty"}
 _DIFFICULTY_KEYS = {f.name for f in fields(DifficultyConfig)}
+
+
+def option_names() -> set[str]:
+    """Every key :func:`run_config_from` reads."""
+    return (_QUOTA_KEYS | _DIFFICULTY_KEYS
+            | {"method", "total_budget", "budget_tokens", "max_concurrency", "temperature", "retry_temperature",
+               "floor_tokens", "ceiling_tokens", "realloc_floor_tokens", "realloc_ceiling_tokens"})
 
 
 def run_config_from(*sources: Mapping[str, Any]) -> DRQARunConfig:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -152,3 +153,39 @@ def test_allocation_only_run_says_whose_training_figures_it_keeps(tmp_path: Path
     summary = json.loads((out / "summary.json").read_text())
     assert summary["training_from"] == {"commit": "old", "date": "2026-11-27", "machine": "H200"}
     assert summary["commit"] != "old" and summary["training"] == earlier["training"]
+
+
+def test_run_drqa_cli_passes_strategy_and_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import cli.drqa
+    from cli.main import app as main_app
+    from workflows.drqa.config import run_config_from
+
+    seen: dict[str, Any] = {}
+
+    def fake_run(dataset: str, budget: int, method: str, **kw: Any) -> Any:
+        seen.update(kw["options"], method=method, total_budget=budget)
+        return type("R", (), {"result": {"ok": True}})()
+
+    monkeypatch.setattr(cli.drqa, "run_drqa", fake_run)
+    args = ["run", "drqa", "--dataset", "x.jsonl", "--budget-tokens", "900", "--strategy", "proportional",
+            "--set", "max_probe_fraction=0", "--set", "ceiling-tokens=384", "--json"]
+    res = CliRunner().invoke(main_app, args)
+    assert res.exit_code == 0, res.output
+    cfg = run_config_from(seen)
+    assert cfg.quota.strategy == "proportional" and cfg.quota.max_probe_fraction == 0.0
+    assert cfg.quota.allocation.ceiling_tokens == 384
+    bad = CliRunner().invoke(main_app, [*args[:6], "--set", "probe_fraction=0"])
+    assert bad.exit_code == 2 and "max_probe_fraction" in bad.output
+
+
+def test_run_drqa_cli_refuses_a_bad_strategy_before_running(tmp_path: Path) -> None:
+    from cli.main import app as main_app
+
+    src = _sim_dataset(tmp_path)
+    res = CliRunner().invoke(main_app, ["run", "drqa", "--dataset", str(src), "--budget-tokens", "100",
+                                        "--strategy", "biggest", "--backend", "scripted",
+                                        "--db", f"sqlite:///{tmp_path / 'r.db'}"])
+    assert res.exit_code == 2, res.output
+    assert "easiest_first" in res.output and not (tmp_path / "r.db").exists()
