@@ -13,7 +13,24 @@ from orchestrator.errors import BadInputError
 
 app = typer.Typer(help="DRQA: reasoning-quota allocation and its GRPO training pipeline.", no_args_is_help=True)
 
-__all__ = ["app", "parse_settings", "run_drqa"]
+__all__ = ["app", "describe_result", "parse_settings", "run_drqa"]
+
+
+def describe_result(run_id: str, status: str, result: dict[str, Any] | None) -> str:
+    """A few lines for a person: accuracy, tokens against the budget, where they went, what was cut.
+    (``--json`` prints everything, per item.)"""
+    if not result:
+        return f"run {run_id}: {status}, no result (quotaflow runs show {run_id})"
+    budget = result.get("total_budget")
+    spent = result.get("reasoning_tokens", 0)
+    share = f" of {budget} ({spent / budget:.0%})" if budget else ""
+    by = ", ".join(f"{k} {v}" for k, v in sorted(result.get("tokens_by_purpose", {}).items()))
+    correct = (f"{result.get('method')} on {result.get('dataset')}: {result.get('num_correct', 0)}/"
+               f"{result.get('num_items', 0)} correct ({result.get('accuracy', 0.0):.1%})")
+    cut = (f"cut at their quota {result.get('num_truncated', 0)}, forced answers {result.get('num_forced', 0)}, "
+           f"no answer {result.get('num_unparsable', 0)}")
+    return "\n".join([f"run {run_id}: {status}", correct, f"reasoning tokens {spent}{share}: {by or 'none'}", cut,
+                      f"per item: quotaflow runs show {run_id} --json"])
 
 
 def parse_settings(pairs: list[str]) -> dict[str, str]:

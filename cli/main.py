@@ -293,7 +293,10 @@ def _register_subapps() -> None:
                                             "strategy": strategy, **extra})
         except QuotaFlowError as exc:
             raise _fail(exc) from None
-        _print_json(result.result) if as_json else typer.echo(json.dumps(result.result, indent=2, default=str)[:4000])
+        if as_json:
+            _print_json(result.result)
+        else:
+            typer.echo(drqa.describe_result(result.run_id, result.status, result.result))
 
 
 _register_subapps()

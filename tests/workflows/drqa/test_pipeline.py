@@ -83,6 +83,12 @@ def test_run_drqa_entry_point(tmp_path: Path) -> None:
     asyncio.run(rt.aclose())
     assert res.status == "succeeded" and res.result["reasoning_tokens"] <= 900
     assert res.result["num_items"] == 10 and res.result["method"] == "drqa"
+    from cli.drqa import describe_result
+
+    text = describe_result(res.run_id, res.status, res.result)
+    assert f"run {res.run_id}: succeeded" in text
+    assert f"{res.result['num_correct']}/10 correct" in text and "of 900 (" in text and "solve " in text
+    assert "no result" in describe_result("r1", "failed", None)
 
 
 def test_bench_dry_run_writes_the_issue_shape(tmp_path: Path) -> None:
