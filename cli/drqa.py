@@ -16,11 +16,12 @@ app = typer.Typer(help="DRQA: reasoning-quota allocation and its GRPO training p
 __all__ = ["app", "describe_result", "parse_settings", "run_drqa"]
 
 
-def describe_result(run_id: str, status: str, result: dict[str, Any] | None) -> str:
+def describe_result(run_id: str, status: str, result: dict[str, Any] | None, error: str | None = None) -> str:
     """A few lines for a person: accuracy, tokens against the budget, where they went, what was cut.
     (``--json`` prints everything, per item.)"""
     if not result:
-        return f"run {run_id}: {status}, no result (quotaflow runs show {run_id})"
+        why = f": {error}" if error else ""
+        return f"run {run_id}: {status}, no result{why} (quotaflow runs show {run_id}; resume with quotaflow resume)"
     budget = result.get("total_budget")
     spent = result.get("reasoning_tokens", 0)
     share = f" of {budget} ({spent / budget:.0%})" if budget else ""
@@ -59,12 +60,14 @@ def run_drqa(
     ledger_budget: str | None = None,
     options: dict[str, Any] | None = None,
     runtime: Any = None,
+    db: str | None = None,
 ) -> Any:
     """``quotaflow run drqa --dataset PATH --budget-tokens N --method drqa|uniform|unlimited``.
 
     ``dataset`` is a JSONL file or folder (GSM8K or MATH format). ``budget_tokens`` is the run's
     total of output (reasoning) tokens the workflow allocates; ``ledger_budget`` (e.g.
     ``"tokens=200000"``) is an additional ledger limit over all tokens. Returns the RunResult.
+    Without ``runtime`` it opens one on ``db`` (the settings' default when None) and closes it.
     """
     from cli.main import read_tasks
     from orchestrator.runtime import Runtime
@@ -81,7 +84,12 @@ def run_drqa(
     if problems:
         raise BadInputError(f"dataset {file}", "one JSON object per line", "; ".join(problems[:3]))
     task = {"rows": rows, "dataset": detect_dataset(rows, file)}
-    rt = runtime or Runtime()
+    if runtime is None:
+        from orchestrator.settings import Settings
+
+        rt = Runtime(Settings.from_env(db_url=db))
+    else:
+        rt = runtime
 
     async def go() -> Any:
         try:

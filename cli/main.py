@@ -288,15 +288,17 @@ def _register_subapps() -> None:
             extra = drqa.parse_settings(set_ or [])
             result = drqa.run_drqa(dataset, budget_tokens, method, backend=backend,
                                    backend_options=_backend_options(backend, base_url, model, None), limit=limit,
-                                   ledger_budget=budget or None, runtime=_runtime(db),
+                                   ledger_budget=budget or None, db=db,
                                    options={"force_answer": force_answer, "state_budget": state_budget,
                                             "strategy": strategy, **extra})
         except QuotaFlowError as exc:
             raise _fail(exc) from None
         if as_json:
-            _print_json(result.result)
+            _print_json({"run_id": result.run_id, "status": result.status, "error": result.error,
+                         **(result.result or {})})
         else:
-            typer.echo(drqa.describe_result(result.run_id, result.status, result.result))
+            typer.echo(drqa.describe_result(result.run_id, result.status, result.result, result.error))
+        raise typer.Exit(result.exit_code if result.status != "succeeded" else 0)
 
 
 _register_subapps()

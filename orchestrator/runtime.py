@@ -341,6 +341,11 @@ class Runtime:
             self._tools = default_registry(corpus_path=self.settings.corpus_path)
         return self._tools
 
+    def _tools_for(self, names: list[str]) -> ToolRegistry:
+        """The tools a run may call: the named ones; none when it names none. A workflow without
+        tools (drqa, batchprompt) so never opens the search corpus, which need not exist."""
+        return self.tools.subset(names) if names else ToolRegistry()
+
     def client(self, backend: str, **options: Any) -> LLMClient:
         """The LLM client for ``backend`` (one per backend and options, shared by runs)."""
         if backend in self._given:
@@ -471,8 +476,7 @@ class Runtime:
         await self.ledger.load_scopes(scopes)
         # A resumed run rebuilds its client from the stored options (callables are not stored).
         llm = llm or self.client(backend, **opts.get("backend_options", {}))
-        tool_names = opts.get("tools") or []
-        ctx = _Context(self, run_id, wf.name, backend, llm, self.tools.subset(tool_names) if tool_names else self.tools,
+        ctx = _Context(self, run_id, wf.name, backend, llm, self._tools_for(opts.get("tools") or []),
                        scopes, config={k: v for k, v in opts.items() if k not in ("backend_options", "scopes")})
         if resume:
             ctx.journal = await self._load_journal(run_id)
@@ -575,7 +579,8 @@ class Runtime:
         await self._ensure_started()
         row = await self.get_run(run_id)
         wf = workflows.get(row.workflow)
-        graph = wf.build(_Context(self, run_id, wf.name, row.backend, None, self.tools, [])).compile(  # type: ignore[arg-type]
+        tools = self._tools_for((row.options or {}).get("tools") or [])
+        graph = wf.build(_Context(self, run_id, wf.name, row.backend, None, tools, [])).compile(  # type: ignore[arg-type]
             checkpointer=self._checkpointer)
         snapshot = await graph.aget_state({"configurable": {"thread_id": run_id}})
         return dict(snapshot.values)

@@ -172,7 +172,8 @@ def test_run_drqa_cli_passes_strategy_and_settings(tmp_path: Path, monkeypatch: 
 
     def fake_run(dataset: str, budget: int, method: str, **kw: Any) -> Any:
         seen.update(kw["options"], method=method, total_budget=budget)
-        return type("R", (), {"result": {"ok": True}})()
+        return type("R", (), {"run_id": "r1", "status": "succeeded", "error": None, "exit_code": 0,
+                              "result": {"ok": True}})()
 
     monkeypatch.setattr(cli.drqa, "run_drqa", fake_run)
     args = ["run", "drqa", "--dataset", "x.jsonl", "--budget-tokens", "900", "--strategy", "proportional",
@@ -195,3 +196,36 @@ def test_run_drqa_cli_refuses_a_bad_strategy_before_running(tmp_path: Path) -> N
                                         "--db", f"sqlite:///{tmp_path / 'r.db'}"])
     assert res.exit_code == 2, res.output
     assert "easiest_first" in res.output and not (tmp_path / "r.db").exists()
+
+
+def test_quotaflow_run_drqa_process_exits_without_a_corpus(tmp_path: Path) -> None:
+    """The real command over HTTP: no search corpus needed (drqa calls no tool), the process ends
+    (its runtime is closed: an open SQLite connection thread once kept it alive), exit codes 0 / 4."""
+    import os
+    import subprocess
+
+    root = Path(__file__).resolve().parents[3]
+    server = subprocess.Popen([sys.executable, str(root / "bench" / "drqa" / "fake_server.py"), "--port", "0"],
+                              stdout=subprocess.PIPE, text=True)
+    env = {**os.environ, "QUOTAFLOW_HOME": str(tmp_path / "home"), "PYTHONPATH": str(root)}
+    src = tmp_path / "g.jsonl"
+    src.write_text("".join(line + "\n" for line in
+                           (root.parent / "shared" / "data" / "gsm8k" / "validate.jsonl").read_text().splitlines()[:4]))
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline().split()[1])
+        base = [sys.executable, "-m", "cli.main", "run", "drqa", "--dataset", str(src), "--budget-tokens", "800"]
+        ok = subprocess.run([*base, "--backend", "openai", "--base-url", f"http://127.0.0.1:{port}/v1",
+                             "--model", "fake-drqa"], check=False, cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)
+        dead = subprocess.run([*base, "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"],
+                              check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert ": succeeded" in ok.stdout and "/4 correct" in ok.stdout and "of 800 (" in ok.stdout
+    assert not (tmp_path / "home" / "corpus.db").exists()
+    # A server that is down: the run fails with the engine's exit code and says why.
+    assert dead.returncode == 4, (dead.stdout, dead.stderr[-2000:])
+    assert "failed" in dead.stdout
