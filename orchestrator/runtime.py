@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Self
 
 from sqlalchemy import delete, insert, select, update
@@ -325,6 +326,7 @@ class Runtime:
         self.ledger = Ledger(self.store)
         self.pricing = pricing or load_price_table(self.settings.price_table)
         self._tools = tools
+        self._corpus_error: BadInputError | None = None
         # Clients given by the caller, by backend name; others are created on first use.
         self._given: dict[str, LLMClient] = dict(clients or {})
         self._clients: dict[str, LLMClient] = {}
@@ -335,16 +337,28 @@ class Runtime:
     # -- set-up ------------------------------------------------------------------------------
     @property
     def tools(self) -> ToolRegistry:
+        """The registry runs draw their tools from: the caller's, or the built-in tools. With no
+        search corpus built yet, the built-ins leave out ``search`` and ``browse``; a run that
+        names them then gets the error that says how to build one (see :meth:`_tools_for`)."""
         if self._tools is None:
             from orchestrator.tools.builtins import default_registry
 
-            self._tools = default_registry(corpus_path=self.settings.corpus_path)
+            path = self.settings.corpus_path
+            if path is not None and not Path(path).exists():
+                try:
+                    default_registry(corpus_path=path)
+                except BadInputError as exc:
+                    self._corpus_error = exc
+                path = None
+            self._tools = default_registry(corpus_path=path)
         return self._tools
 
     def _tools_for(self, names: list[str]) -> ToolRegistry:
-        """The tools a run may call: the named ones; none when it names none. A workflow without
-        tools (drqa, batchprompt) so never opens the search corpus, which need not exist."""
-        return self.tools.subset(names) if names else ToolRegistry()
+        """The tools a run may call: the named ones, or every registered tool when it names none."""
+        registry = self.tools
+        if self._corpus_error is not None and {"search", "browse"} & (set(names) - set(registry.names())):
+            raise self._corpus_error
+        return registry.subset(names) if names else registry
 
     def client(self, backend: str, **options: Any) -> LLMClient:
         """The LLM client for ``backend`` (one per backend and options, shared by runs)."""
@@ -435,6 +449,7 @@ class Runtime:
         run_id = run_id or _new_run_id()
         backend_options = dict(backend_options or {})
         tool_names = list(tools) if tools is not None else list(wf.default_tools)
+        self._tools_for(tool_names)  # unknown tools, or no corpus for search: fail before the run is stored
         opts = {"backend_options": _jsonable(backend_options), "tools": tool_names, "scopes": list(scopes),
                 **(options or {})}
         llm = self.client(backend, **backend_options)
