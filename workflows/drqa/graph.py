@@ -133,6 +133,11 @@ def _add_spend(state: DRQAState, purpose: str, tokens: int) -> dict[str, Any]:
     return {"spent": state.get("spent", 0) + tokens, "spent_by_purpose": by}
 
 
+def _held_for_answers(attempts: Sequence[dict[str, Any] | None]) -> int:
+    """Quota reserves of answerless solves: held for their forced answers, not spendable elsewhere."""
+    return sum(a["reserve"] for a in attempts if a is not None and a["answer"] is None)
+
+
 def _attempt(response: LLMResponse, quota: int, kind: str, **extra: Any) -> dict[str, Any]:
     truncated = response.finish_reason == "length"
     return {
@@ -304,9 +309,7 @@ def make_nodes(ctx: RunContext) -> dict[str, Callable[[DRQAState], Awaitable[dic
                                             "num_truncated": sum(1 for a in done if a and a["truncated"])})
             if not waves or not funded:
                 break
-            # Reserves of answerless solves stay held for their forced answers.
-            held = sum(a["reserve"] for a in attempts if a is not None and a["answer"] is None)
-            left = (cfg.total_budget or 0) - update["spent"] - held
+            left = (cfg.total_budget or 0) - update["spent"] - _held_for_answers(attempts)
             probe_info = state["probe"]
             wave_quotas = solve_quotas(policy, [p["difficulty"] for p in probe_info],
                                        [bool(p["resolved"]) for p in probe_info], left, cfg.quota,
@@ -322,8 +325,7 @@ def make_nodes(ctx: RunContext) -> dict[str, Callable[[DRQAState], Awaitable[dic
             return {"extras": [0] * n, "retries": [None] * n}
         spec = get_spec(state["dataset"])
         items = items_of(state)
-        # Quota reserves of answerless solves stay held for their forced answers.
-        held = sum(a["reserve"] for a in state["attempts"] if a is not None and a["answer"] is None)
+        held = _held_for_answers(state["attempts"])
         pool = max((cfg.total_budget or 0) - state.get("spent", 0) - held, 0)
         candidates = []
         for p, a in zip(state["probe"], state["attempts"], strict=True):
