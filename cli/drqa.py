@@ -71,6 +71,7 @@ def run_drqa(
     """
     from cli.main import read_tasks
     from orchestrator.runtime import Runtime
+    from orchestrator.settings import Settings
     from workflows.drqa.config import run_config_from
     from workflows.drqa.datasets import detect_dataset
 
@@ -84,12 +85,7 @@ def run_drqa(
     if problems:
         raise BadInputError(f"dataset {file}", "one JSON object per line", "; ".join(problems[:3]))
     task = {"rows": rows, "dataset": detect_dataset(rows, file)}
-    if runtime is None:
-        from orchestrator.settings import Settings
-
-        rt = Runtime(Settings.from_env(db_url=db))
-    else:
-        rt = runtime
+    rt = runtime or Runtime(Settings.from_env(db_url=db))
 
     async def go() -> Any:
         try:

@@ -344,13 +344,13 @@ class Runtime:
             from orchestrator.tools.builtins import default_registry
 
             path = self.settings.corpus_path
-            if path is not None and not Path(path).exists():
-                try:
-                    default_registry(corpus_path=path)
-                except BadInputError as exc:
-                    self._corpus_error = exc
-                path = None
-            self._tools = default_registry(corpus_path=path)
+            try:
+                self._tools = default_registry(corpus_path=path)
+            except BadInputError as exc:
+                if path is None or Path(path).exists():  # a corpus that exists but does not open
+                    raise
+                self._corpus_error = exc
+                self._tools = default_registry(corpus_path=None)
         return self._tools
 
     def _tools_for(self, names: list[str]) -> ToolRegistry:

@@ -64,7 +64,8 @@ def run_config_from(*sources: Mapping[str, Any]) -> DRQARunConfig:
     if total_budget is not None and total_budget < 0:
         raise BadInputError("total_budget", "a non-negative number of tokens", str(total_budget))
     try:
-        quota = replace(QuotaConfig(), **{k: _typed(QuotaConfig(), k, merged[k]) for k in _QUOTA_KEYS if k in merged})
+        defaults = QuotaConfig()
+        quota = replace(defaults, **{k: _typed(defaults, k, merged[k]) for k in _QUOTA_KEYS if k in merged})
     except ValueError as exc:
         raise BadInputError("quota options", "valid DRQA quota options", str(exc)) from None
     alloc, realloc = quota.allocation, quota.reallocation
