@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from bench.serving.workload import (
+    TRACES,
     ProgramSpec,
     ServiceModel,
     build_pool,
@@ -81,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dry-run", action="store_true", help="Check traces and generator only (CPU).")
     parser.add_argument("--loads", default="30,90,180", help="Program arrival rates, programs per minute.")
     parser.add_argument("--window-s", type=float, default=12.0, help="Arrival window per load level.")
-    parser.add_argument("--trace", choices=("mixed", "swe"), default="mixed",
+    parser.add_argument("--trace", choices=TRACES, default="mixed",
                         help="mixed: TraceLab + SWE + synthetic fitted on both; swe: SWE + synthetic fitted on SWE.")
     parser.add_argument("--arrivals", choices=("window", "poisson"), default="window",
                         help="window: Poisson arrivals conditioned on the level's count within the window (realized "
