@@ -1,9 +1,10 @@
 """DRQA benchmark: run-time quota allocation, and the GRPO-trained model vs the base model.
 
 Parts (``--parts``, default all three):
-  allocation  GSM8K and MATH validation against a served model (--base-url): 'unlimited' once,
-              then 'uniform' and 'drqa' at total budgets that are fractions of unlimited's spend
-              (--fractions); accuracy vs reasoning tokens, plotted.
+  allocation  GSM8K and MATH validation against a served model (--base-url): 'unlimited' once
+              (max_tokens --unlimited-max-tokens; also once capped at the quota ceiling --max-tokens,
+              a reference row), then 'uniform' and 'drqa' at total budgets that are fractions of
+              unlimited's spend (--fractions); accuracy vs reasoning tokens, plotted.
   data        chains of thought (single + batch-2) from the served model on the training split,
               labelled (incorrect / correct-verbose / correct-concise), with a manifest.
   training    a short GRPO run on the labelling task from --base-model-path (an HF folder) on the
@@ -114,7 +115,7 @@ async def _run_method(args: argparse.Namespace, rows: list[dict[str, Any]], data
                       budget: int | None, client: Any, db_dir: Path, variant: str = "",
                       variant_options: dict[str, Any] | None = None) -> dict[str, Any]:
     options = {"method": method, "total_budget": budget, "max_concurrency": args.concurrency,
-               "unlimited_max_tokens": args.max_tokens, "ceiling_tokens": args.max_tokens,
+               "unlimited_max_tokens": args.unlimited_max_tokens, "ceiling_tokens": args.max_tokens,
                "batch_size": args.probe_batch_size, "force_answer": not args.no_force_answer,
                "answer_reserve_tokens": args.answer_reserve_tokens, "state_budget": not args.no_stated_budget,
                "max_probe_fraction": args.max_probe_fraction,
@@ -225,7 +226,9 @@ async def run_allocation(args: argparse.Namespace, deadline: Deadline,
     with tempfile.TemporaryDirectory() as tmp, _progress() as progress:
         datasets = _datasets(args)
         variants = parse_variants(args.variants)
-        bar = progress.add_task("allocation runs", total=len(datasets) * (1 + (2 + len(variants)) * len(fractions)))
+        capped = args.max_tokens < args.unlimited_max_tokens
+        bar = progress.add_task("allocation runs",
+                                total=len(datasets) * (1 + capped + (2 + len(variants)) * len(fractions)))
         for dataset, rows in datasets.items():
             unlimited = await timed(_run_method(args, rows, dataset, "unlimited", None, client, Path(tmp)),
                                     f"{dataset}/unlimited")
@@ -233,9 +236,20 @@ async def run_allocation(args: argparse.Namespace, deadline: Deadline,
             if unlimited is None:
                 continue
             # The cap that bounds unlimited, so every entry has a number (see BENCHMARKS notes).
-            unlimited["total_budget"] = len(rows) * args.max_tokens
+            unlimited["total_budget"] = len(rows) * args.unlimited_max_tokens
             entries.append(unlimited)
             on_entry(entries)
+            if capped:
+                # Reference row: unlimited cut at the quota ceiling (what drqa never exceeds per question).
+                entry = await timed(_run_method(args, rows, dataset, "unlimited", None, client, Path(tmp),
+                                                f"unlimited:unlimited_max_tokens={args.max_tokens}",
+                                                {"unlimited_max_tokens": args.max_tokens}),
+                                    f"{dataset}/unlimited capped at {args.max_tokens}")
+                progress.advance(bar)
+                if entry is not None:
+                    entry["total_budget"] = len(rows) * args.max_tokens
+                    entries.append(entry)
+                    on_entry(entries)
             for frac in fractions:
                 budget = int(unlimited["reasoning_tokens"] * frac)
                 runs = [("", "uniform", {}), ("", "drqa", {}), *variants]
@@ -277,7 +291,9 @@ def plot_allocation(entries: list[dict[str, Any]], path: Path) -> None:
                         alpha=1.0 if not variant else 0.6)
         for e in entries:
             if e["dataset"] == ds and e["method"] == "unlimited":
-                ax.plot([e["reasoning_tokens"]], [e["accuracy"]], "k*", markersize=12, label="unlimited")
+                capped = e.get("variant", "")
+                ax.plot([e["reasoning_tokens"]], [e["accuracy"]], "kx" if capped else "k*", markersize=12,
+                        label=f"unlimited, max_tokens {e['options']['unlimited_max_tokens']}")
         ax.set_title(ds)
         ax.set_xlabel("reasoning (output) tokens, whole set")
         ax.set_ylabel("accuracy")
@@ -374,7 +390,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--datasets", default="gsm8k,math")
     p.add_argument("--limit", type=int, default=0, help="questions per dataset for allocation (0: all)")
     p.add_argument("--fractions", default="0.5,0.6,0.75", help="budgets as fractions of unlimited's spend")
-    p.add_argument("--max-tokens", type=int, default=512, help="per-question cap (unlimited) and quota ceiling")
+    p.add_argument("--max-tokens", type=int, default=512, help="quota ceiling: most tokens uniform/drqa give one question")
+    p.add_argument("--unlimited-max-tokens", type=int, default=4096,
+                   help="unlimited's per-question max_tokens (the model stops on its own well before it, except "
+                        "in loops); when above --max-tokens, unlimited also runs once capped at --max-tokens "
+                        "(a details.json row)")
     p.add_argument("--probe-batch-size", type=int, default=4)
     p.add_argument("--strategy", default="easiest_first", help="drqa's allocation strategy (QuotaConfig.strategy)")
     p.add_argument("--solve-style", default="plain", help="budgeted solve prompt style (QuotaConfig.solve_style)")
@@ -485,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def allocation_table(entries: list[dict[str, Any]]) -> list[str]:
     """One line per run: accuracy, tokens as a share of unlimited's, truncated/forced/unparsable."""
-    base = {e["dataset"]: e["reasoning_tokens"] for e in entries if e["method"] == "unlimited"}
+    base = {e["dataset"]: e["reasoning_tokens"] for e in entries if e["method"] == "unlimited" and not e.get("variant")}
     rows = []
     for e in entries:
         share = e["reasoning_tokens"] / base[e["dataset"]] if base.get(e["dataset"]) else float("nan")

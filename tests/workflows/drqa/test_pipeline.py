@@ -98,11 +98,19 @@ def test_bench_dry_run_writes_the_issue_shape(tmp_path: Path) -> None:
     finally:
         sys.path.pop(0)
     assert bench_run.main(["--dry-run", "--parts", "allocation", "--results-dir", str(tmp_path),
-                           "--artifacts-dir", str(tmp_path / "art"), "--fractions", "0.6"]) == 0
+                           "--artifacts-dir", str(tmp_path / "art"), "--fractions", "0.6",
+                           "--unlimited-max-tokens", "1024", "--max-tokens", "512"]) == 0
     summary = json.loads((tmp_path / "dry-run" / "summary.json").read_text())
     assert {"commit", "machine", "date", "model", "allocation"} <= set(summary)
-    methods = {(e["dataset"], e["method"]) for e in summary["allocation"]}
-    assert methods == {(d, m) for d in ("gsm8k", "math") for m in ("unlimited", "uniform", "drqa")}
+    methods = [(e["dataset"], e["method"]) for e in summary["allocation"]]
+    assert sorted(methods) == sorted((d, m) for d in ("gsm8k", "math") for m in ("unlimited", "uniform", "drqa"))
+    # Unlimited runs at its own max_tokens; the copy capped at the quota ceiling is a details-only row.
+    details = json.loads((tmp_path / "dry-run" / "details.json").read_text())
+    unlimited = [e for e in details["allocation"] if e["method"] == "unlimited"]
+    assert sorted((e["options"]["unlimited_max_tokens"], bool(e["variant"])) for e in unlimited) == [
+        (512, True), (512, True), (1024, False), (1024, False)]
+    assert all(e["options"]["ceiling_tokens"] == 512 for e in details["allocation"])
+    assert {e["total_budget"] for e in summary["allocation"] if e["method"] == "unlimited"} == {1024 * 12, 1024 * 8}
     for e in summary["allocation"]:
         assert set(e) == {"dataset", "method", "total_budget", "accuracy", "reasoning_tokens"}
         assert e["reasoning_tokens"] <= e["total_budget"]
