@@ -132,8 +132,9 @@ def test_bench_records_items_and_respects_the_time_limit(tmp_path: Path) -> None
     entries = details["allocation"]
     gsm = [e for e in entries if e["dataset"] == "gsm8k"]
     assert [(e["method"], e["variant"]) for e in gsm] == [
-        ("unlimited", ""), *[("uniform", ""), ("drqa", ""), ("drqa", "drqa:strategy=proportional")] * 2]
-    assert [e["options"]["strategy"] for e in gsm[1:4]] == ["easiest_first", "easiest_first", "proportional"]
+        ("unlimited", ""), ("unlimited", "unlimited:unlimited_max_tokens=512"),
+        *[("uniform", ""), ("drqa", ""), ("drqa", "drqa:strategy=proportional")] * 2]
+    assert [e["options"]["strategy"] for e in gsm[2:5]] == ["easiest_first", "easiest_first", "proportional"]
     # The rows looked at while designing (the first 4) are reported apart from the rest.
     for e in entries:
         assert e["design_rows"]["num_items"] == 4
@@ -149,7 +150,7 @@ def test_bench_records_items_and_respects_the_time_limit(tmp_path: Path) -> None
             assert it["method"] == e["method"]
     summary = json.loads((tmp_path / "dry-run" / "summary.json").read_text())
     # Variants stay out of the summary (it holds each method with its defaults).
-    assert len(entries) == 14 and len(summary["allocation"]) == 10
+    assert len(entries) == 16 and len(summary["allocation"]) == 10
     assert (tmp_path / "dry-run" / "allocation.png").exists()
     # No time left: nothing starts, the skips are recorded, the files are still written.
     assert main([*args, "--results-dir", str(tmp_path / "late"), "--time-limit-s", "1", "--min-run-s", "30"]) == 0
@@ -176,9 +177,9 @@ def test_bench_end_to_end_over_http_against_the_fake_server(tmp_path: Path) -> N
         server.terminate()
         server.wait(timeout=10)
     details = json.loads((tmp_path / "details.json").read_text())
-    assert [(e["dataset"], e["method"]) for e in details["allocation"]] == [
-        ("gsm8k", "unlimited"), ("gsm8k", "uniform"), ("gsm8k", "drqa"),
-        ("math", "unlimited"), ("math", "uniform"), ("math", "drqa")]
+    assert [(e["dataset"], e["method"], e["options"]["unlimited_max_tokens"]) for e in details["allocation"]] == [
+        (d, m, cap) for d in ("gsm8k", "math")
+        for m, cap in (("unlimited", 4096), ("unlimited", 512), ("uniform", 4096), ("drqa", 4096))]
     for e in details["allocation"][1:]:
         if e["method"] != "unlimited":
             assert e["reasoning_tokens"] <= e["total_budget"]
