@@ -24,10 +24,13 @@ its source, gold, correct) and per-run counts of truncated, forced and unparsabl
 --min-run-s left is skipped, one still running at the limit is cancelled, data+training are
 skipped with less than --training-min-s left, and the JSON files are rewritten after every run.
 
-GPU (H200), with vLLM serving Qwen2.5-Coder-0.5B-Instruct at --base-url and leaving room for
-training (start it with --gpu-memory-utilization 0.5):
-  python3 bench/drqa/run.py --base-url http://127.0.0.1:8000/v1 --model qwen2.5-coder-0.5b \
-      --base-model-path /root/models/qwen05-hf --via direct --limit 100 --fractions 0.5,0.6,0.75 \
+GPU (H200), with vLLM serving Qwen2.5-Coder-0.5B-Instruct at --base-url (`quotaflow serve`; leave room
+for training: --gpu-memory-utilization 0.4). The allocation run of BENCHMARKS.md section 5:
+  python3 bench/drqa/run.py --base-url http://127.0.0.1:8000/v1 --model qwen2.5-coder-0.5b --via runtime \
+      --limit 0 --parts allocation --unlimited-max-tokens 4096 --max-tokens 512 --fractions 0.4,0.5,0.6,0.75 \
+      --variants "drqa:state_budget=false,max_probe_fraction=0"
+and data + training (GRPO from --base-model-path, an HF folder):
+  python3 bench/drqa/run.py --parts data,training --base-model-path /root/models/qwen05-hf \
       --steps 20 --eval-limit 80 --time-limit-s 340
 CPU end to end without a model: bench/drqa/fake_server.py --port 0, then --base-url at it.
 """
