@@ -50,7 +50,7 @@ class PgServer:
 
     def stop(self) -> None:
         subprocess.run(self._cmd(f"{self.bindir}/pg_ctl", "-D", self.datadir, "-m", "immediate", "stop"),
-                       capture_output=True)
+                       capture_output=True, check=False)
         shutil.rmtree(os.path.dirname(self.datadir), ignore_errors=True)
 
 

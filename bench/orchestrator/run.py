@@ -36,7 +36,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import functools
 import io
+import itertools
 import json
 import os
 import pstats
@@ -238,7 +240,7 @@ async def runtime_phase(rt: Runtime, base_url: str, concurrency: int, num_progra
             try:
                 result = await rt.run(BENCH_WORKFLOW, {"question": QUESTION}, budget=BUDGET, backend="openai",
                                       backend_options=backend_options, options={"turns": turns})
-            except Exception as exc:  # every exception is a failure to count, not a crash of the bench
+            except Exception as exc:  # noqa: BLE001 - every exception is a failure to count, not a crash of the bench
                 errors.append(f"{type(exc).__name__}: {exc}")
                 return
             t_end = time.perf_counter()
@@ -251,7 +253,7 @@ async def runtime_phase(rt: Runtime, base_url: str, concurrency: int, num_progra
                 return
             setup.append(times[0] - t0)
             teardown.append(t_end - times[-1])
-            latencies.extend(b - a for a, b in zip(times, times[1:]))
+            latencies.extend(b - a for a, b in itertools.pairwise(times))
 
     t0 = time.perf_counter()
     await asyncio.gather(*(program() for _ in range(num_programs)))
@@ -336,7 +338,8 @@ async def run_bench(cfg: BenchConfig, base_url: str, db_urls: dict[str, str], ho
                     task = progress.add_task(f"{db} N={n} runtime (cProfile)", total=_programs(cfg, n) * cfg.turns)
                     profiler = cProfile.Profile()
                     profiler.enable()
-                    await runtime_phase(rt, base_url, n, _programs(cfg, n), cfg.turns, lambda: progress.advance(task))
+                    await runtime_phase(rt, base_url, n, _programs(cfg, n), cfg.turns,
+                                        functools.partial(progress.advance, task))
                     profiler.disable()
                     _write_profile(profiler, out / f"profile_sqlite_{n}.txt")
             finally:
