@@ -27,4 +27,4 @@ test: setup-test
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: setup-test
-	$(PY) -m ruff check orchestrator budget serving_patch workflows cli
+	$(PY) -m ruff check orchestrator budget serving_patch workflows cli bench tests
