@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from budget.quota.allocation import AllocationConfig
 from budget.quota.difficulty import DifficultyConfig
@@ -12,6 +12,8 @@ from budget.quota.plan import QuotaConfig, policy_for
 from orchestrator.errors import BadInputError
 
 __all__ = ["DRQARunConfig", "option_names", "run_config_from"]
+
+_C = TypeVar("_C", QuotaConfig, DifficultyConfig)
 
 
 @dataclass(frozen=True)
@@ -63,11 +65,7 @@ def run_config_from(*sources: Mapping[str, Any]) -> DRQARunConfig:
         raise BadInputError("total_budget", f"a token budget for method {method!r} (--budget-tokens N)")
     if total_budget is not None and total_budget < 0:
         raise BadInputError("total_budget", "a non-negative number of tokens", str(total_budget))
-    try:
-        defaults = QuotaConfig()
-        quota = replace(defaults, **{k: _typed(defaults, k, merged[k]) for k in _QUOTA_KEYS if k in merged})
-    except ValueError as exc:
-        raise BadInputError("quota options", "valid DRQA quota options", str(exc)) from None
+    quota = _with_options(QuotaConfig(), _QUOTA_KEYS, merged, "quota")
     alloc, realloc = quota.allocation, quota.reallocation
     quota = replace(
         quota,
@@ -79,7 +77,7 @@ def run_config_from(*sources: Mapping[str, Any]) -> DRQARunConfig:
             int(merged.get("realloc_floor_tokens", realloc.floor_tokens)),
             int(merged.get("realloc_ceiling_tokens", realloc.ceiling_tokens)),
         ),
-        difficulty=_difficulty_config(quota, merged),
+        difficulty=_with_options(quota.difficulty, _DIFFICULTY_KEYS, merged, "difficulty"),
     )
     return DRQARunConfig(
         method=method,
@@ -91,12 +89,13 @@ def run_config_from(*sources: Mapping[str, Any]) -> DRQARunConfig:
     )
 
 
-def _difficulty_config(quota: QuotaConfig, merged: Mapping[str, Any]) -> DifficultyConfig:
+def _with_options(defaults: _C, keys: set[str], merged: Mapping[str, Any], what: str) -> _C:
+    """``defaults`` with the ``keys`` that ``merged`` has, each typed like its field; a value of
+    the wrong type (or one the dataclass refuses) is a :class:`BadInputError` naming ``what``."""
     try:
-        return replace(quota.difficulty,
-                       **{k: _typed(quota.difficulty, k, merged[k]) for k in _DIFFICULTY_KEYS if k in merged})
+        return replace(defaults, **{k: _typed(defaults, k, merged[k]) for k in keys if k in merged})
     except ValueError as exc:
-        raise BadInputError("difficulty options", "valid DRQA difficulty options", str(exc)) from None
+        raise BadInputError(f"{what} options", f"valid DRQA {what} options", str(exc)) from None
 
 
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
