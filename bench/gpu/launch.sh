@@ -18,8 +18,7 @@ conv_smol=$!
 # Only the conversions: a bare `wait` would also wait for the replay started above (it did once:
 # the quality benchmarks then started only after the replay had finished).
 wait $conv_qwen $conv_smol
-CUDA_VISIBLE_DEVICES=3 setsid nohup python3 -m cli.main serve "$QWEN" --served-model-name qwen2.5-coder-0.5b --port 8000 \
-  --gpu-memory-utilization 0.40 --max-model-len 16384 > /tmp/logs/server-qwen.log 2>&1 < /dev/null &
+CUDA_VISIBLE_DEVICES=3 serve_qwen
 case " ${QUALITY:-bp bats drqa} " in *" bp "*|*" bats "*)
   CUDA_VISIBLE_DEVICES=3 setsid nohup python3 -m cli.main serve "$SMOL" --served-model-name smollm2-135m --port 8001 \
     --gpu-memory-utilization 0.15 --max-model-len 8192 > /tmp/logs/server-smol.log 2>&1 < /dev/null &;;
@@ -27,8 +26,5 @@ esac
 CUDA_VISIBLE_DEVICES=3 setsid nohup bash bench/gpu/quality.sh "$commit" > /tmp/logs/quality.log 2>&1 < /dev/null &
 echo "launched at $((SECONDS - t0)) s"
 # Stay (the machine is held either way) and bring back whatever is done by then.
-while [ $((SECONDS - t0)) -lt ${LAUNCH_WAIT_S:-540} ]; do
-  [ -f /tmp/res/serving.rc ] && [ -f /tmp/res/quality.rc ] && break
-  sleep 5
-done
+wait_for_parts $t0
 bash bench/gpu/pack.sh

@@ -9,9 +9,6 @@ setsid nohup bash bench/gpu/x2.sh "$commit" > /tmp/logs/x2.log 2>&1 < /dev/null 
 # The conversion runs on the CPU while round 1 holds the GPUs.
 python3 .qfdata/gguf_to_hf.py "$QWEN_CODER_05B_GGUF" "$QWEN" > /tmp/logs/conv-qwen.log 2>&1 &
 echo "launched at $((SECONDS - t0)) s"
-while [ $((SECONDS - t0)) -lt ${LAUNCH_WAIT_S:-540} ]; do
-  [ -f /tmp/res/serving.rc ] && [ -f /tmp/res/quality.rc ] && break
-  sleep 5
-done
+wait_for_parts $t0
 cat /tmp/logs/x2.log
 bash bench/gpu/pack.sh

@@ -15,8 +15,7 @@ echo "round 1 done at $(date -u +%T)"
 ( python3 -m bench.serving.replay --commit "$commit" --configs utility_ttl --gpus 0 ${SERVING_ARGS:-} \
     --out-dir /tmp/res/serving-b > /tmp/logs/serving-b.log 2>&1; echo $? > /tmp/res/serving.rc ) &
 if [[ -n "${QUALITY:-}" ]]; then
-  CUDA_VISIBLE_DEVICES=1 setsid nohup python3 -m cli.main serve "$QWEN" --served-model-name qwen2.5-coder-0.5b \
-    --port 8000 --gpu-memory-utilization 0.40 --max-model-len 16384 > /tmp/logs/server-qwen.log 2>&1 < /dev/null &
+  CUDA_VISIBLE_DEVICES=1 serve_qwen
   CUDA_VISIBLE_DEVICES=1 bash bench/gpu/quality.sh "$commit" > /tmp/logs/quality.log 2>&1
 else
   echo 0 > /tmp/res/quality.rc
