@@ -69,9 +69,7 @@ def run_drqa(
     ``"tokens=200000"``) is an additional ledger limit over all tokens. Returns the RunResult.
     Without ``runtime`` it opens one on ``db`` (the settings' default when None) and closes it.
     """
-    from cli.main import read_tasks
-    from orchestrator.runtime import Runtime
-    from orchestrator.settings import Settings
+    from cli.main import _runtime, read_tasks
     from workflows.drqa.config import run_config_from
     from workflows.drqa.datasets import detect_dataset
 
@@ -85,7 +83,7 @@ def run_drqa(
     if problems:
         raise BadInputError(f"dataset {file}", "one JSON object per line", "; ".join(problems[:3]))
     task = {"rows": rows, "dataset": detect_dataset(rows, file)}
-    rt = runtime or Runtime(Settings.from_env(db_url=db))
+    rt = runtime or _runtime(db)
 
     async def go() -> Any:
         try:
