@@ -3,6 +3,7 @@
 #   round 1: stock and fixed TTL side by side on GPUs 0 and 1 (same programs, same arrivals);
 #   round 2: the utility TTL on GPU 0 (same plan), while GPU 1 serves Qwen for the DRQA bench.
 # Rounds are merged on the CPU with `python -m bench.serving.replay --merge` (same plan flags).
+# ROUNDS=1 stops after round 1 (stock against fixed TTL only, e.g. long windows on a short budget).
 # Writes /tmp/res/serving.rc and /tmp/res/quality.rc when done (collect.sh waits for both).
 set -uo pipefail
 commit="$1"
@@ -12,6 +13,10 @@ python3 -m bench.serving.replay --commit "$commit" --configs stock,fixed_ttl --g
   --out-dir /tmp/res/serving-a > /tmp/logs/serving-a.log 2>&1
 echo $? > /tmp/res/serving-a.rc
 echo "round 1 done at $(date -u +%T)"
+if [[ "${ROUNDS:-2}" == 1 ]]; then
+  cp /tmp/res/serving-a.rc /tmp/res/serving.rc; echo 0 > /tmp/res/quality.rc
+  exit 0
+fi
 ( python3 -m bench.serving.replay --commit "$commit" --configs utility_ttl --gpus 0 ${SERVING_ARGS:-} \
     --out-dir /tmp/res/serving-b > /tmp/logs/serving-b.log 2>&1; echo $? > /tmp/res/serving.rc ) &
 if [[ -n "${QUALITY:-}" ]]; then

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import itertools
 import json
 import os
 import platform
@@ -145,11 +146,16 @@ def make_plan(args: argparse.Namespace) -> tuple[list[ProgramSpec], list[Level]]
     return pool, levels
 
 
-def prompt_tokens(program: ProgramSpec, level_index: int, turn_index: int, num: int) -> list[int]:
-    """Fresh, deterministic token ids for one turn (identical across configurations)."""
+def prompt_tokens(program: ProgramSpec, level_index: int, turn_index: int, num: int, *, instance: int = 0) -> list[int]:
+    """Fresh, deterministic token ids for one turn (identical across configurations).
+
+    ``instance`` is the program's place in its level: a level longer than the pool draws a
+    program twice, and the two copies must not share a prefix (until commit 4107c9a they did:
+    a 60 s window at 120/min drew 19 of 101 programs twice, a 150 s one almost every program).
+    """
     # crc32, not hash(): str hashes differ between processes, and every configuration runs in
     # its own process but must see the same tokens.
-    rng = random.Random(zlib.crc32(f"{program.program_id}/{level_index}/{turn_index}".encode()))
+    rng = random.Random(zlib.crc32(f"{program.program_id}/{instance}/{level_index}/{turn_index}".encode()))
     return [rng.randrange(1000, 120000) for _ in range(num)]
 
 
@@ -256,7 +262,7 @@ async def _replay(args: argparse.Namespace, engine: Any, levels: list[Level], pr
             context: list[int] = []
             last = len(program.turns) - 1
             for k, turn in enumerate(program.turns):
-                prompt = context + prompt_tokens(program, li, k, turn.num_new_tokens)
+                prompt = context + prompt_tokens(program, li, k, turn.num_new_tokens, instance=index)
                 xargs = {"program_id": pid, "turn": k, "is_last_step": int(k == last)}
                 if turn.tool_name:
                     xargs["tool_name"] = turn.tool_name
@@ -378,6 +384,7 @@ def summarize_level(level: dict[str, Any]) -> dict[str, Any]:
         "num_incomplete": len(programs) - len(done),
         "request_prefix_hit_rate": cached / prompt if prompt else 0.0,
         "jct_trend": jct_trend(programs),
+        "jct_by_arrival_tenth": jct_by_arrival_tenth(programs),
     }
 
 
@@ -396,6 +403,18 @@ def jct_trend(programs: list[dict[str, Any]]) -> float:
 def realized_rate(arrivals_s: list[float]) -> float:
     """Programs per minute the level actually offered: its arrivals over the time to the last."""
     return 60.0 * len(arrivals_s) / max(arrivals_s) if arrivals_s and max(arrivals_s) > 0 else 0.0
+
+
+def jct_by_arrival_tenth(programs: list[dict[str, Any]]) -> list[float]:
+    """Mean JCT of each tenth of the programs in arrival order: where in the window a
+    configuration fell behind, and whether it recovered (a burst it absorbed shows as a bump,
+    a collapse as a climb to the end)."""
+    ordered = sorted(programs, key=lambda p: p["arrival_s"])
+    n = len(ordered)
+    if n < 10:
+        return []
+    bounds = [round(n * k / 10) for k in range(11)]
+    return [round(statistics.fmean(p["jct_s"] for p in ordered[a:b]), 3) for a, b in itertools.pairwise(bounds)]
 
 
 SUSTAINED_TREND_MAX = 1.2

@@ -30,6 +30,7 @@ from unittest import mock
 from bench.serving.replay import (
     CONFIGS,
     Level,
+    jct_by_arrival_tenth,
     jct_trend,
     make_plan,
     parse_args,
@@ -211,7 +212,7 @@ def simulate_level(
         nonlocal counter
         program = programs[i]
         turn = program.turns[k]
-        prompt = contexts[i] + prompt_tokens(program, level_index, k, turn.num_new_tokens)
+        prompt = contexts[i] + prompt_tokens(program, level_index, k, turn.num_new_tokens, instance=i)
         last = len(program.turns) - 1
         xargs: dict[str, Any] = {"program_id": f"p{i}", "is_last_step": int(k == last)}
         if turn.tool_name:
@@ -305,6 +306,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "prefix_hit_rate": round(cached / prompt, 3) if prompt else 0.0,
         "preemptions": result["preemptions"],
         "jct_trend": round(jct_trend(programs), 2),
+        "jct_by_arrival_tenth": [round(x, 2) for x in jct_by_arrival_tenth(programs)],
         **({"plugin": result["plugin"]} if "plugin" in result else {}),
     }
 

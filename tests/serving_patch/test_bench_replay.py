@@ -68,6 +68,8 @@ def test_plan_is_deterministic_and_loads_increase() -> None:
     assert levels[1].arrivals_s == again[1].arrivals_s
     program = levels[0].programs[0]
     assert replay.prompt_tokens(program, 0, 1, 5) == replay.prompt_tokens(program, 0, 1, 5)
+    # A program drawn twice into one level gets other tokens the second time (no shared prefix).
+    assert replay.prompt_tokens(program, 0, 0, 5, instance=0) != replay.prompt_tokens(program, 0, 0, 5, instance=101)
     assert all(t.num_output_tokens >= 1 and t.tool_s <= 5.0 for lv in levels for p in lv.programs for t in p.turns)
 
 

@@ -19,6 +19,13 @@ def test_jct_trend_separates_a_growing_queue_from_a_steady_one() -> None:
     assert replay.jct_trend(steady[:2]) == 1.0  # too few programs to tell
 
 
+def test_jct_by_arrival_tenth_shows_a_burst_that_recovers() -> None:
+    # 20 programs listed out of arrival order; the 5th tenth (arrivals 8, 9) hit a burst.
+    programs = [{"arrival_s": float(i), "jct_s": 30.0 if i in (8, 9) else 5.0} for i in reversed(range(20))]
+    assert replay.jct_by_arrival_tenth(programs) == [5.0] * 4 + [30.0] + [5.0] * 5
+    assert replay.jct_by_arrival_tenth(programs[:9]) == []  # fewer than ten programs
+
+
 def test_step_cost_is_linear_in_its_parts() -> None:
     cost = sim.StepCost(per_step_s=0.01, per_prefill_token_s=1e-5, per_decode_seq_s=1e-3, per_context_token_s=1e-7)
     assert cost.step_s(0, 0, 0) == pytest.approx(0.01)
