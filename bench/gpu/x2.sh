@@ -3,7 +3,8 @@
 #   round 1: stock and fixed TTL side by side on GPUs 0 and 1 (same programs, same arrivals);
 #   round 2: the utility TTL on GPU 0 (same plan), while GPU 1 serves Qwen for the DRQA bench.
 # Rounds are merged on the CPU with `python -m bench.serving.replay --merge` (same plan flags).
-# ROUNDS=1 stops after round 1 (stock against fixed TTL only, e.g. long windows on a short budget).
+# ROUNDS=1 skips round 2 and repeats round 1 once per seed in SEEDS (stock against fixed TTL only:
+# several draws of arrivals and programs around stock's knee on a short budget).
 # Writes /tmp/res/serving.rc and /tmp/res/quality.rc when done (collect.sh waits for both).
 set -uo pipefail
 commit="$1"
@@ -14,6 +15,12 @@ python3 -m bench.serving.replay --commit "$commit" --configs stock,fixed_ttl --g
 echo $? > /tmp/res/serving-a.rc
 echo "round 1 done at $(date -u +%T)"
 if [[ "${ROUNDS:-2}" == 1 ]]; then
+  # More draws of the same plan instead of round 2: round 1 again with each seed of SEEDS.
+  for seed in ${SEEDS:-}; do
+    python3 -m bench.serving.replay --commit "$commit" --configs stock,fixed_ttl --gpus 0,1 ${SERVING_ARGS:-} \
+      --seed "$seed" --out-dir "/tmp/res/serving-seed$seed" > "/tmp/logs/serving-seed$seed.log" 2>&1
+    echo "seed $seed done at $(date -u +%T) rc $?"
+  done
   cp /tmp/res/serving-a.rc /tmp/res/serving.rc; echo 0 > /tmp/res/quality.rc
   exit 0
 fi
