@@ -1,4 +1,4 @@
-"""``quotaflow serve MODEL [--no-patch] [--ttl-policy utility|fixed] [vLLM args...]``.
+"""``quotaflow serve MODEL [--no-patch] [--ttl-policy fixed|utility] [vLLM args...]``.
 
 Registered by cli/main.py as::
 
@@ -25,8 +25,9 @@ def serve_command(
         bool, typer.Option("--no-patch", help="Stock vLLM: no Continuum scheduler plugin.")
     ] = False,
     ttl_policy: Annotated[
-        str, typer.Option("--ttl-policy", help="KV-cache TTL rule of the plugin: utility or fixed.")
-    ] = "utility",
+        str | None,
+        typer.Option("--ttl-policy", help="KV-cache TTL rule of the plugin: fixed (default) or utility."),
+    ] = None,
 ) -> None:
     """Serve MODEL with vLLM 0.26's OpenAI API and the Continuum KV-cache TTL plugin.
 

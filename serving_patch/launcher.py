@@ -90,20 +90,21 @@ def _exec(argv: list[str], env: dict[str, str]) -> NoReturn:
 def serve(
     model: str,
     no_patch: bool = False,
-    policy: str = "utility",
+    policy: str | None = None,
     vllm_args: Sequence[str] = (),
     *,
     config: ContinuumConfig | None = None,
 ) -> NoReturn:
     """Replace this process with the vLLM server for ``model`` (plugin on unless ``no_patch``).
 
-    ``policy`` picks the TTL rule ("utility" or "fixed"); ``config`` overrides the rest.
+    ``policy`` picks the TTL rule ("fixed" or "utility"; None keeps the configuration's, fixed
+    unless QUOTAFLOW_CONTINUUM_TTL_POLICY says otherwise); ``config`` overrides the rest.
     """
     if not no_patch:
         check_installed_vllm()
     base = config or ContinuumConfig.from_env()
     try:
-        plugin_config = base.replace(ttl_policy=policy)
+        plugin_config = base if policy is None else base.replace(ttl_policy=policy)
     except ValueError as exc:
         raise BadInputError("--ttl-policy", "'utility' or 'fixed'", str(exc)) from exc
     argv = build_command(model, no_patch=no_patch, vllm_args=vllm_args)

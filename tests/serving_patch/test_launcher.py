@@ -77,6 +77,23 @@ def test_cli_passes_extra_args_through(recorded: dict[str, Any]) -> None:
     assert bad.exit_code == 2 and "--ttl-policy" in bad.output
 
 
+def test_cli_default_policy_is_fixed_unless_the_environment_names_one(
+    recorded: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli.serve import app
+
+    monkeypatch.delenv("QUOTAFLOW_CONTINUUM_TTL_POLICY", raising=False)
+    assert CliRunner().invoke(app, ["my-model"]).exit_code == 0
+    assert ContinuumConfig.from_env(recorded["env"]).ttl_policy == "fixed"
+    # No flag: an operator's QUOTAFLOW_CONTINUUM_TTL_POLICY is kept, not overwritten by a default.
+    monkeypatch.setenv("QUOTAFLOW_CONTINUUM_TTL_POLICY", "utility")
+    assert CliRunner().invoke(app, ["my-model"]).exit_code == 0
+    assert ContinuumConfig.from_env(recorded["env"]).ttl_policy == "utility"
+    # The flag wins over the environment.
+    assert CliRunner().invoke(app, ["my-model", "--ttl-policy", "fixed"]).exit_code == 0
+    assert ContinuumConfig.from_env(recorded["env"]).ttl_policy == "fixed"
+
+
 def test_vllm_026_parser_accepts_the_usage_details_flag() -> None:
     # The real vLLM 0.26 frontend parser (CPU import): the flag the launcher adds must exist there.
     from vllm.entrypoints.openai.cli_args import FrontendArgs
