@@ -67,17 +67,14 @@ def test_metrics_endpoint_reflects_a_run(tmp_path: Path) -> None:
 
 def _dashboard_metrics() -> set[str]:
     dash = json.loads(DASHBOARD.read_text())
-    names: set[str] = set()
-    for panel in dash["panels"]:
-        for target in panel["targets"]:
-            for name in re.findall(r"\b((?:quotaflow_|vllm:)[a-z_:]+)", target["expr"]):
-                names.add(re.sub(r"_(bucket|sum|count)$", "", name))
-    return names
+    return {n for panel in dash["panels"] for target in panel["targets"] for n in _metric_names_in(target["expr"])}
 
 
-def test_dashboard_queries_only_existing_metrics() -> None:
-    names = _dashboard_metrics()
-    assert len(names) > 15
+def _metric_names_in(expr: str) -> set[str]:
+    return {re.sub(r"_(bucket|sum|count)$", "", n) for n in re.findall(r"\b((?:quotaflow_|vllm:)[a-z_:]+)", expr)}
+
+
+def _assert_exported(names: set[str], where: str) -> None:
     from serving_patch.metrics import COUNTERS, PREFIX
 
     continuum = {PREFIX + name + "_total" for name, _ in COUNTERS.values()}
@@ -87,9 +84,36 @@ def test_dashboard_queries_only_existing_metrics() -> None:
     for name in names:
         if name.startswith("vllm:"):
             base = name.removesuffix("_total")
-            assert base in vllm_names, f"dashboard queries {name}, which vLLM 0.26 does not export"
+            assert base in vllm_names, f"{where} queries {name}, which vLLM 0.26 does not export"
         else:
-            assert name in ours, f"dashboard queries {name}, which no QuotaFlow module defines"
+            assert name in ours, f"{where} queries {name}, which no QuotaFlow module defines"
+
+
+def test_dashboard_queries_only_existing_metrics() -> None:
+    names = _dashboard_metrics()
+    assert len(names) > 15
+    _assert_exported(names, "the dashboard")
+
+
+def test_alert_rules_are_loaded_well_formed_and_query_existing_metrics() -> None:
+    import yaml
+
+    prom = ROOT / "deploy" / "prometheus"
+    assert "alerts.yml" in yaml.safe_load((prom / "prometheus.yml").read_text())["rule_files"]
+    compose = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())
+    assert "./prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro" in compose["services"]["prometheus"]["volumes"]
+    rules = [r for g in yaml.safe_load((prom / "alerts.yml").read_text())["groups"] for r in g["rules"]]
+    assert {r["alert"] for r in rules} >= {"QuotaFlowPrefixCacheCollapse", "QuotaFlowPinsBrokenByMemoryPressure",
+                                          "QuotaFlowVLLMDown", "QuotaFlowErrors"}
+    names: set[str] = set()
+    for rule in rules:
+        assert re.fullmatch(r"\d+[smh]", rule["for"]), rule
+        assert rule["labels"]["severity"] in ("warning", "critical"), rule
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"], rule
+        assert rule["expr"].count("(") == rule["expr"].count(")"), rule["alert"]
+        names |= _metric_names_in(rule["expr"])
+    assert "vllm:prefix_cache_hits" in {n.removesuffix("_total") for n in names}
+    _assert_exported(names, "an alert rule")
 
 
 def _vllm_metric_names() -> set[str]:
