@@ -11,7 +11,7 @@ from bench.serving import seeds
 
 
 def _block(mean: float, p95: float, trend: float) -> dict:
-    return {"mean_jct_s": mean, "p95_jct_s": p95, "jct_trend": trend, "prefix_hit_rate": 0.7}
+    return {"mean_jct_s": mean, "p95_jct_s": p95, "jct_trend": trend, "prefix_hit_rate": 0.7, "num_incomplete": 0}
 
 
 def _summary(stock: list[tuple[float, float]], fixed: list[float], top: float | None) -> dict:
