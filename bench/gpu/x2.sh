@@ -10,15 +10,19 @@ set -uo pipefail
 commit="$1"
 cd /tmp/qf && source bench/gpu/env.sh
 export QUOTAFLOW_COMMIT="$commit"
-python3 -m bench.serving.replay --commit "$commit" --configs stock,fixed_ttl --gpus 0,1 ${SERVING_ARGS:-} \
-  --out-dir /tmp/res/serving-a > /tmp/logs/serving-a.log 2>&1
+# Round 1: stock_vs_fixed NAME [replay args]: results in /tmp/res/serving-NAME, log /tmp/logs/serving-NAME.log.
+stock_vs_fixed() {
+  local name="$1"; shift
+  python3 -m bench.serving.replay --commit "$commit" --configs stock,fixed_ttl --gpus 0,1 ${SERVING_ARGS:-} "$@" \
+    --out-dir "/tmp/res/serving-$name" > "/tmp/logs/serving-$name.log" 2>&1
+}
+stock_vs_fixed a
 echo $? > /tmp/res/serving-a.rc
 echo "round 1 done at $(date -u +%T)"
 if [[ "${ROUNDS:-2}" == 1 ]]; then
   # More draws of the same plan instead of round 2: round 1 again with each seed of SEEDS.
   for seed in ${SEEDS:-}; do
-    python3 -m bench.serving.replay --commit "$commit" --configs stock,fixed_ttl --gpus 0,1 ${SERVING_ARGS:-} \
-      --seed "$seed" --out-dir "/tmp/res/serving-seed$seed" > "/tmp/logs/serving-seed$seed.log" 2>&1
+    stock_vs_fixed "seed$seed" --seed "$seed"
     echo "seed $seed done at $(date -u +%T) rc $?"
   done
   cp /tmp/res/serving-a.rc /tmp/res/serving.rc; echo 0 > /tmp/res/quality.rc
