@@ -27,7 +27,7 @@ class ContinuumConfig:
     ttl_policy: TTLPolicyName = "fixed"
     """TTL rule: "fixed" (pin for ``fixed_threshold_s`` unless the tool runs longer on average) or
     "utility" (the paper's argmax over observed tool durations). Fixed is the default because it
-    measured better on the H200 (BENCHMARKS.md section 1): fed this engine's real prefill cost
+    measured better on the H200 (docs/benchmarks.md): fed this engine's real prefill cost
     (~0.1 s for a typical context), the utility rule pins only the shortest tool calls, and so
     does not stop stock vLLM's cache collapse past the knee (1.02x where fixed gave 1.42x)."""
     default_ttl_s: float = 2.0

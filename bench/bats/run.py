@@ -14,7 +14,7 @@ extraction and a turn cap derived from the budget; ``react`` is the harness's pl
   unused budget, answer length, extraction calls, stop reasons, failures) and every run's numbers;
 - ``cost_accuracy-<slug>.png``: accuracy against unified cost per question, one line per method;
 - with ``--primary`` also ``summary.json``/``details.json``/``cost_accuracy.png`` (the copy the
-  issue's checker and BENCHMARKS.md read: the Qwen run).
+  issue's checker and docs/benchmarks.md read: the Qwen run).
 
 Speed: the questions are dealt round-robin to ``--workers`` processes (each with its own SQLite
 store under ``<out>/work-<slug>``), each running every cell on its questions, question by
@@ -644,7 +644,7 @@ def bench_bats(
                           f"{COLLECT_MARGIN_S:g} s before, write what finished.")] = None,
     name: Annotated[str, typer.Option(help="Result file suffix (summary-NAME.json); default from --model.")] = "",
     primary: Annotated[bool, typer.Option("--primary", help="Also write summary.json, details.json, "
-                       "cost_accuracy.png (the figures BENCHMARKS.md cites).")] = False,
+                       "cost_accuracy.png (the figures docs/benchmarks.md cites).")] = False,
 ) -> None:
     """Benchmark BATS against ReAct, ReAct + Budget Tracker, budget forcing and parallel voting."""
     from rich.console import Console

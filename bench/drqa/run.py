@@ -25,7 +25,7 @@ its source, gold, correct) and per-run counts of truncated, forced and unparsabl
 skipped with less than --training-min-s left, and the JSON files are rewritten after every run.
 
 GPU (H200), with vLLM serving Qwen2.5-Coder-0.5B-Instruct at --base-url (`quotaflow serve`; leave room
-for training: --gpu-memory-utilization 0.4). The allocation run of BENCHMARKS.md section 5:
+for training: --gpu-memory-utilization 0.4). The allocation run of docs/benchmarks.md (DRQA):
   python3 bench/drqa/run.py --base-url http://127.0.0.1:8000/v1 --model qwen2.5-coder-0.5b --via runtime \
       --limit 0 --parts allocation --unlimited-max-tokens 4096 --max-tokens 512 --fractions 0.4,0.5,0.6,0.75 \
       --variants "drqa:state_budget=false,max_probe_fraction=0"
@@ -238,7 +238,7 @@ async def run_allocation(args: argparse.Namespace, deadline: Deadline,
             progress.advance(bar)
             if unlimited is None:
                 continue
-            # The cap that bounds unlimited, so every entry has a number (see BENCHMARKS notes).
+            # The cap that bounds unlimited, so every entry has a number (see bench/NOTEBOOK.md).
             unlimited["total_budget"] = len(rows) * args.unlimited_max_tokens
             entries.append(unlimited)
             on_entry(entries)

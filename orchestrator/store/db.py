@@ -80,7 +80,7 @@ class Store:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # The hot path (ledger reservations, call records) runs each transaction as one plain
         # function on a worker thread: one thread hand-off per transaction instead of several per
-        # statement through the async driver (measured: ~9 ms -> see BENCHMARKS.md).
+        # statement through the async driver (measured: ~9 ms -> see bench/NOTEBOOK.md).
         self.sync_engine = create_engine(self.sync_url, **kwargs)
         if self.is_sqlite:
             event.listen(self.sync_engine, "connect", _sqlite_pragmas)
