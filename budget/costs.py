@@ -18,10 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from orchestrator.errors import ConfigError
-from orchestrator.types import Usage
+from budget.errors import PriceTableError
 
 __all__ = [
     "DEFAULT_TOOL_PRICE_USD",
@@ -35,6 +34,19 @@ __all__ = [
 
 DEFAULT_TOOL_PRICE_USD = 0.001
 """Price of one tool unit when the table names none (the BATS paper's average)."""
+
+
+
+class Usage(Protocol):
+    """Token counts of one or more calls (``orchestrator.types.Usage`` has this shape)."""
+
+    @property
+    def input_tokens(self) -> int: ...
+    @property
+    def cached_input_tokens(self) -> int: ...
+    @property
+    def output_tokens(self) -> int: ...
+
 
 _PER_TOKEN = 1e-6  # table prices are per 1M tokens
 _FORMAT_VERSION = 1
@@ -152,19 +164,19 @@ def unified_cost(
 
 def _price_entry(where: str, raw: Any) -> ModelPrice:
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"price table {where}: expected a table with input, cached_input, output")
+        raise PriceTableError(f"price table {where}: expected a table with input, cached_input, output")
     try:
         input_ = float(raw["input"])
         output = float(raw["output"])
         # A provider without a cache discount: cached tokens cost as much as fresh ones.
         cached = float(raw.get("cached_input", input_))
     except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(
+        raise PriceTableError(
             f"price table {where}: expected numbers input, output (and optional cached_input) "
             f"in dollars per 1M tokens ({exc!r})"
         ) from None
     if min(input_, cached, output) < 0:
-        raise ConfigError(f"price table {where}: prices must not be negative")
+        raise PriceTableError(f"price table {where}: prices must not be negative")
     return ModelPrice(input=input_, cached_input=cached, output=output)
 
 
@@ -172,25 +184,25 @@ def parse_price_table(data: Mapping[str, Any], *, source: str = "<table>") -> Pr
     """A :class:`PriceTable` from parsed TOML (see ``budget/prices.toml`` for the format)."""
     version = data.get("v", _FORMAT_VERSION)
     if version != _FORMAT_VERSION:
-        raise ConfigError(f"price table {source}: format v={version!r} unknown; expected v = {_FORMAT_VERSION}")
+        raise PriceTableError(f"price table {source}: format v={version!r} unknown; expected v = {_FORMAT_VERSION}")
     raw_models = data.get("models", {})
     if not isinstance(raw_models, Mapping) or "default" not in raw_models:
-        raise ConfigError(f"price table {source}: expected a [models.default] entry")
+        raise PriceTableError(f"price table {source}: expected a [models.default] entry")
     models = {name: _price_entry(f"{source} [models.{name!r}]", raw) for name, raw in raw_models.items()}
     for name, raw in raw_models.items():
         aliases = raw.get("aliases", []) if isinstance(raw, Mapping) else []
         if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
-            raise ConfigError(f"price table {source} [models.{name!r}]: aliases must be a list of model names")
+            raise PriceTableError(f"price table {source} [models.{name!r}]: aliases must be a list of model names")
         for alias in aliases:
             models.setdefault(alias, models[name])
     default = models.pop("default")
     raw_tools = data.get("tools", {})
     if not isinstance(raw_tools, Mapping):
-        raise ConfigError(f"price table {source}: [tools] must map tool names to dollars per unit")
+        raise PriceTableError(f"price table {source}: [tools] must map tool names to dollars per unit")
     try:
         tools = {str(k): float(v) for k, v in raw_tools.items()}
     except (TypeError, ValueError):
-        raise ConfigError(f"price table {source}: [tools] values must be dollars per unit (numbers)") from None
+        raise PriceTableError(f"price table {source}: [tools] values must be dollars per unit (numbers)") from None
     default_tool = tools.pop("default", DEFAULT_TOOL_PRICE_USD)
     return PriceTable(default=default, models=models, default_tool_price=default_tool, tools=tools)
 
@@ -204,10 +216,10 @@ def load_price_table(path: str | Path | None = None) -> PriceTable:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(f"price table {path}: cannot read it ({exc.strerror}); check the path") from None
+            raise PriceTableError(f"price table {path}: cannot read it ({exc.strerror}); check the path") from None
         source = str(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"price table {source}: not valid TOML ({exc})") from None
+        raise PriceTableError(f"price table {source}: not valid TOML ({exc})") from None
     return parse_price_table(data, source=source)

@@ -13,17 +13,22 @@ and settle left an entry behind, and the resumed call adopts it instead of reser
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol, TypeVar
 
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from budget.errors import LimitReached
 from budget.limits import Limit
-from orchestrator.errors import BudgetExhausted
-from orchestrator.store.db import Store
-from orchestrator.store.models import BudgetAccountRow, LedgerEntryRow
+from budget.tables import BudgetAccountRow, LedgerEntryRow
+
+T = TypeVar("T")
 
 # Float sums of dollar amounts drift in the last bits; a limit is met, not exceeded, within this.
 _EPS = 1e-9
@@ -58,10 +63,22 @@ class Reservation:
     adopted: bool = False
 
 
+class Database(Protocol):
+    """What the ledger needs of a store (``orchestrator.store.db.Store`` is one)."""
+
+    def session(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """An async session inside a transaction, committed on success."""
+        ...
+
+    async def transact(self, fn: Callable[[Connection], T]) -> T:
+        """``fn(connection)`` in one transaction."""
+        ...
+
+
 class Ledger:
     """Budget accounts and reservations in the store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Database) -> None:
         self.store = store
         # (scope, resource) -> account id, for accounts known to exist (ids never change).
         self._ids: dict[tuple[str, str], int] = {}
@@ -110,7 +127,7 @@ class Ledger:
         return [c for c in charges if c.resource in self._limited.get(c.scope, ())]
 
     async def reserve(self, key: str, charges: list[Charge], run_id: str | None = None) -> Reservation:
-        """Reserve ``charges`` atomically, or raise BudgetExhausted and reserve nothing."""
+        """Reserve ``charges`` atomically, or raise LimitReached and reserve nothing."""
         parts = tuple(
             sorted(
                 (self._ids[(c.scope, c.resource)], c.scope, c.resource, c.amount)
@@ -144,7 +161,7 @@ class Ledger:
                         select(BudgetAccountRow.limit_amount, BudgetAccountRow.spent, BudgetAccountRow.reserved)
                         .where(BudgetAccountRow.id == aid)
                     ).one()
-                    raise BudgetExhausted(scope, resource, limit or 0.0, spent + held, amount)
+                    raise LimitReached(scope, resource, limit or 0.0, spent + held, amount)
 
         try:
             await self.store.transact(reserve_tx)

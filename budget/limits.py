@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from orchestrator.errors import BadInputError
+from budget.errors import BudgetSpecError
 
 TOKEN_RESOURCES = {
     "tokens": "tokens",
@@ -57,7 +57,7 @@ def parse_budget(spec: str, default_scope: str) -> list[Limit]:
         item = raw.strip()
         m = _ITEM.match(item)
         if not m:
-            raise BadInputError(
+            raise BudgetSpecError(
                 f"budget item {item!r}",
                 "NAME=NUMBER items separated by commas, e.g. search=10,browse=5,tokens=20000,usd=0.5",
             )

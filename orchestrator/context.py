@@ -40,7 +40,8 @@ class ToolBudgetView:
 
 
 class RunContext(Protocol):
-    """The handle a workflow gets for one run (implemented by ``orchestrator.runtime``)."""
+    """The handle a workflow gets for one run (``orchestrator.run_context.RuntimeContext`` in a run;
+    ``orchestrator.testing.FakeRunContext`` in tests)."""
 
     run_id: str
     llm: LLMClient
@@ -84,9 +85,13 @@ class RunContext(Protocol):
         """Store a workflow step (trajectory entry) for ``quotaflow runs show``."""
         ...
 
-    async def record_votes(self, round_index: int, votes: dict[str, tuple[str | None, bool]]) -> None:
-        """Store one voting round's answers per item (BatchPrompt): item id -> (answer, confident).
-        Recording the same round again (a resumed run) replaces it."""
+    async def put_record(self, namespace: str, key: str, data: Any) -> None:
+        """Keep a JSON value of this run under (``namespace``, ``key``), e.g. BatchPrompt's votes
+        per round; writing the same key again (a resumed run) replaces it."""
+        ...
+
+    async def get_record(self, namespace: str, key: str) -> Any | None:
+        """The value :meth:`put_record` kept, or None."""
         ...
 
 

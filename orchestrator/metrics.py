@@ -7,8 +7,14 @@ bounded sets (workflow, status, tool, token kind, resource, backend): never a ru
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from orchestrator.settings import metrics_dir
+
+if TYPE_CHECKING:
+    from budget.ledger import Charge
+    from orchestrator.types import Usage
 
 # Multiprocess mode must be chosen before prometheus_client is first imported in the process.
 _SHARED_DIR = metrics_dir()
@@ -61,6 +67,31 @@ ALL_METRIC_NAMES: tuple[str, ...] = (
     "quotaflow_errors_total",
     "quotaflow_cost_usd_total",
 )
+
+
+def observe_llm_call(backend: str, workflow: str, latency_s: float, usage: Usage, cost_usd: float) -> None:
+    """One completed LLM call."""
+    LLM_CALLS.labels(backend, "ok").inc()
+    LLM_LATENCY.labels(backend).observe(latency_s)
+    for kind, n in (("input", usage.input_tokens), ("cached_input", usage.cached_input_tokens),
+                    ("output", usage.output_tokens), ("reasoning", usage.reasoning_tokens)):
+        if n:
+            LLM_TOKENS.labels(backend, kind).inc(n)
+    COST_USD.labels(workflow).inc(cost_usd)
+
+
+def observe_tool_call(tool: str, workflow: str, is_error: bool, duration_s: float, cost_usd: float) -> None:
+    """One dispatched tool call."""
+    TOOL_CALLS.labels(tool, "error" if is_error else "ok").inc()
+    TOOL_DURATION.labels(tool).observe(duration_s)
+    COST_USD.labels(workflow).inc(cost_usd)
+
+
+def observe_spend(charges: Iterable[Charge]) -> None:
+    """What a settled call spent in its run's scope, per resource."""
+    for c in charges:
+        if c.amount and c.scope.startswith("run:"):
+            BUDGET_SPENT.labels(c.resource).inc(c.amount)
 
 
 def serve(port: int, addr: str = "127.0.0.1", registry: CollectorRegistry | None = None) -> tuple[object, object]:

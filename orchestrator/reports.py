@@ -7,9 +7,10 @@ from typing import Any
 from sqlalchemy import case, func, select
 
 from budget.costs import unified_cost
+from budget.tables import BudgetAccountRow
 from orchestrator.errors import RunNotFound
 from orchestrator.runtime import Runtime
-from orchestrator.store.models import BudgetAccountRow, LLMCallRow, RunRow, StepRow, ToolCallRow
+from orchestrator.store.models import LLMCallRow, RunRow, StepRow, ToolCallRow
 from orchestrator.types import Usage
 
 

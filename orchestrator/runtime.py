@@ -2,62 +2,53 @@
 
 One run = one program: a row in the store, a LangGraph thread (thread id = run id) in the
 checkpointer of the same database, budget accounts in the ``run:<id>`` scope, and a
-:class:`RunContext` through which every LLM and tool call is reserved, dispatched, settled,
-recorded and journaled. ``resume`` continues a paused or crashed run from its last checkpoint;
-calls that had completed are replayed from the journal, never charged twice.
+:class:`~orchestrator.run_context.RuntimeContext` through which every LLM and tool call is
+reserved, dispatched, settled, recorded and journaled. ``resume`` continues a paused or crashed
+run from its last checkpoint; calls that had completed are replayed from the journal, never
+charged twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import update
 
-import workflows
 from budget.costs import PriceTable, load_price_table
-from budget.ledger import Charge, Ledger
-from budget.limits import DOLLARS, Limit, parse_budget, tool_resource
-from orchestrator import metrics
-from orchestrator.context import StepJournal, ToolBudgetView
-from orchestrator.errors import (
-    BadInputError,
-    BudgetExhausted,
-    EngineError,
-    QuotaFlowError,
-    RunNotFound,
-    ToolError,
-)
+from budget.errors import PriceTableError
+from budget.ledger import Ledger
+from budget.limits import Limit
+from orchestrator import accounting, metrics
+from orchestrator import workflow as workflows
+from orchestrator.errors import BadInputError, BudgetExhausted, ConfigError, QuotaFlowError, RunNotFound
 from orchestrator.llm.base import LLMClient
+from orchestrator.run_context import RuntimeContext
 from orchestrator.settings import Settings
-from orchestrator.store.db import Store, plain_postgres_dsn
-from orchestrator.store.models import LLMCallRow, RunRow, StepRow, ToolCallRow, VoteRow
-from orchestrator.tools.base import ToolResult
+from orchestrator.store import calls
+from orchestrator.store.checkpointer import open_checkpointer
+from orchestrator.store.db import Store
+from orchestrator.store.models import RunRow
 from orchestrator.tools.registry import ToolRegistry
-from orchestrator.types import (
-    LLMRequest,
-    LLMResponse,
-    Message,
-    ProgramHints,
-    SamplingOptions,
-    Usage,
-)
-from workflows.base import Workflow
+from orchestrator.workflow import Workflow
 
 __all__ = ["RunResult", "RunStatus", "Runtime"]
 
 
-class RunStatus:
+class RunStatus(StrEnum):
+    """Every status a run row can hold."""
+
     RUNNING = "running"
     PAUSED = "paused"  # a budget ran out: resumable with more budget
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    PARTIAL = "partial"  # a dataset run (parent) some of whose item runs did not succeed
 
 
 @dataclass(frozen=True)
@@ -70,240 +61,15 @@ class RunResult:
     """For command lines: 0 succeeded, 3 paused on a budget, else the error's code (4: engine)."""
 
 
-def _run_scope(run_id: str) -> str:
-    return f"run:{run_id}"
-
-
 def _new_run_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
-# Token reservations must be upper bounds. Without the model's tokenizer, a character count
-# over this ratio over-estimates real tokenizers on English and code; the ledger settles the
-# real count the server reports.
-_CHARS_PER_TOKEN_BOUND = 2.0
-_TOKENS_PER_MESSAGE = 8
-
-
-@dataclass
-class _Context:
-    """The RunContext implementation handed to a workflow's graph."""
-
-    runtime: Runtime
-    run_id: str
-    workflow: str
-    backend: str
-    llm: LLMClient
-    tools: ToolRegistry
-    scopes: list[str]
-    config: dict[str, Any] = field(default_factory=dict)
-    journal: dict[str, LLMCallRow | ToolCallRow] = field(default_factory=dict)
-    _counters: dict[str, StepJournal] = field(default_factory=dict)
-    _turn: int = 0
-
-    @property
-    def store(self) -> Store:
-        """The run's store, for workflows that persist their own rows (e.g. Q-tables)."""
-        return self.runtime.store
-
-    # -- idempotency keys -------------------------------------------------------------------
-    def _key(self, kind: str) -> str:
-        """A key that is the same when a resumed run re-executes the same call."""
-        try:
-            from langgraph.config import get_config
-
-            meta = get_config().get("metadata", {})
-            prefix = f"{self.run_id}:{meta.get('langgraph_step', 0)}:{meta.get('langgraph_node', '')}"
-        except RuntimeError:  # called outside a graph node
-            prefix = f"{self.run_id}:-"
-        journal = self._counters.setdefault(prefix, StepJournal(prefix))
-        return journal.next_key(kind)
-
-    # -- LLM ---------------------------------------------------------------------------------
-    async def chat(
-        self,
-        messages: list[Message] | tuple[Message, ...],
-        *,
-        sampling: SamplingOptions | None = None,
-        tool_name: str | None = None,
-        is_last_step: bool = False,
-        scope: str | None = None,
-        purpose: str = "agent",
-    ) -> LLMResponse:
-        key = self._key("llm")
-        if isinstance(done := self.journal.get(key), LLMCallRow):
-            self._turn += 1
-            return _response_from_row(done)
-        sampling = sampling or SamplingOptions()
-        scopes = self.scopes + ([scope] if scope else [])
-        model = getattr(self.llm, "model", "") or ""
-        est_in = self._estimate_input_tokens(messages)
-        charges = self.runtime._token_charges(scopes, model, est_in, 0, sampling.max_tokens)
-        rt = self.runtime
-        try:
-            reservation = await rt.ledger.reserve(key, charges, self.run_id)
-        except BudgetExhausted as exc:
-            metrics.BUDGET_REFUSALS.labels(exc.resource).inc()
-            raise
-        hints = ProgramHints(program_id=self.run_id, turn=self._turn, is_last_step=is_last_step, tool_name=tool_name)
-        request = LLMRequest(messages=tuple(messages), sampling=sampling, hints=hints)
-        t0 = time.perf_counter()
-        try:
-            response = await self.llm.complete(request)
-        except EngineError as exc:
-            await rt.ledger.release(reservation)
-            metrics.LLM_CALLS.labels(self.backend, "error").inc()
-            metrics.ERRORS.labels("llm", type(exc).__name__).inc()
-            raise
-        latency = time.perf_counter() - t0
-        self._turn += 1
-        u = response.usage
-        cost = rt.pricing.price_for(response.model or model).cost(u)
-        actual = rt._token_charges(scopes, model, u.input_tokens, u.output_tokens, 0, cost=cost, cached=u.cached_input_tokens,
-                                   reasoning=u.reasoning_tokens)
-        row = {
-            "run_id": self.run_id, "key": key, "purpose": purpose, "model": response.model or model,
-            "endpoint": response.endpoint, "input_tokens": u.input_tokens,
-            "cached_input_tokens": u.cached_input_tokens, "output_tokens": u.output_tokens,
-            "reasoning_tokens": u.reasoning_tokens, "latency_s": response.latency_s or latency,
-            "finish_reason": response.finish_reason, "cost_usd": cost,
-            "prompt": [m.to_wire() for m in messages], "response": response.text,
-        }
-        await rt.store.transact(
-            lambda s: (rt.ledger.settle(reservation, actual, s), s.execute(insert(LLMCallRow).values(**row))))
-        metrics.LLM_CALLS.labels(self.backend, "ok").inc()
-        metrics.LLM_LATENCY.labels(self.backend).observe(latency)
-        for kind, n in (("input", u.input_tokens), ("cached_input", u.cached_input_tokens),
-                        ("output", u.output_tokens), ("reasoning", u.reasoning_tokens)):
-            if n:
-                metrics.LLM_TOKENS.labels(self.backend, kind).inc(n)
-        metrics.COST_USD.labels(self.workflow).inc(cost)
-        rt._observe_spend(actual)
-        return response
-
-    def _estimate_input_tokens(self, messages: list[Message] | tuple[Message, ...]) -> int:
-        counter = getattr(self.llm, "exact_token_count", None)
-        text = "".join(m.content for m in messages)
-        if counter is not None:
-            return int(counter(text)) + _TOKENS_PER_MESSAGE * len(messages)
-        return int(len(text) / _CHARS_PER_TOKEN_BOUND) + _TOKENS_PER_MESSAGE * (len(messages) + 1)
-
-    # -- tools -------------------------------------------------------------------------------
-    async def call_tool(self, name: str, args: dict[str, Any], *, scope: str | None = None) -> ToolResult:
-        key = self._key("tool")
-        if isinstance(done := self.journal.get(key), ToolCallRow):
-            return ToolResult(done.result, is_error=done.is_error, metadata={"refused": done.refused, "replayed": True})
-        rt = self.runtime
-        try:
-            tool, args = self.tools.prepare(name, args)
-        except (ToolError, BadInputError):
-            # Not dispatched and not charged; the agent sees why and how to call it right.
-            problem = await self.tools.invoke(name, args)
-            metrics.TOOL_CALLS.labels(name if name in self.tools else "unknown", "bad_call").inc()
-            await self._record_tool(key, name, _as_dict(args), problem, units=0, duration=0.0, cost=0.0)
-            return problem
-        units = float(tool.spec.units(args))
-        cost = rt.pricing.tool_price(name) * units
-        scopes = self.scopes + ([scope] if scope else [])
-        charges = [Charge(sc, tool_resource(name), units) for sc in scopes] + [Charge(sc, DOLLARS, cost) for sc in scopes]
-        try:
-            reservation = await rt.ledger.reserve(key, charges, self.run_id)
-        except BudgetExhausted as exc:
-            metrics.BUDGET_REFUSALS.labels(exc.resource).inc()
-            metrics.TOOL_CALLS.labels(name, "refused").inc()
-            refusal = ToolResult(
-                f"Refused: the {name} budget is exhausted ({exc.used:g} of {exc.limit:g} {tool.spec.unit}s used). "
-                "Answer with what you have.",
-                is_error=True,
-                metadata={"refused": True, "resource": exc.resource},
-            )
-            await self._record_tool(key, name, args, refusal, units=0, duration=0.0, cost=0.0, refused=True)
-            return refusal
-        t0 = time.perf_counter()
-        result = await self.tools.invoke(name, args)
-        duration = time.perf_counter() - t0
-        row = self._tool_row(key, name, args, result, units, duration, cost)
-        await rt.store.transact(
-            lambda s: (rt.ledger.settle(reservation, charges, s), s.execute(insert(ToolCallRow).values(**row))))
-        metrics.TOOL_CALLS.labels(name, "error" if result.is_error else "ok").inc()
-        metrics.TOOL_DURATION.labels(name).observe(duration)
-        metrics.COST_USD.labels(self.workflow).inc(cost)
-        rt._observe_spend(charges)
-        return result
-
-    def _tool_row(self, key: str, name: str, args: dict[str, Any], result: ToolResult, units: float,
-                  duration: float, cost: float, refused: bool = False) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id, "key": key, "tool": name, "arguments": args, "result": result.content,
-            "result_size": len(result.content), "is_error": result.is_error, "refused": refused, "units": units,
-            "duration_s": duration, "cost_usd": cost,
-        }
-
-    async def _record_tool(self, key: str, name: str, args: dict[str, Any], result: ToolResult, *, units: float,
-                           duration: float, cost: float, refused: bool = False) -> None:
-        row = self._tool_row(key, name, args, result, units, duration, cost, refused)
-        await self.runtime.store.transact(lambda s: s.execute(insert(ToolCallRow).values(**row)))
-
-    async def tool_budgets(self) -> list[ToolBudgetView]:
-        rt = self.runtime
-        accounts = {(a.scope, a.resource): a for a in await rt.ledger.accounts(self.scopes)}
-        async with rt.store.session() as s:
-            rows = (await s.execute(
-                select(ToolCallRow.tool, ToolCallRow.units).where(ToolCallRow.run_id == self.run_id)
-            )).all()
-        used: dict[str, float] = {}
-        for tool, units in rows:
-            used[tool] = used.get(tool, 0.0) + units
-        views = []
-        for spec in self.tools.specs():
-            acct = accounts.get((_run_scope(self.run_id), tool_resource(spec.name)))
-            views.append(ToolBudgetView(tool=spec.name, unit=spec.unit, used=used.get(spec.name, 0.0),
-                                        limit=acct.limit if acct else None))
-        return views
-
-    async def record_step(self, node: str, data: dict[str, Any]) -> None:
-        key = self._key("step")
-        row = {"run_id": self.run_id, "key": key, "node": node, "data": data}
-
-        def insert_once(s: Any) -> None:
-            # A resumed run re-executes the node: its steps are already there.
-            if s.execute(select(StepRow.id).where(StepRow.key == key)).first() is None:
-                s.execute(insert(StepRow).values(**row))
-
-        await self.runtime.store.transact(insert_once)
-
-    async def record_votes(self, round_index: int, votes: dict[str, tuple[str | None, bool]]) -> None:
-        async with self.runtime.store.session() as s:
-            await s.execute(delete(VoteRow).where(VoteRow.run_id == self.run_id, VoteRow.round == round_index))
-            s.add_all(VoteRow(run_id=self.run_id, item_id=str(item)[:100], round=round_index, answer=answer,
-                              confident=bool(confident)) for item, (answer, confident) in votes.items())
-
-
-def _serialised_saver(base: type, lock: asyncio.Lock | None) -> type:
-    """``base`` (LangGraph's AsyncSqliteSaver) with its writes queued on the store's write lock."""
-
-    class SerialisedSaver(base):  # type: ignore[misc,valid-type]
-        async def aput(self, *args: Any, **kwargs: Any) -> Any:
-            async with lock:  # type: ignore[union-attr]
-                return await super().aput(*args, **kwargs)
-
-        async def aput_writes(self, *args: Any, **kwargs: Any) -> Any:
-            async with lock:  # type: ignore[union-attr]
-                return await super().aput_writes(*args, **kwargs)
-
-    return SerialisedSaver
-
-
-def _as_dict(args: Any) -> dict[str, Any]:
-    return args if isinstance(args, dict) else {"input": args}
-
-
-def _response_from_row(row: LLMCallRow) -> LLMResponse:
-    return LLMResponse(
-        text=row.response,
-        usage=Usage(row.input_tokens, row.cached_input_tokens, row.output_tokens, row.reasoning_tokens),
-        model=row.model, finish_reason=row.finish_reason, latency_s=row.latency_s, endpoint=row.endpoint,
-    )
+def _load_prices(path: str | Path | None) -> PriceTable:
+    try:
+        return load_price_table(path)
+    except PriceTableError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 class Runtime:
@@ -324,7 +90,7 @@ class Runtime:
         self.settings = settings or Settings.from_env()
         self.store = Store(self.settings.db_url)
         self.ledger = Ledger(self.store)
-        self.pricing = pricing or load_price_table(self.settings.price_table)
+        self.pricing = pricing or _load_prices(self.settings.price_table)
         self._tools = tools
         self._corpus_error: BadInputError | None = None
         # Clients given by the caller, by backend name; others are created on first use.
@@ -386,31 +152,7 @@ class Runtime:
                 return
             await self.store.ensure_schema()
             stack = AsyncExitStack()
-            if self.store.is_sqlite:
-                import aiosqlite
-                from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
-                path = self.store.sync_url.removeprefix("sqlite:///")
-                conn = await aiosqlite.connect(path)
-                stack.push_async_callback(conn.close)
-                await conn.execute("PRAGMA journal_mode=WAL")
-                await conn.execute("PRAGMA synchronous=NORMAL")
-                await conn.execute("PRAGMA busy_timeout=60000")
-                saver = _serialised_saver(AsyncSqliteSaver, self.store.write_lock)(conn)
-            else:
-                from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-                from psycopg.rows import dict_row
-                from psycopg_pool import AsyncConnectionPool
-
-                pool = AsyncConnectionPool(
-                    plain_postgres_dsn(self.settings.db_url), min_size=1, max_size=20, open=False,
-                    kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
-                )
-                await pool.open()
-                stack.push_async_callback(pool.close)
-                saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
-            await saver.setup()
-            self._checkpointer = saver
+            self._checkpointer = await open_checkpointer(self.store, stack)
             self._stack = stack
 
     async def aclose(self) -> None:
@@ -450,51 +192,47 @@ class Runtime:
         backend_options = dict(backend_options or {})
         tool_names = list(tools) if tools is not None else list(wf.default_tools)
         self._tools_for(tool_names)  # unknown tools, or no corpus for search: fail before the run is stored
+        limits = accounting.run_limits(budget, run_id)
         opts = {"backend_options": _jsonable(backend_options), "tools": tool_names, "scopes": list(scopes),
                 **(options or {})}
         llm = self.client(backend, **backend_options)
         async with self.store.session() as s:
             s.add(RunRow(id=run_id, parent_id=parent_id, workflow=wf.name, status=RunStatus.RUNNING, backend=backend,
                          model=getattr(llm, "model", "") or "", task=task, options=opts))
-        limits = parse_budget(budget, _run_scope(run_id)) if isinstance(budget, str) else list(budget or [])
-        limits = [lim if lim.scope != "run" else Limit(_run_scope(run_id), lim.resource, lim.amount, lim.relative)
-                  for lim in limits]
         if limits:
             await self.ledger.set_limits(limits)
-        return await self._execute(wf, run_id, task, opts, resume=False, llm=llm)
+        return await self._execute(wf, run_id, task, opts, resume=False, backend=backend, llm=llm)
 
     async def resume(self, run_id: str, *, budget: str | list[Limit] | None = None) -> RunResult:
         """Continue a paused or crashed run from its last checkpoint, optionally with more budget
         (``budget="search=+5"`` adds five searches)."""
         await self._ensure_started()
-        async with self.store.session() as s:
-            row = await s.get(RunRow, run_id)
-        if row is None:
-            raise RunNotFound(run_id)
+        row = await self.get_run(run_id)
         if row.status == RunStatus.SUCCEEDED:
             return RunResult(run_id, row.status, row.result)
-        if budget:
-            limits = parse_budget(budget, _run_scope(run_id)) if isinstance(budget, str) else list(budget)
+        if limits := accounting.run_limits(budget, run_id):
             await self.ledger.set_limits(limits)
-        wf = workflows.get(row.workflow)
-        return await self._execute(wf, run_id, row.task, row.options, resume=True, backend=row.backend)
+        async with self.store.session() as s:
+            await s.execute(update(RunRow).where(RunRow.id == run_id).values(status=RunStatus.RUNNING))
+        return await self._execute(workflows.get(row.workflow), run_id, row.task, row.options, resume=True,
+                                   backend=row.backend)
+
+    def _context(self, wf: Workflow, run_id: str, backend: str, llm: LLMClient | None,
+                 opts: dict[str, Any]) -> RuntimeContext:
+        return RuntimeContext(
+            self.store, self.ledger, self.pricing, run_id, wf.name, backend, llm,  # type: ignore[arg-type]
+            self._tools_for(opts.get("tools") or []), [accounting.run_scope(run_id), *opts.get("scopes", [])],
+            config={k: v for k, v in opts.items() if k not in ("backend_options", "scopes")})
 
     async def _execute(self, wf: Workflow, run_id: str, task: dict[str, Any], opts: dict[str, Any], *, resume: bool,
                        backend: str | None = None, llm: LLMClient | None = None) -> RunResult:
-        async with self.store.session() as s:
-            row = await s.get(RunRow, run_id)
-            assert row is not None
-            backend = backend or row.backend
-            if resume:
-                row.status = RunStatus.RUNNING
-        scopes = [_run_scope(run_id), *opts.get("scopes", [])]
-        await self.ledger.load_scopes(scopes)
+        backend = backend or (await self.get_run(run_id)).backend
         # A resumed run rebuilds its client from the stored options (callables are not stored).
-        llm = llm or self.client(backend, **opts.get("backend_options", {}))
-        ctx = _Context(self, run_id, wf.name, backend, llm, self._tools_for(opts.get("tools") or []),
-                       scopes, config={k: v for k, v in opts.items() if k not in ("backend_options", "scopes")})
+        ctx = self._context(wf, run_id, backend, llm or self.client(backend, **opts.get("backend_options", {})), opts)
+        await self.ledger.load_scopes(ctx.scopes)
         if resume:
-            ctx.journal = await self._load_journal(run_id)
+            async with self.store.session() as s:
+                ctx.journal = await calls.load_journal(s, run_id)
         graph = wf.build(ctx).compile(checkpointer=self._checkpointer)
         config = {"configurable": {"thread_id": run_id}, "recursion_limit": int(opts.get("recursion_limit", 200))}
         metrics.RUNS_ACTIVE.labels(wf.name).inc()
@@ -522,22 +260,14 @@ class Runtime:
         await self._finish(run_id, status, result, error, wf.name)
         return RunResult(run_id, status, result, error, code)
 
-    async def _finish(self, run_id: str, status: str, result: dict[str, Any] | None, error: str | None,
+    async def _finish(self, run_id: str, status: RunStatus, result: dict[str, Any] | None, error: str | None,
                       workflow: str) -> None:
         async with self.store.session() as s:
             await s.execute(update(RunRow).where(RunRow.id == run_id).values(status=status, result=result, error=error))
         metrics.RUNS.labels(workflow, status).inc()
-        for account in await self.ledger.accounts([_run_scope(run_id)]):
+        for account in await self.ledger.accounts([accounting.run_scope(run_id)]):
             if account.remaining is not None:
                 metrics.BUDGET_REMAINING.labels(account.resource).set(account.remaining)
-
-    async def _load_journal(self, run_id: str) -> dict[str, LLMCallRow | ToolCallRow]:
-        async with self.store.session() as s:
-            llm_rows = (await s.execute(select(LLMCallRow).where(LLMCallRow.run_id == run_id))).scalars().all()
-            tool_rows = (await s.execute(select(ToolCallRow).where(ToolCallRow.run_id == run_id))).scalars().all()
-        journal: dict[str, LLMCallRow | ToolCallRow] = {r.key: r for r in llm_rows}
-        journal.update({r.key: r for r in tool_rows})
-        return journal
 
     async def run_many(
         self,
@@ -556,29 +286,38 @@ class Runtime:
                 try:
                     res = await self.run(workflow, task, **kwargs)
                 except QuotaFlowError as exc:
-                    res = RunResult("", RunStatus.FAILED, None, str(exc))
+                    res = RunResult("", RunStatus.FAILED, None, str(exc), exc.exit_code)
                 if on_done is not None:
                     on_done(res)
                 return res
 
         return list(await asyncio.gather(*(one(t) for t in tasks)))
 
-    # -- budget helpers --------------------------------------------------------------------------
-    def _token_charges(self, scopes: list[str], model: str, input_tokens: int, output_tokens: int, max_output: int,
-                       *, cost: float | None = None, cached: int = 0, reasoning: int = 0) -> list[Charge]:
-        """Charges of one LLM call; with ``max_output`` (a reservation) output is bounded by it."""
-        out = output_tokens or max_output
-        if cost is None:
-            cost = self.pricing.price_for(model).cost(Usage(input_tokens, 0, out))
-        amounts = {"tokens": input_tokens + out, "tokens:input": input_tokens, "tokens:output": out,
-                   "tokens:cached_input": cached, "tokens:reasoning": reasoning if not max_output else out,
-                   DOLLARS: cost}
-        return [Charge(sc, res, amt) for sc in scopes for res, amt in amounts.items()]
-
-    def _observe_spend(self, charges: list[Charge]) -> None:
-        for c in charges:
-            if c.amount and c.scope.startswith("run:"):
-                metrics.BUDGET_SPENT.labels(c.resource).inc(c.amount)
+    async def run_dataset(
+        self,
+        workflow: str | Workflow,
+        tasks: list[dict[str, Any]],
+        *,
+        source: str,
+        skipped: Iterable[str] = (),
+        backend: str = "local",
+        **kwargs: Any,
+    ) -> RunResult:
+        """Run one program per task under a parent run that records the dataset (``source``), the
+        skipped input lines and the item runs; the parent succeeds when every item did."""
+        await self._ensure_started()
+        wf = workflows.get(workflow) if isinstance(workflow, str) else workflow
+        parent = _new_run_id()
+        async with self.store.session() as s:
+            s.add(RunRow(id=parent, workflow=wf.name, status=RunStatus.RUNNING, backend=backend,
+                         task={"dataset": source}, options={"items": len(tasks), "skipped_lines": list(skipped)}))
+        results = await self.run_many(wf, tasks, parent_id=parent, backend=backend, **kwargs)
+        ok = all(r.status == RunStatus.SUCCEEDED for r in results)
+        status = RunStatus.SUCCEEDED if ok else RunStatus.PARTIAL
+        result = {"runs": [r.run_id for r in results]}
+        async with self.store.session() as s:
+            await s.execute(update(RunRow).where(RunRow.id == parent).values(status=status, result=result))
+        return RunResult(parent, status, result)
 
     # -- reading ---------------------------------------------------------------------------------
     async def get_run(self, run_id: str) -> RunRow:
@@ -594,10 +333,9 @@ class Runtime:
         await self._ensure_started()
         row = await self.get_run(run_id)
         wf = workflows.get(row.workflow)
-        tools = self._tools_for((row.options or {}).get("tools") or [])
-        graph = wf.build(_Context(self, run_id, wf.name, row.backend, None, tools, [])).compile(  # type: ignore[arg-type]
-            checkpointer=self._checkpointer)
-        snapshot = await graph.aget_state({"configurable": {"thread_id": run_id}})
+        graph = wf.build(self._context(wf, run_id, row.backend, None, row.options or {}))
+        snapshot = await graph.compile(checkpointer=self._checkpointer).aget_state(
+            {"configurable": {"thread_id": run_id}})
         return dict(snapshot.values)
 
     # -- sync facade -------------------------------------------------------------------------------

@@ -6,10 +6,9 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
-import workflows
 from orchestrator.types import Message, SamplingOptions
 from workflows.actions import ANSWER, fallback_answer, parse_actions
-from workflows.base import Workflow
+from orchestrator.workflow import Workflow
 
 if TYPE_CHECKING:
     from orchestrator.context import RunContext
@@ -130,13 +129,11 @@ async def _all_tools_depleted(ctx: RunContext) -> bool:
     return bool(limited) and all(v.remaining == 0 for v in limited)
 
 
-workflows.register(
-    Workflow(
-        name="react",
-        build=build,
-        initial_state=_initial_state,
-        result=_result,
-        default_tools=("search", "browse"),
-        description="ReAct baseline: search/browse tools under the budget ledger",
-    )
+WORKFLOW = Workflow(
+    name="react",
+    build=build,
+    initial_state=_initial_state,
+    result=_result,
+    default_tools=("search", "browse"),
+    description="ReAct baseline: search/browse tools under the budget ledger",
 )

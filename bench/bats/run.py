@@ -298,7 +298,8 @@ async def _collect(rt: Any, run_ids: list[str]) -> dict[str, dict[str, Any]]:
     """Per run: token usage by model, tool units and refusals by tool, ledger accounts."""
     from sqlalchemy import case, func, select
 
-    from orchestrator.store.models import BudgetAccountRow, LLMCallRow, ToolCallRow
+    from budget.tables import BudgetAccountRow
+    from orchestrator.store.models import LLMCallRow, ToolCallRow
 
     out: dict[str, dict[str, Any]] = {rid: {"llm": {}, "tools": {}, "refused": 0, "accounts": [], "purposes": {}}
                                       for rid in run_ids}
@@ -386,8 +387,7 @@ async def run_cells(cfg: BenchConfig, cells: Sequence[tuple[str, int]], question
     Runs start question by question (all cells of the first question, then the next), so when
     ``deadline`` (a ``time.time()`` value) passes, the runs still going are cancelled and the
     finished ones, spread evenly over the cells, are scored."""
-    import workflows
-    import workflows.baselines
+    from orchestrator import workflow as workflows
     from orchestrator.runtime import Runtime
     from orchestrator.settings import Settings
     from orchestrator.tools.corpus import Corpus, browse_tool, search_tool

@@ -60,13 +60,13 @@ if str(ROOT) not in sys.path:  # tests.pg lives in the repository, not the insta
 import httpx
 from langgraph.graph import END, START, StateGraph
 
-import workflows
+from orchestrator import workflow as workflows
 from orchestrator.provenance import machine_description, source_commit
 from orchestrator.runtime import RunStatus, Runtime
 from orchestrator.settings import Settings
 from orchestrator.tools.registry import ToolRegistry
 from orchestrator.types import LLMRequest, Message, ProgramHints, SamplingOptions
-from workflows.base import Workflow
+from orchestrator.workflow import Workflow
 
 OUT = ROOT / "bench" / "results" / "orchestrator"
 LOCAL_MODEL_JSON = ROOT / "bench" / "results" / "local_model" / "local_model.json"

@@ -102,61 +102,20 @@ class ToolCallRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class BudgetAccountRow(Base):
-    """One resource in one scope: its limit (None: unlimited, still counted), what is reserved
-    by calls in flight and what was spent."""
+class RecordRow(Base):
+    """A namespaced JSON record that a workflow keeps in the store (the core knows no method's
+    tables): run-scoped ones (BatchPrompt's votes per round) carry ``run_id``, shared ones
+    (PriorDynaFlow's Q-tables per task family) have ``run_id == ""``; every saved ``version``
+    is kept. Not a foreign key, so that "" can stand for "no run" in the unique key."""
 
-    __tablename__ = "budget_accounts"
-    __table_args__ = (UniqueConstraint("scope", "resource"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    scope: Mapped[str] = mapped_column(String(200))
-    resource: Mapped[str] = mapped_column(String(100))
-    limit_amount: Mapped[float | None] = mapped_column(Float)
-    reserved: Mapped[float] = mapped_column(Float, default=0.0)
-    spent: Mapped[float] = mapped_column(Float, default=0.0)
-
-
-class LedgerEntryRow(Base):
-    """One reservation against one account, and how it was settled."""
-
-    __tablename__ = "ledger_entries"
-    __table_args__ = (UniqueConstraint("key", "account_id"), Index("ix_ledger_run", "run_id"))
+    __tablename__ = "records"
+    __table_args__ = (UniqueConstraint("namespace", "key", "run_id", "version"),
+                      Index("ix_records_lookup", "namespace", "key"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    namespace: Mapped[str] = mapped_column(String(100))
     key: Mapped[str] = mapped_column(String(200))
-    account_id: Mapped[int] = mapped_column(ForeignKey("budget_accounts.id", ondelete="CASCADE"))
-    run_id: Mapped[str | None] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16))  # reserved | settled | released
-    reserved_amount: Mapped[float] = mapped_column(Float)
-    settled_amount: Mapped[float] = mapped_column(Float, default=0.0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    settled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-
-class QTableRow(Base):
-    """A PriorDynaFlow Q-table for one task family; every save is a new version."""
-
-    __tablename__ = "qtables"
-    __table_args__ = (UniqueConstraint("family", "version"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    family: Mapped[str] = mapped_column(String(100), index=True)
-    version: Mapped[int] = mapped_column(Integer)
-    data: Mapped[dict[str, Any]] = mapped_column(JSON)
-    frozen: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-
-
-class VoteRow(Base):
-    """A BatchPrompt vote: one item's answer in one round."""
-
-    __tablename__ = "votes"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
-    item_id: Mapped[str] = mapped_column(String(100))
-    round: Mapped[int] = mapped_column(Integer)
-    answer: Mapped[str | None] = mapped_column(String(200))
-    confident: Mapped[bool] = mapped_column(Boolean, default=False)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    run_id: Mapped[str] = mapped_column(String(32), default="", index=True)
+    data: Mapped[Any] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -10,7 +10,7 @@ from budget.costs import (
     parse_price_table,
     unified_cost,
 )
-from orchestrator.errors import ConfigError
+from budget.errors import PriceTableError
 from orchestrator.types import Usage
 
 TABLE = PriceTable(
@@ -88,14 +88,14 @@ def test_user_table_file_is_read(tmp_path) -> None:
     ],
 )
 def test_bad_tables_raise_config_error(data) -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(PriceTableError):
         parse_price_table(data)
 
 
 def test_missing_or_broken_file_raises_config_error(tmp_path) -> None:
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(PriceTableError, match="cannot read"):
         load_price_table(tmp_path / "nope.toml")
     bad = tmp_path / "bad.toml"
     bad.write_text("[models.default\n")
-    with pytest.raises(ConfigError, match="TOML"):
+    with pytest.raises(PriceTableError, match="TOML"):
         load_price_table(bad)

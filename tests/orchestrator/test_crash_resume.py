@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
-from orchestrator.store.models import BudgetAccountRow, StepRow, ToolCallRow
+from budget.tables import BudgetAccountRow
+from orchestrator.store.models import StepRow, ToolCallRow
 from tests.orchestrator.fakes import RuleClient, fake_search_registry, searches_then_answers
 
 ROOT = Path(__file__).resolve().parents[2]

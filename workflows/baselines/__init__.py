@@ -1,6 +1,6 @@
 """Baselines of BATS in the same harness (the shared agent loop of :mod:`workflows.bats.agent`).
 
-Importing this package registers:
+Its workflows (declared in the ``quotaflow.workflows`` entry-point group):
 
 - ``tracker``: ReAct + Budget Tracker (policy on the first turn, budget block after every tool);
 - ``forcing``: budget forcing, telling the agent to use its remaining budget whenever it answers;
@@ -11,16 +11,11 @@ Plain ReAct is ``workflows.react`` (the runtime's baseline).
 
 from __future__ import annotations
 
-from workflows import register
 from workflows.baselines.parallel import ParallelConfig, parallel_workflow
 from workflows.bats.agent import LoopMode, agent_workflow
 
 __all__ = ["FORCING", "PARALLEL", "TRACKER", "ParallelConfig"]
 
-TRACKER = register(
-    agent_workflow("tracker", LoopMode(tracker=True), description="ReAct with the Budget Tracker")
-)
-FORCING = register(
-    agent_workflow("forcing", LoopMode(forcing=True), description="ReAct with budget forcing")
-)
-PARALLEL = register(parallel_workflow())
+TRACKER = agent_workflow("tracker", LoopMode(tracker=True), description="ReAct with the Budget Tracker")
+FORCING = agent_workflow("forcing", LoopMode(forcing=True), description="ReAct with budget forcing")
+PARALLEL = parallel_workflow()

@@ -12,7 +12,7 @@ import operator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
-from workflows.base import Workflow
+from orchestrator.workflow import Workflow
 from workflows.bats.agent import (
     DEFAULT_TOOLS,
     AgentConfig,

@@ -13,8 +13,7 @@ gets every row). SDK use without the runtime::
 
 from __future__ import annotations
 
-from workflows import register
-from workflows.base import Workflow
+from orchestrator.workflow import Workflow
 from workflows.batchprompt.engine import (
     BatchPromptConfig,
     BatchPromptResult,
@@ -60,21 +59,19 @@ __all__ = [
     "tally",
 ]
 
-WORKFLOW = register(
-    Workflow(
-        name="batchprompt",
-        build=build_graph,
-        initial_state=initial_state,  # type: ignore[arg-type]
-        result=result_of,
-        mode="dataset",
-        description="Classify a dataset with many items per call; BPE voting rounds and SEAS early stop.",
-        options={
-            "batch_size": 16,
-            "rounds": 1,
-            "seas": False,
-            "voting": "majority",
-            "seed": 0,
-            "context_window": 8192,
-        },
-    )
+WORKFLOW = Workflow(
+    name="batchprompt",
+    build=build_graph,
+    initial_state=initial_state,  # type: ignore[arg-type]
+    result=result_of,
+    mode="dataset",
+    description="Classify a dataset with many items per call; BPE voting rounds and SEAS early stop.",
+    options={
+        "batch_size": 16,
+        "rounds": 1,
+        "seas": False,
+        "voting": "majority",
+        "seed": 0,
+        "context_window": 8192,
+    },
 )

@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 __all__ = ["BatchPromptState", "build_graph", "config_from_task", "initial_state", "result_of"]
 
 _DEFAULT_CONTEXT_WINDOW = 8192
+VOTES_NAMESPACE = "batchprompt.votes"
+"""Run records of each voting round's answers: key ``round-N``, value item key -> [label, confident]."""
 
 
 class BatchPromptState(TypedDict, total=False):
@@ -146,16 +148,16 @@ def build_graph(ctx: RunContext) -> StateGraph:
 
         after = await step(before, task, {i.key: i for i in items}, config, chat)
         round_votes = {
-            key: (votes[-1].label, votes[-1].confident)
+            key: [votes[-1].label, votes[-1].confident]
             for key, votes in after.votes.items()
             if votes and votes[-1].round == after.round
         }
-        await ctx.record_votes(after.round, round_votes)
+        await ctx.put_record(VOTES_NAMESPACE, f"round-{after.round}", round_votes)
         await ctx.record_step(
             "round",
             {
                 "round": after.round,
-                "votes": {key: list(vote) for key, vote in round_votes.items()},
+                "votes": round_votes,
                 "exited": [k for k, r in after.exited_at.items() if r == after.round],
                 "stats": after.per_round[-1],
             },

@@ -1,6 +1,6 @@
 """BATS (Budget-Aware Test-time Scaling, arXiv 2511.17006) on QuotaFlow's runtime.
 
-Importing this package registers the ``bats`` workflow and ``react_harness``, plain ReAct in the
+Its workflows (entry points ``bats`` and ``react_harness``): BATS, and ``react_harness``, plain ReAct in the
 same agent loop as BATS and its baselines (same tools, demo exchange, answer format, answer
 extraction and budget-derived turn cap; no tracker, no forcing), which is what the BATS benchmark
 runs as its ``react`` method. Its parts: the shared agent loop (:mod:`.agent`), action parsing
@@ -11,13 +11,12 @@ QA scoring (:mod:`.scoring`). The baselines that share the loop live in :mod:`wo
 
 from __future__ import annotations
 
-from workflows import register
 from workflows.bats.agent import LoopMode, agent_workflow
 from workflows.bats.graph import BatsConfig, bats_workflow
 
 __all__ = ["BATS", "REACT_HARNESS", "BatsConfig"]
 
-BATS = register(bats_workflow())
-REACT_HARNESS = register(
-    agent_workflow("react_harness", LoopMode(), description="plain ReAct in the BATS harness (no budget shown)")
+BATS = bats_workflow()
+REACT_HARNESS = agent_workflow(
+    "react_harness", LoopMode(), description="plain ReAct in the BATS harness (no budget shown)"
 )

@@ -19,12 +19,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
-from budget.tracker import TrackerConfig, any_exhausted, policy_prompt, tracker_block
+from workflows.bats.tracker import TrackerConfig, any_exhausted, policy_prompt, tracker_block
 from orchestrator.context import ToolBudgetView
 from orchestrator.errors import BadInputError
 from orchestrator.types import Message, SamplingOptions
 from workflows.actions import ANSWER, Action, fallback_answer, parse_actions
-from workflows.base import Workflow
+from orchestrator.workflow import Workflow
 from workflows.bats import prompts
 from workflows.bats.trajectory import (
     Entry,

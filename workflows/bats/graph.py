@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from budget.tracker import any_exhausted, tracker_block
+from workflows.bats.tracker import any_exhausted, tracker_block
 from orchestrator.errors import BadInputError
 from orchestrator.types import Message, SamplingOptions
-from workflows.base import Workflow
+from orchestrator.workflow import Workflow
 from workflows.bats import prompts
 from workflows.bats.agent import (
     DEFAULT_TOOLS,

@@ -1,28 +1,25 @@
 """``drqa``: reasoning-quota allocation over a dataset (run time), and its training pipeline.
 
-The run-time workflow registers itself as ``drqa`` (mode ``dataset``: one run gets every row).
+The run-time workflow is the ``drqa`` entry point (mode ``dataset``: one run gets every row).
 The training pipeline (``workflows.drqa.training``) imports torch only when used.
 """
 
 from __future__ import annotations
 
-import workflows
-from workflows.base import Workflow
+from orchestrator.workflow import Workflow
 from workflows.drqa.graph import build, initial_state, result
 
 __all__ = ["WORKFLOW"]
 
-WORKFLOW = workflows.register(
-    Workflow(
-        name="drqa",
-        build=build,
-        initial_state=initial_state,
-        result=result,
-        mode="dataset",
-        description=(
-            "Reasoning-token quotas per question from a batch-mode probe (DRQA): probe, allocate, "
-            "solve, re-allocate unspent budget; baselines 'uniform' and 'unlimited' on the same path."
-        ),
-        options={"method": "drqa", "total_budget": None},
-    )
+WORKFLOW = Workflow(
+    name="drqa",
+    build=build,
+    initial_state=initial_state,
+    result=result,
+    mode="dataset",
+    description=(
+        "Reasoning-token quotas per question from a batch-mode probe (DRQA): probe, allocate, "
+        "solve, re-allocate unspent budget; baselines 'uniform' and 'unlimited' on the same path."
+    ),
+    options={"method": "drqa", "total_budget": None},
 )

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar
 
-from budget.quota.allocation import AllocationConfig
-from budget.quota.difficulty import DifficultyConfig
-from budget.quota.plan import QuotaConfig, policy_for
+from workflows.drqa.quota.allocation import AllocationConfig
+from workflows.drqa.quota.difficulty import DifficultyConfig
+from workflows.drqa.quota.plan import QuotaConfig, policy_for
 from orchestrator.errors import BadInputError
 
 __all__ = ["DRQARunConfig", "option_names", "run_config_from"]

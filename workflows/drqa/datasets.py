@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from budget.quota.answers import answers_match, extract_boxed, last_number, normalize_answer
+from workflows.answers import answers_match, extract_boxed, last_number, normalize_answer
 from orchestrator.errors import BadInputError
 
 __all__ = ["SPECS", "DatasetSpec", "Item", "detect_dataset", "get_spec", "load_items", "split_items"]

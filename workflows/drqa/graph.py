@@ -17,9 +17,9 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
-from budget.quota.allocation import RetryCandidate, reallocate
-from budget.quota.answers import answers_match, extract_final_answer, normalize_answer
-from budget.quota.batch import (
+from workflows.drqa.quota.allocation import RetryCandidate, reallocate
+from workflows.answers import answers_match, extract_final_answer, normalize_answer
+from workflows.drqa.quota.batch import (
     ProbeItem,
     approx_token_count,
     compose_probe_messages,
@@ -27,9 +27,9 @@ from budget.quota.batch import (
     parse_probe_response,
     parse_quick_answer,
 )
-from budget.quota.difficulty import estimate_difficulty, size_ranks
-from budget.quota.enforcement import WORDS_PER_TOKEN, quota_sampling
-from budget.quota.plan import answer_reserve, plan_probe, policy_for, solve_quotas
+from workflows.drqa.quota.difficulty import estimate_difficulty, size_ranks
+from workflows.drqa.quota.enforcement import WORDS_PER_TOKEN, quota_sampling
+from workflows.drqa.quota.plan import answer_reserve, plan_probe, policy_for, solve_quotas
 from orchestrator.aio import gather_limited
 from orchestrator.errors import BadInputError
 from orchestrator.types import LLMResponse, Message, SamplingOptions
@@ -275,7 +275,7 @@ def make_nodes(ctx: RunContext) -> dict[str, Callable[[DRQAState], Awaitable[dic
 
         def states(quota: int) -> bool:
             # A whole quota (the ceiling) does not bind: saying it only changes the prompt. On the
-            # H200 (BENCHMARKS.md, DRQA) stating whole quotas cost drqa 1-2 points on GSM8K.
+            # H200 (bench/NOTEBOOK.md, DRQA) stating whole quotas cost drqa 1-2 points on GSM8K.
             return stated and quota < ceiling
 
         attempts: list[dict[str, Any] | None] = [None] * len(items)
@@ -394,7 +394,7 @@ def make_nodes(ctx: RunContext) -> dict[str, Callable[[DRQAState], Awaitable[dic
             if left is not None:
                 left -= allowance
             # The plain solve prompt, without the budget sentence: a 0.5B model shown a number
-            # right before "give the answer" copies it as the answer (BENCHMARKS.md, DRQA).
+            # right before "give the answer" copies it as the answer (bench/NOTEBOOK.md, DRQA).
             prompt = solve_messages(items[i].question, spec.answer_instruction, quota_tokens=None,
                                     answer_reserve_tokens=0)
             msgs = force_answer_messages(prompt, working, spec.answer_instruction)

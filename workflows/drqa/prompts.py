@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from budget.quota.enforcement import reasoning_budget_statement
-from budget.quota.plan import SOLVE_STYLES
+from workflows.drqa.quota.enforcement import reasoning_budget_statement
+from workflows.drqa.quota.plan import SOLVE_STYLES
 from orchestrator.types import Message
 
 __all__ = [

@@ -8,8 +8,7 @@ Public API::
 
 from __future__ import annotations
 
-from workflows import register
-from workflows.base import Workflow
+from orchestrator.workflow import Workflow
 from workflows.priordynaflow.agents import (
     CODE_ROSTER,
     MATH_ROSTER,
@@ -62,13 +61,11 @@ __all__ = [
     "set_default_pool",
 ]
 
-WORKFLOW = register(
-    Workflow(
-        name="priordynaflow",
-        build=build,
-        initial_state=initial_state,
-        result=result,
-        default_tools=("python",),
-        description="Dynamic multi-agent workflow: a learned Q-table ranks which agent runs next",
-    )
+WORKFLOW = Workflow(
+    name="priordynaflow",
+    build=build,
+    initial_state=initial_state,
+    result=result,
+    default_tools=("python",),
+    description="Dynamic multi-agent workflow: a learned Q-table ranks which agent runs next",
 )

@@ -141,7 +141,7 @@ def _pool(ctx: RunContext) -> LearnerPool:
     if isinstance(given, LearnerPool):
         return given
     # The runtime's context carries its Runtime (not part of the RunContext protocol yet).
-    store = getattr(getattr(ctx, "runtime", None), "store", None)
+    store = getattr(ctx, "store", None)
     return pool_for_store(store) if store is not None else default_pool()
 
 

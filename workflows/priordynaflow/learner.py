@@ -33,19 +33,18 @@ class SessionTableStore:
     """A :class:`TableStore` over a SQLAlchemy ``sessionmaker`` or ``async_sessionmaker``; each
     operation runs in its own committed transaction."""
 
-    def __init__(self, session_factory: Any, model: Any = None) -> None:
+    def __init__(self, session_factory: Any) -> None:
         from sqlalchemy.ext.asyncio import async_sessionmaker
 
         self._factory = session_factory
-        self._model = model
         self._is_async = isinstance(session_factory, async_sessionmaker)
 
     async def load(self, family: str) -> StoredTable | None:
         if self._is_async:
             async with self._factory() as session:
-                return await AsyncQTableRepository(session, self._model).load_latest(family)
+                return await AsyncQTableRepository(session).load_latest(family)
         with self._factory() as session:
-            return QTableRepository(session, self._model).load_latest(family)
+            return QTableRepository(session).load_latest(family)
 
     async def save(self, family: str, table: QTable) -> int:
         # Another process may take the same next version first (unique family+version): retry.
@@ -55,9 +54,9 @@ class SessionTableStore:
             try:
                 if self._is_async:
                     async with self._factory() as session, session.begin():
-                        return await AsyncQTableRepository(session, self._model).save(family, table)
+                        return await AsyncQTableRepository(session).save(family, table)
                 with self._factory() as session, session.begin():
-                    return QTableRepository(session, self._model).save(family, table)
+                    return QTableRepository(session).save(family, table)
             except IntegrityError:
                 if attempt == _NUM_SAVE_ATTEMPTS - 1:
                     raise

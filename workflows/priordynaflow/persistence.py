@@ -1,33 +1,26 @@
-"""Q-tables in the database: one row per saved version of a family's table.
+"""Q-tables in the database: every saved version of a family's table is kept.
 
-Thin adapter over SQLAlchemy 2 (the ``qtables`` table: id, family, version, data JSON, frozen,
-created_at). The caller owns the session and its transaction: these methods execute and flush,
-the caller commits. :class:`QTableRepository` takes a sync ``Session``,
-:class:`AsyncQTableRepository` an ``AsyncSession``; both build the same statements.
+Thin adapter over the store's namespaced records (``orchestrator.store.records``, namespace
+``priordynaflow.qtable``, key = family, value = ``{"table": ..., "frozen": ...}``). The caller
+owns the session and its transaction: these methods execute and flush, the caller commits.
+:class:`QTableRepository` takes a sync ``Session``, :class:`AsyncQTableRepository` an
+``AsyncSession``; both run the same statements.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, delete, func, insert, select, update
-
-from orchestrator.errors import ConfigError
+from orchestrator.store import records
 from workflows.priordynaflow.qtable import QTable
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
     from sqlalchemy.orm import Session
-    from sqlalchemy.sql import Delete, Insert, Select, Update
 
-Clock = Callable[[], datetime]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
+NAMESPACE = "priordynaflow.qtable"
 
 
 @dataclass(frozen=True)
@@ -51,74 +44,31 @@ class StoredTable:
         }
 
 
-def _resolve_table(model: Any) -> Table:
-    if model is None:
-        try:
-            from orchestrator.store.models import QTableRow  # type: ignore[import-not-found]
-        except ImportError as exc:
-            raise ConfigError(
-                "the store has no QTableRow model yet; pass model= (a Table or ORM class with "
-                "columns id, family, version, data, frozen, created_at)"
-            ) from exc
-        model = QTableRow
-    return getattr(model, "__table__", model)
+def _stored(family: str, row: Any) -> StoredTable | None:
+    if row is None:
+        return None
+    return StoredTable(family, int(row.version), QTable.from_dict(row.data["table"]), bool(row.data["frozen"]),
+                       row.created_at)
 
 
-class _Statements:
-    """The SQL both repositories run."""
-
-    def __init__(self, model: Any, clock: Clock) -> None:
-        self.t = _resolve_table(model)
-        self.clock = clock
-
-    def latest(self, family: str, version: int | None = None) -> Select[Any]:
-        t = self.t
-        stmt = select(t.c.family, t.c.version, t.c.data, t.c.frozen, t.c.created_at).where(t.c.family == family)
-        if version is not None:
-            stmt = stmt.where(t.c.version == version)
-        return stmt.order_by(t.c.version.desc()).limit(1)
-
-    def max_version(self, family: str) -> Select[Any]:
-        return select(func.coalesce(func.max(self.t.c.version), 0)).where(self.t.c.family == family)
-
-    def insert(self, family: str, version: int, table: QTable, frozen: bool) -> Insert:
-        return insert(self.t).values(
-            family=family, version=version, data=table.to_dict(), frozen=frozen, created_at=self.clock()
-        )
-
-    def set_frozen(self, family: str, version: int, frozen: bool) -> Update:
-        t = self.t
-        return update(t).where(t.c.family == family, t.c.version == version).values(frozen=frozen)
-
-    def delete(self, family: str) -> Delete:
-        return delete(self.t).where(self.t.c.family == family)
-
-    def families(self) -> Select[Any]:
-        t = self.t
-        return select(t.c.family, func.max(t.c.version), func.count()).group_by(t.c.family).order_by(t.c.family)
-
-    @staticmethod
-    def to_stored(row: Any) -> StoredTable | None:
-        if row is None:
-            return None
-        return StoredTable(row.family, int(row.version), QTable.from_dict(row.data), bool(row.frozen), row.created_at)
+def _value(table: QTable, frozen: bool) -> dict[str, Any]:
+    return {"table": table.to_dict(), "frozen": frozen}
 
 
 class QTableRepository:
     """Versioned Q-tables per task family over a sync SQLAlchemy ``Session``."""
 
-    def __init__(self, session: Session, model: Any = None, clock: Clock = _utc_now) -> None:
+    def __init__(self, session: Session) -> None:
         self.session = session
-        self._sql = _Statements(model, clock)
 
     def load_latest(self, family: str, version: int | None = None) -> StoredTable | None:
         """The newest version of ``family`` (or ``version``), None when nothing was saved."""
-        return self._sql.to_stored(self.session.execute(self._sql.latest(family, version)).first())
+        return _stored(family, self.session.execute(records.latest(NAMESPACE, family, version=version)).first())
 
     def save(self, family: str, table: QTable, *, frozen: bool = False) -> int:
         """Store ``table`` as the next version of ``family``; returns that version (1, 2, ...)."""
-        version = int(self.session.execute(self._sql.max_version(family)).scalar_one()) + 1
-        self.session.execute(self._sql.insert(family, version, table, frozen))
+        version = int(self.session.execute(records.next_version(NAMESPACE, family)).scalar_one())
+        self.session.execute(records.insert_version(NAMESPACE, family, version, _value(table, frozen)))
         self.session.flush()
         return version
 
@@ -127,13 +77,13 @@ class QTableRepository:
         latest = self.load_latest(family)
         if latest is None:
             return None
-        self.session.execute(self._sql.set_frozen(family, latest.version, frozen))
+        self.session.execute(records.set_data(NAMESPACE, family, latest.version, _value(latest.table, frozen)))
         self.session.flush()
         return latest.version
 
     def reset(self, family: str) -> int:
         """Delete every version of ``family`` (the next run starts cold); returns rows deleted."""
-        result = self.session.execute(self._sql.delete(family))
+        result = self.session.execute(records.delete_key(NAMESPACE, family))
         self.session.flush()
         return int(getattr(result, "rowcount", 0) or 0)
 
@@ -143,23 +93,22 @@ class QTableRepository:
 
     def families(self) -> list[tuple[str, int, int]]:
         """(family, newest version, number of versions) for every stored family."""
-        return [(r[0], int(r[1]), int(r[2])) for r in self.session.execute(self._sql.families()).all()]
+        return [(r[0], int(r[1]), int(r[2])) for r in self.session.execute(records.keys(NAMESPACE)).all()]
 
 
 class AsyncQTableRepository:
     """The same operations as :class:`QTableRepository` over an ``AsyncSession``."""
 
-    def __init__(self, session: AsyncSession, model: Any = None, clock: Clock = _utc_now) -> None:
+    def __init__(self, session: AsyncSession) -> None:
         self.session = session
-        self._sql = _Statements(model, clock)
 
     async def load_latest(self, family: str, version: int | None = None) -> StoredTable | None:
-        result = await self.session.execute(self._sql.latest(family, version))
-        return self._sql.to_stored(result.first())
+        result = await self.session.execute(records.latest(NAMESPACE, family, version=version))
+        return _stored(family, result.first())
 
     async def save(self, family: str, table: QTable, *, frozen: bool = False) -> int:
-        version = int((await self.session.execute(self._sql.max_version(family))).scalar_one()) + 1
-        await self.session.execute(self._sql.insert(family, version, table, frozen))
+        version = int((await self.session.execute(records.next_version(NAMESPACE, family))).scalar_one())
+        await self.session.execute(records.insert_version(NAMESPACE, family, version, _value(table, frozen)))
         await self.session.flush()
         return version
 
@@ -167,12 +116,12 @@ class AsyncQTableRepository:
         latest = await self.load_latest(family)
         if latest is None:
             return None
-        await self.session.execute(self._sql.set_frozen(family, latest.version, frozen))
+        await self.session.execute(records.set_data(NAMESPACE, family, latest.version, _value(latest.table, frozen)))
         await self.session.flush()
         return latest.version
 
     async def reset(self, family: str) -> int:
-        result = await self.session.execute(self._sql.delete(family))
+        result = await self.session.execute(records.delete_key(NAMESPACE, family))
         await self.session.flush()
         return int(getattr(result, "rowcount", 0) or 0)
 
@@ -181,5 +130,5 @@ class AsyncQTableRepository:
         return stored.export() if stored else None
 
     async def families(self) -> list[tuple[str, int, int]]:
-        rows = (await self.session.execute(self._sql.families())).all()
+        rows = (await self.session.execute(records.keys(NAMESPACE))).all()
         return [(r[0], int(r[1]), int(r[2])) for r in rows]

@@ -17,7 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from budget.quota.answers import extract_boxed  # the one \boxed{} rule (DRQA scores MATH alike)
+from workflows.answers import extract_boxed
 from orchestrator.errors import BadInputError
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+from budget.tables import BudgetBase
 from orchestrator.store.models import Base
 
-target_metadata = Base.metadata
+target_metadata = [Base.metadata, BudgetBase.metadata]
 
 
 def run_migrations_online() -> None:

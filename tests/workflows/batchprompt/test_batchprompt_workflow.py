@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from cli.batchprompt import app, build_task_payload, run_batchprompt_job
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
-from orchestrator.store.models import LLMCallRow, StepRow, VoteRow
+from orchestrator.store.models import LLMCallRow, RecordRow, StepRow
+from workflows.batchprompt.graph import VOTES_NAMESPACE
 from workflows.batchprompt.scripted import ScriptedLabeler
 from workflows.batchprompt.tasks import Item, TaskSpec
 
@@ -45,14 +46,15 @@ def test_workflow_runs_rounds_through_ledger_and_store(tmp_path: Path, rte: Task
             calls = (await s.execute(select(func.count()).where(LLMCallRow.run_id == res.run_id))).scalar_one()
             tokens = (await s.execute(select(func.sum(LLMCallRow.input_tokens)))).scalar_one()
             steps = (await s.execute(select(StepRow).where(StepRow.run_id == res.run_id).order_by(StepRow.id))).scalars().all()
-            votes = (await s.execute(select(VoteRow).where(VoteRow.run_id == res.run_id))).scalars().all()
+            votes = (await s.execute(select(RecordRow).where(RecordRow.run_id == res.run_id,
+                                                              RecordRow.namespace == VOTES_NAMESPACE))).scalars().all()
         assert calls == out["calls"] == len(client.requests) and tokens == out["input_tokens"]
         rounds = [s.data for s in steps if s.node == "round"]
         assert [r["round"] for r in rounds] == list(range(1, out["rounds_run"] + 1))
         assert len(rounds[0]["votes"]) == 24 and all(v[0] in ("entailment", "not_entailment") for v in rounds[0]["votes"].values())
         assert sum(len(r["votes"]) for r in rounds) == sum(r["num_active"] for r in out["per_round"])
-        # The votes table holds the same votes, one row per item and round.
-        assert sorted((v.round, v.item_id, v.answer, v.confident) for v in votes) == sorted(
+        # The run's vote records hold the same votes, one record per round.
+        assert sorted((int(v.key.removeprefix("round-")), k, a, c) for v in votes for k, (a, c) in v.data.items()) == sorted(
             (r["round"], k, a, c) for r in rounds for k, (a, c) in r["votes"].items())
         assert all(r.hints is not None and r.hints.program_id == res.run_id for r in client.requests)
         await rt.aclose()

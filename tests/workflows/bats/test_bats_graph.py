@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import workflows
+from orchestrator import workflow as workflows
 from orchestrator.types import Message
 from workflows.bats.agent import strip_demo
 
@@ -109,8 +109,6 @@ def test_early_stop_on_ends_at_first_success(make_ctx) -> None:
 def test_baselines_share_the_loop(make_ctx) -> None:
     def reply(purpose: str, messages: list[Message]) -> str:
         return "search: q" if not n_obs(messages) else "answer: Dijon"
-
-    import workflows.baselines
 
     for name in ("tracker", "forcing", "parallel"):
         ctx = make_ctx(reply, {"search": 10, "browse": 10}, num_samples=3, max_idle_turns=2)

@@ -134,8 +134,7 @@ def test_verifier_falls_back_to_plain_json_when_the_server_rejects_the_schema(ma
 
 
 def test_bats_graph_passes_the_schema_option(make_ctx) -> None:
-    import workflows
-
+    from orchestrator import workflow as workflows
     def reply(purpose: str, messages: list[Message]) -> str:
         if purpose == "verifier":
             return VALID
@@ -180,8 +179,7 @@ def test_reply_repeating_done_actions_then_answering_is_an_answer(make_ctx) -> N
 
 
 def test_agent_sees_explore_items_only_by_default_verifier_sees_all(make_ctx) -> None:
-    import workflows
-
+    from orchestrator import workflow as workflows
     def reply(purpose: str, messages: list[Message]) -> str:
         if purpose == "planner":
             return "explore: who designed the tower\nverify: they were both in The Beatles"

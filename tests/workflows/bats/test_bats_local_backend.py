@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from orchestrator.store.models import BudgetAccountRow, LLMCallRow
+from budget.tables import BudgetAccountRow
+from orchestrator.store.models import LLMCallRow
 from tests.workflows.bats.test_runtime_integration import make_runtime
 
 pytestmark = [

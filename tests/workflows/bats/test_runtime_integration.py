@@ -8,11 +8,10 @@ import json
 from pathlib import Path
 
 from sqlalchemy import select
-
-import workflows.baselines  # noqa: F401 - registers tracker, forcing, parallel
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
-from orchestrator.store.models import BudgetAccountRow, LLMCallRow, StepRow, ToolCallRow
+from budget.tables import BudgetAccountRow
+from orchestrator.store.models import LLMCallRow, StepRow, ToolCallRow
 from orchestrator.tools.corpus import Corpus, CorpusSource, browse_tool, build_corpus, search_tool
 from orchestrator.tools.registry import ToolRegistry
 from orchestrator.types import LLMRequest

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from budget.quota.plan import QuotaConfig, answer_reserve
+from workflows.drqa.quota.plan import QuotaConfig, answer_reserve
 from workflows.drqa.direct import DirectContext
 from workflows.drqa.graph import NODE_ORDER, TEXT_RECORD_CHARS, initial_state, result, run_nodes
 from workflows.drqa.prompts import FORCE_ANSWER_CUE

@@ -4,7 +4,6 @@ that continue from the newest saved version."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import create_engine
@@ -17,7 +16,6 @@ from workflows.priordynaflow.learner import LearnerPool, SessionTableStore
 from workflows.priordynaflow.persistence import AsyncQTableRepository, QTableRepository
 from workflows.priordynaflow.qtable import QTable, Transition
 
-FIXED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def trained(value: float) -> QTable:
@@ -37,7 +35,7 @@ def sync_sessions(tmp_path):
 
 def test_save_load_versions_freeze_export_reset(sync_sessions):
     with sync_sessions() as session:
-        repo = QTableRepository(session, clock=lambda: FIXED)
+        repo = QTableRepository(session)
         assert repo.load_latest("math") is None
         assert repo.save("math", trained(1.0)) == 1
         assert repo.save("math", trained(2.0)) == 2
@@ -56,7 +54,7 @@ def test_save_load_versions_freeze_export_reset(sync_sessions):
         exported = repo.export("math")
         assert exported["frozen"] is True and exported["version"] == 2
         assert exported["data"]["v"] == 1 and exported["data"]["q"]["solver"]["inspector"] == 2.0
-        assert exported["created_at"].startswith("2026-01-02")
+        assert exported["created_at"] is not None
 
         assert repo.reset("math") == 2
         assert repo.load_latest("math") is None

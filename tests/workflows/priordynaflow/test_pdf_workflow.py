@@ -163,9 +163,10 @@ def _clients(llm: ScriptedLLM) -> dict[str, Any]:
 def test_runtime_run_records_steps_and_saves_a_versioned_table(tmp_path):
     from orchestrator.runtime import Runtime
     from orchestrator.settings import Settings
-    from orchestrator.store.models import QTableRow, StepRow
+    from orchestrator.store.models import RecordRow, StepRow
     from orchestrator.tools.registry import ToolRegistry
     from orchestrator.tools.sandbox import python_tool
+    from workflows.priordynaflow.persistence import NAMESPACE
 
     async def go():
         rt = Runtime(Settings(db_url=f"sqlite:///{tmp_path / 'rt.db'}", home=tmp_path),
@@ -177,7 +178,8 @@ def test_runtime_run_records_steps_and_saves_a_versioned_table(tmp_path):
             async with rt.store.session() as s:
                 steps = (await s.execute(select(StepRow.node, StepRow.data).where(StepRow.run_id == runs[0].run_id)
                                          .order_by(StepRow.id))).all()
-                versions = (await s.execute(select(QTableRow.version).where(QTableRow.family == "math"))).scalars().all()
+                versions = (await s.execute(select(RecordRow.version).where(
+                    RecordRow.namespace == NAMESPACE, RecordRow.key == "math"))).scalars().all()
         finally:
             await rt.aclose()
         return runs, steps, versions

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from budget.quota.answers import extract_final_answer
+from workflows.answers import extract_final_answer
 from workflows.drqa.datasets import DatasetSpec, Item
 from workflows.drqa.prompts import solve_messages
 from workflows.drqa.training.hf import format_chat, generate_texts

@@ -2,7 +2,7 @@
 
 Talks to any :class:`~orchestrator.llm.base.LLMClient` (``create_client("openai", ...)`` for
 vLLM). Batch mode puts ``batch_size`` questions in one prompt (the probe format of
-``budget.quota.batch``) and splits the reply into one chain per question.
+``workflows.drqa.quota.batch``) and splits the reply into one chain per question.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from budget.quota.answers import extract_final_answer
-from budget.quota.batch import approx_token_count, compose_probe_messages, parse_probe_response
+from workflows.answers import extract_final_answer
+from workflows.drqa.quota.batch import approx_token_count, compose_probe_messages, parse_probe_response
 from orchestrator.aio import gather_limited
 from orchestrator.llm.base import LLMClient
 from orchestrator.types import LLMRequest, SamplingOptions

@@ -9,9 +9,9 @@ from sqlalchemy import func, select
 
 from budget.ledger import Charge, Ledger
 from budget.limits import Limit, parse_budget
-from orchestrator.errors import BadInputError, BudgetExhausted
+from budget.errors import BudgetSpecError, LimitReached
 from orchestrator.store.db import Store
-from orchestrator.store.models import BudgetAccountRow, LedgerEntryRow
+from budget.tables import BudgetAccountRow, LedgerEntryRow
 
 
 def test_parse_budget() -> None:
@@ -24,7 +24,7 @@ def test_parse_budget() -> None:
         ("team", "tool:search", 3.0, True),
     ]
     for bad in ("search", "search=ten", "=5", "search=5;browse=2"):
-        with pytest.raises(BadInputError):
+        with pytest.raises(BudgetSpecError):
             parse_budget(bad, "run:x")
 
 
@@ -39,7 +39,7 @@ def test_reserve_settle_release(db_url: str) -> None:
         ledger = await _ledger(db_url)
         await ledger.set_limits([Limit("run:a", "tool:search", 3)])
         r1 = await ledger.reserve("k1", [Charge("run:a", "tool:search", 2)], "a")
-        with pytest.raises(BudgetExhausted) as exc:
+        with pytest.raises(LimitReached) as exc:
             await ledger.reserve("k2", [Charge("run:a", "tool:search", 2)], "a")
         assert exc.value.limit == 3 and exc.value.used == 2 and exc.value.resource == "tool:search"
         # Used less than reserved.
@@ -71,7 +71,7 @@ def test_200_concurrent_calls_against_limit_50(db_url: str) -> None:
             charges = [Charge("run:c", "tool:search", 1), Charge("team", "tool:search", 1)]
             try:
                 r = await ledger.reserve(f"call-{i}", charges, "c")
-            except BudgetExhausted:
+            except LimitReached:
                 return False
             await ledger.store.transact(lambda s: ledger.settle(r, charges, s))
             return True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from budget.quota.answers import (
+from workflows.answers import (
     answers_match,
     extract_boxed,
     extract_final_answer,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 
-from budget.quota.answers import extract_final_answer
-from budget.quota.enforcement import reasoning_budget_statement
+from workflows.answers import extract_final_answer
+from workflows.drqa.quota.enforcement import reasoning_budget_statement
 from workflows.drqa.datasets import get_spec
 from workflows.drqa.prompts import solve_messages
 

@@ -8,14 +8,14 @@ from dataclasses import replace
 
 import pytest
 
-from budget.quota.allocation import (
+from workflows.drqa.quota.allocation import (
     AllocationConfig,
     RetryCandidate,
     allocate,
     allocate_easiest_first,
     reallocate,
 )
-from budget.quota.plan import QuotaConfig, plan_probe, policy_for, solve_quotas
+from workflows.drqa.quota.plan import QuotaConfig, plan_probe, policy_for, solve_quotas
 
 
 def test_proportional_between_floor_and_ceiling() -> None:

@@ -6,14 +6,14 @@ arithmetic. The workflow that makes the calls is ``workflows.drqa``.
 
 from __future__ import annotations
 
-from budget.quota.allocation import AllocationConfig, RetryCandidate, allocate, reallocate
-from budget.quota.answers import (
+from workflows.drqa.quota.allocation import AllocationConfig, RetryCandidate, allocate, reallocate
+from workflows.answers import (
     answers_match,
     extract_boxed,
     extract_final_answer,
     normalize_answer,
 )
-from budget.quota.batch import (
+from workflows.drqa.quota.batch import (
     ProbeItem,
     approx_token_count,
     chunk_indices,
@@ -22,9 +22,9 @@ from budget.quota.batch import (
     parse_probe_response,
     parse_quick_answer,
 )
-from budget.quota.difficulty import Difficulty, DifficultyConfig, estimate_difficulty
-from budget.quota.enforcement import quota_sampling, reasoning_budget_statement
-from budget.quota.plan import (
+from workflows.drqa.quota.difficulty import Difficulty, DifficultyConfig, estimate_difficulty
+from workflows.drqa.quota.enforcement import quota_sampling, reasoning_budget_statement
+from workflows.drqa.quota.plan import (
     QUOTA_METHODS,
     ProbePlan,
     QuotaConfig,

@@ -1,9 +1,9 @@
-"""Final-answer extraction and normalisation (pure string functions).
+"""Final-answer extraction and normalisation for math tasks (pure string functions).
 
-Used by the batch-mode parser (to compare a probe answer with a quick answer) and by the DRQA
-scorers (GSM8K numbers, MATH ``\\boxed{}`` expressions). Normalisation is deliberately modest:
-it makes ``"$1,200.00"`` equal ``"1200"`` and ``"\\dfrac{1}{2}"`` equal ``"0.5"``, it does not
-prove two algebraic expressions equal.
+Shared by the methods that score GSM8K numbers and MATH ``\\boxed{}`` expressions (DRQA's
+batch-mode parser and scorers, PriorDynaFlow's math tasks), so both score alike.
+Normalisation is deliberately modest: it makes ``"$1,200.00"`` equal ``"1200"`` and
+``"\\dfrac{1}{2}"`` equal ``"0.5"``, it does not prove two algebraic expressions equal.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from budget.quota.answers import extract_final_answer
+from workflows.answers import extract_final_answer
 from orchestrator.types import Message
 
 __all__ = [

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from budget.quota.batch import ProbeItem
-from budget.quota.difficulty import DifficultyConfig, estimate_difficulty
+from workflows.drqa.quota.batch import ProbeItem
+from workflows.drqa.quota.difficulty import DifficultyConfig, estimate_difficulty
 
 
 def _item(tokens: int, answer: str | None = "5", conf: float | None = 0.9, missing: bool = False) -> ProbeItem:
@@ -35,7 +35,7 @@ def test_missing_or_unanswered_is_hardest_and_values_are_bounded() -> None:
 
 
 def test_size_ranks_order_questions_by_words_and_quantities() -> None:
-    from budget.quota.difficulty import question_size, size_ranks
+    from workflows.drqa.quota.difficulty import question_size, size_ranks
 
     short = "What is 2 plus 3?"
     longer = "Ann has 12 apples and buys 3 bags of 4 more. She gives 5 away. How many are left?"

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from budget.quota.allocation import AllocationConfig, allocate, allocate_easiest_first
-from budget.quota.batch import chunk_indices
-from budget.quota.difficulty import DifficultyConfig
+from workflows.drqa.quota.allocation import AllocationConfig, allocate, allocate_easiest_first
+from workflows.drqa.quota.batch import chunk_indices
+from workflows.drqa.quota.difficulty import DifficultyConfig
 
 __all__ = [
     "ALLOCATION_STRATEGIES",
@@ -114,7 +114,7 @@ class QuotaConfig:
     """An answered question below this stated confidence is re-allocation's second tier."""
     strategy: AllocationStrategy = "easiest_first"
     """drqa's solve-round split: whole quotas (the allocation ceiling) easiest first, in waves
-    (see :func:`~budget.quota.allocation.allocate_easiest_first`), or 'proportional' to
+    (see :func:`~workflows.drqa.quota.allocation.allocate_easiest_first`), or 'proportional' to
     difficulty, clamped to the floor and ceiling (one wave)."""
     allocation: AllocationConfig = field(default_factory=AllocationConfig)
     """Bounds of the solve-round quotas."""

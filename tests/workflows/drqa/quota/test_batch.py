@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from budget.quota.batch import (
+from workflows.drqa.quota.batch import (
     approx_token_count,
     chunk_indices,
     compose_probe_messages,

@@ -10,7 +10,7 @@ A fourth signal needs no model call: the question's own size (words plus quantit
 percentile rank among the run's questions. Longer word problems with more numbers take more
 steps; for Qwen2.5-Coder-0.5B on GSM8K the longest quarter held 2 of its 25 correct answers and
 28% of its tokens, while the probe signals did not separate right from wrong
-(BENCHMARKS.md, DRQA). ``weight_prior`` sets its share of the final estimate.
+(bench/NOTEBOOK.md, DRQA). ``weight_prior`` sets its share of the final estimate.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from budget.quota.answers import answers_match
-from budget.quota.batch import ProbeItem
+from workflows.answers import answers_match
+from workflows.drqa.quota.batch import ProbeItem
 
 __all__ = ["Difficulty", "DifficultyConfig", "estimate_difficulty", "question_size", "size_ranks"]
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from budget.tracker import (
+from workflows.bats.tracker import (
     Regime,
     TrackerConfig,
     any_exhausted,

@@ -1,0 +1,206 @@
+"""The :class:`~orchestrator.context.RunContext` the runtime hands to a workflow's graph.
+
+Each LLM and tool call is reserved against the ledger, dispatched, settled in the same
+transaction as its call record (the resume journal), and counted in the metrics. A call whose
+key is in the journal (a resumed run re-executing a node) returns the recorded result instead.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from budget.costs import PriceTable
+from budget.errors import LimitReached
+from budget.ledger import Charge, Ledger, Reservation
+from budget.limits import tool_resource
+from orchestrator import accounting, metrics
+from orchestrator.context import StepJournal, ToolBudgetView
+from orchestrator.errors import BadInputError, BudgetExhausted, EngineError, ToolError
+from orchestrator.llm.base import LLMClient
+from orchestrator.store import calls
+from orchestrator.store.db import Store
+from orchestrator.store.models import LLMCallRow, ToolCallRow
+from orchestrator.tools.base import ToolResult
+from orchestrator.tools.registry import ToolRegistry
+from orchestrator.types import LLMRequest, LLMResponse, Message, ProgramHints, SamplingOptions, Usage
+
+__all__ = ["RuntimeContext"]
+
+
+@dataclass
+class RuntimeContext:
+    """One run's handle on the store, the ledger, its LLM client and its tools."""
+
+    store: Store
+    ledger: Ledger
+    pricing: PriceTable
+    run_id: str
+    workflow: str
+    backend: str
+    llm: LLMClient
+    tools: ToolRegistry
+    scopes: list[str]
+    config: dict[str, Any] = field(default_factory=dict)
+    journal: calls.Journal = field(default_factory=dict)
+    _steps: dict[str, StepJournal] = field(default_factory=dict)
+    _turn: int = 0
+
+    # -- idempotency keys -------------------------------------------------------------------
+    def _key(self, kind: str) -> str:
+        """A key that is the same when a resumed run re-executes the same call."""
+        try:
+            from langgraph.config import get_config
+
+            meta = get_config().get("metadata", {})
+            prefix = f"{self.run_id}:{meta.get('langgraph_step', 0)}:{meta.get('langgraph_node', '')}"
+        except RuntimeError:  # called outside a graph node
+            prefix = f"{self.run_id}:-"
+        journal = self._steps.setdefault(prefix, StepJournal(prefix))
+        return journal.next_key(kind)
+
+    async def _reserve(self, key: str, charges: list[Charge]) -> Reservation:
+        try:
+            return await self.ledger.reserve(key, charges, self.run_id)
+        except LimitReached as exc:
+            metrics.BUDGET_REFUSALS.labels(exc.resource).inc()
+            raise accounting.budget_exhausted(exc) from None
+
+    def _scopes(self, scope: str | None) -> list[str]:
+        return self.scopes + ([scope] if scope else [])
+
+    # -- LLM ---------------------------------------------------------------------------------
+    async def chat(
+        self,
+        messages: list[Message] | tuple[Message, ...],
+        *,
+        sampling: SamplingOptions | None = None,
+        tool_name: str | None = None,
+        is_last_step: bool = False,
+        scope: str | None = None,
+        purpose: str = "agent",
+    ) -> LLMResponse:
+        key = self._key("llm")
+        if isinstance(done := self.journal.get(key), LLMCallRow):
+            self._turn += 1
+            return _response_from_row(done)
+        sampling = sampling or SamplingOptions()
+        scopes = self._scopes(scope)
+        model = getattr(self.llm, "model", "") or ""
+        estimate = accounting.estimate_input_tokens(messages)
+        reservation = await self._reserve(
+            key, accounting.token_charges(scopes, self.pricing, model, estimate, 0, sampling.max_tokens))
+        hints = ProgramHints(program_id=self.run_id, turn=self._turn, is_last_step=is_last_step, tool_name=tool_name)
+        t0 = time.perf_counter()
+        try:
+            response = await self.llm.complete(LLMRequest(messages=tuple(messages), sampling=sampling, hints=hints))
+        except EngineError as exc:
+            await self.ledger.release(reservation)
+            metrics.LLM_CALLS.labels(self.backend, "error").inc()
+            metrics.ERRORS.labels("llm", type(exc).__name__).inc()
+            raise
+        latency = time.perf_counter() - t0
+        self._turn += 1
+        u = response.usage
+        cost = self.pricing.price_for(response.model or model).cost(u)
+        actual = accounting.token_charges(scopes, self.pricing, model, u.input_tokens, u.output_tokens, 0, cost=cost,
+                                          cached=u.cached_input_tokens, reasoning=u.reasoning_tokens)
+        row = {
+            "run_id": self.run_id, "key": key, "purpose": purpose, "model": response.model or model,
+            "endpoint": response.endpoint, "input_tokens": u.input_tokens,
+            "cached_input_tokens": u.cached_input_tokens, "output_tokens": u.output_tokens,
+            "reasoning_tokens": u.reasoning_tokens, "latency_s": response.latency_s or latency,
+            "finish_reason": response.finish_reason, "cost_usd": cost,
+            "prompt": [m.to_wire() for m in messages], "response": response.text,
+        }
+        await self.store.transact(lambda s: (self.ledger.settle(reservation, actual, s), calls.insert_llm_call(s, row)))
+        metrics.observe_llm_call(self.backend, self.workflow, latency, u, cost)
+        metrics.observe_spend(actual)
+        return response
+
+    # -- tools -------------------------------------------------------------------------------
+    async def call_tool(self, name: str, args: dict[str, Any], *, scope: str | None = None) -> ToolResult:
+        key = self._key("tool")
+        if isinstance(done := self.journal.get(key), ToolCallRow):
+            return ToolResult(done.result, is_error=done.is_error, metadata={"refused": done.refused, "replayed": True})
+        try:
+            tool, args = self.tools.prepare(name, args)
+        except (ToolError, BadInputError):
+            # Not dispatched and not charged; the agent sees why and how to call it right.
+            problem = await self.tools.invoke(name, args)
+            metrics.TOOL_CALLS.labels(name if name in self.tools else "unknown", "bad_call").inc()
+            await self._record_tool(key, name, _as_dict(args), problem, units=0, duration=0.0, cost=0.0)
+            return problem
+        units = float(tool.spec.units(args))
+        cost = self.pricing.tool_price(name) * units
+        charges = accounting.tool_charges(self._scopes(scope), name, units, cost)
+        try:
+            reservation = await self._reserve(key, charges)
+        except BudgetExhausted as exc:
+            metrics.TOOL_CALLS.labels(name, "refused").inc()
+            refusal = ToolResult(
+                f"Refused: the {name} budget is exhausted ({exc.used:g} of {exc.limit:g} {tool.spec.unit}s used). "
+                "Answer with what you have.",
+                is_error=True,
+                metadata={"refused": True, "resource": exc.resource},
+            )
+            await self._record_tool(key, name, args, refusal, units=0, duration=0.0, cost=0.0, refused=True)
+            return refusal
+        t0 = time.perf_counter()
+        result = await self.tools.invoke(name, args)
+        duration = time.perf_counter() - t0
+        row = _tool_row(self.run_id, key, name, args, result, units, duration, cost)
+        await self.store.transact(lambda s: (self.ledger.settle(reservation, charges, s), calls.insert_tool_call(s, row)))
+        metrics.observe_tool_call(name, self.workflow, result.is_error, duration, cost)
+        metrics.observe_spend(charges)
+        return result
+
+    async def _record_tool(self, key: str, name: str, args: dict[str, Any], result: ToolResult, *, units: float,
+                           duration: float, cost: float, refused: bool = False) -> None:
+        row = _tool_row(self.run_id, key, name, args, result, units, duration, cost, refused)
+        await self.store.transact(lambda s: calls.insert_tool_call(s, row))
+
+    async def tool_budgets(self) -> list[ToolBudgetView]:
+        accounts = {(a.scope, a.resource): a for a in await self.ledger.accounts(self.scopes)}
+        async with self.store.session() as s:
+            used = await calls.tool_units_used(s, self.run_id)
+        views = []
+        for spec in self.tools.specs():
+            acct = accounts.get((accounting.run_scope(self.run_id), tool_resource(spec.name)))
+            views.append(ToolBudgetView(tool=spec.name, unit=spec.unit, used=used.get(spec.name, 0.0),
+                                        limit=acct.limit if acct else None))
+        return views
+
+    # -- what workflows keep -----------------------------------------------------------------
+    async def record_step(self, node: str, data: dict[str, Any]) -> None:
+        row = {"run_id": self.run_id, "key": self._key("step"), "node": node, "data": data}
+        await self.store.transact(lambda s: calls.insert_step_once(s, row))
+
+    async def put_record(self, namespace: str, key: str, data: Any) -> None:
+        await self.store.transact(lambda s: calls.replace_record(s, self.run_id, namespace, key, data))
+
+    async def get_record(self, namespace: str, key: str) -> Any | None:
+        async with self.store.session() as s:
+            return await calls.read_record(s, self.run_id, namespace, key)
+
+
+def _as_dict(args: Any) -> dict[str, Any]:
+    return args if isinstance(args, dict) else {"input": args}
+
+
+def _tool_row(run_id: str, key: str, name: str, args: dict[str, Any], result: ToolResult, units: float,
+              duration: float, cost: float, refused: bool = False) -> dict[str, Any]:
+    return {
+        "run_id": run_id, "key": key, "tool": name, "arguments": args, "result": result.content,
+        "result_size": len(result.content), "is_error": result.is_error, "refused": refused, "units": units,
+        "duration_s": duration, "cost_usd": cost,
+    }
+
+
+def _response_from_row(row: LLMCallRow) -> LLMResponse:
+    return LLMResponse(
+        text=row.response,
+        usage=Usage(row.input_tokens, row.cached_input_tokens, row.output_tokens, row.reasoning_tokens),
+        model=row.model, finish_reason=row.finish_reason, latency_s=row.latency_s, endpoint=row.endpoint,
+    )

@@ -1,0 +1,60 @@
+"""What a run's calls leave in the store: LLM and tool call rows (the resume journal), steps,
+and run-scoped records. Functions over a sync ``Connection`` run inside ``Store.transact``
+(one transaction with the ledger's settle); the async ones read."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orchestrator.store import records
+from orchestrator.store.models import LLMCallRow, StepRow, ToolCallRow
+
+Journal = dict[str, LLMCallRow | ToolCallRow]
+"""Completed calls of a run by idempotency key."""
+
+
+def insert_llm_call(conn: Connection, row: dict[str, Any]) -> None:
+    conn.execute(insert(LLMCallRow).values(**row))
+
+
+def insert_tool_call(conn: Connection, row: dict[str, Any]) -> None:
+    conn.execute(insert(ToolCallRow).values(**row))
+
+
+def insert_step_once(conn: Connection, row: dict[str, Any]) -> None:
+    """Insert a trajectory step unless its key is there (a resumed run re-executes the node)."""
+    if conn.execute(select(StepRow.id).where(StepRow.key == row["key"])).first() is None:
+        conn.execute(insert(StepRow).values(**row))
+
+
+def replace_record(conn: Connection, run_id: str, namespace: str, key: str, data: Any) -> None:
+    """Store ``data`` as the only version of a run-scoped record."""
+    conn.execute(records.delete_key(namespace, key, run_id=run_id))
+    conn.execute(records.insert_version(namespace, key, 1, data, run_id=run_id))
+
+
+async def read_record(session: AsyncSession, run_id: str, namespace: str, key: str) -> Any | None:
+    row = (await session.execute(records.latest(namespace, key, run_id=run_id))).first()
+    return None if row is None else row.data
+
+
+async def load_journal(session: AsyncSession, run_id: str) -> Journal:
+    llm_rows = (await session.execute(select(LLMCallRow).where(LLMCallRow.run_id == run_id))).scalars().all()
+    tool_rows = (await session.execute(select(ToolCallRow).where(ToolCallRow.run_id == run_id))).scalars().all()
+    journal: Journal = {r.key: r for r in llm_rows}
+    journal.update({r.key: r for r in tool_rows})
+    return journal
+
+
+async def tool_units_used(session: AsyncSession, run_id: str) -> dict[str, float]:
+    """Units charged per tool so far in run ``run_id``."""
+    used: dict[str, float] = defaultdict(float)
+    rows = await session.execute(select(ToolCallRow.tool, ToolCallRow.units).where(ToolCallRow.run_id == run_id))
+    for tool, units in rows:
+        used[tool] += units
+    return dict(used)

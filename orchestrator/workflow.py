@@ -1,0 +1,91 @@
+"""How a workflow plugs into the runtime, and the registry the runtime looks workflows up in.
+
+A workflow is a LangGraph ``StateGraph`` built against a :class:`~orchestrator.context.RunContext`.
+The runtime compiles it with the checkpointer of the configured database, so runs resume.
+
+Workflows come from two places:
+- the ``quotaflow.workflows`` entry-point group (the built-ins are declared there in QuotaFlow's
+  own ``pyproject.toml``; a user's package declares its own the same way, and ``quotaflow run``
+  and ``quotaflow resume`` find them without any import on the user's side);
+- :func:`register`, for workflows defined in the running program (the SDK).
+
+Entry points are loaded on first lookup of their name, so ``quotaflow --help`` stays fast and
+the core never imports a method's package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, Any, Literal
+
+from orchestrator.errors import ConfigError, UnknownWorkflow
+
+if TYPE_CHECKING:
+    from langgraph.graph import StateGraph
+
+    from orchestrator.context import RunContext
+
+__all__ = ["ENTRY_POINT_GROUP", "Workflow", "get", "names", "register"]
+
+ENTRY_POINT_GROUP = "quotaflow.workflows"
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A registered workflow.
+
+    name: what `quotaflow run NAME` takes.
+    build: returns the (uncompiled) graph, its nodes closing over the run's context.
+    initial_state: turns one task (a dataset row, or {"question": ...}) into the graph's input.
+    result: extracts {"answer": ..., ...} from the final state for the store and the CLI.
+    mode: "per_item" runs one program per dataset row; "dataset" hands all rows to one run
+        (e.g. BatchPrompt, which packs many rows into each call).
+    default_tools: tools enabled when the user names none.
+    """
+
+    name: str
+    build: Callable[[RunContext], StateGraph]
+    initial_state: Callable[[dict[str, Any]], dict[str, Any]]
+    result: Callable[[dict[str, Any]], dict[str, Any]]
+    mode: Literal["per_item", "dataset"] = "per_item"
+    default_tools: tuple[str, ...] = ()
+    description: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+_REGISTRY: dict[str, Workflow] = {}
+
+
+def register(workflow: Workflow) -> Workflow:
+    """Make ``workflow`` available to the runtime and the CLI under its name."""
+    _REGISTRY[workflow.name] = workflow
+    return workflow
+
+
+def _entry_points() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def get(name: str) -> Workflow:
+    """The workflow registered as ``name``, loading its entry point on first use."""
+    if name not in _REGISTRY:
+        ep = _entry_points().get(name)
+        if ep is not None:
+            loaded = ep.load()
+            if not isinstance(loaded, Workflow):
+                raise ConfigError(
+                    f"entry point {name!r} ({ep.value}) in group {ENTRY_POINT_GROUP!r} is a "
+                    f"{type(loaded).__name__}, not an orchestrator.Workflow"
+                )
+            _REGISTRY.setdefault(name, loaded)
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownWorkflow(name, names()) from None
+
+
+def names() -> list[str]:
+    """Every workflow name that :func:`get` can resolve."""
+    return sorted(set(_REGISTRY) | set(_entry_points()))
