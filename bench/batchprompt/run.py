@@ -49,7 +49,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +56,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import provenance, pyplot, save_figure, write_json
 from orchestrator.types import LLMRequest, LLMResponse, Message, SamplingOptions
 from workflows.batchprompt.engine import BatchPromptConfig, BatchPromptResult, run_batchprompt
 from workflows.batchprompt.prompt import compose_messages, render_inputs
@@ -164,18 +164,6 @@ class SharedChat:
         return await asyncio.shield(future)
 
 
-def _git_commit() -> str:
-    from orchestrator.provenance import source_commit
-
-    return source_commit(ROOT)
-
-
-def _machine() -> str:
-    from orchestrator.provenance import machine_description
-
-    return machine_description()
-
-
 def summary_row(point: GridPoint, result: BatchPromptResult) -> dict[str, Any]:
     """One entry of summary.json, exactly the issue's keys."""
     return {
@@ -269,10 +257,7 @@ def failure_rates_by_batch_size(rows: Sequence[dict[str, Any]]) -> dict[str, dic
 
 def plot(rows: list[dict[str, Any]], model: str, path: Path) -> None:
     """Accuracy against input tokens (share of SinglePrompt's), one panel per task."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     tasks = sorted({r["task"] for r in rows})
     if not tasks:
@@ -302,9 +287,7 @@ def plot(rows: list[dict[str, Any]], model: str, path: Path) -> None:
     fig.suptitle("BatchPrompt: batch x rounds; S square = SEAS (paper), A triangle = SEAS agree-only, "
                  "L diamond = SEAS logprob confidence, circle = BPE, star = SinglePrompt; c / black edge = "
                  "format forced by regex (share vs the constrained SinglePrompt)", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 _CONSTRAIN: Any = None  # contextvars.ContextVar[bool], made on first use
@@ -455,9 +438,7 @@ class Results:
                 main_rows.append(row)
             detail_rows.append(detail_row(point, result, single, self.tokens.get(point.task)))
         meta = {
-            "commit": _git_commit(),
-            "machine": _machine(),
-            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            **provenance(),
             "model": self.args.model,
         }
         detail = {
@@ -497,9 +478,7 @@ class Results:
         label = self.args.model.rstrip("/").split("/")[-1]
         for name, key in (("summary", "summary"), ("summary-variants", "variants"), ("detail", "detail")):
             path = self.args.out_dir / f"{name}-{label}.json"
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(out[key], indent=2) + "\n")
-            tmp.replace(path)
+            write_json(path, out[key])
         try:
             plot(out["detail"]["results"], label, self.args.out_dir / f"summary-{label}.png")
         except Exception as exc:  # noqa: BLE001  (a plot must not cost the numbers)

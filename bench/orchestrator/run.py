@@ -2,7 +2,7 @@
 
 What is measured. A fake OpenAI-compatible server (``fake_openai.py``, its own process, asyncio
 streams, a canned reply with usage) answers instantly on loopback. At each concurrency N
-(default 1, 64, 512) and on each database (SQLite file, PostgreSQL from ``tests/pg.py``):
+(default 1, 64, 512) and on each database (SQLite file; PostgreSQL at ``--postgres-url``):
 
 - **raw**: N concurrent "programs", each ``--turns`` sequential ``httpx`` POSTs of the same
   request bodies the runtime sends (same messages, sampling and ``vllm_xargs``, the same
@@ -49,19 +49,18 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypedDict
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # tests.pg lives in the repository, not the installed package
+if str(ROOT) not in sys.path:  # bench.common lives in the checkout, not the installed package
     sys.path.insert(0, str(ROOT))
 
 import httpx
 from langgraph.graph import END, START, StateGraph
 
+from bench.common import provenance, pyplot, save_figure, write_json
 from orchestrator import workflow as workflows
-from orchestrator.provenance import machine_description, source_commit
 from orchestrator.runtime import RunStatus, Runtime
 from orchestrator.settings import Settings
 from orchestrator.tools.registry import ToolRegistry
@@ -368,17 +367,12 @@ def summarise(phases: dict[str, dict[str, dict[str, Any]]], cfg: BenchConfig) ->
     top = str(max(cfg.concurrencies))
     failures = sum(cell["runtime"]["failures"] + cell["raw"]["failures"]
                    for by_n in phases.values() for n, cell in by_n.items() if n == top)
-    return {"commit": source_commit(), "machine": machine_description(),
-            "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            "overhead_p50_ms": overhead("p50"), "overhead_p95_ms": overhead("p95"),
+    return {**provenance(), "overhead_p50_ms": overhead("p50"), "overhead_p95_ms": overhead("p95"),
             "failures_at_512": failures, "local_model_tokens_per_s": local_model_tokens_per_s()}
 
 
 def plot(summary: dict[str, Any], phases: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for db, style in (("sqlite", "o"), ("postgres", "s")):
@@ -404,9 +398,7 @@ def plot(summary: dict[str, Any], phases: dict[str, dict[str, dict[str, Any]]], 
         ax.legend(fontsize=7)
     fig.suptitle(f"QuotaFlow runtime overhead vs raw httpx ({summary['machine']}, {summary['commit'][:10]})",
                  fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -414,12 +406,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", default="1,64,512", help="comma-separated programs in flight")
     parser.add_argument("--turns", type=int, default=4, help="LLM turns per program")
     parser.add_argument("--min-programs", type=int, default=40, help="programs per phase at least")
-    parser.add_argument("--dbs", default="sqlite,postgres")
+    parser.add_argument("--dbs", default="sqlite", help="sqlite and/or postgres (postgres needs --postgres-url)")
+    parser.add_argument("--postgres-url", default="",
+                        help="an empty PostgreSQL database the bench may fill, e.g. postgresql://postgres@127.0.0.1:5432/bench")
     parser.add_argument("--profile", type=int, nargs="?", const=64, default=None,
                         help="cProfile one extra SQLite runtime phase at this N (default 64)")
     parser.add_argument("--quick", action="store_true", help="smoke run: N=1,8, 3 turns, results under <out>/quick")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
+    if "postgres" in args.dbs and not args.postgres_url:
+        parser.error("--dbs postgres needs --postgres-url: an empty database on a running server")
 
     out: Path = args.out / "quick" if args.quick else args.out
     cfg = BenchConfig(
@@ -434,21 +430,15 @@ def main(argv: list[str] | None = None) -> int:
     load_at_start = os.getloadavg()
     started = time.perf_counter()
     server, base_url = start_fake_server()
-    pg = None
     try:
         with tempfile.TemporaryDirectory(prefix="qf-bench-") as tmp:
             db_urls = {"sqlite": f"sqlite:///{tmp}/bench.db"}
             if "postgres" in cfg.dbs:
-                from tests import pg as pg_module
-
-                pg = pg_module.start()
-                db_urls["postgres"] = pg.create_db("bench")
+                db_urls["postgres"] = args.postgres_url
             phases = asyncio.run(run_bench(cfg, base_url, db_urls, Path(tmp), out))
     finally:
         server.terminate()
         server.wait(timeout=10)
-        if pg is not None:
-            pg.stop()
     summary = summarise(phases, cfg)
     raw = {**{k: summary[k] for k in ("commit", "machine", "date")},
            "config": {"concurrencies": list(cfg.concurrencies), "turns_per_program": cfg.turns,
@@ -457,8 +447,8 @@ def main(argv: list[str] | None = None) -> int:
                       "overhead": "quantile(runtime turn latency) - quantile(raw httpx call latency), same N"},
            "load_average_at_start": list(load_at_start), "load_average_at_end": list(os.getloadavg()),
            "total_wall_s": time.perf_counter() - started, "phases": phases}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "raw.json").write_text(json.dumps(raw, indent=2) + "\n")
+    write_json(out / "summary.json", summary)
+    write_json(out / "raw.json", raw)
     plot(summary, phases, out / "overhead.png")
     print(json.dumps(summary, indent=2))
     return 0

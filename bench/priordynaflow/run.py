@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import hashlib
-import json
 import random
 import re
 import sys
@@ -43,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import provenance, pyplot, save_figure, write_json
 from orchestrator.tools.base import ToolResult
 from orchestrator.types import LLMResponse, Message, SamplingOptions, Usage
 from workflows.priordynaflow.agents import get_roster
@@ -346,9 +345,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 "mean_path_length": sum(o["path_length"] for o in outs) / n,
             })
     summary = {
-        "commit": _commit(),
-        "machine": _machine(),
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **provenance(),
         "model": backend.model,
         "results": results,
     }
@@ -369,17 +366,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "details.json").write_text(json.dumps(details, indent=2) + "\n")
+    write_json(out / "summary.json", summary)
+    write_json(out / "details.json", details)
     _plot(traces, out / "convergence.png")
     return summary
 
 
 def _plot(traces: dict[str, dict[str, list[float]]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (ax_delta, ax_reward) = plt.subplots(1, 2, figsize=(11, 4))
     for name, trace in sorted(traces.items()):
@@ -389,25 +383,11 @@ def _plot(traces: dict[str, dict[str, list[float]]], path: Path) -> None:
                  ylabel="max |dQ|")
     ax_reward.set(title="episode reward (rolling mean 10)", xlabel="training episode", ylabel="cumulative reward")
     ax_delta.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def _rolling(xs: list[float], window: int = 10) -> list[float]:
     return [sum(xs[max(0, i - window + 1) : i + 1]) / len(xs[max(0, i - window + 1) : i + 1]) for i in range(len(xs))]
-
-
-def _commit() -> str:
-    from orchestrator.provenance import source_commit
-
-    return source_commit(ROOT)
-
-
-def _machine() -> str:
-    from orchestrator.provenance import machine_description
-
-    return machine_description()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -23,8 +23,8 @@ import functools
 import itertools
 import json
 import os
-import platform
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -32,10 +32,10 @@ import tempfile
 import time
 import zlib
 from dataclasses import asdict, astuple, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
+from bench.common import provenance, pyplot, save_figure, write_json
 from bench.serving.workload import (
     TRACES,
     ProgramSpec,
@@ -428,16 +428,6 @@ def sustains(block: dict[str, Any]) -> bool:
     return block["num_incomplete"] == 0 and block["jct_trend"] <= SUSTAINED_TREND_MAX
 
 
-def git_commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "serving_patch", "bench/serving"], cwd=ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def build_summary(
     children: dict[str, dict[str, Any]], levels: list[Level], service: ServiceModel, *, commit: str = "",
     trace: str = "mixed",
@@ -460,9 +450,7 @@ def build_summary(
         loads.append(entry)
     sustained = [e["programs_per_min"] for e in loads if e.get("stock_sustained")]
     return {
-        "commit": commit or git_commit(),
-        "machine": f"{gpu} ({platform.node()})",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        **provenance(commit=commit, gpu=gpu),
         "model": MODEL_NAME,
         "trace": TRACE_NAMES[trace],
         "loads": loads,
@@ -472,10 +460,7 @@ def build_summary(
 
 
 def plot(summary: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     # The offered load each level really had (older summaries: the nominal one), in order.
     realized = all("realized_programs_per_min" in e for e in summary["loads"])
@@ -489,10 +474,9 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     ax.plot(loads, [e["lower_bound_mean_jct_s"] for e in entries], "k:", label="lower bound (mean)")
     ax.set_xlabel("offered load (programs / min, as realized)" if realized else "load (programs / min)")
     ax.set_ylabel("job completion time (s)")
-    ax.set_title(f"{summary['model']} on {summary['machine'].split(' (')[0]}", fontsize=9)
+    ax.set_title(f"{summary['model']} on {re.split(r' [(]|; ', summary['machine'])[0]}", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------- parent
@@ -644,11 +628,11 @@ def write_results(args: argparse.Namespace, children: dict[str, dict[str, Any]],
     args.out_dir.mkdir(parents=True, exist_ok=True)
     if merged_from:
         summary["merged_from"] = merged_from
-    (args.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(args.out_dir / "summary.json", summary)
     stamp = summary["date"].replace(":", "").replace("-", "")
     raw = {"summary": summary, "args": {k: str(v) for k, v in vars(args).items()}, "service_model": asdict(service),
            "workload": {str(level.programs_per_min): describe(level.programs) for level in levels}, "children": children}
-    (args.out_dir / f"replay_{stamp}.json").write_text(json.dumps(raw, indent=2))
+    write_json(args.out_dir / f"replay_{stamp}.json", raw)
     try:
         plot(summary, args.out_dir / "jct_vs_load.png")
     except ImportError:

@@ -21,6 +21,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from bench.common import pyplot, save_figure, write_json
 from bench.serving.replay import sustains
 
 PLUGIN_CONFIGS = ("fixed_ttl", "utility_ttl")
@@ -116,10 +117,7 @@ def _range(values: Any) -> list[float]:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for config, color in zip(PLUGIN_CONFIGS, ("tab:blue", "tab:green"), strict=True):
@@ -140,8 +138,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("offered load (programs / min); one point per seed")
     ax.set_ylabel("mean JCT speed-up over stock vLLM")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -156,7 +153,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"the runs have different loads: {sorted(loads)}")
     result = {"sources": [str(p) for p in args.summaries], **analyse(summaries, goal=args.goal)}
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "seeds.json").write_text(json.dumps(result, indent=2))
+    write_json(args.out_dir / "seeds.json", result)
     plot(result, args.out_dir / "seeds.png")
     ok, bad = result["where_stock_sustains"], result["where_stock_does_not"]
     print(f"stock sustains {ok['cells']} cells: speed-up {ok['speedup_range']}, stock/lower bound {ok['stock_headroom_range']}, "

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+from bench.common import write_json
 from bench.serving.replay import (
     CONFIGS,
     Level,
@@ -348,7 +349,8 @@ def main(argv: list[str] | None = None) -> None:
                          f"hit {s['prefix_hit_rate']:.2f} pre {s['preemptions']} trend {s['jct_trend']:.2f}")
         print(" | ".join(parts), flush=True)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "sim.json").write_text(json.dumps({"step_cost": asdict(cost), "args": {k: str(v) for k, v in vars(args).items()}, "loads": rows}, indent=2))
+    write_json(args.out_dir / "sim.json", {"step_cost": asdict(cost), "args": {k: str(v) for k, v in vars(args).items()},
+                                           "loads": rows})
 
 
 if __name__ == "__main__":

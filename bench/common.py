@@ -1,0 +1,76 @@
+"""What every benchmark shares: where a result came from, writing it, and drawing it.
+
+Every result file under ``bench/results/`` carries ``commit``, ``machine`` and ``date`` (the first
+keys, in that order); :func:`provenance` makes them from :mod:`orchestrator.provenance`, the one
+implementation, which training manifests use too. Plots go through :func:`pyplot`, so matplotlib is
+imported only when a figure is drawn (GPU images may lack it; the JSON has the numbers).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from orchestrator.provenance import (
+    machine_description,
+    machine_details,
+    package_versions,
+    source_commit,
+    utc_now,
+)
+
+__all__ = [
+    "machine_details",
+    "package_versions",
+    "provenance",
+    "pyplot",
+    "save_figure",
+    "write_json",
+    "write_result",
+]
+
+
+def provenance(*, commit: str = "", gpu: str | None = None) -> dict[str, str]:
+    """``commit`` (HEAD, ``-dirty`` when tracked files changed; ``commit`` wins where given, e.g. a
+    GPU copy of the tree without ``.git``), ``machine`` (GPU, CPU cores, architecture, OS; ``gpu``
+    names the GPU where the process that measured is not this one) and the UTC ``date``."""
+    return {"commit": commit or source_commit(), "machine": machine_description(gpu), "date": utc_now()}
+
+
+def write_json(path: str | Path, payload: Any, *, indent: int = 2) -> Path:
+    """Write ``payload`` as JSON (ending in a newline) through a temporary file, so a benchmark
+    killed by its time limit never leaves a half-written result."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=indent) + "\n")
+    tmp.replace(target)
+    return target
+
+
+def write_result(path: str | Path, payload: dict[str, Any], *, commit: str = "", indent: int = 2) -> Path:
+    """Write a result file: :func:`provenance` first, then ``payload`` (whose own ``commit``,
+    ``machine`` or ``date`` win, e.g. a merge that keeps its runs' commit)."""
+    return write_json(path, {**provenance(commit=commit), **payload}, indent=indent)
+
+
+def pyplot() -> ModuleType:
+    """``matplotlib.pyplot`` on the file-only Agg backend (imported on first use)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: str | Path, *, dpi: int = 120) -> Path:
+    """Lay out, save and close a figure."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(target, dpi=dpi)
+    pyplot().close(fig)
+    return target
