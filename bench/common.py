@@ -1,9 +1,10 @@
 """What every benchmark shares: where a result came from, writing it, and drawing it.
 
-Every result file under ``bench/results/`` carries ``commit``, ``machine`` and ``date`` (the first
-keys, in that order); :func:`provenance` makes them from :mod:`orchestrator.provenance`, the one
-implementation, which training manifests use too. Plots go through :func:`pyplot`, so matplotlib is
-imported only when a figure is drawn (GPU images may lack it; the JSON has the numbers).
+Every result file under ``bench/results/`` starts with ``commit``, ``machine`` and ``date``: a
+benchmark spreads :func:`provenance` first into its payload and writes it with :func:`write_json`.
+They come from :mod:`orchestrator.provenance`, the one implementation, which training manifests use
+too. Plots go through :func:`pyplot`, so matplotlib is imported only when a figure is drawn (GPU
+images may lack it; the JSON has the numbers).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ __all__ = [
     "pyplot",
     "save_figure",
     "write_json",
-    "write_result",
 ]
 
 
@@ -48,12 +48,6 @@ def write_json(path: str | Path, payload: Any, *, indent: int = 2) -> Path:
     tmp.write_text(json.dumps(payload, indent=indent) + "\n")
     tmp.replace(target)
     return target
-
-
-def write_result(path: str | Path, payload: dict[str, Any], *, commit: str = "", indent: int = 2) -> Path:
-    """Write a result file: :func:`provenance` first, then ``payload`` (whose own ``commit``,
-    ``machine`` or ``date`` win, e.g. a merge that keeps its runs' commit)."""
-    return write_json(path, {**provenance(commit=commit), **payload}, indent=indent)
 
 
 def pyplot() -> ModuleType:
