@@ -239,7 +239,7 @@ def test_verifier_reply_cut_by_token_limit_keeps_its_decision_without_repair(mak
 
 def test_price_table_finds_served_names_by_alias_and_without_instruct_suffix() -> None:
     from budget.costs import load_price_table, parse_price_table
-    from orchestrator.errors import ConfigError
+    from budget.errors import PriceTableError
 
     table = load_price_table()
     qwen = table.models["Qwen/Qwen2.5-Coder-0.5B-Instruct"]
@@ -250,5 +250,5 @@ def test_price_table_finds_served_names_by_alias_and_without_instruct_suffix() -
                                            "bar": {"input": 5, "output": 5, "aliases": ["served-bar"]}}})
     assert custom.price_for("foo-7b").output == 3  # -instruct folded away
     assert custom.price_for("served-bar").input == 5 and custom.price_for("other").input == 1
-    with pytest.raises(ConfigError, match="aliases"):
+    with pytest.raises(PriceTableError, match="aliases"):
         parse_price_table({"models": {"default": {"input": 1, "output": 1, "aliases": "x"}}})
