@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from orchestrator.errors import BadInputError, QuotaFlowError
+from orchestrator.errors import BadInputError
 
 if TYPE_CHECKING:
     from orchestrator.runtime import RunResult, Runtime
@@ -151,17 +151,13 @@ def batchprompt_command(
         options["base_urls"] = list(base_url)
     if model:
         options["model"] = model
-    try:
-        payload = build_task_payload(
-            task=task, dataset=dataset, data_dir=data_dir, subset=subset, limit=limit, batch_size=batch_size,
-            rounds=rounds, seas=seas, voting=voting, unsure_weight=unsure_weight, seed=seed,
-            concurrency=concurrency, context_window=context_window, seas_rule=seas_rule,
-            reask_singles=reask_singles,
-        )
-        out = asyncio.run(run_batchprompt_job(payload, backend=backend, backend_options=options, budget=budget, db=db))
-    except QuotaFlowError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(exc.exit_code) from None
+    payload = build_task_payload(
+        task=task, dataset=dataset, data_dir=data_dir, subset=subset, limit=limit, batch_size=batch_size,
+        rounds=rounds, seas=seas, voting=voting, unsure_weight=unsure_weight, seed=seed,
+        concurrency=concurrency, context_window=context_window, seas_rule=seas_rule,
+        reask_singles=reask_singles,
+    )
+    out = asyncio.run(run_batchprompt_job(payload, backend=backend, backend_options=options, budget=budget, db=db))
     if as_json:
         typer.echo(json.dumps({"run_id": out.run_id, "status": out.status, "error": out.error,
                                "result": out.result}, indent=2, default=str))

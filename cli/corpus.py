@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.errors import BadInputError, QuotaFlowError
+from orchestrator.errors import BadInputError
 
 app = typer.Typer(help="Offline document corpus (SQLite FTS5, BM25).", no_args_is_help=True)
 
@@ -50,34 +50,30 @@ def build(
     sources = [CorpusSource(p, "hotpotqa") for p in hotpotqa or []]
     sources += [CorpusSource(p, "documents") for p in jsonl or []]
     err = Console(stderr=True)
-    try:
-        if not sources:
-            raise BadInputError("sources", "at least one --hotpotqa PATH or --jsonl PATH")
-        for source in sources:
-            if not source.path.is_file():
-                raise BadInputError(
-                    f"--{source.kind.replace('documents', 'jsonl')} {source.path}",
-                    "an existing jsonl file",
-                )
-        if out is None:
-            from orchestrator.settings import Settings
+    if not sources:
+        raise BadInputError("sources", "at least one --hotpotqa PATH or --jsonl PATH")
+    for source in sources:
+        if not source.path.is_file():
+            raise BadInputError(
+                f"--{source.kind.replace('documents', 'jsonl')} {source.path}",
+                "an existing jsonl file",
+            )
+    if out is None:
+        from orchestrator.settings import Settings
 
-            out = Settings.from_env().corpus_path
-            assert out is not None
-        total = sum(s.path.stat().st_size for s in sources)
-        with Progress(
-            TextColumn("building corpus"),
-            BarColumn(),
-            DownloadColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            disable=as_json,
-        ) as progress:
-            task = progress.add_task("build", total=total)
-            report = build_corpus(out, sources, on_progress=lambda n: progress.advance(task, n))
-    except QuotaFlowError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(exc.exit_code) from None
+        out = Settings.from_env().corpus_path
+        assert out is not None
+    total = sum(s.path.stat().st_size for s in sources)
+    with Progress(
+        TextColumn("building corpus"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=as_json,
+    ) as progress:
+        task = progress.add_task("build", total=total)
+        report = build_corpus(out, sources, on_progress=lambda n: progress.advance(task, n))
     if as_json:
         typer.echo(
             json.dumps(

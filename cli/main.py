@@ -10,15 +10,33 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from orchestrator.errors import BadInputError, QuotaFlowError
 
+class _ErrorsAsOneLine(TyperGroup):
+    """The CLI's one error path: a QuotaFlowError from any command is one line on stderr and the
+    error's exit code (2 bad input, 3 budget exhausted, 4 engine unavailable); ``--verbose``
+    adds the traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except QuotaFlowError as exc:
+            if (ctx.obj or {}).get("verbose"):
+                traceback.print_exc()
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+
+
 app = typer.Typer(name="quotaflow", help="Budget-aware multi-turn agent runtime.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+                  pretty_exceptions_enable=False, cls=_ErrorsAsOneLine)
 run_app = typer.Typer(help="Run a workflow on one task or a dataset.", no_args_is_help=True)
 runs_app = typer.Typer(help="Inspect runs.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -32,9 +50,12 @@ DbOpt = Annotated[str | None, typer.Option("--db", help="Database URL (default: 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
-def _fail(exc: QuotaFlowError) -> typer.Exit:
-    typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(exc.exit_code)
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the traceback of an error.")] = False,
+) -> None:
+    ctx.obj = {"verbose": verbose}
 
 
 def _runtime(db: str | None, **settings: Any):  # type: ignore[no-untyped-def]
@@ -111,28 +132,22 @@ def _agent_command(workflow: str, help_text: str) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         if (task is None) == (dataset is None):
-            raise _fail(BadInputError("--task/--dataset", "exactly one of them"))
+            raise BadInputError("--task/--dataset", "exactly one of them")
         if metrics_port is not None:
             from orchestrator import metrics
 
             metrics.serve(metrics_port)
-        try:
-            asyncio.run(_run_agent(workflow, task, dataset, limit, budget, backend,
-                                   _backend_options(backend, base_url, model, script),
-                                   tools.split(",") if tools else None, max_turns, concurrency, corpus, db, as_json))
-        except QuotaFlowError as exc:
-            raise _fail(exc) from None
+        asyncio.run(_run_agent(workflow, task, dataset, limit, budget, backend,
+                               _backend_options(backend, base_url, model, script),
+                               tools.split(",") if tools else None, max_turns, concurrency, corpus, db, as_json))
 
 
 async def _run_agent(workflow: str, task: str | None, dataset: Path | None, limit: int | None, budget: str,
                      backend: str, backend_options: dict[str, Any], tools: list[str] | None, max_turns: int | None,
                      concurrency: int, corpus: Path | None, db: str | None, as_json: bool) -> None:
-    import uuid
+    from orchestrator.accounting import run_limits
 
-    from budget.limits import parse_budget
-    from orchestrator.store.models import RunRow
-
-    parse_budget(budget, "run")  # fail on a malformed budget before anything starts
+    run_limits(budget, "check")  # fail on a malformed budget before anything starts
     rt = _runtime(db, corpus_path=corpus)
     options: dict[str, Any] = {}
     if max_turns:
@@ -155,11 +170,6 @@ async def _run_agent(workflow: str, task: str | None, dataset: Path | None, limi
         tasks, problems = read_tasks(dataset, limit)
         for p in problems:
             typer.echo(f"warning: skipped {p}", err=True)
-        await rt._ensure_started()
-        parent = uuid.uuid4().hex[:16]
-        async with rt.store.session() as s:
-            s.add(RunRow(id=parent, workflow=workflow, status="running", backend=backend, task={"dataset": str(dataset)},
-                         options={"items": len(tasks), "skipped_lines": problems}))
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -171,16 +181,9 @@ async def _run_agent(workflow: str, task: str | None, dataset: Path | None, limi
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       transient=as_json) as progress:
             bar = progress.add_task(f"{workflow} x {len(tasks)}", total=len(tasks))
-            results = await rt.run_many(workflow, tasks, concurrency=concurrency, parent_id=parent,
-                                        on_done=lambda _r: progress.advance(bar), **kwargs)
-        statuses = [r.status for r in results]
-        from sqlalchemy import update
-
-        async with rt.store.session() as s:
-            await s.execute(update(RunRow).where(RunRow.id == parent).values(
-                status="succeeded" if all(x == "succeeded" for x in statuses) else "partial",
-                result={"runs": [r.run_id for r in results]}))
-        report = await _report(rt, parent)
+            parent = await rt.run_dataset(workflow, tasks, source=str(dataset), skipped=problems,
+                                          concurrency=concurrency, on_done=lambda _r: progress.advance(bar), **kwargs)
+        report = await _report(rt, parent.run_id)
         _print_json(report) if as_json else _show(report)
     finally:
         await rt.aclose()
@@ -256,7 +259,7 @@ def _register_subapps() -> None:
 
         root = Path(__file__).resolve().parents[1]
         if not (root / "bench" / "bats" / "run.py").exists():
-            raise _fail(BadInputError("quotaflow bench", "a source checkout with bench/bats/run.py"))
+            raise BadInputError("quotaflow bench", "a source checkout with bench/bats/run.py")
         sys.path.insert(0, str(root))
         module = importlib.import_module("bench.bats.run")
         sub = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -284,15 +287,12 @@ def _register_subapps() -> None:
         db: DbOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        try:
-            extra = drqa.parse_settings(set_ or [])
-            result = drqa.run_drqa(dataset, budget_tokens, method, backend=backend,
-                                   backend_options=_backend_options(backend, base_url, model, None), limit=limit,
-                                   ledger_budget=budget or None, db=db,
-                                   options={"force_answer": force_answer, "state_budget": state_budget,
-                                            "strategy": strategy, **extra})
-        except QuotaFlowError as exc:
-            raise _fail(exc) from None
+        extra = drqa.parse_settings(set_ or [])
+        result = drqa.run_drqa(dataset, budget_tokens, method, backend=backend,
+                               backend_options=_backend_options(backend, base_url, model, None), limit=limit,
+                               ledger_budget=budget or None, db=db,
+                               options={"force_answer": force_answer, "state_budget": state_budget,
+                                        "strategy": strategy, **extra})
         if as_json:
             _print_json({"run_id": result.run_id, "status": result.status, "error": result.error,
                          **(result.result or {})})
@@ -323,10 +323,7 @@ def resume(
         finally:
             await rt.aclose()
 
-    try:
-        code = asyncio.run(go())
-    except QuotaFlowError as exc:
-        raise _fail(exc) from None
+    code = asyncio.run(go())
     raise typer.Exit(code)
 
 
@@ -374,10 +371,7 @@ def runs_show(run_id: str, db: DbOpt = None, as_json: JsonOpt = False) -> None:
         finally:
             await rt.aclose()
 
-    try:
-        report = asyncio.run(go())
-    except QuotaFlowError as exc:
-        raise _fail(exc) from None
+    report = asyncio.run(go())
     _print_json(report) if as_json else _show(report)
 
 
@@ -387,11 +381,8 @@ def db_upgrade(db: DbOpt = None) -> None:
     from orchestrator.settings import Settings
     from orchestrator.store.db import Store
 
-    try:
-        store = Store(Settings.from_env(db_url=db).db_url)
-        head = store.upgrade()
-    except QuotaFlowError as exc:
-        raise _fail(exc) from None
+    store = Store(Settings.from_env(db_url=db).db_url)
+    head = store.upgrade()
     typer.echo(f"database at revision {head}")
 
 
@@ -411,11 +402,8 @@ def metrics_serve(
 
 
 def main() -> None:  # pragma: no cover - console entry point
-    try:
-        app()
-    except QuotaFlowError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+    """The ``quotaflow`` console script."""
+    app()
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m cli.main` where the console script is not installed

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from orchestrator.errors import QuotaFlowError
 
 if TYPE_CHECKING:
     from workflows.priordynaflow.persistence import QTableRepository, StoredTable
@@ -39,14 +38,6 @@ def _with_repo(db: str | None, fn: Any) -> Any:
             return fn(QTableRepository(session))
     finally:
         engine.dispose()
-
-
-def _run(fn: Any) -> Any:
-    try:
-        return fn()
-    except QuotaFlowError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(exc.exit_code) from None
 
 
 def _render(stored: StoredTable) -> None:
@@ -95,7 +86,7 @@ def show(
         else:
             _render(stored)
 
-    _run(lambda: _with_repo(db, go))
+    _with_repo(db, go)
 
 
 @app.command()
@@ -106,7 +97,7 @@ def export(
     db: DbOpt = None,
 ) -> None:
     """Export one version of a family's table as JSON."""
-    data = _run(lambda: _with_repo(db, lambda repo: repo.export(family, version)))
+    data = _with_repo(db, lambda repo: repo.export(family, version))
     if data is None:
         raise typer.BadParameter(f"no stored table for family {family!r}")
     text = json.dumps(data, indent=2)
@@ -126,7 +117,7 @@ def reset(
     """Delete every stored version of a family's table (its next run starts cold)."""
     if not yes:
         typer.confirm(f"delete every stored version of {family!r}?", abort=True)
-    num = _run(lambda: _with_repo(db, lambda repo: repo.reset(family)))
+    num = _with_repo(db, lambda repo: repo.reset(family))
     typer.echo(f"deleted {num} version(s) of {family}")
 
 
@@ -137,7 +128,7 @@ def freeze(
     db: DbOpt = None,
 ) -> None:
     """Freeze the newest version (runs route with it but never update it), or unfreeze it."""
-    version = _run(lambda: _with_repo(db, lambda repo: repo.freeze(family, not off)))
+    version = _with_repo(db, lambda repo: repo.freeze(family, not off))
     if version is None:
         raise typer.BadParameter(f"no stored table for family {family!r}")
     typer.echo(f"{family} v{version} {'unfrozen' if off else 'frozen'}")

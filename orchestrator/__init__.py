@@ -8,7 +8,13 @@ Names are imported on first use so ``import orchestrator`` stays fast and needs 
 from __future__ import annotations
 
 import importlib
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
+
+try:
+    __version__ = version("quotaflow")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "BudgetExhausted",
