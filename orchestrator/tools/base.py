@@ -34,6 +34,8 @@ class ToolSpec:
     unit: the unit of account the budget counts in (e.g. "query", "url", "call").
     units: how many units one call with these arguments costs (e.g. one per query string).
     timeout_s: wall-clock limit for one call; past it the agent sees a timeout observation.
+    limits: what the tool declares it enforces on one call (CPU, memory, processes, isolation),
+        shown in run reports.
     """
 
     name: str
@@ -42,6 +44,7 @@ class ToolSpec:
     unit: str = "call"
     units: UnitsFn = one_unit
     timeout_s: float = 30.0
+    limits: dict[str, Any] = field(default_factory=dict)
 
 
 ToolFn = Callable[[dict[str, Any]], Awaitable[ToolResult]]

@@ -1,31 +1,36 @@
-"""Run untrusted Python in a separate, limited process: the ``python`` tool and :func:`run_python`.
+"""Run untrusted Python in a bubblewrap sandbox: the ``python`` tool and :func:`run_python`.
 
-The child is ``sys.executable -I [-S]`` (isolated mode: no PYTHON* variables, no user site, no
-script directory on the path) started in its own session (process group) with
-- a scrubbed environment: only PATH, LANG, HOME and TMPDIR (the last two point into the sandbox);
-- a fresh temporary working directory, deleted afterwards;
-- resource limits set by a small bootstrap before the user code runs: RLIMIT_CPU (CPU seconds),
-  RLIMIT_AS (address space), RLIMIT_FSIZE (largest file written), RLIMIT_CORE = 0;
-- a wall-clock limit enforced by the parent, which kills the whole process group;
-- no network where the OS allows: the bootstrap calls ``unshare(CLONE_NEWNET)`` (or, without
-  CAP_SYS_ADMIN, ``unshare(CLONE_NEWUSER | CLONE_NEWNET)``) through libc, so the process sees
-  only an unconfigured loopback. Where neither is permitted (non-Linux, user namespaces
-  disabled) the fallback replaces ``socket.socket`` with a refusing stub: a best-effort guard
-  that stops ordinary library code, not a determined attacker. ``SandboxResult.network`` says
-  which one applied ("namespace", "socket-guard", or "none" when ``SandboxLimits.network`` is
-  "allow").
+Each call starts ``bwrap`` (Debian package ``bubblewrap``), which runs ``python -I [-S]`` with
+- new user, PID, IPC, UTS, network, mount and cgroup namespaces; the code runs as uid/gid 65534
+  (not the caller's) with every capability dropped, in a session of its own, killed with its host
+  (``--die-with-parent``); no further user namespaces (see ``_bwrap`` for root callers);
+- a read-only view of the Python runtime and the shared libraries only (no shell, no ``/etc``, no
+  home, no project files, no ctypes), a fresh ``/proc``, a private tmpfs ``/work`` as working
+  directory, and an environment of its own (``_bwrap.SANDBOX_ENV``);
+- a seccomp filter refusing ptrace, mount, namespace, keyring, BPF and io_uring calls (``_seccomp``);
+- limits on the whole sandbox, not one process: a per-call cgroup (v2, else v1) caps the memory of
+  all its processes together (``memory_mb``, files in ``/work`` included) and their number
+  (``max_processes``, threads included). Where no cgroup is writable the cap falls back to
+  RLIMIT_NPROC (per sandbox: it counts the uid inside the sandbox's own user namespace) and
+  RLIMIT_AS per process, which bounds the whole tree only by ``max_processes * memory_mb`` plus
+  two tmpfs of ``workdir_mb``; ``SandboxResult.tree_limits`` says which one applied;
+- per process, RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE and no core files; a wall-clock limit, and
+  output cut to ``max_output_chars``.
 
-POSIX only (``resource``). Not covered: the number of processes (RLIMIT_NPROC counts every
-process of the user, so it cannot be set per sandbox); a descendant that calls ``setsid()``
-leaves the process group and survives the group kill; the filesystem outside the temporary
-directory is readable and, with the parent's permissions, writable. With ``import_site`` on,
-libraries that reserve much address space at import (OpenBLAS threads) need a larger
-``memory_mb``.
+When the call returns, every process of the sandbox is gone (the PID namespace dies with its
+init, and the call waits for bubblewrap, which waits for it) and nothing of it is left on disk (the
+code and stdin travel through memfds, the work directory is a tmpfs).
+
+Without bubblewrap, or where the kernel denies the namespaces, the call fails with a one-line error
+saying how to fix it. ``unsafe_unsandboxed_for_trusted_code=True`` runs the code in a plain child
+process instead (resource limits only, the host's filesystem and network in reach): for code you
+wrote yourself, never for model output.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import selectors
@@ -38,45 +43,49 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from orchestrator.errors import ToolError
+from orchestrator.tools import _bwrap
+from orchestrator.tools._cgroup import SandboxCgroup, open_sandbox_cgroup
+from orchestrator.tools._seccomp import deny_list_filter
 from orchestrator.tools.base import Tool, ToolResult, ToolSpec
 
-__all__ = ["SandboxLimits", "SandboxResult", "python_tool", "run_python"]
+__all__ = ["INSTALL_HINT", "SandboxLimits", "SandboxResult", "python_tool", "run_python"]
+
+INSTALL_HINT = (
+    "the python tool needs bubblewrap (bwrap) to sandbox model-written code and it is not "
+    "installed: run 'apt-get install bubblewrap' (or scripts/bootstrap.sh as root)"
+)
 
 _MEMORY_EXIT = 86
 """Exit status the bootstrap uses when the user code dies of MemoryError."""
+_CAPABILITY_EXIT = 87
+"""Exit status the bootstrap uses when it finds capabilities left after the switch to 65534."""
 
 _BOOTSTRAP = r"""
-import json, os, resource, signal, sys
-status_fd, cpu_s, memory_bytes, file_bytes, network_mode, memory_exit = sys.argv[1:7]
+import os, resource, signal, sys
+status_fd, uid, gid, nproc, cpu_s, memory_bytes, file_bytes, memory_exit, cap_exit = map(int, sys.argv[1:10])
+if uid >= 0:
+    if os.getuid() != uid:
+        os.setgroups([])
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    # Inheritable bits may stay: with no_new_privs and nosuid mounts no exec can regain them.
+    with open("/proc/self/status") as f:
+        status = dict(line.split(":", 1) for line in f)
+    caps = [int(status[k], 16) for k in ("CapPrm", "CapEff", "CapAmb")]
+    if os.getuid() != uid or any(caps) or int(status["NoNewPrivs"]) != 1:
+        os._exit(cap_exit)
 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-network = "none" if network_mode == "allow" else "socket-guard"
-if network_mode == "isolate":
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        for flags in (0x40000000, 0x10000000 | 0x40000000):  # NEWNET, NEWUSER|NEWNET
-            if libc.unshare(flags) == 0:
-                network = "namespace"
-                break
-    except (OSError, AttributeError, ImportError):
-        pass
-if network == "socket-guard":
-    import socket
-    class _NoNetwork(socket.socket):
-        def __init__(self, *a, **k):
-            raise OSError("network access is disabled in this sandbox")
-    socket.socket = _NoNetwork
-    socket.create_connection = lambda *a, **k: _NoNetwork()
-with os.fdopen(int(status_fd), "w") as status:
-    status.write(json.dumps({"network": network}))
-cpu = int(cpu_s)
-resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-resource.setrlimit(resource.RLIMIT_AS, (int(memory_bytes), int(memory_bytes)))
-resource.setrlimit(resource.RLIMIT_FSIZE, (int(file_bytes), int(file_bytes)))
+if nproc > 0:
+    resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
+resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
 # Python ignores SIGXFSZ; restore the default so an oversized write kills the process visibly.
 signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
-import traceback
-del json, resource, signal
+os.write(status_fd, b"started")
+os.close(status_fd)
+del resource, signal
 sys.argv = ["main.py"]
 with open("main.py", encoding="utf-8") as f:
     source = f.read()
@@ -84,9 +93,10 @@ namespace = {"__name__": "__main__", "__file__": "main.py", "__builtins__": __bu
 try:
     exec(compile(source, "main.py", "exec"), namespace)
 except MemoryError:
+    import traceback
     traceback.print_exc()
     sys.stderr.flush()
-    os._exit(int(memory_exit))
+    os._exit(memory_exit)
 """
 
 
@@ -95,20 +105,25 @@ class SandboxLimits:
     """Limits of one sandboxed run."""
 
     cpu_s: int = 5
-    """CPU seconds (RLIMIT_CPU); the process gets SIGXCPU at the limit and SIGKILL a second later."""
+    """CPU seconds per process (RLIMIT_CPU); SIGXCPU at the limit, SIGKILL a second later."""
     memory_mb: int = 512
-    """Address space in MiB (RLIMIT_AS); allocations past it raise MemoryError."""
+    """MiB for the whole sandbox: every process and the files in /work together (cgroup); also
+    each process's address space (RLIMIT_AS), so one large allocation raises MemoryError."""
+    max_processes: int = 16
+    """Processes and threads the sandbox may have at once (cgroup pids.max, RLIMIT_NPROC)."""
     file_size_mb: int = 16
     """Largest file the code may write, in MiB (RLIMIT_FSIZE); a larger write kills it."""
+    workdir_mb: int = 64
+    """Size of the private tmpfs /work (and of /dev/shm)."""
     wall_s: float = 10.0
-    """Wall-clock seconds before the whole process group is killed."""
+    """Wall-clock seconds before the whole sandbox is killed."""
     max_output_chars: int = 10_000
     """stdout and stderr are each cut to this many characters (the rest is counted, not kept)."""
-    network: Literal["isolate", "guard", "allow"] = "isolate"
-    """"isolate": a network namespace, else the socket guard; "guard": only the socket guard;
-    "allow": leave the network alone (see the module docstring)."""
+    network: Literal["isolate", "allow"] = "isolate"
+    """"isolate": a network namespace with only an unconfigured loopback; "allow": the host's."""
     import_site: bool = False
-    """Make site-packages importable (off: the standard library only, and faster start-up)."""
+    """Make the installed packages importable, read-only (off: the standard library only, and a
+    faster start-up)."""
 
 
 @dataclass(frozen=True)
@@ -121,11 +136,16 @@ class SandboxResult:
     """The exit status; negative for a signal (as in ``subprocess``); None if it never started."""
     duration_s: float
     killed_by: str | None = None
-    """"cpu", "memory", "file_size" or "wall" when a limit ended the run."""
+    """"cpu", "memory", "file_size", "processes" or "wall" when a limit ended the run."""
     limit_message: str | None = None
     """A sentence naming the limit, e.g. "killed: CPU time limit 2s"."""
     network: str = "none"
-    """Network isolation applied: "namespace", "socket-guard" or "none"."""
+    """Network isolation applied: "namespace" or "none"."""
+    isolation: str = "bubblewrap"
+    """"bubblewrap", or "none" for the unsafe opt-out."""
+    tree_limits: str = "rlimit"
+    """How memory and processes were capped for the whole sandbox: "cgroup-v2", "cgroup-v1" or
+    "rlimit" (see the module docstring for the bound that gives)."""
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -160,82 +180,150 @@ class _Capture:
         return text, truncated
 
 
-def _kill_group(pgid: int) -> None:
+def _memfd(name: str, data: bytes) -> int:
+    fd = os.memfd_create(name, 0)  # inheritable only through pass_fds
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _kill(pid: int, *, group: bool = False) -> None:
     try:
-        os.killpg(pgid, signal.SIGKILL)
+        (os.killpg if group else os.kill)(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
 
 
 def _classify(
-    exit_code: int, stderr: str, wall_killed: bool, limits: SandboxLimits
+    exit_code: int, stderr: str, wall_killed: bool, oom_kills: int, limits: SandboxLimits
 ) -> tuple[str | None, str | None]:
     if wall_killed:
         return "wall", f"killed: wall-clock limit {limits.wall_s:g}s"
+    if oom_kills:
+        return "memory", f"killed: memory limit {limits.memory_mb} MiB for the whole sandbox"
     if exit_code in (-signal.SIGXCPU, -signal.SIGKILL):
         return "cpu", f"killed: CPU time limit {limits.cpu_s}s"
     if exit_code == -signal.SIGXFSZ:
         return "file_size", f"killed: file size limit {limits.file_size_mb} MiB"
     if exit_code == _MEMORY_EXIT or (exit_code != 0 and stderr.rstrip().endswith("MemoryError")):
         return "memory", f"stopped: memory limit {limits.memory_mb} MiB (MemoryError)"
+    if exit_code != 0 and "[Errno 11] Resource temporarily unavailable" in stderr:
+        return "processes", f"stopped: process limit {limits.max_processes} (threads included)"
     return None, None
 
 
-def run_python(code: str, limits: SandboxLimits | None = None) -> SandboxResult:
-    """Run ``code`` as ``__main__`` in a fresh sandboxed process and wait for it (blocking).
+def run_python(
+    code: str,
+    limits: SandboxLimits | None = None,
+    *,
+    stdin: str = "",
+    unsafe_unsandboxed_for_trusted_code: bool = False,
+) -> SandboxResult:
+    """Run ``code`` as ``__main__`` in a fresh sandbox and wait for it (blocking).
 
-    Safe to call from worker threads; from async code use ``await asyncio.to_thread(...)``.
-    For scoring code against tests, append the tests to ``code`` and check ``result.ok``.
+    ``stdin`` is what the code reads from standard input. Raises ToolError when bubblewrap is
+    missing or cannot create its namespaces (the message says what to do). Safe to call from
+    worker threads; from async code use ``await asyncio.to_thread(...)``. For scoring code against
+    tests, append the tests to ``code`` and check ``result.ok``.
     """
     limits = limits or SandboxLimits()
-    workdir = tempfile.mkdtemp(prefix="quotaflow-sandbox-")
+    if unsafe_unsandboxed_for_trusted_code:
+        return _run_unsandboxed(code, stdin, limits)
+    if _bwrap.find_bwrap() is None:
+        raise ToolError(INSTALL_HINT)
+    return _run_sandboxed(code, stdin, limits)
+
+
+def _bootstrap_args(status_w: int, uid: int, nproc: int, limits: SandboxLimits) -> list[str]:
+    gid = _bwrap.SANDBOX_GID if uid >= 0 else -1
+    return ["-c", _BOOTSTRAP] + [
+        str(v)
+        for v in (
+            status_w,
+            uid,
+            gid,
+            nproc,
+            limits.cpu_s,
+            limits.memory_mb * 1024 * 1024,
+            limits.file_size_mb * 1024 * 1024,
+            _MEMORY_EXIT,
+            _CAPABILITY_EXIT,
+        )
+    ]
+
+
+def _run_sandboxed(code: str, stdin: str, limits: SandboxLimits) -> SandboxResult:
     started = time.monotonic()
+    deadline = started + limits.wall_s
+    filter_bytes = deny_list_filter()
+    owned: list[int] = []  # descriptors to close whatever happens
+    cgroup: SandboxCgroup | None = None
     try:
-        with open(os.path.join(workdir, "main.py"), "w", encoding="utf-8") as f:
-            f.write(code)
+        code_fd = _memfd("main.py", code.encode())
+        stdin_fd = _memfd("stdin", stdin.encode())
+        owned += [code_fd, stdin_fd]
+        seccomp_fd = None
+        if filter_bytes is not None:
+            seccomp_fd = _memfd("seccomp", filter_bytes)
+            owned.append(seccomp_fd)
+        info_r, info_w = os.pipe()
+        block_r, block_w = os.pipe()
         status_r, status_w = os.pipe()
-        argv = [sys.executable, "-I"]
-        if not limits.import_site:
-            argv.append("-S")
-        argv += [
-            "-c",
-            _BOOTSTRAP,
-            str(status_w),
-            str(limits.cpu_s),
-            str(limits.memory_mb * 1024 * 1024),
-            str(limits.file_size_mb * 1024 * 1024),
-            limits.network,
-            str(_MEMORY_EXIT),
-        ]
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "LANG": "C.UTF-8",
-            "HOME": workdir,
-            "TMPDIR": workdir,
-        }
-        try:
-            proc = subprocess.Popen(
-                argv,
-                cwd=workdir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                pass_fds=(status_w,),
-                start_new_session=True,
-            )
-        except BaseException:
-            os.close(status_r)
-            raise
-        finally:
-            os.close(status_w)
+        owned += [info_r, info_w, block_r, block_w, status_r, status_w]
+        plan = _bwrap.plan(
+            import_site=limits.import_site,
+            network=limits.network == "allow",
+            workdir_bytes=limits.workdir_mb * 1024 * 1024,
+            code_fd=code_fd,
+            seccomp_fd=seccomp_fd,
+            block_fd=block_r,
+            info_fd=info_w,
+        )
+        # The sandbox's init shares the uid of the code unless the parent writes root maps.
+        nproc = limits.max_processes + (0 if plan.root_maps else 1)
+        argv = plan.argv + [plan.python, "-I"] + ([] if limits.import_site else ["-S"])
+        argv += _bootstrap_args(status_w, _bwrap.SANDBOX_UID, nproc, limits)
+        cgroup = open_sandbox_cgroup(limits.memory_mb * 1024 * 1024, limits.max_processes + 1)
+        child_fds = [code_fd, info_w, block_r, status_w] + ([seccomp_fd] if seccomp_fd else [])
+        proc = subprocess.Popen(
+            argv,
+            env=dict(_bwrap.SANDBOX_ENV),  # bwrap's own init keeps its environment: not the host's
+            stdin=stdin_fd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            pass_fds=child_fds,
+            start_new_session=True,
+        )
+        for fd in child_fds + [stdin_fd]:
+            os.close(fd)
+            owned.remove(fd)
+        init_pid = _read_init_pid(info_r, deadline)
+        if init_pid is not None:
+            if cgroup is not None:
+                cgroup.add(init_pid)
+            if plan.root_maps:
+                _bwrap.write_root_maps(init_pid)
+            os.write(block_w, b"go")
+        os.close(block_w)
+        owned.remove(block_w)
         out, err = _Capture(limits.max_output_chars), _Capture(limits.max_output_chars)
-        wall_killed = _pump(proc, {proc.stdout: out, proc.stderr: err}, started + limits.wall_s)
-        exit_code = proc.wait()
-        network = _read_status(status_r)
+
+        def kill() -> None:
+            # Killing the PID namespace's init kills every process of the sandbox; bwrap, left
+            # alive, reaps it, so once bwrap has exited none of them is left.
+            _kill(init_pid) if init_pid is not None else _kill(proc.pid, group=True)
+
+        wall_killed = _pump(proc, {proc.stdout: out, proc.stderr: err}, deadline, kill)
+        status = proc.wait()
+        started_ok = _read_all(status_r) == b"started"
         stdout, stdout_truncated = out.text()
         stderr, stderr_truncated = err.text()
-        killed_by, message = _classify(exit_code, stderr, wall_killed, limits)
+        if not started_ok and not wall_killed:
+            raise ToolError(_startup_error(stderr, status))
+        # bwrap reports a command killed by signal N as 128 + N, like a shell.
+        exit_code = -(status - 128) if status > 128 else status
+        oom_kills = cgroup.oom_kills() if cgroup is not None else 0
+        killed_by, message = _classify(exit_code, stderr, wall_killed, oom_kills, limits)
         return SandboxResult(
             stdout=stdout,
             stderr=stderr,
@@ -243,29 +331,68 @@ def run_python(code: str, limits: SandboxLimits | None = None) -> SandboxResult:
             duration_s=time.monotonic() - started,
             killed_by=killed_by,
             limit_message=message,
-            network=network,
+            network="none" if limits.network == "allow" else "namespace",
+            isolation="bubblewrap",
+            tree_limits=cgroup.kind if cgroup is not None else "rlimit",
             stdout_truncated=stdout_truncated,
             stderr_truncated=stderr_truncated,
+            metadata={"seccomp": filter_bytes is not None},
         )
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        for fd in owned:
+            os.close(fd)
+        if cgroup is not None:
+            cgroup.remove()
 
 
-def _read_status(fd: int) -> str:
-    """The isolation the bootstrap reported ("none" if it died before reporting)."""
-    with os.fdopen(fd, "rb") as status:
-        raw = status.read()
-    try:
-        return str(json.loads(raw)["network"])
-    except (ValueError, KeyError, TypeError):
-        return "none"
+def _startup_error(stderr: str, status: int) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    detail = lines[-1] if lines else f"exit status {status}"
+    if status == _CAPABILITY_EXIT:
+        detail = "capabilities or privileges were left after the switch to uid 65534"
+    return (
+        f"the python sandbox could not start ({detail}); bubblewrap needs unprivileged user "
+        "namespaces (sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0) "
+        "and a working /proc; fix that rather than run model code unsandboxed"
+    )
 
 
-def _pump(proc: subprocess.Popen[bytes], captures: dict[Any, _Capture], deadline: float) -> bool:
+def _read_init_pid(fd: int, deadline: float) -> int | None:
+    """The host pid of the sandbox's init, from bwrap's --info-fd; None if bwrap gave up first."""
+    buf = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not selector.select(timeout=max(deadline - time.monotonic(), 0)):
+                continue
+            data = os.read(fd, 4096)
+            if not data:
+                return None
+            buf += data
+            try:
+                return int(json.loads(buf)["child-pid"])
+            except ValueError:
+                continue
+    return None
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while data := os.read(fd, 4096):
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+def _pump(
+    proc: subprocess.Popen[bytes],
+    captures: dict[Any, _Capture],
+    deadline: float,
+    kill: Any,
+) -> bool:
     """Drain the child's pipes until EOF or the deadline; returns whether the wall limit hit.
 
-    When the child exits, its process group is killed so that a lingering grandchild holding
-    the pipes open cannot stall the read.
+    When the child exits, ``kill`` runs so that a lingering process holding the pipes open
+    cannot stall the read.
     """
     wall_killed = False
     with selectors.DefaultSelector() as selector:
@@ -275,7 +402,7 @@ def _pump(proc: subprocess.Popen[bytes], captures: dict[Any, _Capture], deadline
             remaining = deadline - time.monotonic()
             if remaining <= 0 and not wall_killed:
                 wall_killed = proc.poll() is None
-                _kill_group(proc.pid)
+                kill()
                 deadline = time.monotonic() + 5.0
                 continue
             if remaining <= 0:
@@ -287,12 +414,71 @@ def _pump(proc: subprocess.Popen[bytes], captures: dict[Any, _Capture], deadline
                 else:
                     selector.unregister(key.fileobj)
             if proc.poll() is not None:
-                _kill_group(proc.pid)
+                kill()
     for stream in captures:
         stream.close()
     if proc.poll() is None:
-        _kill_group(proc.pid)
+        kill()
     return wall_killed
+
+
+def _run_unsandboxed(code: str, stdin: str, limits: SandboxLimits) -> SandboxResult:
+    """The opt-out: a plain child process under resource limits, as the caller's user."""
+    workdir = tempfile.mkdtemp(prefix="quotaflow-unsandboxed-")
+    started = time.monotonic()
+    try:
+        with open(os.path.join(workdir, "main.py"), "w", encoding="utf-8") as f:
+            f.write(code)
+        stdin_fd = _memfd("stdin", stdin.encode())
+        status_r, status_w = os.pipe()
+        argv = [sys.executable, "-I"] + ([] if limits.import_site else ["-S"])
+        argv += _bootstrap_args(status_w, -1, 0, limits)
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir}
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=workdir,
+                env=env,
+                stdin=stdin_fd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(status_w,),
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(status_r)
+            raise
+        finally:
+            os.close(status_w)
+            os.close(stdin_fd)
+        out, err = _Capture(limits.max_output_chars), _Capture(limits.max_output_chars)
+        wall_killed = _pump(
+            proc,
+            {proc.stdout: out, proc.stderr: err},
+            started + limits.wall_s,
+            lambda: _kill(proc.pid, group=True),
+        )
+        exit_code = proc.wait()
+        with os.fdopen(status_r, "rb"):
+            pass
+        stdout, stdout_truncated = out.text()
+        stderr, stderr_truncated = err.text()
+        killed_by, message = _classify(exit_code, stderr, wall_killed, 0, limits)
+        return SandboxResult(
+            stdout=stdout,
+            stderr=stderr,
+            exit_code=exit_code,
+            duration_s=time.monotonic() - started,
+            killed_by=killed_by,
+            limit_message=message,
+            network="none",
+            isolation="none",
+            tree_limits="none",
+            stdout_truncated=stdout_truncated,
+            stderr_truncated=stderr_truncated,
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _render(result: SandboxResult) -> str:
@@ -307,13 +493,24 @@ def _render(result: SandboxResult) -> str:
     return "\n".join(parts)
 
 
-def python_tool(limits: SandboxLimits | None = None) -> Tool:
-    """``python``: run a program and see its exit status, stdout and stderr (one unit per run)."""
+def python_tool(
+    limits: SandboxLimits | None = None, *, unsafe_unsandboxed_for_trusted_code: bool = False
+) -> Tool:
+    """``python``: run a program and see its exit status, stdout and stderr (one unit per run).
+
+    ``unsafe_unsandboxed_for_trusted_code`` turns the sandbox off (see the module docstring).
+    """
     limits = limits or SandboxLimits()
     libraries = "installed packages available" if limits.import_site else "standard library only"
 
     async def call(args: dict[str, Any]) -> ToolResult:
-        result = await asyncio.to_thread(run_python, args["code"], limits)
+        result = await asyncio.to_thread(
+            run_python,
+            args["code"],
+            limits,
+            stdin=args.get("stdin", ""),
+            unsafe_unsandboxed_for_trusted_code=unsafe_unsandboxed_for_trusted_code,
+        )
         return ToolResult(
             content=_render(result),
             is_error=not result.ok,
@@ -321,10 +518,13 @@ def python_tool(limits: SandboxLimits | None = None) -> Tool:
                 "exit_code": result.exit_code,
                 "killed_by": result.killed_by,
                 "network": result.network,
+                "isolation": result.isolation,
+                "tree_limits": result.tree_limits,
                 "duration_s": result.duration_s,
             },
         )
 
+    sandbox = "none (UNSAFE: trusted code only)" if unsafe_unsandboxed_for_trusted_code else "bubblewrap"
     spec = ToolSpec(
         name="python",
         description=(
@@ -333,11 +533,15 @@ def python_tool(limits: SandboxLimits | None = None) -> Tool:
         ),
         parameters={
             "type": "object",
-            "properties": {"code": {"type": "string", "description": "the program's source"}},
+            "properties": {
+                "code": {"type": "string", "description": "the program's source"},
+                "stdin": {"type": "string", "description": "what the program reads from stdin"},
+            },
             "required": ["code"],
             "additionalProperties": False,
         },
         unit="run",
         timeout_s=limits.wall_s + 5.0,
+        limits={**dataclasses.asdict(limits), "sandbox": sandbox},
     )
     return Tool(spec=spec, fn=call)
