@@ -18,7 +18,8 @@ from workflows.priordynaflow.agents import (
     register_roster,
 )
 from workflows.priordynaflow.config import END, RouterConfig, WorkflowOptions
-from workflows.priordynaflow.graph import build, initial_state, result
+from workflows.priordynaflow.episode import initial_state, result
+from workflows.priordynaflow.graph import build
 from workflows.priordynaflow.learner import (
     Learner,
     LearnerPool,

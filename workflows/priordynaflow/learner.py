@@ -187,7 +187,8 @@ def set_default_pool(pool: LearnerPool) -> None:
 
 def pool_for_store(store: Any) -> LearnerPool:
     """The pool of runs on the runtime's ``orchestrator.store.db.Store``: tables load from and
-    save to its ``qtables`` table, a new version after every learned episode."""
+    save to its records (namespace ``priordynaflow.qtable``), a new version after every learned
+    episode."""
     pool = _store_pools.get(store.db_url)
     if pool is None:
         pool = LearnerPool(SessionTableStore(store.sessions), save_every=1)

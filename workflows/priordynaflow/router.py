@@ -2,7 +2,7 @@
 them, step and terminal rewards, pruning and early stopping.
 
 Pure: the table, the config, the agent's output and an injected ``random.Random`` in; decisions
-out. The LangGraph nodes (``workflows.priordynaflow.graph``) call these and do the I/O.
+out. The episode steps (``workflows.priordynaflow.episode``) call these; the graph does the I/O.
 """
 
 from __future__ import annotations

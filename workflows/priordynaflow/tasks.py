@@ -17,8 +17,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from workflows.answers import extract_boxed
 from orchestrator.errors import BadInputError
+from workflows.answers import extract_boxed
 
 
 @dataclass(frozen=True)

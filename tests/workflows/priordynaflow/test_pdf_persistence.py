@@ -17,7 +17,6 @@ from workflows.priordynaflow.persistence import AsyncQTableRepository, QTableRep
 from workflows.priordynaflow.qtable import QTable, Transition
 
 
-
 def trained(value: float) -> QTable:
     table = QTable.empty(("solver", "inspector"))
     table.set_value("solver", "inspector", value)

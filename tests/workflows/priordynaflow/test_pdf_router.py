@@ -113,7 +113,8 @@ def test_step_reward_matches_the_reference_formula():
     # -2*5 + 5*0.75 - 1.0*2000/1000 = -8.25
     assert step_reward(table, current="solver", previous=None, chosen="analyst", num_tokens=2000, config=cfg) == -8.25
     # repeat (A -> B -> A) and self-loop penalties
-    assert step_reward(table, current="solver", previous="analyst", chosen="analyst", num_tokens=0, config=cfg) == -16.25
+    assert step_reward(table, current="solver", previous="analyst", chosen="analyst", num_tokens=0,
+                       config=cfg) == -16.25
     assert step_reward(table, current="solver", previous=None, chosen="solver", num_tokens=0, config=cfg) == -17.5
 
 

@@ -1,0 +1,316 @@
+"""The pure episode steps: planning a turn, deciding after it (every routing branch, the state
+update and the step record) and finishing the episode. No graph, no event loop, no I/O."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from workflows.priordynaflow.agents import CODE_ROSTER, MATH_ROSTER, get_roster, roster_names
+from workflows.priordynaflow.config import END, RouterConfig, WorkflowOptions
+from workflows.priordynaflow.episode import (
+    MAX_OBSERVATION_CHARS,
+    EpisodeState,
+    Observation,
+    Turn,
+    decide,
+    finish,
+    initial_state,
+    resolve,
+    result,
+    rosters_for,
+    start_turn,
+)
+from workflows.priordynaflow.qtable import QTable, Transition
+from workflows.priordynaflow.router import Candidates, step_reward, terminal_reward
+from workflows.priordynaflow.tasks import get_dataset
+
+GSM8K = get_dataset("gsm8k")
+TASK = {"question": "What is 2 + 2?", "answer": "4"}
+# Past cold start, no exploration, no token cost: the Q values and the marker alone decide.
+WARM = RouterConfig(num_explore_steps=0, epsilon=0.0, min_epsilon=0.0, token_penalty_per_1k=0.0)
+
+
+def warm_table(**values: float) -> QTable:
+    """A math table past cold start with ``solver``'s row set from ``values``."""
+    table = QTable.empty(MATH_ROSTER.names, WARM)
+    table.num_steps = 100
+    for action, value in values.items():
+        table.set_value("solver", action, value)
+    return table
+
+
+def state_after(path: list[str], **changes: Any) -> EpisodeState:
+    state: dict[str, Any] = {**initial_state(TASK), "roster": "math", "path": path, **changes}
+    return state  # type: ignore[return-value]
+
+
+def turn_for(agent: str = "solver", candidates: tuple[str, ...] = ("analyst", "inspector", END), *,
+             config: RouterConfig = WARM, roster=MATH_ROSTER, dataset=GSM8K) -> Turn:
+    return Turn(roster, agent, dataset, roster.name, config, Candidates(actions=candidates), ())
+
+
+def reply(text: str, num_tokens: int = 100, **kwargs: Any) -> Observation:
+    return Observation(text=text, num_tokens=num_tokens, **kwargs)
+
+
+# ---------------------------------------------------------------- start_turn
+
+
+def test_start_turn_offers_the_top_candidates_and_shows_them_in_the_prompt():
+    table = warm_table(inspector=5.0, analyst=3.0, programmer=-1.0)
+    notes = [{"agent": "solver", "text": "I think it is 4.", "observation": ""}]
+    state = state_after(["solver"], notes=notes)
+    turn = start_turn(state, roster=MATH_ROSTER, agent="solver", dataset=GSM8K, family="math",
+                      table=table, config=WARM, rng=random.Random(0))
+    assert turn.candidates.actions == ("inspector", "analyst")
+    system, user = turn.messages
+    assert system.role == "system" and user.role == "user"
+    assert system.content.startswith(MATH_ROSTER.get("solver").prompt)
+    assert GSM8K.answer_format in system.content
+    assert "Agents so far: solver -> solver." in system.content  # the path ends with this turn
+    assert "- inspector:" in system.content and "- programmer:" not in system.content
+    assert user.content.startswith("Task:\nWhat is 2 + 2?") and "[solver]\nI think it is 4." in user.content
+
+
+def test_start_turn_draws_the_random_candidate_from_the_injected_rng():
+    table = warm_table(inspector=5.0, analyst=3.0)
+    table.epsilon = 1.0
+    state = state_after([])
+    draws = [start_turn(state, roster=MATH_ROSTER, agent="solver", dataset=GSM8K, family="math", table=table,
+                        config=WARM, rng=random.Random(seed)).candidates for seed in (1, 1)]
+    assert draws[0] == draws[1] and draws[0].random_pick is not None
+
+
+def test_only_agents_with_the_python_tool_run_code():
+    text = "```python\nprint(4)\n```"
+    assert turn_for("programmer").code_to_run(text) == "print(4)"
+    assert turn_for("solver").code_to_run(text) is None
+    assert turn_for("programmer").code_to_run("no code here") is None
+
+
+# ---------------------------------------------------------------- decide: routing branches
+
+
+def test_the_agents_valid_choice_is_followed_and_its_step_reward_counted():
+    table = warm_table(analyst=1.0, inspector=2.0)
+    action = decide(state_after([]), turn_for(), reply("#### 5\nNEXT: analyst"), table)
+    reward = step_reward(table, current="solver", previous=None, chosen="analyst", num_tokens=100, config=WARM)
+    assert action.next == "analyst" and action.decision.reason == "agent"
+    assert action.update["transitions"] == [["solver", "analyst", reward]]
+    assert action.update["cumulative_reward"] == reward
+    assert action.update["stop_reason"] == "" and action.update["path"] == ["solver"]
+
+
+def test_greedy_selection_takes_the_best_candidate_whatever_the_agent_says():
+    config = RouterConfig(num_explore_steps=0, epsilon=0.0, min_epsilon=0.0, selection="greedy")
+    table = warm_table(analyst=1.0, inspector=2.0)
+    action = decide(state_after([]), turn_for(config=config), reply("NEXT: analyst"), table)
+    assert action.next == "inspector" and action.decision.reason == "greedy"
+    assert action.decision.proposed == "analyst"
+
+
+def test_a_name_outside_the_candidates_is_replaced_by_the_best_and_counted():
+    table = warm_table(analyst=1.0, inspector=2.0)
+    action = decide(state_after([]), turn_for(), reply("NEXT: programmer"), table)
+    assert action.next == "inspector" and action.decision.reason == "off_candidate"
+    assert action.update["num_off_candidate"] == 1 and action.update["num_unparsable"] == 0
+
+
+def test_no_marker_ends_the_episode_as_unparsable_without_a_transition():
+    action = decide(state_after([]), turn_for(), reply("#### 4"), warm_table())
+    assert action.next == END and action.decision.reason == "unparsable"
+    assert action.update["num_unparsable"] == 1 and action.update["stop_reason"] == "unparsable"
+    assert action.update["transitions"] == [] and action.update["cumulative_reward"] == 0.0
+
+
+def test_no_marker_but_a_final_answer_ends_the_episode_without_counting_it_unparsable():
+    action = decide(state_after([]), turn_for(), reply("Final answer: #### 4"), warm_table())
+    assert action.next == END and action.decision.reason == "final_answer"
+    assert action.update["num_unparsable"] == 0 and action.update["stop_reason"] == "final_answer"
+
+
+def test_choosing_end_stops_with_the_agents_reason_and_no_step_reward():
+    action = decide(state_after([]), turn_for(), reply("#### 4\nNEXT: END"), warm_table())
+    assert action.next == END and action.decision.reason == "agent"
+    assert action.update["stop_reason"] == "agent" and action.update["transitions"] == []
+
+
+def test_early_stop_records_the_penalised_step_and_ends():
+    table = warm_table(analyst=1.0)
+    state = state_after(["inspector"], cumulative_reward=-45.0, transitions=[["x", "inspector", -45.0]])
+    action = decide(state, turn_for(candidates=("analyst",)), reply("NEXT: analyst"), table)
+    reward = step_reward(table, current="solver", previous="inspector", chosen="analyst", num_tokens=100, config=WARM)
+    assert action.next == END and action.decision.reason == "early_stop"
+    assert action.update["transitions"][-1] == ["solver", "analyst", reward]
+    assert action.update["cumulative_reward"] == -45.0 + reward
+    assert action.update["stop_reason"] == "early_stop"
+
+
+def test_the_path_cap_ends_the_episode_without_a_step_transition():
+    config = RouterConfig(num_explore_steps=0, epsilon=0.0, min_epsilon=0.0, max_path_length=2)
+    action = decide(state_after(["analyst"]), turn_for(config=config), reply("NEXT: analyst"), warm_table())
+    assert action.next == END and action.decision.reason == "max_path"
+    assert action.update["transitions"] == [] and action.update["stop_reason"] == "max_path"
+    assert action.update["path"] == ["analyst", "solver"]
+
+
+# ---------------------------------------------------------------- decide: state update and record
+
+
+def test_counters_notes_and_tokens_accumulate():
+    state = state_after(["analyst"], num_tokens=50, num_llm_calls=1, notes=[{"agent": "analyst", "text": "hi",
+                                                                           "observation": ""}])
+    action = decide(state, turn_for(), reply("NEXT: inspector", num_tokens=70), warm_table())
+    update = action.update
+    assert update["num_tokens"] == 120 and update["num_llm_calls"] == 2 and update["last_turn_tokens"] == 70
+    assert update["num_tool_calls"] == 0
+    assert update["notes"][-1] == {"agent": "solver", "text": "NEXT: inspector", "observation": ""}
+    assert len(update["notes"]) == 2
+
+
+def test_a_program_run_is_counted_and_its_output_tail_kept_in_the_note():
+    output = "x" * (MAX_OBSERVATION_CHARS + 50) + "\n4"
+    obs = reply("```python\nprint(4)\n```\nNEXT: inspector", code="print(4)", output=output)
+    action = decide(state_after([]), turn_for("programmer"), obs, warm_table())
+    assert action.update["num_tool_calls"] == 1 and action.record["ran_code"] is True
+    assert action.update["notes"][-1]["observation"] == output[-MAX_OBSERVATION_CHARS:]
+
+
+def test_output_without_a_program_run_is_not_shown():
+    action = decide(state_after([]), turn_for(), reply("NEXT: inspector", output="stray"), warm_table())
+    assert action.update["notes"][-1]["observation"] == "" and action.record["ran_code"] is False
+
+
+@pytest.mark.parametrize(
+    ("text", "output", "before", "expected"),
+    [
+        ("#### 5\nNEXT: END", "", "4", "5"),  # the reply states a solution
+        ("NEXT: END", "", "4", "4"),  # none stated: the previous one stays
+        ("NEXT: END", "#### 6", None, "6"),  # the program's output states it
+    ],
+)
+def test_a_solving_role_replaces_the_solution_it_states(text, output, before, expected):
+    obs = reply(text, code="print(6)" if output else None, output=output)
+    action = decide(state_after([], solution=before), turn_for("programmer"), obs, warm_table())
+    assert action.update["solution"] == expected
+
+
+def test_a_role_that_does_not_produce_solutions_keeps_the_coders_solution():
+    code = get_dataset("humaneval")
+    task = {"prompt": "def add(a, b):\n", "entry_point": "add", "test": "def check(c): pass\n"}
+    state = state_after(["coder"], task=task, roster="code", solution="def add(a, b):\n    return a + b")
+    text = "```python\ndef add(a, b):\n    return 0\n```\nNEXT: END"
+    table = QTable.empty(CODE_ROSTER.names, WARM)
+    tester = decide(state, turn_for("tester", (END,), roster=CODE_ROSTER, dataset=code), reply(text), table)
+    coder = decide(state, turn_for("coder", (END,), roster=CODE_ROSTER, dataset=code), reply(text), table)
+    assert tester.update["solution"] == state["solution"]
+    assert coder.update["solution"] != state["solution"] and "return 0" in coder.update["solution"]
+
+
+def test_the_record_names_candidates_decision_reward_and_q_values():
+    table = warm_table(analyst=1.0, inspector=2.0)
+    turn = Turn(MATH_ROSTER, "solver", GSM8K, "math", WARM,
+                Candidates(actions=("inspector", "analyst"), random_pick="analyst", pruned=("programmer",)), ())
+    action = decide(state_after([]), turn, reply("NEXT: analyst", num_tokens=42), table)
+    assert action.record == {
+        "agent": "solver",
+        "family": "math",
+        "candidates": ["inspector", "analyst"],
+        "random_pick": "analyst",
+        "exploring": False,
+        "pruned": ["programmer"],
+        "q_values": table.row("solver"),
+        "proposed": "analyst",
+        "next": "analyst",
+        "reason": "agent",
+        "reward": action.decision.reward,
+        "cumulative_reward": action.update["cumulative_reward"],
+        "tokens": 42,
+        "ran_code": False,
+    }
+
+
+# ---------------------------------------------------------------- finish
+
+
+def test_finish_adds_the_terminal_transition_with_the_outcomes_reward():
+    config = RouterConfig(min_path_length=3, path_penalty=10.0, token_penalty_per_1k=1.0)
+    state = state_after(["solver", "inspector"], transitions=[["solver", "inspector", -7.5]],
+                        cumulative_reward=-7.5, last_turn_tokens=500, stop_reason="agent")
+    won, lost = finish(state, True, config), finish(state, False, config)
+    paid = terminal_reward(success=True, path_length=2, num_tokens=500, config=config)
+    assert paid == 100.0 - 10.0 - 0.5
+    assert won.transitions == (Transition("solver", "inspector", -7.5), Transition("inspector", END, paid))
+    assert won.cumulative_reward == -7.5 + paid and won.has_outcome
+    assert lost.transitions[-1].reward == terminal_reward(success=False, path_length=2, num_tokens=500,
+                                                          config=config)
+
+
+def test_finish_after_an_early_stop_adds_nothing():
+    state = state_after(["solver"], transitions=[["solver", "analyst", -60.0]], cumulative_reward=-60.0,
+                        stop_reason="early_stop")
+    ending = finish(state, False, WARM)
+    assert ending.transitions == (Transition("solver", "analyst", -60.0),) and ending.cumulative_reward == -60.0
+
+
+def test_finish_of_an_empty_path_adds_nothing():
+    ending = finish(state_after([]), True, WARM)
+    assert ending.transitions == () and ending.cumulative_reward == 0.0
+
+
+def test_without_a_gold_answer_there_is_no_outcome_to_learn_from():
+    ending = finish(state_after(["solver"], stop_reason="agent"), None, WARM)
+    assert not ending.has_outcome
+    assert ending.transitions[-1].reward == terminal_reward(success=False, path_length=1, num_tokens=0, config=WARM)
+
+
+def test_ending_record_and_update():
+    table = warm_table()
+    table.num_steps, table.epsilon = 12, 0.25
+    state = state_after(["solver"], stop_reason="agent")
+    ending = finish(state, True, WARM)
+    json_transitions = [["solver", END, ending.transitions[-1].reward]]
+    assert ending.record(state, family="math", learned=True, table=table) == {
+        "family": "math",
+        "path": ["solver"],
+        "success": True,
+        "stop_reason": "agent",
+        "transitions": json_transitions,
+        "cumulative_reward": ending.cumulative_reward,
+        "learned": True,
+        "epsilon": 0.25,
+        "num_learned_steps": 12,
+    }
+    assert ending.update(learned=False) == {"success": True, "learned": False,
+                                            "cumulative_reward": ending.cumulative_reward,
+                                            "transitions": json_transitions}
+
+
+# ---------------------------------------------------------------- options and state
+
+
+def test_resolve_takes_the_options_else_infers_from_the_task():
+    code_task = {"prompt": "def f():\n", "entry_point": "f", "test": ""}
+    assert resolve(WorkflowOptions(), code_task)[0].name == "humaneval"
+    dataset, roster, family = resolve(WorkflowOptions(), code_task)
+    assert (roster.name, family) == ("code", "code")
+    dataset, roster, family = resolve(WorkflowOptions(dataset="math", family="shared"), TASK)
+    assert (dataset.name, roster.name, family) == ("math", "math", "shared")
+
+
+def test_rosters_for_is_the_named_roster_else_every_registered_one():
+    assert rosters_for(WorkflowOptions(dataset="humaneval")) == [CODE_ROSTER]
+    assert rosters_for(WorkflowOptions(roster="math")) == [MATH_ROSTER]
+    assert rosters_for(WorkflowOptions()) == [get_roster(n) for n in roster_names()]
+
+
+def test_result_reads_the_final_state():
+    state = state_after(["solver"], solution="4", success=True, cumulative_reward=3.0, stop_reason="agent",
+                        num_tokens=9, num_llm_calls=1, learned=True)
+    assert result(state) == {"answer": "4", "success": True, "path": ["solver"], "stop_reason": "agent",
+                             "reward": 3.0, "num_tokens": 9, "num_llm_calls": 1, "num_unparsable": 0,
+                             "learned": True}
+    assert result({})["path"] == [] and result({})["answer"] is None

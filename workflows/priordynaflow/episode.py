@@ -1,0 +1,340 @@
+"""One PriorDynaFlow episode as pure steps; the graph's nodes (``workflows.priordynaflow.graph``)
+do the I/O around them.
+
+- :func:`start_turn`: before an agent runs, its candidates (from the Q-table) and its messages.
+- :func:`decide`: after it ran (an :class:`Observation`: its reply, tokens, program output), the
+  :class:`Action`: which agent runs next or END, the graph state update and the step record.
+- :func:`finish`: at END, with the task's outcome, the terminal transition and reward
+  (:class:`Ending`), what to record and whether the episode has an outcome to learn from.
+
+The state is the graph's :class:`EpisodeState` (plain JSON, so the checkpointer can store it).
+Pure: state, table, config and an injected ``random.Random`` in; decisions out. No I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+from orchestrator.types import Message
+from workflows.priordynaflow.agents import PYTHON, AgentRole, Roster, get_roster, roster_names
+from workflows.priordynaflow.config import END, RouterConfig, WorkflowOptions
+from workflows.priordynaflow.prompt import agent_messages
+from workflows.priordynaflow.qtable import QTable, Transition
+from workflows.priordynaflow.router import Candidates, Decision, select_candidates, terminal_reward
+from workflows.priordynaflow.router import decide as route
+from workflows.priordynaflow.tasks import Dataset, extract_code, get_dataset, infer_dataset
+
+__all__ = [
+    "Action",
+    "Ending",
+    "EpisodeState",
+    "Observation",
+    "Turn",
+    "decide",
+    "finish",
+    "initial_state",
+    "resolve",
+    "result",
+    "rosters_for",
+    "start_turn",
+]
+
+MAX_OBSERVATION_CHARS = 1200
+"""Only the tail of a program's output this long becomes part of the agent's note."""
+
+
+class EpisodeState(TypedDict, total=False):
+    """The graph's state (all plain JSON values, so the checkpointer can store it)."""
+
+    task: dict[str, Any]
+    roster: str
+    path: list[str]
+    notes: list[dict[str, str]]
+    transitions: list[list[Any]]
+    cumulative_reward: float
+    solution: str | None
+    num_tokens: int
+    num_llm_calls: int
+    num_tool_calls: int
+    num_unparsable: int
+    num_off_candidate: int
+    last_turn_tokens: int
+    stop_reason: str
+    success: bool | None
+    learned: bool
+
+
+def initial_state(task: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "task": task,
+        "roster": "",
+        "path": [],
+        "notes": [],
+        "transitions": [],
+        "cumulative_reward": 0.0,
+        "solution": None,
+        "num_tokens": 0,
+        "num_llm_calls": 0,
+        "num_tool_calls": 0,
+        "num_unparsable": 0,
+        "num_off_candidate": 0,
+        "last_turn_tokens": 0,
+        "stop_reason": "",
+        "success": None,
+        "learned": False,
+    }
+
+
+def result(state: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "answer": state.get("solution"),
+        "success": state.get("success"),
+        "path": state.get("path", []),
+        "stop_reason": state.get("stop_reason", ""),
+        "reward": state.get("cumulative_reward", 0.0),
+        "num_tokens": state.get("num_tokens", 0),
+        "num_llm_calls": state.get("num_llm_calls", 0),
+        "num_unparsable": state.get("num_unparsable", 0),
+        "learned": state.get("learned", False),
+    }
+
+
+def resolve(options: WorkflowOptions, task: dict[str, Any]) -> tuple[Dataset, Roster, str]:
+    """The dataset, roster and Q-table family of ``task``: the options' choices, else inferred
+    from the task's keys."""
+    dataset = get_dataset(options.dataset or infer_dataset(task))
+    roster = get_roster(options.roster or dataset.roster)
+    return dataset, roster, options.family or roster.name
+
+
+def rosters_for(options: WorkflowOptions) -> list[Roster]:
+    """The rosters a run may use: the one the options name, else every registered roster (the
+    task's dataset picks one at run time)."""
+    if options.roster or options.dataset:
+        return [get_roster(options.roster or get_dataset(options.dataset or "").roster)]
+    return [get_roster(name) for name in roster_names()]
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One agent's turn, planned before the model is called.
+
+    family: the Q-table the episode routes by.
+    config: the router config of this run (frozen in evaluation).
+    candidates: the successors offered to the agent.
+    messages: what the model is sent.
+    """
+
+    roster: Roster
+    agent: str
+    dataset: Dataset
+    family: str
+    config: RouterConfig
+    candidates: Candidates
+    messages: tuple[Message, ...]
+
+    @property
+    def role(self) -> AgentRole:
+        return self.roster.get(self.agent)
+
+    @property
+    def uses_python(self) -> bool:
+        """Whether the agent has the python tool (its code runs in the sandbox)."""
+        return PYTHON in self.role.tools
+
+    def code_to_run(self, text: str) -> str | None:
+        """The program in the agent's reply ``text`` that the sandbox runs, if any."""
+        return extract_code(text) if self.uses_python else None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one agent turn produced.
+
+    text: the model's reply.
+    num_tokens: the turn's tokens (input + output).
+    code: the program that ran in the sandbox (None: none ran).
+    output: the sandbox's output.
+    """
+
+    text: str
+    num_tokens: int
+    code: str | None = None
+    output: str = ""
+
+
+@dataclass(frozen=True)
+class Action:
+    """What the graph does after one agent turn.
+
+    next: the agent that runs next, or END.
+    decision: the router's decision it follows from.
+    update: the graph state update.
+    record: the step's record for the store.
+    """
+
+    next: str
+    decision: Decision
+    update: dict[str, Any]
+    record: dict[str, Any]
+
+
+def start_turn(
+    state: EpisodeState,
+    *,
+    roster: Roster,
+    agent: str,
+    dataset: Dataset,
+    family: str,
+    table: QTable,
+    config: RouterConfig,
+    rng: random.Random,
+) -> Turn:
+    """Plan ``agent``'s turn: its candidates (one draw of ``rng``) and its messages."""
+    candidates = select_candidates(table, agent, config, rng)
+    messages = agent_messages(
+        roster,
+        agent,
+        dataset,
+        state["task"],
+        path=[*state["path"], agent],
+        candidates=candidates.actions,
+        notes=state["notes"],
+    )
+    return Turn(roster, agent, dataset, family, config, candidates, messages)
+
+
+def decide(state: EpisodeState, turn: Turn, observation: Observation, table: QTable) -> Action:
+    """Route after ``turn``'s agent produced ``observation`` (``table``: the family's table now).
+
+    The router (:func:`workflows.priordynaflow.router.decide`) picks the successor; a step into
+    an agent (or an early stop) adds its transition and reward; a role that produces solutions
+    replaces the episode's solution with the one its reply (or its program's output) states.
+    """
+    agent, path = turn.agent, [*state["path"], turn.agent]
+    decision = route(
+        table,
+        current=agent,
+        previous=state["path"][-1] if state["path"] else None,
+        output=observation.text,
+        candidates=turn.candidates,
+        cumulative_reward=state["cumulative_reward"],
+        path_length=len(path),
+        num_tokens=observation.num_tokens,
+        config=turn.config,
+    )
+    transitions = list(state["transitions"])
+    cumulative = state["cumulative_reward"]
+    if decision.action != END:
+        transitions.append([agent, decision.action, decision.reward])
+        cumulative += decision.reward
+    program_output = observation.output[-MAX_OBSERVATION_CHARS:] if observation.code else ""
+    update = {
+        "path": path,
+        "notes": [*state["notes"], {"agent": agent, "text": observation.text, "observation": program_output}],
+        "transitions": transitions,
+        "cumulative_reward": cumulative,
+        "solution": _solution(state, turn, observation.text, program_output),
+        "num_tokens": state["num_tokens"] + observation.num_tokens,
+        "num_llm_calls": state["num_llm_calls"] + 1,
+        "num_tool_calls": state["num_tool_calls"] + bool(observation.code),
+        "num_unparsable": state["num_unparsable"] + (decision.reason == "unparsable"),
+        "num_off_candidate": state["num_off_candidate"] + (decision.reason == "off_candidate"),
+        "last_turn_tokens": observation.num_tokens,
+        "stop_reason": decision.reason if decision.next == END else "",
+    }
+    record = _turn_record(turn, observation, decision, table, cumulative)
+    return Action(next=decision.next, decision=decision, update=update, record=record)
+
+
+def _solution(state: EpisodeState, turn: Turn, text: str, program_output: str) -> str | None:
+    if not turn.role.produces_solution:
+        return state["solution"]
+    found = turn.dataset.extract(f"{text}\n{program_output}", state["task"])
+    return found if found is not None else state["solution"]
+
+
+def _turn_record(
+    turn: Turn, observation: Observation, decision: Decision, table: QTable, cumulative: float
+) -> dict[str, Any]:
+    return {
+        "agent": turn.agent,
+        "family": turn.family,
+        "candidates": list(turn.candidates.actions),
+        "random_pick": turn.candidates.random_pick,
+        "exploring": turn.candidates.exploring,
+        "pruned": list(turn.candidates.pruned),
+        "q_values": table.row(turn.agent),
+        "proposed": decision.proposed,
+        "next": decision.next,
+        "reason": decision.reason,
+        "reward": decision.reward,
+        "cumulative_reward": cumulative,
+        "tokens": observation.num_tokens,
+        "ran_code": bool(observation.code),
+    }
+
+
+@dataclass(frozen=True)
+class Ending:
+    """An episode at END.
+
+    success: the task's outcome (None: the task has no gold answer).
+    transitions: every transition, the terminal one included.
+    cumulative_reward: the episode's reward, the terminal reward included.
+    """
+
+    success: bool | None
+    transitions: tuple[Transition, ...]
+    cumulative_reward: float
+
+    @property
+    def has_outcome(self) -> bool:
+        """Whether there is something to learn from (an episode without a gold answer has no
+        outcome)."""
+        return self.success is not None
+
+    def record(self, state: EpisodeState, *, family: str, learned: bool, table: QTable) -> dict[str, Any]:
+        """The END step's record (``table``: the family's table after learning)."""
+        return {
+            "family": family,
+            "path": state["path"],
+            "success": self.success,
+            "stop_reason": state["stop_reason"],
+            "transitions": self._transitions_json(),
+            "cumulative_reward": self.cumulative_reward,
+            "learned": learned,
+            "epsilon": table.epsilon,
+            "num_learned_steps": table.num_steps,
+        }
+
+    def update(self, *, learned: bool) -> dict[str, Any]:
+        """The graph state update."""
+        return {
+            "success": self.success,
+            "learned": learned,
+            "cumulative_reward": self.cumulative_reward,
+            "transitions": self._transitions_json(),
+        }
+
+    def _transitions_json(self) -> list[list[Any]]:
+        return [[t.state, t.action, t.reward] for t in self.transitions]
+
+
+def finish(state: EpisodeState, success: bool | None, config: RouterConfig) -> Ending:
+    """The episode's end: unless it stopped early (its last step already carries the penalised
+    transition), the last agent's transition into END with the terminal reward."""
+    transitions = [Transition(s, a, float(r)) for s, a, r in state["transitions"]]
+    cumulative = state["cumulative_reward"]
+    if state["stop_reason"] != "early_stop" and state["path"]:
+        reward = terminal_reward(
+            success=bool(success),
+            path_length=len(state["path"]),
+            num_tokens=state["last_turn_tokens"],
+            config=config,
+        )
+        transitions.append(Transition(state["path"][-1], END, reward))
+        cumulative += reward
+    return Ending(success=success, transitions=tuple(transitions), cumulative_reward=cumulative)
