@@ -1,19 +1,25 @@
-"""Options of a ``drqa`` run, read from the run's options (``ctx.config``) or the task."""
+"""Options of a ``drqa`` run, read from the run's options (``ctx.config``) or the task.
+
+Values are typed by :mod:`orchestrator.options`, the converter every workflow uses: ``"false"``
+is False, ``"0.1"`` is a number, keys that are not DRQA options are ignored (the run's options
+also carry runtime keys).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_type_hints
 
+from orchestrator.errors import BadInputError
+from orchestrator.options import config_from_options
 from workflows.drqa.quota.allocation import AllocationConfig
 from workflows.drqa.quota.difficulty import DifficultyConfig
 from workflows.drqa.quota.plan import QuotaConfig, policy_for
-from orchestrator.errors import BadInputError
 
-__all__ = ["DRQARunConfig", "option_names", "run_config_from"]
+__all__ = ["DRQARunConfig", "option_names", "option_types", "run_config_from"]
 
-_C = TypeVar("_C", QuotaConfig, DifficultyConfig)
+_C = TypeVar("_C")
 
 
 @dataclass(frozen=True)
@@ -34,15 +40,28 @@ class DRQARunConfig:
     """Temperature of the second, independent solve given to low-confidence questions."""
 
 
-_QUOTA_KEYS = {f.name for f in fields(QuotaConfig)} - {"allocation", "reallocation", "difficulty"}
+_RUN_KEYS = ("method", "total_budget", "max_concurrency", "temperature", "retry_temperature")
+_NESTED = ("allocation", "reallocation", "difficulty")
+_QUOTA_KEYS = {f.name for f in fields(QuotaConfig)} - set(_NESTED)
 _DIFFICULTY_KEYS = {f.name for f in fields(DifficultyConfig)}
+_REALLOC_KEYS = {"realloc_floor_tokens": "floor_tokens", "realloc_ceiling_tokens": "ceiling_tokens"}
+"""The flat option names of the re-allocation bounds (the solve bounds keep the field names)."""
+
+
+def option_types() -> dict[str, Any]:
+    """Every key :func:`run_config_from` reads, with the type its value is converted to."""
+    run, quota = get_type_hints(DRQARunConfig), get_type_hints(QuotaConfig)
+    bounds, difficulty = get_type_hints(AllocationConfig), get_type_hints(DifficultyConfig)
+    return {
+        **{k: run[k] for k in _RUN_KEYS}, "budget_tokens": run["total_budget"],
+        **{k: quota[k] for k in _QUOTA_KEYS}, **difficulty, **bounds,
+        **{k: bounds[name] for k, name in _REALLOC_KEYS.items()},
+    }
 
 
 def option_names() -> set[str]:
     """Every key :func:`run_config_from` reads."""
-    return (_QUOTA_KEYS | _DIFFICULTY_KEYS
-            | {"method", "total_budget", "budget_tokens", "max_concurrency", "temperature", "retry_temperature",
-               "floor_tokens", "ceiling_tokens", "realloc_floor_tokens", "realloc_ceiling_tokens"})
+    return set(option_types())
 
 
 def run_config_from(*sources: Mapping[str, Any]) -> DRQARunConfig:
@@ -51,70 +70,36 @@ def run_config_from(*sources: Mapping[str, Any]) -> DRQARunConfig:
     Recognised keys: ``method``, ``total_budget`` (alias ``budget_tokens``), ``max_concurrency``,
     ``temperature``, ``retry_temperature``, every :class:`QuotaConfig` scalar field,
     ``floor_tokens``/``ceiling_tokens`` (solve quotas), ``realloc_floor_tokens``/
-    ``realloc_ceiling_tokens``, and every :class:`DifficultyConfig` field. Others are ignored
-    (the run's options also carry runtime keys).
+    ``realloc_ceiling_tokens``, and every :class:`DifficultyConfig` field. Others are ignored.
+    A value that does not fit its option is a :class:`BadInputError`.
     """
     merged: dict[str, Any] = {}
     for src in sources:
         merged.update({k: v for k, v in src.items() if v is not None})
-    method = str(merged.get("method", "drqa"))
-    policy_for(method)  # validates the name
-    budget = merged.get("total_budget", merged.get("budget_tokens"))
-    total_budget = int(budget) if budget is not None else None
-    if total_budget is None and method != "unlimited":
-        raise BadInputError("total_budget", f"a token budget for method {method!r} (--budget-tokens N)")
-    if total_budget is not None and total_budget < 0:
-        raise BadInputError("total_budget", "a non-negative number of tokens", str(total_budget))
-    quota = _with_options(QuotaConfig(), _QUOTA_KEYS, merged, "quota")
-    alloc, realloc = quota.allocation, quota.reallocation
+    if "total_budget" not in merged and "budget_tokens" in merged:
+        merged["total_budget"] = merged["budget_tokens"]
+    run = config_from_options(DRQARunConfig, {k: merged[k] for k in _RUN_KEYS if k in merged}, what="drqa option")
+    policy_for(run.method)  # validates the name
+    if run.total_budget is None and run.method != "unlimited":
+        raise BadInputError("total_budget", f"a token budget for method {run.method!r} (--budget-tokens N)")
+    if run.total_budget is not None and run.total_budget < 0:
+        raise BadInputError("total_budget", "a non-negative number of tokens", str(run.total_budget))
+    defaults = QuotaConfig()
+    quota = _options(QuotaConfig, {k: v for k, v in merged.items() if k in _QUOTA_KEYS}, defaults, "quota")
+    realloc = {_REALLOC_KEYS[k]: v for k, v in merged.items() if k in _REALLOC_KEYS}
     quota = replace(
         quota,
-        allocation=AllocationConfig(
-            int(merged.get("floor_tokens", alloc.floor_tokens)),
-            int(merged.get("ceiling_tokens", alloc.ceiling_tokens)),
-        ),
-        reallocation=AllocationConfig(
-            int(merged.get("realloc_floor_tokens", realloc.floor_tokens)),
-            int(merged.get("realloc_ceiling_tokens", realloc.ceiling_tokens)),
-        ),
-        difficulty=_with_options(quota.difficulty, _DIFFICULTY_KEYS, merged, "difficulty"),
+        allocation=_options(AllocationConfig, merged, defaults.allocation, "allocation"),
+        reallocation=_options(AllocationConfig, realloc, defaults.reallocation, "reallocation"),
+        difficulty=_options(DifficultyConfig, merged, defaults.difficulty, "difficulty"),
     )
-    return DRQARunConfig(
-        method=method,
-        total_budget=total_budget,
-        quota=quota,
-        max_concurrency=int(merged.get("max_concurrency", 64)),
-        temperature=float(merged.get("temperature", 0.0)),
-        retry_temperature=float(merged.get("retry_temperature", 0.7)),
-    )
+    return replace(run, quota=quota)
 
 
-def _with_options(defaults: _C, keys: set[str], merged: Mapping[str, Any], what: str) -> _C:
-    """``defaults`` with the ``keys`` that ``merged`` has, each typed like its field; a value of
-    the wrong type (or one the dataclass refuses) is a :class:`BadInputError` naming ``what``."""
+def _options(cls: type[_C], options: Mapping[str, Any], base: _C, what: str) -> _C:
+    """``base`` with the fields of ``cls`` that ``options`` names, typed by the shared converter;
+    a value it refuses is a :class:`BadInputError` that says it is a DRQA option."""
     try:
-        return replace(defaults, **{k: _typed(defaults, k, merged[k]) for k in keys if k in merged})
-    except ValueError as exc:
-        raise BadInputError(f"{what} options", f"valid DRQA {what} options", str(exc)) from None
-
-
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
-
-
-def _typed(defaults: Any, key: str, value: Any) -> Any:
-    """``value`` as the type of ``defaults.key`` (options may arrive as strings: '0.1', 'false').
-
-    A string where a number belongs once reached the arithmetic as ``budget * '0'``.
-    """
-    kind = type(getattr(defaults, key))
-    if kind is str or isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
-        return value
-    if kind is bool:
-        text = str(value).strip().lower()
-        if text in _TRUE | _FALSE:
-            return text in _TRUE
-        raise ValueError(f"{key}: expected true or false, got {value!r}")
-    try:
-        return kind(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key}: expected {kind.__name__}, got {value!r}") from None
+        return config_from_options(cls, options, what=what, base=base)
+    except BadInputError as exc:
+        raise BadInputError(exc.what, f"valid DRQA {what} options: {exc.expected}", exc.detail) from None
