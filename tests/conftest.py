@@ -1,9 +1,11 @@
-"""Shared fixtures: database URLs for SQLite and a real PostgreSQL server."""
+"""Shared fixtures: database URLs for SQLite and a real PostgreSQL server; a loopback URL where
+nothing listens."""
 
 from __future__ import annotations
 
 import itertools
 import os
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -31,3 +33,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-
         return f"sqlite:///{tmp_path / 'store.db'}"
     server: pg.PgServer = request.getfixturevalue("pg_server")
     return server.create_db(f"qf_{os.getpid()}_{next(_counter)}")
+
+
+@pytest.fixture
+def closed_port_url() -> str:
+    """A loopback base URL where nothing listens (connection refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"

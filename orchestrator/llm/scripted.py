@@ -5,7 +5,8 @@ A script is one of
 - a callable ``messages -> reply``;
 - a mapping ``regex -> reply``: the first pattern (in mapping order) found in the last message.
 Usage is a simple count of words and punctuation marks, so budgets move the way they would with a
-real model. Sampling's stop strings are honoured like a server would.
+real model. Sampling's stop strings and ``max_tokens`` are honoured like a server would
+(:func:`cut_reply`, which the loopback server of :mod:`orchestrator.testing` applies too).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from orchestrator.errors import ConfigError, EngineDead
 from orchestrator.types import LLMRequest, LLMResponse, Message, Usage
 
-__all__ = ["ScriptedClient", "ScriptedConfig", "simple_token_count"]
+__all__ = ["ScriptedClient", "ScriptedConfig", "cut_reply", "simple_token_count", "split_deltas"]
 
 Script = Sequence[str] | Callable[[Sequence[Message]], str] | Mapping[str, str]
 
@@ -28,6 +29,24 @@ _TOKEN = re.compile(r"\w+|[^\w\s]")
 def simple_token_count(text: str) -> int:
     """Words and punctuation marks in ``text``: a stand-in tokenizer, deterministic and cheap."""
     return len(_TOKEN.findall(text))
+
+
+def cut_reply(text: str, stop: Sequence[str] = (), max_tokens: int | None = None) -> tuple[str, str]:
+    """``(text, finish_reason)`` as a server hands a reply out: cut before the first stop string
+    (``"stop"``), then after ``max_tokens`` tokens of :func:`simple_token_count` (``"length"``)."""
+    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
+    if cut >= 0:
+        text = text[:cut]
+    if max_tokens is not None:
+        tokens = list(_TOKEN.finditer(text))
+        if len(tokens) > max_tokens:
+            return text[:tokens[max_tokens - 1].end()] if max_tokens > 0 else "", "length"
+    return text, "stop"
+
+
+def split_deltas(text: str) -> list[str]:
+    """``text`` in word-sized stream deltas (each word with the whitespace before it)."""
+    return re.findall(r"\s*\S+|\s+$", text)
 
 
 @dataclass(frozen=True)
@@ -56,21 +75,19 @@ class ScriptedClient:
                           if isinstance(script, Mapping) else [])
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
-        """The next scripted reply, cut at the first stop string, with simple token counts."""
+        """The next scripted reply, cut like a server would (:func:`cut_reply`), with simple token
+        counts."""
         self.requests.append(request)
-        text = self._reply(request)
-        cut = min((i for i in (text.find(s) for s in request.sampling.stop if s) if i >= 0), default=-1)
-        if cut >= 0:
-            text = text[:cut]
+        text, finish = cut_reply(self._reply(request), request.sampling.stop, request.sampling.max_tokens)
         prompt = "\n".join(m.content for m in request.messages)
         usage = Usage(input_tokens=self.count_tokens(prompt), output_tokens=self.count_tokens(text))
-        return LLMResponse(text=text, usage=usage, model=request.model or self.model,
+        return LLMResponse(text=text, usage=usage, model=request.model or self.model, finish_reason=finish,
                            endpoint="scripted")
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[str | LLMResponse]:
         """The reply of :meth:`complete` in word-sized deltas, then the response."""
         response = await self.complete(request)
-        for piece in re.findall(r"\s*\S+|\s+$", response.text):
+        for piece in split_deltas(response.text):
             yield piece
         yield response
 

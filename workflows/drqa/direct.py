@@ -3,7 +3,8 @@
 For benchmark machines that lack the runtime's dependencies (LangGraph, SQLAlchemy) and for
 the training data generator's dry runs. The ``drqa`` workflow's own budget arithmetic still
 holds (every call's ``max_tokens`` comes out of the run's total); what is lost is the ledger's
-record, so figures made this way say ``"via": "direct"``.
+record, so figures made this way say ``"via": "direct"``. Tools (when given a registry) run
+without limits; records live in memory.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from orchestrator.context import ToolBudgetView
 from orchestrator.llm.base import LLMClient
 from orchestrator.tools.base import ToolResult
+from orchestrator.tools.registry import ToolRegistry
 from orchestrator.types import (
     LLMRequest,
     LLMResponse,
@@ -28,15 +30,19 @@ __all__ = ["DirectContext"]
 
 @dataclass
 class DirectContext:
-    """Implements the parts of :class:`~orchestrator.context.RunContext` ``drqa`` uses."""
+    """:class:`~orchestrator.context.RunContext` without a ledger (passes its conformance suite
+    with ``ledger=False``)."""
 
     llm: LLMClient
     run_id: str = "direct"
     config: dict[str, Any] = field(default_factory=dict)
-    tools: Any = None
+    tools: ToolRegistry = field(default_factory=ToolRegistry)
+    store: Any = None
     steps: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     num_calls: int = 0
+    tool_units: dict[str, float] = field(default_factory=dict)
+    records: dict[tuple[str, str], Any] = field(default_factory=dict)
 
     async def chat(
         self,
@@ -48,7 +54,8 @@ class DirectContext:
         scope: str | None = None,
         purpose: str = "agent",
     ) -> LLMResponse:
-        hints = ProgramHints(program_id=f"{self.run_id}-{self.num_calls}", is_last_step=is_last_step)
+        hints = ProgramHints(program_id=f"{self.run_id}-{self.num_calls}", is_last_step=is_last_step,
+                             tool_name=tool_name)
         self.num_calls += 1
         response = await self.llm.complete(
             LLMRequest(messages=tuple(messages), sampling=sampling or SamplingOptions(), hints=hints)
@@ -57,10 +64,17 @@ class DirectContext:
         return response
 
     async def call_tool(self, name: str, args: dict[str, Any], *, scope: str | None = None) -> ToolResult:
-        raise NotImplementedError("the direct context runs no tools")
+        self.tool_units[name] = self.tool_units.get(name, 0.0) + self.tools.units_for(name, args)
+        return await self.tools.invoke(name, args)
 
     async def tool_budgets(self) -> list[ToolBudgetView]:
-        return []
+        return [ToolBudgetView(s.name, s.unit, self.tool_units.get(s.name, 0.0), None) for s in self.tools.specs()]
 
     async def record_step(self, node: str, data: dict[str, Any]) -> None:
         self.steps.append((node, data))
+
+    async def put_record(self, namespace: str, key: str, data: Any) -> None:
+        self.records[(namespace, key)] = data
+
+    async def get_record(self, namespace: str, key: str) -> Any | None:
+        return self.records.get((namespace, key))

@@ -1,0 +1,116 @@
+"""The conformance suites of :mod:`orchestrator.testing` against every implementation: the
+runtime's context (SQLite and PostgreSQL), DRQA's direct context and the kit's fake context; the
+scripted, openai (on the loopback server) and local (the real SmolLM2, slow) LLM clients."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager
+
+import pytest
+
+from budget.costs import load_price_table
+from budget.ledger import Ledger
+from budget.limits import Limit, tool_resource
+from orchestrator import accounting
+from orchestrator.llm.base import LLMClient
+from orchestrator.llm.openai import OpenAIClient, OpenAIConfig
+from orchestrator.run_context import RuntimeContext
+from orchestrator.runtime import RunStatus
+from orchestrator.store.db import Store
+from orchestrator.store.models import RunRow
+from orchestrator.testing import (
+    LLM_CLIENT_CHECKS,
+    RUN_CONTEXT_CHECKS,
+    FakeRunContext,
+    LoopbackServer,
+    ScriptedClient,
+    ScriptedConfig,
+    check_llm_client,
+    check_run_context,
+)
+from orchestrator.tools.registry import ToolRegistry
+from workflows.drqa.direct import DirectContext
+
+LONG_REPLY = " ".join(f"word{i}," for i in range(60))
+
+
+def test_run_context_suite_on_the_runtime_context(db_url: str) -> None:
+    @asynccontextmanager
+    async def make(llm: LLMClient, tools: ToolRegistry, limits: Mapping[str, float]) -> AsyncIterator[RuntimeContext]:
+        store = Store(db_url)
+        await store.ensure_schema()
+        run_id = uuid.uuid4().hex[:16]
+        async with store.session() as s:
+            s.add(RunRow(id=run_id, workflow="conformance", status=RunStatus.RUNNING, backend="scripted", task={}))
+        ledger = Ledger(store)
+        scope = accounting.run_scope(run_id)
+        await ledger.set_limits([Limit(scope, tool_resource(name), amount) for name, amount in limits.items()])
+        try:
+            yield RuntimeContext(store, ledger, load_price_table(), run_id, "conformance", "scripted", llm, tools,
+                                 [scope])
+        finally:
+            await store.aclose()
+
+    assert check_run_context(make) == list(RUN_CONTEXT_CHECKS)
+
+
+def test_run_context_suite_on_the_fake_context() -> None:
+    @asynccontextmanager
+    async def make(llm: LLMClient, tools: ToolRegistry, limits: Mapping[str, float]) -> AsyncIterator[FakeRunContext]:
+        yield FakeRunContext(llm=llm, tools=tools, tool_limits=limits)
+
+    assert check_run_context(make) == list(RUN_CONTEXT_CHECKS)
+
+
+def test_run_context_suite_on_drqas_direct_context() -> None:
+    @asynccontextmanager
+    async def make(llm: LLMClient, tools: ToolRegistry, limits: Mapping[str, float]) -> AsyncIterator[DirectContext]:
+        yield DirectContext(llm, tools=tools)
+
+    # No ledger: limits are neither enforced nor reported (its figures say "via": "direct").
+    assert check_run_context(make, ledger=False) == list(RUN_CONTEXT_CHECKS)
+
+
+def test_llm_client_suite_on_the_scripted_client() -> None:
+    assert check_llm_client(lambda: ScriptedClient(ScriptedConfig(lambda _messages: LONG_REPLY))) == list(
+        LLM_CLIENT_CHECKS)
+
+
+@pytest.fixture
+def loopback() -> Iterator[LoopbackServer]:
+    with LoopbackServer(LONG_REPLY) as server:
+        yield server
+
+
+def test_llm_client_suite_on_the_openai_client(loopback: LoopbackServer, closed_port_url: str) -> None:
+    def make() -> OpenAIClient:
+        return OpenAIClient(OpenAIConfig(base_urls=[loopback.base_url], model=loopback.model))
+
+    def down() -> OpenAIClient:
+        return OpenAIClient(OpenAIConfig(base_urls=[closed_port_url], model="m", max_retries=1, backoff_base_s=0.001))
+
+    names = check_llm_client(make, make_unreachable=down)
+    assert names == [*LLM_CLIENT_CHECKS, "server down raises EngineUnavailable"]
+    assert loopback.chat_bodies and not loopback.errors
+
+
+@pytest.mark.slow
+def test_llm_client_suite_on_the_local_client() -> None:
+    from orchestrator.llm import create_client
+
+    assert check_llm_client(lambda: create_client("local", num_threads=1)) == list(LLM_CLIENT_CHECKS)
+
+
+def test_a_broken_context_fails_the_suite_by_name() -> None:
+    class Forgetful(FakeRunContext):
+        async def put_record(self, namespace: str, key: str, data: object) -> None:
+            return None
+
+    @asynccontextmanager
+    async def make(llm: LLMClient, tools: ToolRegistry, limits: Mapping[str, float]) -> AsyncIterator[Forgetful]:
+        yield Forgetful(llm=llm, tools=tools, tool_limits=limits)
+
+    with pytest.raises(AssertionError, match=r"1 of \d+ RunContext checks failed:\n  put_record/get_record"):
+        check_run_context(make)
