@@ -1,0 +1,156 @@
+"""bench/gpu/driver.py on the CPU: every layout's dry-run plan, and the worker running a plan of stubs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import tarfile
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from bench.gpu import driver
+
+CONFIG = driver.load_plans()
+LAYOUTS = ("1gpu", "2gpu", "4gpu")
+
+
+def _flag(argv: tuple[str, ...], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("plan", sorted(CONFIG["plans"]))
+def test_every_plan_fits_its_layout(layout: str, plan: str) -> None:
+    p = driver.build_plan(CONFIG, layout, plan, commit="abc1234")
+    num_gpus = CONFIG["layouts"][layout]["num_gpus"]
+    by_name = {s.name: s for s in p.steps}
+    servers = [s for s in p.steps if s.kind == "server"]
+    rounds = [s for s in p.steps if s.kind == "round"]
+
+    # Ports distinct; every server on a GPU the machine has, memory shares of one GPU below 1.
+    assert len({s.port for s in servers}) == len(servers)
+    shares: dict[str, float] = defaultdict(float)
+    for s in servers:
+        assert 0 <= int(s.gpu or "-1") < num_gpus
+        shares[s.gpu or ""] += s.memory or 0
+    assert all(total < 0.9 for total in shares.values())
+
+    # One replay engine per GPU: a side-by-side round names a distinct GPU per configuration, and
+    # a server never starts on a GPU while a round that uses it may still run.
+    for r in rounds:
+        configs = _flag(r.argv, "--configs").split(",")
+        if "--gpus" in r.argv:
+            gpus = _flag(r.argv, "--gpus").split(",")
+            assert len(set(gpus)) == len(gpus) == len(configs)
+            assert all(0 <= int(g) < num_gpus for g in gpus)
+        else:
+            assert num_gpus == 1
+        assert _flag(r.argv, "--commit") == "abc1234"
+    for s in servers:
+        awaited = {n.step for n in s.needs}
+        for r in rounds:
+            gpus = _flag(r.argv, "--gpus").split(",") if "--gpus" in r.argv else ["0"]
+            assert s.gpu not in gpus or r.name in awaited, f"{s.name} may start while {r.name} holds GPU {s.gpu}"
+
+    # Every job waits for its own model's server and talks to that server's port.
+    for s in p.steps:
+        if s.kind == "job":
+            (need,) = s.needs
+            server = by_name[need.step]
+            assert need.state == "healthy" and server.kind == "server"
+            assert f"127.0.0.1:{server.port}/v1" in _flag(s.argv, "--base-url")
+
+    # Every result lands in its own folder under the run's results, which `pack` puts into $OUT.
+    outs = [s.out for s in p.steps if s.out]
+    assert len(outs) == len(set(outs)) == len(rounds) + sum(s.kind == "job" for s in p.steps)
+    assert all(Path(o).parent == p.results for o in outs)
+    assert all(o in s.argv for s in p.steps if s.out for o in [s.out])
+    text = driver.format_plan(p, CONFIG)
+    assert f"{p.results} -> $OUT/results.tgz" in text
+
+
+def test_the_two_gpu_serving_plan_is_the_x2_flow() -> None:
+    """Round 1 stock and fixed TTL on GPUs 0 and 1; round 2 utility TTL on GPU 0 after it."""
+    p = driver.build_plan(CONFIG, "2gpu", "serving", commit="c", serving_args="--loads 60,120 --kv-blocks 4000")
+    a, b = p.steps
+    assert a.argv == ("python3", "-m", "bench.serving.replay", "--commit", "c", "--configs", "stock,fixed_ttl",
+                      "--gpus", "0,1", "--loads", "60,120", "--kv-blocks", "4000", "--out-dir",
+                      str(p.results / "serving-a"))
+    assert _flag(b.argv, "--configs") == "utility_ttl" and _flag(b.argv, "--gpus") == "0"
+    assert [(n.step, n.state) for n in b.needs] == [("serving-a", "finished")]
+
+
+def test_seeds_repeat_the_first_round_and_job_args_replace_defaults() -> None:
+    p = driver.build_plan(CONFIG, "2gpu", "seeds", commit="c", seeds=[1, 2])
+    assert [(_flag(s.argv, "--seed"), _flag(s.argv, "--gpus")) for s in p.steps] == [("1", "0,1"), ("2", "0,1")]
+    q = driver.build_plan(CONFIG, "1gpu", "drqa", commit="c", job_args={"drqa-allocation": "--limit 5"})
+    job = next(s for s in q.steps if s.kind == "job")
+    assert job.argv[-2:] == ("--limit", "5") and "--via" not in job.argv
+    with pytest.raises(SystemExit, match="unknown layout"):
+        driver.build_plan(CONFIG, "3gpu", "drqa", commit="c")
+
+
+def test_plan_command_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert driver.main(["plan", "--layout", "4gpu", "--plan", "quality", "--commit", "c", "--json"]) == 0
+    steps = json.loads(capsys.readouterr().out)
+    assert {s["name"] for s in steps if s["kind"] == "server"} == {"server-qwen", "server-smol"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_worker_runs_steps_in_order_and_keeps_the_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stub commands: a round, a conversion, a server answering /v1/models, a job, a job that times out."""
+    work = tmp_path / "work"
+    (work / "logs").mkdir(parents=True)
+    monkeypatch.setattr(driver, "WORK", work)
+    monkeypatch.setattr(driver, "TREE", tmp_path)
+    monkeypatch.setattr(driver, "GPU_ENV", tmp_path / "absent.sh")
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v1" / "models").write_text("{}")
+    port = _free_port()
+    py = sys.executable
+    steps = (
+        driver.Step("round", "round", (py, "-c", "print('replayed')")),
+        driver.Step("convert-m", "convert", (py, "-c", "import os; print(os.environ['QUOTAFLOW_COMMIT'])")),
+        driver.Step("server-m", "server", (py, "-m", "http.server", str(port), "--bind", "127.0.0.1"),
+                    needs=(driver.Need("convert-m", "succeeded"), driver.Need("round", "finished")), port=port),
+        driver.Step("job", "job", (py, "-c", "print('measured')"), needs=(driver.Need("server-m", "healthy"),),
+                    timeout_s=60),
+        driver.Step("slow", "job", (py, "-c", "import time; time.sleep(60)"),
+                    needs=(driver.Need("server-m", "healthy"),), timeout_s=1),
+        driver.Step("never", "job", (py, "-c", "pass"), needs=(driver.Need("missing-m", "healthy"),)),
+        driver.Step("missing-m", "server", (py, "-c", "raise SystemExit(1)"), port=_free_port()),
+    )
+    plan = driver.Plan("1gpu", "stub", "abc", steps, work / "results")
+    driver.work(plan)
+    state = driver.read_state()
+    server_pid = next(s["pid"] for s in state["steps"] if s["name"] == "server-m")
+    try:
+        status = {s["name"]: s["status"] for s in state["steps"]}
+        assert state["finished"] and status == {"round": "done", "convert-m": "done", "server-m": "healthy",
+                                                "job": "done", "slow": "timeout", "never": "skipped",
+                                                "missing-m": "failed"}
+        assert (work / "logs" / "convert-m.log").read_text().strip() == "abc"
+        assert driver._healthy(port)  # the server outlives the worker, for collect and repeats
+    finally:
+        os.kill(server_pid, signal.SIGTERM)
+
+    (work / "results" / "job").mkdir(parents=True)
+    (work / "results" / "job" / "summary.json").write_text("{}")
+    (work / "results" / "runs.db").write_text("")
+    driver.pack(tmp_path / "out")
+    with tarfile.open(tmp_path / "out" / "results.tgz") as tar:
+        names = tar.getnames()
+    assert "results/job/summary.json" in names and "results/state.json" in names
+    assert not any(n.endswith(".db") for n in names)
+    with tarfile.open(tmp_path / "out" / "logs.tgz") as tar:
+        assert "logs/job.log" in tar.getnames()
