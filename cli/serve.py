@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from orchestrator.errors import QuotaFlowError
+from serving_patch.errors import ServingPatchError
 
 CONTEXT_SETTINGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 """Unknown options and extra arguments pass through to vLLM."""
@@ -31,13 +32,14 @@ def serve_command(
 ) -> None:
     """Serve MODEL with vLLM 0.26's OpenAI API and the Continuum KV-cache TTL plugin.
 
-    Any further arguments go to vLLM unchanged, e.g. `--port 8000 --enforce-eager`.
+    Any further arguments go to vLLM unchanged, e.g. `--port 8000 --enforce-eager`. The server
+    listens on 127.0.0.1 unless `--host` is given (e.g. `--host 0.0.0.0`).
     """
     from serving_patch.launcher import serve
 
     try:
         serve(model, no_patch=no_patch, policy=ttl_policy, vllm_args=list(ctx.args))
-    except QuotaFlowError as exc:
+    except (QuotaFlowError, ServingPatchError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from exc
 

@@ -6,6 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+# The wire contract for program hints lives with the plugin that reads them (one definition).
+from serving_patch.core.hints import ProgramHints
+
 Role = Literal["system", "user", "assistant", "tool"]
 
 
@@ -23,35 +26,6 @@ class Message:
         if self.role == "tool":
             return {"role": "user", "content": f"Observation from {self.name or 'tool'}:\n{self.content}"}
         return {"role": self.role, "content": self.content}
-
-
-@dataclass(frozen=True)
-class ProgramHints:
-    """What the serving layer should know about the agent program a request belongs to.
-
-    Sent to vLLM as ``vllm_xargs`` so the Continuum plugin can keep the KV cache over the tool
-    call that follows this turn.
-    """
-
-    program_id: str
-    turn: int = 0
-    is_last_step: bool = False
-    tool_name: str | None = None
-    ttl_hint_s: float | None = None
-    priority: int = 0
-
-    def to_xargs(self) -> dict[str, str | int | float]:
-        # vLLM turns JSON booleans into ints; send 0/1 so both sides agree.
-        out: dict[str, str | int | float] = {
-            "program_id": self.program_id,
-            "turn": self.turn,
-            "is_last_step": int(self.is_last_step),
-        }
-        if self.tool_name:
-            out["tool_name"] = self.tool_name
-        if self.ttl_hint_s is not None:
-            out["ttl_hint_s"] = float(self.ttl_hint_s)
-        return out
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from orchestrator.errors import ConfigError
+from serving_patch.errors import UnsupportedVLLMError
 
 SUPPORTED_SERIES = "0.26"
 """vLLM release series the scheduler hooks were written and tested against."""
@@ -22,13 +22,10 @@ SCHEDULER_CONTRACT: dict[str, tuple[str, ...]] = {
     "_free_request": ("request", "delay_free_blocks"),
     "_free_blocks": ("request",),
     "_free_request_blocks": ("request",),
+    "_select_waiting_queue_for_scheduling": (),
     "reset_prefix_cache": (),
     "shutdown": (),
 }
-
-
-class UnsupportedVLLMError(ConfigError):
-    """The installed vLLM is not one the Continuum plugin supports."""
 
 
 def check_vllm_version(version: str) -> None:

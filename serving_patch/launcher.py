@@ -3,10 +3,12 @@
 ``serve`` replaces the current process (``exec``) with::
 
     python -m vllm.entrypoints.openai.api_server --model MODEL --enable-prompt-tokens-details \\
-        --scheduler-cls serving_patch.vllm_adapter.ContinuumAsyncScheduler \\
+        --host 127.0.0.1 --scheduler-cls serving_patch.vllm_adapter.ContinuumAsyncScheduler \\
         --scheduling-policy priority [vLLM args...]
 
-(``ContinuumScheduler`` when ``--no-async-scheduling`` is among the vLLM args). The plugin's
+(``ContinuumScheduler`` when ``--no-async-scheduling`` is among the vLLM args). The server
+listens on loopback unless the vLLM args name a ``--host`` (vLLM alone binds every interface,
+and the OpenAI API has no authentication unless ``--api-key`` is given). The plugin's
 configuration travels to the engine-core process as ``QUOTAFLOW_CONTINUUM_*`` variables, and
 ``PROMETHEUS_MULTIPROC_DIR`` is set to a fresh directory so the plugin's metrics, recorded in
 the engine core, appear on the API server's ``/metrics``.
@@ -22,9 +24,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import NoReturn
 
-from orchestrator.errors import BadInputError, ConfigError
 from serving_patch.compat import check_vllm_version
 from serving_patch.config import ContinuumConfig
+from serving_patch.errors import BadInputError, ConfigError
 
 ASYNC_SCHEDULER = "serving_patch.vllm_adapter.ContinuumAsyncScheduler"
 SYNC_SCHEDULER = "serving_patch.vllm_adapter.ContinuumScheduler"
@@ -32,6 +34,7 @@ _RESERVED_FLAGS = ("--scheduler-cls", "--scheduling-policy")
 _USAGE_DETAILS = "--enable-prompt-tokens-details"
 """vLLM reports cached prompt tokens in ``usage`` only with this flag; the unified cost prices
 cached input from that report, so ``quotaflow serve`` always turns it on."""
+_DEFAULT_HOST = "127.0.0.1"
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -41,8 +44,11 @@ def build_command(
     """The server's argv."""
     args = list(vllm_args)
     command = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
-    if not any(a.split("=", 1)[0] in (_USAGE_DETAILS, "--no-enable-prompt-tokens-details") for a in args):
+    flags = {a.split("=", 1)[0] for a in args}
+    if not flags & {_USAGE_DETAILS, "--no-enable-prompt-tokens-details"}:
         command.append(_USAGE_DETAILS)
+    if "--host" not in flags:
+        command += ["--host", _DEFAULT_HOST]
     if no_patch:
         return command + args
     for arg in args:

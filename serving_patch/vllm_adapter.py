@@ -5,10 +5,15 @@ Load it with::
     --scheduler-cls serving_patch.vllm_adapter.ContinuumAsyncScheduler --scheduling-policy priority
 
 (``ContinuumScheduler`` with ``--no-async-scheduling``). Hints arrive as ``vllm_xargs``
-(``program_id``, ``is_last_step``, ``tool_name``, ``ttl_hint_s``). Every decision is taken by
+(the contract in :mod:`serving_patch.core.hints`). Every decision is taken by
 :class:`serving_patch.core.ContinuumCore`; this module only translates vLLM events:
 
-- ``add_request``: record the arrival, set the priority key (before the request enters the heap).
+- ``add_request``: record the arrival; the core returns the request's waiting-queue key.
+- waiting queues (priority policy): :class:`ProgramOrderQueue` replaces vLLM's heap and orders
+  by the core's key (:mod:`serving_patch.core.ordering`). ``Request.priority`` is never
+  rewritten, and requests without hints compare exactly as in stock vLLM. Under memory
+  pressure vLLM still preempts the running request with the largest ``(priority,
+  arrival_time)``, as stock does.
 - ``_free_request``/``_free_blocks``: a normally finished, non-last turn of a known program
   keeps its blocks (the request stays registered in the KV manager, with ``ref_cnt`` held).
 - ``schedule``: expire pins first; after vLLM admitted new turns, hand their program's pin off.
@@ -20,26 +25,93 @@ Load it with::
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from serving_patch.compat import require_supported_vllm
 from serving_patch.config import ContinuumConfig
-from serving_patch.core import ContinuumCore, Pin, parse_hints
+from serving_patch.core import ContinuumCore, OrderKey, Pin, ProgramHints, order_key
 
 require_supported_vllm()
 
 from vllm.v1.core.sched.async_scheduler import AsyncScheduler
 from vllm.v1.core.sched.output import SchedulerOutput
-from vllm.v1.core.sched.request_queue import SchedulingPolicy
+from vllm.v1.core.sched.request_queue import RequestQueue, SchedulingPolicy
 from vllm.v1.core.sched.scheduler import Scheduler
 from vllm.v1.request import Request, RequestStatus
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ContinuumAsyncScheduler", "ContinuumMixin", "ContinuumScheduler"]
+__all__ = ["ContinuumAsyncScheduler", "ContinuumMixin", "ContinuumScheduler", "ProgramOrderQueue"]
+
+
+class ProgramOrderQueue(RequestQueue):
+    """vLLM's priority heap, ordered by a key the plugin owns instead of ``Request.__lt__``.
+
+    ``key_of`` gives a request's key when it enters (a preempted request re-enters with the
+    key it had). Entries carry a counter after the key, so two requests never compare. As in
+    vLLM's heap, "prepend" means "add": the key alone decides the position.
+    """
+
+    def __init__(self, key_of: Callable[[Request], OrderKey]) -> None:
+        self._key_of = key_of
+        self._entries: list[tuple[OrderKey, int, Request]] = []
+        self._num_added = 0
+
+    def add_request(self, request: Request) -> None:
+        self._num_added += 1
+        heapq.heappush(self._entries, (self._key_of(request), self._num_added, request))
+
+    def pop_request(self) -> Request:
+        if not self._entries:
+            raise IndexError("pop from empty heap")
+        return heapq.heappop(self._entries)[2]
+
+    def peek_request(self) -> Request:
+        if not self._entries:
+            raise IndexError("peek from empty heap")
+        return self._entries[0][2]
+
+    def prepend_request(self, request: Request) -> None:
+        self.add_request(request)
+
+    def prepend_requests(self, requests: RequestQueue) -> None:
+        for request in requests:
+            self.add_request(request)
+
+    def peek_key(self) -> OrderKey:
+        """The key of the request :meth:`peek_request` returns."""
+        if not self._entries:
+            raise IndexError("peek from empty heap")
+        return self._entries[0][0]
+
+    def remove_request(self, request: Request) -> None:
+        for index, entry in enumerate(self._entries):
+            if entry[2] is request:
+                self._entries[index] = self._entries[-1]
+                self._entries.pop()
+                heapq.heapify(self._entries)
+                return
+        raise ValueError("request not in queue")
+
+    def remove_requests(self, requests: Iterable[Request]) -> None:
+        removed = {id(request) for request in requests}
+        self._entries = [entry for entry in self._entries if id(entry[2]) not in removed]
+        heapq.heapify(self._entries)
+
+    def __bool__(self) -> bool:
+        return bool(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[Request]:
+        entries = self._entries[:]
+        while entries:
+            yield heapq.heappop(entries)[2]
 
 
 class ContinuumMixin:
@@ -48,6 +120,8 @@ class ContinuumMixin:
     # Set by the vLLM Scheduler base class.
     requests: dict[str, Request]
     running: list[Request]
+    waiting: RequestQueue
+    skipped_waiting: RequestQueue
     kv_cache_manager: Any
     block_size: int
     policy: SchedulingPolicy
@@ -72,7 +146,10 @@ class ContinuumMixin:
             from serving_patch.metrics import MetricsSink
 
             self._metrics_sink = MetricsSink()
-        if self.policy != SchedulingPolicy.PRIORITY:
+        if self.policy == SchedulingPolicy.PRIORITY:
+            self.waiting = ProgramOrderQueue(self._order_of)
+            self.skipped_waiting = ProgramOrderQueue(self._order_of)
+        else:
             logger.warning(
                 "Continuum plugin without --scheduling-policy priority: pins work, but the "
                 "program-level order (pinned programs first, then program arrival) is not applied"
@@ -88,14 +165,26 @@ class ContinuumMixin:
     # ------------------------------------------------------------------ vLLM hooks
     def add_request(self, request: Request) -> None:
         if request.request_id not in self.requests and request.sampling_params is not None:
-            hints = parse_hints(request.sampling_params.extra_args)
-            request.priority = self.continuum.on_arrival(
+            hints = ProgramHints.parse(
+                request.sampling_params.extra_args, priority=request.priority
+            )
+            self.continuum.on_arrival(
                 request.request_id,
                 hints,
-                user_priority=request.priority,
+                priority=request.priority,
+                arrival_time=request.arrival_time,
                 now=self.continuum_clock(),
             )
         super().add_request(request)  # type: ignore[misc]
+
+    def _select_waiting_queue_for_scheduling(self) -> RequestQueue | None:
+        waiting, skipped = self.waiting, self.skipped_waiting
+        # vLLM compares the two heads with Request.__lt__; compare the plugin's keys instead.
+        if isinstance(waiting, ProgramOrderQueue) and isinstance(skipped, ProgramOrderQueue) and (
+            waiting and skipped
+        ):
+            return waiting if waiting.peek_key() < skipped.peek_key() else skipped
+        return super()._select_waiting_queue_for_scheduling()  # type: ignore[misc,no-any-return]
 
     def schedule(self, *args: Any, **kwargs: Any) -> SchedulerOutput:
         now = self.continuum_clock()
@@ -164,6 +253,15 @@ class ContinuumMixin:
         self.release_all_pins()
         self._sync_metrics()
         super().shutdown()  # type: ignore[misc]
+
+    def _order_of(self, request: Request) -> OrderKey:
+        # Requests that did not arrive through add_request (none in vLLM's own paths) get the
+        # key of a request without hints: vLLM's own order.
+        return self.continuum.order_of(request.request_id) or order_key(
+            priority=request.priority,
+            arrival_time=request.arrival_time,
+            request_id=request.request_id,
+        )
 
     # ------------------------------------------------------------------ pins
     def release_all_pins(self) -> int:

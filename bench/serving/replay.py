@@ -46,6 +46,7 @@ from bench.serving.workload import (
     scale_programs,
     window_arrivals,
 )
+from serving_patch.core.hints import ProgramHints
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results" / "serving"
@@ -263,10 +264,8 @@ async def _replay(args: argparse.Namespace, engine: Any, levels: list[Level], pr
             last = len(program.turns) - 1
             for k, turn in enumerate(program.turns):
                 prompt = context + prompt_tokens(program, li, k, turn.num_new_tokens, instance=index)
-                xargs = {"program_id": pid, "turn": k, "is_last_step": int(k == last)}
-                if turn.tool_name:
-                    xargs["tool_name"] = turn.tool_name
-                out = await generate(prompt, turn.num_output_tokens, xargs)
+                hints = ProgramHints(pid, turn=k, is_last_step=k == last, tool_name=turn.tool_name)
+                out = await generate(prompt, turn.num_output_tokens, hints.to_xargs())
                 context = prompt + list(out.outputs[0].token_ids)
                 rec["turns"] += 1
                 rec["prompt_tokens"] += len(prompt)

@@ -40,6 +40,7 @@ from bench.serving.replay import (
     prompt_tokens,
 )
 from bench.serving.workload import ProgramSpec
+from serving_patch.core.hints import ProgramHints
 
 STOP = 2
 """Stop token id of the modelled turns (they end FINISHED_STOPPED, as real turns do)."""
@@ -215,11 +216,9 @@ def simulate_level(
         turn = program.turns[k]
         prompt = contexts[i] + prompt_tokens(program, level_index, k, turn.num_new_tokens, instance=i)
         last = len(program.turns) - 1
-        xargs: dict[str, Any] = {"program_id": f"p{i}", "is_last_step": int(k == last)}
-        if turn.tool_name:
-            xargs["tool_name"] = turn.tool_name
+        hints = ProgramHints(f"p{i}", turn=k, is_last_step=k == last, tool_name=turn.tool_name)
         params = SamplingParams(max_tokens=turn.num_output_tokens + 1, ignore_eos=True,
-                                stop_token_ids=[STOP], extra_args=xargs)
+                                stop_token_ids=[STOP], extra_args=hints.to_xargs())
         counter += 1
         rid = f"r{counter}"
         request = Request(request_id=rid, prompt_token_ids=prompt, sampling_params=params,

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from serving_patch.config import ContinuumConfig
+from serving_patch.core.hints import ProgramHints
 from serving_patch.launcher import build_command, build_env
 
 
@@ -74,13 +75,13 @@ def main(argv: list[str] | None = None) -> int:
             {"role": "user", "content": "A shop sells pens at 3 dollars each. How much do 17 pens cost? "
              "Say which calculator expression you would run."},
         ]
-        xargs = {"program_id": "smoke-1", "turn": 0, "is_last_step": 0, "tool_name": "calculator"}
+        xargs = ProgramHints("smoke-1", turn=0, tool_name="calculator").to_xargs()
         first = json.loads(_request(base + "/v1/chat/completions", {
             "model": args.model, "messages": messages, "max_tokens": 48, "temperature": 0, "vllm_xargs": xargs,
         }))
         answer = first["choices"][0]["message"]["content"]
         messages += [{"role": "assistant", "content": answer}, {"role": "user", "content": "Calculator: 3*17 = 51"}]
-        xargs = {"program_id": "smoke-1", "turn": 1, "is_last_step": 1}
+        xargs = ProgramHints("smoke-1", turn=1, is_last_step=True).to_xargs()
         second = json.loads(_request(base + "/v1/chat/completions", {
             "model": args.model, "messages": messages, "max_tokens": 32, "temperature": 0, "vllm_xargs": xargs,
         }))

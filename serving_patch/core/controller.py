@@ -1,7 +1,7 @@
 """ContinuumCore: the pure facade the vLLM adapter calls at each scheduler hook.
 
 The adapter translates vLLM objects into plain values (ids, counts, a clock reading); the core
-returns decisions (a priority key, a pin to take, pins to release). It never touches blocks.
+returns decisions (a queue-order key, a pin to take, pins to release). It never touches blocks.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 from serving_patch.config import ContinuumConfig
 from serving_patch.core.durations import ToolDurationModel
-from serving_patch.core.hints import RequestHints
-from serving_patch.core.ordering import priority_key
+from serving_patch.core.hints import ProgramHints
+from serving_patch.core.ordering import OrderKey, order_key
 from serving_patch.core.pins import Pin, PinTable
 from serving_patch.core.programs import ProgramTable
 from serving_patch.core.stats import EtaEstimator, QueueDelayWindow
@@ -40,12 +40,16 @@ class PluginCounters:
 
 @dataclass
 class _Tracked:
-    program_id: str | None
+    hints: ProgramHints | None
     rank: int
     arrival_s: float
-    hints: RequestHints
     had_pin: bool
+    order: OrderKey
     admitted: bool = False
+
+    @property
+    def program_id(self) -> str | None:
+        return self.hints.program_id if self.hints else None
 
 
 @dataclass(frozen=True)
@@ -92,20 +96,37 @@ class ContinuumCore:
 
     # ------------------------------------------------------------------ events
     def on_arrival(
-        self, request_id: str, hints: RequestHints, *, user_priority: int, now: float
-    ) -> int:
-        """A request arrived; returns its vLLM priority key. Claims its program's pin."""
+        self,
+        request_id: str,
+        hints: ProgramHints | None,
+        *,
+        priority: int,
+        arrival_time: float,
+        now: float,
+    ) -> OrderKey:
+        """A request arrived; returns its waiting-queue key. Claims its program's pin.
+
+        ``priority`` and ``arrival_time`` are the request's own (vLLM's fields, left unchanged).
+        """
         had_pin = False
-        if hints.program_id is None:
+        if hints is None:
             rank = self.programs.next_rank()
+            order = order_key(priority=priority, arrival_time=arrival_time, request_id=request_id)
         else:
-            arrival = self.programs.on_arrival(hints.program_id, now)
+            arrival = self.programs.on_arrival(hints.program_id, now, arrival_time=arrival_time)
             rank = arrival.program.rank
             if arrival.tool_duration_s is not None:
                 self.durations.observe(arrival.tool_name, arrival.tool_duration_s)
             had_pin = self.pins.claim(hints.program_id, request_id) is not None
-        self._requests[request_id] = _Tracked(hints.program_id, rank, now, hints, had_pin)
-        return priority_key(user_priority=user_priority, program_rank=rank, pinned=had_pin)
+            order = order_key(
+                priority=priority,
+                arrival_time=arrival_time,
+                request_id=request_id,
+                program_arrival_time=arrival.program.program_arrival_time,
+                pinned=had_pin,
+            )
+        self._requests[request_id] = _Tracked(hints, rank, now, had_pin, order)
+        return order
 
     def on_admitted(
         self, request_id: str, *, num_cached_tokens: int, block_size: int, now: float
@@ -153,10 +174,10 @@ class ContinuumCore:
             return PinDecision()
         if not tracked.admitted:
             self.pins.unclaim(request_id)
-        program_id = tracked.program_id
-        if program_id is None:
-            return PinDecision()
         hints = tracked.hints
+        if hints is None:
+            return PinDecision()
+        program_id = hints.program_id
         self.programs.on_departure(program_id, now, tool_name=hints.tool_name)
         if hints.is_last_step:
             program = self.programs.forget(program_id)
@@ -242,6 +263,11 @@ class ContinuumCore:
         return self.programs.collect_idle(now, keep=keep)
 
     # ------------------------------------------------------------------ views
+    def order_of(self, request_id: str) -> OrderKey | None:
+        """The waiting-queue key given at arrival; None for a request that did not arrive."""
+        tracked = self._requests.get(request_id)
+        return tracked.order if tracked else None
+
     def is_tracked(self, request_id: str) -> bool:
         """Whether the request arrived through :meth:`on_arrival` and has not finished."""
         return request_id in self._requests

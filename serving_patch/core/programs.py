@@ -16,6 +16,8 @@ class ProgramState:
     """Arrival order of the program's first turn (0, 1, 2, ...): the program-FCFS key."""
     first_arrival_s: float
     """Clock time of the first turn's arrival."""
+    program_arrival_time: float
+    """The first turn's ``Request.arrival_time`` (vLLM's request clock): the queue-order key."""
     num_turns: int = 0
     """Turns seen so far (arrivals)."""
     num_in_flight: int = 0
@@ -65,13 +67,17 @@ class ProgramTable:
         self._next_rank += 1
         return rank
 
-    def on_arrival(self, program_id: str, now: float) -> Arrival:
-        """Record a turn's arrival; returns the tool-duration sample it closes, if any."""
+    def on_arrival(self, program_id: str, now: float, *, arrival_time: float | None = None) -> Arrival:
+        """Record a turn's arrival; returns the tool-duration sample it closes, if any.
+
+        ``arrival_time`` is the request's own arrival time (vLLM's clock; default ``now``).
+        """
         program = self._programs.get(program_id)
         tool_name: str | None = None
         duration: float | None = None
         if program is None:
-            program = ProgramState(program_id, self.next_rank(), now, last_seen_s=now)
+            first = now if arrival_time is None else arrival_time
+            program = ProgramState(program_id, self.next_rank(), now, first, last_seen_s=now)
             self._programs[program_id] = program
         elif program.last_departure_s is not None and program.num_in_flight == 0:
             tool_name = program.pending_tool

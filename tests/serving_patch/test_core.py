@@ -9,12 +9,12 @@ from serving_patch.core import (
     ContinuumCore,
     FixedTTLPolicy,
     PinTable,
+    ProgramHints,
     ProgramTable,
     ToolDurationModel,
     TTLInputs,
     UtilityTTLPolicy,
-    parse_hints,
-    priority_key,
+    order_key,
 )
 from serving_patch.core.durations import GLOBAL
 from serving_patch.core.pins import Pin
@@ -27,21 +27,26 @@ def _pin(program_id: str, rank: int, *, expires: float = 10.0, blocks: int = 4) 
 
 
 # ---------------------------------------------------------------- hints and ordering
-def test_parse_hints_accepts_json_shapes() -> None:
-    hints = parse_hints({"program_id": 7, "is_last_step": "true", "tool_name": "bash", "ttl_hint_s": "1.5"})
-    assert (hints.program_id, hints.is_last_step, hints.tool_name, hints.ttl_hint_s) == ("7", True, "bash", 1.5)
-    assert parse_hints({"is_last_step": 0}).is_last_step is False
-    assert parse_hints(None).program_id is None
-    assert parse_hints({"ttl_hint_s": "-3"}).ttl_hint_s is None
-    assert parse_hints({"ttl_hint_s": "nan"}).ttl_hint_s is None
+def test_order_key_orders_priority_then_pinned_then_program_arrival() -> None:
+    pinned_late = order_key(priority=0, arrival_time=9.0, request_id="a", program_arrival_time=5.0, pinned=True)
+    early_program = order_key(priority=0, arrival_time=8.0, request_id="b", program_arrival_time=1.0)
+    plain_between = order_key(priority=0, arrival_time=2.0, request_id="c")
+    late_program = order_key(priority=0, arrival_time=7.0, request_id="d", program_arrival_time=3.0)
+    urgent = order_key(priority=-1, arrival_time=10.0, request_id="e")
+    assert sorted([late_program, plain_between, pinned_late, urgent, early_program]) == [
+        urgent, pinned_late, early_program, plain_between, late_program
+    ]
 
 
-def test_priority_key_orders_user_priority_then_pinned_then_rank() -> None:
-    pinned_late = priority_key(user_priority=0, program_rank=50, pinned=True)
-    unpinned_early = priority_key(user_priority=0, program_rank=1, pinned=False)
-    unpinned_late = priority_key(user_priority=0, program_rank=2, pinned=False)
-    urgent = priority_key(user_priority=-1, program_rank=99, pinned=False)
-    assert urgent < pinned_late < unpinned_early < unpinned_late
+def test_order_key_of_requests_without_hints_is_vllms_order() -> None:
+    # vLLM's Request.__lt__: (priority, arrival_time, request_id).
+    requests = [(1, 0.5, "z"), (0, 2.0, "a"), (0, 1.0, "b"), (0, 1.0, "a"), (-3, 9.0, "q")]
+    keys = {r: order_key(priority=r[0], arrival_time=r[1], request_id=r[2]) for r in requests}
+    assert sorted(requests, key=keys.__getitem__) == sorted(requests)
+
+
+def _hints(program_id: str, **fields: object) -> ProgramHints:
+    return ProgramHints(program_id, **fields)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- program table
@@ -192,13 +197,14 @@ def _core(**changes: object) -> ContinuumCore:
 
 def test_core_pins_stopped_turn_and_hands_off_at_admission() -> None:
     core = _core()
-    hints = parse_hints({"program_id": "p", "tool_name": "bash"})
-    core.on_arrival("t1", hints, user_priority=0, now=0.0)
+    hints = _hints("p", tool_name="bash")
+    core.on_arrival("t1", hints, priority=0, arrival_time=0.0, now=0.0)
     core.on_admitted("t1", num_cached_tokens=0, block_size=16, now=0.0)
     decision = core.on_finished("t1", stopped_normally=True, pinnable=True, num_blocks=4, num_tokens=70, now=1.0)
     assert decision.pin is not None and decision.pin.expires_at_s == 3.0
-    key = core.on_arrival("t2", hints, user_priority=0, now=1.5)
-    assert key == priority_key(user_priority=0, program_rank=0, pinned=True)
+    key = core.on_arrival("t2", hints, priority=0, arrival_time=1.5, now=1.5)
+    assert key == order_key(priority=0, arrival_time=1.5, request_id="t2", program_arrival_time=0.0, pinned=True)
+    assert core.order_of("t2") == key
     assert core.expire(10.0) == []  # claimed: the next turn is waiting
     handed = core.on_admitted("t2", num_cached_tokens=64, block_size=16, now=1.6)
     assert handed is decision.pin and len(core.pins) == 0
@@ -208,12 +214,12 @@ def test_core_pins_stopped_turn_and_hands_off_at_admission() -> None:
 
 def test_core_never_pins_last_step_aborted_or_unknown_program() -> None:
     core = _core()
-    core.on_arrival("last", parse_hints({"program_id": "p", "is_last_step": 1}), user_priority=0, now=0)
+    core.on_arrival("last", _hints("p", is_last_step=True), priority=0, arrival_time=0, now=0)
     assert core.on_finished("last", stopped_normally=True, pinnable=True, num_blocks=4, num_tokens=64, now=1).pin is None
     assert "p" not in core.programs
-    core.on_arrival("abort", parse_hints({"program_id": "q"}), user_priority=0, now=0)
+    core.on_arrival("abort", _hints("q"), priority=0, arrival_time=0, now=0)
     assert core.on_finished("abort", stopped_normally=False, pinnable=True, num_blocks=4, num_tokens=64, now=1).pin is None
-    core.on_arrival("anon", parse_hints({}), user_priority=0, now=0)
+    core.on_arrival("anon", None, priority=0, arrival_time=0, now=0)
     assert core.on_finished("anon", stopped_normally=True, pinnable=True, num_blocks=4, num_tokens=64, now=1).pin is None
     assert core.on_finished("never-arrived", stopped_normally=True, pinnable=True, num_blocks=4, num_tokens=64, now=1).pin is None
     assert core.counters.pins_created == 0
@@ -221,10 +227,10 @@ def test_core_never_pins_last_step_aborted_or_unknown_program() -> None:
 
 def test_core_last_step_releases_the_programs_pin() -> None:
     core = _core()
-    hints = parse_hints({"program_id": "p"})
-    core.on_arrival("t1", hints, user_priority=0, now=0)
+    hints = _hints("p")
+    core.on_arrival("t1", hints, priority=0, arrival_time=0, now=0)
     core.on_finished("t1", stopped_normally=True, pinnable=True, num_blocks=4, num_tokens=64, now=1)
-    core.on_arrival("t2", parse_hints({"program_id": "p", "is_last_step": 1}), user_priority=0, now=2)
+    core.on_arrival("t2", _hints("p", is_last_step=True), priority=0, arrival_time=2, now=2)
     decision = core.on_finished("t2", stopped_normally=True, pinnable=True, num_blocks=5, num_tokens=80, now=3)
     assert decision.pin is None and [p.request_id for p in decision.release] == ["t1"]
 
@@ -232,7 +238,7 @@ def test_core_last_step_releases_the_programs_pin() -> None:
 def test_core_expiry_and_cap() -> None:
     core = _core(max_pinned_fraction=0.1)  # 10 of 100 blocks
     for i, blocks in enumerate((6, 6)):
-        core.on_arrival(f"r{i}", parse_hints({"program_id": f"p{i}"}), user_priority=0, now=0)
+        core.on_arrival(f"r{i}", _hints(f"p{i}"), priority=0, arrival_time=0, now=0)
         core.on_finished(f"r{i}", stopped_normally=True, pinnable=True, num_blocks=blocks, num_tokens=96, now=0)
     assert len(core.pins) == 1 and core.counters.pins_refused == 1
     assert core.expire(1.0) == []
@@ -243,9 +249,9 @@ def test_core_expiry_and_cap() -> None:
 def test_core_pressure_victims_respect_program_order() -> None:
     core = _core()
     for i in range(3):
-        core.on_arrival(f"r{i}", parse_hints({"program_id": f"p{i}"}), user_priority=0, now=0)
+        core.on_arrival(f"r{i}", _hints(f"p{i}"), priority=0, arrival_time=0, now=0)
         core.on_finished(f"r{i}", stopped_normally=True, pinnable=True, num_blocks=2, num_tokens=32, now=0)
-    core.on_arrival("p1-next", parse_hints({"program_id": "p1"}), user_priority=0, now=0.1)
+    core.on_arrival("p1-next", _hints("p1"), priority=0, arrival_time=0.1, now=0.1)
     assert [p.program_id for p in core.pressure_victims("p1-next", allow_any=False)] == ["p2"]
     assert [p.program_id for p in core.pressure_victims("p1-next", allow_any=True)] == ["p2", "p0"]
     assert core.force_release("p2") is not None and core.counters.forced_releases == 1
@@ -253,11 +259,11 @@ def test_core_pressure_victims_respect_program_order() -> None:
 
 def test_core_records_queue_delay_of_unpinned_later_turns_and_gc() -> None:
     core = _core(gc_interval_s=5.0, program_idle_timeout_s=10.0)
-    hints = parse_hints({"program_id": "p"})
-    core.on_arrival("t1", hints, user_priority=0, now=0)
+    hints = _hints("p")
+    core.on_arrival("t1", hints, priority=0, arrival_time=0, now=0)
     core.on_admitted("t1", num_cached_tokens=0, block_size=16, now=4.0)  # first turn: not counted
     core.on_finished("t1", stopped_normally=True, pinnable=False, num_blocks=2, num_tokens=32, now=5)
-    core.on_arrival("t2", hints, user_priority=0, now=6)
+    core.on_arrival("t2", hints, priority=0, arrival_time=6, now=6)
     core.on_admitted("t2", num_cached_tokens=0, block_size=16, now=7.5)
     assert core.queue_delay.mean_s == 1.5
     core.on_finished("t2", stopped_normally=True, pinnable=False, num_blocks=2, num_tokens=32, now=8)

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from orchestrator.errors import BadInputError
 from serving_patch import launcher
 from serving_patch.config import ContinuumConfig
+from serving_patch.errors import BadInputError
 
 
 @pytest.fixture
@@ -32,6 +32,7 @@ def test_serve_execs_vllm_with_the_async_plugin_and_config(recorded: dict[str, A
     assert argv[1:] == [
         "-m", "vllm.entrypoints.openai.api_server", "--model", "Qwen/Qwen2.5-Coder-0.5B-Instruct",
         "--enable-prompt-tokens-details",  # cached-input tokens in usage: the unified cost needs them
+        "--host", "127.0.0.1",  # loopback unless --host is given (vLLM alone binds every interface)
         "--scheduler-cls", launcher.ASYNC_SCHEDULER, "--scheduling-policy", "priority",
         "--port", "8001",
     ]
@@ -49,6 +50,15 @@ def test_sync_class_with_no_async_scheduling_and_stock_with_no_patch(recorded: d
     launcher.serve("m", True, "utility", ["--no-enable-prompt-tokens-details"])
     assert "--enable-prompt-tokens-details" not in recorded["argv"]  # the user's choice wins
     assert not any(k.startswith("QUOTAFLOW_CONTINUUM_") for k in recorded["env"] if k not in os.environ)
+
+
+def test_server_binds_loopback_unless_a_host_is_given() -> None:
+    for no_patch in (False, True):
+        argv = launcher.build_command("m", no_patch=no_patch, vllm_args=["--port", "8001"])
+        assert argv[argv.index("--host") + 1] == "127.0.0.1"
+        for given in (["--host", "0.0.0.0"], ["--host=0.0.0.0"]):
+            argv = launcher.build_command("m", no_patch=no_patch, vllm_args=given)
+            assert "127.0.0.1" not in argv and argv[-len(given):] == given
 
 
 def test_plugin_refuses_conflicting_scheduler_flags(recorded: dict[str, Any]) -> None:
@@ -75,6 +85,17 @@ def test_cli_passes_extra_args_through(recorded: dict[str, Any]) -> None:
     assert ContinuumConfig.from_env(recorded["env"]).ttl_policy == "fixed"
     bad = CliRunner().invoke(app, ["my-model", "--ttl-policy", "lru"])
     assert bad.exit_code == 2 and "--ttl-policy" in bad.output
+    conflict = CliRunner().invoke(app, ["my-model", "--scheduler-cls", "x.Y"])
+    assert conflict.exit_code == 2 and "--no-patch" in conflict.output
+
+
+def test_cli_exits_2_on_an_unsupported_vllm(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli.serve import app
+
+    monkeypatch.setattr(launcher.metadata, "version", lambda name: "0.25.1")
+    monkeypatch.setattr(launcher, "_exec", lambda argv, env: pytest.fail("must not start vLLM"))
+    result = CliRunner().invoke(app, ["my-model"])
+    assert result.exit_code == 2 and "0.26.x only" in result.output
 
 
 def test_cli_default_policy_is_fixed_unless_the_environment_names_one(

@@ -52,7 +52,7 @@ def _classes() -> dict[str, Any]:
 
 def _build(model_dir: Path, kind: str, **kwargs: Any) -> tuple[Driver, FakeClock]:
     cls = _classes()[kind]
-    policy = "fcfs" if kind == "stock" else "priority"
+    policy = kwargs.pop("policy", "fcfs" if kind == "stock" else "priority")
     scheduler = make_scheduler(model_dir, cls, policy=policy, async_scheduling=kind == "async", **kwargs)
     clock = FakeClock()
     if kind != "stock":
@@ -108,6 +108,31 @@ def test_pinned_turn_reuses_all_full_blocks_without_head_of_line_blocking(
     assert reused_after == reused_before + 64  # exported by the scheduler's metrics sink
     # Everything finished: every block is back in the free pool.
     assert driver.num_free_blocks == 63
+
+
+@pytest.mark.parametrize("kind", ["stock", "sync", "async"])
+def test_program_order_keeps_the_users_priority_readable(model_dir: Path, kind: str) -> None:
+    driver, _ = _build(model_dir, kind, max_num_seqs=1, policy="priority")
+    no_pin = {"ttl_hint_s": 0}  # program order alone, no pinned-first
+    driver.add("a1", tokens(1, 32), 2, {"program_id": "A", **no_pin}, arrival_time=1.0)
+    driver.run_until(lambda: driver.finished("a1"))
+    driver.add("blocker", tokens(2, 16), 8, arrival_time=2.0)  # holds the one running slot
+    driver.step()
+    driver.add("b1", tokens(3, 32), 2, {"program_id": "B", **no_pin}, arrival_time=3.0)
+    driver.add("a2", driver.next_prompt("a1", 8, seed=1), 2, {"program_id": "A", **no_pin}, arrival_time=4.0)
+    driver.add("anon", tokens(4, 32), 2, arrival_time=5.0)
+    driver.add("urgent", tokens(5, 32), 2, priority=-1, arrival_time=6.0)
+    names = ("blocker", "b1", "a2", "anon", "urgent")
+    driver.run_until(lambda: all(driver.finished(r) for r in names), max_steps=200)
+    order = sorted(names, key=lambda r: driver.turns[r].admitted_step or 0)
+    if kind == "stock":
+        assert order == ["blocker", "urgent", "b1", "a2", "anon"]
+    else:
+        # A started before B, so its next turn goes first; requests without hints keep vLLM's
+        # order, and the user's priority outranks program order.
+        assert order == ["blocker", "urgent", "a2", "b1", "anon"]
+    assert driver.turns["urgent"].request.priority == -1
+    assert all(driver.turns[r].request.priority == 0 for r in names if r != "urgent")
 
 
 def test_stock_scheduler_loses_part_of_the_prefix(model_dir: Path) -> None:

@@ -54,6 +54,8 @@ class Driver:
         xargs: dict[str, Any] | None = None,
         *,
         stop: bool = True,
+        priority: int = 0,
+        arrival_time: float | None = None,
     ) -> Turn:
         """Submit a request that samples ``num_output`` tokens then the stop token."""
         from vllm.sampling_params import SamplingParams
@@ -71,6 +73,8 @@ class Driver:
             sampling_params=params,
             pooling_params=None,
             block_hasher=self._hasher,
+            priority=priority,
+            arrival_time=arrival_time,
         )
         turn = Turn(request, num_output, stop)
         self.turns[request_id] = turn
