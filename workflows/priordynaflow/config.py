@@ -8,10 +8,12 @@ reproduce the reference behaviour when the addition is switched off.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from orchestrator.errors import BadInputError
+from orchestrator.options import config_from_options
 
 END = "END"
 """The terminal action: the workflow stops and the latest solution is the answer."""
@@ -125,15 +127,10 @@ class RouterConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RouterConfig:
-        """Build from a mapping (e.g. CLI or ``ctx.config`` options); unknown keys are refused."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise BadInputError(
-                "priordynaflow options", f"keys among {', '.join(sorted(known))}", f"unknown: {', '.join(unknown)}"
-            )
-        return cls(**data)
+    def from_dict(cls, data: Mapping[str, Any]) -> RouterConfig:
+        """Build from a mapping (e.g. CLI or ``ctx.config`` options), typed by the project's
+        option rules (``orchestrator.options``); unknown keys are refused."""
+        return config_from_options(cls, data, what="priordynaflow router", strict=True)
 
 
 @dataclass(frozen=True)
@@ -168,15 +165,12 @@ class WorkflowOptions:
     agents with the python tool write, and the tests of code tasks."""
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> WorkflowOptions:
+    def from_config(cls, config: Mapping[str, Any]) -> WorkflowOptions:
         """Options from a run's ``ctx.config``: the mapping under ``"priordynaflow"``, else the
-        known keys at the top level (other keys belong to the runtime and are ignored)."""
+        known keys at the top level (other keys belong to the runtime and are ignored). Values
+        are typed by the project's option rules (``orchestrator.options``); ``router`` is a
+        mapping of :class:`RouterConfig` fields, unknown ones refused."""
         raw = config.get("priordynaflow", config)
-        known = {f.name for f in fields(cls)}
-        picked = {k: v for k, v in raw.items() if k in known}
-        router = picked.get("router")
-        if isinstance(router, dict):
-            picked["router"] = RouterConfig.from_dict(router)
-        if picked.get("mode", "train") not in ("train", "eval"):
-            raise BadInputError("priordynaflow mode", "'train' or 'eval'", f"got {picked['mode']!r}")
-        return cls(**picked)
+        if not isinstance(raw, Mapping):
+            raise BadInputError("priordynaflow options", "a mapping of option names to values", f"got {raw!r}")
+        return config_from_options(cls, raw, what="priordynaflow")

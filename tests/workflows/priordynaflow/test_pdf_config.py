@@ -1,0 +1,56 @@
+"""Run options to typed config through the project's one converter (``orchestrator.options``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.errors import BadInputError
+from workflows.priordynaflow.config import RouterConfig, WorkflowOptions
+
+
+def test_options_under_the_workflow_key_are_typed_by_the_shared_rules():
+    options = WorkflowOptions.from_config({"priordynaflow": {
+        "dataset": "gsm8k", "mode": "eval", "max_tokens": "256", "temperature": "0.5",
+        "router": {"alpha": "0.2", "frozen": "false", "num_top_groups": 3, "selection": "greedy"},
+    }, "qtable_pool": object()})
+    assert (options.dataset, options.mode, options.max_tokens, options.temperature) == ("gsm8k", "eval", 256, 0.5)
+    assert options.router == RouterConfig(alpha=0.2, frozen=False, num_top_groups=3, selection="greedy")
+
+
+def test_top_level_options_are_read_and_runtime_keys_ignored():
+    options = WorkflowOptions.from_config({"roster": "code", "tools": ["python"], "qtable_pool": None})
+    assert options.roster == "code" and options.router is None and options.mode == "train"
+
+
+def test_a_router_config_object_is_taken_as_is():
+    router = RouterConfig(epsilon=0.0)
+    assert WorkflowOptions.from_config({"router": router}).router is router
+
+
+def test_unknown_router_keys_are_refused_by_name():
+    with pytest.raises(BadInputError, match="priordynaflow router") as caught:
+        WorkflowOptions.from_config({"priordynaflow": {"router": {"alpah": 0.2}}})
+    assert "alpah" in str(caught.value) and "alpha" in caught.value.expected
+    with pytest.raises(BadInputError, match="alpah"):
+        RouterConfig.from_dict({"alpah": 0.2})
+
+
+@pytest.mark.parametrize(
+    ("options", "what"),
+    [
+        ({"mode": "learn"}, "priordynaflow mode"),
+        ({"max_tokens": "many"}, "priordynaflow max_tokens"),
+        ({"router": {"alpha": 1.5}}, "priordynaflow alpha"),  # the config's own range check
+        ({"router": {"selection": "best"}}, "priordynaflow router selection"),
+        ({"router": "fast"}, "priordynaflow router"),
+    ],
+)
+def test_bad_values_name_the_option_and_what_is_expected(options, what):
+    with pytest.raises(BadInputError) as caught:
+        WorkflowOptions.from_config({"priordynaflow": options})
+    assert caught.value.what == what and caught.value.expected
+
+
+def test_options_that_are_not_a_mapping_are_refused():
+    with pytest.raises(BadInputError, match="priordynaflow options"):
+        WorkflowOptions.from_config({"priordynaflow": ["gsm8k"]})
