@@ -31,7 +31,7 @@ import time
 import tomllib
 import urllib.request
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,11 +83,13 @@ class Step:
 
 @dataclass(frozen=True)
 class Plan:
+    """A plan laid out on a machine: its steps and the folder their results go to."""
+
     layout: str
     plan: str
     commit: str
     steps: tuple[Step, ...]
-    results: Path = field(default=WORK / "results")
+    results: Path = WORK / "results"
 
 
 def load_plans(path: Path = PLANS_FILE) -> dict[str, Any]:
