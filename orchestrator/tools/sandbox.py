@@ -33,6 +33,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import select
 import selectors
 import shutil
 import signal
@@ -298,6 +299,9 @@ def _run_sandboxed(code: str, stdin: str, limits: SandboxLimits) -> SandboxResul
             os.close(fd)
             owned.remove(fd)
         init_pid = _read_init_pid(info_r, deadline)
+        init_fd = _pidfd(init_pid)
+        if init_fd is not None:
+            owned.append(init_fd)
         if init_pid is not None:
             if cgroup is not None:
                 cgroup.add(init_pid)
@@ -315,6 +319,8 @@ def _run_sandboxed(code: str, stdin: str, limits: SandboxLimits) -> SandboxResul
 
         wall_killed = _pump(proc, {proc.stdout: out, proc.stderr: err}, deadline, kill)
         status = proc.wait()
+        if init_fd is not None:
+            _wait_gone(init_fd, init_pid)
         started_ok = _read_all(status_r) == b"started"
         stdout, stdout_truncated = out.text()
         stderr, stderr_truncated = err.text()
@@ -374,6 +380,23 @@ def _read_init_pid(fd: int, deadline: float) -> int | None:
             except ValueError:
                 continue
     return None
+
+
+def _pidfd(pid: int | None) -> int | None:
+    try:
+        return None if pid is None else os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+
+
+def _wait_gone(init_fd: int, init_pid: int | None) -> None:
+    """Wait until the sandbox's init has exited, and with it every process of its namespace.
+
+    bwrap can exit on its init's exit code before the init itself is gone (the kernel kills the
+    rest of the namespace as the init exits)."""
+    if not select.select([init_fd], [], [], 5.0)[0] and init_pid is not None:
+        _kill(init_pid)
+        select.select([init_fd], [], [], 5.0)
 
 
 def _read_all(fd: int) -> bytes:

@@ -9,7 +9,7 @@ import sys
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from orchestrator.tools.base import Tool, ToolResult
-from tests.orchestrator.fakes import RuleClient, fake_search_registry, searches_then_answers
+from tests.orchestrator.fakes import fake_search_registry, searching_client
 
 
 def main(db_url: str, run_id: str, fifo: str) -> None:
@@ -29,7 +29,7 @@ def main(db_url: str, run_id: str, fifo: str) -> None:
     registry.register(Tool(plain.spec, search), replace=True)
 
     async def go() -> None:
-        rt = Runtime(Settings(db_url=db_url), tools=registry, clients={"fake": RuleClient(searches_then_answers(4))})
+        rt = Runtime(Settings(db_url=db_url), tools=registry, clients={"fake": searching_client(4)})
         await rt.run("react", {"question": "Capital of France?"}, backend="fake", tools=["search"],
                      budget="search=10", run_id=run_id, options={"max_turns": 8})
 

@@ -11,18 +11,18 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from budget.tables import BudgetAccountRow
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
-from budget.tables import BudgetAccountRow
 from orchestrator.store.models import StepRow, ToolCallRow
-from tests.orchestrator.fakes import RuleClient, fake_search_registry, searches_then_answers
+from tests.orchestrator.fakes import fake_search_registry, searching_client
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _runtime(db_url: str, calls: list[str]) -> Runtime:
     return Runtime(Settings(db_url=db_url), tools=fake_search_registry(calls),
-                   clients={"fake": RuleClient(searches_then_answers(4))})
+                   clients={"fake": searching_client(4)})
 
 
 async def _facts(rt: Runtime, run_id: str) -> dict:  # type: ignore[type-arg]

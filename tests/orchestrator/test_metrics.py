@@ -14,7 +14,7 @@ import pytest
 from orchestrator import metrics
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
-from tests.orchestrator.fakes import RuleClient, fake_search_registry, searches_then_answers
+from tests.orchestrator.fakes import fake_search_registry, searching_client
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "quotaflow.json"
@@ -41,7 +41,7 @@ def test_metrics_endpoint_reflects_a_run(tmp_path: Path) -> None:
 
     async def go() -> None:
         rt = Runtime(Settings(db_url=f"sqlite:///{tmp_path / 'm.db'}"), tools=fake_search_registry(),
-                     clients={"fake": RuleClient(searches_then_answers(3))})
+                     clients={"fake": searching_client(3)})
         await rt.run("react", {"question": "q"}, backend="fake", tools=["search"], budget="search=2")
         await rt.aclose()
 

@@ -10,16 +10,17 @@ from orchestrator.reports import run_report
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from orchestrator.store.models import LLMCallRow, RunRow, ToolCallRow
-from tests.orchestrator.fakes import RuleClient, fake_search_registry, searches_then_answers
+from orchestrator.testing import ScriptedClient
+from tests.orchestrator.fakes import fake_search_registry, searching_client
 
 
-def _rt(db_url: str, client: RuleClient, calls: list[str] | None = None) -> Runtime:
+def _rt(db_url: str, client: ScriptedClient, calls: list[str] | None = None) -> Runtime:
     return Runtime(Settings(db_url=db_url), tools=fake_search_registry(calls), clients={"fake": client})
 
 
 def test_react_run_records_everything(db_url: str) -> None:
     async def go() -> None:
-        client = RuleClient(searches_then_answers(2))
+        client = searching_client(2)
         rt = _rt(db_url, client)
         res = await rt.run("react", {"question": "Capital of France?"}, backend="fake", tools=["search"],
                            budget="search=5,tokens=100000")
@@ -42,7 +43,7 @@ def test_react_run_records_everything(db_url: str) -> None:
 def test_depleted_tool_is_refused_and_agent_must_answer(db_url: str) -> None:
     async def go() -> None:
         calls: list[str] = []
-        rt = _rt(db_url, RuleClient(searches_then_answers(10)), calls)
+        rt = _rt(db_url, searching_client(10), calls)
         res = await rt.run("react", {"question": "q"}, backend="fake", tools=["search"], budget="search=2",
                            options={"max_turns": 8})
         assert res.status == "succeeded"
@@ -59,7 +60,7 @@ def test_depleted_tool_is_refused_and_agent_must_answer(db_url: str) -> None:
 def test_token_budget_pauses_and_resume_with_more_budget_finishes(db_url: str) -> None:
     async def go() -> None:
         calls: list[str] = []
-        rt = _rt(db_url, RuleClient(searches_then_answers(3)), calls)
+        rt = _rt(db_url, searching_client(3), calls)
         # Reservations are upper bounds (chars/2 + 64 output tokens): about two turns fit.
         res = await rt.run("react", {"question": "q"}, backend="fake", tools=["search"], budget="tokens=500")
         assert res.status == "paused" and "tokens" in (res.error or "")

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
 
 import pytest
 
 from orchestrator.errors import EngineDead, EngineUnavailable
 from orchestrator.llm.openai import OpenAIClient, OpenAIConfig, backoff_delay
 from orchestrator.llm.routing import EndpointRouter, affinity_score, rank_endpoints
+from orchestrator.testing import LoopbackServer
 from orchestrator.types import LLMRequest, LLMResponse, Message, ProgramHints, SamplingOptions
 
-from .conftest import FakeOpenAIServer
+from .conftest import behaviour
 
 
 def _request(program_id: str | None = "prog-1", **hint_fields: object) -> LLMRequest:
@@ -28,8 +28,8 @@ def _client(*urls: str, **options: object) -> OpenAIClient:
     return OpenAIClient(OpenAIConfig(base_urls=urls, model="m", **options))  # type: ignore[arg-type]
 
 
-def test_request_carries_hints_priority_and_sampling(fake_servers: list[FakeOpenAIServer]) -> None:
-    server = fake_servers[0]
+def test_request_carries_hints_priority_and_sampling(servers: list[LoopbackServer]) -> None:
+    server = servers[0]
 
     async def go() -> LLMResponse:
         client = _client(server.base_url, api_key="sk-test")
@@ -46,11 +46,11 @@ def test_request_carries_hints_priority_and_sampling(fake_servers: list[FakeOpen
     assert body["priority"] == 5
     assert body["max_tokens"] == 16 and body["stop"] == ["\n\n"] and body["seed"] == 7
     assert body["messages"][1] == {"role": "user", "content": "say hello"}
-    assert server.requests[0]["headers"]["Authorization"] == "Bearer sk-test"
+    assert server.requests[0].headers["authorization"] == "Bearer sk-test"
 
 
-def test_no_priority_field_when_zero_and_no_xargs_without_hints(fake_servers: list[FakeOpenAIServer]) -> None:
-    server = fake_servers[0]
+def test_no_priority_field_when_zero_and_no_xargs_without_hints(servers: list[LoopbackServer]) -> None:
+    server = servers[0]
 
     async def go() -> None:
         client = _client(server.base_url)
@@ -64,9 +64,9 @@ def test_no_priority_field_when_zero_and_no_xargs_without_hints(fake_servers: li
     assert "vllm_xargs" not in without
 
 
-def test_usage_includes_cached_and_reasoning_tokens(fake_servers: list[FakeOpenAIServer]) -> None:
-    server = fake_servers[0]
-    server.cached_tokens, server.reasoning_tokens = 3, 2
+def test_usage_includes_cached_and_reasoning_tokens(servers: list[LoopbackServer]) -> None:
+    server = servers[0]
+    behaviour(server).cached_tokens, behaviour(server).reasoning_tokens = 3, 2
 
     async def go() -> LLMResponse:
         client = _client(server.base_url)
@@ -79,9 +79,9 @@ def test_usage_includes_cached_and_reasoning_tokens(fake_servers: list[FakeOpenA
     assert (usage.input_tokens, usage.cached_input_tokens, usage.output_tokens, usage.reasoning_tokens) == (4, 3, 3, 2)
 
 
-def test_retries_429_and_503_then_succeeds(fake_servers: list[FakeOpenAIServer]) -> None:
-    server = fake_servers[0]
-    server.failures = [429, 503, 500]
+def test_retries_429_and_503_then_succeeds(servers: list[LoopbackServer]) -> None:
+    server = servers[0]
+    behaviour(server).failures = [429, 503, 500]
 
     async def go() -> LLMResponse:
         client = _client(server.base_url, max_retries=3)
@@ -94,9 +94,9 @@ def test_retries_429_and_503_then_succeeds(fake_servers: list[FakeOpenAIServer])
     assert len(server.chat_bodies) == 4
 
 
-def test_gives_up_with_engine_unavailable_after_max_retries_of_5xx(fake_servers: list[FakeOpenAIServer]) -> None:
-    server = fake_servers[0]
-    server.failures = [503] * 10
+def test_gives_up_with_engine_unavailable_after_max_retries_of_5xx(servers: list[LoopbackServer]) -> None:
+    server = servers[0]
+    behaviour(server).failures = [503] * 10
 
     async def go() -> None:
         client = _client(server.base_url, max_retries=2)
@@ -122,9 +122,9 @@ def test_closed_port_raises_engine_unavailable(closed_port_url: str) -> None:
         asyncio.run(go())
 
 
-def test_other_4xx_is_engine_dead_without_retry(fake_servers: list[FakeOpenAIServer]) -> None:
-    server = fake_servers[0]
-    server.failures = [400, 400]
+def test_other_4xx_is_engine_dead_without_retry(servers: list[LoopbackServer]) -> None:
+    server = servers[0]
+    behaviour(server).failures = [400, 400]
 
     async def go() -> None:
         client = _client(server.base_url, max_retries=3)
@@ -138,9 +138,9 @@ def test_other_4xx_is_engine_dead_without_retry(fake_servers: list[FakeOpenAISer
     assert len(server.chat_bodies) == 1
 
 
-def test_read_timeout_is_engine_unavailable(fake_servers: list[FakeOpenAIServer]) -> None:
-    server = fake_servers[0]
-    server.hang = threading.Event()
+def test_read_timeout_is_engine_unavailable(servers: list[LoopbackServer]) -> None:
+    server = servers[0]
+    behaviour(server).hang = True
 
     async def go() -> None:
         client = _client(server.base_url, max_retries=0, timeout_s=0.2)
@@ -153,10 +153,10 @@ def test_read_timeout_is_engine_unavailable(fake_servers: list[FakeOpenAIServer]
         asyncio.run(go())
 
 
-def test_streaming_yields_deltas_then_response_with_cached_usage(fake_servers: list[FakeOpenAIServer]) -> None:
-    server = fake_servers[0]
-    server.reply = "one two three four"
-    server.cached_tokens = 4
+def test_streaming_yields_deltas_then_response_with_cached_usage(servers: list[LoopbackServer]) -> None:
+    server = servers[0]
+    behaviour(server).reply = "one two three four"
+    behaviour(server).cached_tokens = 4
 
     async def go() -> list[str | LLMResponse]:
         client = _client(server.base_url)
@@ -175,9 +175,9 @@ def test_streaming_yields_deltas_then_response_with_cached_usage(fake_servers: l
     assert body["vllm_xargs"]["program_id"] == "prog-1"
 
 
-def test_streaming_retries_before_first_delta(fake_servers: list[FakeOpenAIServer]) -> None:
-    server = fake_servers[0]
-    server.failures = [429]
+def test_streaming_retries_before_first_delta(servers: list[LoopbackServer]) -> None:
+    server = servers[0]
+    behaviour(server).failures = [429]
 
     async def go() -> list[str | LLMResponse]:
         client = _client(server.base_url, max_retries=1)
@@ -191,8 +191,8 @@ def test_streaming_retries_before_first_delta(fake_servers: list[FakeOpenAIServe
     assert len(server.chat_bodies) == 2
 
 
-def test_hash_routing_is_stable_across_clients(fake_servers: list[FakeOpenAIServer]) -> None:
-    a, b = fake_servers
+def test_hash_routing_is_stable_across_clients(servers: list[LoopbackServer]) -> None:
+    a, b = servers
     programs = [f"program-{i}" for i in range(8)]
 
     async def route_all(urls: tuple[str, ...]) -> dict[str, str]:
@@ -217,8 +217,8 @@ def test_hash_routing_is_stable_across_clients(fake_servers: list[FakeOpenAIServ
             assert first[f"{body['vllm_xargs']['program_id']}/{body['vllm_xargs']['turn']}"] == server.base_url
 
 
-def test_requests_without_hints_round_robin(fake_servers: list[FakeOpenAIServer]) -> None:
-    a, b = fake_servers
+def test_requests_without_hints_round_robin(servers: list[LoopbackServer]) -> None:
+    a, b = servers
 
     async def go() -> list[str]:
         client = _client(a.base_url, b.base_url)
@@ -230,8 +230,8 @@ def test_requests_without_hints_round_robin(fake_servers: list[FakeOpenAIServer]
     assert asyncio.run(go()) == [a.base_url, b.base_url, a.base_url, b.base_url]
 
 
-def test_connection_error_fails_over_to_next_endpoint(fake_servers: list[FakeOpenAIServer], closed_port_url: str) -> None:
-    live = fake_servers[0]
+def test_connection_error_fails_over_to_next_endpoint(servers: list[LoopbackServer], closed_port_url: str) -> None:
+    live = servers[0]
     urls = (closed_port_url, live.base_url)
     pid = next(f"p{i}" for i in range(100) if rank_endpoints(urls, f"p{i}")[0] == 0)  # prefers the dead one
 
@@ -245,8 +245,8 @@ def test_connection_error_fails_over_to_next_endpoint(fake_servers: list[FakeOpe
     assert asyncio.run(go()).endpoint == live.base_url
 
 
-def test_empty_model_is_asked_from_the_server(fake_servers: list[FakeOpenAIServer]) -> None:
-    server = fake_servers[0]
+def test_empty_model_is_asked_from_the_server(servers: list[LoopbackServer]) -> None:
+    server = servers[0]
 
     async def go() -> tuple[str, str]:
         client = OpenAIClient(OpenAIConfig(base_urls=server.base_url))
@@ -291,9 +291,9 @@ def test_count_tokens_approximate_or_with_tokenizer() -> None:
 
 
 @pytest.mark.vllm
-def test_request_body_is_accepted_by_vllm_and_hints_reach_sampling_params(fake_servers: list[FakeOpenAIServer]) -> None:
+def test_request_body_is_accepted_by_vllm_and_hints_reach_sampling_params(servers: list[LoopbackServer]) -> None:
     protocol = pytest.importorskip("vllm.entrypoints.openai.chat_completion.protocol")
-    server = fake_servers[0]
+    server = servers[0]
 
     async def go() -> None:
         client = _client(server.base_url)
