@@ -1,33 +1,35 @@
 """BATS and a baseline end to end through the real Runtime (SQLite store, ledger, checkpoints)
-and the real corpus tools over a tiny corpus, with a rule client for control flow only."""
+and the real corpus tools over a tiny corpus, with the scripted LLM for control flow only."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from sqlalchemy import select
+
+from budget.tables import BudgetAccountRow
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
-from budget.tables import BudgetAccountRow
 from orchestrator.store.models import LLMCallRow, StepRow, ToolCallRow
+from orchestrator.testing import ScriptedClient, ScriptedConfig
 from orchestrator.tools.corpus import Corpus, CorpusSource, browse_tool, build_corpus, search_tool
 from orchestrator.tools.registry import ToolRegistry
-from orchestrator.types import LLMRequest
-from tests.orchestrator.fakes import RuleClient
+from orchestrator.types import Message
 from workflows.bats import prompts
 from workflows.bats.agent import strip_demo
 
 
-def rule(request: LLMRequest) -> str:
-    system = request.messages[0].content
+def rule(messages: Sequence[Message]) -> str:
+    system = messages[0].content
     if system == prompts.PLANNER_SYSTEM:
         return "explore: who designed the tower\nverify: where the designer was born"
     if system == prompts.VERIFIER_SYSTEM:
         return ('{"verdicts": ["satisfied", "unverifiable"], "decision": "CONTINUE", '
                 '"justification": "birthplace open", "summary": "designer found"}')
-    if any(m.role == "tool" for m in strip_demo(request.messages)):
+    if any(m.role == "tool" for m in strip_demo(messages)):
         return "answer: Dijon"
     # Three queries against a budget of two: the ledger must refuse the third.
     return "search: eiffel tower\nsearch: gustave eiffel\nsearch: one too many"
@@ -43,7 +45,7 @@ def make_runtime(tmp_path: Path) -> Runtime:
     corpus = Corpus(tmp_path / "corpus.db")
     tools = ToolRegistry([search_tool(corpus), browse_tool(corpus)])
     return Runtime(Settings(db_url=f"sqlite:///{tmp_path / 'store.db'}", home=tmp_path),
-                   tools=tools, clients={"rule": RuleClient(rule)})
+                   tools=tools, clients={"rule": ScriptedClient(ScriptedConfig(responses=rule))})
 
 
 def test_bats_through_runtime_never_overspends(tmp_path: Path) -> None:
@@ -111,7 +113,7 @@ def test_bats_on_the_scripted_backend(tmp_path: Path) -> None:
         async with rt:
             res = await rt.run("bats", {"question": "Where was the Eiffel Tower's designer born?"},
                                backend="scripted", budget="search=2,browse=3",
-                               backend_options={"responses": lambda msgs: rule(LLMRequest(tuple(msgs)))})
+                               backend_options={"responses": rule})
             assert res.status == "succeeded", res.error
             assert res.result["answer"] == "Dijon"
             async with rt.store.session() as s:
