@@ -32,6 +32,11 @@ async def list_runs(rt: Runtime, *, limit: int = 20, workflow: str | None = None
     ]
 
 
+def _declared_limits(rt: Runtime, tool: str) -> dict[str, Any]:
+    """What the tool declares it enforces per call (``ToolSpec.limits``), as registered now."""
+    return dict(rt.tools.get(tool).spec.limits) if tool in rt.tools else {}
+
+
 async def run_report(rt: Runtime, run_id: str) -> dict[str, Any]:
     """Everything about one run; for a dataset run (a parent), totals over its item runs."""
     await rt.store.ensure_schema()
@@ -83,7 +88,7 @@ async def run_report(rt: Runtime, run_id: str) -> dict[str, Any]:
         ],
         "tools": [
             {"tool": t, "calls": n, "units": float(u or 0), "duration_s": float(d or 0), "errors": int(e or 0),
-             "refused": int(rf or 0)}
+             "refused": int(rf or 0), "limits": _declared_limits(rt, t)}
             for t, n, u, d, e, rf in tools
         ],
         "ledger": [

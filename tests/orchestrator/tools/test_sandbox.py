@@ -205,3 +205,32 @@ def test_humaneval_style_scoring() -> None:
     assert run_python(solution + tests, FAST).ok
     wrong = run_python(solution.replace("a + b", "a - b") + tests, FAST)
     assert not wrong.ok and "AssertionError" in wrong.stderr
+
+
+def test_run_report_shows_the_python_tool_declared_limits(tmp_path: Path) -> None:
+    from orchestrator.reports import run_report
+    from orchestrator.runtime import Runtime
+    from orchestrator.settings import Settings
+    from orchestrator.testing import ScriptedClient, ScriptedConfig
+
+    def rule(messages: list) -> str:  # type: ignore[type-arg]
+        # Observations of this task only: the prompt may open with a worked example.
+        start = max(i for i, m in enumerate(messages) if m.role == "user" and "Question:" in m.content)
+        return "answer: 42" if any(m.role == "tool" for m in messages[start:]) else "python: print(6 * 7)"
+
+    async def go() -> dict:  # type: ignore[type-arg]
+        rt = Runtime(
+            Settings(db_url=f"sqlite:///{tmp_path / 'store.db'}"),
+            tools=ToolRegistry([python_tool(FAST)]),
+            clients={"fake": ScriptedClient(ScriptedConfig(responses=rule))},
+        )
+        res = await rt.run("react", {"question": "six times seven?"}, backend="fake", tools=["python"])
+        report = await run_report(rt, res.run_id)
+        await rt.aclose()
+        return report
+
+    report = asyncio.run(go())
+    (row,) = report["tools"]
+    assert row["tool"] == "python" and row["calls"] == 1 and row["errors"] == 0
+    assert row["limits"] == python_tool(FAST).spec.limits
+    assert row["limits"]["memory_mb"] == 128 and row["limits"]["sandbox"] == "bubblewrap"
