@@ -8,6 +8,16 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
+# bubblewrap: the python tool runs model-written code only inside it (and refuses to run without).
+if ! command -v bwrap > /dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends bubblewrap > /dev/null
+  else
+    echo "bootstrap: the python tool needs bubblewrap; install it: sudo apt-get install bubblewrap" >&2
+  fi
+fi
 py="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$py" -m venv .venv
 pip=".venv/bin/python -m pip"
