@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cli.app import command_group
 from orchestrator.errors import BadInputError
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["app", "batchprompt_command", "build_task_payload", "run_batchprompt_job"]
 
-app = typer.Typer(help="BatchPrompt: many items per LLM call, with voting rounds and SEAS.", no_args_is_help=True)
+app = command_group(help="BatchPrompt: many items per LLM call, with voting rounds and SEAS.", no_args_is_help=True)
 
 
 def build_task_payload(

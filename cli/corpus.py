@@ -11,9 +11,10 @@ from typing import Annotated
 
 import typer
 
+from cli.app import command_group
 from orchestrator.errors import BadInputError
 
-app = typer.Typer(help="Offline document corpus (SQLite FTS5, BM25).", no_args_is_help=True)
+app = command_group(help="Offline document corpus (SQLite FTS5, BM25).", no_args_is_help=True)
 
 _MAX_PROBLEMS_SHOWN = 10
 

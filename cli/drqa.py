@@ -9,9 +9,10 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.app import command_group
 from orchestrator.errors import BadInputError
 
-app = typer.Typer(help="DRQA: reasoning-quota allocation and its GRPO training pipeline.", no_args_is_help=True)
+app = command_group(help="DRQA: reasoning-quota allocation and its GRPO training pipeline.", no_args_is_help=True)
 
 __all__ = ["app", "describe_result", "parse_settings", "run_drqa"]
 

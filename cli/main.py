@@ -10,37 +10,19 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
-from typer.core import TyperGroup
 
-from orchestrator.errors import BadInputError, QuotaFlowError
+from cli.app import command_group
+from orchestrator.errors import BadInputError
 
-class _ErrorsAsOneLine(TyperGroup):
-    """The CLI's one error path: a QuotaFlowError from any command is one line on stderr and the
-    error's exit code (2 bad input, 3 budget exhausted, 4 engine unavailable); ``--verbose``
-    adds the traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except QuotaFlowError as exc:
-            if (ctx.obj or {}).get("verbose"):
-                traceback.print_exc()
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(exc.exit_code) from None
-
-
-app = typer.Typer(name="quotaflow", help="Budget-aware multi-turn agent runtime.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, cls=_ErrorsAsOneLine)
-run_app = typer.Typer(help="Run a workflow on one task or a dataset.", no_args_is_help=True)
-runs_app = typer.Typer(help="Inspect runs.", no_args_is_help=True)
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-metrics_app = typer.Typer(help="Prometheus metrics.", no_args_is_help=True)
+app = command_group(name="quotaflow", help="Budget-aware multi-turn agent runtime.", no_args_is_help=True)
+run_app = command_group(help="Run a workflow on one task or a dataset.", no_args_is_help=True)
+runs_app = command_group(help="Inspect runs.", no_args_is_help=True)
+db_app = command_group(help="Database schema.", no_args_is_help=True)
+metrics_app = command_group(help="Prometheus metrics.", no_args_is_help=True)
 app.add_typer(run_app, name="run")
 app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
@@ -248,7 +230,7 @@ def _register_subapps() -> None:
     app.command("serve", context_settings=serve.CONTEXT_SETTINGS,
                 help="Start vLLM's OpenAI server with (or without) the Continuum plugin.")(serve.serve_command)
 
-    bench_app = typer.Typer(help="Benchmarks (from a source checkout: they live in bench/).", no_args_is_help=True)
+    bench_app = command_group(help="Benchmarks (from a source checkout: they live in bench/).", no_args_is_help=True)
     app.add_typer(bench_app, name="bench")
 
     @bench_app.command("bats", add_help_option=False,

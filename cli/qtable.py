@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cli.app import command_group
 
 if TYPE_CHECKING:
     from workflows.priordynaflow.persistence import QTableRepository, StoredTable
 
-app = typer.Typer(help="PriorDynaFlow Q-tables (one versioned table per task family).", no_args_is_help=True)
+app = command_group(help="PriorDynaFlow Q-tables (one versioned table per task family).", no_args_is_help=True)
 
 DbOpt = Annotated[str | None, typer.Option("--db", help="Database URL (default: QUOTAFLOW_DB_URL or .quotaflow/quotaflow.db)")]
 VersionOpt = Annotated[int | None, typer.Option("--version", "-v", help="A stored version (default: the newest).")]

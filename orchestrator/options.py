@@ -105,7 +105,7 @@ def option_value(kind: Any, value: Any, *, what: str = "option") -> Any:
             return value
         if not isinstance(value, Mapping):
             raise _Mismatch(f"a mapping of {kind.__name__} options")  # type: ignore[union-attr]
-        return config_from_options(kind, value, what=what, strict=True)  # type: ignore[type-var]
+        return config_from_options(kind, value, what=what, strict=True)  # type: ignore[arg-type]
     if kind is bool:
         return _as_bool(value)
     if kind is int:

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from budget.costs import PriceTable
 from budget.errors import LimitReached
 from budget.ledger import Charge, Ledger, Reservation
@@ -114,7 +116,12 @@ class RuntimeContext:
             "finish_reason": response.finish_reason, "cost_usd": cost,
             "prompt": [m.to_wire() for m in messages], "response": response.text,
         }
-        await self.store.transact(lambda s: (self.ledger.settle(reservation, actual, s), calls.insert_llm_call(s, row)))
+
+        def settle_and_record(conn: Connection) -> None:
+            self.ledger.settle(reservation, actual, conn)
+            calls.insert_llm_call(conn, row)
+
+        await self.store.transact(settle_and_record)
         metrics.observe_llm_call(self.backend, self.workflow, latency, u, cost)
         metrics.observe_spend(actual)
         return response
@@ -151,7 +158,12 @@ class RuntimeContext:
         result = await self.tools.invoke(name, args)
         duration = time.perf_counter() - t0
         row = _tool_row(self.run_id, key, name, args, result, units, duration, cost)
-        await self.store.transact(lambda s: (self.ledger.settle(reservation, charges, s), calls.insert_tool_call(s, row)))
+
+        def settle_and_record(conn: Connection) -> None:
+            self.ledger.settle(reservation, charges, conn)
+            calls.insert_tool_call(conn, row)
+
+        await self.store.transact(settle_and_record)
         metrics.observe_tool_call(name, self.workflow, result.is_error, duration, cost)
         metrics.observe_spend(charges)
         return result

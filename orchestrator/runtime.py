@@ -19,6 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
+from langchain_core.runnables import RunnableConfig
 from sqlalchemy import update
 
 from budget.costs import PriceTable, load_price_table
@@ -234,7 +235,8 @@ class Runtime:
             async with self.store.session() as s:
                 ctx.journal = await calls.load_journal(s, run_id)
         graph = wf.build(ctx).compile(checkpointer=self._checkpointer)
-        config = {"configurable": {"thread_id": run_id}, "recursion_limit": int(opts.get("recursion_limit", 200))}
+        config: RunnableConfig = {"configurable": {"thread_id": run_id},
+                                  "recursion_limit": int(opts.get("recursion_limit", 200))}
         metrics.RUNS_ACTIVE.labels(wf.name).inc()
         try:
             snapshot = await graph.aget_state(config) if resume else None

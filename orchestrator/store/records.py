@@ -9,9 +9,9 @@ session or connection, sync or async alike.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Delete, Insert, Select, Update, delete, func, insert, select, update
+from sqlalchemy import Delete, Insert, Select, Table, Update, delete, func, insert, select, update
 
 from orchestrator.store.models import RecordRow
 
@@ -20,7 +20,7 @@ __all__ = ["SHARED", "delete_key", "insert_version", "keys", "latest", "next_ver
 SHARED = ""
 """``run_id`` of records shared by every run (not run-scoped)."""
 
-_t = RecordRow.__table__
+_t = cast(Table, RecordRow.__table__)
 
 
 def latest(namespace: str, key: str, *, run_id: str = SHARED, version: int | None = None) -> Select[Any]:

@@ -13,6 +13,7 @@ target_metadata = [Base.metadata, BudgetBase.metadata]
 
 def run_migrations_online() -> None:
     url = context.config.get_main_option("sqlalchemy.url")
+    assert url is not None, "the Store sets sqlalchemy.url"
     engine = create_engine(url)
     with engine.connect() as connection:
         context.configure(

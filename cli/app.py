@@ -1,0 +1,30 @@
+"""The Typer app factory every ``quotaflow`` command group is made with: one error path."""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from orchestrator.errors import QuotaFlowError
+
+
+class ErrorsAsOneLine(TyperGroup):
+    """A QuotaFlowError from any command is one line on stderr and the error's exit code (2 bad
+    input, 3 budget exhausted, 4 engine unavailable); ``quotaflow --verbose`` adds the traceback."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer.core.TyperGroup.invoke takes its vendored click Context
+        try:
+            return super().invoke(ctx)
+        except QuotaFlowError as exc:
+            if (ctx.find_root().obj or {}).get("verbose"):
+                traceback.print_exc()
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+
+
+def command_group(**kwargs: Any) -> typer.Typer:
+    """A ``typer.Typer`` with QuotaFlow's error path and no rich tracebacks."""
+    return typer.Typer(cls=ErrorsAsOneLine, pretty_exceptions_enable=False, **kwargs)
