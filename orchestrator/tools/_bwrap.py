@@ -5,7 +5,7 @@ The sandbox sees a root of its own (read-only) holding only
   ``import_site`` the virtual environment's ``pyvenv.cfg`` and ``site-packages``;
 - the shared libraries (``/usr/lib``, ``/lib*``), never ``/usr/bin``: there is no shell;
 - a fresh ``/proc`` of its own PID namespace, a minimal ``/dev``;
-- ``/work``: a private tmpfs of bounded size, the working directory (``/tmp`` points there).
+- ``/sandbox``: a private tmpfs of bounded size, the working directory (``/tmp`` points there).
 
 The ``_ctypes`` extension is replaced by an empty file: ctypes is the one standard-library route
 to raw libc calls, which no legitimate use of this tool needs.
@@ -28,11 +28,15 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.errors import ConfigError
+
 __all__ = ["SANDBOX_GID", "SANDBOX_UID", "WORKDIR", "BwrapPlan", "find_bwrap", "plan"]
 
 SANDBOX_UID = 65534
 SANDBOX_GID = 65534
-WORKDIR = "/work"
+WORKDIR = "/sandbox"
+"""The working directory: a top-level name no host path is likely to share (runtime binds under
+it would be hidden by the tmpfs; :func:`plan` refuses them)."""
 
 _SHARED_LIBRARY_DIRS = ("/usr/lib", "/usr/lib64", "/usr/lib32", "/lib", "/lib64", "/lib32")
 
@@ -97,6 +101,9 @@ def plan(
     assert bwrap is not None
     root_maps = os.geteuid() == 0
     python, binds = _runtime_binds(import_site)
+    hidden = [dest for _, dest in binds if Path(dest).is_relative_to(WORKDIR)]
+    if hidden:
+        raise ConfigError(f"the Python runtime lives under {WORKDIR}, the sandbox's work directory: {hidden[0]}")
     argv = [bwrap, "--unshare-all", "--unshare-user"]
     if network:
         argv.append("--share-net")

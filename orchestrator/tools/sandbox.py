@@ -5,11 +5,11 @@ Each call starts ``bwrap`` (Debian package ``bubblewrap``), which runs ``python 
   (not the caller's) with every capability dropped, in a session of its own, killed with its host
   (``--die-with-parent``); no further user namespaces (see ``_bwrap`` for root callers);
 - a read-only view of the Python runtime and the shared libraries only (no shell, no ``/etc``, no
-  home, no project files, no ctypes), a fresh ``/proc``, a private tmpfs ``/work`` as working
+  home, no project files, no ctypes), a fresh ``/proc``, a private tmpfs ``/sandbox`` as working
   directory, and an environment of its own (``_bwrap.SANDBOX_ENV``);
 - a seccomp filter refusing ptrace, mount, namespace, keyring, BPF and io_uring calls (``_seccomp``);
 - limits on the whole sandbox, not one process: a per-call cgroup (v2, else v1) caps the memory of
-  all its processes together (``memory_mb``, files in ``/work`` included) and their number
+  all its processes together (``memory_mb``, files in ``/sandbox`` included) and their number
   (``max_processes``, threads included). Where no cgroup is writable the cap falls back to
   RLIMIT_NPROC (per sandbox: it counts the uid inside the sandbox's own user namespace) and
   RLIMIT_AS per process, which bounds the whole tree only by ``max_processes * memory_mb`` plus
@@ -108,14 +108,14 @@ class SandboxLimits:
     cpu_s: int = 5
     """CPU seconds per process (RLIMIT_CPU); SIGXCPU at the limit, SIGKILL a second later."""
     memory_mb: int = 512
-    """MiB for the whole sandbox: every process and the files in /work together (cgroup); also
+    """MiB for the whole sandbox: every process and the files in /sandbox together (cgroup); also
     each process's address space (RLIMIT_AS), so one large allocation raises MemoryError."""
     max_processes: int = 16
     """Processes and threads the sandbox may have at once (cgroup pids.max, RLIMIT_NPROC)."""
     file_size_mb: int = 16
     """Largest file the code may write, in MiB (RLIMIT_FSIZE); a larger write kills it."""
     workdir_mb: int = 64
-    """Size of the private tmpfs /work (and of /dev/shm)."""
+    """Size of the private tmpfs /sandbox (and of /dev/shm)."""
     wall_s: float = 10.0
     """Wall-clock seconds before the whole sandbox is killed."""
     max_output_chars: int = 10_000

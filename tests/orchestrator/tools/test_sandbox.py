@@ -106,7 +106,7 @@ def test_work_directory_is_a_private_tmpfs_that_does_not_outlive_the_call() -> N
     code = "import os\nopen('scratch.txt', 'w').write('x')\nprint(os.getcwd(), os.environ['HOME'], sorted(os.listdir('.')))"
     result = run_python(code, FAST)
     assert result.ok, result.stderr
-    assert result.stdout.split() == ["/work", "/work", "['main.py',", "'scratch.txt']"]
+    assert result.stdout.split() == ["/sandbox", "/sandbox", "['main.py',", "'scratch.txt']"]
     again = run_python("import os\nprint(sorted(os.listdir('.')))", FAST)
     assert again.stdout == "['main.py']\n"
 
@@ -234,3 +234,22 @@ def test_run_report_shows_the_python_tool_declared_limits(tmp_path: Path) -> Non
     assert row["tool"] == "python" and row["calls"] == 1 and row["errors"] == 0
     assert row["limits"] == python_tool(FAST).spec.limits
     assert row["limits"]["memory_mb"] == 128 and row["limits"]["sandbox"] == "bubblewrap"
+
+
+def test_import_site_mounts_the_installed_packages_read_only_but_not_the_project() -> None:
+    code = textwrap.dedent("""
+        import jsonschema, sys
+        print(jsonschema.__name__)
+        try:
+            import orchestrator
+            print("project importable")
+        except ImportError:
+            print("no project")
+        try:
+            open(jsonschema.__file__, "a")
+        except OSError:
+            print("read-only")
+    """)
+    result = run_python(code, SandboxLimits(import_site=True, wall_s=8.0))
+    assert result.ok, result.stderr
+    assert result.stdout.split() == ["jsonschema", "no", "project", "read-only"]
