@@ -1,4 +1,4 @@
-"""The BATS benchmark end to end against a fake OpenAI-compatible server (the path the GPU run
+"""The BATS benchmark end to end against the kit's loopback OpenAI-compatible server (the path the GPU run
 takes): two worker processes with their own stores, the react method on the shared harness,
 the verifier's structured-output request, answer extraction, per-model files, and a time limit
 that cancels a hung question and still writes results over the questions every cell finished."""
@@ -20,7 +20,8 @@ from bench.bats.run import (
     shard_questions,
     write_results,
 )
-from tests.workflows.bats.fake_bats_server import FakeBatsServer
+from orchestrator.testing import LoopbackServer
+from tests.workflows.bats.served_model import BatsModel
 
 DATASET = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "hotpotqa" / "validate.jsonl"
 
@@ -42,7 +43,7 @@ def test_questions_are_dealt_round_robin_and_complete_set_needs_every_cell() -> 
 @pytest.mark.skipif(not DATASET.exists(), reason="shared HotpotQA data not present")
 def test_bench_against_fake_openai_server_with_time_limit(tmp_path: Path) -> None:
     questions = load_questions(DATASET, 3)
-    server = FakeBatsServer(model="qwen2.5-coder-0.5b", hang_marker=questions[1]["question"]).start()
+    server = LoopbackServer(BatsModel(hang_marker=questions[1]["question"]), model="qwen2.5-coder-0.5b").start()
     try:
         cfg = BenchConfig(dataset=DATASET, budgets=(2,), methods=("react", "bats"), backend="openai",
                           backend_options={"base_urls": [server.base_url], "model": "qwen2.5-coder-0.5b"},
@@ -67,7 +68,7 @@ def test_bench_against_fake_openai_server_with_time_limit(tmp_path: Path) -> Non
     assert details["time_limited"] is True and details["num_questions"] == 2 and details["num_questions_planned"] == 3
     cells = {c["method"]: c for c in details["cells"]}
     # Structured outputs: every verifier request carried the schema, and no reply was invalid.
-    verifier = [b for b in server.bodies if b["messages"][0]["content"].startswith("You check a proposed answer")]
+    verifier = [b for b in server.chat_bodies if b["messages"][0]["content"].startswith("You check a proposed answer")]
     assert verifier and all(b["response_format"]["type"] == "json_schema" for b in verifier)
     assert cells["bats"]["invalid_verifier_json_rate"] == 0.0
     # The agent's long sentence was cut to the page title by the extraction call, for both methods.
