@@ -12,7 +12,8 @@ Plain ReAct is ``workflows.react`` (the runtime's baseline).
 from __future__ import annotations
 
 from workflows.baselines.parallel import ParallelConfig, parallel_workflow
-from workflows.bats.agent import LoopMode, agent_workflow
+from workflows.bats.agent import agent_workflow
+from workflows.bats.config import LoopMode
 
 __all__ = ["FORCING", "PARALLEL", "TRACKER", "ParallelConfig"]
 

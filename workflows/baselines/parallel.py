@@ -10,23 +10,16 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
+from orchestrator.options import config_from_options
 from orchestrator.workflow import Workflow
-from workflows.bats.agent import (
-    DEFAULT_TOOLS,
-    AgentConfig,
-    LoopMode,
-    attempt_stats,
-    config_from_options,
-    question_state,
-    run_attempt,
-)
+from workflows.bats.agent import DEFAULT_TOOLS, attempt_stats, question_state, run_attempt
+from workflows.bats.config import AgentConfig, LoopMode
 from workflows.bats.selection import majority_vote
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
     from langgraph.graph import StateGraph
 
     from orchestrator.context import RunContext
@@ -59,14 +52,11 @@ def parallel_workflow() -> Workflow:
         config = config_from_options(ParallelConfig, ctx.config)
         agent_config = replace(config_from_options(AgentConfig, ctx.config), temperature=config.sample_temperature)
 
-        def sample_node(index: int) -> Callable[[_State], Awaitable[dict[str, Any]]]:
-            async def sample(state: _State) -> dict[str, Any]:
-                result = await run_attempt(
-                    ctx, state["question"], agent_config, LoopMode(), seed=index, purpose=f"sample_{index}"
-                )
-                return {"samples": [{"index": index, **attempt_stats(result)}]}
-
-            return sample
+        async def sample(state: _State, *, index: int) -> dict[str, Any]:
+            result = await run_attempt(
+                ctx, state["question"], agent_config, LoopMode(), seed=index, purpose=f"sample_{index}"
+            )
+            return {"samples": [{"index": index, **attempt_stats(result)}]}
 
         def vote(state: _State) -> dict[str, Any]:
             ordered = sorted(state["samples"], key=lambda s: s["index"])
@@ -75,7 +65,7 @@ def parallel_workflow() -> Workflow:
         graph = StateGraph(_State)
         graph.add_node("vote", vote)
         for i in range(max(config.num_samples, 1)):
-            graph.add_node(f"sample_{i}", sample_node(i))
+            graph.add_node(f"sample_{i}", partial(sample, index=i))
             graph.add_edge(START, f"sample_{i}")
             graph.add_edge(f"sample_{i}", "vote")
         graph.add_edge("vote", END)

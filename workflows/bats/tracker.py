@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from orchestrator.context import ToolBudgetView
 from orchestrator.errors import ConfigError
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 
-class Regime(str, Enum):
+class Regime(StrEnum):
     """How much of the tightest tool budget is left."""
 
     HIGH = "high"

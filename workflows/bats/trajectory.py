@@ -13,13 +13,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from orchestrator.types import Message
+from workflows.bats import prompts
 
 __all__ = [
     "Entry",
     "action_log",
     "assistant_entry",
+    "demo_messages",
     "evidence_text",
     "render_messages",
+    "strip_demo",
     "tool_entry",
     "truncate",
     "user_entry",
@@ -64,6 +67,20 @@ def render_messages(
         content = (e.get("stub") or "[older tool output dropped]") if i in dropped else e["content"]
         messages.append(Message(e["role"], content, e.get("name")))
     return messages
+
+
+def demo_messages() -> list[Message]:
+    """The worked example exchange shown before the question (see ``prompts.DEMO_TURNS``)."""
+    out = [Message("user", f"{prompts.DEMO_QUESTION}\n\n{prompts.NEXT_ACTION}")]
+    for role, content in prompts.DEMO_TURNS:
+        out.append(Message(role, content, "search" if role == "tool" else None))  # type: ignore[arg-type]
+    return out
+
+
+def strip_demo(messages: Sequence[Message]) -> list[Message]:
+    """``messages`` without the demo exchange (for rule clients and tests reading the context)."""
+    demo = {(m.role, m.content) for m in demo_messages()}
+    return [m for m in messages if (m.role, m.content) not in demo]
 
 
 def evidence_text(entries: Sequence[Mapping[str, Any]], *, max_chars_per_output: int = 600) -> str:

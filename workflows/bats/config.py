@@ -1,0 +1,100 @@
+"""The options of BATS and its baselines, typed (built from a run's options by
+:func:`orchestrator.options.config_from_options`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from workflows.bats.tracker import TrackerConfig
+
+__all__ = ["AgentConfig", "BatsConfig", "LoopMode"]
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Limits and sampling of one agent attempt (read from the run's options)."""
+
+    max_turns: int = 0
+    """LLM turns of one attempt before the agent is asked for its final answer; 0 (default):
+    derived from the budget, the units left over all limited tools plus 2 (so the budget, not a
+    turn cap, ends an agent that spends at least one unit per turn), at most ``max_turns_cap``."""
+    max_turns_cap: int = 48
+    """Upper bound of the derived turn cap (and the cap when no tool is limited)."""
+    demo: bool = True
+    """Show a worked two-search example exchange before the question (every method alike)."""
+    short_answer: bool = True
+    """Shorten a long final answer with one extraction call (the shortest answering span)."""
+    answer_max_words: int = 5
+    """Answers with more words than this get the extraction call."""
+    extract_max_tokens: int = 24
+    """Output tokens of the extraction call."""
+    max_tokens: int = 128
+    """Output tokens of one agent turn (action lines are short)."""
+    temperature: float = 0.0
+    """Sampling temperature of agent turns."""
+    max_observation_chars: int = 1200
+    """One tool output is cut to this many characters before the agent sees it."""
+    keep_tool_outputs: int = 1
+    """Tool outputs shown in full; older ones are replaced by a one-line stub."""
+    max_actions_per_turn: int = 3
+    """Tool actions executed from one reply (more lines are ignored)."""
+    max_format_errors: int = 1
+    """Replies without an action line that get a reminder of the format; the next such reply
+    is taken as the answer."""
+    max_stale_turns: int = 2
+    """Consecutive turns whose tool actions were all repeats (nothing new ran) before the agent
+    is asked for its final answer: a looping small model would otherwise spend the whole
+    budget-derived turn cap on calls that cost no budget."""
+    max_idle_turns: int = 5
+    """Budget forcing: stop after this many consecutive turns without a tool call."""
+    stop_when_any_exhausted: bool = True
+    """End the attempt as soon as any tool budget reaches 0 (BATS's rule)."""
+    high_at: float = 0.7
+    """Budget Tracker: remaining fraction at or above which the regime is high."""
+    medium_at: float = 0.3
+    """Budget Tracker: remaining fraction at or above which the regime is medium."""
+    low_at: float = 0.1
+    """Budget Tracker: remaining fraction at or above which the regime is low (else critical)."""
+
+    @property
+    def tracker_config(self) -> TrackerConfig:
+        return TrackerConfig(high_at=self.high_at, medium_at=self.medium_at, low_at=self.low_at)
+
+
+@dataclass(frozen=True)
+class LoopMode:
+    """What distinguishes the baselines: the Budget Tracker and budget forcing."""
+
+    tracker: bool = False
+    """Show the budget policy on the first turn and the tracker block after every tool response."""
+    forcing: bool = False
+    """When the agent answers with budget left, tell it to keep using the budget."""
+
+
+@dataclass(frozen=True)
+class BatsConfig:
+    """BATS's own options (the agent loop's are in AgentConfig; both come from the run options)."""
+
+    max_attempts: int = 3
+    """Attempts at most, whatever budget is left."""
+    early_stop: bool = True
+    """Stop at the first attempt the verifier calls SUCCESS (else keep going until the budget
+    or max_attempts runs out, and let the judge choose)."""
+    planner_max_tokens: int = 128
+    """Output tokens of the planning call."""
+    max_plan_items: int = 4
+    """Constraints kept from the planner's reply."""
+    verifier_max_tokens: int = 256
+    """Output tokens of a verifier call (and of its repair)."""
+    judge_max_tokens: int = 8
+    """Output tokens of the judge call (it answers with a number)."""
+    verifier_json_schema: bool = True
+    """Send the verifier's JSON schema as a structured-output constraint (vLLM/OpenAI backends)."""
+    agent_plan: Literal["all", "explore", "none"] = "explore"
+    """Plan items the agent sees: ``all``, ``explore`` (default) or ``none``. The verifier always
+    checks every item. Default ``explore``: a small planner writes guessed answers into its
+    verify items ("verify: they were both in The Beatles") and a small agent then searches the
+    guess (seen with Qwen2.5-Coder-0.5B); the verify items stay the verifier's checklist."""
+    max_evidence_chars: int = 600
+    """Characters of each tool output the verifier reads."""

@@ -1,0 +1,47 @@
+"""The answer an attempt is scored on (pure): the agent's answer cleaned of its wrapping, and for
+a long one (a pasted passage, a sentence) the one extraction call that asks for the shortest
+answering phrase."""
+
+from __future__ import annotations
+
+import re
+
+from orchestrator.types import Message, SamplingOptions
+from workflows.bats import prompts
+from workflows.bats.config import AgentConfig
+from workflows.bats.trajectory import truncate
+
+__all__ = ["clean_answer", "extraction_messages", "extraction_sampling", "needs_extraction", "pick_extraction"]
+
+_ANSWER_PREFIX = re.compile(r"^\s*(?:final\s+)?(?:the\s+)?answer\s*(?:is)?\s*[:\-]?\s*", re.IGNORECASE)
+
+
+def clean_answer(text: str) -> str:
+    """An answer without its wrapping: first non-empty line, no ``answer:`` prefix, no quotes,
+    brackets or trailing full stop."""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    line = _ANSWER_PREFIX.sub("", line).strip()
+    line = line.strip("\"'`*<> ").rstrip(".").strip()
+    return line
+
+
+def needs_extraction(cleaned: str, config: AgentConfig) -> bool:
+    """Whether the cleaned answer gets the extraction call: longer than ``answer_max_words``."""
+    return config.short_answer and bool(cleaned) and len(cleaned.split()) > config.answer_max_words
+
+
+def extraction_messages(question: str, cleaned: str) -> tuple[Message, ...]:
+    return (
+        Message("system", prompts.EXTRACT_SYSTEM),
+        Message("user", prompts.EXTRACT_USER.format(question=question, answer=truncate(cleaned, 1500))),
+    )
+
+
+def extraction_sampling(config: AgentConfig) -> SamplingOptions:
+    return SamplingOptions(max_tokens=config.extract_max_tokens, temperature=0.0, stop=("\n",))
+
+
+def pick_extraction(cleaned: str, reply: str) -> str:
+    """The extracted phrase when it is non-empty and shorter than the cleaned answer, else that answer."""
+    short = clean_answer(reply)
+    return short if short and len(short) < len(cleaned) else cleaned
