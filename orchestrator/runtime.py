@@ -28,7 +28,7 @@ from budget.ledger import Ledger
 from budget.limits import Limit
 from orchestrator import accounting, metrics
 from orchestrator import workflow as workflows
-from orchestrator.errors import BadInputError, BudgetExhausted, ConfigError, QuotaFlowError, RunNotFound
+from orchestrator.errors import BudgetExhausted, ConfigError, QuotaFlowError, RunNotFound
 from orchestrator.llm.base import LLMClient
 from orchestrator.run_context import RuntimeContext
 from orchestrator.settings import Settings
@@ -36,6 +36,7 @@ from orchestrator.store import calls
 from orchestrator.store.checkpointer import open_checkpointer
 from orchestrator.store.db import Store
 from orchestrator.store.models import RunRow
+from orchestrator.tools.builtins import RunTools
 from orchestrator.tools.registry import ToolRegistry
 from orchestrator.workflow import Workflow
 
@@ -92,8 +93,7 @@ class Runtime:
         self.store = Store(self.settings.db_url)
         self.ledger = Ledger(self.store)
         self.pricing = pricing or _load_prices(self.settings.price_table)
-        self._tools = tools
-        self._corpus_error: BadInputError | None = None
+        self._tools = RunTools(tools, self.settings.corpus_path)
         # Clients given by the caller, by backend name; others are created on first use.
         self._given: dict[str, LLMClient] = dict(clients or {})
         self._clients: dict[str, LLMClient] = {}
@@ -104,28 +104,11 @@ class Runtime:
     # -- set-up ------------------------------------------------------------------------------
     @property
     def tools(self) -> ToolRegistry:
-        """The registry runs draw their tools from: the caller's, or the built-in tools. With no
-        search corpus built yet, the built-ins leave out ``search`` and ``browse``; a run that
-        names them then gets the error that says how to build one (see :meth:`_tools_for`)."""
-        if self._tools is None:
-            from orchestrator.tools.builtins import default_registry
-
-            path = self.settings.corpus_path
-            try:
-                self._tools = default_registry(corpus_path=path)
-            except BadInputError as exc:
-                if path is None or Path(path).exists():  # a corpus that exists but does not open
-                    raise
-                self._corpus_error = exc
-                self._tools = default_registry(corpus_path=None)
-        return self._tools
+        """The registry runs draw their tools from (the caller's, or the built-in tools)."""
+        return self._tools.registry
 
     def _tools_for(self, names: list[str]) -> ToolRegistry:
-        """The tools a run may call: the named ones, or every registered tool when it names none."""
-        registry = self.tools
-        if self._corpus_error is not None and {"search", "browse"} & (set(names) - set(registry.names())):
-            raise self._corpus_error
-        return registry.subset(names) if names else registry
+        return self._tools.for_run(names)
 
     def client(self, backend: str, **options: Any) -> LLMClient:
         """The LLM client for ``backend`` (one per backend and options, shared by runs)."""
