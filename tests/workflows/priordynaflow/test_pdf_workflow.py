@@ -14,13 +14,15 @@ import asyncio
 import hashlib
 import random
 import re
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
 
-from orchestrator.tools.base import ToolResult
-from orchestrator.types import LLMRequest, LLMResponse, Usage
+from orchestrator.testing import FakeRunContext, ScriptedClient, ScriptedConfig
+from orchestrator.tools.base import Tool, ToolResult, ToolSpec
+from orchestrator.tools.registry import ToolRegistry
+from orchestrator.types import Message
 from workflows.priordynaflow import LearnerPool, RouterConfig
 from workflows.priordynaflow.config import END
 from workflows.priordynaflow.graph import build, initial_state, result
@@ -30,8 +32,8 @@ CONFIG = RouterConfig(num_explore_steps=30, min_path_length=0, token_penalty_per
                       max_path_length=5)
 
 
-def scripted_reply(request: LLMRequest) -> str:
-    system, user = request.messages[0].content, request.messages[1].content
+def scripted_reply(messages: Sequence[Message]) -> str:
+    system, user = messages[0].content, messages[1].content
     agent = re.search(r"You are the (\w+)", system).group(1)
     options = re.findall(r"^- (\w+):", system.split("choose who works next", 1)[1], re.MULTILINE)
     a, b = map(int, re.search(r"What is (\d+) \+ (\d+)", user).groups())
@@ -42,59 +44,21 @@ def scripted_reply(request: LLMRequest) -> str:
     return f"As the {agent}: {a} + {b}.\n#### {answer}\nNEXT: {nxt}"
 
 
-class ScriptedLLM:
-    """A deterministic LLMClient for control-flow tests (replies from ``scripted_reply``)."""
-
-    model = "scripted"
-
-    def __init__(self) -> None:
-        self.num_calls = 0
-
-    async def complete(self, request: LLMRequest) -> LLMResponse:
-        self.num_calls += 1
-        text = scripted_reply(request)
-        prompt = sum(len(m.content) for m in request.messages)
-        return LLMResponse(text=text, usage=Usage(prompt // 4, 0, len(text) // 4), model=self.model)
-
-    async def stream(self, request: LLMRequest):  # pragma: no cover - not used by the workflow
-        yield await self.complete(request)
-
-    def count_tokens(self, text: str) -> int:
-        return len(text) // 4
-
-    async def aclose(self) -> None:
-        return None
+def scripted(reply: Any = scripted_reply) -> ScriptedClient:
+    """The scripted LLM answering with ``reply`` (default :func:`scripted_reply`)."""
+    return ScriptedClient(ScriptedConfig(responses=reply if callable(reply) else lambda _m: reply))
 
 
-@dataclass
-class DirectContext:
-    """A RunContext without store or ledger: enough to drive the graph in a unit test."""
-
-    config: dict[str, Any]
-    llm: ScriptedLLM = field(default_factory=ScriptedLLM)
-    run_id: str = "test"
-    tools: Any = None
-    steps: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-    async def chat(self, messages, *, sampling=None, tool_name=None, is_last_step=False, scope=None,
-                   purpose="agent") -> LLMResponse:
-        return await self.llm.complete(LLMRequest(messages=tuple(messages)))
-
-    async def call_tool(self, name, args, *, scope=None) -> ToolResult:
-        return ToolResult("exit status: 0", is_error=False)
-
-    async def tool_budgets(self):
-        return []
-
-    async def record_step(self, node, data) -> None:
-        self.steps.append((node, data))
+def context(config: dict[str, Any], llm: ScriptedClient | None = None, tools: ToolRegistry | None = None
+            ) -> FakeRunContext:
+    return FakeRunContext(llm=llm or scripted(), tools=tools or ToolRegistry(), config=config, run_id="test")
 
 
 async def run_episodes(pool: LearnerPool, mode: str, tasks: list[dict[str, Any]], **options: Any
                        ) -> list[dict[str, Any]]:
     out = []
     for task in tasks:
-        ctx = DirectContext({"priordynaflow": {"dataset": "gsm8k", "mode": mode, **options}, "qtable_pool": pool})
+        ctx = context({"priordynaflow": {"dataset": "gsm8k", "mode": mode, **options}, "qtable_pool": pool})
         state = await build(ctx).compile().ainvoke(initial_state(task))
         out.append({**result(state), "steps": ctx.steps})
     return out
@@ -143,19 +107,15 @@ def test_training_moves_the_table_toward_the_rewarded_edges():
 
 
 def test_unparsable_marker_ends_the_episode_and_is_counted():
-    class Mute(ScriptedLLM):
-        async def complete(self, request: LLMRequest) -> LLMResponse:
-            return LLMResponse(text="#### 4", usage=Usage(10, 0, 2), model="scripted")
-
     pool = LearnerPool(config=CONFIG)
-    ctx = DirectContext({"priordynaflow": {"dataset": "gsm8k"}, "qtable_pool": pool}, llm=Mute())
+    ctx = context({"priordynaflow": {"dataset": "gsm8k"}, "qtable_pool": pool}, llm=scripted("#### 4"))
     state = asyncio.run(build(ctx).compile().ainvoke(initial_state({"question": "2+2?", "answer": "4"})))
     out = result(state)
     assert out["path"] == ["solver"] and out["stop_reason"] == "unparsable" and out["num_unparsable"] == 1
     assert out["success"] is True and out["answer"] == "4"
 
 
-def _clients(llm: ScriptedLLM) -> dict[str, Any]:
+def _clients(llm: ScriptedClient) -> dict[str, Any]:
     # Given clients are looked up by backend name (older runtimes: name + options repr).
     return {"scripted": llm, "scripted[]": llm}
 
@@ -164,13 +124,12 @@ def test_runtime_run_records_steps_and_saves_a_versioned_table(tmp_path):
     from orchestrator.runtime import Runtime
     from orchestrator.settings import Settings
     from orchestrator.store.models import RecordRow, StepRow
-    from orchestrator.tools.registry import ToolRegistry
     from orchestrator.tools.sandbox import python_tool
     from workflows.priordynaflow.persistence import NAMESPACE
 
     async def go():
         rt = Runtime(Settings(db_url=f"sqlite:///{tmp_path / 'rt.db'}", home=tmp_path),
-                     tools=ToolRegistry([python_tool()]), clients=_clients(ScriptedLLM()))
+                     tools=ToolRegistry([python_tool()]), clients=_clients(scripted()))
         try:
             options = {"priordynaflow": {"dataset": "gsm8k", "router": {"num_explore_steps": 0,
                                                                         "min_path_length": 0}}}
@@ -192,22 +151,20 @@ def test_runtime_run_records_steps_and_saves_a_versioned_table(tmp_path):
 
 
 def test_without_options_the_task_keys_pick_the_roster_and_the_sandbox_scores_code():
-    class Coder(ScriptedLLM):
-        async def complete(self, request: LLMRequest) -> LLMResponse:
-            return LLMResponse(text="```python\ndef add(a, b):\n    return a + b\n```\nNEXT: END",
-                               usage=Usage(10, 0, 10), model="scripted")
-
+    coder = scripted("```python\ndef add(a, b):\n    return a + b\n```\nNEXT: END")
     calls: list[str] = []
 
-    class Ctx(DirectContext):
-        async def call_tool(self, name, args, *, scope=None) -> ToolResult:
-            calls.append(name)
-            ok = "return a + b" in args["code"] and "check(add)" in args["code"]
-            return ToolResult("__QUOTAFLOW_TESTS_PASSED__" if ok else "AssertionError", is_error=not ok)
+    async def python(args: dict[str, Any]) -> ToolResult:
+        calls.append("python")
+        ok = "return a + b" in args["code"] and "check(add)" in args["code"]
+        return ToolResult("__QUOTAFLOW_TESTS_PASSED__" if ok else "AssertionError", is_error=not ok)
+
+    sandbox = ToolRegistry([Tool(ToolSpec("python", "run python", {
+        "type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]}), python)])
 
     task = {"prompt": "def add(a, b):\n", "entry_point": "add",
             "test": "def check(candidate):\n    assert candidate(1, 2) == 3\n"}
-    ctx = Ctx({"qtable_pool": LearnerPool(config=CONFIG)}, llm=Coder())
+    ctx = context({"qtable_pool": LearnerPool(config=CONFIG)}, llm=coder, tools=sandbox)
     state = asyncio.run(build(ctx).compile().ainvoke(initial_state(task)))
     assert ctx.steps[0][0] == "code.coder" and calls == ["python"]
     assert result(state)["success"] is True and result(state)["path"] == ["coder"]
