@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         "sandbox": {
             "tree_limits": sandboxed.tree_limits,
             "seccomp": sandboxed.metadata.get("seccomp"),
-            "bwrap": subprocess.run(["bwrap", "--version"], capture_output=True, text=True).stdout.strip(),
+            "bwrap": subprocess.run(["bwrap", "--version"], capture_output=True, text=True, check=True).stdout.strip(),
         },
         "modes": {
             name: {

@@ -103,7 +103,9 @@ def plan(
     python, binds = _runtime_binds(import_site)
     hidden = [dest for _, dest in binds if Path(dest).is_relative_to(WORKDIR)]
     if hidden:
-        raise ConfigError(f"the Python runtime lives under {WORKDIR}, the sandbox's work directory: {hidden[0]}")
+        raise ConfigError(
+            f"the Python runtime lives under {WORKDIR}, the sandbox's work directory: {hidden[0]}"
+        )
     argv = [bwrap, "--unshare-all", "--unshare-user"]
     if network:
         argv.append("--share-net")
@@ -150,4 +152,5 @@ def write_root_maps(child_pid: int) -> None:
     """Map 0 and 65534 onto themselves in the sandbox's user namespace (root callers only)."""
     mapping = f"0 0 1\n{SANDBOX_UID} {SANDBOX_UID} 1\n"
     Path(f"/proc/{child_pid}/uid_map").write_text(mapping)
-    Path(f"/proc/{child_pid}/gid_map").write_text(mapping.replace(str(SANDBOX_UID), str(SANDBOX_GID)))
+    gid_mapping = f"0 0 1\n{SANDBOX_GID} {SANDBOX_GID} 1\n"
+    Path(f"/proc/{child_pid}/gid_map").write_text(gid_mapping)

@@ -148,7 +148,7 @@ def _open_v1(memory_bytes: int, max_pids: int) -> SandboxCgroup | None:
 
 
 def open_sandbox_cgroup(memory_bytes: int, max_pids: int) -> SandboxCgroup | None:
-    """A fresh group limited to ``memory_bytes`` and ``max_pids``, or None where none is writable."""
+    """A fresh group capped at ``memory_bytes`` and ``max_pids``; None where none is writable."""
     for opener in (_open_v2, _open_v1):
         try:
             group = opener(memory_bytes, max_pids)

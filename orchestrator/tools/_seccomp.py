@@ -1,4 +1,4 @@
-"""The python sandbox's seccomp filter: a classic-BPF deny-list that bubblewrap loads (``--seccomp``).
+"""The python sandbox's seccomp filter: a classic-BPF deny-list bubblewrap loads (``--seccomp``).
 
 The namespaces and the dropped capabilities are the boundary; this filter narrows the kernel
 surface behind it. It refuses (EPERM) the calls that only matter for escaping or inspecting a
@@ -20,7 +20,16 @@ import struct
 
 __all__ = ["deny_list_filter"]
 
-_DENIED = ["ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd", "mount", "umount2", "pivot_root", "chroot", "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr", "unshare", "setns", "open_by_handle_at", "name_to_handle_at", "keyctl", "add_key", "request_key", "bpf", "perf_event_open", "userfaultfd", "fanotify_init", "io_uring_setup", "io_uring_enter", "io_uring_register", "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module", "syslog", "acct", "swapon", "swapoff", "reboot", "quotactl", "vhangup", "sethostname", "setdomainname", "settimeofday", "clock_settime", "adjtimex", "clock_adjtime", "migrate_pages", "move_pages"]
+_DENIED = (
+    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd", "mount", "umount2",
+    "pivot_root", "chroot", "open_tree", "move_mount", "fsopen", "fsconfig", "fsmount", "fspick",
+    "mount_setattr", "unshare", "setns", "open_by_handle_at", "name_to_handle_at", "keyctl",
+    "add_key", "request_key", "bpf", "perf_event_open", "userfaultfd", "fanotify_init",
+    "io_uring_setup", "io_uring_enter", "io_uring_register", "kexec_load", "kexec_file_load",
+    "init_module", "finit_module", "delete_module", "syslog", "acct", "swapon", "swapoff",
+    "reboot", "quotactl", "vhangup", "sethostname", "setdomainname", "settimeofday",
+    "clock_settime", "adjtimex", "clock_adjtime", "migrate_pages", "move_pages",
+)
 
 _X86_64 = {
     "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "kcmp": 312,

@@ -7,7 +7,8 @@ Each call starts ``bwrap`` (Debian package ``bubblewrap``), which runs ``python 
 - a read-only view of the Python runtime and the shared libraries only (no shell, no ``/etc``, no
   home, no project files, no ctypes), a fresh ``/proc``, a private tmpfs ``/sandbox`` as working
   directory, and an environment of its own (``_bwrap.SANDBOX_ENV``);
-- a seccomp filter refusing ptrace, mount, namespace, keyring, BPF and io_uring calls (``_seccomp``);
+- a seccomp filter refusing ptrace, mount, namespace, keyring, BPF and io_uring calls
+  (``_seccomp``);
 - limits on the whole sandbox, not one process: a per-call cgroup (v2, else v1) caps the memory of
   all its processes together (``memory_mb``, files in ``/sandbox`` included) and their number
   (``max_processes``, threads included). Where no cgroup is writable the cap falls back to
@@ -64,7 +65,8 @@ _CAPABILITY_EXIT = 87
 
 _BOOTSTRAP = r"""
 import os, resource, signal, sys
-status_fd, uid, gid, nproc, cpu_s, memory_bytes, file_bytes, memory_exit, cap_exit = map(int, sys.argv[1:10])
+(status_fd, uid, gid, nproc, cpu_s, memory_bytes, file_bytes, memory_exit,
+ cap_exit) = map(int, sys.argv[1:10])
 if uid >= 0:
     if os.getuid() != uid:
         os.setgroups([])
@@ -547,7 +549,9 @@ def python_tool(
             },
         )
 
-    sandbox = "none (UNSAFE: trusted code only)" if unsafe_unsandboxed_for_trusted_code else "bubblewrap"
+    sandbox = "bubblewrap"
+    if unsafe_unsandboxed_for_trusted_code:
+        sandbox = "none (UNSAFE: trusted code only)"
     spec = ToolSpec(
         name="python",
         description=(

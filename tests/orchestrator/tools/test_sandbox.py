@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.tools.registry import ToolRegistry
 from orchestrator.errors import ToolError
 from orchestrator.tools._bwrap import SANDBOX_ENV
+from orchestrator.tools.registry import ToolRegistry
 from orchestrator.tools.sandbox import INSTALL_HINT, SandboxLimits, python_tool, run_python
 
 FAST = SandboxLimits(cpu_s=1, memory_mb=128, file_size_mb=1, wall_s=8.0)
