@@ -253,3 +253,44 @@ def test_import_site_mounts_the_installed_packages_read_only_but_not_the_project
     result = run_python(code, SandboxLimits(import_site=True, wall_s=8.0))
     assert result.ok, result.stderr
     assert result.stdout.split() == ["jsonschema", "no", "project", "read-only"]
+
+
+def test_process_cap_holds_without_a_cgroup(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fallback: RLIMIT_NPROC counts the sandbox's uid in its own user namespace only.
+    monkeypatch.setattr("orchestrator.tools.sandbox.open_sandbox_cgroup", lambda *_: None)
+    code = "import os\nwhile True:\n    if os.fork() == 0:\n        os.read(0, 1)\n        os._exit(0)"
+    result = run_python(code, SandboxLimits(max_processes=6, wall_s=8.0))
+    assert result.tree_limits == "rlimit"
+    assert result.killed_by == "processes", result.stderr
+
+
+NOBODY_PROBE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from orchestrator.tools.sandbox import SandboxLimits, run_python
+uid = run_python("import os\\nprint(os.getuid(), os.getgid())")
+fork = run_python(
+    "import os\\nwhile True:\\n    if os.fork() == 0:\\n        os.read(0, 1)\\n        os._exit(0)",
+    SandboxLimits(max_processes=6),
+)
+print(uid.stdout.strip(), uid.isolation, fork.killed_by, fork.tree_limits)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="not root: every other test runs bwrap's own uid map")
+def test_an_ordinary_user_gets_bwraps_own_uid_map_and_the_same_limits() -> None:
+    # Run as root, the tests take the root-maps route; here an ordinary user (nobody) calls the
+    # sandbox, with the system's Python (this venv's may live where nobody cannot read).
+    import shutil
+    import subprocess
+
+    python, setpriv = shutil.which("python3", path="/usr/bin:/bin"), shutil.which("setpriv")
+    if python is None or setpriv is None:
+        pytest.fail("this test needs /usr/bin/python3 and setpriv (util-linux) to run as nobody")
+    repo = str(Path(__file__).resolve().parents[3])
+    out = subprocess.run(
+        [setpriv, "--reuid", "65534", "--regid", "65534", "--clear-groups",
+         python, "-c", NOBODY_PROBE, repo],
+        capture_output=True, text=True, check=True, cwd="/",
+    )
+    assert out.stdout.split() == ["65534", "65534", "bubblewrap", "processes", "rlimit"]
