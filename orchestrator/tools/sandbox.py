@@ -11,10 +11,12 @@ Each call starts ``bwrap`` (Debian package ``bubblewrap``), which runs ``python 
   (``_seccomp``);
 - limits on the whole sandbox, not one process: a per-call cgroup (v2, else v1) caps the memory of
   all its processes together (``memory_mb``, files in ``/sandbox`` included) and their number
-  (``max_processes``, threads included). Where no cgroup is writable the cap falls back to
-  RLIMIT_NPROC (per sandbox: it counts the uid inside the sandbox's own user namespace) and
-  RLIMIT_AS per process, which bounds the whole tree only by ``max_processes * memory_mb`` plus
-  two tmpfs of ``workdir_mb``; ``SandboxResult.tree_limits`` says which one applied;
+  (``max_processes``, threads included). Where no cgroup is writable (on cgroup v2 the runtime's
+  own cgroup holds processes, so it cannot have child groups with controllers) the number falls
+  back to RLIMIT_NPROC (per sandbox: it counts the uid inside the sandbox's own user namespace)
+  and the memory to a watcher in the host that kills the sandbox once its processes together pass
+  ``memory_mb`` (``_memwatch``: a bound by detection, each process also under RLIMIT_AS);
+  ``SandboxResult.tree_limits`` says which applied;
 - per process, RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE and no core files; a wall-clock limit, and
   output cut to ``max_output_chars``.
 
@@ -31,6 +33,7 @@ wrote yourself, never for model output.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -42,12 +45,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from orchestrator.errors import ToolError
 from orchestrator.tools import _bwrap
 from orchestrator.tools._cgroup import SandboxCgroup, open_sandbox_cgroup
+from orchestrator.tools._memwatch import POLL_INTERVAL_S, TreeMemoryWatch
 from orchestrator.tools._seccomp import deny_list_filter
 from orchestrator.tools.base import Tool, ToolResult, ToolSpec
 
@@ -146,9 +151,9 @@ class SandboxResult:
     """Network isolation applied: "namespace" or "none"."""
     isolation: str = "bubblewrap"
     """"bubblewrap", or "none" for the unsafe opt-out."""
-    tree_limits: str = "rlimit"
-    """How memory and processes were capped for the whole sandbox: "cgroup-v2", "cgroup-v1" or
-    "rlimit" (see the module docstring for the bound that gives)."""
+    tree_limits: str = "none"
+    """How memory and processes were capped for the whole sandbox: "cgroup-v2", "cgroup-v1",
+    "rlimit+watch" (see the module docstring) or "none" (the unsafe opt-out)."""
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -198,11 +203,11 @@ def _kill(pid: int, *, group: bool = False) -> None:
 
 
 def _classify(
-    exit_code: int, stderr: str, wall_killed: bool, oom_kills: int, limits: SandboxLimits
+    exit_code: int, stderr: str, stopped_by: str | None, oom_kills: int, limits: SandboxLimits
 ) -> tuple[str | None, str | None]:
-    if wall_killed:
+    if stopped_by == "wall":
         return "wall", f"killed: wall-clock limit {limits.wall_s:g}s"
-    if oom_kills:
+    if oom_kills or stopped_by == "memory":
         return "memory", f"killed: memory limit {limits.memory_mb} MiB for the whole sandbox"
     if exit_code in (-signal.SIGXCPU, -signal.SIGKILL):
         return "cpu", f"killed: CPU time limit {limits.cpu_s}s"
@@ -319,19 +324,24 @@ def _run_sandboxed(code: str, stdin: str, limits: SandboxLimits) -> SandboxResul
             # alive, reaps it, so once bwrap has exited none of them is left.
             _kill(init_pid) if init_pid is not None else _kill(proc.pid, group=True)
 
-        wall_killed = _pump(proc, {proc.stdout: out, proc.stderr: err}, deadline, kill)
+        # Without a cgroup, the host watches the tree's memory (see _memwatch for the bound).
+        memory_watch = None
+        if cgroup is None and init_pid is not None:
+            with contextlib.suppress(OSError):
+                memory_watch = TreeMemoryWatch(init_pid, limits.memory_mb * 1024 * 1024)
+        stopped_by = _pump(proc, {proc.stdout: out, proc.stderr: err}, deadline, kill, memory_watch)
         status = proc.wait()
         if init_fd is not None:
             _wait_gone(init_fd, init_pid)
         started_ok = _read_all(status_r) == b"started"
         stdout, stdout_truncated = out.text()
         stderr, stderr_truncated = err.text()
-        if not started_ok and not wall_killed:
+        if not started_ok and stopped_by is None:
             raise ToolError(_startup_error(stderr, status))
         # bwrap reports a command killed by signal N as 128 + N, like a shell.
         exit_code = -(status - 128) if status > 128 else status
         oom_kills = cgroup.oom_kills() if cgroup is not None else 0
-        killed_by, message = _classify(exit_code, stderr, wall_killed, oom_kills, limits)
+        killed_by, message = _classify(exit_code, stderr, stopped_by, oom_kills, limits)
         return SandboxResult(
             stdout=stdout,
             stderr=stderr,
@@ -341,7 +351,7 @@ def _run_sandboxed(code: str, stdin: str, limits: SandboxLimits) -> SandboxResul
             limit_message=message,
             network="none" if limits.network == "allow" else "namespace",
             isolation="bubblewrap",
-            tree_limits=cgroup.kind if cgroup is not None else "rlimit",
+            tree_limits=cgroup.kind if cgroup is not None else "rlimit+watch",
             stdout_truncated=stdout_truncated,
             stderr_truncated=stderr_truncated,
             metadata={"seccomp": filter_bytes is not None},
@@ -412,27 +422,30 @@ def _pump(
     proc: subprocess.Popen[bytes],
     captures: dict[Any, _Capture],
     deadline: float,
-    kill: Any,
-) -> bool:
-    """Drain the child's pipes until EOF or the deadline; returns whether the wall limit hit.
+    kill: Callable[[], None],
+    memory_watch: TreeMemoryWatch | None = None,
+) -> str | None:
+    """Drain the child's pipes until EOF or the deadline; returns "wall" when the wall limit
+    ended the run, "memory" when ``memory_watch`` found the tree over its limit, else None.
 
     When the child exits, ``kill`` runs so that a lingering process holding the pipes open
     cannot stall the read.
     """
-    wall_killed = False
+    stopped_by: str | None = None
+    poll_s = POLL_INTERVAL_S if memory_watch is not None else 0.1
     with selectors.DefaultSelector() as selector:
         for stream in captures:
             selector.register(stream, selectors.EVENT_READ)
         while selector.get_map():
             remaining = deadline - time.monotonic()
-            if remaining <= 0 and not wall_killed:
-                wall_killed = proc.poll() is None
+            if remaining <= 0 and stopped_by is None:
+                stopped_by = "wall" if proc.poll() is None else None
                 kill()
                 deadline = time.monotonic() + 5.0
                 continue
             if remaining <= 0:
                 break
-            for key, _ in selector.select(timeout=min(remaining, 0.1)):
+            for key, _ in selector.select(timeout=min(remaining, poll_s)):
                 data = os.read(key.fd, 65536)
                 if data:
                     captures[key.fileobj].feed(data)
@@ -440,11 +453,14 @@ def _pump(
                     selector.unregister(key.fileobj)
             if proc.poll() is not None:
                 kill()
+            elif stopped_by is None and memory_watch is not None and memory_watch.over_limit():
+                stopped_by = "memory"
+                kill()
     for stream in captures:
         stream.close()
     if proc.poll() is None:
         kill()
-    return wall_killed
+    return stopped_by
 
 
 def _run_unsandboxed(code: str, stdin: str, limits: SandboxLimits) -> SandboxResult:
@@ -477,7 +493,7 @@ def _run_unsandboxed(code: str, stdin: str, limits: SandboxLimits) -> SandboxRes
             os.close(status_w)
             os.close(stdin_fd)
         out, err = _Capture(limits.max_output_chars), _Capture(limits.max_output_chars)
-        wall_killed = _pump(
+        stopped_by = _pump(
             proc,
             {proc.stdout: out, proc.stderr: err},
             started + limits.wall_s,
@@ -488,7 +504,7 @@ def _run_unsandboxed(code: str, stdin: str, limits: SandboxLimits) -> SandboxRes
             pass
         stdout, stdout_truncated = out.text()
         stderr, stderr_truncated = err.text()
-        killed_by, message = _classify(exit_code, stderr, wall_killed, 0, limits)
+        killed_by, message = _classify(exit_code, stderr, stopped_by, 0, limits)
         return SandboxResult(
             stdout=stdout,
             stderr=stderr,

@@ -121,7 +121,7 @@ def test_runs_as_an_unprivileged_user_in_its_own_namespaces() -> None:
     result = run_python(code, FAST)
     assert result.ok and result.stdout.split() == ["65534", "65534", "2"]  # 1 is bwrap's init
     assert result.isolation == "bubblewrap" and result.network == "namespace"
-    assert result.tree_limits in ("cgroup-v2", "cgroup-v1", "rlimit")
+    assert result.tree_limits in ("cgroup-v2", "cgroup-v1", "rlimit+watch")
 
 
 def test_process_limit_stops_a_fork_loop_with_a_clear_message() -> None:
@@ -260,7 +260,7 @@ def test_process_cap_holds_without_a_cgroup(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr("orchestrator.tools.sandbox.open_sandbox_cgroup", lambda *_: None)
     code = "import os\nwhile True:\n    if os.fork() == 0:\n        os.read(0, 1)\n        os._exit(0)"
     result = run_python(code, SandboxLimits(max_processes=6, wall_s=8.0))
-    assert result.tree_limits == "rlimit"
+    assert result.tree_limits == "rlimit+watch"
     assert result.killed_by == "processes", result.stderr
 
 
@@ -293,4 +293,4 @@ def test_an_ordinary_user_gets_bwraps_own_uid_map_and_the_same_limits() -> None:
          python, "-c", NOBODY_PROBE, repo],
         capture_output=True, text=True, check=True, cwd="/",
     )
-    assert out.stdout.split() == ["65534", "65534", "bubblewrap", "processes", "rlimit"]
+    assert out.stdout.split() == ["65534", "65534", "bubblewrap", "processes", "rlimit+watch"]

@@ -34,6 +34,7 @@ import pytest
 from sqlalchemy import text
 
 from orchestrator.store.db import Store
+from orchestrator.tools._cgroup import open_sandbox_cgroup
 from orchestrator.tools.base import ToolResult
 from orchestrator.tools.builtins import default_registry
 from orchestrator.tools.sandbox import SandboxLimits
@@ -434,13 +435,23 @@ def test_fork_bomb_stops_at_the_process_cap(host: Host) -> None:
     assert forked < SandboxLimits().max_processes
 
 
-def test_memory_of_all_processes_together_is_capped(host: Host) -> None:
+@pytest.mark.parametrize("cgroup", [True, False], ids=["cgroup", "no_cgroup"])
+def test_memory_of_all_processes_together_is_capped(
+    cgroup: bool, host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if cgroup:
+        probe = open_sandbox_cgroup(1 << 20, 1)
+        if probe is None:
+            pytest.skip("no writable cgroup on this machine; the no_cgroup case covers it")
+        probe.remove()
+    else:  # the fallback of machines without a writable cgroup: the host's watcher
+        monkeypatch.setattr("orchestrator.tools.sandbox.open_sandbox_cgroup", lambda *_: None)
     result = invoke(attack_code("eight_processes_of_400_mib", host))
-    assert result.metadata["tree_limits"] in ("cgroup-v2", "cgroup-v1"), (
-        "no writable cgroup here: the sandbox's memory is bounded only by max_processes x memory_mb"
-    )
+    expected = ("cgroup-v2", "cgroup-v1") if cgroup else ("rlimit+watch",)
+    assert result.metadata["tree_limits"] in expected
     assert result.metadata["killed_by"] == "memory", result.content
     assert result.content.startswith("killed: memory limit 512 MiB for the whole sandbox")
+    assert "PWNED" not in result.content
 
 
 RUNNER = """
