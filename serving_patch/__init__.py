@@ -6,6 +6,8 @@
 - :mod:`serving_patch.compat`       the vLLM version and hook contract check
 - :mod:`serving_patch.metrics`      Prometheus metrics (``quotaflow_continuum_*``)
 - :mod:`serving_patch.launcher`     ``serve()``: exec vLLM's OpenAI server with the plugin
+- :mod:`serving_patch.errors`       the plugin's exceptions (with the CLI's exit codes)
 
-Importing this package imports neither vLLM nor torch.
+Importing this package imports neither vLLM nor torch, nor any other QuotaFlow package: the
+runtime depends on it for the hint contract (:mod:`serving_patch.core.hints`), never the reverse.
 """
