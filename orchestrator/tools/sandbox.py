@@ -266,6 +266,9 @@ def _run_sandboxed(code: str, stdin: str, limits: SandboxLimits) -> SandboxResul
     filter_bytes = deny_list_filter()
     owned: list[int] = []  # descriptors to close whatever happens
     cgroup: SandboxCgroup | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    init_pid: int | None = None
+    init_fd: int | None = None
     try:
         code_fd = _memfd("main.py", code.encode())
         stdin_fd = _memfd("stdin", stdin.encode())
@@ -322,7 +325,10 @@ def _run_sandboxed(code: str, stdin: str, limits: SandboxLimits) -> SandboxResul
         def kill() -> None:
             # Killing the PID namespace's init kills every process of the sandbox; bwrap, left
             # alive, reaps it, so once bwrap has exited none of them is left.
-            _kill(init_pid) if init_pid is not None else _kill(proc.pid, group=True)
+            if init_pid is not None:
+                _kill(init_pid)
+            else:
+                _kill(proc.pid, group=True)
 
         # Without a cgroup, the host watches the tree's memory (see _memwatch for the bound).
         memory_watch = None
@@ -357,6 +363,17 @@ def _run_sandboxed(code: str, stdin: str, limits: SandboxLimits) -> SandboxResul
             metadata={"seccomp": filter_bytes is not None},
         )
     finally:
+        if proc is not None and proc.poll() is None:  # an error on the way: no sandbox left behind
+            if init_pid is not None:
+                _kill(init_pid)
+            _kill(proc.pid, group=True)
+            proc.wait()
+            if init_fd is not None:
+                _wait_gone(init_fd, init_pid)
+        if proc is not None:
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
         for fd in owned:
             os.close(fd)
         if cgroup is not None:

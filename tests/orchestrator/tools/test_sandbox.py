@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import socket
 import textwrap
 from collections.abc import Iterator
@@ -294,3 +295,27 @@ def test_an_ordinary_user_gets_bwraps_own_uid_map_and_the_same_limits() -> None:
         capture_output=True, text=True, check=True, cwd="/",
     )
     assert out.stdout.split() == ["65534", "65534", "bubblewrap", "processes", "rlimit+watch"]
+
+
+def test_an_error_mid_call_leaves_no_sandbox_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.tools import sandbox
+
+    inits: list[int] = []
+    read_init_pid = sandbox._read_init_pid
+
+    def record(fd: int, deadline: float) -> int | None:
+        pid = read_init_pid(fd, deadline)
+        if pid is not None:
+            inits.append(os.pidfd_open(pid))
+        return pid
+
+    def fail(*_: object) -> None:
+        raise RuntimeError("reading the output failed")
+
+    monkeypatch.setattr(sandbox, "_read_init_pid", record)
+    monkeypatch.setattr(sandbox, "_pump", fail)
+    with pytest.raises(RuntimeError, match="reading the output failed"):
+        run_python("while True:\n    pass", FAST)
+    (init,) = inits
+    assert select.select([init], [], [], 0)[0], "the sandbox's init is still alive"
+    os.close(init)
