@@ -319,3 +319,26 @@ def test_an_error_mid_call_leaves_no_sandbox_behind(monkeypatch: pytest.MonkeyPa
     (init,) = inits
     assert select.select([init], [], [], 0)[0], "the sandbox's init is still alive"
     os.close(init)
+
+
+def test_denied_namespaces_refuse_with_one_line_saying_what_to_fix() -> None:
+    # This test's process is put where user namespaces are denied (bwrap's --disable-userns).
+    import shutil
+    import subprocess
+    import sys
+
+    probe = (
+        "import asyncio\n"
+        "from orchestrator.tools.builtins import default_registry\n"
+        "print(asyncio.run(default_registry().invoke('python', 'print(1)')).content)\n"
+    )
+    bwrap = shutil.which("bwrap")
+    assert bwrap is not None, INSTALL_HINT
+    out = subprocess.run(
+        [bwrap, "--unshare-user", "--disable-userns", "--dev-bind", "/", "/", "--proc", "/proc",
+         sys.executable, "-c", probe],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[3],
+    )
+    (line,) = out.stdout.splitlines()
+    assert line.startswith("Error: the python sandbox could not start (bwrap: ")
+    assert "user namespaces" in line and "rather than run model code unsandboxed" in line
