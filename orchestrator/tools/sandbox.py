@@ -92,7 +92,8 @@ resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
 # Python ignores SIGXFSZ; restore the default so an oversized write kills the process visibly.
 signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
 os.write(status_fd, b"started")
-os.close(status_fd)
+# The status pipe and any descriptor bwrap left open (its --info-fd) are not the code's business.
+os.closerange(3, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
 del resource, signal
 sys.argv = ["main.py"]
 with open("main.py", encoding="utf-8") as f:

@@ -125,6 +125,15 @@ ATTACKS: dict[str, str] = {
                 print("blocked", path, exc)
         print("proc 1 is", open("/proc/1/cmdline", "rb").read()[:20])
     """,
+    "use_inherited_descriptors": """
+        for fd in [int(f) for f in os.listdir("/proc/self/fd")]:  # the listing's own fd closes
+            if fd > 2:
+                try:
+                    os.fstat(fd)
+                    pwned(f"inherited descriptor {fd}: " + os.readlink(f"/proc/self/fd/{fd}"))
+                except OSError:
+                    print("closed", fd)
+    """,
     "sigkill_the_host_process": """
         import signal
         try:
