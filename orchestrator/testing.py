@@ -190,12 +190,23 @@ class FakeRunContext:
 
 @dataclass(frozen=True)
 class ChatRequest:
-    """One HTTP request the loopback server received (header names in lower case)."""
+    """One HTTP request the loopback server received."""
 
     method: str
     path: str
-    headers: Mapping[str, str]
+    raw_head: bytes = b""
+    """The request line and headers as received."""
     raw_body: bytes = b""
+
+    @cached_property
+    def headers(self) -> Mapping[str, str]:
+        """Header names in lower case."""
+        out = {}
+        for line in self.raw_head.decode("latin-1").split("\r\n")[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                out[name.strip().lower()] = value.strip()
+        return out
 
     @cached_property
     def body(self) -> dict[str, Any]:
@@ -270,15 +281,18 @@ class LoopbackServer:
 
     ``responder`` decides each chat reply (a plain string answers every request with it).
     ``requests`` keeps every request received (``record=False`` keeps none, for load tests);
-    ``errors`` every exception a responder raised (answered with HTTP 500).
+    ``errors`` every exception a responder raised (answered with HTTP 500). ``/tokenize`` counts
+    as the default usage does; ``tokenize=False`` answers it 404 (a server without it: what a
+    responder that reports its own ``prompt_tokens`` wants, so clients do not reserve by it).
     """
 
     def __init__(self, responder: Responder | str = "hello", *, model: str = "loopback-model",
-                 host: str = "127.0.0.1", port: int = 0, record: bool = True) -> None:
+                 host: str = "127.0.0.1", port: int = 0, record: bool = True, tokenize: bool = True) -> None:
         self.responder: Responder = _constant(responder) if isinstance(responder, str) else responder
         self.model = model
         self.host = host
         self.record = record
+        self.tokenize = tokenize
         self.requests: list[ChatRequest] = []
         self.errors: list[str] = []
         self._port = port
@@ -286,6 +300,7 @@ class LoopbackServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._canned: tuple[Reply, bytes] | None = None
 
     # -- addresses and records ------------------------------------------------------------------
     @property
@@ -367,16 +382,11 @@ class LoopbackServer:
                     head = await reader.readuntil(b"\r\n\r\n")
                 except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
                     return
-                lines = head.decode("latin-1").split("\r\n")
-                method, path, _ = lines[0].split(" ", 2)
-                headers = {}
-                for line in lines[1:]:
-                    name, sep, value = line.partition(":")
-                    if sep:
-                        headers[name.strip().lower()] = value.strip()
-                length = int(headers.get("content-length") or 0)
+                method, path, _ = head[:head.index(b"\r\n")].decode("latin-1").split(" ", 2)
+                at = head.lower().find(b"\r\ncontent-length:")
+                length = int(head[at + 17:head.index(b"\r\n", at + 2)]) if at >= 0 else 0
                 body = await reader.readexactly(length) if length else b""
-                request = ChatRequest(method, path.split("?", 1)[0], headers, body)
+                request = ChatRequest(method, path.split("?", 1)[0], head, body)
                 if self.record:
                     self.requests.append(request)
                 if not await self._answer(request, writer):
@@ -396,7 +406,7 @@ class LoopbackServer:
             writer.write(_json_response(200, {"object": "list", "data": [{"id": self.model, "object": "model"}]}))
         elif request.method == "POST" and request.path.endswith("/chat/completions"):
             return await self._chat(request, writer)
-        elif request.method == "POST" and request.path.endswith("/tokenize"):
+        elif request.method == "POST" and request.path.endswith("/tokenize") and self.tokenize:
             body = request.body
             count = (_count_prompt(body["messages"]) if "messages" in body
                      else simple_token_count(str(body.get("prompt", ""))))
@@ -423,27 +433,25 @@ class LoopbackServer:
             writer.write(_json_response(reply.status, {"error": {"message": f"loopback server: {reply.status}"}},
                                         extra))
             return True
+        raw = request.raw_body
+        if (reply.prompt_tokens is not None and reply.completion_tokens is not None
+                and b'"stream"' not in raw and b'"logprobs"' not in raw):
+            # A canned reply (the overhead bench): nothing to decode, the same bytes as last time.
+            if self._canned is None or self._canned[0] is not reply:
+                self._canned = (reply, self._completion(reply, reply.text, reply.finish_reason or "stop", {}))
+            writer.write(self._canned[1])
+            return True
         body = request.body
         text, finish = reply.text, reply.finish_reason or "stop"
         if reply.completion_tokens is None:
             stop = body.get("stop") or ()
             text, cut = cut_reply(text, [stop] if isinstance(stop, str) else stop, request.max_tokens)
             finish = reply.finish_reason or cut
-        prompt = reply.prompt_tokens if reply.prompt_tokens is not None else _count_prompt(request.messages)
-        completion = reply.completion_tokens if reply.completion_tokens is not None else simple_token_count(text)
-        usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-                 "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
-                 "completion_tokens_details": {"reasoning_tokens": reply.reasoning_tokens}}
-        model = body.get("model") or self.model
         if not body.get("stream"):
-            choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text},
-                                      "finish_reason": finish}
-            if body.get("logprobs") and reply.logprobs is not None:
-                choice["logprobs"] = {"content": [{"token": t, "logprob": lp, "top_logprobs": []}
-                                                  for t, lp in reply.logprobs]}
-            writer.write(_json_response(200, {"id": "chatcmpl-loopback", "object": "chat.completion", "created": 0,
-                                              "model": model, "choices": [choice], "usage": usage}))
+            writer.write(self._completion(reply, text, finish, body))
             return True
+        usage = self._usage(reply, text, body)
+        model = self.model
         writer.write(_head(200, None, "text/event-stream"))
         pieces = split_deltas(text)
         for i, piece in enumerate(pieces):
@@ -455,6 +463,24 @@ class LoopbackServer:
         writer.write(b"data: [DONE]\n\n")
         await writer.drain()
         return False
+
+
+    def _usage(self, reply: Reply, text: str, body: dict[str, Any]) -> dict[str, Any]:
+        prompt = reply.prompt_tokens if reply.prompt_tokens is not None else _count_prompt(body.get("messages") or [])
+        completion = reply.completion_tokens if reply.completion_tokens is not None else simple_token_count(text)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+                "prompt_tokens_details": {"cached_tokens": reply.cached_tokens},
+                "completion_tokens_details": {"reasoning_tokens": reply.reasoning_tokens}}
+
+    def _completion(self, reply: Reply, text: str, finish: str, body: dict[str, Any]) -> bytes:
+        choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text},
+                                  "finish_reason": finish}
+        if body.get("logprobs") and reply.logprobs is not None:
+            choice["logprobs"] = {"content": [{"token": t, "logprob": lp, "top_logprobs": []}
+                                              for t, lp in reply.logprobs]}
+        return _json_response(200, {"id": "chatcmpl-loopback", "object": "chat.completion", "created": 0,
+                                    "model": self.model, "choices": [choice],
+                                    "usage": self._usage(reply, text, body)})
 
 
 # -- conformance: RunContext -----------------------------------------------------------------------
@@ -755,10 +781,13 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--responder", default=None,
                        help="package.module:name of a responder (name() for a factory); default: 'hello'")
     serve.add_argument("--model", default="loopback-model", help="the model /v1/models lists")
+    serve.add_argument("--no-tokenize", action="store_true", help="answer /tokenize with 404")
     args = parser.parse_args(argv)
     responder: Responder | str = load_responder(args.responder) if args.responder else "hello"
+    server = LoopbackServer(responder, model=args.model, host=args.host, port=args.port, record=False,
+                            tokenize=not args.no_tokenize)
     try:
-        asyncio.run(_serve(LoopbackServer(responder, model=args.model, host=args.host, port=args.port, record=False)))
+        asyncio.run(_serve(server))
     except KeyboardInterrupt:
         sys.exit(0)
 

@@ -1,8 +1,9 @@
 """The runtime's overhead per LLM turn, against raw httpx calls to the same instant server.
 
-What is measured. A fake OpenAI-compatible server (``fake_openai.py``, its own process, asyncio
-streams, a canned reply with usage) answers instantly on loopback. At each concurrency N
-(default 1, 64, 512) and on each database (SQLite file; PostgreSQL at ``--postgres-url``):
+What is measured. The kit's loopback OpenAI-compatible server (:mod:`orchestrator.testing`, its
+own process, asyncio streams, the canned reply with usage of ``responder.py``) answers instantly
+on loopback. At each concurrency N (default 1, 64, 512) and on each database (SQLite file;
+PostgreSQL at ``--postgres-url``):
 
 - **raw**: N concurrent "programs", each ``--turns`` sequential ``httpx`` POSTs of the same
   request bodies the runtime sends (same messages, sampling and ``vllm_xargs``, the same
@@ -69,8 +70,9 @@ from orchestrator.workflow import Workflow
 
 OUT = ROOT / "bench" / "results" / "orchestrator"
 LOCAL_MODEL_JSON = ROOT / "bench" / "results" / "local_model" / "local_model.json"
-FAKE_SERVER = Path(__file__).resolve().parent / "fake_openai.py"
 MODEL = "bench-model"
+SERVER = [sys.executable, "-m", "orchestrator.testing", "serve", "--port", "0", "--model", MODEL,
+          "--responder", "bench.orchestrator.responder:canned", "--no-tokenize"]
 BUDGET = "tokens=1000000000,usd=1000000"
 SAMPLING = SamplingOptions(max_tokens=16, temperature=0.0)
 
@@ -263,7 +265,7 @@ async def runtime_phase(rt: Runtime, base_url: str, concurrency: int, num_progra
 # -- processes ----------------------------------------------------------------------------------
 
 def start_fake_server() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, str(FAKE_SERVER), "--port", "0"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(SERVER, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()  # blocks until the server listens
     if not line.startswith("PORT "):
@@ -443,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     raw = {**{k: summary[k] for k in ("commit", "machine", "date")},
            "config": {"concurrencies": list(cfg.concurrencies), "turns_per_program": cfg.turns,
                       "min_programs": cfg.min_programs, "warmup_programs": cfg.warmup_programs, "budget": BUDGET,
-                      "server": "fake_openai.py (asyncio streams, separate process, instant canned reply)",
+                      "server": "orchestrator.testing loopback server (asyncio streams, separate process, instant canned reply)",
                       "overhead": "quantile(runtime turn latency) - quantile(raw httpx call latency), same N"},
            "load_average_at_start": list(load_at_start), "load_average_at_end": list(os.getloadavg()),
            "total_wall_s": time.perf_counter() - started, "phases": phases}
