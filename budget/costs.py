@@ -65,9 +65,13 @@ class ModelPrice:
 
     def cost(self, usage: Usage) -> float:
         """Dollars for ``usage`` at these prices."""
-        cached = min(max(usage.cached_input_tokens, 0), max(usage.input_tokens, 0))
-        fresh = max(usage.input_tokens, 0) - cached
-        return _PER_TOKEN * (fresh * self.input + cached * self.cached_input + usage.output_tokens * self.output)
+        return self.cost_of(usage.input_tokens, usage.cached_input_tokens, usage.output_tokens)
+
+    def cost_of(self, input_tokens: int, cached_input_tokens: int, output_tokens: int) -> float:
+        """Dollars for these token counts (``input_tokens`` includes the cached ones)."""
+        cached = min(max(cached_input_tokens, 0), max(input_tokens, 0))
+        fresh = max(input_tokens, 0) - cached
+        return _PER_TOKEN * (fresh * self.input + cached * self.cached_input + max(output_tokens, 0) * self.output)
 
 
 @dataclass(frozen=True)

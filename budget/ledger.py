@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -55,6 +55,16 @@ class AccountView:
 
 
 @dataclass(frozen=True)
+class Overrun:
+    """A settled call that used more of ``resource`` in ``scope`` than it had reserved."""
+
+    scope: str
+    resource: str
+    reserved: float
+    used: float
+
+
+@dataclass(frozen=True)
 class Reservation:
     key: str
     run_id: str | None
@@ -76,69 +86,36 @@ class Database(Protocol):
 
 
 class Ledger:
-    """Budget accounts and reservations in the store."""
+    """Budget accounts and reservations in the store.
+
+    Which accounts have a limit is read from the database inside each reservation's
+    transaction, so a limit another process or host set on a shared scope is enforced at once.
+    """
 
     def __init__(self, store: Database) -> None:
         self.store = store
-        # (scope, resource) -> account id, for accounts known to exist (ids never change).
-        self._ids: dict[tuple[str, str], int] = {}
-        # scope -> resources with a limit there; only those are charged.
-        self._limited: dict[str, set[str]] = {}
 
     async def set_limits(self, limits: list[Limit]) -> None:
-        """Create or change limits. Relative limits add to the current limit."""
-        async with self.store.session() as s:
-            for lim in limits:
-                row = (
-                    await s.execute(
-                        select(BudgetAccountRow).where(
-                            BudgetAccountRow.scope == lim.scope, BudgetAccountRow.resource == lim.resource
-                        )
-                    )
-                ).scalar_one_or_none()
-                if row is None:
-                    row = BudgetAccountRow(scope=lim.scope, resource=lim.resource, reserved=0.0, spent=0.0,
-                                           limit_amount=lim.amount)
-                    s.add(row)
-                elif lim.relative:
-                    row.limit_amount = (row.limit_amount or 0.0) + lim.amount
-                else:
-                    row.limit_amount = lim.amount
-                await s.flush()
-                self._ids[(lim.scope, lim.resource)] = row.id
-                self._limited.setdefault(lim.scope, set()).add(lim.resource)
+        """Create or change limits in one transaction; relative limits add to the current limit.
 
-    async def load_scopes(self, scopes: list[str]) -> None:
-        """Learn the limited accounts of ``scopes`` (after a restart)."""
-        async with self.store.session() as s:
-            rows = (
-                await s.execute(
-                    select(BudgetAccountRow).where(
-                        BudgetAccountRow.scope.in_(scopes), BudgetAccountRow.limit_amount.is_not(None)
-                    )
-                )
-            ).scalars()
-            for row in rows:
-                self._ids[(row.scope, row.resource)] = row.id
-                self._limited.setdefault(row.scope, set()).add(row.resource)
-
-    def limited(self, charges: list[Charge]) -> list[Charge]:
-        """The charges that hit an account with a limit (the others need no reservation)."""
-        return [c for c in charges if c.resource in self._limited.get(c.scope, ())]
+        An upsert per account (``INSERT ... ON CONFLICT DO UPDATE`` on SQLite and PostgreSQL), so
+        any number of runs and processes may set the limit of one shared scope at once."""
+        if limits:
+            await self.store.transact(lambda conn: _upsert_limits(conn, limits))
 
     async def reserve(self, key: str, charges: list[Charge], run_id: str | None = None) -> Reservation:
-        """Reserve ``charges`` atomically, or raise LimitReached and reserve nothing."""
-        parts = tuple(
-            sorted(
-                (self._ids[(c.scope, c.resource)], c.scope, c.resource, c.amount)
-                for c in self.limited(charges)
-                if c.amount > 0
-            )
-        )
-        if not parts:
+        """Reserve ``charges`` atomically, or raise LimitReached and reserve nothing. Charges on
+        accounts without a limit (or without an account) need no reservation."""
+        wanted = [c for c in charges if c.amount > 0]
+        if not wanted:
             return Reservation(key, run_id, ())
 
-        def reserve_tx(s: Connection) -> None:
+        def reserve_tx(s: Connection) -> tuple[tuple[int, str, str, float], ...]:
+            ids = _limited_accounts(s, {c.scope for c in wanted})
+            parts = tuple(sorted((ids[(c.scope, c.resource)], c.scope, c.resource, c.amount)
+                                 for c in wanted if (c.scope, c.resource) in ids))
+            if not parts:
+                return parts
             s.execute(insert(LedgerEntryRow), [
                 {"key": key, "account_id": aid, "run_id": run_id, "status": "reserved", "reserved_amount": amount}
                 for aid, _, _, amount in parts
@@ -162,49 +139,77 @@ class Ledger:
                         .where(BudgetAccountRow.id == aid)
                     ).one()
                     raise LimitReached(scope, resource, limit or 0.0, spent + held, amount)
+            return parts
 
         try:
-            await self.store.transact(reserve_tx)
+            parts = await self.store.transact(reserve_tx)
         except IntegrityError:
-            return await self._adopt(key, run_id, parts)
+            return await self._adopt(key, run_id)
         return Reservation(key, run_id, parts)
 
-    async def _adopt(self, key: str, run_id: str | None, parts: tuple[tuple[int, str, str, float], ...]) -> Reservation:
+    async def _adopt(self, key: str, run_id: str | None) -> Reservation:
+        """The reservation an earlier attempt of the same call left behind (a crash between
+        reserve and settle): its parts still held are this call's reservation."""
         async with self.store.session() as s:
-            entries = (await s.execute(select(LedgerEntryRow).where(LedgerEntryRow.key == key))).scalars().all()
-        by_account = {e.account_id: e for e in entries}
-        adopted = tuple(
-            (aid, scope, resource, by_account[aid].reserved_amount)
-            for aid, scope, resource, _ in parts
-            if aid in by_account and by_account[aid].status == "reserved"
-        )
-        return Reservation(key, run_id, adopted, adopted=True)
+            rows = (await s.execute(
+                select(LedgerEntryRow.account_id, BudgetAccountRow.scope, BudgetAccountRow.resource,
+                       LedgerEntryRow.reserved_amount)
+                .join(BudgetAccountRow, BudgetAccountRow.id == LedgerEntryRow.account_id)
+                .where(LedgerEntryRow.key == key, LedgerEntryRow.status == "reserved")
+            )).all()
+        return Reservation(key, run_id, tuple(sorted((aid, sc, res, amt) for aid, sc, res, amt in rows)), adopted=True)
 
-    def settle(self, reservation: Reservation, actual: list[Charge], session: Connection) -> None:
+    def settle(self, reservation: Reservation, actual: list[Charge], session: Connection) -> list[Overrun]:
         """Turn a reservation into spending inside the caller's transaction (``Store.transact``),
-        so the call record and the ledger commit together. Resources not reserved are not charged."""
+        so the call record and the ledger commit together. Resources not reserved are not charged.
+
+        What was really used is charged even where it exceeds the reservation (a backend that
+        reported more than it was allowed to use); such entries are settled with status
+        ``overrun`` and returned, so the caller can stop the run."""
         spent = {(c.scope, c.resource): c.amount for c in actual}
         now = datetime.now(UTC)
+        overruns = []
         for aid, scope, resource, amount in reservation.parts:
             used = spent.get((scope, resource), 0.0)
+            over = used > amount + _EPS
+            status = ("overrun" if over else "settled") if actual else "released"
             res = session.execute(
                 update(LedgerEntryRow)
                 .where(and_(LedgerEntryRow.key == reservation.key, LedgerEntryRow.account_id == aid,
                             LedgerEntryRow.status == "reserved"))
-                .values(status="settled" if actual else "released", settled_amount=used, settled_at=now)
+                .values(status=status, settled_amount=used, settled_at=now)
             )
             if res.rowcount != 1:  # type: ignore[attr-defined]
                 continue  # already settled by an earlier attempt of the same call
+            if over:
+                overruns.append(Overrun(scope, resource, amount, used))
             session.execute(
                 update(BudgetAccountRow)
                 .where(BudgetAccountRow.id == aid)
                 .values(reserved=BudgetAccountRow.reserved - amount, spent=BudgetAccountRow.spent + used)
             )
+        return overruns
 
     async def release(self, reservation: Reservation) -> None:
         """Give a reservation back unspent (the call never happened)."""
         if reservation.parts:
             await self.store.transact(lambda s: self.settle(reservation, [], s))
+
+    async def release_run(self, run_id: str) -> int:
+        """Give back every reservation run ``run_id`` still holds, and forget them (a process
+        that died between reserve and settle left them; its calls run again on resume and reserve
+        afresh). Only for a run no process is executing. Returns the entries released."""
+
+        def release_tx(s: Connection) -> int:
+            held = s.execute(select(LedgerEntryRow.id, LedgerEntryRow.account_id, LedgerEntryRow.reserved_amount)
+                             .where(LedgerEntryRow.run_id == run_id, LedgerEntryRow.status == "reserved")).all()
+            for entry_id, aid, amount in sorted(held, key=lambda row: row[1]):
+                s.execute(update(BudgetAccountRow).where(BudgetAccountRow.id == aid)
+                          .values(reserved=BudgetAccountRow.reserved - amount))
+                s.execute(delete(LedgerEntryRow).where(LedgerEntryRow.id == entry_id))
+            return len(held)
+
+        return await self.store.transact(release_tx)
 
     async def accounts(self, scopes: list[str]) -> list[AccountView]:
         async with self.store.session() as s:
@@ -214,3 +219,25 @@ class Ledger:
                 )
             ).scalars()
             return [AccountView(r.scope, r.resource, r.limit_amount, r.reserved, r.spent) for r in rows]
+
+
+def _limited_accounts(s: Connection, scopes: set[str]) -> dict[tuple[str, str], int]:
+    """(scope, resource) -> account id of the accounts of ``scopes`` that have a limit."""
+    rows = s.execute(select(BudgetAccountRow.scope, BudgetAccountRow.resource, BudgetAccountRow.id)
+                     .where(BudgetAccountRow.scope.in_(scopes), BudgetAccountRow.limit_amount.is_not(None)))
+    return {(scope, resource): aid for scope, resource, aid in rows}
+
+
+def _upsert_limits(s: Connection, limits: list[Limit]) -> None:
+    if s.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    table = BudgetAccountRow.__table__
+    for lim in sorted(limits, key=lambda lim: (lim.scope, lim.resource)):  # one lock order for every writer
+        stmt = dialect_insert(table).values(scope=lim.scope, resource=lim.resource, limit_amount=lim.amount,
+                                            reserved=0.0, spent=0.0)
+        current = func.coalesce(table.c.limit_amount, 0.0)  # type: ignore[attr-defined]
+        new_limit = current + stmt.excluded.limit_amount if lim.relative else stmt.excluded.limit_amount
+        s.execute(stmt.on_conflict_do_update(index_elements=["scope", "resource"],
+                                             set_={"limit_amount": new_limit}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from budget.errors import BudgetSpecError
@@ -53,6 +54,7 @@ def parse_budget(spec: str, default_scope: str) -> list[Limit]:
     limits: list[Limit] = []
     if not spec.strip():
         return limits
+    seen: set[tuple[str, str]] = set()
     for raw in spec.split(","):
         item = raw.strip()
         m = _ITEM.match(item)
@@ -61,12 +63,26 @@ def parse_budget(spec: str, default_scope: str) -> list[Limit]:
                 f"budget item {item!r}",
                 "NAME=NUMBER items separated by commas, e.g. search=10,browse=5,tokens=20000,usd=0.5",
             )
-        limits.append(
-            Limit(
-                scope=m["scope"] or default_scope,
-                resource=resource_for(m["name"]),
-                amount=float(m["amount"]),
-                relative=bool(m["plus"]),
-            )
+        limit = Limit(
+            scope=m["scope"] or default_scope,
+            resource=resource_for(m["name"]),
+            amount=float(m["amount"]),
+            relative=bool(m["plus"]),
         )
+        if (limit.scope, limit.resource) in seen:
+            raise BudgetSpecError(f"budget item {item!r}", "each resource once per scope (it is named twice)")
+        seen.add((limit.scope, limit.resource))
+        limits.append(limit)
     return limits
+
+
+def check_resources(limits: list[Limit], tools: Iterable[str]) -> None:
+    """Refuse limits on resources that nothing charges: a typo such as ``serach=5`` would
+    otherwise leave ``search`` unlimited."""
+    tools = set(tools)
+    valid = {tool_resource(t) for t in tools} | set(TOKEN_RESOURCES.values()) | {DOLLARS}
+    for lim in limits:
+        if lim.resource not in valid:
+            name = lim.resource.removeprefix("tool:")
+            names = sorted(tools) + sorted(TOKEN_RESOURCES) + [DOLLARS]
+            raise BudgetSpecError(f"budget name {name!r}", f"a tool of the run or a token kind: {', '.join(names)}")

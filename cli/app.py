@@ -6,9 +6,16 @@ import traceback
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from orchestrator.errors import QuotaFlowError
+
+
+def _one_line(ctx: Any, exc: QuotaFlowError) -> typer.Exit:
+    if (ctx.find_root().obj or {}).get("verbose"):
+        traceback.print_exc()
+    typer.echo(f"error: {exc}", err=True)
+    return typer.Exit(exc.exit_code)
 
 
 class ErrorsAsOneLine(TyperGroup):
@@ -19,10 +26,17 @@ class ErrorsAsOneLine(TyperGroup):
         try:
             return super().invoke(ctx)
         except QuotaFlowError as exc:
-            if (ctx.find_root().obj or {}).get("verbose"):
-                traceback.print_exc()
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(exc.exit_code) from None
+            raise _one_line(ctx, exc) from None
+
+
+class CommandErrorsAsOneLine(TyperCommand):
+    """The same error path for an app of one command (Typer runs it without a group)."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except QuotaFlowError as exc:
+            raise _one_line(ctx, exc) from None
 
 
 def command_group(**kwargs: Any) -> typer.Typer:

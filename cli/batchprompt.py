@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.app import command_group
+from cli.app import CommandErrorsAsOneLine, command_group
 from orchestrator.errors import BadInputError
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ def _show(result: dict[str, Any]) -> None:
         typer.echo(f"skipped {problem}", err=True)
 
 
-@app.command("batchprompt")
+@app.command("batchprompt", cls=CommandErrorsAsOneLine)
 def batchprompt_command(
     dataset: Annotated[Path | None, typer.Option("--dataset", "-d", help="jsonl file, one item per line.")] = None,
     task: Annotated[str, typer.Option("--task", "-t", help="boolq, rte, qqp, or a task spec (.toml/.json).")] = "boolq",

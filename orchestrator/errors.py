@@ -4,6 +4,7 @@
     ├── ConfigError            bad configuration (file, option, environment)
     ├── BadInputError          bad user input: says which input and what was expected
     ├── BudgetExhausted        a reservation would overspend a budget (scope, resource, limit, used)
+    │   └── BudgetOverrun      a backend reported more use than was reserved: the run pauses
     ├── EngineError            an LLM backend failed
     │   ├── EngineUnavailable  transient (connection refused, 429, 5xx): retry later
     │   └── EngineDead         permanent (4xx other than 429, malformed response): do not retry
@@ -59,6 +60,23 @@ class BudgetExhausted(QuotaFlowError):
             f"{used:g} used or reserved, {requested:g} more requested; "
             f"resume the run with a larger budget (quotaflow resume RUN_ID --budget {resource}=+N)"
         )
+
+
+class BudgetOverrun(BudgetExhausted):
+    """A call used more of ``resource`` than it had reserved (a backend that reported more tokens
+    than its prompt or ``max_tokens`` allowed). The truth is charged and the run pauses."""
+
+    def __init__(self, scope: str, resource: str, limit: float, reserved: float, used: float) -> None:
+        super().__init__(scope, resource, limit, used, 0.0)
+        self.reserved = reserved
+        self.args = (
+            f"budget overrun: the backend reported {used:g} of {resource} in scope {scope!r} for a call that "
+            f"reserved {reserved:g} (limit {limit:g}); the run is paused. Check the backend's usage reports, "
+            f"then resume (quotaflow resume RUN_ID --budget {resource}=+N)",
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class EngineError(QuotaFlowError):

@@ -50,6 +50,10 @@ BUDGET_REMAINING = Gauge(
     multiprocess_mode="mostrecent",
 )
 BUDGET_REFUSALS = Counter("quotaflow_budget_refusals_total", "Calls refused by the ledger", ["resource"])
+BUDGET_OVERRUNS = Counter(
+    "quotaflow_budget_overrun_total", "Settled calls that used more than they reserved (a misbehaving backend)",
+    ["resource"],
+)
 ERRORS = Counter("quotaflow_errors_total", "Errors by component", ["component", "kind"])
 COST_USD = Counter("quotaflow_cost_usd_total", "Unified cost (tokens and tool calls) in dollars", ["workflow"])
 
@@ -64,6 +68,7 @@ ALL_METRIC_NAMES: tuple[str, ...] = (
     "quotaflow_budget_spent_total",
     "quotaflow_budget_remaining",
     "quotaflow_budget_refusals_total",
+    "quotaflow_budget_overrun_total",
     "quotaflow_errors_total",
     "quotaflow_cost_usd_total",
 )

@@ -7,19 +7,22 @@ key is in the journal (a resumed run re-executing a node) returns the recorded r
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
 from budget.costs import PriceTable
 from budget.errors import LimitReached
-from budget.ledger import Charge, Ledger, Reservation
+from budget.ledger import Charge, Ledger, Overrun, Reservation
 from budget.limits import tool_resource
 from orchestrator import accounting, metrics
 from orchestrator.context import StepJournal, ToolBudgetView
-from orchestrator.errors import BadInputError, BudgetExhausted, EngineError, ToolError
+from orchestrator.errors import BadInputError, BudgetExhausted, BudgetOverrun, EngineError, ToolError
 from orchestrator.llm.base import LLMClient
 from orchestrator.store import calls
 from orchestrator.store.db import Store
@@ -29,6 +32,8 @@ from orchestrator.tools.registry import ToolRegistry
 from orchestrator.types import LLMRequest, LLMResponse, Message, ProgramHints, SamplingOptions, Usage
 
 __all__ = ["RuntimeContext"]
+
+_RESERVE_ATTEMPTS = 3
 
 
 @dataclass
@@ -69,8 +74,19 @@ class RuntimeContext:
             metrics.BUDGET_REFUSALS.labels(exc.resource).inc()
             raise accounting.budget_exhausted(exc) from None
 
+    async def _release(self, reservation: Reservation) -> None:
+        """Give a reservation back on a failure path; if the store fails too, the resume that
+        follows releases what the run still holds (``Ledger.release_run``)."""
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self.ledger.release(reservation))
+
     def _scopes(self, scope: str | None) -> list[str]:
         return self.scopes + ([scope] if scope else [])
+
+    def load_journal(self, journal: calls.Journal) -> None:
+        """Calls a crashed or paused run completed: replayed instead of made again."""
+        self.journal = journal
+        self._turn = sum(isinstance(row, ToolCallRow) for row in journal.values())
 
     # -- LLM ---------------------------------------------------------------------------------
     async def chat(
@@ -85,25 +101,22 @@ class RuntimeContext:
     ) -> LLMResponse:
         key = self._key("llm")
         if isinstance(done := self.journal.get(key), LLMCallRow):
-            self._turn += 1
             return _response_from_row(done)
-        sampling = sampling or SamplingOptions()
         scopes = self._scopes(scope)
         model = getattr(self.llm, "model", "") or ""
-        estimate = accounting.estimate_input_tokens(messages)
-        reservation = await self._reserve(
-            key, accounting.token_charges(scopes, self.pricing, model, estimate, 0, sampling.max_tokens))
         hints = ProgramHints(program_id=self.run_id, turn=self._turn, is_last_step=is_last_step, tool_name=tool_name)
+        request = LLMRequest(messages=tuple(messages), sampling=sampling or SamplingOptions(), hints=hints)
+        reservation, request = await self._reserve_llm(key, scopes, model, request)
         t0 = time.perf_counter()
         try:
-            response = await self.llm.complete(LLMRequest(messages=tuple(messages), sampling=sampling, hints=hints))
-        except EngineError as exc:
-            await self.ledger.release(reservation)
-            metrics.LLM_CALLS.labels(self.backend, "error").inc()
-            metrics.ERRORS.labels("llm", type(exc).__name__).inc()
+            response = await self.llm.complete(request)
+        except BaseException as exc:
+            await self._release(reservation)
+            if isinstance(exc, EngineError):
+                metrics.LLM_CALLS.labels(self.backend, "error").inc()
+                metrics.ERRORS.labels("llm", type(exc).__name__).inc()
             raise
         latency = time.perf_counter() - t0
-        self._turn += 1
         u = response.usage
         cost = self.pricing.price_for(response.model or model).cost(u)
         actual = accounting.token_charges(scopes, self.pricing, model, u.input_tokens, u.output_tokens, 0, cost=cost,
@@ -117,20 +130,66 @@ class RuntimeContext:
             "prompt": [m.to_wire() for m in messages], "response": response.text,
         }
 
-        def settle_and_record(conn: Connection) -> None:
-            self.ledger.settle(reservation, actual, conn)
+        def settle_and_record(conn: Connection) -> list[Overrun]:
+            overruns = self.ledger.settle(reservation, actual, conn)
             calls.insert_llm_call(conn, row)
+            return overruns
 
-        await self.store.transact(settle_and_record)
+        overruns = await self._settle(reservation, settle_and_record)
         metrics.observe_llm_call(self.backend, self.workflow, latency, u, cost)
         metrics.observe_spend(actual)
+        await self._stop_on_overrun(overruns)
         return response
+
+    async def _reserve_llm(self, key: str, scopes: list[str], model: str,
+                           request: LLMRequest) -> tuple[Reservation, LLMRequest]:
+        """Reserve the call's prompt (counted exactly where the backend can, else an upper bound)
+        and as much output as every limit allows, ``max_tokens`` clamped to it, so the reply
+        cannot take the run past a limit. A call no output fits into is refused before dispatch."""
+        counter = getattr(self.llm, "count_prompt_tokens", None)
+        exact = await counter(request) if counter is not None else None
+        input_tokens = exact if exact is not None else accounting.input_tokens_upper_bound(request.messages)
+        requested = request.sampling.max_tokens
+        for attempt in range(_RESERVE_ATTEMPTS):
+            views = await self.ledger.accounts(scopes)
+            allowed = accounting.output_allowance({(v.scope, v.resource): v.remaining for v in views}, scopes,
+                                                  self.pricing.price_for(model), input_tokens, requested)
+            # With no room, reserve what was asked: the ledger's refusal names the binding limit.
+            max_out = allowed if allowed >= 1 else requested
+            charges = accounting.token_charges(scopes, self.pricing, model, input_tokens, 0, max_out)
+            try:
+                reservation = await self.ledger.reserve(key, charges, self.run_id)
+            except LimitReached as exc:
+                if allowed >= 1 and attempt + 1 < _RESERVE_ATTEMPTS:
+                    continue  # a concurrent call took the room first: size the call again
+                metrics.BUDGET_REFUSALS.labels(exc.resource).inc()
+                raise accounting.budget_exhausted(exc) from None
+            return reservation, replace(request, sampling=replace(request.sampling, max_tokens=max_out))
+        raise AssertionError("unreachable")
+
+    async def _settle(self, reservation: Reservation, settle: Callable[[Connection], list[Overrun]]) -> list[Overrun]:
+        try:
+            return await self.store.transact(settle)
+        except BaseException:
+            await self._release(reservation)
+            raise
+
+    async def _stop_on_overrun(self, overruns: list[Overrun]) -> None:
+        if not overruns:
+            return
+        for o in overruns:
+            metrics.BUDGET_OVERRUNS.labels(o.resource).inc()
+        first = overruns[0]
+        limit = next((v.limit for v in await self.ledger.accounts([first.scope])
+                      if v.resource == first.resource and v.limit is not None), 0.0)
+        raise BudgetOverrun(first.scope, first.resource, limit, first.reserved, first.used)
 
     # -- tools -------------------------------------------------------------------------------
     async def call_tool(self, name: str, args: dict[str, Any], *, scope: str | None = None) -> ToolResult:
         key = self._key("tool")
         if isinstance(done := self.journal.get(key), ToolCallRow):
             return ToolResult(done.result, is_error=done.is_error, metadata={"refused": done.refused, "replayed": True})
+        self._turn += 1
         try:
             tool, args = self.tools.prepare(name, args)
         except (ToolError, BadInputError):
@@ -155,15 +214,20 @@ class RuntimeContext:
             await self._record_tool(key, name, args, refusal, units=0, duration=0.0, cost=0.0, refused=True)
             return refusal
         t0 = time.perf_counter()
-        result = await self.tools.invoke(name, args)
+        try:
+            result = await self.tools.invoke(name, args)
+        except BaseException:
+            await self._release(reservation)
+            raise
         duration = time.perf_counter() - t0
         row = _tool_row(self.run_id, key, name, args, result, units, duration, cost)
 
-        def settle_and_record(conn: Connection) -> None:
-            self.ledger.settle(reservation, charges, conn)
+        def settle_and_record(conn: Connection) -> list[Overrun]:
+            overruns = self.ledger.settle(reservation, charges, conn)
             calls.insert_tool_call(conn, row)
+            return overruns
 
-        await self.store.transact(settle_and_record)
+        await self._settle(reservation, settle_and_record)
         metrics.observe_tool_call(name, self.workflow, result.is_error, duration, cost)
         metrics.observe_spend(charges)
         return result

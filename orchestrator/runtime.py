@@ -175,9 +175,12 @@ class Runtime:
         run_id = run_id or _new_run_id()
         backend_options = dict(backend_options or {})
         tool_names = list(tools) if tools is not None else list(wf.default_tools)
-        self._tools_for(tool_names)  # unknown tools, or no corpus for search: fail before the run is stored
-        limits = accounting.run_limits(budget, run_id)
-        opts = {"backend_options": _jsonable(backend_options), "tools": tool_names, "scopes": list(scopes),
+        # Unknown tools, no corpus for search, a budget on a resource nothing charges: fail before
+        # the run is stored.
+        run_tools = self._tools_for(tool_names).names()
+        limits = accounting.run_limits(budget, run_id, run_tools)
+        charged = sorted({*scopes, *accounting.named_scopes(limits, run_id)})
+        opts = {"backend_options": _jsonable(backend_options), "tools": tool_names, "scopes": charged,
                 **(options or {})}
         llm = self.client(backend, **backend_options)
         async with self.store.session() as s:
@@ -194,11 +197,13 @@ class Runtime:
         row = await self.get_run(run_id)
         if row.status == RunStatus.SUCCEEDED:
             return RunResult(run_id, row.status, row.result)
-        if limits := accounting.run_limits(budget, run_id):
+        opts = dict(row.options or {})
+        if limits := accounting.run_limits(budget, run_id, self._tools_for(opts.get("tools") or []).names()):
             await self.ledger.set_limits(limits)
+            opts["scopes"] = sorted({*opts.get("scopes", []), *accounting.named_scopes(limits, run_id)})
         async with self.store.session() as s:
-            await s.execute(update(RunRow).where(RunRow.id == run_id).values(status=RunStatus.RUNNING))
-        return await self._execute(workflows.get(row.workflow), run_id, row.task, row.options, resume=True,
+            await s.execute(update(RunRow).where(RunRow.id == run_id).values(status=RunStatus.RUNNING, options=opts))
+        return await self._execute(workflows.get(row.workflow), run_id, row.task, opts, resume=True,
                                    backend=row.backend)
 
     def _context(self, wf: Workflow, run_id: str, backend: str, llm: LLMClient | None,
@@ -213,10 +218,10 @@ class Runtime:
         backend = backend or (await self.get_run(run_id)).backend
         # A resumed run rebuilds its client from the stored options (callables are not stored).
         ctx = self._context(wf, run_id, backend, llm or self.client(backend, **opts.get("backend_options", {})), opts)
-        await self.ledger.load_scopes(ctx.scopes)
         if resume:
+            await self.ledger.release_run(run_id)  # what a crashed process still held
             async with self.store.session() as s:
-                ctx.journal = await calls.load_journal(s, run_id)
+                ctx.load_journal(await calls.load_journal(s, run_id))
         graph = wf.build(ctx).compile(checkpointer=self._checkpointer)
         config: RunnableConfig = {"configurable": {"thread_id": run_id},
                                   "recursion_limit": int(opts.get("recursion_limit", 200))}

@@ -14,6 +14,11 @@ class LLMClient(Protocol):
 
     ``complete`` returns the whole response; ``stream`` yields text deltas and then, as its last
     item, the complete :class:`LLMResponse` (with usage).
+
+    Optional: ``async def count_prompt_tokens(request) -> int | None``, the exact prompt tokens
+    the call will be charged (chat template included), None where unknown. The runtime reserves
+    exactly that much; without it, an upper bound from the prompt's bytes
+    (:func:`orchestrator.accounting.input_tokens_upper_bound`).
     """
 
     model: str
@@ -25,5 +30,4 @@ class LLMClient(Protocol):
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` takes for this model (exact where the tokenizer is local)."""
         ...
-
     async def aclose(self) -> None: ...

@@ -17,6 +17,7 @@ the event loop stays free; the model is loaded lazily, once per process.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import importlib.metadata
@@ -182,7 +183,7 @@ def _save_converted(model: Any, tokenizer: Any, target: Path) -> None:
             os.replace(tmp, target)
         except OSError:  # another process got there first
             shutil.rmtree(tmp, ignore_errors=True)
-    except Exception as exc:  # noqa: BLE001 - a cache miss next time is the only consequence
+    except Exception as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         log.warning("could not cache the converted local model in %s: %s", target, exc)
 
@@ -256,6 +257,10 @@ class LocalClient:
     def count_tokens(self, text: str) -> int:
         """Exact: the model's own tokenizer (loads the model on first use)."""
         return len(self._loaded().encode(text))
+
+    async def count_prompt_tokens(self, request: LLMRequest) -> int:
+        """Exact: the length of the rendered prompt (chat template applied), as generation sees it."""
+        return len(await asyncio.to_thread(self.render_prompt, request))
 
     async def aclose(self) -> None:
         """Nothing to release: the model stays loaded for the process (other clients share it)."""

@@ -60,6 +60,10 @@ class OpenAIConfig:
     """Exact token counting (e.g. a Hugging Face tokenizer's ``encode``); default: chars/4."""
     seed: int | None = None
     """Seed of the retry jitter (tests); ``None`` draws it from the OS."""
+    exact_prompt_tokens: bool = True
+    """Ask the server's ``/tokenize`` (vLLM) for the exact prompt size before each call, so the
+    budget reserves exactly what the call will use; where a server has none, the runtime reserves
+    an upper bound computed from the prompt's bytes instead."""
 
     def __post_init__(self) -> None:
         urls = self.base_urls
@@ -152,6 +156,7 @@ class OpenAIClient:
                                 max_keepalive_connections=self.config.max_connections),
         )
         self._models: dict[str, str] = {}
+        self._no_tokenize: set[str] = set()  # endpoints without a usable /tokenize
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -204,6 +209,33 @@ class OpenAIClient:
             return math.ceil(len(text) / 4)
         counted = tokenizer(text)
         return counted if isinstance(counted, int) else len(counted)
+
+    async def count_prompt_tokens(self, request: LLMRequest) -> int | None:
+        """The prompt's exact size from the ``/tokenize`` endpoint of the server the program is
+        routed to (vLLM's: chat template applied); None when off or the server has no such
+        endpoint (asked once per endpoint) or cannot be reached (the call itself will say so)."""
+        if not self.config.exact_prompt_tokens:
+            return None
+        endpoint = self._router.endpoints[self._router.order(request.hints.program_id if request.hints else None)[0]]
+        if endpoint in self._no_tokenize:
+            return None
+        body = {"messages": [m.to_wire() for m in request.messages], "add_generation_prompt": True}
+        if model := request.model or self.config.model or self._models.get(endpoint):
+            body["model"] = model
+        try:
+            response = await self._http.post(f"{endpoint.removesuffix('/v1')}/tokenize", json=body)
+        except httpx.HTTPError:
+            return None
+        if response.status_code in (404, 405, 501):
+            self._no_tokenize.add(endpoint)
+            return None
+        try:
+            count = response.json()["count"] if response.status_code == 200 else None
+        except (ValueError, KeyError, TypeError):
+            count = None
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            return None
+        return count
 
     async def aclose(self) -> None:
         """Close the connection pool."""

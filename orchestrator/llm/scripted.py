@@ -44,6 +44,10 @@ def cut_reply(text: str, stop: Sequence[str] = (), max_tokens: int | None = None
     return text, "stop"
 
 
+def _prompt_tokens(request: LLMRequest) -> int:
+    return simple_token_count("\n".join(m.content for m in request.messages))
+
+
 def split_deltas(text: str) -> list[str]:
     """``text`` in word-sized stream deltas (each word with the whitespace before it)."""
     return re.findall(r"\s*\S+|\s+$", text)
@@ -79,8 +83,7 @@ class ScriptedClient:
         counts."""
         self.requests.append(request)
         text, finish = cut_reply(self._reply(request), request.sampling.stop, request.sampling.max_tokens)
-        prompt = "\n".join(m.content for m in request.messages)
-        usage = Usage(input_tokens=self.count_tokens(prompt), output_tokens=self.count_tokens(text))
+        usage = Usage(input_tokens=_prompt_tokens(request), output_tokens=self.count_tokens(text))
         return LLMResponse(text=text, usage=usage, model=request.model or self.model, finish_reason=finish,
                            endpoint="scripted")
 
@@ -94,6 +97,10 @@ class ScriptedClient:
     def count_tokens(self, text: str) -> int:
         """See :func:`simple_token_count`."""
         return simple_token_count(text)
+
+    async def count_prompt_tokens(self, request: LLMRequest) -> int:
+        """Exact: what :meth:`complete` will report as input tokens."""
+        return _prompt_tokens(request)
 
     async def aclose(self) -> None:
         """Nothing to release."""

@@ -83,7 +83,7 @@ def test_bad_input_gives_clear_errors(env: dict[str, Path], args: list[str], cod
 
 def test_budget_pause_then_resume_from_the_cli(env: dict[str, Path]) -> None:
     res = runner.invoke(app, ["run", "react", "--task", "Capital of France?", "--backend", "scripted", "--script",
-                              str(env["script"]), "--budget", "tokens=300", "--json"])
+                              str(env["script"]), "--budget", "tokens=200", "--json"])
     assert res.exit_code == 3, res.output
     run_id = _json(res.output)["run_id"]
     assert _json(res.output)["status"] == "paused"
