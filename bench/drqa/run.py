@@ -32,7 +32,8 @@ for training: --gpu-memory-utilization 0.4). The allocation run of docs/benchmar
 and data + training (GRPO from --base-model-path, an HF folder):
   python3 bench/drqa/run.py --parts data,training --base-model-path /root/models/qwen05-hf \
       --steps 20 --eval-limit 80 --time-limit-s 340
-CPU end to end without a model: bench/drqa/fake_server.py --port 0, then --base-url at it.
+CPU end to end without a model: python -m orchestrator.testing serve --port 0 --model fake-drqa
+--no-tokenize --responder bench.drqa.responder:respond, then --base-url at it.
 """
 
 from __future__ import annotations
@@ -79,19 +80,26 @@ def parse_variants(spec: str) -> list[tuple[str, str, dict[str, Any]]]:
             key, sep, value = kv.partition("=")
             if not sep:
                 raise SystemExit(f"--variants: expected key=value, got {kv!r} in {part!r}")
-            options[key.strip()] = _option_value(value.strip())
+            options[key.strip()] = _option_value(key.strip(), value.strip())
         if method not in ("uniform", "drqa"):
             raise SystemExit(f"--variants: method must be uniform or drqa, got {method!r}")
         out.append((part, method, options))
     return out
 
 
-def _option_value(text: str) -> Any:
-    """A variant's option value: JSON when it parses (0 -> 0, true -> True), else the string."""
-    try:
-        return json.loads(text)
-    except ValueError:
+def _option_value(key: str, text: str) -> Any:
+    """A variant's option value, typed like the DRQA option it sets by the converter every workflow
+    uses ('0' -> 0.0, 'false' -> False); a key DRQA does not read stays a string."""
+    from orchestrator.options import option_value
+    from workflows.drqa.config import option_types
+
+    kind = option_types().get(key)
+    if kind is None:
         return text
+    try:
+        return option_value(kind, text, what=key)
+    except Exception as exc:  # the converter's mismatch says what the option expects
+        raise SystemExit(f"--variants: {key}={text!r}: expected {exc}") from None
 
 
 def _design_ids(rows: list[dict[str, Any]], dataset: str, n: int) -> set[str]:

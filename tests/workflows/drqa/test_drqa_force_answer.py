@@ -160,22 +160,14 @@ def test_bench_records_items_and_respects_the_time_limit(tmp_path: Path) -> None
 
 def test_bench_end_to_end_over_http_against_the_fake_server(tmp_path: Path) -> None:
     """The GPU command's path: real data files, the OpenAI client, HTTP, --time-limit-s."""
-    import subprocess
-    import sys
+    from bench.drqa.responder import MODEL, respond
+    from bench.drqa.run import main
+    from orchestrator.testing import LoopbackServer
 
-    from bench.drqa.run import ROOT, main
-
-    server = subprocess.Popen([sys.executable, str(ROOT / "bench" / "drqa" / "fake_server.py"), "--port", "0"],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline().split()[1])
-        assert main(["--base-url", f"http://127.0.0.1:{port}/v1", "--model", "fake-drqa", "--variants", "",
+    with LoopbackServer(respond, model=MODEL, tokenize=False) as server:
+        assert main(["--base-url", server.base_url, "--model", "fake-drqa", "--variants", "",
                      "--parts", "allocation", "--limit", "6", "--fractions", "0.5", "--time-limit-s", "120",
                      "--results-dir", str(tmp_path), "--artifacts-dir", str(tmp_path / "art")]) == 0
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
     details = json.loads((tmp_path / "details.json").read_text())
     assert [(e["dataset"], e["method"], e["options"]["unlimited_max_tokens"]) for e in details["allocation"]] == [
         (d, m, cap) for d in ("gsm8k", "math")

@@ -212,25 +212,24 @@ def test_quotaflow_run_drqa_process_exits_without_a_corpus(tmp_path: Path) -> No
     import os
     import subprocess
 
+    from bench.drqa.responder import MODEL, respond
+    from orchestrator.testing import LoopbackServer
+
     root = Path(__file__).resolve().parents[3]
-    server = subprocess.Popen([sys.executable, str(root / "bench" / "drqa" / "fake_server.py"), "--port", "0"],
-                              stdout=subprocess.PIPE, text=True)
+    server = LoopbackServer(respond, model=MODEL, tokenize=False).start()
     env = {**os.environ, "QUOTAFLOW_HOME": str(tmp_path / "home"), "PYTHONPATH": str(root)}
     src = tmp_path / "g.jsonl"
     src.write_text("".join(line + "\n" for line in
                            (root.parent / "shared" / "data" / "gsm8k" / "validate.jsonl").read_text().splitlines()[:4]))
     try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline().split()[1])
         base = [sys.executable, "-m", "cli.main", "run", "drqa", "--dataset", str(src), "--budget-tokens", "800"]
-        ok = subprocess.run([*base, "--backend", "openai", "--base-url", f"http://127.0.0.1:{port}/v1",
+        ok = subprocess.run([*base, "--backend", "openai", "--base-url", server.base_url,
                              "--model", "fake-drqa"], check=False, cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=120)
         dead = subprocess.run([*base, "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"],
                               check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        server.stop()
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert ": succeeded" in ok.stdout and "/4 correct" in ok.stdout and "of 800 (" in ok.stdout
     assert not (tmp_path / "home" / "corpus.db").exists()
