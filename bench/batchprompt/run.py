@@ -28,8 +28,8 @@ file applies that rule to our runs for comparison.
 
 ``--dry-run`` swaps the server for the scripted labeler (knows the gold labels, drops answers past
 position 20, flips some): it checks the plumbing on a CPU in seconds and says nothing about
-quality. ``--fake-server`` does the same through the real HTTP client (an in-process
-OpenAI-compatible endpoint with logprobs, see fake_server.py).
+quality. ``--fake-server`` does the same through the real HTTP client (the kit's loopback
+OpenAI-compatible server in a thread, with logprobs, answering as ``responder.py``).
 
 Every configuration runs through the workflow's core (:func:`run_batchprompt`) as if alone: its
 calls and tokens are its own. Identical prompts across configurations (round 1 is the same for
@@ -385,10 +385,10 @@ def _logprob_client_class() -> type:
 
 def _make_client(args: argparse.Namespace, data: dict[str, tuple[TaskSpec, list[Item]]]) -> Any:
     if args.dry_run:
-        from workflows.batchprompt.scripted import ScriptedLabeler
+        from workflows.batchprompt.scripted import scripted_labeler
 
         task, items = next(iter(data.values()))
-        return ScriptedLabeler(task, items, error_rate=0.1, unsure_rate=0.2, max_answers=20, model="dry-run")
+        return scripted_labeler(task, items, error_rate=0.1, unsure_rate=0.2, max_answers=20, model="dry-run")
     from orchestrator.llm.openai import OpenAIConfig
 
     options: dict[str, Any] = {"base_urls": tuple(args.base_url or ["http://fake/v1"]), "model": args.model,
@@ -398,13 +398,16 @@ def _make_client(args: argparse.Namespace, data: dict[str, tuple[TaskSpec, list[
 
         tok = AutoTokenizer.from_pretrained(args.tokenizer)
         options["tokenizer"] = lambda text: tok.encode(text, add_special_tokens=False)
-    transport = None
+    server = None
     if args.fake_server:
-        from bench.batchprompt.fake_server import FakeServer
+        from bench.batchprompt.responder import BatchPromptModel
+        from orchestrator.testing import LoopbackServer
 
-        transport = FakeServer(data.values()).transport()
-    client = _logprob_client_class()(OpenAIConfig(**options), transport=transport)
+        server = LoopbackServer(BatchPromptModel(data.values()), model=args.model).start()
+        options["base_urls"] = (server.base_url,)
+    client = _logprob_client_class()(OpenAIConfig(**options))
     client.tasks = tuple(task for task, _ in data.values())
+    client.loopback = server  # stopped with the client
     return client
 
 
@@ -555,6 +558,8 @@ async def run_grid(args: argparse.Namespace) -> dict[str, Any]:
             future.cancel()
     for client in {id(c): c for c in clients.values()}.values():
         await client.aclose()
+        if getattr(client, "loopback", None) is not None:
+            client.loopback.stop()
     return results.write(finished=not stopped)
 
 

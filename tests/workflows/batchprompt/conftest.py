@@ -1,4 +1,4 @@
-"""Fixtures for the BatchPrompt tests: small RTE/BoolQ item sets and a scripted labeler."""
+"""Fixtures for the BatchPrompt tests: small RTE/BoolQ item sets and the chat seam over a client."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator.types import LLMRequest, LLMResponse, Message, SamplingOptions
+from workflows.batchprompt.engine import LogprobResponse
+from workflows.batchprompt.scripted import label_logprobs
 from workflows.batchprompt.tasks import Item, TaskSpec, load_task
 
 _SHARED_DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
@@ -40,11 +42,15 @@ def rte_items() -> list[Item]:
 
 @pytest.fixture
 def chat_of():  # type: ignore[no-untyped-def]
-    """Turns a client into a ``chat(messages, sampling)`` coroutine over its ``complete``."""
+    """Turns a client into a ``chat(messages, sampling)`` coroutine over its ``complete``;
+    ``logprobs=True`` adds a scripted labeler's token logprobs to each response."""
 
-    def make(client):  # type: ignore[no-untyped-def]
+    def make(client, logprobs: bool = False):  # type: ignore[no-untyped-def]
         async def chat(messages: list[Message], sampling: SamplingOptions) -> LLMResponse:
-            return await client.complete(LLMRequest(tuple(messages), sampling))
+            response = await client.complete(LLMRequest(tuple(messages), sampling))
+            if not logprobs:
+                return response
+            return LogprobResponse(**vars(response), token_logprobs=label_logprobs(response.text))
 
         return chat
 

@@ -99,8 +99,9 @@ def test_constrained_requests_carry_the_answer_regex_and_survive_a_rejection(sha
     import asyncio
     import re as _re
 
-    from bench.batchprompt.fake_server import FakeServer
+    from bench.batchprompt.responder import BatchPromptModel
     from orchestrator.llm.openai import OpenAIConfig
+    from orchestrator.testing import LoopbackServer
     from orchestrator.types import LLMRequest, SamplingOptions
     from workflows.batchprompt.prompt import answer_regex, compose_messages
     from workflows.batchprompt.tasks import load_builtin_items, load_task
@@ -115,14 +116,15 @@ def test_constrained_requests_carry_the_answer_regex_and_survive_a_rejection(sha
     assert bench.constraint_for([task], [m.to_wire() for m in request.messages]) == answer_regex(task, 24)
 
     async def go(accept: bool):  # type: ignore[no-untyped-def]
-        server = FakeServer([(task, items)], accept_structured=accept)
-        client = bench._logprob_client_class()(OpenAIConfig(base_urls=("http://fake/v1",), model="m"),
-                                               transport=server.transport())
-        client.tasks = (task,)
-        plain = await client.complete(request)
-        forced = await client.complete_constrained(request)
-        again = await client.complete_constrained(request)
-        await client.aclose()
+        server = BatchPromptModel([(task, items)], accept_structured=accept)
+        with LoopbackServer(server, model="m") as loopback:
+            client = bench._logprob_client_class()(OpenAIConfig(base_urls=(loopback.base_url,), model="m"))
+            client.tasks = (task,)
+            plain = await client.complete(request)
+            forced = await client.complete_constrained(request)
+            again = await client.complete_constrained(request)
+            await client.aclose()
+        assert not loopback.errors
         return server, client, plain, forced, again
 
     server, client, plain, forced, again = asyncio.run(go(True))

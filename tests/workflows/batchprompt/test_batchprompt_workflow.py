@@ -13,12 +13,13 @@ from cli.batchprompt import app, build_task_payload, run_batchprompt_job
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from orchestrator.store.models import LLMCallRow, RecordRow, StepRow
+from orchestrator.testing import ScriptedClient
 from workflows.batchprompt.graph import VOTES_NAMESPACE
-from workflows.batchprompt.scripted import ScriptedLabeler
+from workflows.batchprompt.scripted import scripted_labeler
 from workflows.batchprompt.tasks import Item, TaskSpec
 
 
-def _runtime(tmp_path: Path, client: ScriptedLabeler, name: str = "bp.db") -> Runtime:
+def _runtime(tmp_path: Path, client: ScriptedClient, name: str = "bp.db") -> Runtime:
     from orchestrator.tools.registry import ToolRegistry
 
     # BatchPrompt uses no tools; an empty registry keeps the test independent of the built-in ones.
@@ -32,7 +33,7 @@ def _rows(items: list[Item]) -> list[dict[str, str]]:
 
 def test_workflow_runs_rounds_through_ledger_and_store(tmp_path: Path, rte: TaskSpec, rte_items: list[Item]) -> None:
     async def go() -> None:
-        client = ScriptedLabeler(rte, rte_items, unsure_rate=0.3, max_answers=6)
+        client = scripted_labeler(rte, rte_items, unsure_rate=0.3, max_answers=6)
         rt = _runtime(tmp_path, client)
         payload = {"task": "rte", "rows": _rows(rte_items) + [{"idx": "bad"}], "batch_size": 8, "rounds": 3,
                    "seas": True}
@@ -64,7 +65,7 @@ def test_workflow_runs_rounds_through_ledger_and_store(tmp_path: Path, rte: Task
 
 def test_token_budget_pauses_the_run(tmp_path: Path, rte: TaskSpec, rte_items: list[Item]) -> None:
     async def go() -> None:
-        client = ScriptedLabeler(rte, rte_items)
+        client = scripted_labeler(rte, rte_items)
         rt = _runtime(tmp_path, client)
         payload = {"task": "rte", "rows": _rows(rte_items), "batch_size": 1}
         res = await rt.run("batchprompt", payload, backend="scripted", budget="tokens=3000")
@@ -93,7 +94,7 @@ def test_cli_runs_a_user_spec_on_a_user_dataset(tmp_path: Path) -> None:
         from workflows.batchprompt.tasks import load_dataset, load_task
 
         task = load_task(tmp_path / "spec.json")
-        client = ScriptedLabeler(task, load_dataset(tmp_path / "data.jsonl", task).items)
+        client = scripted_labeler(task, load_dataset(tmp_path / "data.jsonl", task).items)
         rt = _runtime(tmp_path, client, "cli.db")
         res = await run_batchprompt_job(payload, backend="scripted", runtime=rt)
         assert res.status == "succeeded" and res.result is not None
@@ -116,7 +117,7 @@ def test_cli_rejects_bad_options_with_exit_code_2(tmp_path: Path) -> None:
 
 def test_paused_run_resumes_without_paying_twice(tmp_path: Path, rte: TaskSpec, rte_items: list[Item]) -> None:
     async def go() -> None:
-        client = ScriptedLabeler(rte, rte_items, unsure_rate=0.5)
+        client = scripted_labeler(rte, rte_items, unsure_rate=0.5)
         rt = _runtime(tmp_path, client)
         payload = {"task": "rte", "rows": _rows(rte_items), "batch_size": 8, "rounds": 3, "max_concurrency": 1}
         first = await rt.run("batchprompt", payload, backend="scripted", budget="tokens=2500")
