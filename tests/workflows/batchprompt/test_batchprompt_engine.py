@@ -6,7 +6,8 @@ import math
 import re
 from functools import partial
 
-from orchestrator.types import LLMRequest, LLMResponse, Usage
+from orchestrator.testing import ScriptedClient, ScriptedConfig
+from orchestrator.types import LLMRequest
 from workflows.batchprompt.engine import BatchPromptConfig, run_batchprompt
 from workflows.batchprompt.scripted import scripted_labeler
 from workflows.batchprompt.tasks import Item, TaskSpec
@@ -76,25 +77,12 @@ def test_no_reask_leaves_empty_votes_and_fallback_labels(rte: TaskSpec, rte_item
     assert len(result.unanswered) == 8 and set(result.labels.values()) == {rte.fallback_label}
 
 
-class _Garbage:
-    model = "garbage"
-
-    def __init__(self) -> None:
-        self.num_calls = 0
-
-    def count_tokens(self, text: str) -> int:
-        return len(text) // 4
-
-    async def complete(self, request: LLMRequest) -> LLMResponse:
-        self.num_calls += 1
-        return LLMResponse("I am not sure what you mean.", Usage(100, 0, 7), self.model)
-
-
 def test_hopeless_model_costs_are_counted_and_every_item_answered(rte: TaskSpec, rte_items: list[Item], chat_of) -> None:  # type: ignore[no-untyped-def]
-    client = _Garbage()
+    client = ScriptedClient(ScriptedConfig(responses=lambda _messages: "I am not sure what you mean."))
     result = _run(rte, rte_items[:6], BatchPromptConfig(batch_size=6), client, chat_of)
-    assert client.num_calls == 1 + 2 + 6  # batch, halves (3+3), singles
-    assert result.stats.num_calls == 9 and result.stats.input_tokens == 900 and result.stats.output_tokens == 63
+    assert len(client.requests) == 1 + 2 + 6  # batch, halves (3+3), singles
+    prompts = sum(client.count_tokens("\n".join(m.content for m in r.messages)) for r in client.requests)
+    assert result.stats.num_calls == 9 and result.stats.input_tokens == prompts and result.stats.output_tokens == 9 * 8
     assert result.stats.reask_calls == 8 and len(result.labels) == 6 and len(result.unanswered) == 6
 
 
