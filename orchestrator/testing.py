@@ -307,7 +307,7 @@ class LoopbackServer:
     def port(self) -> int:
         if self._server is None:
             raise RuntimeError("the loopback server is not listening; call start() first")
-        return int(self._server.sockets[0].getsockname()[1])
+        return self._port
 
     @property
     def base_url(self) -> str:
@@ -323,6 +323,7 @@ class LoopbackServer:
     async def listen(self) -> None:
         """Start listening on the running event loop (see :meth:`start` for a thread of its own)."""
         self._server = await asyncio.start_server(self._on_connection, self.host, self._port, backlog=4096)
+        self._port = int(self._server.sockets[0].getsockname()[1])  # kept after stop: a URL that refuses
 
     async def aclose(self) -> None:
         """Stop listening and drop open connections (answers in flight are abandoned)."""
