@@ -701,6 +701,23 @@ async def _count_tokens_counts(make: ClientFactory) -> None:
     assert long > short, f"count_tokens: {long} tokens for a longer text than one of {short}"
 
 
+async def _count_prompt_tokens_is_what_usage_reports(make: ClientFactory) -> None:
+    # Optional method: the runtime reserves exactly this count, so usage must not report more.
+    async def use(client: LLMClient) -> tuple[int | None, LLMResponse | None]:
+        counter = getattr(client, "count_prompt_tokens", None)
+        if counter is None:
+            return None, None
+        counted = await counter(_LONG)
+        return counted, (await client.complete(_LONG) if counted is not None else None)
+
+    counted, response = await _closing(make, use)
+    if counted is None or response is None:
+        return
+    assert isinstance(counted, int) and counted > 0, f"count_prompt_tokens gave {counted!r}"
+    assert response.usage.input_tokens == counted, \
+        f"count_prompt_tokens said {counted}, the call reported {response.usage.input_tokens} input tokens"
+
+
 async def _aclose_is_idempotent(make: ClientFactory) -> None:
     client = make()
     await client.complete(_LONG)
@@ -714,6 +731,7 @@ LLM_CLIENT_CHECKS: dict[str, LLMClientCheck] = {
     "max_tokens bounds the output": _max_tokens_bounds_the_output,
     "stream yields deltas then the response": _stream_yields_deltas_then_the_response,
     "count_tokens counts": _count_tokens_counts,
+    "count_prompt_tokens is what usage reports": _count_prompt_tokens_is_what_usage_reports,
     "aclose is idempotent": _aclose_is_idempotent,
 }
 """Each promise of :class:`~orchestrator.llm.base.LLMClient`, by name."""

@@ -31,6 +31,7 @@ from orchestrator.testing import (
     check_run_context,
 )
 from orchestrator.tools.registry import ToolRegistry
+from orchestrator.types import LLMRequest
 from workflows.drqa.direct import DirectContext
 
 LONG_REPLY = " ".join(f"word{i}," for i in range(60))
@@ -114,3 +115,12 @@ def test_a_broken_context_fails_the_suite_by_name() -> None:
 
     with pytest.raises(AssertionError, match=r"1 of \d+ RunContext checks failed:\n  put_record/get_record"):
         check_run_context(make)
+
+
+def test_a_client_whose_prompt_count_disagrees_with_its_usage_fails_by_name() -> None:
+    class Miscounting(ScriptedClient):
+        async def count_prompt_tokens(self, request: LLMRequest) -> int:
+            return await super().count_prompt_tokens(request) - 1
+
+    with pytest.raises(AssertionError, match=r"1 of \d+ LLMClient checks failed:\n  count_prompt_tokens"):
+        check_llm_client(lambda: Miscounting(ScriptedConfig(lambda _messages: LONG_REPLY)))
