@@ -40,12 +40,12 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, NamedTuple, Self
 
 from orchestrator.context import RunContext, ToolBudgetView
-from orchestrator.errors import EngineUnavailable
+from orchestrator.errors import BudgetExhausted, EngineUnavailable
 from orchestrator.llm.base import LLMClient
 from orchestrator.llm.scripted import (
     ScriptedClient,
@@ -113,7 +113,9 @@ class FakeRunContext:
 
     It keeps the runtime's promises that a workflow can observe: program hints on every LLM
     request, tool failures as error observations, per-tool limits (``tool_limits``, units per
-    run) refused with ``metadata["refused"]``, records replaced by key. What it did is kept in
+    run) refused with ``metadata["refused"]``, a token limit (``token_limit``) that clamps
+    ``max_tokens`` to what is left and raises BudgetExhausted when no output fits, records
+    replaced by key. What it did is kept in
     ``calls``, ``tool_calls``, ``used``, ``steps`` and ``records`` for the test to assert on.
     """
 
@@ -121,6 +123,8 @@ class FakeRunContext:
     tools: ToolRegistry = field(default_factory=ToolRegistry)
     tool_limits: Mapping[str, float | None] = field(default_factory=dict)
     """Units per tool this run may use; a tool not named here is unlimited."""
+    token_limit: int | None = None
+    """Tokens (input and output) this run may use; None: unlimited."""
     config: dict[str, Any] = field(default_factory=dict)
     run_id: str = "test-run"
     store: Any = None
@@ -151,10 +155,24 @@ class FakeRunContext:
         sampling = sampling or SamplingOptions()
         hints = ProgramHints(program_id=self.run_id, turn=len(self.calls), is_last_step=is_last_step,
                              tool_name=tool_name)
-        self.calls.append(ChatCall(purpose, list(messages), sampling, is_last_step, tool_name, scope))
-        response = await self.llm.complete(LLMRequest(messages=tuple(messages), sampling=sampling, hints=hints))
+        request = LLMRequest(messages=tuple(messages), sampling=sampling, hints=hints)
+        if self.token_limit is not None:
+            request = await self._within_token_limit(request, self.token_limit)
+        self.calls.append(ChatCall(purpose, list(messages), request.sampling, is_last_step, tool_name, scope))
+        response = await self.llm.complete(request)
         self.usage = self.usage + response.usage
         return response
+
+    async def _within_token_limit(self, request: LLMRequest, limit: int) -> LLMRequest:
+        counter = getattr(self.llm, "count_prompt_tokens", None)
+        prompt = await counter(request) if counter is not None else None
+        if prompt is None:
+            prompt = self.llm.count_tokens("\n".join(m.content for m in request.messages))
+        used = self.usage.total_tokens
+        room = limit - used - prompt
+        if room < 1:
+            raise BudgetExhausted(f"run:{self.run_id}", "tokens", limit, used, prompt + request.sampling.max_tokens)
+        return replace(request, sampling=replace(request.sampling, max_tokens=min(request.sampling.max_tokens, room)))
 
     async def call_tool(self, name: str, args: dict[str, Any], *, scope: str | None = None) -> ToolResult:
         units = float(self.tools.units_for(name, args))
@@ -487,7 +505,8 @@ class LoopbackServer:
 # -- conformance: RunContext -----------------------------------------------------------------------
 
 ContextFactory = Callable[[LLMClient, ToolRegistry, Mapping[str, float]], AbstractAsyncContextManager[RunContext]]
-"""``(llm, tools, tool_limits) -> async context manager of a fresh RunContext for one run``."""
+"""``(llm, tools, limits) -> async context manager of a fresh RunContext for one run``; ``limits``
+names tools (units per run) and ``tokens`` (input and output tokens per run)."""
 
 RunContextCheck = Callable[[ContextFactory, bool], Awaitable[None]]
 
@@ -505,6 +524,9 @@ def conformance_tools(ran: list[str] | None = None) -> ToolRegistry:
                                                     "required": ["query"], "additionalProperties": False},
                     unit="query")
     return ToolRegistry([Tool(spec, search)])
+
+
+LONG_ANSWER = " ".join(f"fact{i}" for i in range(80))
 
 
 def _ask(text: str) -> list[Message]:
@@ -585,6 +607,24 @@ async def _tool_budgets_report_used_units(make: ContextFactory, ledger: bool) ->
         assert after["search"].limit == 3 and after["search"].remaining == 1, f"limit not reported: {after['search']}"
 
 
+async def _token_limit_is_never_passed(make: ContextFactory, ledger: bool) -> None:
+    if not ledger:
+        return
+    llm = ScriptedClient(ScriptedConfig(lambda _messages: LONG_ANSWER))
+    used = 0
+    async with make(llm, conformance_tools(), {"tokens": 150}) as ctx:
+        for _ in range(20):
+            try:
+                response = await ctx.chat(_ask("Tell me everything."), sampling=SamplingOptions(max_tokens=40))
+            except BudgetExhausted as exc:
+                assert exc.resource == "tokens", f"refused on {exc.resource!r}, not tokens"
+                break
+            used += response.usage.total_tokens
+        else:
+            raise AssertionError("20 calls of up to 50 tokens never ran out of a 150-token budget")
+    assert 0 < used <= 150, f"{used} tokens used under a limit of 150"
+
+
 async def _records_round_trip_and_replace(make: ContextFactory, ledger: bool) -> None:
     async with make(ScriptedClient(), conformance_tools(), {}) as ctx:
         assert await ctx.get_record("votes", "round-1") is None, "a record that was never written is not None"
@@ -621,6 +661,7 @@ RUN_CONTEXT_CHECKS: dict[str, RunContextCheck] = {
     "call_tool: bad arguments are an error observation": _call_tool_bad_arguments_is_an_error_observation,
     "call_tool: over-limit call is refused and marked": _call_tool_refusal_is_marked,
     "tool_budgets report used units": _tool_budgets_report_used_units,
+    "token limit is never passed": _token_limit_is_never_passed,
     "put_record/get_record round trip and replace": _records_round_trip_and_replace,
     "record_step accepts JSON data": _record_step_accepts_json_data,
     "run attributes": _exposes_run_attributes,

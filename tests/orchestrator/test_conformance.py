@@ -47,7 +47,8 @@ def test_run_context_suite_on_the_runtime_context(db_url: str) -> None:
             s.add(RunRow(id=run_id, workflow="conformance", status=RunStatus.RUNNING, backend="scripted", task={}))
         ledger = Ledger(store)
         scope = accounting.run_scope(run_id)
-        await ledger.set_limits([Limit(scope, tool_resource(name), amount) for name, amount in limits.items()])
+        await ledger.set_limits([Limit(scope, name if name == "tokens" else tool_resource(name), amount)
+                                 for name, amount in limits.items()])
         try:
             yield RuntimeContext(store, ledger, load_price_table(), run_id, "conformance", "scripted", llm, tools,
                                  [scope])
@@ -57,10 +58,16 @@ def test_run_context_suite_on_the_runtime_context(db_url: str) -> None:
     assert check_run_context(make) == list(RUN_CONTEXT_CHECKS)
 
 
+def _fake(llm: LLMClient, tools: ToolRegistry, limits: Mapping[str, float],
+          cls: type[FakeRunContext] = FakeRunContext) -> FakeRunContext:
+    return cls(llm=llm, tools=tools, tool_limits={k: v for k, v in limits.items() if k != "tokens"},
+               token_limit=int(limits["tokens"]) if "tokens" in limits else None)
+
+
 def test_run_context_suite_on_the_fake_context() -> None:
     @asynccontextmanager
     async def make(llm: LLMClient, tools: ToolRegistry, limits: Mapping[str, float]) -> AsyncIterator[FakeRunContext]:
-        yield FakeRunContext(llm=llm, tools=tools, tool_limits=limits)
+        yield _fake(llm, tools, limits)
 
     assert check_run_context(make) == list(RUN_CONTEXT_CHECKS)
 
@@ -110,8 +117,8 @@ def test_a_broken_context_fails_the_suite_by_name() -> None:
             return None
 
     @asynccontextmanager
-    async def make(llm: LLMClient, tools: ToolRegistry, limits: Mapping[str, float]) -> AsyncIterator[Forgetful]:
-        yield Forgetful(llm=llm, tools=tools, tool_limits=limits)
+    async def make(llm: LLMClient, tools: ToolRegistry, limits: Mapping[str, float]) -> AsyncIterator[FakeRunContext]:
+        yield _fake(llm, tools, limits, Forgetful)
 
     with pytest.raises(AssertionError, match=r"1 of \d+ RunContext checks failed:\n  put_record/get_record"):
         check_run_context(make)
