@@ -12,7 +12,7 @@ suites that every implementation of the two seams passes (as LangGraph's checkpo
         client = OpenAIClient(OpenAIConfig(base_urls=[server.base_url], model=server.model))
 
 - :class:`FakeRunContext`: the :class:`~orchestrator.context.RunContext` of unit tests, in
-  memory: tool limits enforced (refusals marked), calls and steps kept for assertions.
+  memory: tool and token limits enforced (refusals marked), calls and steps kept for assertions.
 - :class:`ScriptedClient`: the scripted LLM (:mod:`orchestrator.llm.scripted`).
 - :class:`LoopbackServer`: an OpenAI-compatible server (``/v1/chat/completions`` plain and SSE,
   ``/v1/models``, ``/tokenize``) whose behaviour is a *responder*, ``ChatRequest -> Reply | str``
