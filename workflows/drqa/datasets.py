@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workflows.answers import answers_match, extract_boxed, last_number, normalize_answer
 from orchestrator.errors import BadInputError
+from workflows.answers import answers_match, extract_boxed, last_number, normalize_answer
 
 __all__ = ["SPECS", "DatasetSpec", "Item", "detect_dataset", "get_spec", "load_items", "split_items"]
 

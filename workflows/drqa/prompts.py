@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from orchestrator.types import Message
 from workflows.drqa.quota.enforcement import reasoning_budget_statement
 from workflows.drqa.quota.plan import SOLVE_STYLES
-from orchestrator.types import Message
 
 __all__ = [
     "BRIEF_EXAMPLES",
@@ -63,7 +63,8 @@ def solve_messages(
     else:
         statement = reasoning_budget_statement(quota_tokens, answer_reserve_tokens)
         then = answer_instruction[:1].lower() + answer_instruction[1:]
-        instruction = f"{statement} Then {then}" if statement.startswith("First") else f"{statement} {answer_instruction}"
+        first = statement.startswith("First")
+        instruction = f"{statement} Then {then}" if first else f"{statement} {answer_instruction}"
     parts = [question.strip(), "", instruction]
     if style == "plain":
         return (Message("system", SOLVER_SYSTEM), Message("user", "\n".join(parts)))

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from workflows.drqa.quota.plan import QuotaConfig, answer_reserve
 from workflows.drqa.direct import DirectContext
 from workflows.drqa.graph import NODE_ORDER, TEXT_RECORD_CHARS, initial_state, result, run_nodes
 from workflows.drqa.prompts import FORCE_ANSWER_CUE
+from workflows.drqa.quota.plan import QuotaConfig, answer_reserve
 from workflows.drqa.sim import SimSolver, make_rows
 
 STEPS = [1, 1, 2, 1, 12, 1, 2, 14, 1, 1, 2, 10]

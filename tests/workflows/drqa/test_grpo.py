@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from workflows.drqa.training.grpo import GRPOConfig, GRPOTrainer, group_advantages, grpo_loss
+from workflows.drqa.training.grpo import GRPOConfig, GRPOTrainer, group_advantages, grpo_loss  # noqa: E402
 
 ln = math.log
 

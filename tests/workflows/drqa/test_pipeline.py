@@ -223,9 +223,8 @@ def test_quotaflow_run_drqa_process_exits_without_a_corpus(tmp_path: Path) -> No
                            (root.parent / "shared" / "data" / "gsm8k" / "validate.jsonl").read_text().splitlines()[:4]))
     try:
         base = [sys.executable, "-m", "cli.main", "run", "drqa", "--dataset", str(src), "--budget-tokens", "800"]
-        ok = subprocess.run([*base, "--backend", "openai", "--base-url", server.base_url,
-                             "--model", "fake-drqa"], check=False, cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=120)
+        ok = subprocess.run([*base, "--backend", "openai", "--base-url", server.base_url, "--model", "fake-drqa"],
+                            check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
         dead = subprocess.run([*base, "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1"],
                               check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     finally:

@@ -222,6 +222,7 @@ def test_variant_option_values_are_read_as_json() -> None:
     from bench.drqa.run import parse_variants
 
     assert parse_variants("drqa:max_probe_fraction=0,strategy=proportional;uniform:state_budget=false") == [
-        ("drqa:max_probe_fraction=0,strategy=proportional", "drqa", {"max_probe_fraction": 0, "strategy": "proportional"}),
+        ("drqa:max_probe_fraction=0,strategy=proportional", "drqa",
+         {"max_probe_fraction": 0, "strategy": "proportional"}),
         ("uniform:state_budget=false", "uniform", {"state_budget": False}),
     ]

@@ -6,13 +6,13 @@ arithmetic. The workflow that makes the calls is ``workflows.drqa``.
 
 from __future__ import annotations
 
-from workflows.drqa.quota.allocation import AllocationConfig, RetryCandidate, allocate, reallocate
 from workflows.answers import (
     answers_match,
     extract_boxed,
     extract_final_answer,
     normalize_answer,
 )
+from workflows.drqa.quota.allocation import AllocationConfig, RetryCandidate, allocate, reallocate
 from workflows.drqa.quota.batch import (
     ProbeItem,
     approx_token_count,

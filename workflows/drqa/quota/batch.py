@@ -20,8 +20,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from workflows.answers import extract_final_answer
 from orchestrator.types import Message
+from workflows.answers import extract_final_answer
 
 __all__ = [
     "ProbeItem",

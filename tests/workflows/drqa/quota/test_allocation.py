@@ -71,8 +71,8 @@ def test_property_never_exceeds_total_and_respects_bounds() -> None:
         quotas = allocate(weights, total, AllocationConfig(floor, ceiling))
         assert len(quotas) == n
         assert sum(quotas) <= total
-        active = [q for q, w in zip(quotas, weights) if w > 0]
-        assert all(q == 0 for q, w in zip(quotas, weights) if w == 0)
+        active = [q for q, w in zip(quotas, weights, strict=True) if w > 0]
+        assert all(q == 0 for q, w in zip(quotas, weights, strict=True) if w == 0)
         assert all(q == 0 or floor <= q <= ceiling for q in active)
         if active and total >= len(active) * floor:
             # Everyone is funded, and the budget is used up to rounding or to the ceilings.
@@ -111,7 +111,7 @@ def test_property_reallocation_within_pool() -> None:
         pool = rng.randint(0, 5000)
         extras = reallocate(pool, cands, AllocationConfig(rng.randint(0, 50), rng.randint(50, 600)))
         assert sum(extras) <= pool
-        assert all(e == 0 for e, c in zip(extras, cands) if not (c.unresolved or c.low_confidence))
+        assert all(e == 0 for e, c in zip(extras, cands, strict=True) if not (c.unresolved or c.low_confidence))
 
 
 def test_probe_plan_is_capped_by_its_fraction_of_the_total() -> None:

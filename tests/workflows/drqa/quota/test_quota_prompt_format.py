@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 
 from workflows.answers import extract_final_answer
-from workflows.drqa.quota.enforcement import reasoning_budget_statement
 from workflows.drqa.datasets import get_spec
 from workflows.drqa.prompts import solve_messages
+from workflows.drqa.quota.enforcement import reasoning_budget_statement
 
 QUESTION = "A team of 4 painters worked 3/8ths of a day every day for 3 weeks. How many hours did each work?"
 
