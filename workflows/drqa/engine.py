@@ -62,6 +62,7 @@ class DRQAState(TypedDict, total=False):
     probe: list[dict[str, Any]]
     quotas: list[int]
     num_waves: int
+    """Solve waves run so far (one, except for 'easiest_first')."""
     attempts: list[dict[str, Any] | None]
     extras: list[int]
     retries: list[dict[str, Any] | None]
@@ -126,7 +127,7 @@ class Observation:
         return sum(tokens_of(r) for c, r in self if not purposes or c.purpose in purposes)
 
 
-Stage: TypeAlias = Callable[[DRQAState, DRQARunConfig, Observation | None], Action]
+_Stage: TypeAlias = Callable[[DRQAState, DRQARunConfig, Observation | None], Action]
 
 
 def decide(stage: str, state: DRQAState, config: DRQARunConfig, observation: Observation | None = None) -> Action:
@@ -138,7 +139,7 @@ def decide(stage: str, state: DRQAState, config: DRQARunConfig, observation: Obs
     return step(state, config, observation)
 
 
-def spend(state: Mapping[str, Any], tokens_by_purpose: Mapping[str, int]) -> dict[str, Any]:
+def _spend(state: Mapping[str, Any], tokens_by_purpose: Mapping[str, int]) -> dict[str, Any]:
     """The state's ``spent`` and ``spent_by_purpose`` with ``tokens_by_purpose`` added."""
     by = dict(state.get("spent_by_purpose", {}))
     for purpose, tokens in tokens_by_purpose.items():
@@ -187,7 +188,7 @@ def _probe(state: DRQAState, config: DRQARunConfig, observation: Observation | N
         per_item.append({"answer": p.answer, "confidence": p.confidence, "reasoning_tokens": p.reasoning_tokens,
                          "missing": p.missing, "quick": quick[i], "difficulty": d.value, "resolved": d.resolved,
                          "agrees": d.agrees, "size_rank": rank})
-    update = spend(state, {"probe": observation.tokens("probe"), "quick": observation.tokens("quick")})
+    update = _spend(state, {"probe": observation.tokens("probe"), "quick": observation.tokens("quick")})
     return Advance({"probe": per_item, **update}, {
         "enabled": True, "num_prompts": len(plan.batches), "max_spend": plan.max_spend, "spent": update["spent"],
         "num_resolved": sum(1 for e in per_item if e["resolved"]),
@@ -237,7 +238,7 @@ def _solve(state: DRQAState, config: DRQARunConfig, observation: Observation | N
         attempts[call.item] = record = attempt_record(response, call.quota, call.kind, **call.details)
         num_truncated += record["truncated"]
     update = {"attempts": attempts, "quotas": quotas, "num_waves": wave + 1,
-              **spend(state, {"solve": observation.tokens()})}
+              **_spend(state, {"solve": observation.tokens()})}
     policy = policy_for(config.method)
     waves = policy.weighting == "difficulty" and config.quota.strategy == "easiest_first"
     return Advance(update, {"wave": wave, "num_calls": len(observation.calls), "spent": update["spent"],
@@ -291,7 +292,7 @@ def _reallocate(state: DRQAState, config: DRQARunConfig, observation: Observatio
     retries: list[dict[str, Any] | None] = [None] * n
     for call, response in observation:
         retries[call.item] = attempt_record(response, call.quota, call.kind)
-    update = spend(state, {"reallocate": observation.tokens()})
+    update = _spend(state, {"reallocate": observation.tokens()})
     return Advance({"extras": extras, "retries": retries, **update},
                    {"pool": pool, "held_for_answers": held, "allocated": sum(extras),
                     "num_calls": len(observation.calls), "spent": update["spent"]})
@@ -347,7 +348,7 @@ def _answer(state: DRQAState, config: DRQARunConfig, observation: Observation | 
     forced: list[dict[str, Any] | None] = [None] * n
     for call, response in observation:
         forced[call.item] = attempt_record(response, call.quota, call.kind)
-    update = spend(state, {"answer": observation.tokens()})
+    update = _spend(state, {"answer": observation.tokens()})
     return Advance({"forced": forced, **update}, {
         "enabled": True, "num_calls": len(observation.calls), "spent": update["spent"],
         "num_answered": sum(1 for f in forced if f and f["answer"] is not None),
@@ -412,7 +413,7 @@ def _final(state: DRQAState, config: DRQARunConfig, observation: Observation | N
                     "spent": state.get("spent", 0)})
 
 
-_STAGES: dict[str, Stage] = {
+_STAGES: dict[str, _Stage] = {
     "probe": _probe, "allocate": _allocate, "solve": _solve, "reallocate": _reallocate, "answer": _answer,
     "final": _final,
 }

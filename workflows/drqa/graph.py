@@ -114,20 +114,20 @@ def make_nodes(ctx: RunContext) -> dict[str, StageNode]:
 
     async def execute(stage: str, state: DRQAState) -> dict[str, Any]:
         config = run_config_from(ctx.config, state.get("task_options", {}))
-        current, update = cast(DRQAState, dict(state)), {}
-        action = decide(stage, current, config)
+        update: dict[str, Any] = {}
+        action = decide(stage, state, config)
         while True:
             if isinstance(action, Ask):
                 responses = await gather_limited(config.max_concurrency, [partial(ask, c) for c in action.calls])
-                action = decide(stage, current, config, Observation(action.calls, tuple(responses)))
+                action = decide(stage, state, config, Observation(action.calls, tuple(responses)))
                 continue
-            current.update(action.update)  # type: ignore[typeddict-item]
             update.update(action.update)
+            state = cast(DRQAState, {**state, **action.update})
             if action.record is not None:
                 await ctx.record_step(stage, action.record)
             if action.done:
                 return update
-            action = decide(stage, current, config)
+            action = decide(stage, state, config)
 
     def node(stage: str) -> StageNode:
         async def run(state: DRQAState) -> dict[str, Any]:
