@@ -1,12 +1,67 @@
-"""LangGraph checkpoint savers on the store's database (SQLite or PostgreSQL)."""
+"""LangGraph checkpoint savers on the store's database (SQLite or PostgreSQL).
+
+A checkpoint gives back exactly the text it was given. LangGraph's msgpack turns a lone surrogate
+into ``"?"``, and its PostgreSQL saver keeps string channels inline in a ``jsonb`` column, which
+refuses U+0000 and lone surrogates. So :class:`TextSafeSerializer` stores a value that holds text
+needing the escape of :mod:`orchestrator.store.safe_text` with all its strings escaped, under the
+type ``escaped+<LangGraph's type>``, and unescapes it on load (other values are stored as
+LangGraph stores them), and the PostgreSQL saver moves such strings from the inline column to the
+blobs table, through that serializer.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any
 
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
 from orchestrator.store.db import Store, plain_postgres_dsn
+from orchestrator.store.safe_text import escape, has_unstorable, map_strings, unescape
+
+__all__ = ["ESCAPED_TYPE_PREFIX", "TextSafeSerializer", "open_checkpointer"]
+
+ESCAPED_TYPE_PREFIX = "escaped+"
+"""Type tag prefix of a value stored with its strings escaped."""
+
+
+def _langgraph_objects(value: Any, walk: Any) -> Any:
+    """The strings in the LangGraph objects a checkpoint holds that are not dataclasses."""
+    from langgraph.types import Send
+
+    if isinstance(value, Send):
+        node, arg = walk(value.node), walk(value.arg)
+        return value if node is value.node and arg is value.arg else Send(node, arg, timeout=value.timeout)
+    return value
+
+
+@dataclass(frozen=True)
+class _BlobText:
+    """A string channel value the PostgreSQL saver must store as a blob, not inline in ``jsonb``."""
+
+    text: str
+
+
+class TextSafeSerializer(JsonPlusSerializer):
+    """LangGraph's serializer, keeping every string exactly (module docstring)."""
+
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+        if isinstance(obj, _BlobText):
+            obj = obj.text
+        escaped = map_strings(obj, escape, _langgraph_objects)
+        if escaped is obj:
+            return super().dumps_typed(obj)
+        type_, data = super().dumps_typed(escaped)
+        return ESCAPED_TYPE_PREFIX + type_, data
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        type_, payload = data
+        if type_.startswith(ESCAPED_TYPE_PREFIX):
+            value = super().loads_typed((type_.removeprefix(ESCAPED_TYPE_PREFIX), payload))
+            return map_strings(value, unescape, _langgraph_objects)
+        return super().loads_typed(data)
 
 
 def _serialised_saver(base: type, lock: asyncio.Lock) -> type:
@@ -24,11 +79,27 @@ def _serialised_saver(base: type, lock: asyncio.Lock) -> type:
     return SerialisedSaver
 
 
+def _text_safe_postgres_saver(base: type) -> type:
+    """``base`` (LangGraph's AsyncPostgresSaver) storing strings ``jsonb`` refuses as blobs."""
+
+    class TextSafePostgresSaver(base):  # type: ignore[misc,valid-type]
+        async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+            values = checkpoint["channel_values"]
+            if any(isinstance(v, str) and has_unstorable(v) for v in values.values()):
+                # The saver keeps a str channel inline unless it is some other type: box it.
+                checkpoint = {**checkpoint, "channel_values": {
+                    k: _BlobText(v) if isinstance(v, str) and has_unstorable(v) else v for k, v in values.items()}}
+            return await super().aput(config, checkpoint, metadata, new_versions)
+
+    return TextSafePostgresSaver
+
+
 async def open_checkpointer(store: Store, stack: AsyncExitStack) -> Any:
     """A set-up saver on ``store``'s database; its connections close with ``stack``.
 
     SQLite: LangGraph's AsyncSqliteSaver on its own connection, its writes queued behind the
-    store's write lock (one writer per file). PostgreSQL: AsyncPostgresSaver on a pool.
+    store's write lock (one writer per file). PostgreSQL: AsyncPostgresSaver on a pool. Both
+    serialize through :class:`TextSafeSerializer`.
     """
     if store.is_sqlite:
         import aiosqlite
@@ -40,7 +111,7 @@ async def open_checkpointer(store: Store, stack: AsyncExitStack) -> Any:
         await conn.execute("PRAGMA synchronous=NORMAL")
         await conn.execute("PRAGMA busy_timeout=60000")
         assert store.write_lock is not None
-        saver = _serialised_saver(AsyncSqliteSaver, store.write_lock)(conn)
+        saver = _serialised_saver(AsyncSqliteSaver, store.write_lock)(conn, serde=TextSafeSerializer())
     else:
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
         from psycopg.rows import dict_row
@@ -52,6 +123,6 @@ async def open_checkpointer(store: Store, stack: AsyncExitStack) -> Any:
         )
         await pool.open()
         stack.push_async_callback(pool.close)
-        saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+        saver = _text_safe_postgres_saver(AsyncPostgresSaver)(pool, serde=TextSafeSerializer())
     await saver.setup()
     return saver

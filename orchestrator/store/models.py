@@ -1,7 +1,9 @@
 """SQLAlchemy 2 models of everything a run leaves behind.
 
 Schema changes go through Alembic (orchestrator/store/migrations); ``SCHEMA_VERSION`` is stored
-with each run so readers can tell payload formats apart.
+with each run so readers can tell payload formats apart. Text columns that can hold what a model or
+tool returned are :class:`SafeText`/:class:`SafeJSON`: their strings are stored through the escape
+of :mod:`orchestrator.store.safe_text` and read back exactly (same SQL types: no migration).
 """
 
 from __future__ import annotations
@@ -19,11 +21,53 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from orchestrator.store.safe_text import escape, map_strings, unescape
+
 SCHEMA_VERSION = 1
+
+
+class _EscapedString(TypeDecorator[str]):
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else escape(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else unescape(value)
+
+
+class SafeString(_EscapedString):
+    """``String(length)`` whose value is stored escaped and read back exactly."""
+
+    cache_ok = True
+
+
+class SafeText(_EscapedString):
+    """``Text`` whose value is stored escaped and read back exactly."""
+
+    impl = Text
+    cache_ok = True
+
+
+class SafeJSON(TypeDecorator[Any]):
+    """``JSON`` whose strings (keys too) are stored escaped and read back exactly."""
+
+    impl = JSON
+    cache_ok = True
+    should_evaluate_none = True  # as JSON's: an unset attribute is SQL NULL, an explicit None JSON null
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return map_strings(value, escape)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        return map_strings(value, unescape)
 
 
 def utcnow() -> datetime:
@@ -31,7 +75,7 @@ def utcnow() -> datetime:
 
 
 class Base(DeclarativeBase):
-    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: SafeJSON, list[Any]: SafeJSON}
 
 
 class RunRow(Base):
@@ -43,10 +87,10 @@ class RunRow(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     backend: Mapped[str] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(200), default="")
-    task: Mapped[dict[str, Any]] = mapped_column(JSON)
-    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    error: Mapped[str | None] = mapped_column(Text)
+    task: Mapped[dict[str, Any]] = mapped_column(SafeJSON)
+    options: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict)
+    result: Mapped[dict[str, Any] | None] = mapped_column(SafeJSON)
+    error: Mapped[str | None] = mapped_column(SafeText)
     v: Mapped[int] = mapped_column(Integer, default=SCHEMA_VERSION)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
@@ -59,7 +103,7 @@ class StepRow(Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     key: Mapped[str] = mapped_column(String(200), unique=True)
     node: Mapped[str] = mapped_column(String(64))
-    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    data: Mapped[dict[str, Any]] = mapped_column(SafeJSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -70,17 +114,17 @@ class LLMCallRow(Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     key: Mapped[str] = mapped_column(String(200), unique=True)
     purpose: Mapped[str] = mapped_column(String(32), default="agent")
-    model: Mapped[str] = mapped_column(String(200), default="")
+    model: Mapped[str] = mapped_column(SafeString(200), default="")
     endpoint: Mapped[str] = mapped_column(String(300), default="")
     input_tokens: Mapped[int] = mapped_column(Integer, default=0)
     cached_input_tokens: Mapped[int] = mapped_column(Integer, default=0)
     output_tokens: Mapped[int] = mapped_column(Integer, default=0)
     reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0)
     latency_s: Mapped[float] = mapped_column(Float, default=0.0)
-    finish_reason: Mapped[str] = mapped_column(String(32), default="stop")
+    finish_reason: Mapped[str] = mapped_column(SafeString(32), default="stop")
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
-    prompt: Mapped[list[Any]] = mapped_column(JSON)
-    response: Mapped[str] = mapped_column(Text)
+    prompt: Mapped[list[Any]] = mapped_column(SafeJSON)
+    response: Mapped[str] = mapped_column(SafeText)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -91,8 +135,8 @@ class ToolCallRow(Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
     key: Mapped[str] = mapped_column(String(200), unique=True)
     tool: Mapped[str] = mapped_column(String(64), index=True)
-    arguments: Mapped[dict[str, Any]] = mapped_column(JSON)
-    result: Mapped[str] = mapped_column(Text)
+    arguments: Mapped[dict[str, Any]] = mapped_column(SafeJSON)
+    result: Mapped[str] = mapped_column(SafeText)
     result_size: Mapped[int] = mapped_column(Integer, default=0)
     is_error: Mapped[bool] = mapped_column(Boolean, default=False)
     refused: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -117,5 +161,5 @@ class RecordRow(Base):
     key: Mapped[str] = mapped_column(String(200))
     version: Mapped[int] = mapped_column(Integer, default=1)
     run_id: Mapped[str] = mapped_column(String(32), default="", index=True)
-    data: Mapped[Any] = mapped_column(JSON)
+    data: Mapped[Any] = mapped_column(SafeJSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
