@@ -7,13 +7,13 @@ Every LLM call and tool call of a workflow goes through :class:`RunContext`, whi
 2. dispatches it (LLM client / tool registry) with program hints,
 3. settles the ledger with what was really used, records the call in the store and updates the
    Prometheus metrics,
-4. journals the result under an idempotency key derived from the LangGraph step, so a resumed
-   run replays a call that already completed instead of paying for it twice.
+4. journals the result under a key from the call's place in the graph (``orchestrator.journal``),
+   so a resumed run replays a call that already completed instead of paying for it twice.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from orchestrator.tools.base import ToolResult
@@ -78,7 +78,13 @@ class RunContext(Protocol):
         ...
 
     async def tool_budgets(self) -> list[ToolBudgetView]:
-        """Used and remaining units per tool for this run."""
+        """Used and remaining units per tool for this run (journaled: a resumed run sees what the
+        original saw at the same point)."""
+        ...
+
+    async def now(self) -> float:
+        """Seconds since the epoch (journaled like :meth:`tool_budgets`); read the clock through
+        this, not ``time.time()``, in code whose path depends on it."""
         ...
 
     async def record_step(self, node: str, data: dict[str, Any]) -> None:
@@ -93,15 +99,3 @@ class RunContext(Protocol):
     async def get_record(self, namespace: str, key: str) -> Any | None:
         """The value :meth:`put_record` kept, or None."""
         ...
-
-
-@dataclass
-class StepJournal:
-    """Deterministic idempotency keys within one node execution."""
-
-    prefix: str
-    counter: int = field(default=0)
-
-    def next_key(self, kind: str) -> str:
-        self.counter += 1
-        return f"{self.prefix}:{kind}:{self.counter}"

@@ -8,7 +8,10 @@
     ├── EngineError            an LLM backend failed
     │   ├── EngineUnavailable  transient (connection refused, 429, 5xx): retry later
     │   └── EngineDead         permanent (4xx other than 429, malformed response): do not retry
+    ├── StorageError           the database cannot be opened, read or written (exit 4)
     ├── ToolError              a tool failed; the agent sees the message as an observation
+    ├── ReplayDivergence       a resumed run asked for another input than the original at that point
+    ├── RunBusy                another process holds the run's lease
     ├── RunNotFound            no run with that id in the store
     └── UnknownWorkflow        no workflow registered under that name
 """
@@ -89,6 +92,47 @@ class EngineUnavailable(EngineError):
 
 class EngineDead(EngineError):
     """The backend rejected the request or answered nonsense; retrying will not help."""
+
+
+class StorageError(QuotaFlowError):
+    """The store cannot be used: missing, replaced, read-only, full or corrupt database, or a
+    database server that is down. The run is interrupted; ``quotaflow resume`` continues it once
+    the storage is back."""
+
+    exit_code = 4
+
+
+class ReplayDivergence(QuotaFlowError):
+    """On resume, node ``node`` asked for a different input than the original run did at the
+    same point: the workflow read something nondeterministic that is not journaled."""
+
+    def __init__(self, node: str, journaled_kind: str, journaled: object, kind: str, request: object) -> None:
+        self.node = node
+        self.journaled = journaled
+        self.request = request
+        super().__init__(
+            f"resume diverged in node {node!r}: the original run's {journaled_kind} call here was "
+            f"{_short(journaled)}, the resumed run asked for {kind} {_short(request)}; the node must read "
+            "nondeterministic inputs (time, budgets, randomness) through its run context (ctx.now(), "
+            "ctx.tool_budgets()) so a resumed run takes the same path"
+        )
+
+
+def _short(value: object, limit: int = 300) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class RunBusy(QuotaFlowError):
+    """Another process is executing the run (it holds the run's lease)."""
+
+    exit_code = 2
+
+    def __init__(self, run_id: str, holder: str, until: str) -> None:
+        self.run_id = run_id
+        self.holder = holder
+        super().__init__(f"run {run_id!r} is being executed by {holder} (lease until {until}); wait for it, "
+                         "or resume after its lease expires if that process died")
 
 
 class ToolError(QuotaFlowError):

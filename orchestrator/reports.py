@@ -10,26 +10,39 @@ from budget.costs import unified_cost
 from budget.tables import BudgetAccountRow
 from orchestrator.errors import RunNotFound
 from orchestrator.runtime import Runtime
+from orchestrator.store.leases import effective_status
 from orchestrator.store.models import LLMCallRow, RunRow, StepRow, ToolCallRow
 from orchestrator.types import Usage
 
 
 async def list_runs(rt: Runtime, *, limit: int = 20, workflow: str | None = None,
                     status: str | None = None) -> list[dict[str, Any]]:
+    """The newest runs, with their status as users should see it (a "running" run whose process
+    is gone shows as "interrupted"; ``status`` filters by that)."""
     await rt.store.ensure_schema()
-    q = select(RunRow).order_by(RunRow.created_at.desc()).limit(limit)
+    q = select(RunRow).order_by(RunRow.created_at.desc())
     if workflow:
         q = q.where(RunRow.workflow == workflow)
-    if status:
+    if status in ("running", "interrupted"):
+        q = q.where(RunRow.status.in_(["running", "interrupted"]))
+    elif status:
         q = q.where(RunRow.status == status)
+    out: list[dict[str, Any]] = []
     async with rt.store.session() as s:
-        rows = (await s.execute(q)).scalars().all()
-    return [
-        {"run_id": r.id, "workflow": r.workflow, "status": r.status, "backend": r.backend, "model": r.model,
-         "parent_id": r.parent_id, "created_at": r.created_at.isoformat(),
-         "answer": (r.result or {}).get("answer")}
-        for r in rows
-    ]
+        async for r in await s.stream_scalars(q.execution_options(yield_per=200)):
+            shown = _status(r)
+            if status and shown != status:
+                continue
+            out.append({"run_id": r.id, "workflow": r.workflow, "status": shown, "backend": r.backend,
+                        "model": r.model, "parent_id": r.parent_id, "created_at": r.created_at.isoformat(),
+                        "answer": (r.result or {}).get("answer")})
+            if len(out) >= limit:
+                break
+    return out
+
+
+def _status(run: RunRow) -> str:
+    return effective_status(run.status, run.lease_owner, run.lease_expires_at)
 
 
 def _declared_limits(rt: Runtime, tool: str) -> dict[str, Any]:
@@ -72,7 +85,7 @@ async def run_report(rt: Runtime, run_id: str) -> dict[str, Any]:
     return {
         "run_id": run.id,
         "workflow": run.workflow,
-        "status": run.status,
+        "status": _status(run),
         "backend": run.backend,
         "model": run.model,
         "task": run.task,

@@ -1,8 +1,10 @@
 """The :class:`~orchestrator.context.RunContext` the runtime hands to a workflow's graph.
 
 Each LLM and tool call is reserved against the ledger, dispatched, settled in the same
-transaction as its call record (the resume journal), and counted in the metrics. A call whose
-key is in the journal (a resumed run re-executing a node) returns the recorded result instead.
+transaction as its call record, and counted in the metrics. Every input a node consumes (LLM
+replies, tool results, budget views, clock readings) is journaled under a key from its place in
+the graph (:mod:`orchestrator.journal`): a resumed run gets the journaled input back instead of
+asking again, and is stopped if it asks for a different one.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -21,15 +23,29 @@ from budget.errors import LimitReached
 from budget.ledger import Charge, Ledger, Overrun, Reservation
 from budget.limits import tool_resource
 from orchestrator import accounting, metrics
-from orchestrator.context import StepJournal, ToolBudgetView
-from orchestrator.errors import BadInputError, BudgetExhausted, BudgetOverrun, EngineError, ToolError
+from orchestrator.context import ToolBudgetView
+from orchestrator.errors import (
+    BadInputError,
+    BudgetExhausted,
+    BudgetOverrun,
+    EngineError,
+    ToolError,
+)
+from orchestrator.journal import Entry, Journal, llm_request, task_of_current_node
 from orchestrator.llm.base import LLMClient
 from orchestrator.store import calls
 from orchestrator.store.db import Store
-from orchestrator.store.models import LLMCallRow, ToolCallRow
+from orchestrator.store.models import LLMCallRow
 from orchestrator.tools.base import ToolResult
 from orchestrator.tools.registry import ToolRegistry
-from orchestrator.types import LLMRequest, LLMResponse, Message, ProgramHints, SamplingOptions, Usage
+from orchestrator.types import (
+    LLMRequest,
+    LLMResponse,
+    Message,
+    ProgramHints,
+    SamplingOptions,
+    Usage,
+)
 
 __all__ = ["RuntimeContext"]
 
@@ -50,22 +66,18 @@ class RuntimeContext:
     tools: ToolRegistry
     scopes: list[str]
     config: dict[str, Any] = field(default_factory=dict)
-    journal: calls.Journal = field(default_factory=dict)
-    _steps: dict[str, StepJournal] = field(default_factory=dict)
+    journal: Journal = field(init=False)
     _turn: int = 0
 
-    # -- idempotency keys -------------------------------------------------------------------
-    def _key(self, kind: str) -> str:
-        """A key that is the same when a resumed run re-executes the same call."""
-        try:
-            from langgraph.config import get_config
+    def __post_init__(self) -> None:
+        self.journal = Journal(self.run_id)
 
-            meta = get_config().get("metadata", {})
-            prefix = f"{self.run_id}:{meta.get('langgraph_step', 0)}:{meta.get('langgraph_node', '')}"
-        except RuntimeError:  # called outside a graph node
-            prefix = f"{self.run_id}:-"
-        journal = self._steps.setdefault(prefix, StepJournal(prefix))
-        return journal.next_key(kind)
+    # -- the journal ---------------------------------------------------------------------------
+    def _replay(self, kind: str, request: Any) -> tuple[str, Entry | None]:
+        """This input's journal key, and its journaled entry when a resumed run consumed it before."""
+        task, node = task_of_current_node()
+        key = self.journal.key(kind, request, task)
+        return key, self.journal.replay(key, kind, request, task, node)
 
     async def _reserve(self, key: str, charges: list[Charge]) -> Reservation:
         try:
@@ -83,10 +95,10 @@ class RuntimeContext:
     def _scopes(self, scope: str | None) -> list[str]:
         return self.scopes + ([scope] if scope else [])
 
-    def load_journal(self, journal: calls.Journal) -> None:
-        """Calls a crashed or paused run completed: replayed instead of made again."""
+    def load_journal(self, journal: Journal) -> None:
+        """Inputs a crashed or paused run consumed: replayed instead of asked for again."""
         self.journal = journal
-        self._turn = sum(isinstance(row, ToolCallRow) for row in journal.values())
+        self._turn = sum(entry.kind == "tool" for entry in journal.entries.values())
 
     # -- LLM ---------------------------------------------------------------------------------
     async def chat(
@@ -99,13 +111,15 @@ class RuntimeContext:
         scope: str | None = None,
         purpose: str = "agent",
     ) -> LLMResponse:
-        key = self._key("llm")
-        if isinstance(done := self.journal.get(key), LLMCallRow):
-            return _response_from_row(done)
+        sampling = sampling or SamplingOptions()
+        wire = [m.to_wire() for m in messages]
+        key, done = self._replay("llm", llm_request(wire, asdict(sampling)))
+        if done is not None:
+            return _response_from_row(done.result)
         scopes = self._scopes(scope)
         model = getattr(self.llm, "model", "") or ""
         hints = ProgramHints(program_id=self.run_id, turn=self._turn, is_last_step=is_last_step, tool_name=tool_name)
-        request = LLMRequest(messages=tuple(messages), sampling=sampling or SamplingOptions(), hints=hints)
+        request = LLMRequest(messages=tuple(messages), sampling=sampling, hints=hints)
         reservation, request = await self._reserve_llm(key, scopes, model, request)
         t0 = time.perf_counter()
         try:
@@ -127,7 +141,7 @@ class RuntimeContext:
             "cached_input_tokens": u.cached_input_tokens, "output_tokens": u.output_tokens,
             "reasoning_tokens": u.reasoning_tokens, "latency_s": response.latency_s or latency,
             "finish_reason": response.finish_reason, "cost_usd": cost,
-            "prompt": [m.to_wire() for m in messages], "response": response.text,
+            "prompt": wire, "response": response.text,
         }
 
         def settle_and_record(conn: Connection) -> list[Overrun]:
@@ -186,9 +200,10 @@ class RuntimeContext:
 
     # -- tools -------------------------------------------------------------------------------
     async def call_tool(self, name: str, args: dict[str, Any], *, scope: str | None = None) -> ToolResult:
-        key = self._key("tool")
-        if isinstance(done := self.journal.get(key), ToolCallRow):
-            return ToolResult(done.result, is_error=done.is_error, metadata={"refused": done.refused, "replayed": True})
+        key, done = self._replay("tool", {"tool": name, "args": args})
+        if done is not None:
+            row = done.result
+            return ToolResult(row.result, is_error=row.is_error, metadata={"refused": row.refused, "replayed": True})
         self._turn += 1
         try:
             tool, args = self.tools.prepare(name, args)
@@ -238,6 +253,26 @@ class RuntimeContext:
         await self.store.transact(lambda s: calls.insert_tool_call(s, row))
 
     async def tool_budgets(self) -> list[ToolBudgetView]:
+        key, done = self._replay("budget", "tool_budgets")
+        if done is not None:
+            return [ToolBudgetView(**view) for view in done.result]
+        views = await self._live_tool_budgets()
+        await self._observe(key, "budget", [asdict(v) for v in views])
+        return views
+
+    async def now(self) -> float:
+        key, done = self._replay("clock", "now")
+        if done is not None:
+            return float(done.result)
+        reading = time.time()
+        await self._observe(key, "clock", reading)
+        return reading
+
+    async def _observe(self, key: str, kind: str, data: Any) -> None:
+        row = {"run_id": self.run_id, "key": key, "kind": kind, "data": data}
+        await self.store.transact(lambda conn: calls.insert_observation(conn, row))
+
+    async def _live_tool_budgets(self) -> list[ToolBudgetView]:
         accounts = {(a.scope, a.resource): a for a in await self.ledger.accounts(self.scopes)}
         async with self.store.session() as s:
             used = await calls.tool_units_used(s, self.run_id)
@@ -250,7 +285,8 @@ class RuntimeContext:
 
     # -- what workflows keep -----------------------------------------------------------------
     async def record_step(self, node: str, data: dict[str, Any]) -> None:
-        row = {"run_id": self.run_id, "key": self._key("step"), "node": node, "data": data}
+        key, _ = self._replay("step", {"node": node, "data": data})
+        row = {"run_id": self.run_id, "key": key, "node": node, "data": data}
         await self.store.transact(lambda s: calls.insert_step_once(s, row))
 
     async def put_record(self, namespace: str, key: str, data: Any) -> None:

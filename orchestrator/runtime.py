@@ -11,11 +11,10 @@ charged twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
@@ -28,39 +27,21 @@ from budget.ledger import Ledger
 from budget.limits import Limit
 from orchestrator import accounting, metrics
 from orchestrator import workflow as workflows
-from orchestrator.errors import BudgetExhausted, ConfigError, QuotaFlowError, RunNotFound
+from orchestrator.errors import BudgetExhausted, ConfigError, QuotaFlowError, RunBusy, RunNotFound
 from orchestrator.llm.base import LLMClient
 from orchestrator.run_context import RuntimeContext
 from orchestrator.settings import Settings
 from orchestrator.store import calls
 from orchestrator.store.checkpointer import open_checkpointer
-from orchestrator.store.db import Store
+from orchestrator.store.db import Store, storage_error
+from orchestrator.store.leases import LeaseKeeper
 from orchestrator.store.models import RunRow
 from orchestrator.tools.builtins import RunTools
 from orchestrator.tools.registry import ToolRegistry
-from orchestrator.workflow import Workflow
+from orchestrator.types import RunResult, RunStatus
+from orchestrator.workflow import Workflow, drive
 
 __all__ = ["RunResult", "RunStatus", "Runtime"]
-
-
-class RunStatus(StrEnum):
-    """Every status a run row can hold."""
-
-    RUNNING = "running"
-    PAUSED = "paused"  # a budget ran out: resumable with more budget
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    PARTIAL = "partial"  # a dataset run (parent) some of whose item runs did not succeed
-
-
-@dataclass(frozen=True)
-class RunResult:
-    run_id: str
-    status: str
-    result: dict[str, Any] | None = None
-    error: str | None = None
-    exit_code: int = 0
-    """For command lines: 0 succeeded, 3 paused on a budget, else the error's code (4: engine)."""
 
 
 def _new_run_id() -> str:
@@ -100,6 +81,7 @@ class Runtime:
         self._stack: AsyncExitStack | None = None
         self._checkpointer: Any = None
         self._init_lock = asyncio.Lock()
+        self._leases = LeaseKeeper(self.store)
 
     # -- set-up ------------------------------------------------------------------------------
     @property
@@ -116,16 +98,9 @@ class Runtime:
             return self._given[backend]
         key = backend + repr(sorted(options.items()))
         if key not in self._clients:
-            if backend == "openai":
-                options.setdefault("base_urls", list(self.settings.openai_base_urls))
-                options.setdefault("api_key", self.settings.openai_api_key)
-                if self.settings.model:
-                    options.setdefault("model", self.settings.model)
-            if backend == "local" and self.settings.local_model_path:
-                options.setdefault("gguf_path", str(self.settings.local_model_path))
             from orchestrator.llm import create_client
 
-            self._clients[key] = create_client(backend, **options)
+            self._clients[key] = create_client(backend, **{**self.settings.backend_defaults(backend), **options})
         return self._clients[key]
 
     async def _ensure_started(self) -> None:
@@ -135,11 +110,15 @@ class Runtime:
             if self._stack is not None:
                 return
             await self.store.ensure_schema()
-            stack = AsyncExitStack()
-            self._checkpointer = await open_checkpointer(self.store, stack)
-            self._stack = stack
+            async with AsyncExitStack() as stack:  # closed again if the saver cannot be set up
+                try:
+                    self._checkpointer = await open_checkpointer(self.store, stack)
+                except Exception as exc:
+                    raise storage_error(exc, self.store.db_url) or exc from None
+                self._stack = stack.pop_all()
 
     async def aclose(self) -> None:
+        await self._leases.aclose()
         if self._stack is not None:
             await self._stack.aclose()
             self._stack = None
@@ -192,19 +171,16 @@ class Runtime:
 
     async def resume(self, run_id: str, *, budget: str | list[Limit] | None = None) -> RunResult:
         """Continue a paused or crashed run from its last checkpoint, optionally with more budget
-        (``budget="search=+5"`` adds five searches)."""
+        (``budget="search=+5"`` adds five searches). Raises RunBusy while another process runs it."""
         await self._ensure_started()
         row = await self.get_run(run_id)
         if row.status == RunStatus.SUCCEEDED:
             return RunResult(run_id, row.status, row.result)
         opts = dict(row.options or {})
-        if limits := accounting.run_limits(budget, run_id, self._tools_for(opts.get("tools") or []).names()):
-            await self.ledger.set_limits(limits)
-            opts["scopes"] = sorted({*opts.get("scopes", []), *accounting.named_scopes(limits, run_id)})
-        async with self.store.session() as s:
-            await s.execute(update(RunRow).where(RunRow.id == run_id).values(status=RunStatus.RUNNING, options=opts))
+        limits = accounting.run_limits(budget, run_id, self._tools_for(opts.get("tools") or []).names())
+        opts["scopes"] = sorted({*opts.get("scopes", []), *accounting.named_scopes(limits, run_id)})
         return await self._execute(workflows.get(row.workflow), run_id, row.task, opts, resume=True,
-                                   backend=row.backend)
+                                   backend=row.backend, limits=limits)
 
     def _context(self, wf: Workflow, run_id: str, backend: str, llm: LLMClient | None,
                  opts: dict[str, Any]) -> RuntimeContext:
@@ -214,48 +190,73 @@ class Runtime:
             config={k: v for k, v in opts.items() if k not in ("backend_options", "scopes")})
 
     async def _execute(self, wf: Workflow, run_id: str, task: dict[str, Any], opts: dict[str, Any], *, resume: bool,
-                       backend: str | None = None, llm: LLMClient | None = None) -> RunResult:
-        backend = backend or (await self.get_run(run_id)).backend
+                       backend: str, llm: LLMClient | None = None, limits: list[Limit] | None = None) -> RunResult:
         # A resumed run rebuilds its client from the stored options (callables are not stored).
         ctx = self._context(wf, run_id, backend, llm or self.client(backend, **opts.get("backend_options", {})), opts)
-        if resume:
-            await self.ledger.release_run(run_id)  # what a crashed process still held
-            async with self.store.session() as s:
-                ctx.load_journal(await calls.load_journal(s, run_id))
-        graph = wf.build(ctx).compile(checkpointer=self._checkpointer)
         config: RunnableConfig = {"configurable": {"thread_id": run_id},
                                   "recursion_limit": int(opts.get("recursion_limit", 200))}
         metrics.RUNS_ACTIVE.labels(wf.name).inc()
         try:
-            snapshot = await graph.aget_state(config) if resume else None
-            if snapshot is None or not snapshot.values:
-                state = await graph.ainvoke(wf.initial_state(task), config)
-            elif snapshot.next:
-                state = await graph.ainvoke(None, config)
-            else:  # the graph had finished; the process died before the run row was updated
-                state = snapshot.values
-            result = wf.result(state)
-            status, error, code = RunStatus.SUCCEEDED, None, 0
-        except BudgetExhausted as exc:
-            result, status, error, code = None, RunStatus.PAUSED, str(exc), exc.exit_code
-        except QuotaFlowError as exc:
-            result, status, error, code = None, RunStatus.FAILED, str(exc), exc.exit_code
-            metrics.ERRORS.labels("run", type(exc).__name__).inc()
-        except Exception as exc:  # a bug in a workflow: record it, then let it surface
-            await self._finish(run_id, RunStatus.FAILED, None, f"{type(exc).__name__}: {exc}", wf.name)
-            metrics.ERRORS.labels("run", type(exc).__name__).inc()
-            raise
+            async with self._leases.hold(run_id) as faults:
+                try:
+                    if resume:
+                        await self._reopen(ctx, opts, limits or [])
+                    state = await drive(wf, wf.build(ctx).compile(checkpointer=self._checkpointer), task, config)
+                    self.store.check_file()  # never "succeeded" into a database file that is gone
+                except asyncio.CancelledError:
+                    if faults:  # the lease heartbeat stopped the run: storage gone or lease lost
+                        raise faults[0] from None
+                    raise
+            result, status, error, code = wf.result(state), RunStatus.SUCCEEDED, None, 0
+        except RunBusy:
+            raise  # another process owns the run: its row is not ours to write
+        except Exception as exc:
+            result, (status, error, code) = None, await self._failure(run_id, wf.name, exc)
         finally:
             metrics.RUNS_ACTIVE.labels(wf.name).dec()
         await self._finish(run_id, status, result, error, wf.name)
         return RunResult(run_id, status, result, error, code)
 
+    async def _reopen(self, ctx: RuntimeContext, opts: dict[str, Any], limits: list[Limit]) -> None:
+        """A resumed run, under its lease: new limits, running again, reservations a dead process
+        held given back, and the journal of what the run consumed so far."""
+        if limits:
+            await self.ledger.set_limits(limits)
+        async with self.store.session() as s:
+            await s.execute(update(RunRow).where(RunRow.id == ctx.run_id)
+                            .values(status=RunStatus.RUNNING, options=opts, error=None))
+        await self.ledger.release_run(ctx.run_id)
+        async with self.store.session() as s:
+            ctx.load_journal(await calls.load_journal(s, ctx.run_id))
+
+    async def _failure(self, run_id: str, workflow: str, exc: Exception) -> tuple[RunStatus, str, int]:
+        """How a run that raised ``exc`` ends: paused on a budget, interrupted by storage, failed
+        on any other QuotaFlowError; a bug in a workflow is recorded, then raised."""
+        metrics.ERRORS.labels("run", type(exc).__name__).inc()
+        if isinstance(exc, BudgetExhausted):
+            return RunStatus.PAUSED, str(exc), exc.exit_code
+        if (fault := storage_error(exc, self.store.db_url)) is not None:
+            with contextlib.suppress(Exception):  # the store may be back already, or not
+                await self.ledger.release_run(run_id)
+            return RunStatus.INTERRUPTED, str(fault), fault.exit_code
+        if isinstance(exc, QuotaFlowError):
+            return RunStatus.FAILED, str(exc), exc.exit_code
+        await self._finish(run_id, RunStatus.FAILED, None, f"{type(exc).__name__}: {exc}", workflow)
+        raise exc
+
     async def _finish(self, run_id: str, status: RunStatus, result: dict[str, Any] | None, error: str | None,
                       workflow: str) -> None:
-        async with self.store.session() as s:
-            await s.execute(update(RunRow).where(RunRow.id == run_id).values(status=status, result=result, error=error))
         metrics.RUNS.labels(workflow, status).inc()
-        for account in await self.ledger.accounts([accounting.run_scope(run_id)]):
+        try:
+            async with self.store.session() as s:
+                await s.execute(update(RunRow).where(RunRow.id == run_id)
+                                .values(status=status, result=result, error=error))
+            accounts = await self.ledger.accounts([accounting.run_scope(run_id)])
+        except Exception:
+            if status != RunStatus.INTERRUPTED:
+                raise
+            return  # the store is still down: the expired lease shows the run as interrupted
+        for account in accounts:
             if account.remaining is not None:
                 metrics.BUDGET_REMAINING.labels(account.resource).set(account.remaining)
 

@@ -73,6 +73,17 @@ class Settings:
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
+    def backend_defaults(self, backend: str) -> dict[str, object]:
+        """Client options these settings give ``backend`` (options of a run win over them)."""
+        if backend == "openai":
+            defaults: dict[str, object] = {"base_urls": list(self.openai_base_urls), "api_key": self.openai_api_key}
+            if self.model:
+                defaults["model"] = self.model
+            return defaults
+        if backend == "local" and self.local_model_path:
+            return {"gguf_path": str(self.local_model_path)}
+        return {}
+
     @property
     def is_postgres(self) -> bool:
         return self.db_url.startswith(("postgresql", "postgres"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Literal
 
 # The wire contract for program hints lives with the plugin that reads them (one definition).
@@ -78,3 +79,24 @@ class LLMResponse:
     finish_reason: str = "stop"
     latency_s: float = 0.0
     endpoint: str = ""
+
+
+class RunStatus(StrEnum):
+    """Every status a run row can hold."""
+
+    RUNNING = "running"
+    PAUSED = "paused"  # a budget ran out: resumable with more budget
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # storage failed, or its process died (shown once its lease expired)
+    PARTIAL = "partial"  # a dataset run (parent) some of whose item runs did not succeed
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    status: str
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    exit_code: int = 0
+    """For command lines: 0 succeeded, 3 paused on a budget, else the error's code (4: engine)."""

@@ -86,6 +86,19 @@ def get(name: str) -> Workflow:
         raise UnknownWorkflow(name, names()) from None
 
 
+async def drive(workflow: Workflow, graph: Any, task: dict[str, Any], config: Any) -> dict[str, Any]:
+    """Run a compiled graph of ``workflow`` to its end from wherever its thread stopped: from
+    the task's initial state when the thread has no checkpoint yet (an initial state of ``{}``
+    included), from the last checkpoint when tasks are pending, or not at all when it had
+    finished (the process died before the run row was updated)."""
+    snapshot = await graph.aget_state(config)
+    if snapshot.created_at is None:
+        return dict(await graph.ainvoke(workflow.initial_state(task), config))
+    if snapshot.next:
+        return dict(await graph.ainvoke(None, config))
+    return dict(snapshot.values)
+
+
 def names() -> list[str]:
     """Every workflow name that :func:`get` can resolve."""
     return sorted(set(_REGISTRY) | set(_entry_points()))

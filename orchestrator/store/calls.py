@@ -5,17 +5,16 @@ and run-scoped records. Functions over a sync ``Connection`` run inside ``Store.
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orchestrator.journal import Entry, Journal
 from orchestrator.store import records
-from orchestrator.store.models import LLMCallRow, StepRow, ToolCallRow
-
-Journal = dict[str, LLMCallRow | ToolCallRow]
-"""Completed calls of a run by idempotency key."""
+from orchestrator.store.models import LLMCallRow, ObservationRow, StepRow, ToolCallRow
 
 
 def insert_llm_call(conn: Connection, row: dict[str, Any]) -> None:
@@ -24,6 +23,10 @@ def insert_llm_call(conn: Connection, row: dict[str, Any]) -> None:
 
 def insert_tool_call(conn: Connection, row: dict[str, Any]) -> None:
     conn.execute(insert(ToolCallRow).values(**row))
+
+
+def insert_observation(conn: Connection, row: dict[str, Any]) -> None:
+    conn.execute(insert(ObservationRow).values(**row))
 
 
 def insert_step_once(conn: Connection, row: dict[str, Any]) -> None:
@@ -44,11 +47,16 @@ async def read_record(session: AsyncSession, run_id: str, namespace: str, key: s
 
 
 async def load_journal(session: AsyncSession, run_id: str) -> Journal:
+    """Every input run ``run_id`` consumed so far: LLM calls, tool calls, observations."""
     llm_rows = (await session.execute(select(LLMCallRow).where(LLMCallRow.run_id == run_id))).scalars().all()
     tool_rows = (await session.execute(select(ToolCallRow).where(ToolCallRow.run_id == run_id))).scalars().all()
-    journal: Journal = {r.key: r for r in llm_rows}
-    journal.update({r.key: r for r in tool_rows})
-    return journal
+    observed = (await session.execute(select(ObservationRow).where(ObservationRow.run_id == run_id))).scalars().all()
+    entries = [Entry(r.key, "llm", {"messages": r.prompt}, r, r.created_at - timedelta(seconds=r.latency_s),
+                     r.created_at) for r in llm_rows]
+    entries += [Entry(r.key, "tool", {"tool": r.tool, "args": r.arguments}, r,
+                      r.created_at - timedelta(seconds=r.duration_s), r.created_at) for r in tool_rows]
+    entries += [Entry(r.key, r.kind, r.kind, r.data, r.created_at, r.created_at) for r in observed]
+    return Journal.load(run_id, entries)
 
 
 async def tool_units_used(session: AsyncSession, run_id: str) -> dict[str, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from orchestrator.errors import ConfigError
+from orchestrator.errors import ConfigError, StorageError
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -87,6 +88,7 @@ class Store:
             event.listen(self.sync_engine, "connect", _no_autobegin)
             event.listen(self.sync_engine, "begin", _begin_immediate)
         self._upgraded = False
+        self._identity: tuple[int, int] | None = None
         self._lock = asyncio.Lock()
         # SQLite has one writer at a time. Queueing this process's writers here (the store's hot
         # path and the checkpointer) avoids SQLite's busy handler, which sleeps in 1-100 ms steps.
@@ -133,13 +135,46 @@ class Store:
             eng.dispose()
 
     async def ensure_schema(self) -> None:
-        """Run pending migrations once per process (runs work on a fresh database)."""
+        """Run pending migrations once per process (runs work on a fresh database). A database
+        that cannot be opened or written raises StorageError."""
         if self._upgraded:
             return
         async with self._lock:
             if not self._upgraded:
-                await asyncio.to_thread(self.upgrade)
+                try:
+                    await asyncio.to_thread(self.upgrade)
+                except Exception as exc:
+                    raise storage_error(exc, self.db_url) or exc from None
+                self._identity = self._file_identity()
                 self._upgraded = True
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file (None for PostgreSQL and in-memory databases)."""
+        if not self.is_sqlite:
+            return None
+        database = make_url(self.sync_url).database
+        return Path(database) if database and database != ":memory:" else None
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        path = self.sqlite_path
+        if path is None:
+            return None
+        stat = path.stat()
+        return stat.st_dev, stat.st_ino
+
+    def check_file(self) -> None:
+        """Raise StorageError when the SQLite file this store opened was deleted or replaced
+        (its connections would go on writing to a file no one can read again)."""
+        if self._identity is None:
+            return
+        try:
+            current = self._file_identity()
+        except OSError:
+            current = None
+        if current != self._identity:
+            raise StorageError(f"database file {self.sqlite_path} was deleted or replaced while in use; "
+                               "restore it (or point QUOTAFLOW_DB_URL at it) and resume the run")
 
     async def aclose(self) -> None:
         await self.engine.dispose()
@@ -154,3 +189,33 @@ def _no_autobegin(dbapi_conn: Any, _record: Any) -> None:
 
 def _begin_immediate(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EIO, errno.EACCES, errno.EDQUOT})
+
+
+def storage_error(exc: BaseException, db_url: str) -> StorageError | None:
+    """``exc`` as a StorageError when it says the database cannot be used (driver errors of
+    SQLite and PostgreSQL, a full or read-only disk), else None."""
+    if isinstance(exc, StorageError):
+        return exc
+    import sqlite3
+
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    kinds: tuple[type[BaseException], ...] = (OperationalError, sqlite3.OperationalError, sqlite3.DatabaseError)
+    try:
+        import psycopg
+
+        kinds += (psycopg.OperationalError,)
+    except ImportError:
+        pass
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        kinds += (DBAPIError,)
+    disk = isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS
+    if not (disk or isinstance(exc, kinds)):
+        return None
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+    where = make_url(db_url).render_as_string(hide_password=True)
+    return StorageError(f"database {where} cannot be used: {detail}; fix the storage, then "
+                        "resume the run (quotaflow resume RUN_ID)")

@@ -91,6 +91,11 @@ class RunRow(Base):
     options: Mapped[dict[str, Any]] = mapped_column(SafeJSON, default=dict)
     result: Mapped[dict[str, Any] | None] = mapped_column(SafeJSON)
     error: Mapped[str | None] = mapped_column(SafeText)
+    lease_owner: Mapped[str | None] = mapped_column(String(120))
+    """The process executing the run (host:pid:instance); None when none is."""
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """The owner renews the lease while it runs; past this instant a dead owner's run is
+    ``interrupted`` and another process may take it over."""
     v: Mapped[int] = mapped_column(Integer, default=SCHEMA_VERSION)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
@@ -143,6 +148,20 @@ class ToolCallRow(Base):
     units: Mapped[float] = mapped_column(Float, default=0.0)
     duration_s: Mapped[float] = mapped_column(Float, default=0.0)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ObservationRow(Base):
+    """A nondeterministic input a node read (a budget view, a clock reading), journaled so that a
+    resumed run reads the same (``orchestrator.journal``)."""
+
+    __tablename__ = "observations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    data: Mapped[Any] = mapped_column(SafeJSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

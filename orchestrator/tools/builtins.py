@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.errors import BadInputError
-
 from orchestrator.tools.calculator import calculator_tool
 from orchestrator.tools.corpus import Corpus, CorpusConfig, browse_tool, search_tool
 from orchestrator.tools.registry import ToolRegistry

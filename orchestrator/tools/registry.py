@@ -269,7 +269,7 @@ class ToolRegistry:
             )
         except ToolError as exc:
             return failed("tool_error", f"Error: {exc}")
-        except Exception as exc:  # noqa: BLE001 - any tool failure becomes an observation
+        except Exception as exc:
             return failed(
                 "exception",
                 f"Error: tool {name} failed ({type(exc).__name__}: {exc}). "
