@@ -88,14 +88,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="a server the bench may create a database on, without a database name, e.g. "
                              "postgresql://postgres@127.0.0.1:5432 (default: start one with initdb/pg_ctl)")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--commit", default="", help="the commit measured, for a copy of the tree without .git "
+                                                     "(default: this checkout's HEAD)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as home:
         results = asyncio.run(campaigns(args, Path(home)))
     problems = {db: campaign.check(summary) for db, summary in results.items()}
     config = {k: getattr(args, k) for k in ("runs", "processes", "process_runs", "concurrency", "misbehaving_share",
                                             "seed")}
-    path = write_json(args.out / "summary.json", {**provenance(), "config": config, "databases": results,
-                                                  "problems": problems})
+    payload = {**provenance(commit=args.commit), "config": config, "databases": results, "problems": problems}
+    path = write_json(args.out / "summary.json", payload)
     for db, summary in results.items():
         events = summary["overrun_events"]
         print(f"{db}: {summary['runs']} runs, {summary['llm_calls']} LLM + {summary['tool_calls']} tool calls, "
