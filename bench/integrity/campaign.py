@@ -25,7 +25,7 @@ account only honest runs charge (must be <= 1); reservations left (must be 0); r
 them (0); overrun events (ledger entries settled above their reservation): 0 on honest backends,
 and on the misbehaving one each flagged (entry status ``overrun``, its run ``paused``).
 
-    python -m bench.integrity.campaign worker --db URL --seed 7 --index 0 --runs 6 --start-at EPOCH
+    python -m bench.integrity.campaign worker --db URL --seed 7 --index 0 --runs 6 --members 12 --start-at EPOCH
 """
 
 from __future__ import annotations
@@ -65,7 +65,6 @@ ROOT = Path(__file__).resolve().parents[2]
 HONEST = ("scripted", "exact", "bytes")
 MISBEHAVING = "oversized"
 XPROC_SCOPE = "xproc"
-XPROC_BUDGET = "xproc/tokens=3000,xproc/lookup=12,xproc/usd=0.02"
 _EPS = 1e-6
 
 TEXTS = (
@@ -202,27 +201,28 @@ class RunPlan:
 
 
 _RUN_LIMITS: dict[str, Callable[[random.Random], float]] = {
-    "tokens": lambda r: r.randint(60, 2500),
-    "input_tokens": lambda r: r.randint(40, 2000),
-    "output_tokens": lambda r: r.randint(10, 500),
+    "tokens": lambda r: r.randint(100, 5000),
+    "input_tokens": lambda r: r.randint(80, 4000),
+    "output_tokens": lambda r: r.randint(20, 800),
     "usd": lambda r: round(r.uniform(0.0003, 0.012), 5),
     "lookup": lambda r: r.randint(1, 10),
     "fetch": lambda r: r.randint(1, 5),
 }
 
 
-def _pool_budget(rng: random.Random, scope: str) -> str:
-    return (f"{scope}/tokens={rng.randint(1500, 8000)},{scope}/output_tokens={rng.randint(300, 2000)},"
-            f"{scope}/lookup={rng.randint(5, 30)},{scope}/usd={round(rng.uniform(0.005, 0.04), 4)}")
+def pool_budget(rng: random.Random, scope: str, members: int) -> str:
+    """Limits of a scope shared by ``members`` runs: a few hundred tokens and a few tool units a
+    member, so it binds about halfway through a typical run's plan."""
+    return (f"{scope}/tokens={members * rng.randint(100, 600)},{scope}/output_tokens={members * rng.randint(20, 150)},"
+            f"{scope}/lookup={members * rng.randint(1, 4)},{scope}/usd={members * rng.uniform(0.0005, 0.004):.5f}")
 
 
 def plan_runs(seed: int, num_runs: int, *, num_pools: int = 3, misbehaving_share: float = 0.2,
               max_turns: int = 6, shared: str | None = None) -> list[RunPlan]:
-    """``num_runs`` random runs; ``shared`` (a budget string) is named by every run instead of a pool."""
+    """``num_runs`` random runs; ``shared`` (a budget string) is named by every run instead of a pool
+    (so a worker process never resets the limits of the pools the main process sized)."""
     rng = random.Random(seed)
-    pools = [_pool_budget(rng, f"pool-{k}") for k in range(num_pools)]
-    bad_pool = _pool_budget(rng, "bad-pool")
-    plans = []
+    drafts: list[tuple[str, dict[str, Any], list[str], str | None]] = []
     for _ in range(num_runs):
         bad = shared is None and rng.random() < misbehaving_share
         backend = MISBEHAVING if bad else rng.choice(HONEST)
@@ -231,18 +231,19 @@ def plan_runs(seed: int, num_runs: int, *, num_pools: int = 3, misbehaving_share
                 "max_tokens": [rng.choice((8, 16, 32, 64, 128)) for _ in range(turns)],
                 "tools": [[(name, rng.randint(1, 3)) for name in ("lookup", "fetch") if rng.random() < 0.5]
                           for _ in range(turns)]}
-        names = rng.sample(sorted(_RUN_LIMITS), rng.randint(1, 4))
-        if bad and not {"tokens", "output_tokens"} & set(names):
-            names.append(rng.choice(("tokens", "output_tokens")))
-        items = [f"{name}={_RUN_LIMITS[name](rng):g}" for name in names]
-        if shared is not None:
-            items.append(shared)
-        elif bad:
-            items.append(bad_pool)
-        elif pools and rng.random() < 0.5:
-            items.append(rng.choice(pools))
-        plans.append(RunPlan(backend, task, ",".join(items)))
-    return plans
+        if bad:  # token limits (so every over-report meets a reservation) with room for a few calls
+            items = [f"tokens={rng.randint(1500, 6000)}", f"output_tokens={rng.randint(300, 1500)}",
+                     *(f"{name}={_RUN_LIMITS[name](rng):g}" for name in rng.sample(("lookup", "fetch", "usd"), 1))]
+        else:
+            items = [f"{name}={_RUN_LIMITS[name](rng):g}"
+                     for name in rng.sample(sorted(_RUN_LIMITS), rng.randint(1, 4))]
+        pooled = shared is None and num_pools > 0 and rng.random() < 0.5
+        pool = "bad-pool" if bad else f"pool-{rng.randrange(num_pools)}" if pooled else None
+        drafts.append((backend, task, [*items, shared] if shared else items, pool))
+    members = Counter(pool for *_, pool in drafts if pool)
+    pools = {pool: pool_budget(rng, pool, n) for pool, n in sorted(members.items())}
+    return [RunPlan(backend, task, ",".join([*items, pools[pool]] if pool else items))
+            for backend, task, items, pool in drafts]
 
 
 async def run_plans(rt: Runtime, plans: list[RunPlan], kwargs: dict[str, dict[str, Any]], *, concurrency: int = 16,
@@ -267,6 +268,7 @@ def run_processes(db_url: str, seed: int, num_processes: int, runs_each: int) ->
     start_at = time.time() + 3.0
     return [subprocess.Popen([sys.executable, "-m", "bench.integrity.campaign", "worker", "--db", db_url,
                               "--seed", str(seed), "--index", str(i), "--runs", str(runs_each),
+                              "--members", str(num_processes * runs_each),
                               "--start-at", f"{start_at:.3f}"],
                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
@@ -284,12 +286,13 @@ def wait_processes(procs: list[subprocess.Popen[str]], timeout_s: float = 300) -
     return statuses
 
 
-async def _worker(db_url: str, seed: int, index: int, runs: int, start_at: float) -> Counter[str]:
+async def _worker(db_url: str, seed: int, index: int, runs: int, members: int, start_at: float) -> Counter[str]:
     with tempfile.TemporaryDirectory() as home, backends() as kwargs:
         rt = runtime(db_url, Path(home))
         try:
             await rt.store.ensure_schema()
-            plans = plan_runs(seed * 1000 + index, runs, shared=XPROC_BUDGET)
+            shared = pool_budget(random.Random(seed), XPROC_SCOPE, members)  # the same in every worker
+            plans = plan_runs(seed * 1000 + index, runs, shared=shared)
             await asyncio.sleep(max(0.0, start_at - time.time()))
             return await run_plans(rt, plans, kwargs, concurrency=runs)
         finally:
@@ -369,9 +372,10 @@ def main(argv: list[str] | None = None) -> None:
     worker.add_argument("--seed", type=int, required=True)
     worker.add_argument("--index", type=int, required=True)
     worker.add_argument("--runs", type=int, default=6)
+    worker.add_argument("--members", type=int, default=12, help="runs of all workers (sizes the shared limits)")
     worker.add_argument("--start-at", type=float, default=0.0, help="epoch seconds")
     args = parser.parse_args(argv)
-    statuses = asyncio.run(_worker(args.db, args.seed, args.index, args.runs, args.start_at))
+    statuses = asyncio.run(_worker(args.db, args.seed, args.index, args.runs, args.members, args.start_at))
     print(json.dumps(dict(statuses)))
 
 
