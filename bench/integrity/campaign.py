@@ -52,6 +52,7 @@ from sqlalchemy import select
 
 from budget.tables import BudgetAccountRow, LedgerEntryRow
 from orchestrator import workflow as workflows
+from orchestrator.errors import QuotaFlowError
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from orchestrator.store.models import LLMCallRow, RunRow, ToolCallRow
@@ -248,14 +249,18 @@ def plan_runs(seed: int, num_runs: int, *, num_pools: int = 3, misbehaving_share
 
 async def run_plans(rt: Runtime, plans: list[RunPlan], kwargs: dict[str, dict[str, Any]], *, concurrency: int = 16,
                     on_done: Callable[[], None] = lambda: None) -> Counter[str]:
-    """Run every plan, ``concurrency`` at a time; the statuses they ended in."""
+    """Run every plan, ``concurrency`` at a time; the statuses they ended in (``error:<type>`` for a
+    run that raised a QuotaFlowError instead of returning, e.g. RunBusy)."""
     sem = asyncio.Semaphore(concurrency)
     statuses: Counter[str] = Counter()
 
     async def one(plan: RunPlan) -> None:
         async with sem:
-            res = await rt.run(AGENT, plan.task, budget=plan.budget, **kwargs[plan.backend])
-        statuses[str(res.status)] += 1
+            try:
+                res = await rt.run(AGENT, plan.task, budget=plan.budget, **kwargs[plan.backend])
+                statuses[str(res.status)] += 1
+            except QuotaFlowError as exc:
+                statuses[f"error:{type(exc).__name__}"] += 1
         on_done()
 
     await asyncio.gather(*(one(p) for p in plans))
@@ -352,9 +357,12 @@ async def audit(rt: Runtime) -> dict[str, Any]:
 
 
 def check(summary: dict[str, Any]) -> list[str]:
-    """What in an audit breaks a promise of the ledger (empty: every limit held)."""
+    """What in an audit (with ``run_outcomes`` where given) breaks a promise of the ledger or the
+    runtime (empty: every limit held, every run ended)."""
     problems = [f"{k} = {summary[k]}" for k in ("limit_violations", "spent_mismatches", "runs_left_running")
                 if summary[k]]
+    problems += [f"{n} runs raised {outcome.removeprefix('error:')}"
+                 for outcome, n in summary.get("run_outcomes", {}).items() if outcome.startswith("error:")]
     if summary["reserved_left"] > _EPS:
         problems.append(f"reserved_left = {summary['reserved_left']}")
     problems += [f"{unit}: spent/limit {ratio} > 1" for unit, ratio in summary["max_spent_over_limit"].items()

@@ -51,11 +51,12 @@ async def one_database(db_url: str, home: Path, args: argparse.Namespace, progre
         workers = campaign.run_processes(db_url, args.seed, args.processes, args.process_runs)
         with campaign.backends() as backends:
             plans = campaign.plan_runs(args.seed, args.runs, misbehaving_share=args.misbehaving_share)
-            await campaign.run_plans(rt, plans, backends, concurrency=args.concurrency,
-                                     on_done=lambda: progress.advance(bar))
-        await asyncio.to_thread(campaign.wait_processes, workers)
+            outcomes = await campaign.run_plans(rt, plans, backends, concurrency=args.concurrency,
+                                                on_done=lambda: progress.advance(bar))
+        outcomes.update(await asyncio.to_thread(campaign.wait_processes, workers))
         summary = await campaign.audit(rt)
-    return {**summary, "wall_s": round(time.perf_counter() - started, 1)}
+    return {**summary, "run_outcomes": dict(sorted(outcomes.items())),
+            "wall_s": round(time.perf_counter() - started, 1)}
 
 
 async def campaigns(args: argparse.Namespace, home: Path) -> dict[str, dict[str, Any]]:

@@ -27,9 +27,9 @@ def test_randomized_runs_hold_every_limit_and_flag_every_overrun(db_url: str, tm
         async with campaign.runtime(db_url, tmp_path) as rt:
             workers = campaign.run_processes(db_url, SEED, NUM_PROCESSES, RUNS_PER_PROCESS)
             with campaign.backends() as backends:
-                await campaign.run_plans(rt, campaign.plan_runs(SEED, NUM_RUNS), backends)
-            await asyncio.to_thread(campaign.wait_processes, workers)
-            return await campaign.audit(rt)
+                outcomes = await campaign.run_plans(rt, campaign.plan_runs(SEED, NUM_RUNS), backends)
+            outcomes.update(await asyncio.to_thread(campaign.wait_processes, workers))
+            return {**await campaign.audit(rt), "run_outcomes": dict(outcomes)}
 
     summary = asyncio.run(go())
     print(f"\nintegrity seed={SEED} {db_url.split(':')[0]}: {json.dumps(summary)}")
