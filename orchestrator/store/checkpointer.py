@@ -2,11 +2,11 @@
 
 A checkpoint gives back exactly the text it was given. LangGraph's msgpack turns a lone surrogate
 into ``"?"``, and its PostgreSQL saver keeps string channels inline in a ``jsonb`` column, which
-refuses U+0000 and lone surrogates. So :class:`TextSafeSerializer` stores a value that holds text
-needing the escape of :mod:`orchestrator.store.safe_text` with all its strings escaped, under the
-type ``escaped+<LangGraph's type>``, and unescapes it on load (other values are stored as
-LangGraph stores them), and the PostgreSQL saver moves such strings from the inline column to the
-blobs table, through that serializer.
+refuses U+0000 and lone surrogates. So :class:`TextSafeSerializer` stores a value that holds a lone
+surrogate with all its strings escaped (:mod:`orchestrator.store.safe_text`), under the type
+``escaped+<LangGraph's type>``, and unescapes it on load; other values (U+0000 is fine in msgpack)
+are stored as LangGraph stores them. The PostgreSQL saver moves strings that ``jsonb`` refuses from
+the inline column to the blobs table, through that serializer.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
+import ormsgpack
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from orchestrator.store.db import Store, plain_postgres_dsn
@@ -37,6 +38,32 @@ def _langgraph_objects(value: Any, walk: Any) -> Any:
     return value
 
 
+def _probe_contents(value: Any) -> Any:
+    """What :func:`_has_lone_surrogate` packs for a value msgpack has no type for."""
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    from langgraph.types import Send
+
+    return [value.node, value.arg] if isinstance(value, Send) else None
+
+
+_PROBE_OPTIONS = ormsgpack.OPT_NON_STR_KEYS | ormsgpack.OPT_SERIALIZE_PYDANTIC
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether a string :func:`map_strings` reaches in ``value`` holds a lone surrogate.
+
+    Packed strictly (without LangGraph's OPT_REPLACE_SURROGATES), ormsgpack refuses one: a check at
+    msgpack's speed, where walking every checkpoint in Python would cost ~20 times more. Any other
+    refusal (an int over 64 bits) errs on the safe side: the value is escaped.
+    """
+    try:
+        ormsgpack.packb(value, default=_probe_contents, option=_PROBE_OPTIONS)
+    except ormsgpack.MsgpackEncodeError:
+        return True
+    return False
+
+
 @dataclass(frozen=True)
 class _BlobText:
     """A string channel value the PostgreSQL saver must store as a blob, not inline in ``jsonb``."""
@@ -50,10 +77,9 @@ class TextSafeSerializer(JsonPlusSerializer):
     def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
         if isinstance(obj, _BlobText):
             obj = obj.text
-        escaped = map_strings(obj, escape, _langgraph_objects)
-        if escaped is obj:
+        if not _has_lone_surrogate(obj):
             return super().dumps_typed(obj)
-        type_, data = super().dumps_typed(escaped)
+        type_, data = super().dumps_typed(map_strings(obj, escape, _langgraph_objects))
         return ESCAPED_TYPE_PREFIX + type_, data
 
     def loads_typed(self, data: tuple[str, bytes]) -> Any:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import operator
 import re
 from collections.abc import Callable
 from typing import Any
@@ -76,37 +77,57 @@ def map_strings(value: Any, fn: Callable[[str], str], other: ObjectMapper | None
     else is returned as it is. A container or object none of whose strings changes is returned
     itself, not a copy.
     """
+    return _Walk(fn, other)(value)
 
-    def walk(v: Any) -> Any:
-        return map_strings(v, fn, other)
 
-    if isinstance(value, str):
-        return fn(value)
-    if isinstance(value, dict):
-        items = [(walk(k), walk(v)) for k, v in value.items()]
-        if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, value.items(), strict=True)):
+_SCALARS = frozenset({int, float, bool, type(None), bytes})
+
+
+class _Walk:
+    """:func:`map_strings` as one callable (no closure per value: payloads can be large)."""
+
+    __slots__ = ("fn", "other")
+
+    def __init__(self, fn: Callable[[str], str], other: ObjectMapper | None) -> None:
+        self.fn = fn
+        self.other = other
+
+    def __call__(self, value: Any) -> Any:
+        cls = type(value)
+        if cls is str:
+            return self.fn(value)
+        if cls in _SCALARS:
             return value
-        return dict(items)
-    if isinstance(value, (list, tuple, set, frozenset)):
-        mapped = [walk(v) for v in value]
-        if all(m is v for m, v in zip(mapped, value, strict=True)):
-            return value
-        if isinstance(value, list):
-            return mapped
-        if isinstance(value, tuple) and hasattr(value, "_fields"):
-            return type(value)._make(mapped)  # type: ignore[attr-defined]
-        return type(value)(mapped)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changed = {f.name: new for f in dataclasses.fields(value)
-                   if (new := walk(old := getattr(value, f.name))) is not old}
-        if not changed:
-            return value
-        clone = copy.copy(value)
-        for name, new in changed.items():
-            object.__setattr__(clone, name, new)  # frozen dataclasses too
-        return clone
-    model_fields = getattr(type(value), "model_fields", None)
-    if isinstance(model_fields, dict) and hasattr(value, "model_copy"):  # a pydantic v2 model
-        update = {name: new for name in model_fields if (new := walk(old := getattr(value, name))) is not old}
-        return value.model_copy(update=update) if update else value
-    return value if other is None else other(value, walk)
+        if isinstance(value, dict):
+            out = {}
+            changed = False
+            for k, v in value.items():
+                new_k, new_v = self(k), self(v)
+                changed = changed or new_k is not k or new_v is not v
+                out[new_k] = new_v
+            return out if changed else value
+        if isinstance(value, (list, tuple, set, frozenset)):
+            mapped = [self(v) for v in value]
+            if all(map(operator.is_, mapped, value)):
+                return value
+            if cls is list:
+                return mapped
+            if isinstance(value, tuple) and hasattr(value, "_fields"):
+                return cls._make(mapped)
+            return cls(mapped)
+        if isinstance(value, str):  # a str subclass (an enum's value)
+            return self.fn(value)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            changed_fields = {f.name: new for f in dataclasses.fields(value)
+                              if (new := self(old := getattr(value, f.name))) is not old}
+            if not changed_fields:
+                return value
+            clone = copy.copy(value)
+            for name, new in changed_fields.items():
+                object.__setattr__(clone, name, new)  # frozen dataclasses too
+            return clone
+        model_fields = getattr(cls, "model_fields", None)
+        if isinstance(model_fields, dict) and hasattr(value, "model_copy"):  # a pydantic v2 model
+            update = {name: new for name in model_fields if (new := self(old := getattr(value, name))) is not old}
+            return value.model_copy(update=update) if update else value
+        return value if self.other is None else self.other(value, self)

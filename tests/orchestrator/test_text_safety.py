@@ -32,7 +32,11 @@ from orchestrator.context import RunContext
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from orchestrator.store import calls
-from orchestrator.store.checkpointer import ESCAPED_TYPE_PREFIX, open_checkpointer
+from orchestrator.store.checkpointer import (
+    ESCAPED_TYPE_PREFIX,
+    TextSafeSerializer,
+    open_checkpointer,
+)
 from orchestrator.store.db import Store
 from orchestrator.store.models import LLMCallRow, RunRow, StepRow, ToolCallRow
 from orchestrator.store.safe_text import escape
@@ -317,6 +321,21 @@ def test_checkpoints_give_back_the_text_they_were_given(db_url: str) -> None:
         await store.aclose()
 
     asyncio.run(go())
+
+
+@pytest.mark.parametrize(("value", "escaped"), [
+    ("nul\x00 escape-char\ue000", False),  # msgpack keeps these: stored as LangGraph stores them
+    ({"k": ["\ud800"]}, True),
+    ({"\udfff": 1}, True),
+    ([Message("user", "\udcff")], True),
+    ({"\ud800", "plain"}, True),
+    (Send("node", {"arg": "\ud800"}), True),
+])
+def test_serializer_escapes_only_values_with_lone_surrogates(value: Any, escaped: bool) -> None:
+    serde = TextSafeSerializer()
+    type_, data = serde.dumps_typed(value)
+    assert type_ == (ESCAPED_TYPE_PREFIX + "msgpack" if escaped else "msgpack")
+    assert serde.loads_typed((type_, data)) == value
 
 
 if __name__ == "__main__":
