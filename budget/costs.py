@@ -97,6 +97,13 @@ class PriceTable:
         folded = {_fold(name): price for name, price in self.models.items()}
         return folded.get(_fold(model), self.default)
 
+    def highest(self) -> ModelPrice:
+        """The highest price of each kind over every model of the table (what a call to a model
+        not known yet may cost at most)."""
+        prices = [self.default, *self.models.values()]
+        return ModelPrice(input=max(p.input for p in prices), cached_input=max(p.cached_input for p in prices),
+                          output=max(p.output for p in prices))
+
     def tool_price(self, tool: str) -> float:
         """Dollars per unit of ``tool``."""
         return self.tools.get(tool, self.default_tool_price)

@@ -62,6 +62,7 @@ class Overrun:
     resource: str
     reserved: float
     used: float
+    limit: float | None
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,9 @@ class Ledger:
             if res.rowcount != 1:  # type: ignore[attr-defined]
                 continue  # already settled by an earlier attempt of the same call
             if over:
-                overruns.append(Overrun(scope, resource, amount, used))
+                limit = session.execute(select(BudgetAccountRow.limit_amount)
+                                        .where(BudgetAccountRow.id == aid)).scalar_one_or_none()
+                overruns.append(Overrun(scope, resource, amount, used, limit))
             session.execute(
                 update(BudgetAccountRow)
                 .where(BudgetAccountRow.id == aid)
@@ -191,9 +194,20 @@ class Ledger:
         return overruns
 
     async def release(self, reservation: Reservation) -> None:
-        """Give a reservation back unspent (the call never happened)."""
+        """Give a reservation back unspent (the call never happened) and forget it, so that the
+        same call, retried later under the same key (a resumed run), reserves afresh."""
+
+        def release_tx(s: Connection) -> None:
+            for aid, _, _, amount in reservation.parts:
+                gone = s.execute(delete(LedgerEntryRow).where(
+                    LedgerEntryRow.key == reservation.key, LedgerEntryRow.account_id == aid,
+                    LedgerEntryRow.status == "reserved")).rowcount
+                if gone == 1:
+                    s.execute(update(BudgetAccountRow).where(BudgetAccountRow.id == aid)
+                              .values(reserved=BudgetAccountRow.reserved - amount))
+
         if reservation.parts:
-            await self.store.transact(lambda s: self.settle(reservation, [], s))
+            await self.store.transact(release_tx)
 
     async def release_run(self, run_id: str) -> int:
         """Give back every reservation run ``run_id`` still holds, and forget them (a process

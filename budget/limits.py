@@ -33,7 +33,9 @@ class Limit:
     relative: bool = False
 
 
-_ITEM = re.compile(r"^(?:(?P<scope>[A-Za-z0-9_.:-]+)/)?(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)=(?P<plus>\+)?(?P<amount>\d+(?:\.\d+)?)$")
+_ITEM = re.compile(
+    r"^(?:(?P<scope>[A-Za-z0-9_.:-]+)/)?(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)=(?P<plus>\+)?(?P<amount>\d+(?:\.\d+)?)$"
+)
 
 
 def resource_for(name: str) -> str:

@@ -76,7 +76,8 @@ async def run_report(rt: Runtime, run_id: str) -> dict[str, Any]:
             select(BudgetAccountRow).where(BudgetAccountRow.scope.in_([f"run:{i}" for i in ids]))
             .order_by(BudgetAccountRow.id)
         )).scalars().all()
-    usage_by_model = {m or "?": Usage(int(i or 0), int(c or 0), int(o or 0), int(r or 0)) for m, _, i, c, o, r, _ in llm}
+    usage_by_model = {m or "?": Usage(int(i or 0), int(c or 0), int(o or 0), int(r or 0))
+                      for m, _, i, c, o, r, _ in llm}
     tool_units = {t: float(u or 0) for t, _, u, _, _, _ in tools}
     cost = unified_cost(usage_by_model, tool_units, rt.pricing)
     statuses: dict[str, int] = {}

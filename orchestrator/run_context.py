@@ -152,7 +152,7 @@ class RuntimeContext:
         overruns = await self._settle(reservation, settle_and_record)
         metrics.observe_llm_call(self.backend, self.workflow, latency, u, cost)
         metrics.observe_spend(actual)
-        await self._stop_on_overrun(overruns)
+        self._stop_on_overrun(overruns)
         return response
 
     async def _reserve_llm(self, key: str, scopes: list[str], model: str,
@@ -164,13 +164,17 @@ class RuntimeContext:
         exact = await counter(request) if counter is not None else None
         input_tokens = exact if exact is not None else accounting.input_tokens_upper_bound(request.messages)
         requested = request.sampling.max_tokens
+        # A client that learns its model from the server's first reply reserves at the table's
+        # highest prices until then: whatever model answers, the call is covered.
+        price = self.pricing.price_for(model) if model else self.pricing.highest()
         for attempt in range(_RESERVE_ATTEMPTS):
             views = await self.ledger.accounts(scopes)
             allowed = accounting.output_allowance({(v.scope, v.resource): v.remaining for v in views}, scopes,
-                                                  self.pricing.price_for(model), input_tokens, requested)
+                                                  price, input_tokens, requested)
             # With no room, reserve what was asked: the ledger's refusal names the binding limit.
             max_out = allowed if allowed >= 1 else requested
-            charges = accounting.token_charges(scopes, self.pricing, model, input_tokens, 0, max_out)
+            charges = accounting.token_charges(scopes, self.pricing, model, input_tokens, 0, max_out,
+                                               cost=price.cost_of(input_tokens, 0, max_out))
             try:
                 reservation = await self.ledger.reserve(key, charges, self.run_id)
             except LimitReached as exc:
@@ -188,15 +192,13 @@ class RuntimeContext:
             await self._release(reservation)
             raise
 
-    async def _stop_on_overrun(self, overruns: list[Overrun]) -> None:
-        if not overruns:
-            return
+    @staticmethod
+    def _stop_on_overrun(overruns: list[Overrun]) -> None:
         for o in overruns:
             metrics.BUDGET_OVERRUNS.labels(o.resource).inc()
-        first = overruns[0]
-        limit = next((v.limit for v in await self.ledger.accounts([first.scope])
-                      if v.resource == first.resource and v.limit is not None), 0.0)
-        raise BudgetOverrun(first.scope, first.resource, limit, first.reserved, first.used)
+        if overruns:
+            first = overruns[0]
+            raise BudgetOverrun(first.scope, first.resource, first.limit or 0.0, first.reserved, first.used)
 
     # -- tools -------------------------------------------------------------------------------
     async def call_tool(self, name: str, args: dict[str, Any], *, scope: str | None = None) -> ToolResult:

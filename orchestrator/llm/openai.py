@@ -122,6 +122,12 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+def _json_body(body: dict[str, Any]) -> dict[str, Any]:
+    """A request body as ASCII JSON: text with lone surrogates (a reply or tool output that had
+    invalid UTF-8) travels as ``\\udXXX`` escapes instead of failing to encode."""
+    return {"content": json.dumps(body).encode("ascii"), "headers": {"Content-Type": "application/json"}}
+
+
 def _excerpt(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit] + "..."
@@ -142,7 +148,8 @@ def parse_completion(endpoint: str, response: httpx.Response) -> tuple[dict[str,
 class OpenAIClient:
     """:class:`~orchestrator.llm.base.LLMClient` over OpenAI-compatible ``/chat/completions``."""
 
-    def __init__(self, config: OpenAIConfig | None = None, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, config: OpenAIConfig | None = None, *,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.config = config or OpenAIConfig()
         self.model = self.config.model
         self._router = EndpointRouter(self.config.base_urls)
@@ -223,7 +230,7 @@ class OpenAIClient:
         if model := request.model or self.config.model or self._models.get(endpoint):
             body["model"] = model
         try:
-            response = await self._http.post(f"{endpoint.removesuffix('/v1')}/tokenize", json=body)
+            response = await self._http.post(f"{endpoint.removesuffix('/v1')}/tokenize", **_json_body(body))
         except httpx.HTTPError:
             return None
         if response.status_code in (404, 405, 501):
@@ -320,7 +327,7 @@ class OpenAIClient:
     async def _complete_once(self, endpoint: str, body: dict[str, Any]) -> LLMResponse:
         started = time.perf_counter()
         try:
-            response = await self._http.post(f"{endpoint}/chat/completions", json=body)
+            response = await self._http.post(f"{endpoint}/chat/completions", **_json_body(body))
         except httpx.TransportError as exc:
             raise _Retryable(f"{endpoint}: {type(exc).__name__}: {exc}",
                              move_on=isinstance(exc, httpx.ConnectError)) from exc
@@ -341,7 +348,7 @@ class OpenAIClient:
         finish = "stop"
         model = body["model"]
         try:
-            async with self._http.stream("POST", f"{endpoint}/chat/completions", json=body) as response:
+            async with self._http.stream("POST", f"{endpoint}/chat/completions", **_json_body(body)) as response:
                 if response.status_code >= 400:
                     await response.aread()
                     self._check_status(endpoint, response)

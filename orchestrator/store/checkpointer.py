@@ -19,7 +19,7 @@ from typing import Any
 import ormsgpack
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
-from orchestrator.store.db import Store, plain_postgres_dsn
+from orchestrator.store.db import SCHEMA_LOCK_ID, Store, plain_postgres_dsn
 from orchestrator.store.safe_text import escape, has_unstorable, map_strings, unescape
 
 __all__ = ["ESCAPED_TYPE_PREFIX", "TextSafeSerializer", "open_checkpointer"]
@@ -150,5 +150,16 @@ async def open_checkpointer(store: Store, stack: AsyncExitStack) -> Any:
         await pool.open()
         stack.push_async_callback(pool.close)
         saver = _text_safe_postgres_saver(AsyncPostgresSaver)(pool, serde=TextSafeSerializer())
+        async with pool.connection() as conn:  # runtimes starting on a fresh database take turns
+            # Polled, not blocked on: see Store.upgrade (CREATE INDEX CONCURRENTLY waits for
+            # every session inside a statement).
+            poll = f"SELECT pg_try_advisory_lock({SCHEMA_LOCK_ID}) AS ok"
+            while not (await (await conn.execute(poll)).fetchone())["ok"]:  # type: ignore[index]
+                await asyncio.sleep(0.05)
+            try:
+                await saver.setup()
+            finally:
+                await conn.execute(f"SELECT pg_advisory_unlock({SCHEMA_LOCK_ID})")
+        return saver
     await saver.setup()
     return saver

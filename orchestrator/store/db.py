@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,6 +22,10 @@ from sqlalchemy.ext.asyncio import (
 from orchestrator.errors import ConfigError, StorageError
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+
+SCHEMA_LOCK_ID = 0x51F1_0001
+"""PostgreSQL advisory lock held while one process creates or migrates tables (QuotaFlow's own
+and the checkpointer's): two runtimes starting on a fresh database must not race on CREATE TABLE."""
 
 T = TypeVar("T")
 
@@ -121,7 +126,23 @@ class Store:
         cfg = Config()
         cfg.set_main_option("script_location", str(_MIGRATIONS))
         cfg.set_main_option("sqlalchemy.url", self.sync_url.replace("%", "%%"))
-        command.upgrade(cfg, "head")
+        if self.is_sqlite:  # SQLite's write lock already serialises migrating processes
+            command.upgrade(cfg, "head")
+        else:
+            eng = create_engine(self.sync_url)
+            try:
+                # Processes starting on a fresh database take turns. The lock is polled from an idle
+                # autocommit session: a session blocked inside pg_advisory_lock() would stall the
+                # other process's CREATE INDEX CONCURRENTLY (LangGraph's), which waits for it.
+                with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                    while not conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({SCHEMA_LOCK_ID})").scalar():
+                        time.sleep(0.05)
+                    try:
+                        command.upgrade(cfg, "head")
+                    finally:
+                        conn.exec_driver_sql(f"SELECT pg_advisory_unlock({SCHEMA_LOCK_ID})")
+            finally:
+                eng.dispose()
         return self.current_revision() or ""
 
     def current_revision(self) -> str | None:

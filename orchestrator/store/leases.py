@@ -126,13 +126,14 @@ class LeaseKeeper:
     async def _heartbeat(self) -> None:
         while self._active:
             await asyncio.sleep(LEASE_TTL.total_seconds() / 3)
+            covered = list(self._active)  # runs that start during the renewal are not judged by it
             try:
                 self.store.check_file()
                 held = await self.store.transact(lambda conn: renew_all(conn, self.owner))
             except Exception as exc:
-                self._cancel(list(self._active), storage_error(exc, self.store.db_url) or exc)
+                self._cancel([r for r in covered if r in self._active], storage_error(exc, self.store.db_url) or exc)
                 return
-            lost = [run_id for run_id in self._active if run_id not in held]
+            lost = [run_id for run_id in covered if run_id in self._active and run_id not in held]
             for run_id in lost:
                 self._cancel([run_id], RunBusy(run_id, "another process", "now"))
 

@@ -261,10 +261,6 @@ def test_drqa_on_an_oversized_server_does_not_succeed_over_its_limit(db_url: str
     asyncio.run(go())
 
 
-@pytest.mark.xfail(strict=True, reason="the reservation is priced at the client's model before the call, the "
-                   "settlement at the model the server names; a client without a configured model (the server's "
-                   "first) reserves its first call at the default price, so a pricier served model overruns a usd "
-                   "limit on an honest server (charged above the limit, flagged as overrun, the run paused)")
 def test_usd_limit_holds_when_the_client_learns_its_model_from_the_server(db_url: str) -> None:
     async def go() -> None:
         rt = _runtime(db_url)
@@ -456,10 +452,6 @@ def start_at_once(db_url: str) -> None:
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(strict=True, reason="LeaseKeeper._heartbeat takes the set of held leases from renew_all, then "
-                   "treats every run in _active but not in that set as lost: a run whose lease was acquired while "
-                   "the renewal was in flight (PostgreSQL lets both commit) is cancelled with RunBusy by its own "
-                   "process (the integrity bench hit it: 'lease until now')")
 def test_a_run_starting_during_a_lease_renewal_keeps_its_lease(pg_server: Any,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from datetime import timedelta

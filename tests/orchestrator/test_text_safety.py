@@ -227,18 +227,14 @@ def _crash_and_resume(db_url: str, backend: str, server: LoopbackServer | None) 
 
 # -- the same text through the prompts of a multi-turn agent ----------------------------------------
 
-_OPENAI_JSON_BODY = (
-    "orchestrator/llm/openai.py posts with httpx's json=, which encodes UTF-8 strictly: a lone surrogate "
-    "in a prompt raises UnicodeEncodeError before the request is sent")
-
-
-@pytest.mark.parametrize("backend", [
-    "scripted", pytest.param("loopback", marks=pytest.mark.xfail(strict=True, raises=UnicodeEncodeError,
-                                                                  reason=_OPENAI_JSON_BODY))])
+@pytest.mark.parametrize("backend", ["scripted", "loopback"])
 def test_react_sends_and_stores_weird_text_in_its_prompts(db_url: str, backend: str) -> None:
     replies = [f"search: {WEIRD}", f"answer: {WEIRD}"]
 
     async def go(server: LoopbackServer | None) -> None:
+        # Over HTTP the reply is JSON, where two surrogate halves in a row are one character:
+        # what the client receives (and what must be stored) is the decoded JSON.
+        received = replies if server is None else [json.loads(json.dumps(r)) for r in replies]
         queries: list[str] = []
         rt = Runtime(Settings(db_url=db_url), tools=fake_search_registry(queries))
         options = ({"responses": replies} if server is None
@@ -251,14 +247,14 @@ def test_react_sends_and_stores_weird_text_in_its_prompts(db_url: str, backend: 
             ledger = await _ledger(rt, run.run_id)
         finally:
             await rt.aclose()
-        assert [r.response for r in rows["llm"]] == replies
+        assert [r.response for r in rows["llm"]] == received
         search = rows["tools"][0]
-        assert search.arguments == {"query": queries[0]} and WEIRD in queries[0]
+        assert search.arguments == {"query": queries[0]} and received[0].removeprefix("search: ") in queries[0]
         assert search.result == f"1. Paris (wiki://Paris): capital of France. [{queries[0]}]"
         # The second prompt carries the first reply and the observation, as they were sent.
-        assert {"role": "assistant", "content": replies[0]} in rows["llm"][1].prompt
+        assert {"role": "assistant", "content": received[0]} in rows["llm"][1].prompt
         assert any(search.result in m["content"] for m in rows["llm"][1].prompt)
-        assert rows["steps"][0][1]["output"] == replies[0]
+        assert rows["steps"][0][1]["output"] == received[0]
         _assert_settled(ledger)
 
     if backend == "scripted":
