@@ -197,10 +197,8 @@ def _memfd(name: str, data: bytes) -> int:
 
 
 def _kill(pid: int, *, group: bool = False) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         (os.killpg if group else os.kill)(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _classify(
@@ -261,93 +259,86 @@ def _bootstrap_args(status_w: int, uid: int, nproc: int, limits: SandboxLimits) 
     ]
 
 
+class _Sandbox:
+    """What one sandboxed run holds; ``close`` leaves no process, descriptor or cgroup behind."""
+
+    def __init__(self) -> None:
+        self.owned: list[int] = []  # descriptors to close whatever happens
+        self.cgroup: SandboxCgroup | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.init_pid: int | None = None
+        self.init_fd: int | None = None
+
+    def close_fd(self, fd: int) -> None:
+        os.close(fd)
+        self.owned.remove(fd)
+
+    def kill(self) -> None:
+        # Killing the PID namespace's init kills every process of the sandbox; bwrap, left
+        # alive, reaps it, so once bwrap has exited none of them is left.
+        if self.init_pid is not None:
+            _kill(self.init_pid)
+        elif self.proc is not None:
+            _kill(self.proc.pid, group=True)
+
+    def close(self) -> None:
+        proc = self.proc
+        if proc is not None and proc.poll() is None:  # an error on the way: no sandbox left behind
+            if self.init_pid is not None:
+                _kill(self.init_pid)
+            _kill(proc.pid, group=True)
+            proc.wait()
+            if self.init_fd is not None:
+                _wait_gone(self.init_fd, self.init_pid)
+        if proc is not None:
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+        for fd in self.owned:
+            os.close(fd)
+        if self.cgroup is not None:
+            self.cgroup.remove()
+
+
+@dataclass(frozen=True)
+class _Started:
+    """The host's ends of the pipes to a sandbox that bwrap has just started."""
+
+    info_r: int
+    block_w: int
+    status_r: int
+    root_maps: bool
+
+
 def _run_sandboxed(code: str, stdin: str, limits: SandboxLimits) -> SandboxResult:
     started = time.monotonic()
     deadline = started + limits.wall_s
     filter_bytes = deny_list_filter()
-    owned: list[int] = []  # descriptors to close whatever happens
-    cgroup: SandboxCgroup | None = None
-    proc: subprocess.Popen[bytes] | None = None
-    init_pid: int | None = None
-    init_fd: int | None = None
+    box = _Sandbox()
     try:
-        code_fd = _memfd("main.py", code.encode())
-        stdin_fd = _memfd("stdin", stdin.encode())
-        owned += [code_fd, stdin_fd]
-        seccomp_fd = None
-        if filter_bytes is not None:
-            seccomp_fd = _memfd("seccomp", filter_bytes)
-            owned.append(seccomp_fd)
-        info_r, info_w = os.pipe()
-        block_r, block_w = os.pipe()
-        status_r, status_w = os.pipe()
-        owned += [info_r, info_w, block_r, block_w, status_r, status_w]
-        plan = _bwrap.plan(
-            import_site=limits.import_site,
-            network=limits.network == "allow",
-            workdir_bytes=limits.workdir_mb * 1024 * 1024,
-            code_fd=code_fd,
-            seccomp_fd=seccomp_fd,
-            block_fd=block_r,
-            info_fd=info_w,
-        )
-        # The sandbox's init shares the uid of the code unless the parent writes root maps.
-        nproc = limits.max_processes + (0 if plan.root_maps else 1)
-        argv = plan.argv + [plan.python, "-I"] + ([] if limits.import_site else ["-S"])
-        argv += _bootstrap_args(status_w, _bwrap.SANDBOX_UID, nproc, limits)
-        cgroup = open_sandbox_cgroup(limits.memory_mb * 1024 * 1024, limits.max_processes + 1)
-        child_fds = [code_fd, info_w, block_r, status_w] + ([seccomp_fd] if seccomp_fd else [])
-        proc = subprocess.Popen(
-            argv,
-            env=dict(_bwrap.SANDBOX_ENV),  # bwrap's own init keeps its environment: not the host's
-            stdin=stdin_fd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            pass_fds=child_fds,
-            start_new_session=True,
-        )
-        for fd in child_fds + [stdin_fd]:
-            os.close(fd)
-            owned.remove(fd)
-        init_pid = _read_init_pid(info_r, deadline)
-        init_fd = _pidfd(init_pid)
-        if init_fd is not None:
-            owned.append(init_fd)
-        if init_pid is not None:
-            if cgroup is not None:
-                cgroup.add(init_pid)
-            if plan.root_maps:
-                _bwrap.write_root_maps(init_pid)
-            os.write(block_w, b"go")
-        os.close(block_w)
-        owned.remove(block_w)
+        pipes = _start_bwrap(box, code, stdin, limits, filter_bytes)
+        _release_init(box, pipes, deadline)
+        proc = box.proc
+        assert proc is not None
         out, err = _Capture(limits.max_output_chars), _Capture(limits.max_output_chars)
-
-        def kill() -> None:
-            # Killing the PID namespace's init kills every process of the sandbox; bwrap, left
-            # alive, reaps it, so once bwrap has exited none of them is left.
-            if init_pid is not None:
-                _kill(init_pid)
-            else:
-                _kill(proc.pid, group=True)
-
         # Without a cgroup, the host watches the tree's memory (see _memwatch for the bound).
         memory_watch = None
-        if cgroup is None and init_pid is not None:
+        if box.cgroup is None and box.init_pid is not None:
             with contextlib.suppress(OSError):
-                memory_watch = TreeMemoryWatch(init_pid, limits.memory_mb * 1024 * 1024)
-        stopped_by = _pump(proc, {proc.stdout: out, proc.stderr: err}, deadline, kill, memory_watch)
+                memory_watch = TreeMemoryWatch(box.init_pid, limits.memory_mb * 1024 * 1024)
+        streams = {proc.stdout: out, proc.stderr: err}
+        stopped_by = _pump(proc, streams, deadline, box.kill, memory_watch)
         status = proc.wait()
-        if init_fd is not None:
-            _wait_gone(init_fd, init_pid)
-        started_ok = _read_all(status_r) == b"started"
+        if box.init_fd is not None:
+            _wait_gone(box.init_fd, box.init_pid)
+        started_ok = _read_all(pipes.status_r) == b"started"
         stdout, stdout_truncated = out.text()
         stderr, stderr_truncated = err.text()
         if not started_ok and stopped_by is None:
             raise ToolError(_startup_error(stderr, status))
         # bwrap reports a command killed by signal N as 128 + N, like a shell.
         exit_code = -(status - 128) if status > 128 else status
-        oom_kills = cgroup.oom_kills() if cgroup is not None else 0
+        oom_kills = box.cgroup.oom_kills() if box.cgroup is not None else 0
         killed_by, message = _classify(exit_code, stderr, stopped_by, oom_kills, limits)
         return SandboxResult(
             stdout=stdout,
@@ -358,27 +349,72 @@ def _run_sandboxed(code: str, stdin: str, limits: SandboxLimits) -> SandboxResul
             limit_message=message,
             network="none" if limits.network == "allow" else "namespace",
             isolation="bubblewrap",
-            tree_limits=cgroup.kind if cgroup is not None else "rlimit+watch",
+            tree_limits=box.cgroup.kind if box.cgroup is not None else "rlimit+watch",
             stdout_truncated=stdout_truncated,
             stderr_truncated=stderr_truncated,
             metadata={"seccomp": filter_bytes is not None},
         )
     finally:
-        if proc is not None and proc.poll() is None:  # an error on the way: no sandbox left behind
-            if init_pid is not None:
-                _kill(init_pid)
-            _kill(proc.pid, group=True)
-            proc.wait()
-            if init_fd is not None:
-                _wait_gone(init_fd, init_pid)
-        if proc is not None:
-            for stream in (proc.stdout, proc.stderr):
-                if stream is not None:
-                    stream.close()
-        for fd in owned:
-            os.close(fd)
-        if cgroup is not None:
-            cgroup.remove()
+        box.close()
+
+
+def _start_bwrap(
+    box: _Sandbox, code: str, stdin: str, limits: SandboxLimits, filter_bytes: bytes | None
+) -> _Started:
+    """Start bwrap with the code, stdin and seccomp filter in memfds; its init waits on a pipe."""
+    code_fd = _memfd("main.py", code.encode())
+    stdin_fd = _memfd("stdin", stdin.encode())
+    box.owned += [code_fd, stdin_fd]
+    seccomp_fd = None
+    if filter_bytes is not None:
+        seccomp_fd = _memfd("seccomp", filter_bytes)
+        box.owned.append(seccomp_fd)
+    info_r, info_w = os.pipe()
+    block_r, block_w = os.pipe()
+    status_r, status_w = os.pipe()
+    box.owned += [info_r, info_w, block_r, block_w, status_r, status_w]
+    plan = _bwrap.plan(
+        import_site=limits.import_site,
+        network=limits.network == "allow",
+        workdir_bytes=limits.workdir_mb * 1024 * 1024,
+        code_fd=code_fd,
+        seccomp_fd=seccomp_fd,
+        block_fd=block_r,
+        info_fd=info_w,
+    )
+    # The sandbox's init shares the uid of the code unless the parent writes root maps.
+    nproc = limits.max_processes + (0 if plan.root_maps else 1)
+    argv = [*plan.argv, plan.python, "-I", *([] if limits.import_site else ["-S"])]
+    argv += _bootstrap_args(status_w, _bwrap.SANDBOX_UID, nproc, limits)
+    box.cgroup = open_sandbox_cgroup(limits.memory_mb * 1024 * 1024, limits.max_processes + 1)
+    child_fds = [code_fd, info_w, block_r, status_w] + ([seccomp_fd] if seccomp_fd else [])
+    box.proc = subprocess.Popen(
+        argv,
+        env=dict(_bwrap.SANDBOX_ENV),  # bwrap's own init keeps its environment: not the host's
+        stdin=stdin_fd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        pass_fds=child_fds,
+        start_new_session=True,
+    )
+    for fd in [*child_fds, stdin_fd]:
+        box.close_fd(fd)
+    return _Started(info_r=info_r, block_w=block_w, status_r=status_r, root_maps=plan.root_maps)
+
+
+def _release_init(box: _Sandbox, pipes: _Started, deadline: float) -> None:
+    """Put the sandbox's init in the cgroup, write its root maps, then let it run the code."""
+    box.init_pid = _read_init_pid(pipes.info_r, deadline)
+    box.init_fd = _pidfd(box.init_pid)
+    if box.init_fd is not None:
+        box.owned.append(box.init_fd)
+    if box.init_pid is not None:
+        if box.cgroup is not None:
+            box.cgroup.add(box.init_pid)
+        if pipes.root_maps:
+            _bwrap.write_root_maps(box.init_pid)
+        os.write(pipes.block_w, b"go")
+    box.close_fd(pipes.block_w)
 
 
 def _startup_error(stderr: str, status: int) -> str:
