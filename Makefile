@@ -5,7 +5,7 @@ DATA ?= ../shared/data
 QUESTION ?= Which magazine was started first, Arthur's Magazine or First for Women?
 export QUOTAFLOW_HOME ?= $(CURDIR)/.quotaflow
 
-.PHONY: setup setup-test demo test lint
+.PHONY: setup setup-test demo test test-fast lint
 
 setup:
 	bash scripts/bootstrap.sh
@@ -26,5 +26,11 @@ demo: setup
 test: setup-test
 	$(PY) -m pytest -q -p no:cacheprovider
 
+# The quick loop while editing: no real local model, no vLLM, stop at the first failure.
+test-fast:
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow and not vllm" -x
+
+# ruff's rules and line length, and mypy's packages, are in pyproject.toml.
 lint: setup-test
 	$(PY) -m ruff check orchestrator budget serving_patch workflows cli bench tests
+	$(PY) -m mypy
