@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from cli.app import command_group
-from orchestrator.errors import BadInputError
+from orchestrator.errors import BadInputError, QuotaFlowError, StorageError
 
 app = command_group(name="quotaflow", help="Budget-aware multi-turn agent runtime.", no_args_is_help=True)
 run_app = command_group(help="Run a workflow on one task or a dataset.", no_args_is_help=True)
@@ -47,6 +49,56 @@ def _runtime(db: str | None, **settings: Any):  # type: ignore[no-untyped-def]
     return Runtime(Settings.from_env(db_url=db, **settings))
 
 
+def _db_url(db: str | None) -> str:
+    from orchestrator.settings import Settings
+
+    return Settings.from_env(db_url=db).db_url
+
+
+@contextmanager
+def storage_errors(db: str | None) -> Iterator[None]:
+    """Driver and filesystem errors of the store, wherever they surface, as one StorageError
+    (exit 4): a file that is not a database, a home that is a file, a read-only disk."""
+    try:
+        yield
+    except QuotaFlowError:
+        raise
+    except Exception as exc:
+        from orchestrator.store.db import storage_error
+
+        url = _db_url(db)
+        fault = storage_error(getattr(exc, "orig", None) or exc, url)
+        if fault is None and isinstance(exc, OSError):
+            fault = StorageError(f"database {url} cannot be created: {exc}; set QUOTAFLOW_HOME (or --db) "
+                                 "to a writable directory")
+        if fault is None:
+            raise
+        raise fault from exc
+
+
+def serve_metrics(port: int, addr: str = "127.0.0.1", option: str = "--metrics-port") -> None:
+    """Start the /metrics endpoint; a port in use is bad input, not a traceback."""
+    from orchestrator import metrics
+
+    try:
+        metrics.serve(port, addr)
+    except OSError as exc:
+        raise BadInputError(f"{option} {port}", f"a free port on {addr}", exc.strerror or str(exc)) from exc
+
+
+def parse_task(task: str) -> dict[str, Any]:
+    """``--task``: a JSON object when it starts with ``{``, else the question."""
+    if not task.lstrip().startswith("{"):
+        return {"question": task}
+    try:
+        payload = json.loads(task)
+    except json.JSONDecodeError as exc:
+        raise BadInputError("--task", "a question, or a JSON object", f"not JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise BadInputError("--task", "a question, or a JSON object")
+    return payload
+
+
 def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
@@ -57,6 +109,8 @@ def read_tasks(path: Path, limit: int | None = None) -> tuple[list[dict[str, Any
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise BadInputError(f"dataset {path}", "a readable jsonl file", str(exc)) from exc
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"dataset {path}", "UTF-8 text", f"byte {exc.start}: {exc.reason}") from exc
     tasks: list[dict[str, Any]] = []
     problems: list[str] = []
     for lineno, line in enumerate(text.splitlines(), 1):
@@ -115,16 +169,16 @@ def _agent_command(workflow: str, help_text: str) -> None:
     ) -> None:
         if (task is None) == (dataset is None):
             raise BadInputError("--task/--dataset", "exactly one of them")
+        payload = parse_task(task) if task is not None else None
+        backend_options = _backend_options(backend, base_url, model, script)
         if metrics_port is not None:
-            from orchestrator import metrics
-
-            metrics.serve(metrics_port)
-        asyncio.run(_run_agent(workflow, task, dataset, limit, budget, backend,
-                               _backend_options(backend, base_url, model, script),
-                               tools.split(",") if tools else None, max_turns, concurrency, corpus, db, as_json))
+            serve_metrics(metrics_port)
+        with storage_errors(db):
+            asyncio.run(_run_agent(workflow, payload, dataset, limit, budget, backend, backend_options,
+                                   tools.split(",") if tools else None, max_turns, concurrency, corpus, db, as_json))
 
 
-async def _run_agent(workflow: str, task: str | None, dataset: Path | None, limit: int | None, budget: str,
+async def _run_agent(workflow: str, payload: dict[str, Any] | None, dataset: Path | None, limit: int | None, budget: str,
                      backend: str, backend_options: dict[str, Any], tools: list[str] | None, max_turns: int | None,
                      concurrency: int, corpus: Path | None, db: str | None, as_json: bool) -> None:
     from orchestrator.accounting import run_limits
@@ -137,8 +191,7 @@ async def _run_agent(workflow: str, task: str | None, dataset: Path | None, limi
     kwargs = {"budget": budget, "backend": backend, "backend_options": backend_options, "tools": tools,
               "options": options}
     try:
-        if task is not None:
-            payload = json.loads(task) if task.lstrip().startswith("{") else {"question": task}
+        if payload is not None:
             from rich.console import Console
 
             with Console(stderr=True).status(f"running {workflow} on {backend}..."):
@@ -305,7 +358,8 @@ def resume(
         finally:
             await rt.aclose()
 
-    code = asyncio.run(go())
+    with storage_errors(db):
+        code = asyncio.run(go())
     raise typer.Exit(code)
 
 
@@ -327,7 +381,8 @@ def runs_list(
         finally:
             await rt.aclose()
 
-    rows = asyncio.run(go())
+    with storage_errors(db):
+        rows = asyncio.run(go())
     if as_json:
         _print_json(rows)
         return
@@ -353,7 +408,8 @@ def runs_show(run_id: str, db: DbOpt = None, as_json: JsonOpt = False) -> None:
         finally:
             await rt.aclose()
 
-    report = asyncio.run(go())
+    with storage_errors(db):
+        report = asyncio.run(go())
     _print_json(report) if as_json else _show(report)
 
 
@@ -363,8 +419,9 @@ def db_upgrade(db: DbOpt = None) -> None:
     from orchestrator.settings import Settings
     from orchestrator.store.db import Store
 
-    store = Store(Settings.from_env(db_url=db).db_url)
-    head = store.upgrade()
+    with storage_errors(db):
+        store = Store(Settings.from_env(db_url=db).db_url)
+        head = store.upgrade()
     typer.echo(f"database at revision {head}")
 
 
@@ -376,9 +433,7 @@ def metrics_serve(
     """Serve this process's Prometheus metrics on /metrics until interrupted."""
     import threading
 
-    from orchestrator import metrics
-
-    metrics.serve(port, addr)
+    serve_metrics(port, addr, "--port")
     typer.echo(f"serving metrics on http://{addr}:{port}/metrics", err=True)
     threading.Event().wait()
 

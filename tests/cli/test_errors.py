@@ -1,0 +1,77 @@
+"""Issue 21: every failure a user can cause at the command line is one stderr line and an exit code."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("QUOTAFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("QUOTAFLOW_DB_URL", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def _one_line(res: object, code: int, message: str) -> None:
+    assert res.exit_code == code, res.output  # type: ignore[attr-defined]
+    lines = res.stderr.strip().splitlines()  # type: ignore[attr-defined]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], res.stderr  # type: ignore[attr-defined]
+
+
+def test_a_file_that_is_not_a_database(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = home / "bad.db"
+    bad.write_text("not a database\n" * 100)
+    monkeypatch.setenv("QUOTAFLOW_DB_URL", f"sqlite:///{bad}")
+    _one_line(runner.invoke(app, ["runs", "list"]), 4, "file is not a database")
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_a_home_shadowed_by_a_file(home: Path, monkeypatch: pytest.MonkeyPatch, below: str) -> None:
+    shadow = home / "shadow"
+    shadow.write_text("")
+    monkeypatch.setenv("QUOTAFLOW_HOME", str(shadow / below))
+    _one_line(runner.invoke(app, ["runs", "list"]), 4, "set QUOTAFLOW_HOME (or --db) to a writable directory")
+
+
+def test_an_unreachable_postgresql(home: Path) -> None:
+    _one_line(runner.invoke(app, ["runs", "list", "--db", "postgresql://u@127.0.0.1:9/x"]), 4, "Connection refused")
+
+
+def test_a_db_option_that_is_not_a_url(home: Path) -> None:
+    _one_line(runner.invoke(app, ["runs", "list", "--db", "notaurl"]), 2, "database URL 'notaurl' is not valid")
+
+
+def test_a_busy_metrics_port(home: Path, busy_port: int) -> None:
+    _one_line(runner.invoke(app, ["metrics", "serve", "--port", str(busy_port)]), 2,
+              f"--port {busy_port}: expected a free port")
+    _one_line(runner.invoke(app, ["run", "react", "--task", "q", "--metrics-port", str(busy_port)]), 2,
+              f"--metrics-port {busy_port}: expected a free port")
+
+
+def test_a_dataset_that_is_not_utf8(home: Path) -> None:
+    data = home / "latin1.jsonl"
+    data.write_bytes(json.dumps({"question": "Café?"}, ensure_ascii=False).encode("latin-1"))
+    _one_line(runner.invoke(app, ["run", "react", "--dataset", str(data)]), 2, "expected UTF-8 text")
+
+
+def test_a_task_that_is_malformed_json(home: Path) -> None:
+    _one_line(runner.invoke(app, ["run", "react", "--task", '{"question":']), 2,
+              "--task: expected a question, or a JSON object (not JSON")
