@@ -21,7 +21,7 @@ fi
 py="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$py" -m venv .venv
 pip=".venv/bin/python -m pip"
-stamp=".venv/.quotaflow-$(sha256sum pyproject.toml scripts/bootstrap.sh requirements/*.txt | sha256sum | cut -c1-16)-$want_test"
+stamp=".venv/.quotaflow-$(sha256sum pyproject.toml scripts/bootstrap.sh scripts/fetch_vllm_tests.py requirements/*.txt | sha256sum | cut -c1-16)-$want_test"
 if [ -f "$stamp" ]; then exit 0; fi
 $pip install -q --upgrade pip wheel setuptools
 # CPU build of torch: the generic 'torch' requirement would pull a multi-GB CUDA build.
@@ -38,5 +38,7 @@ if [ "$want_test" = 1 ]; then
   # then the pure-Python requirements the scheduler and config modules import.
   $pip install -q --no-deps "vllm==0.26.0"
   $pip install -q -r requirements/vllm-cpu.txt
+  # vLLM's own scheduler tests (from its source release on PyPI), run against the plugin.
+  .venv/bin/python scripts/fetch_vllm_tests.py .venv/vllm-upstream
 fi
 touch "$stamp"

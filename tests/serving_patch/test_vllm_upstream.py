@@ -1,7 +1,7 @@
 """vLLM 0.26.0's own scheduler tests pass with the plugin's classes wherever they pass on stock.
 
-The tests (``tests/v1/core`` of vLLM's source release, vendored in ``vllm_upstream/``, see its
-README) run twice, each in its own pytest process: once with vLLM's ``Scheduler`` and
+The tests (``tests/v1/core`` of vLLM's source release, fetched from PyPI by
+``scripts/fetch_vllm_tests.py`` during ``scripts/bootstrap.sh --test``; see ``vllm_upstream/README.md``) run twice, each in its own pytest process: once with vLLM's ``Scheduler`` and
 ``AsyncScheduler``, once with ``ContinuumScheduler``/``ContinuumAsyncScheduler`` in their place.
 None of these requests carries program hints, so the plugin must schedule every one of them
 exactly as vLLM does, priorities and ties included, and leave ``Request.priority`` readable.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,13 +23,20 @@ pytest.importorskip("vllm", reason="vLLM 0.26 is not installed (extra quotaflow[
 
 pytestmark = pytest.mark.vllm
 
-UPSTREAM = Path(__file__).parent / "vllm_upstream"
 REPO_ROOT = Path(__file__).resolve().parents[2]
+RUNNER = Path(__file__).parent / "vllm_upstream"
+"""Our configuration of the upstream run (conftest.py, pytest.ini), copied beside vLLM's tests."""
+UPSTREAM = Path(os.environ.get("QUOTAFLOW_VLLM_TESTS", REPO_ROOT / ".venv" / "vllm-upstream"))
 SKIP_REASON_PREFIX = "multimodal model "
 """The only tests allowed to skip: those building a multimodal model (see the README)."""
 
 
 def _start(scheduler: str, report: Path) -> subprocess.Popen[str]:
+    if not (UPSTREAM / "tests" / "v1" / "core").is_dir():
+        pytest.fail(f"vLLM's tests are not at {UPSTREAM}: run scripts/bootstrap.sh --test "
+                    "(or python scripts/fetch_vllm_tests.py DIR with QUOTAFLOW_VLLM_TESTS=DIR)")
+    for ours in ("conftest.py", "pytest.ini"):
+        shutil.copy(RUNNER / ours, UPSTREAM / ours)
     env = dict(os.environ)
     env.update(
         QUOTAFLOW_UPSTREAM_SCHEDULER=scheduler,

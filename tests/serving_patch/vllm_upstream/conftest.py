@@ -3,7 +3,7 @@
 Driven by ``tests/serving_patch/test_vllm_upstream.py``, which runs this directory twice in a
 subprocess; it can also be run by hand from this directory::
 
-    QUOTAFLOW_UPSTREAM_SCHEDULER=plugin PYTHONPATH=../../.. python -m pytest -q tests
+    QUOTAFLOW_UPSTREAM_SCHEDULER=plugin PYTHONPATH=../.. ../bin/python -m pytest -q tests   (in .venv/vllm-upstream)
 
 Environment:
 
