@@ -17,6 +17,7 @@ from orchestrator.errors import ToolError
 from orchestrator.tools._bwrap import SANDBOX_ENV
 from orchestrator.tools.registry import ToolRegistry
 from orchestrator.tools.sandbox import INSTALL_HINT, SandboxLimits, python_tool, run_python
+from tests.orchestrator.tools.test_sandbox_attacks import processes_in_pid_namespace
 
 FAST = SandboxLimits(cpu_s=1, memory_mb=128, file_size_mb=1, wall_s=8.0)
 
@@ -63,19 +64,6 @@ def test_file_size_limit_kills_an_oversized_write() -> None:
     assert "written" not in big.stdout
 
 
-def _processes_in_pid_namespace(ns: str) -> list[int]:
-    """Host pids of the live processes whose PID namespace is ``ns`` ("pid:[4026...]")."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.readlink(entry / "ns" / "pid") == ns and "State:\tZ" not in (entry / "status").read_text():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
 def test_wall_clock_limit_kills_the_whole_sandbox() -> None:
     code = textwrap.dedent("""
         import os, time
@@ -91,7 +79,7 @@ def test_wall_clock_limit_kills_the_whole_sandbox() -> None:
     assert 1.0 <= result.duration_s < 5.0
     namespace = result.stdout.split()[0]
     assert namespace.startswith("pid:[")
-    assert _processes_in_pid_namespace(namespace) == []
+    assert processes_in_pid_namespace(namespace) == []
 
 
 def test_environment_is_the_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -104,7 +92,10 @@ def test_environment_is_the_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_work_directory_is_a_private_tmpfs_that_does_not_outlive_the_call() -> None:
-    code = "import os\nopen('scratch.txt', 'w').write('x')\nprint(os.getcwd(), os.environ['HOME'], sorted(os.listdir('.')))"
+    code = (
+        "import os\nopen('scratch.txt', 'w').write('x')\n"
+        "print(os.getcwd(), os.environ['HOME'], sorted(os.listdir('.')))"
+    )
     result = run_python(code, FAST)
     assert result.ok, result.stderr
     assert result.stdout.split() == ["/sandbox", "/sandbox", "['main.py',", "'scratch.txt']"]
