@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -103,8 +103,34 @@ def _print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
-def read_tasks(path: Path, limit: int | None = None) -> tuple[list[dict[str, Any]], list[str]]:
-    """Rows of a jsonl dataset; malformed lines are reported (with line numbers) and skipped."""
+PARTIAL_EXIT_CODE = 5
+"""Exit code of a dataset run some of whose items did not succeed (see `dataset_exit_code`)."""
+
+
+def dataset_exit_code(items: list[Any]) -> int:
+    """A dataset run's exit code from its items' results (``RunResult``): 0 when every item
+    succeeded; the items' common code when none succeeded and all failed alike (3 all paused on a
+    budget, 4 engine down); else 5, partial."""
+    if all(r.status == "succeeded" for r in items):
+        return 0
+    codes = {r.exit_code or 1 for r in items if r.status != "succeeded"}
+    if len(codes) == 1 and not any(r.status == "succeeded" for r in items):
+        return codes.pop()
+    return PARTIAL_EXIT_CODE
+
+
+def needs_question(row: dict[str, Any]) -> str | None:
+    """What is wrong with a task row of an agent workflow (it needs a non-empty string question)."""
+    question = row.get("question")
+    if not isinstance(question, str):
+        return "missing \"question\"" if question is None else f"\"question\" is not a string ({question!r})"
+    return None if question.strip() else "\"question\" is empty"
+
+
+def read_tasks(path: Path, limit: int | None = None,
+               check: Callable[[dict[str, Any]], str | None] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows of a jsonl dataset; malformed lines, and rows ``check`` finds wrong, are reported
+    (with line numbers) and skipped."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -123,6 +149,9 @@ def read_tasks(path: Path, limit: int | None = None) -> tuple[list[dict[str, Any
             continue
         if not isinstance(row, dict):
             problems.append(f"{path}:{lineno}: expected a JSON object")
+            continue
+        if check is not None and (problem := check(row)) is not None:
+            problems.append(f"{path}:{lineno}: {problem}")
             continue
         tasks.append(row)
         if limit is not None and len(tasks) >= limit:
@@ -202,7 +231,7 @@ async def _run_agent(workflow: str, payload: dict[str, Any] | None, dataset: Pat
                 raise typer.Exit(result.exit_code or 1)
             return
         assert dataset is not None
-        tasks, problems = read_tasks(dataset, limit)
+        tasks, problems = read_tasks(dataset, limit, needs_question)
         for p in problems:
             typer.echo(f"warning: skipped {p}", err=True)
         from rich.progress import (
@@ -216,10 +245,21 @@ async def _run_agent(workflow: str, payload: dict[str, Any] | None, dataset: Pat
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       transient=as_json) as progress:
             bar = progress.add_task(f"{workflow} x {len(tasks)}", total=len(tasks))
+            items: list[Any] = []
+
+            def done(item: Any) -> None:
+                items.append(item)
+                progress.advance(bar)
+
             parent = await rt.run_dataset(workflow, tasks, source=str(dataset), skipped=problems,
-                                          concurrency=concurrency, on_done=lambda _r: progress.advance(bar), **kwargs)
+                                          concurrency=concurrency, on_done=done, **kwargs)
         report = await _report(rt, parent.run_id)
         _print_json(report) if as_json else _show(report)
+        unstored = [r.error for r in items if not r.run_id]
+        for error in dict.fromkeys(unstored):
+            typer.echo(f"error: {unstored.count(error)} item(s) failed before they started: {error}", err=True)
+        if code := dataset_exit_code(items):
+            raise typer.Exit(code)
     finally:
         await rt.aclose()
 
@@ -230,6 +270,17 @@ async def _report(rt: Any, run_id: str) -> dict[str, Any]:
     return await run_report(rt, run_id)
 
 
+def _with_run_id(error: str | None, run_id: str) -> str | None:
+    """A run's stored error with its id in place of the ``RUN_ID`` placeholder of resume hints."""
+    return error.replace("quotaflow resume RUN_ID", f"quotaflow resume {run_id}") if error else error
+
+
+def _one_line(value: Any, width: int = 80) -> str:
+    """``value`` as one line of at most ``width`` characters (answers can span paragraphs)."""
+    text = " ".join(str(value).split()) if value is not None else ""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _show(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -238,9 +289,19 @@ def _show(report: dict[str, Any]) -> None:
     con.print(f"[bold]run {report['run_id']}[/] {report['workflow']} [bold]{report['status']}[/] "
               f"backend={report['backend']} model={report['model']}")
     if report.get("error"):
-        con.print(f"[red]{report['error']}[/]")
+        con.print(f"[red]{_with_run_id(report['error'], report['run_id'])}[/]")
     if report.get("items"):
         con.print(f"items: {report['items']}")
+    if report.get("item_runs"):
+        t = Table(title="items")
+        t.add_column("#")
+        t.add_column("run_id", no_wrap=True)
+        t.add_column("status")
+        t.add_column("answer or error", overflow="fold")
+        for i, item in enumerate(report["item_runs"], 1):
+            shown = item["answer"] if item["status"] == "succeeded" else _with_run_id(item["error"], item["run_id"])
+            t.add_row(str(i), item["run_id"], item["status"], _one_line(shown))
+        con.print(t)
     if report["trajectory"]:
         t = Table(title="trajectory")
         t.add_column("#")
@@ -260,8 +321,8 @@ def _show(report: dict[str, Any]) -> None:
             con.print(t)
     c = report["cost"]
     con.print(f"unified cost: ${c['total_usd']:.6f} (tokens ${c['token_usd']:.6f}, tools ${c['tool_usd']:.6f})")
-    if report.get("result"):
-        con.print(f"[bold green]answer:[/] {report['result'].get('answer')}")
+    if "answer" in (report.get("result") or {}):
+        con.print(f"[bold green]answer:[/] {report['result']['answer']}")
 
 
 _agent_command("react", "ReAct agent with search/browse tools under a budget.")

@@ -57,7 +57,10 @@ async def run_report(rt: Runtime, run_id: str) -> dict[str, Any]:
         run = await s.get(RunRow, run_id)
         if run is None:
             raise RunNotFound(run_id)
-        children = (await s.execute(select(RunRow.id, RunRow.status).where(RunRow.parent_id == run_id))).all()
+        children = (await s.execute(
+            select(RunRow.id, RunRow.status, RunRow.result, RunRow.error)
+            .where(RunRow.parent_id == run_id).order_by(RunRow.created_at, RunRow.id)
+        )).all()
         ids = [run_id] + [c.id for c in children]
         steps = (await s.execute(select(StepRow).where(StepRow.run_id == run_id).order_by(StepRow.id))).scalars().all()
         llm = (await s.execute(
@@ -94,6 +97,8 @@ async def run_report(rt: Runtime, run_id: str) -> dict[str, Any]:
         "error": run.error,
         "created_at": run.created_at.isoformat(),
         "items": {"count": len(children), "by_status": statuses} if children else None,
+        "item_runs": [{"run_id": c.id, "status": c.status, "answer": (c.result or {}).get("answer"),
+                       "error": c.error} for c in children],
         "trajectory": [{"node": st.node, **st.data} for st in steps],
         "llm": [
             {"model": m, "calls": n, "input_tokens": int(i or 0), "cached_input_tokens": int(c or 0),

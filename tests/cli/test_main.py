@@ -9,25 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from orchestrator.tools.corpus import CorpusSource, build_corpus
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
-    docs = tmp_path / "docs.jsonl"
-    docs.write_text("\n".join(json.dumps(d) for d in [
-        {"title": "Paris", "text": "Paris is the capital of France."},
-        {"title": "Berlin", "text": "Berlin is the capital of Germany."},
-    ]))
-    corpus = tmp_path / "corpus.db"
-    build_corpus(corpus, [CorpusSource(docs, "documents")])
-    monkeypatch.setenv("QUOTAFLOW_HOME", str(tmp_path))
-    monkeypatch.setenv("QUOTAFLOW_CORPUS", str(corpus))
-    script = tmp_path / "script.json"
-    script.write_text(json.dumps(["search: capital of France", "answer: Paris"]))
-    return {"home": tmp_path, "script": script}
 
 
 def _json(output: str) -> dict:  # type: ignore[type-arg]
@@ -110,3 +93,12 @@ def test_run_exposes_metrics_on_the_requested_port(env: dict[str, Path]) -> None
     assert res.exit_code == 0, res.output
     scraped = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     assert 'quotaflow_tool_calls_total{outcome="ok",tool="search"}' in scraped
+
+
+def test_a_paused_run_names_its_own_id_in_the_resume_hint(env: dict[str, Path]) -> None:
+    res = runner.invoke(app, ["run", "react", "--task", "Capital of France?", "--backend", "scripted", "--script",
+                              str(env["script"]), "--budget", "tokens=200"])
+    assert res.exit_code == 3, res.output
+    run_id = json.loads(runner.invoke(app, ["runs", "list", "--json"]).output)[0]["run_id"]
+    assert f"quotaflow resume {run_id} --budget tokens=+N" in " ".join(res.stdout.split())
+    assert "RUN_ID" not in res.output
