@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cli.app import CommandErrorsAsOneLine, command_group
+from cli.options import backend_options
 from orchestrator.errors import BadInputError
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ def build_task_payload(
         raise BadInputError("--seas-rule", "confident or agree", seas_rule)
     if reask_singles not in ("always", "unvoted", "never"):
         raise BadInputError("--reask-singles", "always, unvoted or never", reask_singles)
+    if dataset is not None and not dataset.is_file():
+        raise BadInputError(f"--dataset {dataset}", "an existing jsonl file")
     payload: dict[str, Any] = {
         "task": task.lower() if task.lower() in BUILTIN_TASKS else dataclasses.asdict(spec),
         "batch_size": batch_size,
@@ -147,11 +150,7 @@ def batchprompt_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Classify a dataset with many items per call; BPE voting and SEAS early stopping."""
-    options: dict[str, Any] = {}
-    if base_url:
-        options["base_urls"] = list(base_url)
-    if model:
-        options["model"] = model
+    options = backend_options(backend, base_url, model, None)
     payload = build_task_payload(
         task=task, dataset=dataset, data_dir=data_dir, subset=subset, limit=limit, batch_size=batch_size,
         rounds=rounds, seas=seas, voting=voting, unsure_weight=unsure_weight, seed=seed,
@@ -167,4 +166,4 @@ def batchprompt_command(
         if out.result:
             _show(out.result)
     if out.status != "succeeded":
-        raise typer.Exit(3 if out.status == "paused" else 1)
+        raise typer.Exit(out.exit_code or 1)

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.app import command_group
+from cli.options import backend_options
 from orchestrator.errors import BadInputError, QuotaFlowError, StorageError
 
 app = command_group(name="quotaflow", help="Budget-aware multi-turn agent runtime.", no_args_is_help=True)
@@ -161,20 +162,6 @@ def read_tasks(path: Path, limit: int | None = None,
     return tasks, problems
 
 
-def _backend_options(backend: str, base_url: list[str] | None, model: str | None, script: Path | None) -> dict[str, Any]:
-    opts: dict[str, Any] = {}
-    if base_url:
-        opts["base_urls"] = list(base_url)
-    if model:
-        opts["model"] = model
-    if script is not None:
-        try:
-            opts["responses"] = json.loads(script.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise BadInputError(f"--script {script}", "a JSON list of responses", str(exc)) from exc
-    return opts
-
-
 def _agent_command(workflow: str, help_text: str) -> None:
     """A `quotaflow run <workflow>` command for a tool-using agent workflow."""
 
@@ -199,11 +186,11 @@ def _agent_command(workflow: str, help_text: str) -> None:
         if (task is None) == (dataset is None):
             raise BadInputError("--task/--dataset", "exactly one of them")
         payload = parse_task(task) if task is not None else None
-        backend_options = _backend_options(backend, base_url, model, script)
+        client_options = backend_options(backend, base_url, model, script, takes_script=True)
         if metrics_port is not None:
             serve_metrics(metrics_port)
         with storage_errors(db):
-            asyncio.run(_run_agent(workflow, payload, dataset, limit, budget, backend, backend_options,
+            asyncio.run(_run_agent(workflow, payload, dataset, limit, budget, backend, client_options,
                                    tools.split(",") if tools else None, max_turns, concurrency, corpus, db, as_json))
 
 
@@ -385,7 +372,7 @@ def _register_subapps() -> None:
     ) -> None:
         extra = drqa.parse_settings(set_ or [])
         result = drqa.run_drqa(dataset, budget_tokens, method, backend=backend,
-                               backend_options=_backend_options(backend, base_url, model, None), limit=limit,
+                               backend_options=backend_options(backend, base_url, model, None), limit=limit,
                                ledger_budget=budget or None, db=db,
                                options={"force_answer": force_answer, "state_budget": state_budget,
                                         "strategy": strategy, **extra})

@@ -75,3 +75,22 @@ def test_a_dataset_that_is_not_utf8(home: Path) -> None:
 def test_a_task_that_is_malformed_json(home: Path) -> None:
     _one_line(runner.invoke(app, ["run", "react", "--task", '{"question":']), 2,
               "--task: expected a question, or a JSON object (not JSON")
+
+
+def test_batchprompt_on_a_missing_dataset_stores_no_run(home: Path) -> None:
+    _one_line(runner.invoke(app, ["run", "batchprompt", "--dataset", str(home / "nope.jsonl")]), 2,
+              "nope.jsonl: expected an existing jsonl file")
+    assert runner.invoke(app, ["runs", "list", "--json"]).output.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--backend", "scripted"], "--backend scripted: expected --script FILE"),
+        (["--backend", "openai", "--base-url", "not-a-url"], "--base-url not-a-url: expected an http(s) URL"),
+        (["--backend", "openai", "--base-url", "ftp://host/v1"], "--base-url ftp://host/v1: expected an http(s) URL"),
+    ],
+)
+def test_backend_options_are_checked_before_the_run(home: Path, args: list[str], message: str) -> None:
+    _one_line(runner.invoke(app, ["run", "react", "--task", "q", *args]), 2, message)
+    assert runner.invoke(app, ["runs", "list", "--json"]).output.strip() == "[]"

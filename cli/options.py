@@ -1,0 +1,44 @@
+"""Checks and conversions of command-line options shared by the ``quotaflow run`` commands: a bad
+value fails with BadInputError (exit 2) before anything is stored or started."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from orchestrator.errors import BadInputError
+
+
+def check_base_url(url: str) -> str:
+    """``--base-url``: an http(s) URL with a host, e.g. http://localhost:8000/v1."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadInputError(f"--base-url {url}", "an http(s) URL such as http://localhost:8000/v1")
+    return url
+
+
+def check_positive(option: str, value: int | None, *, zero: bool = False) -> None:
+    """``value`` of ``option`` is at least 1 (at least 0 with ``zero``), or not given."""
+    if value is not None and value < (0 if zero else 1):
+        raise BadInputError(f"{option} {value}", "a number >= 0" if zero else "a number >= 1")
+
+
+def backend_options(backend: str, base_url: list[str] | None, model: str | None,
+                    script: Path | None, *, takes_script: bool = False) -> dict[str, Any]:
+    """The client options the backend options of a run command give ``backend``; ``script`` is
+    what a command with a ``--script`` option was given (its scripted backend needs one)."""
+    opts: dict[str, Any] = {}
+    if base_url:
+        opts["base_urls"] = [check_base_url(u) for u in base_url]
+    if model:
+        opts["model"] = model
+    if takes_script and backend == "scripted" and script is None:
+        raise BadInputError("--backend scripted", "--script FILE, a JSON list of the responses to give")
+    if script is not None:
+        try:
+            opts["responses"] = json.loads(script.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BadInputError(f"--script {script}", "a JSON list of responses", str(exc)) from exc
+    return opts
