@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.app import command_group
-from cli.options import backend_options
+from cli.options import backend_options, check_positive
 from orchestrator.errors import BadInputError, QuotaFlowError, StorageError
 
 app = command_group(name="quotaflow", help="Budget-aware multi-turn agent runtime.", no_args_is_help=True)
@@ -185,6 +185,9 @@ def _agent_command(workflow: str, help_text: str) -> None:
     ) -> None:
         if (task is None) == (dataset is None):
             raise BadInputError("--task/--dataset", "exactly one of them")
+        check_positive("--max-turns", max_turns)
+        check_positive("--limit", limit, zero=True)
+        check_positive("--concurrency", concurrency)
         payload = parse_task(task) if task is not None else None
         client_options = backend_options(backend, base_url, model, script, takes_script=True)
         if metrics_port is not None:
@@ -202,7 +205,7 @@ async def _run_agent(workflow: str, payload: dict[str, Any] | None, dataset: Pat
     run_limits(budget, "check")  # fail on a malformed budget before anything starts
     rt = _runtime(db, corpus_path=corpus)
     options: dict[str, Any] = {}
-    if max_turns:
+    if max_turns is not None:
         options["max_turns"] = max_turns
     kwargs = {"budget": budget, "backend": backend, "backend_options": backend_options, "tools": tools,
               "options": options}
@@ -399,6 +402,9 @@ def resume(
     async def go() -> int:
         rt = _runtime(db)
         try:
+            if budget and (await rt.get_run(run_id)).status == "succeeded":
+                raise BadInputError(f"resume {run_id} --budget", "a paused, failed or interrupted run",
+                                    "the run already succeeded; there is nothing to resume")
             result = await rt.resume(run_id, budget=budget or None)
             report = await _report(rt, result.run_id)
             _print_json(report) if as_json else _show(report)
@@ -421,6 +427,11 @@ def runs_list(
 ) -> None:
     """List runs, newest first."""
     from orchestrator.reports import list_runs
+    from orchestrator.types import RunStatus
+
+    check_positive("--limit", limit)
+    if status is not None and status not in {s.value for s in RunStatus}:
+        raise BadInputError(f"--status {status}", "one of " + ", ".join(s.value for s in RunStatus))
 
     async def go() -> list[dict[str, Any]]:
         rt = _runtime(db)

@@ -94,3 +94,26 @@ def test_batchprompt_on_a_missing_dataset_stores_no_run(home: Path) -> None:
 def test_backend_options_are_checked_before_the_run(home: Path, args: list[str], message: str) -> None:
     _one_line(runner.invoke(app, ["run", "react", "--task", "q", *args]), 2, message)
     assert runner.invoke(app, ["runs", "list", "--json"]).output.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "react", "--task", "q", "--max-turns", "0"], "--max-turns 0: expected a number >= 1"),
+        (["run", "react", "--task", "q", "--max-turns", "-3"], "--max-turns -3: expected a number >= 1"),
+        (["run", "react", "--dataset", "x.jsonl", "--limit", "-1"], "--limit -1: expected a number >= 0"),
+        (["run", "react", "--task", "q", "--concurrency", "0"], "--concurrency 0: expected a number >= 1"),
+        (["runs", "list", "--status", "bogus"],
+         "--status bogus: expected one of running, paused, succeeded, failed, interrupted, partial"),
+    ],
+)
+def test_nonsense_option_values_are_rejected(home: Path, args: list[str], message: str) -> None:
+    _one_line(runner.invoke(app, args), 2, message)
+
+
+def test_resuming_a_succeeded_run_with_more_budget_says_so(env: dict[str, Path]) -> None:
+    ran = runner.invoke(app, ["run", "react", "--task", "Capital of France?", "--backend", "scripted",
+                              "--script", str(env["script"]), "--json"])
+    assert ran.exit_code == 0, ran.output
+    run_id = json.loads(runner.invoke(app, ["runs", "list", "--json"]).output)[0]["run_id"]
+    _one_line(runner.invoke(app, ["resume", run_id, "--budget", "search=+5"]), 2, "the run already succeeded")
