@@ -254,6 +254,26 @@ async def _run_agent(workflow: str, payload: dict[str, Any] | None, dataset: Pat
         await rt.aclose()
 
 
+async def resolve_run_id(rt: Any, run_id: str) -> str:
+    """The run whose id is ``run_id`` or, failing that, starts with it (when only one does)."""
+    from sqlalchemy import select
+
+    from orchestrator.errors import RunNotFound
+    from orchestrator.store.models import RunRow
+
+    await rt.store.ensure_schema()
+    async with rt.store.session() as s:
+        if await s.get(RunRow, run_id) is not None:
+            return run_id
+        escaped = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        matches = (await s.scalars(select(RunRow.id).where(RunRow.id.like(f"{escaped}%", escape="\\")).limit(6))).all()
+    if not matches:
+        raise RunNotFound(run_id)
+    if len(matches) > 1:
+        raise BadInputError(f"run id {run_id!r}", "a prefix of one run's id", "matches " + ", ".join(matches[:5]))
+    return str(matches[0])
+
+
 async def _report(rt: Any, run_id: str) -> dict[str, Any]:
     from orchestrator.reports import run_report
 
@@ -402,10 +422,11 @@ def resume(
     async def go() -> int:
         rt = _runtime(db)
         try:
-            if budget and (await rt.get_run(run_id)).status == "succeeded":
-                raise BadInputError(f"resume {run_id} --budget", "a paused, failed or interrupted run",
+            full_id = await resolve_run_id(rt, run_id)
+            if budget and (await rt.get_run(full_id)).status == "succeeded":
+                raise BadInputError(f"resume {full_id} --budget", "a paused, failed or interrupted run",
                                     "the run already succeeded; there is nothing to resume")
-            result = await rt.resume(run_id, budget=budget or None)
+            result = await rt.resume(full_id, budget=budget or None)
             report = await _report(rt, result.run_id)
             _print_json(report) if as_json else _show(report)
             return 0 if result.status == "succeeded" else result.exit_code or 1
@@ -445,14 +466,21 @@ def runs_list(
     if as_json:
         _print_json(rows)
         return
+    from datetime import datetime
+
     from rich.console import Console
     from rich.table import Table
 
-    t = Table()
-    for col in ("run_id", "workflow", "status", "backend", "created_at", "answer"):
-        t.add_column(col)
+    t = Table()  # 80 columns hold whole ids and times; `runs show` has the backend and the full answer
+    t.add_column("run_id", no_wrap=True, min_width=16)
+    t.add_column("workflow", no_wrap=True, overflow="ellipsis")
+    t.add_column("status", no_wrap=True, min_width=9)
+    t.add_column("created_at", no_wrap=True, min_width=23)
+    t.add_column("answer", no_wrap=True, overflow="ellipsis")
     for r in rows:
-        t.add_row(r["run_id"], r["workflow"], r["status"], r["backend"], r["created_at"][:19], str(r["answer"])[:60])
+        created = datetime.fromisoformat(r["created_at"]).astimezone()
+        t.add_row(r["run_id"], r["workflow"], r["status"], created.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                  _one_line(r["answer"], 60))
     Console().print(t)
 
 
@@ -463,7 +491,7 @@ def runs_show(run_id: str, db: DbOpt = None, as_json: JsonOpt = False) -> None:
     async def go() -> dict[str, Any]:
         rt = _runtime(db)
         try:
-            return await _report(rt, run_id)
+            return await _report(rt, await resolve_run_id(rt, run_id))
         finally:
             await rt.aclose()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import case, func, select
@@ -34,11 +35,16 @@ async def list_runs(rt: Runtime, *, limit: int = 20, workflow: str | None = None
             if status and shown != status:
                 continue
             out.append({"run_id": r.id, "workflow": r.workflow, "status": shown, "backend": r.backend,
-                        "model": r.model, "parent_id": r.parent_id, "created_at": r.created_at.isoformat(),
+                        "model": r.model, "parent_id": r.parent_id, "created_at": _utc_iso(r.created_at),
                         "answer": (r.result or {}).get("answer")})
             if len(out) >= limit:
                 break
     return out
+
+
+def _utc_iso(when: datetime) -> str:
+    """ISO 8601 with its time zone: times are stored in UTC, and SQLite hands them back naive."""
+    return (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).isoformat()
 
 
 def _status(run: RunRow) -> str:
@@ -95,7 +101,7 @@ async def run_report(rt: Runtime, run_id: str) -> dict[str, Any]:
         "task": run.task,
         "result": run.result,
         "error": run.error,
-        "created_at": run.created_at.isoformat(),
+        "created_at": _utc_iso(run.created_at),
         "items": {"count": len(children), "by_status": statuses} if children else None,
         "item_runs": [{"run_id": c.id, "status": c.status, "answer": (c.result or {}).get("answer"),
                        "error": c.error} for c in children],
