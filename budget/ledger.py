@@ -17,9 +17,9 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import Table, and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -243,15 +243,17 @@ def _limited_accounts(s: Connection, scopes: set[str]) -> dict[tuple[str, str], 
 
 
 def _upsert_limits(s: Connection, limits: list[Limit]) -> None:
-    if s.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    table = BudgetAccountRow.__table__
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    # Both dialects' INSERT ... ON CONFLICT DO UPDATE take the same arguments.
+    dialect_insert: Callable[[Table], postgresql.Insert | sqlite.Insert] = (
+        postgresql.insert if s.dialect.name == "postgresql" else sqlite.insert
+    )
+    table = cast(Table, BudgetAccountRow.__table__)
     for lim in sorted(limits, key=lambda lim: (lim.scope, lim.resource)):  # one lock order for every writer
         stmt = dialect_insert(table).values(scope=lim.scope, resource=lim.resource, limit_amount=lim.amount,
                                             reserved=0.0, spent=0.0)
-        current = func.coalesce(table.c.limit_amount, 0.0)  # type: ignore[attr-defined]
+        current = func.coalesce(table.c.limit_amount, 0.0)
         new_limit = current + stmt.excluded.limit_amount if lim.relative else stmt.excluded.limit_amount
         s.execute(stmt.on_conflict_do_update(index_elements=["scope", "resource"],
                                              set_={"limit_amount": new_limit}))

@@ -47,10 +47,7 @@ def run_limits(budget: str | Sequence[Limit] | None, run_id: str, tools: Iterabl
     """The limits of a budget string or list, with ``run`` (the default scope) as ``run:<id>``.
     With ``tools`` (the run's tool names), a limit on anything no call charges is refused."""
     try:
-        if isinstance(budget, str):
-            limits = parse_budget(budget, run_scope(run_id))
-        else:
-            limits = list(budget or [])
+        limits = parse_budget(budget, run_scope(run_id)) if isinstance(budget, str) else list(budget or [])
         if tools is not None:
             check_resources(limits, tools)
     except BudgetSpecError as exc:

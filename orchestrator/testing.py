@@ -361,7 +361,7 @@ class LoopbackServer:
             self._loop = loop
             try:
                 loop.run_until_complete(self.listen())
-            except BaseException as exc:  # noqa: BLE001 - re-raised by start() in the caller's thread
+            except BaseException as exc:  # re-raised by start() in the caller's thread
                 failure.append(exc)
                 ready.set()
                 loop.close()
@@ -439,7 +439,7 @@ class LoopbackServer:
             out = self.responder(request)
             if inspect.isawaitable(out):
                 out = await out
-        except Exception as exc:  # noqa: BLE001 - the test reads self.errors, the client gets a 500
+        except Exception as exc:  # the test reads self.errors, the client gets a 500
             self.errors.append(f"{type(exc).__name__}: {exc}")
             writer.write(_json_response(500, {"error": {"message": f"responder failed: {exc}"}}))
             return True
@@ -805,7 +805,7 @@ def _run_checks(checks: Mapping[str, Any], run: Callable[[Any], Awaitable[None]]
     for name, check in checks.items():
         try:
             asyncio.run(run(check))  # type: ignore[arg-type]
-        except Exception as exc:  # noqa: BLE001 - every failed check is reported, not only the first
+        except Exception as exc:  # every failed check is reported, not only the first
             failed.append(f"{name}: {type(exc).__name__}: {exc}")
     if failed:
         raise AssertionError(f"{len(failed)} of {len(checks)} {what} checks failed:\n  " + "\n  ".join(failed))

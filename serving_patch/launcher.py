@@ -59,7 +59,7 @@ def build_command(
                 "use --no-patch to choose them yourself",
             )
     scheduler = SYNC_SCHEDULER if "--no-async-scheduling" in args else ASYNC_SCHEDULER
-    return command + ["--scheduler-cls", scheduler, "--scheduling-policy", "priority"] + args
+    return [*command, "--scheduler-cls", scheduler, "--scheduling-policy", "priority", *args]
 
 
 def build_env(

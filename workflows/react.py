@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from langgraph.graph import END, START, StateGraph
 
 from orchestrator.types import Message, SamplingOptions
-from workflows.actions import ANSWER, fallback_answer, parse_actions
 from orchestrator.workflow import Workflow
+from workflows.actions import ANSWER, fallback_answer, parse_actions
 
 if TYPE_CHECKING:
     from orchestrator.context import RunContext
@@ -74,8 +74,8 @@ def build(ctx: RunContext) -> StateGraph:
         response = await ctx.chat(messages, sampling=SamplingOptions(max_tokens=max_tokens, stop=("\n",)),
                                   tool_name=previous_tool, is_last_step=last)
         actions = parse_actions(response.text, tool_names)
-        update: dict[str, Any] = {"turn": turn + 1,
-                                  "messages": [*state["messages"], {"role": "assistant", "content": response.text.strip()}]}
+        reply = {"role": "assistant", "content": response.text.strip()}
+        update: dict[str, Any] = {"turn": turn + 1, "messages": [*state["messages"], reply]}
         # One action per turn; output with no action line is taken as the answer (documented fallback).
         action = actions[0] if actions else None
         if action is None:
@@ -83,8 +83,10 @@ def build(ctx: RunContext) -> StateGraph:
         if action is None or action.kind == ANSWER or last:
             if action is None:
                 answer = fallback_answer(response.text)
-            else:  # an answer, or a tool call the turn limit no longer allows
-                answer = action.value if action.kind == ANSWER else ""
+            elif action.kind == ANSWER:
+                answer = action.value
+            else:  # a tool call the turn limit no longer allows
+                answer = ""
             update["answer"] = answer or None
             update["pending"] = None
             update["stop_reason"] = "answered" if answer else "turn_limit"

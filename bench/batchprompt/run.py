@@ -265,7 +265,7 @@ def plot(rows: list[dict[str, Any]], model: str, path: Path) -> None:
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.5), squeeze=False)
     colors = {8: "tab:blue", 16: "tab:orange", 32: "tab:green"}
     markers = {"paper": "s", "agree": "^", "logprob": "D"}
-    for ax, task in zip(axes[0], tasks):
+    for ax, task in zip(axes[0], tasks, strict=True):
         for r in (r for r in rows if r["task"] == task):
             share = r.get("input_token_share_pct", 100.0)
             if r["method"] == "single":
@@ -484,7 +484,7 @@ class Results:
             write_json(path, out[key])
         try:
             plot(out["detail"]["results"], label, self.args.out_dir / f"summary-{label}.png")
-        except Exception as exc:  # noqa: BLE001  (a plot must not cost the numbers)
+        except Exception as exc:  # a plot must not cost the numbers
             out["detail"]["errors"]["plot"] = f"{type(exc).__name__}: {exc}"
         return out
 
@@ -527,12 +527,16 @@ async def run_grid(args: argparse.Namespace) -> dict[str, Any]:
         async def one(point: GridPoint) -> None:
             task, items = data[point.task]
             try:
-                results.done[point] = await run_batchprompt(task, items, point.config(**common),
-                                                            (constrained_chats if point.constrained else chats)[point.task],
-                                                            clients[point.task].count_tokens)
+                results.done[point] = await run_batchprompt(
+                    task,
+                    items,
+                    point.config(**common),
+                    (constrained_chats if point.constrained else chats)[point.task],
+                    clients[point.task].count_tokens,
+                )
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001  (one broken configuration must not lose the others' figures)
+            except Exception as exc:  # one broken configuration must not lose the others' figures
                 results.errors[point.name] = f"{type(exc).__name__}: {exc}"
             bar.advance(job)
 
@@ -564,7 +568,9 @@ async def run_grid(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    ints = lambda s: [int(x) for x in s.split(",") if x]
+    def ints(s: str) -> list[int]:
+        return [int(x) for x in s.split(",") if x]
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--base-url", action="append", default=[], help="OpenAI-compatible endpoint (repeatable)")
     p.add_argument("--model", default="", help="model name as the server knows it")
@@ -611,13 +617,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(f"{len(d['results'])} configurations in {d['wall_s']} s; {d['num_prompts_sent']} prompts sent for "
           f"{d['num_prompts_asked']} asked; errors: {len(d['errors'])}; incomplete: {len(d['incomplete'])}")
     for row in d["results"]:
-        print(f"  {row['task']:5} {row['method']:6} bs={row['batch_size']:2} k={row['rounds']} "
-              f"seas={(row['variant'] or '-'):7}{' C' if row['constrained'] else '  '} acc={row['accuracy']:5.1f} in={row['input_tokens']:8} "
-              f"out={row['output_tokens']:6} calls={row['calls']:4} fail={row['parse_failure_rate']:.3f} "
-              f"tok%={row.get('input_token_share_pct', 100.0):5.1f} "
-              f"paper-tok%={row.get('paper_accounting_token_share_pct', 100.0):5.1f} "
-              f"calls%={row.get('call_share_pct', 100.0):5.1f} exits={row['seas_exits_by_round']}"
-              + ("  GOAL MET" if row.get("meets_goal") else ""))
+        print(
+            f"  {row['task']:5} {row['method']:6} bs={row['batch_size']:2} k={row['rounds']} "
+            f"seas={(row['variant'] or '-'):7}{' C' if row['constrained'] else '  '} acc={row['accuracy']:5.1f} "
+            f"in={row['input_tokens']:8} "
+            f"out={row['output_tokens']:6} calls={row['calls']:4} fail={row['parse_failure_rate']:.3f} "
+            f"tok%={row.get('input_token_share_pct', 100.0):5.1f} "
+            f"paper-tok%={row.get('paper_accounting_token_share_pct', 100.0):5.1f} "
+            f"calls%={row.get('call_share_pct', 100.0):5.1f} exits={row['seas_exits_by_round']}"
+            + ("  GOAL MET" if row.get("meets_goal") else "")
+        )
     return out
 
 

@@ -164,28 +164,33 @@ def summarize(records: Sequence[RunRecord]) -> tuple[list[dict[str, Any]], list[
         summary.append(row)
         verifier_calls = sum(r.num_verifier_calls for r in rs)
         limit_units = sum(r.limit_units for r in rs)
-        details.append({
-            **row,
-            "num_runs": len(rs),
-            "num_failed": sum(r.status != "succeeded" for r in rs),
-            "num_answered": sum(bool(r.answer.strip()) for r in rs),
-            "budget_violations": sum(r.violations for r in rs),
-            "units_by_tool": {t: _mean([r.tool_units.get(t, 0.0) for r in rs]) for t in BUDGET_TOOLS},
-            "unused_budget_fraction": (sum(r.unused_units for r in rs) / limit_units) if limit_units else None,
-            "invalid_verifier_json_rate": (sum(r.num_invalid_json for r in rs) / verifier_calls) if verifier_calls else None,
-            "num_verifier_calls": verifier_calls,
-            "truncated_verifier_json_rate": (sum(r.num_truncated_json for r in rs) / verifier_calls)
-            if verifier_calls else None,
-            "format_errors_per_run": _mean([r.num_format_errors for r in rs]),
-            "long_answer_fraction": _mean([len(r.answer) > LONG_ANSWER_CHARS for r in rs]),
-            "mean_answer_chars": _mean([len(r.answer) for r in rs]),
-            "extraction_calls_per_run": _mean([r.num_extractions for r in rs]),
-            "stop_reasons": {k: sum(r.stop == k for r in rs) for k in sorted({r.stop for r in rs})},
-            "refused_calls": sum(r.num_refused for r in rs),
-            "llm_calls_per_run": _mean([r.num_llm_calls for r in rs]),
-            "cached_input_tokens": _mean([r.cached_input_tokens for r in rs]),
-            "total_cost_usd": sum(r.cost_usd for r in rs),
-        })
+        details.append(
+            {
+                **row,
+                "num_runs": len(rs),
+                "num_failed": sum(r.status != "succeeded" for r in rs),
+                "num_answered": sum(bool(r.answer.strip()) for r in rs),
+                "budget_violations": sum(r.violations for r in rs),
+                "units_by_tool": {t: _mean([r.tool_units.get(t, 0.0) for r in rs]) for t in BUDGET_TOOLS},
+                "unused_budget_fraction": (sum(r.unused_units for r in rs) / limit_units) if limit_units else None,
+                "invalid_verifier_json_rate": (sum(r.num_invalid_json for r in rs) / verifier_calls)
+                if verifier_calls
+                else None,
+                "num_verifier_calls": verifier_calls,
+                "truncated_verifier_json_rate": (sum(r.num_truncated_json for r in rs) / verifier_calls)
+                if verifier_calls
+                else None,
+                "format_errors_per_run": _mean([r.num_format_errors for r in rs]),
+                "long_answer_fraction": _mean([len(r.answer) > LONG_ANSWER_CHARS for r in rs]),
+                "mean_answer_chars": _mean([len(r.answer) for r in rs]),
+                "extraction_calls_per_run": _mean([r.num_extractions for r in rs]),
+                "stop_reasons": {k: sum(r.stop == k for r in rs) for k in sorted({r.stop for r in rs})},
+                "refused_calls": sum(r.num_refused for r in rs),
+                "llm_calls_per_run": _mean([r.num_llm_calls for r in rs]),
+                "cached_input_tokens": _mean([r.cached_input_tokens for r in rs]),
+                "total_cost_usd": sum(r.cost_usd for r in rs),
+            }
+        )
     return summary, details, sum(r.violations for r in records)
 
 
@@ -412,11 +417,17 @@ async def run_cells(cfg: BenchConfig, cells: Sequence[tuple[str, int]], question
     async def one(method: str, budget: int, q: dict[str, Any]) -> None:
         async with sem:
             try:
-                res = await rt.run(METHOD_WORKFLOWS.get(method, method), {"question": q["question"]}, budget=f"search={budget},browse={budget}",
-                                   backend=backend, backend_options=dict(cfg.backend_options),
-                                   tools=list(BUDGET_TOOLS), options=dict(cfg.options))
+                res = await rt.run(
+                    METHOD_WORKFLOWS.get(method, method),
+                    {"question": q["question"]},
+                    budget=f"search={budget},browse={budget}",
+                    backend=backend,
+                    backend_options=dict(cfg.backend_options),
+                    tools=list(BUDGET_TOOLS),
+                    options=dict(cfg.options),
+                )
                 outcomes.append((method, budget, q, res.run_id, res.status, res.result, res.error or ""))
-            except Exception as exc:  # noqa: BLE001 - one broken run must not sink the benchmark
+            except Exception as exc:  # one broken run must not sink the benchmark
                 outcomes.append((method, budget, q, "", "error", None, f"{type(exc).__name__}: {exc}"))
         if on_done is not None:
             on_done()
@@ -515,7 +526,7 @@ def run_benchmark(cfg: BenchConfig, *, progress: Callable[[int], None] | None = 
                 try:
                     wait_s = None if hard_stop is None else max(1.0, hard_stop - time.time())
                     rows.extend(f.result(timeout=wait_s))
-                except Exception as exc:  # noqa: BLE001 - a lost worker must not lose the others' results
+                except Exception as exc:  # a lost worker must not lose the others' results
                     lost = True
                     print(f"bench bats: worker {i} failed ({type(exc).__name__}: {exc}); its questions are missing",
                           file=sys.stderr)
@@ -624,13 +635,26 @@ def bench_bats(
     workers: Annotated[int, typer.Option(help="Processes (each with its own SQLite store).")] = 1,
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("bench/results/bats"),
     corpus: Annotated[Path | None, typer.Option(help="Built corpus db (default: built from the dataset).")] = None,
-    option: Annotated[list[str] | None, typer.Option("--option", "-o", help="Workflow option KEY=JSON (repeat).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Rule client instead of a model (control flow only).")] = False,
-    time_limit: Annotated[float | None, typer.Option("--time-limit", help="Seconds: cancel runs still going "
-                          f"{COLLECT_MARGIN_S:g} s before, write what finished.")] = None,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", "-o", help="Workflow option KEY=JSON (repeat).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Rule client instead of a model (control flow only).")
+    ] = False,
+    time_limit: Annotated[
+        float | None,
+        typer.Option(
+            "--time-limit", help=f"Seconds: cancel runs still going {COLLECT_MARGIN_S:g} s before, write what finished."
+        ),
+    ] = None,
     name: Annotated[str, typer.Option(help="Result file suffix (summary-NAME.json); default from --model.")] = "",
-    primary: Annotated[bool, typer.Option("--primary", help="Also write summary.json, details.json, "
-                       "cost_accuracy.png (the figures docs/benchmarks.md cites).")] = False,
+    primary: Annotated[
+        bool,
+        typer.Option(
+            "--primary",
+            help="Also write summary.json, details.json, cost_accuracy.png (the figures docs/benchmarks.md cites).",
+        ),
+    ] = False,
 ) -> None:
     """Benchmark BATS against ReAct, ReAct + Budget Tracker, budget forcing and parallel voting."""
     from rich.console import Console

@@ -390,7 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--datasets", default="gsm8k,math")
     p.add_argument("--limit", type=int, default=0, help="questions per dataset for allocation (0: all)")
     p.add_argument("--fractions", default="0.5,0.6,0.75", help="budgets as fractions of unlimited's spend")
-    p.add_argument("--max-tokens", type=int, default=512, help="quota ceiling: most tokens uniform/drqa give one question")
+    p.add_argument(
+        "--max-tokens", type=int, default=512, help="quota ceiling: most tokens uniform/drqa give one question"
+    )
     p.add_argument("--unlimited-max-tokens", type=int, default=4096,
                    help="unlimited's per-question max_tokens (the model stops on its own well before it, except "
                         "in loops); when above --max-tokens, unlimited also runs once capped at --max-tokens "
@@ -509,9 +511,12 @@ def allocation_table(entries: list[dict[str, Any]]) -> list[str]:
     rows = []
     for e in entries:
         share = e["reasoning_tokens"] / base[e["dataset"]] if base.get(e["dataset"]) else float("nan")
-        rows.append(f"{e['dataset']:6} {e.get('variant') or e['method']:9} budget={e['total_budget']!s:>6} acc={e['accuracy']:.3f} "
-                    f"tokens={e['reasoning_tokens']} ({share:.0%} of unlimited) truncated={e['num_truncated']} "
-                    f"forced={e['num_forced']} unparsable={e['num_unparsable']} {e['seconds']}s")
+        rows.append(
+            f"{e['dataset']:6} {e.get('variant') or e['method']:9} budget={e['total_budget']!s:>6} "
+            f"acc={e['accuracy']:.3f} "
+            f"tokens={e['reasoning_tokens']} ({share:.0%} of unlimited) truncated={e['num_truncated']} "
+            f"forced={e['num_forced']} unparsable={e['num_unparsable']} {e['seconds']}s"
+        )
     return rows
 
 

@@ -337,7 +337,13 @@ def pack(out: Path) -> None:
 
 # -- on the CPU side ------------------------------------------------------------------------------
 DATASETS = ("batchprompt_reference", "boolq", "gsm8k", "hotpotqa", "humaneval", "math", "mbpp", "qqp", "rte")
-EXTRA_WHEELS = ("langgraph==1.2.24", "langgraph-checkpoint-sqlite", "sqlalchemy[asyncio]==2.1.9", "aiosqlite", "alembic")
+EXTRA_WHEELS = (
+    "langgraph==1.2.24",
+    "langgraph-checkpoint-sqlite",
+    "sqlalchemy[asyncio]==2.1.9",
+    "aiosqlite",
+    "alembic",
+)
 """What the runtime needs beyond the GPU image and the vLLM bundle."""
 KEEP_WHEELS = ("aiosqlite", "alembic", "distro", "greenlet", "jsonpatch", "jsonpointer", "langchain_core",
                "langchain_protocol", "langsmith", "mako", "orjson", "ormsgpack", "requests_toolbelt",

@@ -108,7 +108,11 @@ def turn_messages(history: list[dict[str, str]]) -> list[Message]:
 
 
 def _history_after(history: list[dict[str, str]], reply: str) -> list[dict[str, str]]:
-    return [*history, {"role": "assistant", "content": reply}, {"role": "tool", "content": OBSERVATION, "name": "search"}]
+    return [
+        *history,
+        {"role": "assistant", "content": reply},
+        {"role": "tool", "content": OBSERVATION, "name": "search"},
+    ]
 
 
 def _build(ctx: Any) -> StateGraph:
@@ -241,7 +245,7 @@ async def runtime_phase(rt: Runtime, base_url: str, concurrency: int, num_progra
             try:
                 result = await rt.run(BENCH_WORKFLOW, {"question": QUESTION}, budget=BUDGET, backend="openai",
                                       backend_options=backend_options, options={"turns": turns})
-            except Exception as exc:  # noqa: BLE001 - every exception is a failure to count, not a crash of the bench
+            except Exception as exc:  # every exception is a failure to count, not a crash of the bench
                 errors.append(f"{type(exc).__name__}: {exc}")
                 return
             t_end = time.perf_counter()
@@ -442,13 +446,22 @@ def main(argv: list[str] | None = None) -> int:
         server.terminate()
         server.wait(timeout=10)
     summary = summarise(phases, cfg)
-    raw = {**{k: summary[k] for k in ("commit", "machine", "date")},
-           "config": {"concurrencies": list(cfg.concurrencies), "turns_per_program": cfg.turns,
-                      "min_programs": cfg.min_programs, "warmup_programs": cfg.warmup_programs, "budget": BUDGET,
-                      "server": "orchestrator.testing loopback server (asyncio streams, separate process, instant canned reply)",
-                      "overhead": "quantile(runtime turn latency) - quantile(raw httpx call latency), same N"},
-           "load_average_at_start": list(load_at_start), "load_average_at_end": list(os.getloadavg()),
-           "total_wall_s": time.perf_counter() - started, "phases": phases}
+    raw = {
+        **{k: summary[k] for k in ("commit", "machine", "date")},
+        "config": {
+            "concurrencies": list(cfg.concurrencies),
+            "turns_per_program": cfg.turns,
+            "min_programs": cfg.min_programs,
+            "warmup_programs": cfg.warmup_programs,
+            "budget": BUDGET,
+            "server": "orchestrator.testing loopback server (asyncio streams, separate process, instant canned reply)",
+            "overhead": "quantile(runtime turn latency) - quantile(raw httpx call latency), same N",
+        },
+        "load_average_at_start": list(load_at_start),
+        "load_average_at_end": list(os.getloadavg()),
+        "total_wall_s": time.perf_counter() - started,
+        "phases": phases,
+    }
     write_json(out / "summary.json", summary)
     write_json(out / "raw.json", raw)
     plot(summary, phases, out / "overhead.png")

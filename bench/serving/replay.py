@@ -89,26 +89,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--arrivals", choices=("window", "poisson"), default="window",
                         help="window: Poisson arrivals conditioned on the level's count within the window (realized "
                              "rate = nominal); poisson: an unconditioned draw (runs before 2026-11-28 21:10 UTC).")
-    parser.add_argument("--drain-s", type=float, default=25.0, help="Max wait after the window; then unfinished programs are cut (censored JCT).")
+    parser.add_argument(
+        "--drain-s",
+        type=float,
+        default=25.0,
+        help="Max wait after the window; then unfinished programs are cut (censored JCT).",
+    )
     parser.add_argument("--output-scale", type=float, default=0.15, help="Output length scale (time compression).")
     parser.add_argument("--tool-scale", type=float, default=1.0, help="Tool pause scale (time compression).")
     parser.add_argument("--max-tool-s", type=float, default=5.0, help="Cap on one tool pause, seconds.")
     parser.add_argument("--max-turns", type=int, default=10, help="Turns kept per program.")
     parser.add_argument("--max-context", type=int, default=12288, help="Programs are cut before this context.")
     parser.add_argument("--num-synthetic", type=int, default=48, help="Synthetic programs in the pool.")
-    parser.add_argument("--kv-blocks", type=int, default=3000, help="KV cache blocks of 16 tokens (small: memory pressure).")
+    parser.add_argument(
+        "--kv-blocks", type=int, default=3000, help="KV cache blocks of 16 tokens (small: memory pressure)."
+    )
     parser.add_argument("--max-num-seqs", type=int, default=128)
     parser.add_argument("--max-num-batched-tokens", type=int, default=8192)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--configs", default=",".join(CONFIGS), help="Subset of stock,fixed_ttl,utility_ttl.")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
-    parser.add_argument("--budget-s", type=float, default=510.0, help="Wall-clock budget of the whole run; drains shrink to fit.")
+    parser.add_argument(
+        "--budget-s", type=float, default=510.0, help="Wall-clock budget of the whole run; drains shrink to fit."
+    )
     parser.add_argument("--commit", default="", help="Commit to record (the GPU copy of the tree has no .git).")
     parser.add_argument("--merge", type=Path, nargs="+", help="Merge raw replay_*.json files of runs of the same plan "
                         "that ran different configs into one summary (pass the runs' plan flags too).")
     parser.add_argument("--plot-only", action="store_true", help="Redraw jct_vs_load.png from summary.json (CPU).")
-    parser.add_argument("--gpus", default="", help="Comma-separated GPU indices: run the configs at the same time, one per GPU "
-                        "(same programs and arrivals, no config waits for another); empty: one after another on the default GPU.")
+    parser.add_argument(
+        "--gpus",
+        default="",
+        help="Comma-separated GPU indices: run the configs at the same time, one per GPU "
+        "(same programs and arrivals, no config waits for another); empty: one after another on the default GPU.",
+    )
     parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
     parser.add_argument("--child-deadline", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
@@ -173,7 +186,9 @@ def plugin_env(config: str, service: ServiceModel | None) -> dict[str, str]:
         min_samples=30,
     )
     if service is not None:
-        cfg = cfg.replace(prefill_a_s=max(0.0, service.prefill_a_s), prefill_b_s_per_token=service.prefill_b_s_per_token)
+        cfg = cfg.replace(
+            prefill_a_s=max(0.0, service.prefill_a_s), prefill_b_s_per_token=service.prefill_b_s_per_token
+        )
     return cfg.to_env()
 
 
@@ -227,7 +242,10 @@ async def _replay(args: argparse.Namespace, engine: Any, levels: list[Level], pr
 
     # Warm-up, then calibration of the isolated service time (fresh tokens: no cache hits).
     rng = random.Random(12345)
-    fresh = lambda n: [rng.randrange(1000, 120000) for _ in range(n)]
+
+    def fresh(n: int) -> list[int]:
+        return [rng.randrange(1000, 120000) for _ in range(n)]
+
     await generate(fresh(64), 8, None)
 
     async def timed(n_prompt: int, n_out: int) -> float:
@@ -277,7 +295,7 @@ async def _replay(args: argparse.Namespace, engine: Any, levels: list[Level], pr
 
         tasks = [
             asyncio.create_task(run_program(i, p, off, li, t0, records))
-            for i, (p, off) in enumerate(zip(level.programs, level.arrivals_s))
+            for i, (p, off) in enumerate(zip(level.programs, level.arrivals_s, strict=True))
         ]
         # The parent fixes one drain for every config (see run_parent), so all systems get the
         # same time before unfinished programs are cut: censored JCTs stay comparable.
@@ -466,10 +484,12 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     entries = sorted(summary["loads"], key=lambda e: e.get("realized_programs_per_min", e["programs_per_min"]))
     loads = [e["realized_programs_per_min"] if realized else e["programs_per_min"] for e in entries]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for config, color in zip(CONFIGS, ("tab:gray", "tab:blue", "tab:green")):
+    for config, color in zip(CONFIGS, ("tab:gray", "tab:blue", "tab:green"), strict=True):
         if all(config in entry for entry in entries):
             ax.plot(loads, [e[config]["mean_jct_s"] for e in entries], "o-", color=color, label=f"{config} mean")
-            ax.plot(loads, [e[config]["p95_jct_s"] for e in entries], "x--", color=color, alpha=0.6, label=f"{config} p95")
+            ax.plot(
+                loads, [e[config]["p95_jct_s"] for e in entries], "x--", color=color, alpha=0.6, label=f"{config} p95"
+            )
     ax.plot(loads, [e["lower_bound_mean_jct_s"] for e in entries], "k:", label="lower bound (mean)")
     ax.set_xlabel("offered load (programs / min, as realized)" if realized else "load (programs / min)")
     ax.set_ylabel("job completion time (s)")
@@ -527,7 +547,9 @@ PRIOR_SERVICE = ServiceModel(prefill_a_s=0.011, prefill_b_s_per_token=17.6e-6, t
 calibration the plugin children measured on the H200 in the earlier sequential runs."""
 
 
-def _child_command(args: argparse.Namespace, argv: list[str], config: str, drain_s: float, deadline: float) -> tuple[list[str], Path]:
+def _child_command(
+    args: argparse.Namespace, argv: list[str], config: str, drain_s: float, deadline: float
+) -> tuple[list[str], Path]:
     out = Path(tempfile.mkdtemp(prefix="qf-child-")) / f"{config}.json"
     base_argv = [a for a in argv if a != "--dry-run"] + ["--drain-s", f"{drain_s:.2f}"]
     cmd = [sys.executable, "-m", "bench.serving.replay", *base_argv, "--child", config, "--child-out", str(out),
@@ -565,7 +587,7 @@ def run_parent(args: argparse.Namespace, argv: list[str]) -> None:
         if gpus:
             progress.describe(f"{', '.join(configs)} side by side on GPUs {', '.join(gpus)}")
             running = []
-            for config, gpu in zip(configs, gpus):
+            for config, gpu in zip(configs, gpus, strict=False):  # extra GPUs stay idle
                 cmd, out = _child_command(args, argv, config, drain_s, start + args.budget_s)
                 env = _child_env(config, PRIOR_SERVICE, gpu)
                 running.append((config, out, subprocess.Popen(cmd, cwd=ROOT, env=env)))
@@ -587,8 +609,22 @@ def run_parent(args: argparse.Namespace, argv: list[str]) -> None:
     write_results(args, children, levels, start)
 
 
-_PLAN_ARGS = ("loads", "trace", "arrivals", "window_s", "output_scale", "tool_scale", "max_tool_s", "max_turns", "max_context",
-              "num_synthetic", "kv_blocks", "max_num_seqs", "max_num_batched_tokens", "seed")
+_PLAN_ARGS = (
+    "loads",
+    "trace",
+    "arrivals",
+    "window_s",
+    "output_scale",
+    "tool_scale",
+    "max_tool_s",
+    "max_turns",
+    "max_context",
+    "num_synthetic",
+    "kv_blocks",
+    "max_num_seqs",
+    "max_num_batched_tokens",
+    "seed",
+)
 """Arguments that fix the workload and the engine: runs merged with --merge must agree on them."""
 
 
@@ -629,8 +665,13 @@ def write_results(args: argparse.Namespace, children: dict[str, dict[str, Any]],
         summary["merged_from"] = merged_from
     write_json(args.out_dir / "summary.json", summary)
     stamp = summary["date"].replace(":", "").replace("-", "")
-    raw = {"summary": summary, "args": {k: str(v) for k, v in vars(args).items()}, "service_model": asdict(service),
-           "workload": {str(level.programs_per_min): describe(level.programs) for level in levels}, "children": children}
+    raw = {
+        "summary": summary,
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "service_model": asdict(service),
+        "workload": {str(level.programs_per_min): describe(level.programs) for level in levels},
+        "children": children,
+    }
     write_json(args.out_dir / f"replay_{stamp}.json", raw)
     try:
         plot(summary, args.out_dir / "jct_vs_load.png")
@@ -641,7 +682,10 @@ def write_results(args: argparse.Namespace, children: dict[str, dict[str, Any]],
         line = [f"{entry['programs_per_min']:>6.0f}/min  LB {entry['lower_bound_mean_jct_s']:6.1f}s"]
         for config in configs:
             s = entry[config]
-            line.append(f"{config} mean {s['mean_jct_s']:6.1f}s p95 {s['p95_jct_s']:6.1f}s hit {s['prefix_hit_rate']:.2f} pre {s['preemptions']}")
+            line.append(
+                f"{config} mean {s['mean_jct_s']:6.1f}s p95 {s['p95_jct_s']:6.1f}s "
+                f"hit {s['prefix_hit_rate']:.2f} pre {s['preemptions']}"
+            )
         print(" | ".join(line))
 
 
@@ -657,7 +701,9 @@ def dry_run(args: argparse.Namespace) -> dict[str, Any]:
                 "programs_per_min": level.programs_per_min,
                 "num_programs": len(level.programs),
                 "last_arrival_s": round(max(level.arrivals_s), 2),
-                "lower_bound_mean_jct_s_placeholder": round(statistics.fmean(service.lower_bound_s(p) for p in level.programs), 2),
+                "lower_bound_mean_jct_s_placeholder": round(
+                    statistics.fmean(service.lower_bound_s(p) for p in level.programs), 2
+                ),
                 **describe(level.programs),
             }
             for level in levels

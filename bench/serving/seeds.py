@@ -156,11 +156,20 @@ def main(argv: list[str] | None = None) -> None:
     write_json(args.out_dir / "seeds.json", result)
     plot(result, args.out_dir / "seeds.png")
     ok, bad = result["where_stock_sustains"], result["where_stock_does_not"]
-    print(f"stock sustains {ok['cells']} cells: speed-up {ok['speedup_range']}, stock/lower bound {ok['stock_headroom_range']}, "
-          f"{ok['cells_with_headroom_for_goal']} with room for {args.goal}x")
-    print(f"stock does not sustain {bad['cells']} cells: speed-up {bad['speedup_range']}, plugin sustained {bad['plugin_sustained']}")
+    print(
+        f"stock sustains {ok['cells']} cells: speed-up {ok['speedup_range']}, "
+        f"stock/lower bound {ok['stock_headroom_range']}, "
+        f"{ok['cells_with_headroom_for_goal']} with room for {args.goal}x"
+    )
+    print(
+        f"stock does not sustain {bad['cells']} cells: speed-up {bad['speedup_range']}, "
+        f"plugin sustained {bad['plugin_sustained']}"
+    )
     for seed in result["per_seed"]:
-        print(f"seed {seed['seed']}: highest load stock sustains {seed['highest_load_stock_sustains']}: {seed['at_highest']}")
+        print(
+            f"seed {seed['seed']}: highest load stock sustains {seed['highest_load_stock_sustains']}: "
+            f"{seed['at_highest']}"
+        )
 
 
 if __name__ == "__main__":

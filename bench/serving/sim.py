@@ -240,7 +240,9 @@ def simulate_level(
         num_preemptions += len(out.preempted_req_ids)
         for new in out.scheduled_new_reqs:
             act = active[new.req_id]
-            records[act.program]["cached_tokens"] += act.request.num_computed_tokens - out.num_scheduled_tokens[new.req_id]
+            records[act.program]["cached_tokens"] += (
+                act.request.num_computed_tokens - out.num_scheduled_tokens[new.req_id]
+            )
         req_ids = list(out.num_scheduled_tokens)
         if not req_ids:
             # Nothing fits right now (pins or running turns hold the blocks): wait for an event.
@@ -348,8 +350,10 @@ def main(argv: list[str] | None = None) -> None:
                          f"hit {s['prefix_hit_rate']:.2f} pre {s['preemptions']} trend {s['jct_trend']:.2f}")
         print(" | ".join(parts), flush=True)
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(args.out_dir / "sim.json", {"step_cost": asdict(cost), "args": {k: str(v) for k, v in vars(args).items()},
-                                           "loads": rows})
+    write_json(
+        args.out_dir / "sim.json",
+        {"step_cost": asdict(cost), "args": {k: str(v) for k, v in vars(args).items()}, "loads": rows},
+    )
 
 
 if __name__ == "__main__":

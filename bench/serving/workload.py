@@ -162,7 +162,9 @@ def write_swe_turns(programs: Sequence[ProgramSpec], path: Path) -> None:
         writer.writerow(SWE_TURNS_FIELDS)
         for program in programs:
             for k, t in enumerate(program.turns):
-                writer.writerow([program.program_id, k, t.num_new_tokens, t.num_output_tokens, repr(t.tool_s), t.tool_name or ""])
+                writer.writerow(
+                    [program.program_id, k, t.num_new_tokens, t.num_output_tokens, repr(t.tool_s), t.tool_name or ""]
+                )
 
 
 def load_swe_turns(path: Path, *, max_context: int = 16384) -> list[ProgramSpec]:
@@ -171,7 +173,12 @@ def load_swe_turns(path: Path, *, max_context: int = 16384) -> list[ProgramSpec]
     with path.open(newline="") as handle:
         for row in csv.DictReader(handle):
             turns[row["program"]].append(
-                TurnSpec(int(row["num_new_tokens"]), int(row["num_output_tokens"]), float(row["tool_s"]), row["tool_name"] or None)
+                TurnSpec(
+                    int(row["num_new_tokens"]),
+                    int(row["num_output_tokens"]),
+                    float(row["tool_s"]),
+                    row["tool_name"] or None,
+                )
             )
     programs = [_finish(pid, "continuum_swe", list(ts), max_context) for pid, ts in turns.items()]
     return [p for p in programs if p is not None]

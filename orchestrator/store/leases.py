@@ -67,6 +67,7 @@ def acquire(conn: Connection, run_id: str, owner: str) -> tuple[str, datetime] |
     if taken == 1:
         return None
     holder, until = conn.execute(select(RunRow.lease_owner, RunRow.lease_expires_at).where(RunRow.id == run_id)).one()
+    assert until is not None  # every write sets the owner and the expiry together
     return str(holder), until
 
 

@@ -134,7 +134,11 @@ def build_graph(ctx: RunContext) -> StateGraph:
         run = start(task, items, config, ctx.llm.count_tokens)
         await ctx.record_step(
             "plan",
-            {"num_items": len(items), "batch_sizes": [len(b) for b in run.batches], "load_errors": state["load_errors"]},
+            {
+                "num_items": len(items),
+                "batch_sizes": [len(b) for b in run.batches],
+                "load_errors": state["load_errors"],
+            },
         )
         return {"run": run.to_dict()}
 

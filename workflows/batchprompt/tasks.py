@@ -253,10 +253,8 @@ def load_task(spec: str | Path | dict[str, Any] | TaskSpec) -> TaskSpec:
         return spec
     if isinstance(spec, dict):
         return task_from_dict(spec)
-    if isinstance(spec, str) and spec.lower() in BUILTIN_TASKS:
-        path = _SPEC_DIR / f"{spec.lower()}.toml"
-    else:
-        path = Path(spec)
+    builtin = isinstance(spec, str) and spec.lower() in BUILTIN_TASKS
+    path = _SPEC_DIR / f"{str(spec).lower()}.toml" if builtin else Path(spec)
     if not path.is_file():
         raise BadInputError(
             f"--task {spec}", f"one of {', '.join(BUILTIN_TASKS)} or a task spec file (.json or .toml)"
@@ -272,7 +270,7 @@ def load_task(spec: str | Path | dict[str, Any] | TaskSpec) -> TaskSpec:
 def _item_from_row(task: TaskSpec, row: Any, line: int) -> Item:
     """One row as an item; raises ValueError with the reason when the row is unusable."""
     if not isinstance(row, dict):
-        raise ValueError(f"expected a JSON object, got {type(row).__name__}")  # noqa: TRY004  (bad data, not a bad call)
+        raise ValueError(f"expected a JSON object, got {type(row).__name__}")  # bad data, not a bad call
     inputs: dict[str, str] = {}
     for f in task.input_fields:
         value = row.get(f.key)

@@ -8,16 +8,17 @@ vLLM). Batch mode puts ``batch_size`` questions in one prompt (the probe format 
 from __future__ import annotations
 
 import random
+from functools import partial
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from workflows.answers import extract_final_answer
-from workflows.drqa.quota.batch import approx_token_count, compose_probe_messages, parse_probe_response
 from orchestrator.aio import gather_limited
 from orchestrator.llm.base import LLMClient
 from orchestrator.types import LLMRequest, SamplingOptions
+from workflows.answers import extract_final_answer
 from workflows.drqa.datasets import DatasetSpec, Item
 from workflows.drqa.prompts import solve_messages
+from workflows.drqa.quota.batch import approx_token_count, compose_probe_messages, parse_probe_response
 from workflows.drqa.training.labels import Chain
 
 __all__ = ["GenerationConfig", "generate_chains"]
@@ -85,12 +86,12 @@ async def generate_chains(
 
     thunks: list[Callable[[], Awaitable[list[Chain]]]] = []
     for k in range(config.num_single):
-        thunks += [lambda it=it, k=k: single(it, k) for it in items]
+        thunks += [partial(single, it, k) for it in items]
     rng = random.Random(config.seed)
     for k in range(config.num_batch):
         order = list(items)
         rng.shuffle(order)
         groups = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
-        thunks += [lambda g=g, k=k: batch(g, k) for g in groups]
+        thunks += [partial(batch, g, k) for g in groups]
     results = await gather_limited(config.concurrency, thunks)
     return [c for chunk in results for c in chunk]

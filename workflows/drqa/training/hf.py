@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -20,8 +20,10 @@ def load_model(path: str, *, device: str, dtype: torch.dtype = torch.float32) ->
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
-    return model, tok
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    # transformers wraps PreTrainedModel.to in a decorator whose stub loses the bound self; the call
+    # still goes to PreTrainedModel.to.
+    return cast(torch.nn.Module, model).to(device), tok
 
 
 def format_chat(tokenizer: Any, messages: Sequence[Message]) -> str:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal
 
 __all__ = ["LABEL_OF", "LETTER_OF", "Chain", "Label", "LabelConfig", "label_chains"]
 
 
-class Label(str, Enum):
+class Label(StrEnum):
     INCORRECT = "incorrect"
     VERBOSE = "correct-verbose"
     CONCISE = "correct-concise"
