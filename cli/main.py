@@ -31,7 +31,8 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
 app.add_typer(metrics_app, name="metrics")
 
-DbOpt = Annotated[str | None, typer.Option("--db", help="Database URL (default: QUOTAFLOW_DB_URL or .quotaflow/quotaflow.db)")]
+DbOpt = Annotated[str | None, typer.Option(
+    "--db", help="Database URL (default: QUOTAFLOW_DB_URL, else quotaflow.db in QUOTAFLOW_HOME or ~/.local/share/quotaflow)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 

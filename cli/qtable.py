@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 app = command_group(help="PriorDynaFlow Q-tables (one versioned table per task family).", no_args_is_help=True)
 
-DbOpt = Annotated[str | None, typer.Option("--db", help="Database URL (default: QUOTAFLOW_DB_URL or .quotaflow/quotaflow.db)")]
+DbOpt = Annotated[str | None, typer.Option(
+    "--db", help="Database URL (default: QUOTAFLOW_DB_URL, else quotaflow.db in QUOTAFLOW_HOME or ~/.local/share/quotaflow)")]
 VersionOpt = Annotated[int | None, typer.Option("--version", "-v", help="A stored version (default: the newest).")]
 
 

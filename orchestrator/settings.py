@@ -12,7 +12,12 @@ _ENV_PREFIX = "QUOTAFLOW_"
 
 
 def _default_home() -> Path:
-    return Path(os.environ.get(f"{_ENV_PREFIX}HOME", Path.cwd() / ".quotaflow"))
+    """``QUOTAFLOW_HOME``, else the user's data directory (``$XDG_DATA_HOME/quotaflow``, by default
+    ``~/.local/share/quotaflow``): runs are found from any working directory."""
+    if home := os.environ.get(f"{_ENV_PREFIX}HOME"):
+        return Path(home)
+    data = os.environ.get("XDG_DATA_HOME") or ""
+    return (Path(data) if Path(data).is_absolute() else Path.home() / ".local" / "share") / "quotaflow"
 
 
 @dataclass(frozen=True)
@@ -23,7 +28,8 @@ class Settings:
     """SQLAlchemy URL of the store and checkpoints: ``sqlite:///path.db`` (default, under ``home``)
     or ``postgresql://user@host/db``."""
     home: Path = field(default_factory=_default_home)
-    """Directory for the default SQLite database, the corpus and caches."""
+    """Directory for the default SQLite database, the corpus and caches (``QUOTAFLOW_HOME``;
+    default ``$XDG_DATA_HOME/quotaflow`` or ``~/.local/share/quotaflow``)."""
     corpus_path: Path | None = None
     """SQLite FTS5 corpus the ``search``/``browse`` tools read (default ``home/corpus.db``)."""
     price_table: Path | None = None
