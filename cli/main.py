@@ -518,11 +518,18 @@ def metrics_serve(
     port: Annotated[int, typer.Option(help="Port of /metrics.")] = 9464,
     addr: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
 ) -> None:
-    """Serve this process's Prometheus metrics on /metrics until interrupted."""
+    """Serve Prometheus /metrics until interrupted: those of every QuotaFlow process that shares
+    QUOTAFLOW_METRICS_DIR with it; without that variable, only this idle process's own."""
     import threading
 
+    from orchestrator.settings import metrics_dir
+
     serve_metrics(port, addr, "--port")
-    typer.echo(f"serving metrics on http://{addr}:{port}/metrics", err=True)
+    shared = metrics_dir()
+    what = (f"the metrics of every QuotaFlow process writing to {shared}" if shared else
+            "this process's metrics only (QUOTAFLOW_METRICS_DIR is not set: set it, to the same directory, for "
+            "every QuotaFlow process and this one to serve theirs)")
+    typer.echo(f"serving {what} on http://{addr}:{port}/metrics", err=True)
     threading.Event().wait()
 
 
