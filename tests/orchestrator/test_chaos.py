@@ -1,0 +1,66 @@
+"""Crash and resume, randomized (issue 16), at CI scale: the campaign of ``bench/chaos/campaign.py``
+(``bench/chaos/run.py`` is the full run) on SQLite and PostgreSQL. Each built-in workflow and an
+SDK workflow with four parallel tool+LLM branches is SIGKILLed at seeded points (while the
+provider handles the n-th request: the scripted rule in the worker kills its own process, the
+loopback server kills the worker before answering), resumed, and compared with the same run
+left alone: result, state, trajectory, call records and charges identical, no double charge, no
+ReplayDivergence. ``pytest -s`` prints each summary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bench.chaos import campaign
+from tests import pg
+
+SEED = 16
+NUM_KILLS = {"scripted": 2, "loopback": 1}
+_names = itertools.count()
+
+_LOST_STEP = ("orchestrator/workflow.py drive: a run killed after a step's writes were saved but before the next "
+              "checkpoint has snapshot.next == () and is taken as finished: resume returns the stale state "
+              "'succeeded' (test_resume_regressions.py::test_resume_after_writes_without_next_checkpoint); hit at "
+              "random kill points, so not strict here")
+
+CASES = [
+    pytest.param("react", "scripted"),
+    pytest.param("bats", "scripted", marks=pytest.mark.xfail(strict=False, reason=_LOST_STEP)),
+    pytest.param("priordynaflow", "scripted", marks=pytest.mark.xfail(strict=False, reason=_LOST_STEP)),
+    pytest.param("batchprompt", "scripted"),
+    pytest.param("drqa", "scripted"),
+    pytest.param("chaos_fanout", "scripted", marks=pytest.mark.xfail(strict=False, reason=_LOST_STEP)),
+    pytest.param("react", "loopback"),
+    pytest.param("bats", "loopback"),
+    pytest.param("drqa", "loopback"),
+    pytest.param("chaos_fanout", "loopback"),
+]
+
+
+@pytest.fixture
+def new_db(db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """A fresh, empty database per call, on the backend ``db_url`` is parametrised over."""
+    if db_url.startswith("sqlite"):
+        return lambda label: f"sqlite:///{tmp_path / label}.db"
+    server: pg.PgServer = request.getfixturevalue("pg_server")
+    return lambda label: server.create_db(f"qfc_{os.getpid()}_{next(_names)}")
+
+
+@pytest.mark.parametrize(("name", "backend"), CASES)
+def test_killed_runs_resume_identical(name: str, backend: str, new_db: Callable[[str], str], tmp_path: Path) -> None:
+    summary = asyncio.run(campaign.campaign(name, backend, new_db, tmp_path, seed=SEED,
+                                            num_kills=NUM_KILLS[backend]))
+    print(f"\nchaos {name}/{backend}: {json.dumps(summary)}")
+    assert summary["errors"] == [] and summary["differences"] == [], summary
+    assert summary["kills"] == summary["trials"] == NUM_KILLS[backend]
+    assert summary["identical"] == summary["trials"]
+    assert summary["double_charges"] == 0 and summary["divergences"] == 0
+    # Requests in flight at a kill are sent again (several where a node's calls run concurrently).
+    assert summary["resent_requests"] >= 0
