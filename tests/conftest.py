@@ -10,13 +10,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests import pg
+from tests import extras, pg
 
 _counter = itertools.count()
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[pg.PgServer]:
+    pytest.importorskip("psycopg", reason=extras.POSTGRES)
     if pg.find_bindir() is None:
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL binaries missing in CI: .ci/run must install them")

@@ -44,6 +44,7 @@ from orchestrator.tools.define import tool
 from orchestrator.tools.registry import ToolRegistry
 from orchestrator.types import Message, SamplingOptions
 from orchestrator.workflow import Workflow
+from tests import extras
 from workflows.drqa.sim import make_rows
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,6 +118,7 @@ async def _statuses(rt: Runtime) -> list[str]:
 @pytest.fixture(scope="module")
 def smollm2_tokenizer() -> Any:
     """SmolLM2's tokenizer, from the converted model the local backend caches (made on first use)."""
+    pytest.importorskip("transformers", reason=extras.LOCAL)
     from transformers import AutoTokenizer
 
     from orchestrator.llm.local import LocalClient, LocalConfig

@@ -7,16 +7,16 @@ import asyncio
 import pytest
 from sqlalchemy import func, select
 
+from budget.errors import BudgetSpecError, LimitReached
 from budget.ledger import Charge, Ledger
 from budget.limits import Limit, parse_budget
-from budget.errors import BudgetSpecError, LimitReached
-from orchestrator.store.db import Store
 from budget.tables import BudgetAccountRow, LedgerEntryRow
+from orchestrator.store.db import Store
 
 
 def test_parse_budget() -> None:
     limits = parse_budget("search=10, browse=5,tokens=20000,usd=0.5,team/search=+3", "run:x")
-    assert [(l.scope, l.resource, l.amount, l.relative) for l in limits] == [
+    assert [(lim.scope, lim.resource, lim.amount, lim.relative) for lim in limits] == [
         ("run:x", "tool:search", 10.0, False),
         ("run:x", "tool:browse", 5.0, False),
         ("run:x", "tokens", 20000.0, False),

@@ -21,7 +21,7 @@ def main(db_url: str, run_id: str, fifo: str) -> None:
         nonlocal calls
         calls += 1
         if calls == 3:
-            with open(fifo, "w") as f:  # noqa: ASYNC230 - blocking on purpose: the test opens the FIFO
+            with open(fifo, "w") as f:  # blocking on purpose: the test opens the FIFO
                 f.write("in third search\n")
             await asyncio.Event().wait()
         return await plain.fn(args)

@@ -14,6 +14,7 @@ import pytest
 from orchestrator import metrics
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
+from tests import extras
 from tests.orchestrator.fakes import fake_search_registry, searching_client
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,7 +97,7 @@ def test_dashboard_queries_only_existing_metrics() -> None:
 
 
 def test_alert_rules_are_loaded_well_formed_and_query_existing_metrics() -> None:
-    import yaml
+    yaml = pytest.importorskip("yaml", reason=extras.DEV)
 
     prom = ROOT / "deploy" / "prometheus"
     assert "alerts.yml" in yaml.safe_load((prom / "prometheus.yml").read_text())["rule_files"]
@@ -117,7 +118,7 @@ def test_alert_rules_are_loaded_well_formed_and_query_existing_metrics() -> None
 
 
 def _vllm_metric_names() -> set[str]:
-    vllm = pytest.importorskip("vllm")
+    vllm = pytest.importorskip("vllm", reason=extras.SERVE)
     source = (Path(vllm.__file__).parent / "v1" / "metrics" / "loggers.py").read_text()
     return set(re.findall(r'"(vllm:[a-z_]+)"', source))
 

@@ -18,6 +18,7 @@ from bench.serving.workload import (
     poisson_arrivals,
     synthesize,
 )
+from tests import extras
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,6 +75,7 @@ def test_plan_is_deterministic_and_loads_increase() -> None:
 
 
 def test_summary_has_the_checked_shape(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason=extras.BENCH)
     args = replay.parse_args(["--loads", "30,90"])
     _, levels = replay.make_plan(args)
 
@@ -163,7 +165,7 @@ class _FakeEngine:
     @staticmethod
     def _common(a: list[int], b: list[int]) -> int:
         n = 0
-        for x, y in zip(a, b):
+        for x, y in zip(a, b, strict=False):  # a common prefix: lengths differ
             if x != y:
                 break
             n += 1
@@ -177,7 +179,7 @@ class _FakeEngine:
 def test_replay_loop_against_a_fake_engine() -> None:
     import asyncio
 
-    pytest.importorskip("vllm")
+    pytest.importorskip("vllm", reason=extras.SERVE)
     args = replay.parse_args(
         ["--loads", "600,1200", "--window-s", "0.5", "--drain-s", "3", "--tool-scale", "0.001", "--max-turns", "3"]
     )
@@ -187,7 +189,7 @@ def test_replay_loop_against_a_fake_engine() -> None:
     assert engine.resets == 2 and len(result["levels"]) == 2
     service = result["service"]
     assert service["prefill_b_s_per_token"] > 0 and service["tpot_s"] > 0
-    for level, plan in zip(result["levels"], levels):
+    for level, plan in zip(result["levels"], levels, strict=True):
         programs = level["programs"]
         assert len(programs) == len(plan.programs) and all(p["done"] for p in programs)
         assert sum(p["turns"] for p in programs) == sum(len(p.turns) for p in plan.programs)
@@ -279,7 +281,7 @@ def test_window_arrivals_offer_the_nominal_rate_within_the_window() -> None:
 
     for seed in range(5):
         arrivals = window_arrivals(105, 45.0, seed=seed)
-        assert arrivals == sorted(arrivals) and 0.0 <= arrivals[0] and arrivals[-1] < 45.0
+        assert arrivals == sorted(arrivals) and arrivals[0] >= 0.0 and arrivals[-1] < 45.0
         assert 140.0 <= replay.realized_rate(arrivals) <= 150.0  # 105 in 45 s: 140/min, up to the last arrival
     args = replay.parse_args(["--loads", "120,150", "--window-s", "45"])
     assert args.arrivals == "window"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.serving import seeds
+from tests import extras
 
 
 def _block(mean: float, p95: float, trend: float) -> dict:
@@ -47,6 +48,7 @@ def test_speedup_and_headroom_where_stock_sustains_and_where_it_collapses() -> N
 
 
 def test_main_writes_json_and_plot_and_refuses_runs_of_other_loads(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason=extras.BENCH)
     paths = []
     for i, run in enumerate([_summary([(6.0, 1.0), (7.0, 1.0)], [6.0, 7.0], 120.0)] * 2):
         paths.append(tmp_path / f"s{i}.json")

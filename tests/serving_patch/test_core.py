@@ -162,7 +162,10 @@ def test_fixed_policy_pins_short_and_unknown_tools_only() -> None:
     policy = FixedTTLPolicy(model, threshold_s=2.0, max_ttl_s=30.0)
     model.observe("slow", 5.0)
     model.observe("fast", 0.5)
-    ttl = lambda tool: policy.ttl_s(TTLInputs(tool, 100, 0.0, 1.0))
+
+    def ttl(tool: str) -> float:
+        return policy.ttl_s(TTLInputs(tool, 100, 0.0, 1.0))
+
     assert (ttl("slow"), ttl("fast"), ttl("never-seen")) == (0.0, 2.0, 2.0)
 
 
@@ -215,13 +218,22 @@ def test_core_pins_stopped_turn_and_hands_off_at_admission() -> None:
 def test_core_never_pins_last_step_aborted_or_unknown_program() -> None:
     core = _core()
     core.on_arrival("last", _hints("p", is_last_step=True), priority=0, arrival_time=0, now=0)
-    assert core.on_finished("last", stopped_normally=True, pinnable=True, num_blocks=4, num_tokens=64, now=1).pin is None
+    assert (
+        core.on_finished("last", stopped_normally=True, pinnable=True, num_blocks=4, num_tokens=64, now=1).pin is None
+    )
     assert "p" not in core.programs
     core.on_arrival("abort", _hints("q"), priority=0, arrival_time=0, now=0)
-    assert core.on_finished("abort", stopped_normally=False, pinnable=True, num_blocks=4, num_tokens=64, now=1).pin is None
+    assert (
+        core.on_finished("abort", stopped_normally=False, pinnable=True, num_blocks=4, num_tokens=64, now=1).pin is None
+    )
     core.on_arrival("anon", None, priority=0, arrival_time=0, now=0)
-    assert core.on_finished("anon", stopped_normally=True, pinnable=True, num_blocks=4, num_tokens=64, now=1).pin is None
-    assert core.on_finished("never-arrived", stopped_normally=True, pinnable=True, num_blocks=4, num_tokens=64, now=1).pin is None
+    assert (
+        core.on_finished("anon", stopped_normally=True, pinnable=True, num_blocks=4, num_tokens=64, now=1).pin is None
+    )
+    assert (
+        core.on_finished("never-arrived", stopped_normally=True, pinnable=True, num_blocks=4, num_tokens=64, now=1).pin
+        is None
+    )
     assert core.counters.pins_created == 0
 
 

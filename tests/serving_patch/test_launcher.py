@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from serving_patch import launcher
 from serving_patch.config import ContinuumConfig
 from serving_patch.errors import BadInputError
+from tests import extras
 
 
 @pytest.fixture
@@ -72,7 +73,7 @@ def test_launcher_refuses_other_vllm_versions(monkeypatch: pytest.MonkeyPatch) -
     from serving_patch.compat import UnsupportedVLLMError
 
     monkeypatch.setattr(launcher.metadata, "version", lambda name: "0.25.1")
-    with pytest.raises(UnsupportedVLLMError, match="0.26.x only"):
+    with pytest.raises(UnsupportedVLLMError, match=r"0\.26\.x only"):
         launcher.check_installed_vllm()
 
 
@@ -115,8 +116,10 @@ def test_cli_default_policy_is_fixed_unless_the_environment_names_one(
     assert ContinuumConfig.from_env(recorded["env"]).ttl_policy == "fixed"
 
 
+@pytest.mark.vllm
 def test_vllm_026_parser_accepts_the_usage_details_flag() -> None:
     # The real vLLM 0.26 frontend parser (CPU import): the flag the launcher adds must exist there.
+    pytest.importorskip("vllm", reason=extras.SERVE)
     from vllm.entrypoints.openai.cli_args import FrontendArgs
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 

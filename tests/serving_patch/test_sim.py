@@ -8,6 +8,7 @@ from typing import ClassVar
 import pytest
 
 from bench.serving import replay, sim
+from tests import extras
 
 
 def test_jct_trend_separates_a_growing_queue_from_a_steady_one() -> None:
@@ -36,6 +37,7 @@ def test_pins_keep_prefixes_under_pressure_in_virtual_time(tmp_path: Path) -> No
     # A small KV cache (250 blocks = 4k tokens) and enough programs that stock evicts the
     # prefixes of programs in a tool call; the plugin pins them. Virtual time: deterministic.
     # (At 300 blocks the two mean JCTs are within 0.3%, too close to assert an order.)
+    pytest.importorskip("vllm", reason=extras.SERVE)
     args = replay.parse_args([
         "--loads", "240", "--window-s", "6", "--drain-s", "120", "--kv-blocks", "250",
         "--max-context", "3000", "--max-turns", "4", "--num-synthetic", "12", "--max-num-seqs", "8",

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("vllm", reason="vLLM 0.26 is not installed (extra quotaflow[serve])")
+from tests import extras
+
+pytest.importorskip("vllm", reason=extras.SERVE)
 
 from tests.serving_patch.vllm_harness import Driver, make_scheduler, tokens, write_tiny_model
 
@@ -296,5 +298,5 @@ def test_version_check_refuses_other_vllm_series() -> None:
     assert require_supported_vllm().startswith("0.26.")
     check_vllm_version("0.26.3")
     for bad in ("0.25.1", "0.10.2", "1.0.0", "0.26"):
-        with pytest.raises(UnsupportedVLLMError, match="supports vLLM 0.26.x only"):
+        with pytest.raises(UnsupportedVLLMError, match=r"supports vLLM 0\.26\.x only"):
             check_vllm_version(bad)

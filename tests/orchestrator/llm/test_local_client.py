@@ -10,6 +10,7 @@ import pytest
 from orchestrator.llm import create_client
 from orchestrator.llm.local import LocalClient, LocalConfig, default_gguf_path
 from orchestrator.types import LLMRequest, LLMResponse, Message, ProgramHints, SamplingOptions
+from tests import extras
 
 SYSTEM = Message("system", "You are a helpful assistant. Answer in one short sentence.")
 
@@ -27,6 +28,7 @@ def test_default_gguf_is_found_in_the_installed_package() -> None:
 
 @pytest.fixture(scope="session")
 def client() -> LocalClient:
+    pytest.importorskip("transformers", reason=extras.LOCAL)
     local = create_client("local", num_threads=1)
     assert isinstance(local, LocalClient)
     local.count_tokens("warm up")  # loads the model once for the session
@@ -36,6 +38,7 @@ def client() -> LocalClient:
 @pytest.fixture(scope="session")
 def no_reuse() -> LocalClient:
     """Same model (shared in-process), no KV cache reuse: the reference for reuse."""
+    pytest.importorskip("transformers", reason=extras.LOCAL)
     return LocalClient(LocalConfig(num_threads=1, max_cached_programs=0))
 
 
@@ -118,6 +121,7 @@ def test_bad_config_is_rejected(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError):
         LocalConfig(num_threads=0)
+    pytest.importorskip("torch", reason=extras.LOCAL)
     missing = LocalClient(LocalConfig(gguf_path=str(tmp_path / "nope.gguf")))
     with pytest.raises(ConfigError, match="not found"):
         missing.count_tokens("x")

@@ -12,6 +12,7 @@ from orchestrator.llm.openai import OpenAIClient, OpenAIConfig, backoff_delay
 from orchestrator.llm.routing import EndpointRouter, affinity_score, rank_endpoints
 from orchestrator.testing import LoopbackServer
 from orchestrator.types import LLMRequest, LLMResponse, Message, ProgramHints, SamplingOptions
+from tests import extras
 
 from .conftest import behaviour
 
@@ -262,7 +263,7 @@ def test_empty_model_is_asked_from_the_server(servers: list[LoopbackServer]) -> 
 
 def test_routing_moves_few_programs_when_an_endpoint_is_added() -> None:
     three = ["u1", "u2", "u3"]
-    four = three + ["u4"]
+    four = [*three, "u4"]
     moved = sum(three[rank_endpoints(three, f"p{i}")[0]] != four[rank_endpoints(four, f"p{i}")[0]]
                 for i in range(1000))
     assert 150 < moved < 350  # about a quarter, not (as with modulo hashing) three quarters
@@ -292,7 +293,7 @@ def test_count_tokens_approximate_or_with_tokenizer() -> None:
 
 @pytest.mark.vllm
 def test_request_body_is_accepted_by_vllm_and_hints_reach_sampling_params(servers: list[LoopbackServer]) -> None:
-    protocol = pytest.importorskip("vllm.entrypoints.openai.chat_completion.protocol")
+    protocol = pytest.importorskip("vllm.entrypoints.openai.chat_completion.protocol", reason=extras.SERVE)
     server = servers[0]
 
     async def go() -> None:

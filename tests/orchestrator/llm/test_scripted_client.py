@@ -70,7 +70,7 @@ def test_factory_builds_each_backend_and_rejects_unknown() -> None:
     assert known_backends() == ["local", "openai", "scripted"]
     with pytest.raises(ConfigError, match="known backends: local, openai, scripted"):
         create_client("nope")
-    with pytest.raises(ConfigError, match="unknown option.*bogus.*known options"):
+    with pytest.raises(ConfigError, match=r"unknown option.*bogus.*known options"):
         create_client("scripted", bogus=1)
     with pytest.raises(ConfigError, match="no base URL"):
         create_client("openai", base_urls=[])

@@ -95,7 +95,14 @@ def test_json_values_round_trip_with_keys() -> None:
 
 
 def test_objects_round_trip() -> None:
-    value = [_Note(WEIRD, 2), _Pair(WEIRD, "b"), frozenset({WEIRD}), {WEIRD}, (WEIRD,), _Model(text=WEIRD, tags=[WEIRD])]
+    value = [
+        _Note(WEIRD, 2),
+        _Pair(WEIRD, "b"),
+        frozenset({WEIRD}),
+        {WEIRD},
+        (WEIRD,),
+        _Model(text=WEIRD, tags=[WEIRD]),
+    ]
     stored = map_strings(value, escape)
     assert stored[0] == _Note(escape(WEIRD), 2) and isinstance(stored[1], _Pair)
     assert stored[5].tags == [escape(WEIRD)]

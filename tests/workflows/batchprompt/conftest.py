@@ -33,7 +33,10 @@ def rte_items() -> list[Item]:
     return [
         Item(
             key=str(i),
-            inputs={"premise": f"Premise number {i} says the sky was grey on day {i}.", "hypothesis": f"Day {i} was grey."},
+            inputs={
+                "premise": f"Premise number {i} says the sky was grey on day {i}.",
+                "hypothesis": f"Day {i} was grey.",
+            },
             gold="entailment" if i % 2 == 0 else "not_entailment",
         )
         for i in range(24)

@@ -42,7 +42,7 @@ def test_bpe_rounds_permute_each_batch(rte: TaskSpec, rte_items: list[Item], cha
     for later in rounds[1:]:
         orders = [_asked(r) for r in later]
         assert [sorted(o) for o in orders] == [sorted(o) for o in first]  # same batches...
-        assert all(o != f for o, f in zip(orders, first))  # ...in a new order
+        assert all(o != f for o, f in zip(orders, first, strict=True))  # ...in a new order
     assert [_asked(r) for r in rounds[1]] != [_asked(r) for r in rounds[2]]
     assert all(len(v) == 3 for v in result.votes.values())
 
@@ -77,7 +77,9 @@ def test_no_reask_leaves_empty_votes_and_fallback_labels(rte: TaskSpec, rte_item
     assert len(result.unanswered) == 8 and set(result.labels.values()) == {rte.fallback_label}
 
 
-def test_hopeless_model_costs_are_counted_and_every_item_answered(rte: TaskSpec, rte_items: list[Item], chat_of) -> None:  # type: ignore[no-untyped-def]
+def test_hopeless_model_costs_are_counted_and_every_item_answered(
+    rte: TaskSpec, rte_items: list[Item], chat_of
+) -> None:  # type: ignore[no-untyped-def]
     client = ScriptedClient(ScriptedConfig(responses=lambda _messages: "I am not sure what you mean."))
     result = _run(rte, rte_items[:6], BatchPromptConfig(batch_size=6), client, chat_of)
     assert len(client.requests) == 1 + 2 + 6  # batch, halves (3+3), singles
@@ -90,7 +92,13 @@ def test_seas_drops_confident_items_and_never_refills(rte: TaskSpec, rte_items: 
     client = scripted_labeler(rte, rte_items, unsure_rate=0.4)
     config = BatchPromptConfig(batch_size=8, rounds=5, seas=True, max_concurrency=1)
     result = _run(rte, rte_items, config, client, chat_of)
-    full = _run(rte, rte_items, BatchPromptConfig(batch_size=8, rounds=5), scripted_labeler(rte, rte_items, unsure_rate=0.4), chat_of)
+    full = _run(
+        rte,
+        rte_items,
+        BatchPromptConfig(batch_size=8, rounds=5),
+        scripted_labeler(rte, rte_items, unsure_rate=0.4),
+        chat_of,
+    )
     assert result.accuracy == 1.0 and result.exited_at
     assert result.stats.input_tokens < full.stats.input_tokens and result.stats.num_calls <= full.stats.num_calls
     batches = [{str(i) for i in range(b * 8, b * 8 + 8)} for b in range(3)]

@@ -58,14 +58,23 @@ def test_spec_from_toml_and_json_files(tmp_path: Path) -> None:
     )
     a, b = load_task(tmp_path / "s.json"), load_task(str(tmp_path / "s.toml"))
     assert a == b
-    assert a.alias_table() == {"yes": "pos", "pos": "pos", "positive": "pos", "no": "neg", "neg": "neg", "negative": "neg"}
+    assert a.alias_table() == {
+        "yes": "pos",
+        "pos": "pos",
+        "positive": "pos",
+        "no": "neg",
+        "neg": "neg",
+        "negative": "neg",
+    }
 
 
 def test_bad_specs_say_what_is_wrong(tmp_path: Path) -> None:
     with pytest.raises(BadInputError, match="at least two labels"):
         task_from_dict({**SPEC, "labels": ["pos"]})
     with pytest.raises(BadInputError, match="names both"):
-        task_from_dict({**SPEC, "labels": [{"value": "pos", "aliases": ["good"]}, {"value": "neg", "aliases": ["good"]}]})
+        task_from_dict(
+            {**SPEC, "labels": [{"value": "pos", "aliases": ["good"]}, {"value": "neg", "aliases": ["good"]}]}
+        )
     with pytest.raises(BadInputError, match="instructions"):
         task_from_dict({k: v for k, v in SPEC.items() if k != "instructions"})
     with pytest.raises(BadInputError, match="task spec file"):

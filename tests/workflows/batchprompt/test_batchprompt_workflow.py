@@ -35,7 +35,7 @@ def test_workflow_runs_rounds_through_ledger_and_store(tmp_path: Path, rte: Task
     async def go() -> None:
         client = scripted_labeler(rte, rte_items, unsure_rate=0.3, max_answers=6)
         rt = _runtime(tmp_path, client)
-        payload = {"task": "rte", "rows": _rows(rte_items) + [{"idx": "bad"}], "batch_size": 8, "rounds": 3,
+        payload = {"task": "rte", "rows": [*_rows(rte_items), {"idx": "bad"}], "batch_size": 8, "rounds": 3,
                    "seas": True}
         res = await rt.run("batchprompt", payload, backend="scripted", budget="tokens=1000000")
         assert res.status == "succeeded", res.error
@@ -46,17 +46,24 @@ def test_workflow_runs_rounds_through_ledger_and_store(tmp_path: Path, rte: Task
         async with rt.store.session() as s:
             calls = (await s.execute(select(func.count()).where(LLMCallRow.run_id == res.run_id))).scalar_one()
             tokens = (await s.execute(select(func.sum(LLMCallRow.input_tokens)))).scalar_one()
-            steps = (await s.execute(select(StepRow).where(StepRow.run_id == res.run_id).order_by(StepRow.id))).scalars().all()
+            steps = (
+                (await s.execute(select(StepRow).where(StepRow.run_id == res.run_id).order_by(StepRow.id)))
+                .scalars()
+                .all()
+            )
             votes = (await s.execute(select(RecordRow).where(RecordRow.run_id == res.run_id,
                                                               RecordRow.namespace == VOTES_NAMESPACE))).scalars().all()
         assert calls == out["calls"] == len(client.requests) and tokens == out["input_tokens"]
         rounds = [s.data for s in steps if s.node == "round"]
         assert [r["round"] for r in rounds] == list(range(1, out["rounds_run"] + 1))
-        assert len(rounds[0]["votes"]) == 24 and all(v[0] in ("entailment", "not_entailment") for v in rounds[0]["votes"].values())
+        assert len(rounds[0]["votes"]) == 24 and all(
+            v[0] in ("entailment", "not_entailment") for v in rounds[0]["votes"].values()
+        )
         assert sum(len(r["votes"]) for r in rounds) == sum(r["num_active"] for r in out["per_round"])
         # The run's vote records hold the same votes, one record per round.
-        assert sorted((int(v.key.removeprefix("round-")), k, a, c) for v in votes for k, (a, c) in v.data.items()) == sorted(
-            (r["round"], k, a, c) for r in rounds for k, (a, c) in r["votes"].items())
+        assert sorted(
+            (int(v.key.removeprefix("round-")), k, a, c) for v in votes for k, (a, c) in v.data.items()
+        ) == sorted((r["round"], k, a, c) for r in rounds for k, (a, c) in r["votes"].items())
         assert all(r.hints is not None and r.hints.program_id == res.run_id for r in client.requests)
         await rt.aclose()
 
@@ -99,7 +106,9 @@ def test_cli_runs_a_user_spec_on_a_user_dataset(tmp_path: Path) -> None:
         res = await run_batchprompt_job(payload, backend="scripted", runtime=rt)
         assert res.status == "succeeded" and res.result is not None
         assert res.result["accuracy"] == 1.0 and res.result["rounds_run"] == 2  # SEAS: all confident
-        assert res.result["load_errors"] == ["line 11: not valid JSON (Expecting property name enclosed in double quotes)"]
+        assert res.result["load_errors"] == [
+            "line 11: not valid JSON (Expecting property name enclosed in double quotes)"
+        ]
         await rt.aclose()
 
     asyncio.run(go())

@@ -21,7 +21,9 @@ def test_tracker_block_follows_every_tool_response_and_policy_is_on_first_turn(m
         return ["search: eiffel tower", "browse: wiki://Gustave Eiffel", "answer: Dijon"][n_obs(messages)]
 
     ctx = make_ctx(reply, {"search": 10, "browse": 4})
-    result = asyncio.run(run_attempt(ctx, "Where was the tower's architect born?", AgentConfig(demo=False), LoopMode(tracker=True)))
+    result = asyncio.run(
+        run_attempt(ctx, "Where was the tower's architect born?", AgentConfig(demo=False), LoopMode(tracker=True))
+    )
     assert result["answer"] == "Dijon" and result["stop"] == "answered"
     first_system = ctx.calls[0].messages[0].content
     assert "Budget policy" in first_system and "You start in the high regime." in first_system
@@ -97,7 +99,9 @@ def test_forcing_pushes_for_more_tools_until_idle_limit(make_ctx) -> None:
         return "search: more" if n_obs(messages) < 1 else f"answer: guess{len(messages)}"
 
     ctx = make_ctx(reply, {"search": 10, "browse": 10})
-    result = asyncio.run(run_attempt(ctx, "q", AgentConfig(demo=False, max_idle_turns=3, max_turns=20), LoopMode(forcing=True)))
+    result = asyncio.run(
+        run_attempt(ctx, "q", AgentConfig(demo=False, max_idle_turns=3, max_turns=20), LoopMode(forcing=True))
+    )
     assert result["num_forcing"] == 2 and result["stop"] == "answered"
     forcing_msgs = [m.content for m in ctx.calls[-1].messages if m.content.startswith("Wait:")]
     assert len(forcing_msgs) == 2 and "search: 9 left, browse: 10 left" in forcing_msgs[0]

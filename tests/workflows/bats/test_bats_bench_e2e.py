@@ -21,6 +21,7 @@ from bench.bats.run import (
     write_results,
 )
 from orchestrator.testing import LoopbackServer
+from tests import extras
 from tests.workflows.bats.served_model import BatsModel
 
 DATASET = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "hotpotqa" / "validate.jsonl"
@@ -42,6 +43,7 @@ def test_questions_are_dealt_round_robin_and_complete_set_needs_every_cell() -> 
 
 @pytest.mark.skipif(not DATASET.exists(), reason="shared HotpotQA data not present")
 def test_bench_against_fake_openai_server_with_time_limit(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason=extras.BENCH)
     questions = load_questions(DATASET, 3)
     server = LoopbackServer(BatsModel(hang_marker=questions[1]["question"]), model="qwen2.5-coder-0.5b").start()
     try:

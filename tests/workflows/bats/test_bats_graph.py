@@ -48,7 +48,17 @@ def scripted(verifier_replies: list[str], judge_reply: str = "2"):  # type: igno
 def test_continue_rewrites_context_then_success_and_judge_picks(make_ctx) -> None:
     ctx = make_ctx(scripted(["not json at all", VALID_CONTINUE, VALID_SUCCESS], judge_reply="2"))
     result = run_bats(ctx)
-    assert ctx.purposes() == ["planner", "agent", "agent", "verifier", "verifier", "agent", "agent", "verifier", "judge"]
+    assert ctx.purposes() == [
+        "planner",
+        "agent",
+        "agent",
+        "verifier",
+        "verifier",
+        "agent",
+        "agent",
+        "verifier",
+        "judge",
+    ]
     assert result["answer"] == "Dijon"
     assert [a["decision"] for a in result["attempts"]] == ["CONTINUE", "SUCCESS"]
     assert result["selection"]["method"] == "judge"

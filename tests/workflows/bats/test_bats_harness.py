@@ -71,7 +71,10 @@ def test_long_answer_gets_one_extraction_call_short_one_none(make_ctx) -> None:
     # An extraction that is not shorter keeps the original; short_answer=False never calls.
     ctx2 = make_ctx(lambda p, m: passage + " Indeed.")
     assert asyncio.run(shorten_answer(ctx2, "q", passage, AgentConfig()))[0] == passage.rstrip(".")
-    assert asyncio.run(shorten_answer(ctx2, "q", passage, AgentConfig(short_answer=False))) == (passage.rstrip("."), False)
+    assert asyncio.run(shorten_answer(ctx2, "q", passage, AgentConfig(short_answer=False))) == (
+        passage.rstrip("."),
+        False,
+    )
 
 
 def test_every_method_sees_the_same_demo_and_its_answer_is_extracted(make_ctx) -> None:

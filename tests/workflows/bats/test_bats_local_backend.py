@@ -13,11 +13,12 @@ from sqlalchemy import select
 
 from budget.tables import BudgetAccountRow
 from orchestrator.store.models import LLMCallRow
+from tests import extras
 from tests.workflows.bats.test_runtime_integration import make_runtime
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason="local backend needs transformers"),
+    pytest.mark.skipif(importlib.util.find_spec("transformers") is None, reason=extras.LOCAL),
 ]
 
 

@@ -16,6 +16,7 @@ from bench.bats.run import (
     summarize,
     write_results,
 )
+from tests import extras
 
 DATASET = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "hotpotqa" / "validate.jsonl"
 
@@ -60,6 +61,7 @@ def test_shards_balance_heavy_cells() -> None:
 
 @pytest.mark.skipif(not DATASET.exists(), reason="shared HotpotQA data not present")
 def test_dry_run_through_runtime_writes_summary_in_issue_shape(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason=extras.BENCH)
     cfg = BenchConfig(dataset=DATASET, budgets=(2,), methods=("tracker", "bats"), limit=2, concurrency=8,
                       out_dir=tmp_path, dry_run=True)
     records = run_benchmark(cfg)

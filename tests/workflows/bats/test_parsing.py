@@ -85,7 +85,7 @@ def test_default_verification_claims_nothing() -> None:
     v = default_verification(2, ["bad"])
     assert v.decision == CONTINUE and v.verdicts == ("unverifiable", "unverifiable")
     assert v.source == "default" and v.errors == ("bad",)
-    assert SUCCESS != v.decision
+    assert v.decision != SUCCESS
 
 
 def test_majority_vote_normalises_and_breaks_ties_by_order() -> None:

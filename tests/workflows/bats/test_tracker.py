@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.context import ToolBudgetView
+from orchestrator.errors import ConfigError
 from workflows.bats.tracker import (
     Regime,
     TrackerConfig,
@@ -11,8 +13,6 @@ from workflows.bats.tracker import (
     remaining_fraction,
     tracker_block,
 )
-from orchestrator.context import ToolBudgetView
-from orchestrator.errors import ConfigError
 
 
 def views(search_used: float, browse_used: float, limit: float = 10) -> list[ToolBudgetView]:
@@ -23,7 +23,7 @@ def views(search_used: float, browse_used: float, limit: float = 10) -> list[Too
 
 
 def test_block_shows_used_and_remaining_per_tool_in_tool_units() -> None:
-    block = tracker_block(views(3, 1) + [ToolBudgetView("calc", "call", 2, None)])
+    block = tracker_block([*views(3, 1), ToolBudgetView("calc", "call", 2, None)])
     lines = block.splitlines()
     assert lines[0] == "<budget>" and lines[-1] == "</budget>"
     assert "search: 3 used, 7 left (of 10 queries)" in lines

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests import extras
 from workflows.drqa.direct import DirectContext
 from workflows.drqa.graph import NODE_ORDER, TEXT_RECORD_CHARS, initial_state, result, run_nodes
 from workflows.drqa.prompts import FORCE_ANSWER_CUE
@@ -122,6 +123,7 @@ def test_per_item_record() -> None:
 
 
 def test_bench_records_items_and_respects_the_time_limit(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason=extras.BENCH)
     from bench.drqa.run import main
 
     args = ["--dry-run", "--parts", "allocation", "--via", "direct", "--results-dir", str(tmp_path),

@@ -6,7 +6,9 @@ import math
 
 import pytest
 
-torch = pytest.importorskip("torch")
+from tests import extras
+
+torch = pytest.importorskip("torch", reason=extras.LOCAL)
 
 from workflows.drqa.training.grpo import GRPOConfig, GRPOTrainer, group_advantages, grpo_loss  # noqa: E402
 

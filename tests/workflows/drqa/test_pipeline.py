@@ -12,7 +12,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-pytest.importorskip("torch")
+from tests import extras
+
+pytest.importorskip("torch", reason=extras.LOCAL)
+pytest.importorskip("transformers", reason=extras.LOCAL)
 
 from cli.drqa import app, run_drqa
 from workflows.drqa.sim import SimSolver, make_rows

@@ -8,6 +8,10 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests import extras
+
 SCRIPT = Path(__file__).resolve().parents[3] / "bench" / "priordynaflow" / "run.py"
 
 
@@ -20,6 +24,7 @@ def load_bench():
 
 
 def test_dry_run_writes_the_summary_in_the_issue_shape(tmp_path):
+    pytest.importorskip("matplotlib", reason=extras.BENCH)
     bench = load_bench()
     bench.main(["--dry-run", "--max-items", "4", "--explore-steps", "4", "--out", str(tmp_path)])
 
