@@ -8,9 +8,9 @@ vLLM). Batch mode puts ``batch_size`` questions in one prompt (the probe format 
 from __future__ import annotations
 
 import random
-from functools import partial
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from orchestrator.aio import gather_limited
 from orchestrator.llm.base import LLMClient
