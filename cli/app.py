@@ -40,5 +40,7 @@ class CommandErrorsAsOneLine(TyperCommand):
 
 
 def command_group(**kwargs: Any) -> typer.Typer:
-    """A ``typer.Typer`` with QuotaFlow's error path and no rich tracebacks."""
-    return typer.Typer(cls=ErrorsAsOneLine, pretty_exceptions_enable=False, **kwargs)
+    """A ``typer.Typer`` with QuotaFlow's error path (``cls`` may name a subclass of
+    ErrorsAsOneLine) and no rich tracebacks."""
+    kwargs.setdefault("cls", ErrorsAsOneLine)
+    return typer.Typer(pretty_exceptions_enable=False, **kwargs)

@@ -19,10 +19,12 @@ import typer
 
 from cli.app import command_group
 from cli.options import backend_options, check_positive
+from cli.workflow_modules import OPTION as WORKFLOW_MODULE
+from cli.workflow_modules import RunGroup, import_workflow_modules
 from orchestrator.errors import BadInputError, QuotaFlowError, StorageError
 
 app = command_group(name="quotaflow", help="Budget-aware multi-turn agent runtime.", no_args_is_help=True)
-run_app = command_group(help="Run a workflow on one task or a dataset.", no_args_is_help=True)
+run_app = command_group(cls=RunGroup, help="Run a workflow on one task or a dataset.", no_args_is_help=True)
 runs_app = command_group(help="Inspect runs.", no_args_is_help=True)
 db_app = command_group(help="Database schema.", no_args_is_help=True)
 metrics_app = command_group(help="Prometheus metrics.", no_args_is_help=True)
@@ -31,6 +33,8 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
 app.add_typer(metrics_app, name="metrics")
 
+ModulesOpt = Annotated[list[str] | None, typer.Option(
+    WORKFLOW_MODULE, help="Import this module first: its workflows join the registered ones (repeatable).")]
 DbOpt = Annotated[str | None, typer.Option(
     "--db", help="Database URL (default: QUOTAFLOW_DB_URL, else quotaflow.db in QUOTAFLOW_HOME or ~/.local/share/quotaflow)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
@@ -163,10 +167,10 @@ def read_tasks(path: Path, limit: int | None = None,
     return tasks, problems
 
 
-def _agent_command(workflow: str, help_text: str) -> None:
+def _agent_command(workflow: str, help_text: str, target: typer.Typer = run_app) -> None:
     """A `quotaflow run <workflow>` command for a tool-using agent workflow."""
 
-    @run_app.command(workflow, help=help_text)
+    @target.command(workflow, help=help_text)
     def command(
         task: Annotated[str | None, typer.Option("--task", "-t", help="A question, or a JSON object task.")] = None,
         dataset: Annotated[Path | None, typer.Option("--dataset", "-d", help="jsonl file, one task per line.")] = None,
@@ -181,9 +185,11 @@ def _agent_command(workflow: str, help_text: str) -> None:
         concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Programs in flight for a dataset.")] = 4,
         corpus: Annotated[Path | None, typer.Option(help="Corpus database for search/browse.")] = None,
         metrics_port: Annotated[int | None, typer.Option(help="Expose this run's Prometheus /metrics on this port.")] = None,
+        workflow_module: ModulesOpt = None,
         db: DbOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
+        import_workflow_modules(workflow_module)
         if (task is None) == (dataset is None):
             raise BadInputError("--task/--dataset", "exactly one of them")
         check_positive("--max-turns", max_turns)
@@ -344,6 +350,16 @@ _agent_command("parallel", "Parallel ReAct samples with a majority vote.")
 _agent_command("priordynaflow", "PriorDynaFlow: Q-table-guided choice of the next agent per step.")
 
 
+def _registered_workflow_command(name: str) -> Any:
+    """`quotaflow run NAME` for a workflow of a user's package (entry point or --workflow-module)."""
+    sub = typer.Typer(add_completion=False)
+    _agent_command(name, f"The {name} workflow, with the options of the agent workflows.", sub)
+    return typer.main.get_command(sub)
+
+
+RunGroup.agent_command = staticmethod(_registered_workflow_command)
+
+
 def _register_subapps() -> None:
     from cli import batchprompt, corpus, drqa, qtable, serve
 
@@ -415,10 +431,12 @@ _register_subapps()
 def resume(
     run_id: str,
     budget: Annotated[str, typer.Option("--budget", "-b", help="More budget, e.g. search=+5,tokens=+2000")] = "",
+    workflow_module: ModulesOpt = None,
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Continue a paused or crashed run from its last checkpoint."""
+    import_workflow_modules(workflow_module)
 
     async def go() -> int:
         rt = _runtime(db)
