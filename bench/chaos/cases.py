@@ -125,7 +125,8 @@ def _batchprompt_rule() -> tuple[Rule, list[dict[str, str]]]:
 
 def _fanout(messages: Sequence[Message]) -> str:
     last = messages[-1].content
-    return f"summary {_h(last) % 1000}: {last[:40]}"
+    aspect = re.search(r"aspect \d", last, re.IGNORECASE)
+    return f"summary {_h(last) % 1000}: {aspect.group(0).lower() if aspect else last[:40]}"
 
 
 # -- the SDK workflow: one node, four parallel branches (Send), each a tool call then an LLM call ----
