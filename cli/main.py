@@ -55,10 +55,14 @@ def _runtime(db: str | None, **settings: Any):  # type: ignore[no-untyped-def]
     return Runtime(Settings.from_env(db_url=db, **settings))
 
 
-def _db_url(db: str | None) -> str:
+def _settings(db: str | None = None) -> Any:
     from orchestrator.settings import Settings
 
-    return Settings.from_env(db_url=db).db_url
+    return Settings.from_env(db_url=db)
+
+
+def _db_url(db: str | None) -> str:
+    return str(_settings(db).db_url)
 
 
 @contextmanager
@@ -197,6 +201,9 @@ def _agent_command(workflow: str, help_text: str, target: typer.Typer = run_app)
         check_positive("--concurrency", concurrency)
         payload = parse_task(task) if task is not None else None
         client_options = backend_options(backend, base_url, model, script, takes_script=True)
+        if backend == "openai" and not base_url and not _settings().openai_base_urls:
+            raise BadInputError("--backend openai", "--base-url URL (or QUOTAFLOW_OPENAI_BASE_URLS), "
+                                "e.g. --base-url http://localhost:8000/v1")
         if metrics_port is not None:
             serve_metrics(metrics_port)
         with storage_errors(db):
@@ -223,7 +230,7 @@ async def _run_agent(workflow: str, payload: dict[str, Any] | None, dataset: Pat
             with Console(stderr=True).status(f"running {workflow} on {backend}..."):
                 result = await rt.run(workflow, payload, **kwargs)
             report = await _report(rt, result.run_id)
-            _print_json(report) if as_json else _show(report)
+            _show_outcome(report, as_json)
             if result.status != "succeeded":
                 raise typer.Exit(result.exit_code or 1)
             return
@@ -296,6 +303,16 @@ def _one_line(value: Any, width: int = 80) -> str:
     """``value`` as one line of at most ``width`` characters (answers can span paragraphs)."""
     text = " ".join(str(value).split()) if value is not None else ""
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _show_outcome(report: dict[str, Any], as_json: bool) -> None:
+    """The report of a run this command ran; why it stopped, if it did, once on stderr."""
+    if as_json:
+        _print_json(report)
+    else:
+        _show({**report, "error": None})
+    if report.get("error"):
+        typer.echo(f"error: {_with_run_id(report['error'], report['run_id'])}", err=True)
 
 
 def _show(report: dict[str, Any]) -> None:
@@ -447,7 +464,7 @@ def resume(
                                     "the run already succeeded; there is nothing to resume")
             result = await rt.resume(full_id, budget=budget or None)
             report = await _report(rt, result.run_id)
-            _print_json(report) if as_json else _show(report)
+            _show_outcome(report, as_json)
             return 0 if result.status == "succeeded" else result.exit_code or 1
         finally:
             await rt.aclose()

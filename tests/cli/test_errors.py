@@ -117,3 +117,17 @@ def test_resuming_a_succeeded_run_with_more_budget_says_so(env: dict[str, Path])
     assert ran.exit_code == 0, ran.output
     run_id = json.loads(runner.invoke(app, ["runs", "list", "--json"]).output)[0]["run_id"]
     _one_line(runner.invoke(app, ["resume", run_id, "--budget", "search=+5"]), 2, "the run already succeeded")
+
+
+def test_an_unreachable_server_is_one_stderr_line(env: dict[str, Path]) -> None:
+    res = runner.invoke(app, ["run", "react", "--task", "q", "--backend", "openai", "--base-url",
+                              "http://127.0.0.1:9/v1", "--model", "m"])
+    _one_line(res, 4, "LLM server unavailable")
+    assert "LLM server unavailable" not in res.stdout
+
+
+def test_openai_without_a_base_url_says_which_option(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("QUOTAFLOW_OPENAI_BASE_URLS", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    _one_line(runner.invoke(app, ["run", "react", "--task", "q", "--backend", "openai"]), 2,
+              "--backend openai: expected --base-url URL (or QUOTAFLOW_OPENAI_BASE_URLS)")

@@ -68,8 +68,8 @@ def test_budget_pause_then_resume_from_the_cli(env: dict[str, Path]) -> None:
     res = runner.invoke(app, ["run", "react", "--task", "Capital of France?", "--backend", "scripted", "--script",
                               str(env["script"]), "--budget", "tokens=200", "--json"])
     assert res.exit_code == 3, res.output
-    run_id = _json(res.output)["run_id"]
-    assert _json(res.output)["status"] == "paused"
+    run_id = _json(res.stdout)["run_id"]
+    assert _json(res.stdout)["status"] == "paused"
     more = runner.invoke(app, ["resume", run_id, "--budget", "tokens=+5000", "--json"])
     assert more.exit_code == 0, more.output
     assert _json(more.output)["result"]["answer"] == "Paris"
@@ -100,5 +100,6 @@ def test_a_paused_run_names_its_own_id_in_the_resume_hint(env: dict[str, Path]) 
                               str(env["script"]), "--budget", "tokens=200"])
     assert res.exit_code == 3, res.output
     run_id = json.loads(runner.invoke(app, ["runs", "list", "--json"]).output)[0]["run_id"]
-    assert f"quotaflow resume {run_id} --budget tokens=+N" in " ".join(res.stdout.split())
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: budget exhausted")
+    assert f"quotaflow resume {run_id} --budget tokens=+N" in res.stderr
     assert "RUN_ID" not in res.output
