@@ -248,7 +248,8 @@ def summarize(trials: list[Trial], num_reference_requests: int) -> dict[str, Any
         "identical": sum(t.identical for t in trials),
         "double_charges": sum(t.double_charge for t in trials),
         "divergences": sum(t.divergence for t in trials),
-        "resent_requests": sum(t.resent_requests for t in trials),
+        # Over the trials that resumed exactly (a run that took another path sent other requests).
+        "resent_requests": sum(t.resent_requests for t in trials if t.identical),
         "reference_requests": num_reference_requests,
         "errors": [t.error for t in trials if t.error][:5],
         "differences": sorted({d for t in trials for d in t.differences}),
