@@ -1,8 +1,9 @@
 """vLLM 0.26.0's own scheduler tests pass with the plugin's classes wherever they pass on stock.
 
 The tests (``tests/v1/core`` of vLLM's source release, fetched from PyPI by
-``scripts/fetch_vllm_tests.py`` during ``scripts/bootstrap.sh --test``; see ``vllm_upstream/README.md``) run twice, each in its own pytest process: once with vLLM's ``Scheduler`` and
-``AsyncScheduler``, once with ``ContinuumScheduler``/``ContinuumAsyncScheduler`` in their place.
+``scripts/fetch_vllm_tests.py`` during ``scripts/bootstrap.sh --test``; see
+``vllm_upstream/README.md``) run twice, each in its own pytest process: once with vLLM's
+``Scheduler`` and ``AsyncScheduler``, once with ``ContinuumScheduler``/``ContinuumAsyncScheduler`` in their place.
 None of these requests carries program hints, so the plugin must schedule every one of them
 exactly as vLLM does, priorities and ties included, and leave ``Request.priority`` readable.
 """
