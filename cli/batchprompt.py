@@ -132,7 +132,8 @@ def batchprompt_command(
     batch_size: Annotated[int, typer.Option("--batch-size", "-n", help="Items per call (1 = SinglePrompt).")] = 16,
     rounds: Annotated[int, typer.Option("--rounds", "-k", help="Voting rounds (odd).")] = 1,
     seas: Annotated[bool, typer.Option("--seas/--no-seas", help="Stop early on confident items.")] = False,
-    seas_rule: Annotated[str, typer.Option(help="SEAS exit: confident (paper) or agree (released code).")] = "confident",
+    seas_rule: Annotated[str, typer.Option(
+        help="SEAS exit: confident (paper) or agree (released code).")] = "confident",
     reask_singles: Annotated[str, typer.Option(help="Single re-asks: unvoted, always or never.")] = "unvoted",
     voting: Annotated[str, typer.Option(help="majority or weighted.")] = "majority",
     unsure_weight: Annotated[float, typer.Option(help="Weight of a not-confident vote (weighted).")] = 0.2,
@@ -140,8 +141,10 @@ def batchprompt_command(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Calls in flight per round.")] = 16,
     context_window: Annotated[int, typer.Option(help="Model context length in tokens.")] = 8192,
     limit: Annotated[int | None, typer.Option(help="Only the first N items.")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Shared data folder, for a built-in task without --dataset.")] = None,
-    subset: Annotated[bool, typer.Option("--subset/--all", help="Built-in data: the paper's subset or all rows.")] = True,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Shared data folder, for a built-in task without --dataset.")] = None,
+    subset: Annotated[bool, typer.Option(
+        "--subset/--all", help="Built-in data: the paper's subset or all rows.")] = True,
     budget: Annotated[str, typer.Option("--budget", "-b", help="e.g. tokens=200000,usd=0.5")] = "",
     backend: Annotated[str, typer.Option(help="local, openai or scripted.")] = "local",
     base_url: Annotated[list[str] | None, typer.Option("--base-url", help="OpenAI-compatible endpoint(s).")] = None,

@@ -36,7 +36,8 @@ app.add_typer(metrics_app, name="metrics")
 ModulesOpt = Annotated[list[str] | None, typer.Option(
     WORKFLOW_MODULE, help="Import this module first: its workflows join the registered ones (repeatable).")]
 DbOpt = Annotated[str | None, typer.Option(
-    "--db", help="Database URL (default: QUOTAFLOW_DB_URL, else quotaflow.db in QUOTAFLOW_HOME or ~/.local/share/quotaflow)")]
+    "--db", help="Database URL (default: QUOTAFLOW_DB_URL, else quotaflow.db in QUOTAFLOW_HOME or "
+                 "~/.local/share/quotaflow)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
@@ -179,16 +180,19 @@ def _agent_command(workflow: str, help_text: str, target: typer.Typer = run_app)
         task: Annotated[str | None, typer.Option("--task", "-t", help="A question, or a JSON object task.")] = None,
         dataset: Annotated[Path | None, typer.Option("--dataset", "-d", help="jsonl file, one task per line.")] = None,
         limit: Annotated[int | None, typer.Option(help="Only the first N dataset rows.")] = None,
-        budget: Annotated[str, typer.Option("--budget", "-b", help="e.g. search=10,browse=5,tokens=20000,usd=0.5")] = "",
+        budget: Annotated[str, typer.Option(
+            "--budget", "-b", help="e.g. search=10,browse=5,tokens=20000,usd=0.5")] = "",
         backend: Annotated[str, typer.Option(help="local | openai | scripted")] = "local",
-        base_url: Annotated[list[str] | None, typer.Option("--base-url", help="OpenAI-compatible endpoint (repeat for several).")] = None,
+        base_url: Annotated[list[str] | None, typer.Option(
+            "--base-url", help="OpenAI-compatible endpoint (repeat for several).")] = None,
         model: Annotated[str | None, typer.Option(help="Model name for the openai backend.")] = None,
         script: Annotated[Path | None, typer.Option(help="scripted backend: JSON list of responses.")] = None,
         tools: Annotated[str | None, typer.Option(help="Comma-separated tool names (default: the workflow's).")] = None,
         max_turns: Annotated[int | None, typer.Option(help="Turn limit of the agent loop.")] = None,
         concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Programs in flight for a dataset.")] = 4,
         corpus: Annotated[Path | None, typer.Option(help="Corpus database for search/browse.")] = None,
-        metrics_port: Annotated[int | None, typer.Option(help="Expose this run's Prometheus /metrics on this port.")] = None,
+        metrics_port: Annotated[int | None, typer.Option(
+            help="Expose this run's Prometheus /metrics on this port.")] = None,
         workflow_module: ModulesOpt = None,
         db: DbOpt = None,
         as_json: JsonOpt = False,
@@ -211,9 +215,10 @@ def _agent_command(workflow: str, help_text: str, target: typer.Typer = run_app)
                                    tools.split(",") if tools else None, max_turns, concurrency, corpus, db, as_json))
 
 
-async def _run_agent(workflow: str, payload: dict[str, Any] | None, dataset: Path | None, limit: int | None, budget: str,
-                     backend: str, backend_options: dict[str, Any], tools: list[str] | None, max_turns: int | None,
-                     concurrency: int, corpus: Path | None, db: str | None, as_json: bool) -> None:
+async def _run_agent(workflow: str, payload: dict[str, Any] | None, dataset: Path | None, limit: int | None,
+                     budget: str, backend: str, backend_options: dict[str, Any], tools: list[str] | None,
+                     max_turns: int | None, concurrency: int, corpus: Path | None, db: str | None,
+                     as_json: bool) -> None:
     from orchestrator.accounting import run_limits
 
     run_limits(budget, "check")  # fail on a malformed budget before anything starts
@@ -416,14 +421,16 @@ def _register_subapps() -> None:
         model: Annotated[str | None, typer.Option()] = None,
         limit: Annotated[int | None, typer.Option(help="Only the first N rows.")] = None,
         budget: Annotated[str, typer.Option("--budget", "-b", help="Extra ledger limits, e.g. tokens=200000")] = "",
-        force_answer: Annotated[bool, typer.Option(help="When a quota runs out mid-reasoning, ask for the answer "
-                                                        "from the question's reserve instead of scoring no answer.")] = True,
+        force_answer: Annotated[bool, typer.Option(
+            help="When a quota runs out mid-reasoning, ask for the answer from the question's reserve instead "
+                 "of scoring no answer.")] = True,
         state_budget: Annotated[bool, typer.Option(help="Tell the model its reasoning budget (in words) when "
                                                         "the quota binds.")] = True,
         strategy: Annotated[str, typer.Option(help="drqa's split: easiest_first (whole quotas, easiest "
                                                    "questions first, in waves) | proportional")] = "easiest_first",
-        set_: Annotated[list[str] | None, typer.Option("--set", help="Any other DRQA option, key=value "
-                                                       "(e.g. max_probe_fraction=0, ceiling_tokens=384); repeatable.")] = None,
+        set_: Annotated[list[str] | None, typer.Option(
+            "--set", help="Any other DRQA option, key=value (e.g. max_probe_fraction=0, ceiling_tokens=384); "
+                          "repeatable.")] = None,
         db: DbOpt = None,
         as_json: JsonOpt = False,
     ) -> None:

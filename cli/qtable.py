@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 app = command_group(help="PriorDynaFlow Q-tables (one versioned table per task family).", no_args_is_help=True)
 
 DbOpt = Annotated[str | None, typer.Option(
-    "--db", help="Database URL (default: QUOTAFLOW_DB_URL, else quotaflow.db in QUOTAFLOW_HOME or ~/.local/share/quotaflow)")]
+    "--db", help="Database URL (default: QUOTAFLOW_DB_URL, else quotaflow.db in QUOTAFLOW_HOME or "
+                 "~/.local/share/quotaflow)")]
 VersionOpt = Annotated[int | None, typer.Option("--version", "-v", help="A stored version (default: the newest).")]
 
 
@@ -82,7 +83,8 @@ def show(
             return
         stored = repo.load_latest(family, version)
         if stored is None:
-            raise typer.BadParameter(f"no stored table for family {family!r}" + (f" version {version}" if version else ""))
+            which = f"no stored table for family {family!r}" + (f" version {version}" if version else "")
+            raise typer.BadParameter(which)
         if as_json:
             typer.echo(json.dumps(stored.export(), indent=2))
         else:
