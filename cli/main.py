@@ -571,7 +571,7 @@ def metrics_serve(
     what = (f"the metrics of every QuotaFlow process writing to {shared}" if shared else
             "this process's metrics only (QUOTAFLOW_METRICS_DIR is not set: set it, to the same directory, for "
             "every QuotaFlow process and this one to serve theirs)")
-    typer.echo(f"serving {what} on http://{addr}:{port}/metrics", err=True)
+    typer.echo(f"serving metrics on http://{addr}:{port}/metrics: {what}", err=True)
     threading.Event().wait()
 
 
