@@ -303,8 +303,9 @@ class Runtime:
             s.add(RunRow(id=parent, workflow=wf.name, status=RunStatus.RUNNING, backend=backend,
                          task={"dataset": source}, options={"items": len(tasks), "skipped_lines": list(skipped)}))
         results = await self.run_many(wf, tasks, parent_id=parent, backend=backend, **kwargs)
-        ok = all(r.status == RunStatus.SUCCEEDED for r in results)
-        status = RunStatus.SUCCEEDED if ok else RunStatus.PARTIAL
+        succeeded = sum(r.status == RunStatus.SUCCEEDED for r in results)
+        status = (RunStatus.SUCCEEDED if succeeded == len(results)
+                  else RunStatus.FAILED if succeeded == 0 else RunStatus.PARTIAL)
         result = {"runs": [r.run_id for r in results]}
         async with self.store.session() as s:
             await s.execute(update(RunRow).where(RunRow.id == parent).values(status=status, result=result))

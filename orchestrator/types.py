@@ -89,7 +89,7 @@ class RunStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     INTERRUPTED = "interrupted"  # storage failed, or its process died (shown once its lease expired)
-    PARTIAL = "partial"  # a dataset run (parent) some of whose item runs did not succeed
+    PARTIAL = "partial"  # a dataset run (parent) some but not all of whose item runs succeeded
 
 
 @dataclass(frozen=True)

@@ -311,8 +311,9 @@ class OpenAIClient:
                     position += 1
                 await asyncio.sleep(backoff_delay(retry, self.config.backoff_base_s, self.config.backoff_max_s,
                                                   self._rng, exc.retry_after_s))
+        distinct = list(dict.fromkeys(failures))  # the same refusal three times is said once
         raise EngineUnavailable(
-            f"LLM server unavailable after {len(failures)} attempt(s) ({'; '.join(failures[-3:])}); "
+            f"LLM server unavailable after {len(failures)} attempt(s) ({'; '.join(distinct[-3:])}); "
             f"check that the server at {', '.join(self.config.base_urls)} is running and not overloaded"
         )
 

@@ -217,26 +217,29 @@ _STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EIO, errno.EACCES,
 
 def storage_error(exc: BaseException, db_url: str) -> StorageError | None:
     """``exc`` as a StorageError when it says the database cannot be used (driver errors of
-    SQLite and PostgreSQL, a full or read-only disk), else None."""
+    SQLite and PostgreSQL about the file or the server, a full or read-only disk), else None.
+    Constraint violations and programming errors are not storage faults."""
     if isinstance(exc, StorageError):
         return exc
     import sqlite3
 
     from sqlalchemy.exc import DBAPIError, OperationalError
 
-    kinds: tuple[type[BaseException], ...] = (OperationalError, sqlite3.OperationalError, sqlite3.DatabaseError)
-    try:
-        import psycopg
-
-        kinds += (psycopg.OperationalError,)
-    except ImportError:
-        pass
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        kinds += (DBAPIError,)
-    disk = isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS
-    if not (disk or isinstance(exc, kinds)):
-        return None
-    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+    orig = getattr(exc, "orig", None) or exc
+    fault = (isinstance(exc, OperationalError) or isinstance(orig, sqlite3.OperationalError)
+             # sqlite3.DatabaseError itself (not a subclass such as IntegrityError): "file is
+             # not a database", "database disk image is malformed"
+             or type(orig) is sqlite3.DatabaseError
+             or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+             or (isinstance(orig, OSError) and orig.errno in _STORAGE_ERRNOS))
+    if not fault:
+        try:
+            import psycopg
+        except ImportError:
+            return None
+        if not isinstance(orig, psycopg.OperationalError):
+            return None
+    detail = str(orig).strip().splitlines()[0][:300] if str(orig).strip() else type(orig).__name__
     where = make_url(db_url).render_as_string(hide_password=True)
-    return StorageError(f"database {where} cannot be used: {detail}; fix the storage, then "
-                        "resume the run (quotaflow resume RUN_ID)")
+    return StorageError(f"database {where} cannot be used: {detail}; fix the storage and try again "
+                        "(an interrupted run continues with quotaflow resume)")
