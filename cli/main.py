@@ -234,7 +234,13 @@ async def _run_agent(workflow: str, payload: dict[str, Any] | None, dataset: Pat
 
             with Console(stderr=True).status(f"running {workflow} on {backend}..."):
                 result = await rt.run(workflow, payload, **kwargs)
-            report = await _report(rt, result.run_id)
+            try:
+                report = await _report(rt, result.run_id)
+            except QuotaFlowError:  # the store that stopped the run cannot be read either
+                report = {"run_id": result.run_id, "workflow": workflow, "result": result.result}
+                as_json = True
+            # What this process saw is the truth: a store that failed may not have recorded it.
+            report.update(status=result.status, error=result.error or report.get("error"))
             _show_outcome(report, as_json)
             if result.status != "succeeded":
                 raise typer.Exit(result.exit_code or 1)

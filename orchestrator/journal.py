@@ -17,9 +17,10 @@ charged. Within a task whose journaled calls ran one after another, the n-th inp
 for must be the n-th journaled one: a different request means the workflow's code took another
 path than the original run (it read something that is not journaled), and
 :class:`~orchestrator.errors.ReplayDivergence` stops the run, naming the node and both
-requests. Within a task whose journaled calls overlapped in time (parallel branches of one
-node), order is not defined, so requests are matched by their key alone: a branch never gets
-another branch's result.
+requests. Within a task that had calls in flight at the same time (``asyncio.gather`` in a
+node; the run context journals a marker the first time it happens, and calls whose journaled
+times overlap count too), order is not defined, so requests are matched by their key alone: a
+branch never gets another branch's result.
 """
 
 from __future__ import annotations
@@ -98,7 +99,11 @@ class Journal:
         for entry in entries:
             journal.entries[entry.key] = entry
             parsed = parse_key(entry.key)
-            if parsed is not None and parsed[1] != "step":
+            if parsed is None or parsed[1] == "step":
+                continue
+            if parsed[1] == "concurrent":
+                journal._parallel.add(parsed[0])
+            else:
                 by_task[parsed[0]].append(entry)
         for task, task_entries in by_task.items():
             task_entries.sort(key=lambda e: (e.finished_at or datetime.min, e.key))
@@ -114,6 +119,16 @@ class Journal:
         occurrence = self._occurrences[slot]
         self._occurrences[slot] = occurrence + 1
         return f"{self.run_id}/{task}/{kind}/{digest}/{occurrence}"
+
+    def concurrency_key(self, task: str) -> str:
+        """The key of the marker saying ``task`` had calls in flight at the same time."""
+        return f"{self.run_id}/{task}/concurrent/-/0"
+
+    def is_concurrent(self, task: str) -> bool:
+        return task in self._parallel
+
+    def mark_concurrent(self, task: str) -> None:
+        self._parallel.add(task)
 
     def replay(self, key: str, kind: str, request: Any, task: str, node: str) -> Entry | None:
         """The journaled entry of this input, None for a new one; raises ReplayDivergence where a

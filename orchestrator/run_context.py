@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -68,6 +69,7 @@ class RuntimeContext:
     config: dict[str, Any] = field(default_factory=dict)
     journal: Journal = field(init=False)
     _turn: int = 0
+    _inflight: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
     def __post_init__(self) -> None:
         self.journal = Journal(self.run_id)
@@ -78,6 +80,22 @@ class RuntimeContext:
         task, node = task_of_current_node()
         key = self.journal.key(kind, request, task)
         return key, self.journal.replay(key, kind, request, task, node)
+
+    @contextlib.asynccontextmanager
+    async def _in_flight(self) -> AsyncIterator[None]:
+        """Around a call that is sent: a task that has two calls in flight at once (``gather`` in
+        a node) is journaled as concurrent, so that its resume matches calls by key, not order."""
+        task, _ = task_of_current_node()
+        if self._inflight[task] and not self.journal.is_concurrent(task):
+            self.journal.mark_concurrent(task)
+            row = {"run_id": self.run_id, "key": self.journal.concurrency_key(task), "kind": "concurrent",
+                   "data": True}
+            await self.store.transact(lambda conn: calls.insert_observation(conn, row, once=True))
+        self._inflight[task] += 1
+        try:
+            yield
+        finally:
+            self._inflight[task] -= 1
 
     async def _reserve(self, key: str, charges: list[Charge]) -> Reservation:
         try:
@@ -116,6 +134,12 @@ class RuntimeContext:
         key, done = self._replay("llm", llm_request(wire, asdict(sampling)))
         if done is not None:
             return _response_from_row(done.result)
+        async with self._in_flight():
+            return await self._live_chat(key, messages, wire, sampling, tool_name, is_last_step, scope, purpose)
+
+    async def _live_chat(self, key: str, messages: list[Message] | tuple[Message, ...], wire: list[dict[str, Any]],
+                         sampling: SamplingOptions, tool_name: str | None, is_last_step: bool, scope: str | None,
+                         purpose: str) -> LLMResponse:
         scopes = self._scopes(scope)
         model = getattr(self.llm, "model", "") or ""
         hints = ProgramHints(program_id=self.run_id, turn=self._turn, is_last_step=is_last_step, tool_name=tool_name)
@@ -206,6 +230,10 @@ class RuntimeContext:
         if done is not None:
             row = done.result
             return ToolResult(row.result, is_error=row.is_error, metadata={"refused": row.refused, "replayed": True})
+        async with self._in_flight():
+            return await self._live_tool(key, name, args, scope)
+
+    async def _live_tool(self, key: str, name: str, args: dict[str, Any], scope: str | None) -> ToolResult:
         self._turn += 1
         try:
             tool, args = self.tools.prepare(name, args)

@@ -92,10 +92,13 @@ async def drive(workflow: Workflow, graph: Any, task: dict[str, Any], config: An
     included), from the last checkpoint when tasks are pending, or not at all when it had
     finished (the process died before the run row was updated)."""
     snapshot = await graph.aget_state(config)
+    # Checkpoints are written before the next step starts ("sync"): with LangGraph's default
+    # ("async") a process killed mid-step could leave a checkpoint without the writes that say
+    # which node runs next, and the run would look finished.
     if snapshot.created_at is None:
-        return dict(await graph.ainvoke(workflow.initial_state(task), config))
+        return dict(await graph.ainvoke(workflow.initial_state(task), config, durability="sync"))
     if snapshot.next:
-        return dict(await graph.ainvoke(None, config))
+        return dict(await graph.ainvoke(None, config, durability="sync"))
     return dict(snapshot.values)
 
 

@@ -25,7 +25,10 @@ def insert_tool_call(conn: Connection, row: dict[str, Any]) -> None:
     conn.execute(insert(ToolCallRow).values(**row))
 
 
-def insert_observation(conn: Connection, row: dict[str, Any]) -> None:
+def insert_observation(conn: Connection, row: dict[str, Any], *, once: bool = False) -> None:
+    """Journal an observation; with ``once``, unless its key is there already (a resumed run)."""
+    if once and conn.execute(select(ObservationRow.id).where(ObservationRow.key == row["key"])).first():
+        return
     conn.execute(insert(ObservationRow).values(**row))
 
 

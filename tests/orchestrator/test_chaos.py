@@ -25,21 +25,13 @@ SEED = 16
 NUM_KILLS = {"scripted": 2, "loopback": 1}
 _names = itertools.count()
 
-_LOST_STEP = ("orchestrator/workflow.py drive: a run killed at its first request can have aget_state().next == () "
-              "and is taken as finished: resume returns the initial state 'succeeded' (test_resume_regressions.py::"
-              "test_kill_at_first_request_resumes_the_whole_run); hit at random kill points, so not strict here")
-_CONCURRENT_ORDER = ("orchestrator/journal.py Journal.load/_overlapping: LLM calls a drqa or batchprompt node "
-                     "issues concurrently count as sequential when their journaled times do not overlap, and the "
-                     "resumed node asks in another order: ReplayDivergence (test_resume_regressions.py::"
-                     "test_concurrent_calls_inside_one_node_replay_without_divergence); timing-dependent here")
-
 CASES = [
     pytest.param("react", "scripted"),
-    pytest.param("bats", "scripted", marks=pytest.mark.xfail(strict=False, reason=_LOST_STEP)),
-    pytest.param("priordynaflow", "scripted", marks=pytest.mark.xfail(strict=False, reason=_LOST_STEP)),
-    pytest.param("batchprompt", "scripted", marks=pytest.mark.xfail(strict=False, reason=_CONCURRENT_ORDER)),
-    pytest.param("drqa", "scripted", marks=pytest.mark.xfail(strict=False, reason=_CONCURRENT_ORDER)),
-    pytest.param("chaos_fanout", "scripted", marks=pytest.mark.xfail(strict=False, reason=_LOST_STEP)),
+    pytest.param("bats", "scripted"),
+    pytest.param("priordynaflow", "scripted"),
+    pytest.param("batchprompt", "scripted"),
+    pytest.param("drqa", "scripted"),
+    pytest.param("chaos_fanout", "scripted"),
     pytest.param("react", "loopback"),
     pytest.param("bats", "loopback"),
     pytest.param("drqa", "loopback"),

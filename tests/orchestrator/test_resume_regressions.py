@@ -45,8 +45,8 @@ def _trials(name: str, backend: str, kill_points: list[int], new_db: Callable[[s
             home: Path) -> tuple[dict, list[campaign.Trial]]:  # type: ignore[type-arg]
     async def go() -> tuple[dict, list[campaign.Trial]]:  # type: ignore[type-arg]
         want, num_requests = await campaign.reference(name, backend, new_db("ref"), home)
-        return want, [await campaign.trial(name, backend, new_db(f"kill{k}"), home, k, want, num_requests)
-                      for k in kill_points]
+        return want, [await campaign.trial(name, backend, new_db(f"kill{i}-{k}"), home, k, want, num_requests)
+                      for i, k in enumerate(kill_points)]
 
     return asyncio.run(go())
 
@@ -79,22 +79,10 @@ def test_empty_initial_state_resumes_instead_of_running_again(new_db: Callable[[
     _assert_exact(trials)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "orchestrator/journal.py Journal.load/_overlapping (~line 104, 137): a task counts as parallel only when its "
-    "journaled calls overlap in time; drqa's nodes issue LLM calls concurrently (asyncio.gather) that do not "
-    "overlap on the instant scripted backend, so the task is replayed as sequential in finished_at order while "
-    "the resumed gather asks in another order: ReplayDivergence in 'probe' (kill at request 8; also 'reallocate' "
-    "at 16). Concurrency inside one task should be recorded, not inferred from timestamps"))
 def test_concurrent_calls_inside_one_node_replay_without_divergence(tmp_path: Path) -> None:
     _assert_exact(_trials("drqa", "scripted", [8], lambda label: f"sqlite:///{tmp_path / label}.db", tmp_path)[1])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "orchestrator/workflow.py drive (lines 94-99): a run SIGKILLed at its first LLM request, when LangGraph's "
-    "step-0 checkpoint (after 'begin') is saved, has aget_state().next == () (seen in about half of such kills on "
-    "SQLite, whether or not the 'begin' task's writes were saved), so drive takes it as finished and returns "
-    "snapshot.values: resume reports 'succeeded' with the initial state, no LLM call, answer None (priordynaflow; "
-    "bats and the fan-out workflow likewise in the chaos campaign)"))
 def test_kill_at_first_request_resumes_the_whole_run(tmp_path: Path) -> None:
     # Ten kills at the first request: each must resume to the reference (one wrong is the bug).
     _assert_exact(_trials("priordynaflow", "scripted", [1] * 10, lambda label: f"sqlite:///{tmp_path / label}.db",

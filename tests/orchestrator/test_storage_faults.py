@@ -160,11 +160,6 @@ def test_disk_full_mid_run_then_runs_list_shows_interrupted_and_resume_succeeds(
         assert [r["status"] for r in _runs(db_url, tmp_path)] == ["succeeded", "succeeded"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "cli/main.py _run_agent prints the run's report read back from the store, not RunResult.error: when "
-    "the disk is full the 'interrupted' status and error cannot be written (runtime._finish swallows it), so "
-    "the user sees exit 4 with status 'running', error null and nothing on stderr; the StorageError message "
-    "should go to stderr"))
 def test_disk_full_mid_run_says_why(tmp_path: Path) -> None:
     with _tmpfs(tmp_path / "mid", "2m") as mnt:
         db_url = f"sqlite:///{mnt / 'store.db'}"
