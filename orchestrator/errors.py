@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-
 # Exit codes of the command line: 0 done, 1 a bug, 2 bad input, 3 a budget ran out (the run is
 # paused, resumable), 4 an engine or the storage is unavailable (retry or resume later), 5 a
 # dataset run some but not all of whose items succeeded.
