@@ -137,7 +137,10 @@ def plan(
     argv += ["--proc", "/proc", "--dev", "/dev"]
     argv += ["--size", str(workdir_bytes), "--perms", "01777", "--tmpfs", "/dev/shm"]
     argv += ["--size", str(workdir_bytes), "--perms", "01777", "--tmpfs", WORKDIR]
-    argv += ["--symlink", WORKDIR, "/tmp"]
+    if not any(Path(d).is_relative_to("/tmp") for d in dests):
+        # /tmp is the work dir too; where the runtime itself lives under /tmp (a checkout there),
+        # /tmp holds the read-only runtime instead and TMPDIR still points into the work dir.
+        argv += ["--symlink", WORKDIR, "/tmp"]
     argv += ["--perms", "0444", "--file", str(code_fd), f"{WORKDIR}/main.py"]
     argv += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", WORKDIR, "--clearenv"]
     for key, value in SANDBOX_ENV.items():
