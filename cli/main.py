@@ -78,7 +78,7 @@ def storage_errors(db: str | None) -> Iterator[None]:
         from orchestrator.store.db import storage_error
 
         url = _db_url(db)
-        fault = storage_error(getattr(exc, "orig", None) or exc, url)
+        fault = storage_error(exc, url)  # it reads the driver's own error (exc.orig) itself
         if fault is None and isinstance(exc, OSError):
             fault = StorageError(f"database {url} cannot be created: {exc}; set QUOTAFLOW_HOME (or --db) "
                                  "to a writable directory")

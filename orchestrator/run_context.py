@@ -101,8 +101,7 @@ class RuntimeContext:
         try:
             return await self.ledger.reserve(key, charges, self.run_id)
         except LimitReached as exc:
-            metrics.BUDGET_REFUSALS.labels(exc.resource).inc()
-            raise accounting.budget_exhausted(exc) from None
+            raise _refused(exc) from None
 
     async def _release(self, reservation: Reservation) -> None:
         """Give a reservation back on a failure path; if the store fails too, the resume that
@@ -204,8 +203,7 @@ class RuntimeContext:
             except LimitReached as exc:
                 if allowed >= 1 and attempt + 1 < _RESERVE_ATTEMPTS:
                     continue  # a concurrent call took the room first: size the call again
-                metrics.BUDGET_REFUSALS.labels(exc.resource).inc()
-                raise accounting.budget_exhausted(exc) from None
+                raise _refused(exc) from None
             return reservation, replace(request, sampling=replace(request.sampling, max_tokens=max_out))
         raise AssertionError("unreachable")
 
@@ -325,6 +323,12 @@ class RuntimeContext:
     async def get_record(self, namespace: str, key: str) -> Any | None:
         async with self.store.session() as s:
             return await calls.read_record(s, self.run_id, namespace, key)
+
+
+def _refused(exc: LimitReached) -> BudgetExhausted:
+    """The ledger's refusal, counted, as the error that pauses the run."""
+    metrics.BUDGET_REFUSALS.labels(exc.resource).inc()
+    return accounting.budget_exhausted(exc)
 
 
 def _as_dict(args: Any) -> dict[str, Any]:
