@@ -66,12 +66,29 @@ class ContinuumConfig:
     """Also pin turns that stopped at max_tokens (a benchmark with dummy weights needs it)."""
     metrics: bool = True
     """Export the plugin's Prometheus metrics from the engine process."""
+    admission: bool = False
+    """Program-level admission control: a program's turns go to the engine only while the
+    admitted programs' working sets (their largest contexts, in KV blocks) fit in the KV cache
+    less ``admission_headroom_fraction``; other programs wait at a gate in program order instead
+    of evicting admitted ones. Admitted programs' pins then last as long as their reservation
+    (``admission_idle_s``) and are released earlier only under memory pressure."""
+    admission_headroom_fraction: float = 0.1
+    """Share of the KV cache kept out of the admission budget (growth of running turns)."""
+    admission_idle_s: float = 120.0
+    """An admitted program with no turn in flight for this long loses its reservation and its
+    pin (a client that went away); its next turn goes through the gate again, in program order."""
 
     def __post_init__(self) -> None:
         if self.ttl_policy not in ("utility", "fixed"):
             raise ValueError(
                 f"ttl_policy={self.ttl_policy!r}: expected 'utility' or 'fixed'"
             )
+        if not 0.0 <= self.admission_headroom_fraction < 1.0:
+            raise ValueError(
+                f"admission_headroom_fraction={self.admission_headroom_fraction}: expected a share in [0, 1)"
+            )
+        if self.admission_idle_s <= 0.0:
+            raise ValueError(f"admission_idle_s={self.admission_idle_s}: expected a positive duration")
         if not 0.0 <= self.max_pinned_fraction <= 1.0:
             raise ValueError(
                 f"max_pinned_fraction={self.max_pinned_fraction}: expected a share in [0, 1]"

@@ -17,6 +17,11 @@ Exposed names (counters get ``_total`` from prometheus_client):
 - ``quotaflow_continuum_pin_forced_releases_total`` pins released under memory pressure
 - ``quotaflow_continuum_pins_refused_total``      pins refused by the pinned-share cap
 - ``quotaflow_continuum_reused_tokens_total``     prompt tokens reused thanks to a pin
+- ``quotaflow_continuum_admission_waits_total``   turns held at the admission gate
+- ``quotaflow_continuum_admission_reentries_total`` programs that came back through the gate
+- ``quotaflow_continuum_reservations_expired_total`` reservations dropped after idling
+- ``quotaflow_continuum_admission_waiting``       requests at the admission gate now
+- ``quotaflow_continuum_reserved_blocks``         KV blocks reserved by admitted programs now
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "forced_releases": ("pin_forced_releases", "Pins released early under KV memory pressure."),
     "pins_refused": ("pins_refused", "Pins refused because pins held their maximum KV share."),
     "tokens_reused": ("reused_tokens", "Prompt tokens served from a pinned prefix, not prefilled."),
+    "admission_waits": ("admission_waits", "Turns held at the admission gate (working sets full)."),
+    "admission_reentries": ("admission_reentries", "Programs that lost their reservation and came back."),
+    "reservations_expired": ("reservations_expired", "Reservations dropped after their program idled."),
 }
 
 _metrics: dict[str, Any] | None = None
@@ -57,6 +65,12 @@ def _process_metrics() -> dict[str, Any]:
         created["pinned_blocks"] = Gauge(
             PREFIX + "pinned_blocks", "KV blocks held by pins now.", multiprocess_mode="livesum"
         )
+        created["admission_waiting"] = Gauge(
+            PREFIX + "admission_waiting", "Requests held at the admission gate now.", multiprocess_mode="livesum"
+        )
+        created["reserved_blocks"] = Gauge(
+            PREFIX + "reserved_blocks", "KV blocks reserved by admitted programs now.", multiprocess_mode="livesum"
+        )
         _metrics = created
     return _metrics
 
@@ -68,7 +82,10 @@ class MetricsSink:
         self._metrics = _process_metrics()
         self._last = asdict(PluginCounters())
 
-    def sync(self, counters: PluginCounters, *, num_pins: int, num_pinned_blocks: int) -> None:
+    def sync(
+        self, counters: PluginCounters, *, num_pins: int, num_pinned_blocks: int, num_waiting: int = 0,
+        num_reserved_blocks: int = 0,
+    ) -> None:
         """Add what changed since the previous call and set the gauges."""
         now = asdict(counters)
         for field, value in now.items():
@@ -78,3 +95,5 @@ class MetricsSink:
         self._last = now
         self._metrics["pins_active"].set(num_pins)
         self._metrics["pinned_blocks"].set(num_pinned_blocks)
+        self._metrics["admission_waiting"].set(num_waiting)
+        self._metrics["reserved_blocks"].set(num_reserved_blocks)

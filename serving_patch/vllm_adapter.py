@@ -21,6 +21,11 @@ Load it with::
   programs newer than the requester's (latest arrival first) and retry, before vLLM preempts or
   gives up; when nothing else runs, any pin may go, so a pin never deadlocks the engine.
 - ``reset_prefix_cache``/``shutdown``: release every pin first.
+- admission control (``QUOTAFLOW_CONTINUUM_ADMISSION=1``): ``add_request`` holds a turn whose
+  program is not admitted at a gate outside vLLM's queues (the core decides, in program order,
+  by the admitted programs' working sets); ``schedule`` first drops reservations of programs
+  that idled too long and queues what the gate admits; ``finish_requests`` takes aborted gated
+  requests out; gated requests count as unfinished, so the engine keeps stepping.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from serving_patch.core import ContinuumCore, OrderKey, Pin, ProgramHints, order
 require_supported_vllm()
 
 from vllm.v1.core.sched.async_scheduler import AsyncScheduler
+from vllm.v1.core.sched.interface import PauseState
 from vllm.v1.core.sched.output import SchedulerOutput
 from vllm.v1.core.sched.request_queue import RequestQueue, SchedulingPolicy
 from vllm.v1.core.sched.scheduler import Scheduler
@@ -137,9 +143,10 @@ class ContinuumMixin:
         super().__init__(*args, **kwargs)  # type: ignore[call-arg]
         config = ContinuumConfig.from_env()
         num_blocks = int(self.kv_cache_manager.block_pool.num_gpu_blocks)
-        self.continuum = ContinuumCore(config, num_kv_blocks=num_blocks)
+        self.continuum = ContinuumCore(config, num_kv_blocks=num_blocks, block_size=self.block_size)
         self.continuum_clock = time.monotonic
         self._pinned_requests: dict[str, Request] = {}
+        self._gated: dict[str, Request] = {}
         self._pins_to_take: dict[str, Pin] = {}
         self._metrics_sink = None
         if config.metrics:
@@ -156,26 +163,71 @@ class ContinuumMixin:
             )
         self._wrap_allocate_slots()
         logger.info(
-            "Continuum plugin active: ttl_policy=%s, %d KV blocks, pins may hold %d",
+            "Continuum plugin active: ttl_policy=%s, %d KV blocks, pins may hold %d, admission %s",
             config.ttl_policy,
             num_blocks,
             self.continuum.max_pinned_blocks,
+            f"on ({self.continuum.admission.budget_blocks} blocks)" if self.continuum.admission else "off",
         )
 
     # ------------------------------------------------------------------ vLLM hooks
     def add_request(self, request: Request) -> None:
-        if request.request_id not in self.requests and request.sampling_params is not None:
-            hints = ProgramHints.parse(
-                request.sampling_params.extra_args, priority=request.priority
-            )
-            self.continuum.on_arrival(
-                request.request_id,
-                hints,
-                priority=request.priority,
-                arrival_time=request.arrival_time,
-                now=self.continuum_clock(),
-            )
-        super().add_request(request)  # type: ignore[misc]
+        request_id = request.request_id
+        if request_id in self.requests or request_id in self._gated or request.sampling_params is None:
+            super().add_request(request)  # type: ignore[misc]
+            return
+        hints = ProgramHints.parse(request.sampling_params.extra_args, priority=request.priority)
+        self.continuum.on_arrival(
+            request_id,
+            hints,
+            priority=request.priority,
+            arrival_time=request.arrival_time,
+            now=self.continuum_clock(),
+        )
+        if self.continuum.admission is None or hints is None:
+            super().add_request(request)  # type: ignore[misc]
+            return
+        self._gated[request_id] = request
+        self._queue_admitted(self.continuum.admit(request_id, num_prompt_tokens=request.num_prompt_tokens))
+
+    def _queue_admitted(self, request_ids: Iterable[str]) -> None:
+        for request_id in request_ids:
+            request = self._gated.pop(request_id, None)
+            if request is not None:
+                super().add_request(request)  # type: ignore[misc]
+
+    def finish_requests(self, request_ids: Any, finished_status: RequestStatus) -> list[Request]:
+        gated: list[Request] = []
+        if self._gated:
+            if request_ids is None:
+                ids = list(self._gated)
+            else:
+                ids = [request_ids] if isinstance(request_ids, str) else list(request_ids)
+                request_ids = [rid for rid in ids if rid not in self._gated]
+            now = self.continuum_clock()
+            for rid in ids:
+                request = self._gated.pop(rid, None)
+                if request is None:
+                    continue
+                request.status = finished_status
+                self.continuum.on_finished(
+                    rid, stopped_normally=False, pinnable=False, num_blocks=0,
+                    num_tokens=request.num_prompt_tokens, now=now,
+                )
+                gated.append(request)
+        finished: list[Request] = super().finish_requests(request_ids, finished_status)  # type: ignore[misc]
+        return gated + list(finished or [])
+
+    def get_num_unfinished_requests(self) -> int:
+        num: int = super().get_num_unfinished_requests()  # type: ignore[misc]
+        if self._gated and getattr(self, "_pause_state", PauseState.UNPAUSED) == PauseState.UNPAUSED:
+            num += len(self._gated)
+        return num
+
+    @property
+    def num_gated_requests(self) -> int:
+        """Requests held at the admission gate."""
+        return len(self._gated)
 
     def _select_waiting_queue_for_scheduling(self) -> RequestQueue | None:
         waiting, skipped = self.waiting, self.skipped_waiting
@@ -191,6 +243,10 @@ class ContinuumMixin:
         for pin in self.continuum.expire(now):
             self._release_pin(pin)
         self.continuum.collect_garbage(now)
+        if self.continuum.admission is not None:
+            for pin in self.continuum.expire_reservations(now):
+                self._release_pin(pin)
+            self._queue_admitted(self.continuum.admission_release())
         output: SchedulerOutput = super().schedule(*args, **kwargs)  # type: ignore[misc]
         for new_request in output.scheduled_new_reqs:
             request_id = new_request.req_id
@@ -251,6 +307,7 @@ class ContinuumMixin:
 
     def shutdown(self) -> None:
         self.release_all_pins()
+        self._gated.clear()
         self._sync_metrics()
         super().shutdown()  # type: ignore[misc]
 
@@ -308,6 +365,8 @@ class ContinuumMixin:
                 self.continuum.counters,
                 num_pins=len(self.continuum.pins),
                 num_pinned_blocks=self.continuum.pins.num_blocks,
+                num_waiting=len(self._gated),
+                num_reserved_blocks=self.continuum.admission.reserved_blocks if self.continuum.admission else 0,
             )
 
     @property

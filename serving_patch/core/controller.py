@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from serving_patch.config import ContinuumConfig
+from serving_patch.core.admission import AdmissionControl
 from serving_patch.core.durations import ToolDurationModel
 from serving_patch.core.hints import ProgramHints
 from serving_patch.core.ordering import OrderKey, order_key
@@ -36,6 +37,12 @@ class PluginCounters:
     """Pins not taken because the pinned share of the KV cache was at its cap."""
     tokens_reused: int = 0
     """Prompt tokens served from a pinned prefix instead of being prefilled again."""
+    admission_waits: int = 0
+    """Turns held at the admission gate (their program's working set did not fit)."""
+    admission_reentries: int = 0
+    """Programs that lost their reservation and came back through the gate."""
+    reservations_expired: int = 0
+    """Reservations dropped because their program idled past ``admission_idle_s``."""
 
 
 @dataclass
@@ -65,10 +72,19 @@ class PinDecision:
 class ContinuumCore:
     """Program table, pins, durations and TTL policy behind a handful of event methods."""
 
-    def __init__(self, config: ContinuumConfig, *, num_kv_blocks: int) -> None:
+    def __init__(self, config: ContinuumConfig, *, num_kv_blocks: int, block_size: int = 16) -> None:
         self.config = config
         self.num_kv_blocks = num_kv_blocks
-        self.max_pinned_blocks = int(config.max_pinned_fraction * num_kv_blocks)
+        self.admission: AdmissionControl | None = None
+        if config.admission:
+            self.admission = AdmissionControl(
+                num_kv_blocks=num_kv_blocks,
+                block_size=block_size,
+                headroom_fraction=config.admission_headroom_fraction,
+            )
+        # Under admission control the reservations bound what pins hold: no separate cap.
+        fraction = 1.0 if config.admission else config.max_pinned_fraction
+        self.max_pinned_blocks = int(fraction * num_kv_blocks)
         self.programs = ProgramTable(
             idle_timeout_s=config.program_idle_timeout_s, max_programs=config.max_programs
         )
@@ -128,6 +144,50 @@ class ContinuumCore:
         self._requests[request_id] = _Tracked(hints, rank, now, had_pin, order)
         return order
 
+    def admit(self, request_id: str, *, num_prompt_tokens: int) -> list[str]:
+        """Admission control of an arrived request: the request ids that may enter the engine's
+        queue now (this one, or not yet, and possibly earlier gated ones; in program order).
+
+        Without admission control, or for a request without hints, that is the request itself.
+        """
+        tracked = self._requests.get(request_id)
+        if self.admission is None or tracked is None or tracked.program_id is None:
+            return [request_id]
+        program_id = tracked.program_id
+        program = self.programs.get(program_id)
+        if not self.admission.is_active(program_id) and program is not None and program.num_turns > 1:
+            self.counters.admission_reentries += 1
+        released = self.admission.offer(
+            program_id, rank=tracked.rank, request_id=request_id, num_prompt_tokens=num_prompt_tokens
+        )
+        if request_id not in released:
+            self.counters.admission_waits += 1
+        return released
+
+    def admission_release(self) -> list[str]:
+        """Gated request ids that fit now, in program order (the adapter queues them)."""
+        return self.admission.release() if self.admission is not None else []
+
+    def expire_reservations(self, now: float) -> list[Pin]:
+        """Drop reservations of programs idle past ``admission_idle_s`` (or forgotten);
+        returns their pins, which the adapter releases."""
+        if self.admission is None:
+            return []
+        released: list[Pin] = []
+        for program_id in self.admission.active_programs():
+            program = self.programs.get(program_id)
+            if program is not None and (
+                program.num_in_flight > 0 or now - program.last_seen_s < self.config.admission_idle_s
+            ):
+                continue
+            self.admission.finish(program_id)
+            self.counters.reservations_expired += 1
+            pin = self.pins.pop(program_id)
+            if pin is not None:
+                self.counters.expiries += 1
+                released.append(pin)
+        return released
+
     def on_admitted(
         self, request_id: str, *, num_cached_tokens: int, block_size: int, now: float
     ) -> Pin | None:
@@ -179,14 +239,30 @@ class ContinuumCore:
             return PinDecision()
         program_id = hints.program_id
         self.programs.on_departure(program_id, now, tool_name=hints.tool_name)
+        if self.admission is not None:
+            self.admission.drop(request_id)
+            self.admission.observe(program_id, num_tokens)
         if hints.is_last_step:
+            if self.admission is not None:
+                self.admission.finish(program_id)
             program = self.programs.forget(program_id)
             if program is not None and stopped_normally:
                 self.eta.observe_program(program.num_turns)
             return self._release_of(program_id)
         if not (stopped_normally and pinnable) or num_blocks <= 0:
             return PinDecision()
-        ttl = self.policy.ttl_s(
+        if self.admission is not None:
+            # The program's working set is reserved: its blocks stay for as long as the
+            # reservation does (released earlier only under memory pressure).
+            if not self.admission.is_active(program_id):
+                return self._release_of(program_id)
+            ttl = self.config.admission_idle_s
+        else:
+            ttl = self._ttl_s(hints, num_tokens)
+        return self._pin(program_id, request_id, tracked.rank, num_blocks, num_tokens, ttl, now)
+
+    def _ttl_s(self, hints: ProgramHints, num_tokens: int) -> float:
+        return self.policy.ttl_s(
             TTLInputs(
                 tool_name=hints.tool_name,
                 num_context_tokens=num_tokens,
@@ -195,6 +271,11 @@ class ContinuumCore:
                 ttl_hint_s=hints.ttl_hint_s,
             )
         )
+
+    def _pin(
+        self, program_id: str, request_id: str, rank: int, num_blocks: int, num_tokens: int, ttl: float,
+        now: float,
+    ) -> PinDecision:
         if ttl <= 0.0:
             return self._release_of(program_id)
         previous = self.pins.get(program_id)
@@ -205,7 +286,7 @@ class ContinuumCore:
         pin = Pin(
             program_id=program_id,
             request_id=request_id,
-            program_rank=tracked.rank,
+            program_rank=rank,
             num_blocks=num_blocks,
             num_tokens=num_tokens,
             pinned_at_s=now,
