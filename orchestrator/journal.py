@@ -159,6 +159,13 @@ def _overlapping(entries: list[Entry]) -> bool:
     return False
 
 
+# Sampling fields added after runs were first journaled: hashed only when set, so a run paused
+# before they existed resumes with the same keys.
+_LATER_SAMPLING_DEFAULTS: dict[str, Any] = {"choices": (), "logprobs": False, "top_logprobs": 0}
+
+
 def llm_request(messages: Iterable[Mapping[str, Any]], sampling: Mapping[str, Any]) -> dict[str, Any]:
     """The journaled (and hashed) form of an LLM request."""
-    return {"messages": list(messages), "sampling": dict(sampling)}
+    kept = {k: v for k, v in sampling.items()
+            if k not in _LATER_SAMPLING_DEFAULTS or v != _LATER_SAMPLING_DEFAULTS[k]}
+    return {"messages": list(messages), "sampling": kept}

@@ -47,6 +47,7 @@ from typing import Any, NamedTuple, Self
 from orchestrator.context import RunContext, ToolBudgetView
 from orchestrator.errors import BudgetExhausted, EngineUnavailable
 from orchestrator.llm.base import LLMClient
+from orchestrator.llm.choices import closest_choice
 from orchestrator.llm.scripted import (
     ScriptedClient,
     ScriptedConfig,
@@ -262,7 +263,9 @@ class Reply:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     logprobs: Sequence[tuple[str, float]] | None = None
-    """(token, logprob) pairs, sent when the request asks for ``logprobs``."""
+    """(token, logprob) pairs, sent when the request asks for ``logprobs`` (None: the reply's
+    word-sized pieces, each with logprob 0). A request constrained to ``structured_outputs.choice``
+    gets the choice closest to ``text`` instead, as vLLM would only ever decode a choice."""
     retry_after_s: float | None = 0.0
     """``Retry-After`` of a 429 reply (None: no header)."""
 
@@ -462,6 +465,9 @@ class LoopbackServer:
             return True
         body = request.body
         text, finish = reply.text, reply.finish_reason or "stop"
+        choices = (body.get("structured_outputs") or {}).get("choice")
+        if choices:
+            text = closest_choice(text, [str(c) for c in choices])
         if reply.completion_tokens is None:
             stop = body.get("stop") or ()
             text, cut = cut_reply(text, [stop] if isinstance(stop, str) else stop, request.max_tokens)
@@ -473,9 +479,13 @@ class LoopbackServer:
         model = self.model
         writer.write(_head(200, None, "text/event-stream"))
         pieces = split_deltas(text)
+        logprobs = self._logprobs(reply, text, body)
         for i, piece in enumerate(pieces):
-            chunk = {"model": model, "choices": [{"index": 0, "delta": {"content": piece},
-                                                  "finish_reason": finish if i == len(pieces) - 1 else None}]}
+            choice: dict[str, Any] = {"index": 0, "delta": {"content": piece},
+                                      "finish_reason": finish if i == len(pieces) - 1 else None}
+            if logprobs is not None:  # a token per chunk, the rest with the last: clients concatenate
+                choice["logprobs"] = {"content": logprobs[i:] if i == len(pieces) - 1 else logprobs[i:i + 1]}
+            chunk = {"model": model, "choices": [choice]}
             writer.write(f"data: {json.dumps(chunk)}\n\n".encode())
         if (body.get("stream_options") or {}).get("include_usage"):
             writer.write(f"data: {json.dumps({'model': model, 'choices': [], 'usage': usage})}\n\n".encode())
@@ -483,6 +493,14 @@ class LoopbackServer:
         await writer.drain()
         return False
 
+
+    @staticmethod
+    def _logprobs(reply: Reply, text: str, body: dict[str, Any]) -> list[dict[str, Any]] | None:
+        if not body.get("logprobs"):
+            return None
+        pairs = reply.logprobs if reply.logprobs is not None else [(p, 0.0) for p in split_deltas(text)]
+        top = int(body.get("top_logprobs") or 0)
+        return [{"token": t, "logprob": lp, "top_logprobs": [{"token": t, "logprob": lp}][:top]} for t, lp in pairs]
 
     def _usage(self, reply: Reply, text: str, body: dict[str, Any]) -> dict[str, Any]:
         prompt = reply.prompt_tokens if reply.prompt_tokens is not None else _count_prompt(body.get("messages") or [])
@@ -494,9 +512,9 @@ class LoopbackServer:
     def _completion(self, reply: Reply, text: str, finish: str, body: dict[str, Any]) -> bytes:
         choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text},
                                   "finish_reason": finish}
-        if body.get("logprobs") and reply.logprobs is not None:
-            choice["logprobs"] = {"content": [{"token": t, "logprob": lp, "top_logprobs": []}
-                                              for t, lp in reply.logprobs]}
+        logprobs = self._logprobs(reply, text, body)
+        if logprobs is not None:
+            choice["logprobs"] = {"content": logprobs}
         return _json_response(200, {"id": "chatcmpl-loopback", "object": "chat.completion", "created": 0,
                                     "model": self.model, "choices": [choice],
                                     "usage": self._usage(reply, text, body)})
@@ -759,6 +777,31 @@ async def _count_prompt_tokens_is_what_usage_reports(make: ClientFactory) -> Non
         f"count_prompt_tokens said {counted}, the call reported {response.usage.input_tokens} input tokens"
 
 
+_CHOOSE = LLMRequest(messages=(Message("system", "Answer with one word."),
+                               Message("user", "Is Paris the capital of France? Answer yes or no.")),
+                     sampling=SamplingOptions(max_tokens=8, choices=("yes", "no")), hints=ProgramHints("conformance"))
+
+
+async def _choices_constrain_the_reply(make: ClientFactory) -> None:
+    response = await _closing(make, lambda c: c.complete(_CHOOSE))
+    assert response.text in _CHOOSE.sampling.choices, f"a reply constrained to yes/no was {response.text!r}"
+
+
+async def _logprobs_are_returned_when_asked(make: ClientFactory) -> None:
+    asked = replace(_LONG, sampling=replace(_LONG.sampling, max_tokens=6, logprobs=True, top_logprobs=2))
+
+    async def use(client: LLMClient) -> tuple[LLMResponse, LLMResponse]:
+        return await client.complete(asked), await client.complete(_LONG)
+
+    response, plain = await _closing(make, use)
+    tokens = response.logprobs
+    assert tokens, f"logprobs=True returned {tokens!r}"
+    assert all(t.logprob <= 1e-4 for t in tokens), f"a log-probability above 0: {tokens}"
+    assert all(1 <= len(t.top_logprobs) <= 2 for t in tokens), "top_logprobs=2 not honoured"
+    assert "".join(t.token for t in tokens).strip() in response.text, "the tokens are not the reply's"
+    assert plain.logprobs is None, "logprobs returned without being asked for"
+
+
 async def _aclose_is_idempotent(make: ClientFactory) -> None:
     client = make()
     await client.complete(_LONG)
@@ -773,6 +816,8 @@ LLM_CLIENT_CHECKS: dict[str, LLMClientCheck] = {
     "stream yields deltas then the response": _stream_yields_deltas_then_the_response,
     "count_tokens counts": _count_tokens_counts,
     "count_prompt_tokens is what usage reports": _count_prompt_tokens_is_what_usage_reports,
+    "choices constrain the reply": _choices_constrain_the_reply,
+    "logprobs are returned when asked": _logprobs_are_returned_when_asked,
     "aclose is idempotent": _aclose_is_idempotent,
 }
 """Each promise of :class:`~orchestrator.llm.base.LLMClient`, by name."""

@@ -39,6 +39,30 @@ class SamplingOptions:
     json_schema: Mapping[str, Any] | None = field(default=None, hash=False)
     """Constrain the reply to JSON matching this schema where the backend can (OpenAI-compatible
     servers get ``response_format`` of type ``json_schema``; other backends ignore it)."""
+    choices: tuple[str, ...] = ()
+    """Constrain the reply to exactly one of these strings (empty: free text). vLLM decodes it
+    constrained (``structured_outputs.choice``); the local backend scores each choice and returns
+    the likeliest; the scripted one returns the choice closest to its scripted reply. Callers
+    still check the reply (:func:`orchestrator.llm.choices.closest_choice`): a server without
+    structured outputs answers free text."""
+    logprobs: bool = False
+    """Return each generated token's log-probability in :attr:`LLMResponse.logprobs`."""
+    top_logprobs: int = 0
+    """Also return this many most likely alternatives per generated token (implies ``logprobs``)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "choices", tuple(self.choices))  # a list from JSON or a caller
+        if self.choices and self.json_schema is not None:
+            raise ValueError("sampling: choices and json_schema are two constraints; pass one")
+        if any(not isinstance(c, str) or not c for c in self.choices):
+            raise ValueError(f"sampling: choices must be non-empty strings, got {self.choices!r}")
+        if not 0 <= self.top_logprobs <= 20:
+            raise ValueError(f"sampling: top_logprobs must be in 0..20, got {self.top_logprobs}")
+
+    @property
+    def wants_logprobs(self) -> bool:
+        """Whether the reply's token log-probabilities were asked for."""
+        return self.logprobs or self.top_logprobs > 0
 
 
 @dataclass(frozen=True)
@@ -72,6 +96,16 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token with its log-probability (natural log) and, where asked for, the most
+    likely alternatives at that position as ``(token, logprob)``, likeliest first."""
+
+    token: str
+    logprob: float
+    top_logprobs: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class LLMResponse:
     text: str
     usage: Usage
@@ -79,6 +113,10 @@ class LLMResponse:
     finish_reason: str = "stop"
     latency_s: float = 0.0
     endpoint: str = ""
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    """The generated tokens with their log-probabilities when the request asked for them
+    (:attr:`SamplingOptions.logprobs`) and the backend reports them; None otherwise (also for a
+    response replayed from the journal, which keeps the text only)."""
 
 
 class RunStatus(StrEnum):

@@ -13,6 +13,13 @@ counts the prompt tokens served from that cache. A new program whose prompt star
 
 One generation runs at a time per process (the cores are the bottleneck), in a worker thread so
 the event loop stays free; the model is loaded lazily, once per process.
+
+A request constrained to ``choices`` is answered by scoring: each choice's tokens are fed after
+the prompt and the choice with the highest total log-probability is returned (sampled in
+proportion to ``exp(logprob / temperature)`` when the temperature is above 0). vLLM instead
+decodes greedily among the choices' prefixes token by token; the two agree whenever the choices
+differ in their first token. Logprobs are the model's raw ones (before temperature), as vLLM
+reports by default; the end-of-sequence token is not listed.
 """
 
 from __future__ import annotations
@@ -29,13 +36,13 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import ConfigError, EngineDead
 from orchestrator.llm.textstream import IncrementalText
-from orchestrator.types import LLMRequest, LLMResponse, SamplingOptions, Usage
+from orchestrator.types import LLMRequest, LLMResponse, SamplingOptions, TokenLogprob, Usage
 
 __all__ = ["LocalClient", "LocalConfig", "default_gguf_path"]
 
@@ -206,6 +213,7 @@ class _Generation:
     num_prompt_tokens: int
     num_cached_tokens: int
     num_output_tokens: int
+    logprobs: tuple[TokenLogprob, ...] | None = None
 
 
 class LocalClient:
@@ -287,7 +295,7 @@ class LocalClient:
         usage = Usage(input_tokens=gen.num_prompt_tokens, cached_input_tokens=gen.num_cached_tokens,
                       output_tokens=gen.num_output_tokens)
         return LLMResponse(text=gen.text, usage=usage, model=self.model, finish_reason=gen.finish_reason,
-                           latency_s=time.perf_counter() - started, endpoint="local")
+                           latency_s=time.perf_counter() - started, endpoint="local", logprobs=gen.logprobs)
 
     def _generate(self, loaded: _Model, key: str, prompt: list[int], sampling: SamplingOptions,
                   on_delta: Callable[[str], None] | None, cancel: threading.Event) -> _Generation:
@@ -312,12 +320,21 @@ class LocalClient:
             # A failure mid-forward leaves the cache out of step with its ids: it is then dropped.
             logits = self._feed(loaded, entry, prompt[num_cached:])
             torch.set_num_threads(self.config.num_decode_threads or num_threads)
+            if sampling.choices:
+                gen = self._choose(loaded, entry, logits, sampling, generator, max_new)
+                self._checkin(loaded, key, entry)
+                if on_delta is not None and gen.text:
+                    on_delta(gen.text)
+                return replace(gen, num_prompt_tokens=len(prompt), num_cached_tokens=num_cached)
+            logprobs: list[TokenLogprob] | None = [] if sampling.wants_logprobs else None
             while num_out < max_new:
                 token = _pick(logits, sampling, generator)
                 num_out += 1
                 if token in loaded.eos_ids:
                     finish = "stop"
                     break
+                if logprobs is not None:
+                    logprobs.append(_token_logprob(loaded, logits, token, sampling.top_logprobs))
                 delta = text.push(token)
                 if delta and on_delta is not None:
                     on_delta(delta)
@@ -334,7 +351,39 @@ class LocalClient:
             if rest and on_delta is not None:
                 on_delta(rest)
         return _Generation(text=text.text, finish_reason=finish, num_prompt_tokens=len(prompt),
-                           num_cached_tokens=num_cached, num_output_tokens=num_out)
+                           num_cached_tokens=num_cached, num_output_tokens=num_out,
+                           logprobs=tuple(logprobs) if logprobs is not None else None)
+
+    def _choose(self, loaded: _Model, entry: _CacheEntry, logits: Any, sampling: SamplingOptions,
+                generator: Any, max_new: int) -> _Generation:
+        """The likeliest of ``sampling.choices`` after the prompt ``entry`` holds (``logits``: its
+        last position's); the cache is left holding the prompt only."""
+        import torch
+
+        first = torch.log_softmax(logits.float(), dim=-1)
+        scored: list[tuple[float, list[int], list[Any]]] = []
+        for choice in sampling.choices:
+            ids = loaded.encode(choice)[:max(max_new, 1)]
+            rows = [first]
+            if len(ids) > 1:
+                out = loaded.model(input_ids=torch.tensor([ids[:-1]]), use_cache=True,
+                                   **{loaded.cache_kwarg: entry.kv})
+                rows += list(torch.log_softmax(out.logits[0].float(), dim=-1))
+                entry.kv.crop(-(len(ids) - 1))  # a negative count removes that many tokens
+            scored.append((sum(float(row[t]) for row, t in zip(rows, ids, strict=True)), ids, rows))
+        totals = torch.tensor([total for total, _, _ in scored])
+        if sampling.temperature > 0 and generator is not None:
+            index = int(torch.multinomial(torch.softmax(totals / sampling.temperature, dim=-1), 1,
+                                          generator=generator))
+        else:
+            index = int(torch.argmax(totals))  # ties: the first listed
+        _, ids, rows = scored[index]
+        logprobs = (tuple(_token_logprob(loaded, row, t, sampling.top_logprobs, normalized=True)
+                          for row, t in zip(rows, ids, strict=True)) if sampling.wants_logprobs else None)
+        cut = len(loaded.encode(sampling.choices[index])) > len(ids)
+        return _Generation(text=loaded.decode(ids) if cut else sampling.choices[index],
+                           finish_reason="length" if cut else "stop", num_prompt_tokens=0,
+                           num_cached_tokens=0, num_output_tokens=len(ids), logprobs=logprobs)
 
     def _feed(self, loaded: _Model, entry: _CacheEntry, ids: list[int]) -> Any:
         """Run ``ids`` through the model on top of ``entry``'s cache; logits of the last position."""
@@ -380,6 +429,19 @@ class LocalClient:
             or sum(len(e.ids) for e in loaded.entries.values()) > self.config.max_cached_tokens
         ):
             loaded.entries.popitem(last=False)
+
+
+def _token_logprob(loaded: _Model, logits: Any, token: int, top: int, *, normalized: bool = False) -> TokenLogprob:
+    """``token``'s log-probability under ``logits`` (already log-softmaxed when ``normalized``)
+    with the ``top`` likeliest tokens."""
+    import torch
+
+    row = logits if normalized else torch.log_softmax(logits.float(), dim=-1)
+    alternatives: tuple[tuple[str, float], ...] = ()
+    if top:
+        values, indices = torch.topk(row, top)
+        alternatives = tuple((loaded.decode([int(i)]), float(v)) for v, i in zip(values, indices, strict=True))
+    return TokenLogprob(loaded.decode([token]), float(row[token]), alternatives)
 
 
 def _pick(logits: Any, sampling: SamplingOptions, generator: Any) -> int:

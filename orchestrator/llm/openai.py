@@ -23,9 +23,9 @@ import httpx
 
 from orchestrator.errors import ConfigError, EngineDead, EngineUnavailable
 from orchestrator.llm.routing import EndpointRouter
-from orchestrator.types import LLMRequest, LLMResponse, Usage
+from orchestrator.types import LLMRequest, LLMResponse, TokenLogprob, Usage
 
-__all__ = ["OpenAIClient", "OpenAIConfig", "backoff_delay", "parse_usage"]
+__all__ = ["OpenAIClient", "OpenAIConfig", "backoff_delay", "parse_logprobs", "parse_usage"]
 
 _RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 
@@ -54,6 +54,9 @@ class OpenAIConfig:
     """Connection pool size per client (high concurrency for benchmarks)."""
     send_hints: bool = True
     """Send ``vllm_xargs``/``priority``; turn off for servers that reject unknown fields."""
+    structured_outputs: bool = True
+    """Send a request's ``choices`` as vLLM's ``structured_outputs: {"choice": [...]}``; turn off
+    for servers without it (the reply is then free text, which callers match to a choice)."""
     extra_body: Mapping[str, Any] = field(default_factory=dict)
     """Extra JSON fields merged into every request body (e.g. ``chat_template_kwargs``)."""
     tokenizer: Callable[[str], Sequence[Any] | int] | None = None
@@ -112,6 +115,22 @@ class _Retryable(Exception):
         self.retry_after_s = retry_after_s
         self.move_on = move_on
         """True when the endpoint could not be reached: the next try goes to the next endpoint."""
+
+
+def parse_logprobs(raw: Any) -> tuple[TokenLogprob, ...] | None:
+    """The tokens of an OpenAI ``logprobs`` object (``{"content": [{token, logprob,
+    top_logprobs}]}``, a chat choice's or a stream chunk's); None when absent or malformed."""
+    content = raw.get("content") if isinstance(raw, dict) else None
+    if not isinstance(content, list):
+        return None
+    try:
+        return tuple(
+            TokenLogprob(str(t["token"]), float(t["logprob"]),
+                         tuple((str(a["token"]), float(a["logprob"])) for a in t.get("top_logprobs") or ()))
+            for t in content
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -266,6 +285,12 @@ class OpenAIClient:
         if sampling.json_schema is not None:
             body["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": "reply", "schema": dict(sampling.json_schema), "strict": True}}
+        if sampling.choices and self.config.structured_outputs:
+            body["structured_outputs"] = {"choice": list(sampling.choices)}
+        if sampling.wants_logprobs:
+            body["logprobs"] = True
+            if sampling.top_logprobs:
+                body["top_logprobs"] = sampling.top_logprobs
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -340,7 +365,8 @@ class OpenAIClient:
         finish = choice.get("finish_reason") or "stop"
         usage = parse_usage(payload.get("usage")) or self._estimate_usage(body, text)
         return LLMResponse(text=text, usage=usage, model=payload.get("model") or body["model"],
-                           finish_reason=finish, latency_s=time.perf_counter() - started, endpoint=endpoint)
+                           finish_reason=finish, latency_s=time.perf_counter() - started, endpoint=endpoint,
+                           logprobs=parse_logprobs(choice.get("logprobs")) if body.get("logprobs") else None)
 
     async def _stream_once(self, endpoint: str, body: dict[str, Any]) -> AsyncIterator[str | LLMResponse]:
         started = time.perf_counter()
@@ -348,6 +374,7 @@ class OpenAIClient:
         usage: Usage | None = None
         finish = "stop"
         model = body["model"]
+        tokens: list[TokenLogprob] | None = [] if body.get("logprobs") else None
         try:
             async with self._http.stream("POST", f"{endpoint}/chat/completions", **_json_body(body)) as response:
                 if response.status_code >= 400:
@@ -366,6 +393,8 @@ class OpenAIClient:
                         for choice in chunk.get("choices") or ():
                             delta = (choice.get("delta") or {}).get("content")
                             finish = choice.get("finish_reason") or finish
+                            if tokens is not None:
+                                tokens.extend(parse_logprobs(choice.get("logprobs")) or ())
                             if delta:
                                 parts.append(delta)
                                 yield delta
@@ -378,7 +407,8 @@ class OpenAIClient:
             raise EngineDead(f"{endpoint}: {type(exc).__name__}: {exc}") from exc
         text = "".join(parts)
         yield LLMResponse(text=text, usage=usage or self._estimate_usage(body, text), model=model,
-                          finish_reason=finish, latency_s=time.perf_counter() - started, endpoint=endpoint)
+                          finish_reason=finish, latency_s=time.perf_counter() - started, endpoint=endpoint,
+                          logprobs=tuple(tokens) if tokens is not None else None)
 
     def _estimate_usage(self, body: dict[str, Any], text: str) -> Usage:
         # Servers that report no usage still get charged: estimate from the wire text.

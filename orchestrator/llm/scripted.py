@@ -6,7 +6,10 @@ A script is one of
 - a mapping ``regex -> reply``: the first pattern (in mapping order) found in the last message.
 Usage is a simple count of words and punctuation marks, so budgets move the way they would with a
 real model. Sampling's stop strings and ``max_tokens`` are honoured like a server would
-(:func:`cut_reply`, which the loopback server of :mod:`orchestrator.testing` applies too).
+(:func:`cut_reply`, which the loopback server of :mod:`orchestrator.testing` applies too); a
+request constrained to ``choices`` gets the choice closest to the scripted reply
+(:func:`~orchestrator.llm.choices.closest_choice`), and one asking for ``logprobs`` gets the
+reply's tokens with log-probabilities from the config's ``logprobs`` function (default 0 each).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.errors import ConfigError, EngineDead
-from orchestrator.types import LLMRequest, LLMResponse, Message, Usage
+from orchestrator.llm.choices import closest_choice
+from orchestrator.types import LLMRequest, LLMResponse, Message, TokenLogprob, Usage
 
 __all__ = ["ScriptedClient", "ScriptedConfig", "cut_reply", "simple_token_count", "split_deltas"]
 
@@ -61,6 +65,9 @@ class ScriptedConfig:
     """Replies in order, a callable ``messages -> reply``, or a mapping ``regex -> reply``."""
     model: str = "scripted"
     """Model name reported in responses (prices are looked up by it)."""
+    logprobs: Callable[[str], Sequence[tuple[str, float]]] | None = None
+    """``reply -> (token, logprob) pairs`` for requests that ask for logprobs; None: each token of
+    :func:`simple_token_count` (with the whitespace before it) with logprob 0 (probability 1)."""
 
 
 class ScriptedClient:
@@ -82,10 +89,15 @@ class ScriptedClient:
         """The next scripted reply, cut like a server would (:func:`cut_reply`), with simple token
         counts."""
         self.requests.append(request)
-        text, finish = cut_reply(self._reply(request), request.sampling.stop, request.sampling.max_tokens)
+        sampling = request.sampling
+        reply = self._reply(request)
+        if sampling.choices:
+            reply = closest_choice(reply, sampling.choices)
+        text, finish = cut_reply(reply, sampling.stop, sampling.max_tokens)
         usage = Usage(input_tokens=_prompt_tokens(request), output_tokens=self.count_tokens(text))
         return LLMResponse(text=text, usage=usage, model=request.model or self.model, finish_reason=finish,
-                           endpoint="scripted")
+                           endpoint="scripted", logprobs=self._logprobs(text, sampling.top_logprobs)
+                           if sampling.wants_logprobs else None)
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[str | LLMResponse]:
         """The reply of :meth:`complete` in word-sized deltas, then the response."""
@@ -104,6 +116,11 @@ class ScriptedClient:
 
     async def aclose(self) -> None:
         """Nothing to release."""
+
+    def _logprobs(self, text: str, top: int) -> tuple[TokenLogprob, ...]:
+        pairs = (self.config.logprobs(text) if self.config.logprobs
+                 else [(t, 0.0) for t in re.findall(r"\s*(?:\w+|[^\w\s])", text)])
+        return tuple(TokenLogprob(t, lp, ((t, lp),)[:top]) for t, lp in pairs)
 
     def _reply(self, request: LLMRequest) -> str:
         script: Any = self.config.responses

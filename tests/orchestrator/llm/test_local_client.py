@@ -125,3 +125,25 @@ def test_bad_config_is_rejected(tmp_path: Path) -> None:
     missing = LocalClient(LocalConfig(gguf_path=str(tmp_path / "nope.gguf")))
     with pytest.raises(ConfigError, match="not found"):
         missing.count_tokens("x")
+
+
+@pytest.mark.slow
+def test_choices_are_scored_and_the_cache_keeps_the_prompt_only(client: LocalClient, no_reuse: LocalClient) -> None:
+    import math
+
+    ask = Message("user", "What is the capital of France? Answer with the city only.")
+    choices = ("Paris", "Berlin", "Madrid")
+    chosen = _run(client.complete(_request(ask, program="choose", choices=choices, top_logprobs=3)))
+    assert chosen.text == "Paris" and chosen.finish_reason == "stop"
+    assert chosen.logprobs and "".join(t.token for t in chosen.logprobs) == "Paris"
+    assert all(len(t.top_logprobs) == 3 and t.logprob <= t.top_logprobs[0][1] + 1e-5 for t in chosen.logprobs)
+    assert chosen.usage.output_tokens == len(chosen.logprobs)
+    # The choice's total log-probability is what free greedy decoding would assign to it.
+    free = _run(no_reuse.complete(_request(ask, max_tokens=len(chosen.logprobs), logprobs=True)))
+    if free.text == "Paris":
+        assert free.logprobs is not None
+        assert math.isclose(sum(t.logprob for t in free.logprobs), sum(t.logprob for t in chosen.logprobs),
+                            abs_tol=1e-3)
+    # Scoring left the program's cache holding the prompt: the next turn matches recomputation.
+    again = _run(client.complete(_request(ask, program="choose", max_tokens=8)))
+    assert again.text == _run(no_reuse.complete(_request(ask, max_tokens=8))).text
