@@ -13,15 +13,18 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from cli.app import command_group
-from cli.options import backend_options, check_positive
+from cli.options import backend_options, check_positive, executor_options
 from cli.workflow_modules import OPTION as WORKFLOW_MODULE
 from cli.workflow_modules import RunGroup, import_workflow_modules
 from orchestrator.errors import BadInputError, QuotaFlowError, StorageError
+
+if TYPE_CHECKING:
+    from orchestrator.executors import Executor
 
 app = command_group(name="quotaflow", help="Budget-aware multi-turn agent runtime.", no_args_is_help=True)
 run_app = command_group(cls=RunGroup, help="Run a workflow on one task or a dataset.", no_args_is_help=True)
@@ -189,7 +192,15 @@ def _agent_command(workflow: str, help_text: str, target: typer.Typer = run_app)
         script: Annotated[Path | None, typer.Option(help="scripted backend: JSON list of responses.")] = None,
         tools: Annotated[str | None, typer.Option(help="Comma-separated tool names (default: the workflow's).")] = None,
         max_turns: Annotated[int | None, typer.Option(help="Turn limit of the agent loop.")] = None,
-        concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Programs in flight for a dataset.")] = 4,
+        concurrency: Annotated[int, typer.Option(
+            "--concurrency", "-c", help="Programs in flight for a dataset (per worker with --executor ray).")] = 4,
+        executor: Annotated[str, typer.Option(help="Where a dataset's programs run: local (this process) | ray.")
+                            ] = "local",
+        ray_address: Annotated[str | None, typer.Option(
+            help="Ray cluster to join (ray start --head prints it; 'auto': the one on this host; default: start "
+                 "a local one).")] = None,
+        workers: Annotated[int | None, typer.Option(
+            help="Ray workers, each a runtime on the same database (default: one per CPU of the cluster).")] = None,
         corpus: Annotated[Path | None, typer.Option(help="Corpus database for search/browse.")] = None,
         metrics_port: Annotated[int | None, typer.Option(
             help="Expose this run's Prometheus /metrics on this port.")] = None,
@@ -203,6 +214,7 @@ def _agent_command(workflow: str, help_text: str, target: typer.Typer = run_app)
         check_positive("--max-turns", max_turns)
         check_positive("--limit", limit, zero=True)
         check_positive("--concurrency", concurrency)
+        placement = executor_options(executor, ray_address, workers, dataset)
         payload = parse_task(task) if task is not None else None
         client_options = backend_options(backend, base_url, model, script, takes_script=True)
         if backend == "openai" and not base_url and not _settings().openai_base_urls:
@@ -212,13 +224,14 @@ def _agent_command(workflow: str, help_text: str, target: typer.Typer = run_app)
             serve_metrics(metrics_port)
         with storage_errors(db):
             asyncio.run(_run_agent(workflow, payload, dataset, limit, budget, backend, client_options,
-                                   tools.split(",") if tools else None, max_turns, concurrency, corpus, db, as_json))
+                                   tools.split(",") if tools else None, max_turns, concurrency, corpus, db, as_json,
+                                   executor, placement))
 
 
 async def _run_agent(workflow: str, payload: dict[str, Any] | None, dataset: Path | None, limit: int | None,
                      budget: str, backend: str, backend_options: dict[str, Any], tools: list[str] | None,
                      max_turns: int | None, concurrency: int, corpus: Path | None, db: str | None,
-                     as_json: bool) -> None:
+                     as_json: bool, executor: str = "local", placement: dict[str, Any] | None = None) -> None:
     from orchestrator.accounting import run_limits
 
     run_limits(budget, "check")  # fail on a malformed budget before anything starts
@@ -228,6 +241,7 @@ async def _run_agent(workflow: str, payload: dict[str, Any] | None, dataset: Pat
         options["max_turns"] = max_turns
     kwargs = {"budget": budget, "backend": backend, "backend_options": backend_options, "tools": tools,
               "options": options}
+    runner: Executor | None = None
     try:
         if payload is not None:
             from rich.console import Console
@@ -249,6 +263,9 @@ async def _run_agent(workflow: str, payload: dict[str, Any] | None, dataset: Pat
         tasks, problems = read_tasks(dataset, limit, needs_question)
         for p in problems:
             typer.echo(f"warning: skipped {p}", err=True)
+        from orchestrator.executors import create_executor
+
+        runner = create_executor(executor, **(placement or {}))
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -267,7 +284,7 @@ async def _run_agent(workflow: str, payload: dict[str, Any] | None, dataset: Pat
                 progress.advance(bar)
 
             parent = await rt.run_dataset(workflow, tasks, source=str(dataset), skipped=problems,
-                                          concurrency=concurrency, on_done=done, **kwargs)
+                                          concurrency=concurrency, on_done=done, executor=runner, **kwargs)
         report = await _report(rt, parent.run_id)
         _print_json(report) if as_json else _show(report)
         unstored = [r.error for r in items if not r.run_id]
@@ -276,6 +293,8 @@ async def _run_agent(workflow: str, payload: dict[str, Any] | None, dataset: Pat
         if code := dataset_exit_code(items):
             raise typer.Exit(code)
     finally:
+        if runner is not None:
+            await runner.aclose()
         await rt.aclose()
 
 
@@ -525,11 +544,14 @@ def runs_list(
     t.add_column("workflow", no_wrap=True, overflow="ellipsis")
     t.add_column("status", no_wrap=True, min_width=9)
     t.add_column("created_at", no_wrap=True, min_width=23)
+    workers = any(r["worker"] for r in rows)  # which executor worker ran each run (Ray), when any did
+    if workers:
+        t.add_column("worker", no_wrap=True, overflow="ellipsis")
     t.add_column("answer", no_wrap=True, overflow="ellipsis")
     for r in rows:
         created = datetime.fromisoformat(r["created_at"]).astimezone()
         t.add_row(r["run_id"], r["workflow"], r["status"], created.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                  _one_line(r["answer"], 60))
+                  *([r["worker"] or "-"] if workers else []), _one_line(r["answer"], 60))
     Console().print(t)
 
 

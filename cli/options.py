@@ -42,3 +42,22 @@ def backend_options(backend: str, base_url: list[str] | None, model: str | None,
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BadInputError(f"--script {script}", "a JSON list of responses", str(exc)) from exc
     return opts
+
+
+def executor_options(executor: str, ray_address: str | None, workers: int | None,
+                     dataset: object | None) -> dict[str, Any]:
+    """``--executor`` and its options as the options of ``orchestrator.executors.create_executor``
+    (empty for the local executor)."""
+    from orchestrator.executors import EXECUTORS
+
+    if executor not in EXECUTORS:
+        raise BadInputError(f"--executor {executor}", "one of " + ", ".join(EXECUTORS))
+    check_positive("--workers", workers)
+    if executor == "local":
+        for option, value in (("--ray-address", ray_address), ("--workers", workers)):
+            if value is not None:
+                raise BadInputError(option, "--executor ray with it (it is an option of the Ray executor)")
+        return {}
+    if dataset is None:
+        raise BadInputError(f"--executor {executor}", "--dataset FILE (one --task runs in this process)")
+    return {"address": ray_address, "num_workers": workers}

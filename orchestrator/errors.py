@@ -13,6 +13,7 @@
     ├── ReplayDivergence       a resumed run asked for another input than the original at that point
     ├── RunBusy                another process holds the run's lease
     ├── RunNotFound            no run with that id in the store
+    ├── WorkerLost             an executor's worker died running a run every time it was retried
     └── UnknownWorkflow        no workflow registered under that name
 """
 
@@ -141,6 +142,19 @@ class RunBusy(QuotaFlowError):
 
 class ToolError(QuotaFlowError):
     """A tool could not complete; the message is shown to the agent as the observation."""
+
+
+class WorkerLost(QuotaFlowError):
+    """The worker running a run died on every attempt (Ray sent it again up to its retry limit)."""
+
+    exit_code = 4
+
+    def __init__(self, run_id: str, attempts: int, detail: str = "") -> None:
+        self.run_id = run_id
+        self.attempts = attempts
+        why = f" ({detail})" if detail else ""
+        super().__init__(f"run {run_id!r}: its worker died on each of {attempts} attempt(s){why}; it is kept at its "
+                         f"last checkpoint: quotaflow resume {run_id}")
 
 
 class RunNotFound(QuotaFlowError):

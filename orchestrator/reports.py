@@ -35,8 +35,8 @@ async def list_runs(rt: Runtime, *, limit: int = 20, workflow: str | None = None
             if status and shown != status:
                 continue
             out.append({"run_id": r.id, "workflow": r.workflow, "status": shown, "backend": r.backend,
-                        "model": r.model, "parent_id": r.parent_id, "created_at": _utc_iso(r.created_at),
-                        "answer": (r.result or {}).get("answer")})
+                        "model": r.model, "parent_id": r.parent_id, "worker": r.worker,
+                        "created_at": _utc_iso(r.created_at), "answer": (r.result or {}).get("answer")})
             if len(out) >= limit:
                 break
     return out
@@ -64,7 +64,7 @@ async def run_report(rt: Runtime, run_id: str) -> dict[str, Any]:
         if run is None:
             raise RunNotFound(run_id)
         children = (await s.execute(
-            select(RunRow.id, RunRow.status, RunRow.result, RunRow.error)
+            select(RunRow.id, RunRow.status, RunRow.result, RunRow.error, RunRow.worker)
             .where(RunRow.parent_id == run_id).order_by(RunRow.created_at, RunRow.id)
         )).all()
         ids = [run_id] + [c.id for c in children]
@@ -98,13 +98,14 @@ async def run_report(rt: Runtime, run_id: str) -> dict[str, Any]:
         "status": _status(run),
         "backend": run.backend,
         "model": run.model,
+        "worker": run.worker,
         "task": run.task,
         "result": run.result,
         "error": run.error,
         "created_at": _utc_iso(run.created_at),
         "items": {"count": len(children), "by_status": statuses} if children else None,
         "item_runs": [{"run_id": c.id, "status": c.status, "answer": (c.result or {}).get("answer"),
-                       "error": c.error} for c in children],
+                       "error": c.error, "worker": c.worker} for c in children],
         "trajectory": [{"node": st.node, **st.data} for st in steps],
         "llm": [
             {"model": m, "calls": n, "input_tokens": int(i or 0), "cached_input_tokens": int(c or 0),

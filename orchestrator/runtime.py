@@ -25,9 +25,10 @@ from budget.costs import PriceTable, load_price_table
 from budget.errors import PriceTableError
 from budget.ledger import Ledger
 from budget.limits import Limit
-from orchestrator import accounting, metrics
+from orchestrator import accounting, executors, metrics
 from orchestrator import workflow as workflows
 from orchestrator.errors import BudgetExhausted, ConfigError, QuotaFlowError, RunBusy, RunNotFound
+from orchestrator.executors import Executor
 from orchestrator.llm.base import LLMClient
 from orchestrator.run_context import RuntimeContext
 from orchestrator.settings import Settings
@@ -44,7 +45,8 @@ from orchestrator.workflow import Workflow, drive
 __all__ = ["RunResult", "RunStatus", "Runtime"]
 
 
-def _new_run_id() -> str:
+def new_run_id() -> str:
+    """A fresh run id (executors give a program its id before it runs)."""
     return uuid.uuid4().hex[:16]
 
 
@@ -82,6 +84,8 @@ class Runtime:
         self._checkpointer: Any = None
         self._init_lock = asyncio.Lock()
         self._leases = LeaseKeeper(self.store)
+        self.worker: str | None = None
+        """The executor's worker this runtime is (recorded on the runs it starts or resumes)."""
 
     # -- set-up ------------------------------------------------------------------------------
     @property
@@ -151,7 +155,7 @@ class Runtime:
         """Run ``workflow`` on one task to completion (or until a budget pauses it)."""
         await self._ensure_started()
         wf = workflows.get(workflow) if isinstance(workflow, str) else workflow
-        run_id = run_id or _new_run_id()
+        run_id = run_id or new_run_id()
         backend_options = dict(backend_options or {})
         tool_names = list(tools) if tools is not None else list(wf.default_tools)
         # Unknown tools, no corpus for search, a budget on a resource nothing charges: fail before
@@ -164,7 +168,7 @@ class Runtime:
         llm = self.client(backend, **backend_options)
         async with self.store.session() as s:
             s.add(RunRow(id=run_id, parent_id=parent_id, workflow=wf.name, status=RunStatus.RUNNING, backend=backend,
-                         model=getattr(llm, "model", "") or "", task=task, options=opts))
+                         model=getattr(llm, "model", "") or "", task=task, options=opts, worker=self.worker))
         if limits:
             await self.ledger.set_limits(limits)
         return await self._execute(wf, run_id, task, opts, resume=False, backend=backend, llm=llm)
@@ -224,7 +228,7 @@ class Runtime:
             await self.ledger.set_limits(limits)
         async with self.store.session() as s:
             await s.execute(update(RunRow).where(RunRow.id == ctx.run_id)
-                            .values(status=RunStatus.RUNNING, options=opts, error=None))
+                            .values(status=RunStatus.RUNNING, options=opts, error=None, worker=self.worker))
         await self.ledger.release_run(ctx.run_id)
         async with self.store.session() as s:
             ctx.load_journal(await calls.load_journal(s, ctx.run_id))
@@ -267,22 +271,14 @@ class Runtime:
         *,
         concurrency: int = 4,
         on_done: Callable[[RunResult], None] | None = None,
+        executor: Executor | str | None = None,
         **kwargs: Any,
     ) -> list[RunResult]:
-        """Run one program per task, ``concurrency`` at a time; results in task order."""
-        sem = asyncio.Semaphore(max(1, concurrency))
-
-        async def one(task: dict[str, Any]) -> RunResult:
-            async with sem:
-                try:
-                    res = await self.run(workflow, task, **kwargs)
-                except QuotaFlowError as exc:
-                    res = RunResult("", RunStatus.FAILED, None, str(exc), exc.exit_code)
-                if on_done is not None:
-                    on_done(res)
-                return res
-
-        return list(await asyncio.gather(*(one(t) for t in tasks)))
+        """Run one program per task, ``concurrency`` at a time (per worker); results in task order.
+        ``executor``: where they run (:mod:`orchestrator.executors`): this process (None, "local")
+        or Ray workers on this runtime's database ("ray", or a ``RayExecutor``)."""
+        return await executors.run_many(self, workflow, tasks, executor=executor, concurrency=concurrency,
+                                        on_done=on_done, **kwargs)
 
     async def run_dataset(
         self,
@@ -298,7 +294,7 @@ class Runtime:
         skipped input lines and the item runs; the parent succeeds when every item did."""
         await self._ensure_started()
         wf = workflows.get(workflow) if isinstance(workflow, str) else workflow
-        parent = _new_run_id()
+        parent = new_run_id()
         async with self.store.session() as s:
             s.add(RunRow(id=parent, workflow=wf.name, status=RunStatus.RUNNING, backend=backend,
                          task={"dataset": source}, options={"items": len(tasks), "skipped_lines": list(skipped)}))

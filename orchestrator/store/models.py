@@ -96,6 +96,9 @@ class RunRow(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     """The owner renews the lease while it runs; past this instant a dead owner's run is
     ``interrupted`` and another process may take it over."""
+    worker: Mapped[str | None] = mapped_column(String(120))
+    """The executor's worker that last started or resumed the run (``w0@host:pid`` on Ray); None:
+    the process that asked for it (the local executor)."""
     v: Mapped[int] = mapped_column(Integer, default=SCHEMA_VERSION)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
