@@ -1,4 +1,6 @@
-"""``quotaflow serve MODEL [--no-patch] [--ttl-policy fixed|utility] [vLLM args...]``.
+"""``quotaflow serve MODEL [--no-patch] [--ttl-policy fixed|utility] [--admission] [--kv-offload-gib N] [...]``.
+
+The trailing arguments go to vLLM.
 
 Registered by cli/main.py as::
 
@@ -29,6 +31,30 @@ def serve_command(
         str | None,
         typer.Option("--ttl-policy", help="KV-cache TTL rule of the plugin: fixed (default) or utility."),
     ] = None,
+    admission: Annotated[
+        bool | None,
+        typer.Option(
+            "--admission/--no-admission",
+            help="Program-level admission control: a new program waits while the admitted programs' "
+            "working sets fill the KV cache, instead of evicting them.",
+        ),
+    ] = None,
+    admission_headroom: Annotated[
+        float | None,
+        typer.Option("--admission-headroom", help="Share of the KV cache kept out of the admission budget (0.1)."),
+    ] = None,
+    admission_idle_s: Annotated[
+        float | None,
+        typer.Option("--admission-idle-s", help="An admitted program idle this long loses its reservation (120)."),
+    ] = None,
+    kv_offload_gib: Annotated[
+        float | None,
+        typer.Option(
+            "--kv-offload-gib",
+            help="Offload KV blocks to a CPU tier of this many GiB (vLLM's native offloading; "
+            "--kv-offloading-size N --kv-offloading-backend native). Also with --no-patch.",
+        ),
+    ] = None,
 ) -> None:
     """Serve MODEL with vLLM 0.26's OpenAI API and the Continuum KV-cache TTL plugin.
 
@@ -38,7 +64,10 @@ def serve_command(
     from serving_patch.launcher import serve
 
     try:
-        serve(model, no_patch=no_patch, policy=ttl_policy, vllm_args=list(ctx.args))
+        serve(
+            model, no_patch=no_patch, policy=ttl_policy, vllm_args=list(ctx.args), admission=admission,
+            admission_headroom=admission_headroom, admission_idle_s=admission_idle_s, kv_offload_gib=kv_offload_gib,
+        )
     except (QuotaFlowError, ServingPatchError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from exc

@@ -31,6 +31,9 @@ from serving_patch.errors import BadInputError, ConfigError
 ASYNC_SCHEDULER = "serving_patch.vllm_adapter.ContinuumAsyncScheduler"
 SYNC_SCHEDULER = "serving_patch.vllm_adapter.ContinuumScheduler"
 _RESERVED_FLAGS = ("--scheduler-cls", "--scheduling-policy")
+_OFFLOAD_FLAGS = ("--kv-offloading-size", "--kv-offloading-backend")
+"""vLLM 0.26's native CPU offloading (vllm/engine/arg_utils.py, CacheConfig): a second KV tier
+of ``--kv-offloading-size`` GiB in host memory, through vLLM's OffloadingConnector."""
 _USAGE_DETAILS = "--enable-prompt-tokens-details"
 """vLLM reports cached prompt tokens in ``usage`` only with this flag; the unified cost prices
 cached input from that report, so ``quotaflow serve`` always turns it on."""
@@ -38,11 +41,25 @@ _DEFAULT_HOST = "127.0.0.1"
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def offload_args(kv_offload_gib: float | None, vllm_args: Sequence[str]) -> list[str]:
+    """vLLM's flags for a CPU offloading tier of ``kv_offload_gib`` GiB (none when None)."""
+    if kv_offload_gib is None:
+        return []
+    if kv_offload_gib <= 0:
+        raise BadInputError("--kv-offload-gib", "a positive size in GiB", f"got {kv_offload_gib}")
+    if any(arg.split("=", 1)[0] in _OFFLOAD_FLAGS for arg in vllm_args):
+        raise BadInputError(
+            "--kv-offload-gib", "either --kv-offload-gib or vLLM's own --kv-offloading-* flags", "both were given"
+        )
+    return ["--kv-offloading-size", f"{kv_offload_gib:g}", "--kv-offloading-backend", "native"]
+
+
 def build_command(
-    model: str, *, no_patch: bool, vllm_args: Sequence[str], python: str = sys.executable
+    model: str, *, no_patch: bool, vllm_args: Sequence[str], python: str = sys.executable,
+    kv_offload_gib: float | None = None,
 ) -> list[str]:
     """The server's argv."""
-    args = list(vllm_args)
+    args = list(vllm_args) + offload_args(kv_offload_gib, vllm_args)
     command = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model]
     flags = {a.split("=", 1)[0] for a in args}
     if not flags & {_USAGE_DETAILS, "--no-enable-prompt-tokens-details"}:
@@ -77,6 +94,25 @@ def build_env(
     return env
 
 
+def admission_config(
+    config: ContinuumConfig, *, admission: bool | None, headroom: float | None, idle_s: float | None
+) -> ContinuumConfig:
+    """``config`` with the admission options given on the command line (None: unchanged)."""
+    changes: dict[str, object] = {}
+    if admission is not None:
+        changes["admission"] = admission
+    if headroom is not None:
+        changes["admission_headroom_fraction"] = headroom
+    if idle_s is not None:
+        changes["admission_idle_s"] = idle_s
+    if not changes:
+        return config
+    try:
+        return config.replace(**changes)
+    except ValueError as exc:
+        raise BadInputError("--admission-*", "a headroom share in [0, 1) and a positive idle time", str(exc)) from exc
+
+
 def check_installed_vllm() -> str:
     """The installed vLLM version, refused unless 0.26.x (no vLLM import: stays fast)."""
     try:
@@ -100,11 +136,17 @@ def serve(
     vllm_args: Sequence[str] = (),
     *,
     config: ContinuumConfig | None = None,
+    admission: bool | None = None,
+    admission_headroom: float | None = None,
+    admission_idle_s: float | None = None,
+    kv_offload_gib: float | None = None,
 ) -> NoReturn:
     """Replace this process with the vLLM server for ``model`` (plugin on unless ``no_patch``).
 
     ``policy`` picks the TTL rule ("fixed" or "utility"; None keeps the configuration's, fixed
-    unless QUOTAFLOW_CONTINUUM_TTL_POLICY says otherwise); ``config`` overrides the rest.
+    unless QUOTAFLOW_CONTINUUM_TTL_POLICY says otherwise); ``admission`` and its two knobs turn
+    program-level admission control on (None keeps the configuration's); ``config`` overrides
+    the rest. ``kv_offload_gib`` adds vLLM's native CPU offloading tier (also with ``no_patch``).
     """
     if not no_patch:
         check_installed_vllm()
@@ -113,6 +155,11 @@ def serve(
         plugin_config = base if policy is None else base.replace(ttl_policy=policy)
     except ValueError as exc:
         raise BadInputError("--ttl-policy", "'utility' or 'fixed'", str(exc)) from exc
-    argv = build_command(model, no_patch=no_patch, vllm_args=vllm_args)
+    plugin_config = admission_config(
+        plugin_config, admission=admission, headroom=admission_headroom, idle_s=admission_idle_s
+    )
+    if no_patch and plugin_config.admission and admission:
+        raise BadInputError("--admission", "the plugin (admission control is part of it)", "--no-patch was given")
+    argv = build_command(model, no_patch=no_patch, vllm_args=vllm_args, kv_offload_gib=kv_offload_gib)
     env = build_env(plugin_config, no_patch=no_patch, base_env=os.environ)
     _exec(argv, env)

@@ -37,11 +37,14 @@ from typing import Any, Self
 
 from bench.common import provenance, pyplot, save_figure, write_json
 from bench.serving.workload import (
+    SCENARIOS,
     TRACES,
     ProgramSpec,
     ServiceModel,
     build_pool,
     describe,
+    load_swe,
+    paper_programs,
     poisson_arrivals,
     scale_programs,
     window_arrivals,
@@ -50,11 +53,18 @@ from serving_patch.core.hints import ProgramHints
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results" / "serving"
-CONFIGS = ("stock", "fixed_ttl", "utility_ttl")
+CONFIGS = (
+    "stock", "stock_offload", "fixed_ttl", "fixed_ttl_offload", "utility_ttl", "admission", "admission_offload"
+)
+"""stock: prefix caching + FCFS. fixed_ttl / utility_ttl: the plugin's pins and program order.
+admission: the plugin with program-level admission control (pins sized by the admitted working
+sets). ``*_offload``: the same with vLLM's native CPU offloading (``--offload-gib``) as a second
+KV tier; the plugin does not pin through a KV connector, so there it orders and admits only."""
 MODEL_NAME = "llama-3.1-8b-shape (dummy weights)"
 TRACE_NAMES = {
     "mixed": "tracelab:replay_multi_session_large.csv + continuum_swe:5 trajectories + synthetic (fitted on both)",
     "swe": "continuum_swe:5 trajectories + synthetic (fitted on them)",
+    "paper": "continuum_swe:5 trajectories repeated and rescaled to paper scale (workload.paper_programs)",
 }
 
 # Llama-3.1-8B architecture; weights are random (load_format=dummy).
@@ -82,6 +92,14 @@ LLAMA_8B_CONFIG = {
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dry-run", action="store_true", help="Check traces and generator only (CPU).")
+    parser.add_argument("--scenario", choices=SCENARIOS, default="bursty",
+                        help="bursty: short time-compressed programs (the earlier runs); paper: 20-50 turns, "
+                             "15k-60k contexts, trajectory outputs and tool waits (see --paper-*).")
+    parser.add_argument("--paper-turns", default="20,50", help="paper scenario: turn count range.")
+    parser.add_argument("--paper-context", default="15000,60000", help="paper scenario: final context range.")
+    parser.add_argument("--paper-pool", type=int, default=64, help="paper scenario: distinct programs in the pool.")
+    parser.add_argument("--offload-gib", type=float, default=64.0,
+                        help="*_offload configs: CPU KV offloading buffer (vLLM --kv-offloading-size, GiB).")
     parser.add_argument("--loads", default="30,90,180", help="Program arrival rates, programs per minute.")
     parser.add_argument("--window-s", type=float, default=12.0, help="Arrival window per load level.")
     parser.add_argument("--trace", choices=TRACES, default="mixed",
@@ -107,7 +125,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-num-seqs", type=int, default=128)
     parser.add_argument("--max-num-batched-tokens", type=int, default=8192)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--configs", default=",".join(CONFIGS), help="Subset of stock,fixed_ttl,utility_ttl.")
+    parser.add_argument("--configs", default="stock,fixed_ttl,utility_ttl", help=f"Subset of {','.join(CONFIGS)}.")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     parser.add_argument(
         "--budget-s", type=float, default=510.0, help="Wall-clock budget of the whole run; drains shrink to fit."
@@ -140,16 +158,42 @@ class Level:
     arrivals_s: list[float]
 
 
-def make_plan(args: argparse.Namespace) -> tuple[list[ProgramSpec], list[Level]]:
-    """The program pool and, per load, the programs and their arrival offsets (deterministic)."""
+def _pair(text: str) -> tuple[int, int]:
+    low, _, high = text.partition(",")
+    return int(low), int(high or low)
+
+
+def engine_max_len(args: argparse.Namespace) -> int:
+    """The engine's max_model_len: room for the longest context of the scenario."""
+    if getattr(args, "scenario", "bursty") == "paper":
+        return _pair(args.paper_context)[1] + 4096
+    return int(args.max_context) + 512
+
+
+def make_pool(args: argparse.Namespace) -> list[ProgramSpec]:
+    """The programs of the scenario (deterministic)."""
+    if getattr(args, "scenario", "bursty") == "paper":
+        min_turns, max_turns = _pair(args.paper_turns)
+        min_context, max_context = _pair(args.paper_context)
+        base = load_swe(max_context=10**9)
+        pool = paper_programs(base, args.paper_pool, seed=args.seed, min_turns=min_turns, max_turns=max_turns,
+                              min_context=min_context, max_context=max_context)
+        # Tool waits as measured (no cap); --tool-scale stretches them if asked.
+        return scale_programs(pool, output_scale=1.0, tool_scale=args.tool_scale, max_tool_s=float("inf"),
+                              max_turns=10**6)
     pool = build_pool(seed=args.seed, max_context=args.max_context, num_synthetic=args.num_synthetic, trace=args.trace)
-    pool = scale_programs(
+    return scale_programs(
         pool,
         output_scale=args.output_scale,
         tool_scale=args.tool_scale,
         max_tool_s=args.max_tool_s,
         max_turns=args.max_turns,
     )
+
+
+def make_plan(args: argparse.Namespace) -> tuple[list[ProgramSpec], list[Level]]:
+    """The program pool and, per load, the programs and their arrival offsets (deterministic)."""
+    pool = make_pool(args)
     levels: list[Level] = []
     for i, load in enumerate(sorted(float(x) for x in args.loads.split(","))):
         count = max(2, round(load * args.window_s / 60.0))
@@ -174,12 +218,18 @@ def prompt_tokens(program: ProgramSpec, level_index: int, turn_index: int, num: 
 
 
 # ---------------------------------------------------------------------------- child (GPU)
+def is_plugin(config: str) -> bool:
+    """Whether the configuration runs the Continuum plugin."""
+    return not config.startswith("stock")
+
+
 def plugin_env(config: str, service: ServiceModel | None) -> dict[str, str]:
     """QUOTAFLOW_CONTINUUM_* variables of a plugin configuration."""
     from serving_patch.config import ContinuumConfig
 
     cfg = ContinuumConfig(
-        ttl_policy="fixed" if config == "fixed_ttl" else "utility",
+        ttl_policy="utility" if config.startswith("utility") else "fixed",
+        admission=config.startswith("admission"),
         # Turns end at max_tokens here (dummy weights cannot emit the trace's stop).
         pin_length_capped=True,
         # A short run sees a few hundred tool durations: leave the cold start after 30, not 100.
@@ -342,8 +392,13 @@ def run_child(args: argparse.Namespace) -> None:
 
     _, levels = make_plan(args)
     model_dir = Path(tempfile.mkdtemp(prefix="qf-llama8b-"))
-    (model_dir / "config.json").write_text(json.dumps(LLAMA_8B_CONFIG))
-    plugin = args.child != "stock"
+    max_len = engine_max_len(args)
+    model_config = dict(LLAMA_8B_CONFIG, max_position_embeddings=max(32768, max_len))
+    (model_dir / "config.json").write_text(json.dumps(model_config))
+    plugin = is_plugin(args.child)
+    offload: dict[str, Any] = {}
+    if args.child.endswith("_offload"):
+        offload = {"kv_offloading_size": args.offload_gib, "kv_offloading_backend": "native"}
     engine_args = AsyncEngineArgs(
         model=str(model_dir),
         load_format="dummy",
@@ -352,7 +407,7 @@ def run_child(args: argparse.Namespace) -> None:
         enforce_eager=True,
         enable_prefix_caching=True,
         num_gpu_blocks_override=args.kv_blocks,
-        max_model_len=args.max_context + 512,
+        max_model_len=max_len,
         max_num_seqs=args.max_num_seqs,
         max_num_batched_tokens=args.max_num_batched_tokens,
         gpu_memory_utilization=0.85,
@@ -360,6 +415,7 @@ def run_child(args: argparse.Namespace) -> None:
         seed=args.seed,
         scheduling_policy="priority" if plugin else "fcfs",
         scheduler_cls="serving_patch.vllm_adapter.ContinuumAsyncScheduler" if plugin else None,
+        **offload,
     )
     result = asyncio.run(_run_child(args, engine_args, levels, prom_dir if plugin else ""))
     # Only now touch CUDA here: the engine core process was started before.
@@ -402,7 +458,71 @@ def summarize_level(level: dict[str, Any]) -> dict[str, Any]:
         "request_prefix_hit_rate": cached / prompt if prompt else 0.0,
         "jct_trend": jct_trend(programs),
         "jct_by_arrival_tenth": jct_by_arrival_tenth(programs),
+        "completed_per_min": completed_per_min(programs, level.get("drain_cap_s")),
     }
+
+
+def completed_per_min(programs: list[dict[str, Any]], drain_s: float | None) -> float:
+    """Goodput: programs completed per minute of the level's horizon (last arrival plus the
+    drain every configuration gets), so configurations compare on the same clock."""
+    if not programs:
+        return 0.0
+    horizon = max(p["arrival_s"] for p in programs) + float(drain_s or 0.0)
+    if not drain_s:  # older raw files: the level's end as observed
+        horizon = max((p["arrival_s"] + p["jct_s"] for p in programs), default=0.0)
+    return 60.0 * sum(1 for p in programs if p["done"]) / horizon if horizon > 0 else 0.0
+
+
+GOODPUT_MULTIPLES = (1.0, 1.5, 2.0)
+"""Loads, as multiples of the highest load stock sustains, at which goodput is reported."""
+
+
+def goodput(loads: list[dict[str, Any]], configs: list[str]) -> dict[str, Any]:
+    """The headline block: each configuration's highest sustained load and its completed
+    programs per minute at 1x, 1.5x and 2x stock's sustained load (null where no level ran
+    within 3% of that load), with the issue's must-show checks where the data allows them."""
+    ordered = sorted(loads, key=lambda e: e["programs_per_min"])
+    block: dict[str, Any] = {
+        "rule": f"sustained: jct_trend <= {SUSTAINED_TREND_MAX} and num_incomplete == 0; completed_per_min: "
+                "programs completed per minute of (last arrival + drain)",
+        "highest_sustained_programs_per_min": {},
+        "peak_completed_per_min": {},
+        "completed_per_min_at_stock_multiple": {},
+    }
+    for config in configs:
+        ok = [e["programs_per_min"] for e in ordered if config in e and sustains(e[config])]
+        block["highest_sustained_programs_per_min"][config] = max(ok) if ok else None
+        block["peak_completed_per_min"][config] = max(
+            (e[config]["completed_per_min"] for e in ordered if config in e and "completed_per_min" in e[config]),
+            default=None,
+        )
+    base = block["highest_sustained_programs_per_min"].get("stock")
+    block["stock_sustained_programs_per_min"] = base
+    if base is None:
+        return block
+    for config in configs:
+        at: dict[str, float | None] = {}
+        for multiple in GOODPUT_MULTIPLES:
+            target = base * multiple
+            match = [e for e in ordered if config in e and abs(e["programs_per_min"] - target) <= 0.03 * target]
+            at[f"{multiple:g}x"] = round(match[0][config].get("completed_per_min", float("nan")), 3) if match else None
+        block["completed_per_min_at_stock_multiple"][config] = at
+    checks: dict[str, Any] = {}
+    for config in configs:
+        if config.startswith("stock"):
+            continue
+        sustained = block["highest_sustained_programs_per_min"][config]
+        peak = block["peak_completed_per_min"][config]
+        at2 = block["completed_per_min_at_stock_multiple"][config].get("2x")
+        below = [e for e in ordered if config in e and "stock" in e and e["programs_per_min"] < base]
+        jct_ok = all(e[config]["mean_jct_s"] <= 1.05 * e["stock"]["mean_jct_s"] for e in below) if below else None
+        checks[config] = {
+            "sustains_1.5x_stock": sustained is not None and sustained >= 1.5 * base,
+            "at_2x_keeps_80pct_of_peak_completions": (at2 >= 0.8 * peak) if at2 is not None and peak else None,
+            "jct_within_5pct_below_stock_rate": jct_ok,
+        }
+    block["must_show"] = checks
+    return block
 
 
 def jct_trend(programs: list[dict[str, Any]]) -> float:
@@ -461,7 +581,7 @@ def build_summary(
         entry["lower_bound_mean_jct_s"] = statistics.fmean(service.lower_bound_s(p) for p in level.programs)
         if "stock" in entry:
             entry["stock_sustained"] = sustains(entry["stock"])
-            for config in ("fixed_ttl", "utility_ttl"):
+            for config in CONFIGS[1:]:
                 if config in entry and entry[config]["mean_jct_s"] > 0:
                     entry[f"{config}_speedup_mean"] = entry["stock"]["mean_jct_s"] / entry[config]["mean_jct_s"]
         loads.append(entry)
@@ -473,6 +593,7 @@ def build_summary(
         "loads": loads,
         "highest_load_stock_sustains": max(sustained) if sustained else None,
         "sustained_rule": f"jct_trend <= {SUSTAINED_TREND_MAX} and num_incomplete == 0",
+        "goodput": goodput(loads, [c for c in CONFIGS if c in children]),
     }
 
 
@@ -484,7 +605,8 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     entries = sorted(summary["loads"], key=lambda e: e.get("realized_programs_per_min", e["programs_per_min"]))
     loads = [e["realized_programs_per_min"] if realized else e["programs_per_min"] for e in entries]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for config, color in zip(CONFIGS, ("tab:gray", "tab:blue", "tab:green"), strict=True):
+    colors = ("tab:gray", "tab:brown", "tab:blue", "tab:cyan", "tab:green", "tab:red", "tab:purple")
+    for config, color in zip(CONFIGS, colors, strict=True):
         if all(config in entry for entry in entries):
             ax.plot(loads, [e[config]["mean_jct_s"] for e in entries], "o-", color=color, label=f"{config} mean")
             ax.plot(
@@ -560,7 +682,7 @@ def _child_command(
 def _child_env(config: str, service: ServiceModel | None, gpu: str | None) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    if config != "stock":
+    if is_plugin(config):
         env.update(plugin_env(config, service))
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
@@ -611,6 +733,11 @@ def run_parent(args: argparse.Namespace, argv: list[str]) -> None:
 
 _PLAN_ARGS = (
     "loads",
+    "scenario",
+    "paper_turns",
+    "paper_context",
+    "paper_pool",
+    "offload_gib",
     "trace",
     "arrivals",
     "window_s",
@@ -637,7 +764,9 @@ def merge_runs(args: argparse.Namespace, paths: list[Path]) -> None:
         raw = json.loads(path.read_text())
         for name in _PLAN_ARGS:
             # Runs from before --arrivals existed drew unconditioned Poisson arrivals.
-            was = raw["args"].get(name, {"arrivals": "poisson", "trace": "mixed"}.get(name))
+            defaults = {"arrivals": "poisson", "trace": "mixed", "scenario": "bursty", "paper_turns": "20,50",
+                        "paper_context": "15000,60000", "paper_pool": "64", "offload_gib": "64.0"}
+            was = raw["args"].get(name, defaults.get(name))
             if was != str(getattr(args, name)):
                 raise SystemExit(f"{path}: --{name.replace('_', '-')} was {was}, here {getattr(args, name)}")
         for config, child in raw["children"].items():
@@ -659,7 +788,9 @@ def write_results(args: argparse.Namespace, children: dict[str, dict[str, Any]],
     # A lower bound takes the fastest isolated service measured by any child (the same engine
     # shape): the first child's calibration ran cold and was up to 3x slower.
     service = functools.reduce(fastest_service, (ServiceModel(**c["service"]) for c in children.values()))
-    summary = build_summary(children, levels, service, commit=args.commit, trace=args.trace)
+    trace = "paper" if getattr(args, "scenario", "bursty") == "paper" else args.trace
+    summary = build_summary(children, levels, service, commit=args.commit, trace=trace)
+    summary["scenario"] = getattr(args, "scenario", "bursty")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     if merged_from:
         summary["merged_from"] = merged_from

@@ -31,6 +31,10 @@ from bench.common import write_json
 from bench.serving.replay import (
     CONFIGS,
     Level,
+    completed_per_min,
+    engine_max_len,
+    goodput,
+    is_plugin,
     jct_by_arrival_tenth,
     jct_trend,
     make_plan,
@@ -171,7 +175,7 @@ def simulate_level(
     from vllm.v1.outputs import ModelRunnerOutput
     from vllm.v1.request import Request
 
-    plugin = config != "stock"
+    plugin = is_plugin(config)
     scheduler_cls: type[Any] = Scheduler
     env: dict[str, str] = {}
     if plugin:
@@ -189,7 +193,7 @@ def simulate_level(
         scheduler = make_scheduler(
             model_dir, scheduler_cls, num_blocks=args.kv_blocks, policy="priority" if plugin else "fcfs",
             max_num_seqs=args.max_num_seqs, max_num_batched_tokens=args.max_num_batched_tokens,
-            max_model_len=args.max_context + 512,
+            max_model_len=engine_max_len(args),
         )
     init_none_hash(sha256)
     hasher = get_request_block_hasher(16, sha256)
@@ -294,7 +298,7 @@ def simulate_level(
     return result
 
 
-def summarize(result: dict[str, Any]) -> dict[str, Any]:
+def summarize(result: dict[str, Any], drain_s: float | None = None) -> dict[str, Any]:
     """Mean / p50 / p95 JCT, incomplete programs, prefix hit rate."""
     programs = result["programs"]
     jcts = [p["jct_s"] for p in programs]
@@ -309,6 +313,7 @@ def summarize(result: dict[str, Any]) -> dict[str, Any]:
         "preemptions": result["preemptions"],
         "jct_trend": round(jct_trend(programs), 2),
         "jct_by_arrival_tenth": [round(x, 2) for x in jct_by_arrival_tenth(programs)],
+        "completed_per_min": round(completed_per_min(programs, drain_s), 3),
         **({"plugin": result["plugin"]} if "plugin" in result else {}),
     }
 
@@ -337,22 +342,29 @@ def main(argv: list[str] | None = None) -> None:
     _, levels = make_plan(args)
     model_dir = write_tiny_model(Path(tempfile.mkdtemp(prefix="qf-sim-")))
     configs = [c for c in CONFIGS if c in args.configs.split(",")]
+    skipped = [c for c in configs if c.endswith("_offload")]
+    if skipped:
+        # No KV connector in the simulator: a CPU tier is not modelled.
+        print(f"not simulated (CPU offloading is not modelled): {', '.join(skipped)}")
+        configs = [c for c in configs if c not in skipped]
     rows: list[dict[str, Any]] = []
     for li, level in enumerate(levels):
         row: dict[str, Any] = {"programs_per_min": level.programs_per_min, "num_programs": len(level.programs)}
         for config in configs:
-            row[config] = summarize(simulate_level(args, config, level, li, cost, model_dir))
+            row[config] = summarize(simulate_level(args, config, level, li, cost, model_dir), args.drain_s)
         rows.append(row)
         parts = [f"{level.programs_per_min:>6.0f}/min n={len(level.programs)}"]
         for config in configs:
             s = row[config]
             parts.append(f"{config} {s['mean_jct_s']:6.1f}/{s['p95_jct_s']:6.1f}s inc {s['num_incomplete']} "
+                         f"done/min {s['completed_per_min']:.1f} "
                          f"hit {s['prefix_hit_rate']:.2f} pre {s['preemptions']} trend {s['jct_trend']:.2f}")
         print(" | ".join(parts), flush=True)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     write_json(
         args.out_dir / "sim.json",
-        {"step_cost": asdict(cost), "args": {k: str(v) for k, v in vars(args).items()}, "loads": rows},
+        {"step_cost": asdict(cost), "args": {k: str(v) for k, v in vars(args).items()}, "loads": rows,
+         "goodput": goodput(rows, configs)},
     )
 
 

@@ -369,3 +369,52 @@ def describe(programs: Sequence[ProgramSpec]) -> dict[str, float]:
         "tool_p95_s": tools[int(len(tools) * 0.95)] if tools else 0.0,
         "tool_max_s": tools[-1] if tools else 0.0,
     }
+
+
+SCENARIOS = ("bursty", "paper")
+"""'bursty': the short, time-compressed programs of the earlier runs (outputs x0.15, at most 10
+turns, tool pauses capped at 5 s, contexts under 12k). 'paper': programs at the Continuum paper's
+scale (:func:`paper_programs`): 20-50 turns, 15k-60k-token final contexts, outputs and tool
+waits as measured in the SWE trajectories, no cap on a tool wait."""
+
+
+def paper_programs(
+    base: Sequence[ProgramSpec],
+    num_programs: int,
+    *,
+    seed: int,
+    min_turns: int = 20,
+    max_turns: int = 50,
+    min_context: int = 15_000,
+    max_context: int = 60_000,
+) -> list[ProgramSpec]:
+    """Programs at the paper's scale built from real trajectories ``base`` (the SWE ones).
+
+    Each program takes one trajectory, a turn count drawn uniformly from
+    ``[min_turns, max_turns]`` and a final context drawn log-uniformly from
+    ``[min_context, max_context]``. Its turns repeat the trajectory's turns in order (as the
+    paper repeats its traces 1x-5x to reach longer programs), with the trajectory's output
+    lengths and tool waits as they are (no cap, no scaling); the new prompt tokens of every turn
+    are scaled by one factor so that the final context is the drawn one (the first turn keeps
+    its share: the task statement and repository context).
+    """
+    if not base:
+        raise ValueError("paper_programs needs at least one trajectory")
+    rng = random.Random(seed)
+    programs: list[ProgramSpec] = []
+    for index in range(num_programs):
+        source = base[index % len(base)]
+        num_turns = rng.randint(min_turns, max_turns)
+        target = math.exp(rng.uniform(math.log(min_context), math.log(max_context)))
+        turns = [source.turns[k % len(source.turns)] for k in range(num_turns)]
+        outputs = sum(t.num_output_tokens for t in turns)
+        new = sum(t.num_new_tokens for t in turns)
+        scale = max(0.05, (target - outputs) / max(1, new))
+        scaled = [
+            TurnSpec(max(1, round(t.num_new_tokens * scale)), t.num_output_tokens, t.tool_s, t.tool_name)
+            for t in turns
+        ]
+        last = scaled[-1]
+        scaled[-1] = TurnSpec(last.num_new_tokens, last.num_output_tokens, 0.0, None)
+        programs.append(ProgramSpec(f"paper-{index}-{source.program_id}", f"paper:{source.source}", tuple(scaled)))
+    return programs

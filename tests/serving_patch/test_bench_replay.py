@@ -100,7 +100,7 @@ def test_summary_has_the_checked_shape(tmp_path: Path) -> None:
     children = {"stock": fake_child(2.0), "fixed_ttl": fake_child(1.0), "utility_ttl": fake_child(1.0)}
     summary = replay.build_summary(children, levels, ServiceModel(0.01, 1e-4, 0.02))
     assert set(summary) == {"commit", "machine", "date", "model", "trace", "loads", "highest_load_stock_sustains",
-                            "sustained_rule"}
+                            "sustained_rule", "goodput"}
     assert "H200" in summary["machine"]
     keys = {"mean_jct_s", "p50_jct_s", "p95_jct_s", "throughput_programs_per_min", "prefix_hit_rate", "preemptions"}
     for entry in summary["loads"]:
@@ -305,3 +305,56 @@ def test_swe_trace_keeps_only_the_swe_programs_and_their_fit() -> None:
         from bench.serving.workload import build_pool
 
         build_pool(seed=0, max_context=4096, num_synthetic=2, trace="bfcl")
+
+
+def _level(rate: float, *, done: int, total: int, jct: float, trend_up: bool = False) -> dict:
+    programs = []
+    for i in range(total):
+        grow = (1 + i) if trend_up else 1
+        programs.append({"arrival_s": float(i), "jct_s": jct * grow, "done": i < done})
+    return {"programs_per_min": rate, "programs": programs}
+
+
+def test_goodput_block_reports_sustained_rates_and_completions_at_stock_multiples() -> None:
+    loads = []
+    for rate, stock, plugin in (
+        (10.0, (10, 10, 50.0, False), (10, 10, 49.0, False)),
+        (15.0, (8, 15, 80.0, True), (15, 15, 52.0, False)),
+        (20.0, (6, 20, 90.0, True), (18, 20, 70.0, False)),
+    ):
+        entry: dict = {"programs_per_min": rate}
+        for config, (done, total, jct, up) in (("stock", stock), ("admission", plugin)):
+            level = _level(rate, done=done, total=total, jct=jct, trend_up=up)
+            entry[config] = {
+                "num_incomplete": total - done,
+                "jct_trend": replay.jct_trend(level["programs"]),
+                "mean_jct_s": jct,
+                "completed_per_min": replay.completed_per_min(level["programs"], 60.0),
+            }
+        loads.append(entry)
+    block = replay.goodput(loads, ["stock", "admission"])
+    assert block["stock_sustained_programs_per_min"] == 10.0
+    assert block["highest_sustained_programs_per_min"] == {"stock": 10.0, "admission": 15.0}
+    at = block["completed_per_min_at_stock_multiple"]["admission"]
+    assert set(at) == {"1x", "1.5x", "2x"} and at["2x"] == pytest.approx(60 * 18 / (19 + 60), abs=1e-3)
+    checks = block["must_show"]["admission"]
+    assert checks["sustains_1.5x_stock"] is True
+    assert checks["at_2x_keeps_80pct_of_peak_completions"] is True
+    assert checks["jct_within_5pct_below_stock_rate"] is None  # no level below stock's rate ran
+    assert replay.goodput([], ["stock"])["stock_sustained_programs_per_min"] is None
+
+
+def test_paper_scenario_is_paper_scale_and_keeps_trajectory_tool_waits() -> None:
+    args = replay.parse_args(["--scenario", "paper", "--loads", "6", "--window-s", "60"])
+    pool, levels = replay.make_plan(args)
+    assert len(pool) == 64 and len(levels[0].programs) == 6
+    for program in pool:
+        assert 20 <= len(program.turns) <= 50
+        assert 14_000 <= program.num_context_tokens <= 61_000
+        assert program.turns[-1].tool_s == 0.0
+    assert replay.engine_max_len(args) >= max(p.num_context_tokens for p in pool)
+    # Output lengths and tool waits are the trajectories' own (no 0.15 scale, no 5 s cap).
+    swe = {t.num_output_tokens for p in replay.load_swe(max_context=10**9) for t in p.turns}
+    assert {t.num_output_tokens for p in pool for t in p.turns} <= swe
+    bursty = replay.parse_args(["--loads", "6"])
+    assert replay.engine_max_len(bursty) == bursty.max_context + 512

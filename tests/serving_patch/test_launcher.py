@@ -127,3 +127,52 @@ def test_vllm_026_parser_accepts_the_usage_details_flag() -> None:
     argv = launcher.build_command("m", no_patch=False, vllm_args=["--port", "8001"])
     known, _ = parser.parse_known_args(argv[3:])
     assert known.enable_prompt_tokens_details is True and known.port == 8001
+
+
+def test_cli_admission_options_reach_the_engine_config(recorded: dict[str, Any]) -> None:
+    from cli.serve import app
+
+    result = CliRunner().invoke(
+        app, ["my-model", "--admission", "--admission-headroom", "0.2", "--admission-idle-s", "90"]
+    )
+    assert result.exit_code == 0, result.output
+    config = ContinuumConfig.from_env(recorded["env"])
+    assert (config.admission, config.admission_headroom_fraction, config.admission_idle_s) == (True, 0.2, 90.0)
+    assert CliRunner().invoke(app, ["my-model"]).exit_code == 0
+    assert ContinuumConfig.from_env(recorded["env"]).admission is False
+    bad = CliRunner().invoke(app, ["my-model", "--admission", "--admission-headroom", "1.5"])
+    assert bad.exit_code == 2 and "--admission" in bad.output
+    stock = CliRunner().invoke(app, ["my-model", "--no-patch", "--admission"])
+    assert stock.exit_code == 2 and "--no-patch" in stock.output
+
+
+def test_cli_kv_offload_adds_vllms_native_offloading_flags(recorded: dict[str, Any]) -> None:
+    from cli.serve import app
+
+    for extra in ([], ["--no-patch"]):
+        result = CliRunner().invoke(app, ["my-model", *extra, "--kv-offload-gib", "64", "--port", "9000"])
+        assert result.exit_code == 0, result.output
+        argv = recorded["argv"]
+        assert argv[-6:] == ["--port", "9000", "--kv-offloading-size", "64", "--kv-offloading-backend", "native"]
+    both = CliRunner().invoke(app, ["my-model", "--kv-offload-gib", "8", "--kv-offloading-size", "8"])
+    assert both.exit_code == 2 and "--kv-offload-gib" in both.output
+    assert CliRunner().invoke(app, ["my-model", "--kv-offload-gib", "0"]).exit_code == 2
+
+
+@pytest.mark.vllm
+def test_vllm_026_parser_accepts_the_offloading_flags() -> None:
+    # vLLM 0.26's engine arguments (CPU import; building the whole parser needs a device): the
+    # offload flags the launcher adds, and the backend it names.
+    pytest.importorskip("vllm", reason=extras.SERVE)
+    import inspect
+    import typing
+
+    from vllm.config.cache import KVOffloadingBackend
+    from vllm.engine import arg_utils
+
+    argv = launcher.build_command("m", no_patch=False, vllm_args=[], kv_offload_gib=32.0)
+    source = inspect.getsource(arg_utils)
+    for flag in ("--kv-offloading-size", "--kv-offloading-backend"):
+        assert f'"{flag}"' in source and flag in argv
+        assert flag.removeprefix("--").replace("-", "_") in arg_utils.EngineArgs.__dataclass_fields__
+    assert argv[argv.index("--kv-offloading-backend") + 1] in typing.get_args(KVOffloadingBackend)
