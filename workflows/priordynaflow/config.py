@@ -63,6 +63,11 @@ class RouterConfig:
     """Hard cap on agent executions per episode; the run is forced to END after it (ours: the
     reference relies on early stopping alone)."""
 
+    min_agents_before_end: int = 1
+    """END is offered only once this many agents ran (ours: 2 makes every math answer pass a
+    second agent, e.g. solver -> inspector; the reference removes END only before the first
+    agent, which is 1 here: the start agent always runs)."""
+
     success_reward: float = 100.0
     """Reward for choosing END when the task succeeded (code: SUCCESS_REWARD=100; the reference
     pays it on every END and tracks success per agent instead)."""
@@ -73,6 +78,14 @@ class RouterConfig:
 
     terminal_bonus: float = 1.5
     """Positive rewards of transitions into END are multiplied by this at update time (code: 1.5)."""
+
+    update_order: Literal["forward", "backward"] = "forward"
+    """Order in which an episode's transitions are learned. "forward" (code): first to last, so
+    a hand-off A -> B is updated before B's successful END is, sees B's old (cold: 0) values and
+    learns only its negative step reward: the hand-offs of a good path go negative and routing
+    learns to stop after one agent. "backward" (ours): last to first, so the terminal reward
+    reaches every hand-off of the path in the same episode (same fixed point, faster and
+    without the negative bias)."""
 
     min_path_length: int = 5
     """Paths shorter than this pay ``path_penalty`` per missing agent at END (code:
@@ -122,6 +135,11 @@ class RouterConfig:
             raise BadInputError("priordynaflow max_path_length", "an integer >= 1", f"got {self.max_path_length}")
         if self.selection not in ("agent", "greedy"):
             raise BadInputError("priordynaflow selection", "'agent' or 'greedy'", f"got {self.selection!r}")
+        if self.update_order not in ("forward", "backward"):
+            raise BadInputError("priordynaflow update_order", "'forward' or 'backward'", f"got {self.update_order!r}")
+        if not 1 <= self.min_agents_before_end <= self.max_path_length:
+            raise BadInputError("priordynaflow min_agents_before_end", "an integer from 1 to max_path_length",
+                                f"got {self.min_agents_before_end}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,6 +178,17 @@ class WorkflowOptions:
     temperature: float = 0.1
     """Sampling temperature of agent turns (code: 0.1)."""
 
+    next_choice: Literal["marker", "constrained", "auto"] = "marker"
+    """How an agent's choice of successor is read. "marker" (the reference): its reply's
+    ``NEXT: <name>`` line. "constrained": after every turn one short extra call (the turn's
+    messages and reply, then "who works next?") decoded constrained to the candidates' names
+    (``SamplingOptions.choices``: vLLM structured outputs), the marker only where that reply
+    names no candidate. "auto": the marker when it names a candidate, else the constrained
+    call (an extra call only for turns whose marker is missing, e.g. cut off by ``max_tokens``)."""
+
+    choice_max_tokens: int = 8
+    """Completion limit of the constrained routing call (a name; the constraint ends it)."""
+
     python_tool: str = "python"
     """Name of the sandbox tool (``orchestrator.tools.sandbox.python_tool``) that runs the code
     agents with the python tool write, and the tests of code tasks."""
@@ -174,3 +203,10 @@ class WorkflowOptions:
         if not isinstance(raw, Mapping):
             raise BadInputError("priordynaflow options", "a mapping of option names to values", f"got {raw!r}")
         return config_from_options(cls, raw, what="priordynaflow")
+
+    def __post_init__(self) -> None:
+        if self.next_choice not in ("marker", "constrained", "auto"):
+            raise BadInputError("priordynaflow next_choice", "'marker', 'constrained' or 'auto'",
+                                f"got {self.next_choice!r}")
+        if self.choice_max_tokens < 1:
+            raise BadInputError("priordynaflow choice_max_tokens", "an integer >= 1", f"got {self.choice_max_tokens}")

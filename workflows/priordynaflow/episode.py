@@ -22,7 +22,7 @@ from workflows.priordynaflow.agents import PYTHON, AgentRole, Roster, get_roster
 from workflows.priordynaflow.config import END, RouterConfig, WorkflowOptions
 from workflows.priordynaflow.prompt import agent_messages
 from workflows.priordynaflow.qtable import QTable, Transition
-from workflows.priordynaflow.router import Candidates, Decision, select_candidates, terminal_reward
+from workflows.priordynaflow.router import Candidates, Decision, parse_next, select_candidates, terminal_reward
 from workflows.priordynaflow.router import decide as route
 from workflows.priordynaflow.tasks import Dataset, extract_code, get_dataset, infer_dataset
 
@@ -35,6 +35,7 @@ __all__ = [
     "decide",
     "finish",
     "initial_state",
+    "needs_choice_call",
     "resolve",
     "result",
     "rosters_for",
@@ -154,15 +155,17 @@ class Observation:
     """What one agent turn produced.
 
     text: the model's reply.
-    num_tokens: the turn's tokens (input + output).
+    num_tokens: the turn's tokens (input + output), the routing call's included.
     code: the program that ran in the sandbox (None: none ran).
     output: the sandbox's output.
+    choice: the reply to the constrained routing call (None: no such call was made).
     """
 
     text: str
     num_tokens: int
     code: str | None = None
     output: str = ""
+    choice: str | None = None
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,7 @@ def start_turn(
     rng: random.Random,
 ) -> Turn:
     """Plan ``agent``'s turn: its candidates (one draw of ``rng``) and its messages."""
-    candidates = select_candidates(table, agent, config, rng)
+    candidates = select_candidates(table, agent, config, rng, path_length=len(state["path"]) + 1)
     messages = agent_messages(
         roster,
         agent,
@@ -204,6 +207,16 @@ def start_turn(
         notes=state["notes"],
     )
     return Turn(roster, agent, dataset, family, config, candidates, messages)
+
+
+def needs_choice_call(turn: Turn, text: str, next_choice: str) -> bool:
+    """Whether the agent's successor is asked for in a constrained routing call after its reply
+    ``text`` (``next_choice``: :attr:`WorkflowOptions.next_choice`): never in "marker" mode or
+    when the router ignores the agent (greedy selection) or only END is offered; always in
+    "constrained" mode; in "auto" mode when the reply's marker names no candidate."""
+    if next_choice == "marker" or turn.config.selection == "greedy" or len(turn.candidates.actions) < 2:
+        return False
+    return next_choice == "constrained" or parse_next(text, turn.roster.names) not in turn.candidates.actions
 
 
 def decide(state: EpisodeState, turn: Turn, observation: Observation, table: QTable) -> Action:
@@ -224,6 +237,7 @@ def decide(state: EpisodeState, turn: Turn, observation: Observation, table: QTa
         path_length=len(path),
         num_tokens=observation.num_tokens,
         config=turn.config,
+        choice=observation.choice,
     )
     transitions = list(state["transitions"])
     cumulative = state["cumulative_reward"]
@@ -268,6 +282,7 @@ def _turn_record(
         "pruned": list(turn.candidates.pruned),
         "q_values": table.row(turn.agent),
         "proposed": decision.proposed,
+        "proposed_by": decision.source,
         "next": decision.next,
         "reason": decision.reason,
         "reward": decision.reward,

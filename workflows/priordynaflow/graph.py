@@ -4,7 +4,8 @@ naming the successor the router decided at run time.
 
 The nodes only do the I/O; what they decide comes from the pure steps of
 :mod:`workflows.priordynaflow.episode`. Each agent turn is one ``ctx.chat`` call (and one
-``ctx.call_tool`` of the python sandbox when the agent has the python tool and wrote code), then
+``ctx.call_tool`` of the python sandbox when the agent has the python tool and wrote code, and
+one short routing call constrained to the candidates' names when ``next_choice`` asks for it), then
 ``episode.decide`` says where to go, how the state changes and what ``ctx.record_step`` stores
 (candidates, the agent's proposal, the decision, the reward, the Q values). ``end_episode``
 scores the solution (code through the sandbox tool), takes the terminal transition from
@@ -29,13 +30,14 @@ from workflows.priordynaflow.episode import (
     decide,
     finish,
     initial_state,
+    needs_choice_call,
     resolve,
     result,
     rosters_for,
     start_turn,
 )
 from workflows.priordynaflow.learner import Learner, LearnerPool, default_pool, pool_for_store
-from workflows.priordynaflow.prompt import task_message
+from workflows.priordynaflow.prompt import choice_messages, task_message
 from workflows.priordynaflow.tasks import ExecResult
 
 if TYPE_CHECKING:
@@ -140,7 +142,16 @@ class _Nodes:
         )
         code = turn.code_to_run(response.text)
         output = (await self._run_code(code)).output if code else ""
-        return Observation(response.text, response.usage.total_tokens, code, output)
+        num_tokens, choice = response.usage.total_tokens, None
+        if needs_choice_call(turn, response.text, self.options.next_choice):
+            routed = await self.ctx.chat(
+                list(choice_messages(turn.messages, response.text, turn.candidates.actions)),
+                sampling=SamplingOptions(max_tokens=self.options.choice_max_tokens, temperature=0.0,
+                                         choices=turn.candidates.actions),
+                purpose=f"route:{turn.agent}",
+            )
+            num_tokens, choice = num_tokens + routed.usage.total_tokens, routed.text
+        return Observation(response.text, num_tokens, code, output, choice)
 
     async def _run_code(self, code: str) -> ExecResult:
         out = await self.ctx.call_tool(self.options.python_tool, {"code": code})

@@ -11,6 +11,7 @@ from typing import Any
 
 from orchestrator.types import Message
 from workflows.priordynaflow.agents import Roster, routing_instructions
+from workflows.priordynaflow.config import END
 from workflows.priordynaflow.tasks import Dataset
 
 MAX_NOTE_CHARS = 1800
@@ -48,3 +49,13 @@ def agent_messages(
         [roster.get(agent).prompt, dataset.answer_format, routing_instructions(roster, path, candidates)]
     )
     return Message("system", system), Message("user", task_message(dataset.question(task), notes))
+
+
+def choice_messages(messages: Sequence[Message], reply: str, candidates: Sequence[str]) -> tuple[Message, ...]:
+    """The constrained routing call after a turn: the turn's messages and the agent's ``reply``
+    (a prefix the server has cached), then the question whose answer is one of ``candidates``."""
+    options = ", ".join(candidates)
+    question = (f"Who works next? Answer with exactly one of: {options}. "
+                f"Choose {END} only if the answer above is final and correct.") if END in candidates else (
+                f"Who works next? Answer with exactly one of: {options}.")
+    return (*messages, Message("assistant", reply), Message("user", question))

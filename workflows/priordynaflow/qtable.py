@@ -143,7 +143,9 @@ def learn_episode(
 ) -> QTable:
     """Return ``table`` after learning from one finished episode.
 
-    Transitions are applied in order, each seeing the updates before it:
+    Transitions are applied one at a time, each seeing the updates before it, first to last
+    (``update_order="forward"``, the reference) or last to first (``"backward"``: the terminal
+    reward reaches every hand-off of the path in this episode):
         r' = r * terminal_bonus        if the action is END and r > 0, else r
         Q[s][a] += alpha * (r' + entropy_weight * H(softmax(Q[s])) + gamma * max_a' Q[a][a'] - Q[s][a])
     with max_a' Q[END][a'] = 0 (END is terminal). Every distinct agent on ``path`` gets one trial
@@ -151,7 +153,7 @@ def learn_episode(
     grows by the path length.
     """
     out = table.with_agents(path)
-    for t in transitions:
+    for t in (reversed(transitions) if config.update_order == "backward" else transitions):
         reward = t.reward * config.terminal_bonus if t.action == END and t.reward > 0 else t.reward
         row = out.row(t.state)
         next_best = 0.0 if t.action == END else max(out.row(t.action).values())

@@ -13,16 +13,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from orchestrator.llm.choices import match_choice, normalize_choice
 from workflows.priordynaflow.config import END, RouterConfig
 from workflows.priordynaflow.qtable import QTable, is_exploring
 
 NEXT_MARKER = "NEXT:"
 """How an agent names its successor: a line ``NEXT: <agent name or END>``, last one wins."""
 
-_NEXT_RE = re.compile(r"next(?:[ _-]?(?:agent|node))?\s*[:=]\s*[*`\"']*\s*([A-Za-z][\w-]*)", re.IGNORECASE)
+_NEXT_RE = re.compile(r"(?<![A-Za-z])next", re.IGNORECASE)
+_WORD_RE = re.compile(r"[A-Za-z][\w-]*")
 _FINAL_RE = re.compile(r"final\s+answer", re.IGNORECASE)
+_FILLER = frozenset({
+    "agent", "agents", "node", "step", "speaker", "worker", "teammate", "member", "option", "choice", "successor",
+    "up", "is", "will", "would", "should", "be", "goes", "go", "to", "the", "a", "an", "i", "we", "choose", "chose",
+    "pick", "select", "hand", "handing", "over", "pass", "passing", "it", "let", "call", "calling", "now", "then",
+})
+"""Words between a ``next`` marker and the name it gives (``Next agent is the inspector``)."""
 
 Reason = Literal["agent", "greedy", "final_answer", "unparsable", "off_candidate", "early_stop", "max_path"]
+Source = Literal["choice", "marker", "none"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +55,10 @@ class Decision:
     """The router's decision after one agent turn.
 
     next: the chosen action (an agent name or END).
-    proposed: what the agent's output named (None when no marker was found).
+    proposed: what the agent named: its constrained choice, else its output's marker (None when
+        neither named a known node).
+    source: where ``proposed`` came from: "choice" (the constrained routing call), "marker" (the
+        ``NEXT:`` line of the agent's output) or "none".
     reason: why ``next`` was taken: "agent" (its own valid choice), "greedy" (highest Q,
         selection="greedy"), "final_answer" (no marker, but the output declares a final
         answer), "unparsable" (no usable marker: END, counted), "off_candidate" (a known name
@@ -63,6 +75,7 @@ class Decision:
     reason: Reason
     action: str
     reward: float
+    source: Source = "marker"
 
 
 def available_actions(table: QTable, state: str, config: RouterConfig) -> tuple[list[str], list[str]]:
@@ -74,17 +87,23 @@ def available_actions(table: QTable, state: str, config: RouterConfig) -> tuple[
     return kept, pruned
 
 
-def select_candidates(table: QTable, state: str, config: RouterConfig, rng: random.Random) -> Candidates:
-    """Candidates for the agent that just ran as ``state``.
+def select_candidates(table: QTable, state: str, config: RouterConfig, rng: random.Random, *,
+                      path_length: int = 1) -> Candidates:
+    """Candidates for the agent that just ran as ``state``, the ``path_length``-th of its episode.
 
     Cold start offers every node. Otherwise: the actions of the top ``num_top_groups`` distinct
     Q values among the unpruned ones (ties stay together), plus, with probability epsilon (0
     when frozen), one random unpruned action that is not already offered. With nothing
-    unpruned, END is the only candidate.
+    unpruned, END is the only candidate. END is left out while ``path_length`` is below
+    ``min_agents_before_end`` (unless nothing else is left).
     """
     kept, pruned = available_actions(table, state, config)
+    if path_length < config.min_agents_before_end:
+        kept = [a for a in kept if a != END] or kept
+        pruned = [a for a in pruned if a != END]
     if is_exploring(table, config):
-        return Candidates(actions=table.actions, exploring=True)
+        every = table.actions if path_length >= config.min_agents_before_end else table.agents
+        return Candidates(actions=every, exploring=True)
     if not kept:
         return Candidates(actions=(END,), pruned=tuple(pruned))
     row = table.row(state)
@@ -101,14 +120,28 @@ def select_candidates(table: QTable, state: str, config: RouterConfig, rng: rand
 
 
 def parse_next(text: str, names: Sequence[str]) -> str | None:
-    """The node named by the last ``NEXT: X`` marker in ``text`` (matched case-insensitively
-    against ``names`` and END), or None when there is no marker naming a known node."""
+    """The node named by the last ``next`` marker in ``text`` that names a known node, matched
+    case-insensitively against ``names`` and END; else the reply's last line when it is just a
+    node's name; else None.
+
+    A marker is the word ``next`` (``NEXT:``, ``Next agent:``, ``next_node =``, ``**Next**:``,
+    ``Next ->``, ``Next agent is the``...); the first word after it that is not filler
+    (``agent``, ``is``, ``the``, ``will be``...) on the same line is the name, with any quotes,
+    brackets or markdown around it (``NEXT: <inspector>``, ``NEXT: **END**``). A marker whose
+    first word is no node's name (``NEXT: nobody``, ``the next step is``) names nothing.
+    """
     lookup = {n.lower(): n for n in (*names, END)}
     for match in reversed(list(_NEXT_RE.finditer(text))):
-        found = lookup.get(match.group(1).lower())
-        if found is not None:
-            return found
-    return None
+        tail = text[match.end():].split("\n", 1)[0]
+        for word in _WORD_RE.findall(tail):
+            if word.lower() in _FILLER and word.lower() not in lookup:
+                continue
+            found = lookup.get(word.lower()) or lookup.get(word.lower().rstrip("-"))
+            if found is not None:
+                return found
+            break
+    lines = text.strip().splitlines()
+    return lookup.get(normalize_choice(lines[-1])) if lines else None
 
 
 def step_reward(
@@ -154,33 +187,40 @@ def decide(
     path_length: int,
     num_tokens: int,
     config: RouterConfig,
+    choice: str | None = None,
 ) -> Decision:
-    """Route after ``current`` produced ``output``.
+    """Route after ``current`` produced ``output`` (``choice``: its reply to the constrained
+    routing call, if one was made).
 
-    The agent's marker is read first (a priori choice). With ``selection="greedy"`` the best-Q
-    candidate is taken instead. A name outside the candidates is replaced by the best candidate;
-    no marker at all means END (counted as unparsable unless the output declares a final answer).
-    A choice that would take the cumulative reward below ``min_reward`` is replaced by END
-    (early stop, the step's reward still counts); so is any choice past ``max_path_length``.
+    The agent's a priori choice is read first: ``choice`` when it names a candidate (matched by
+    :func:`~orchestrator.llm.choices.match_choice`), else the marker in ``output``. With
+    ``selection="greedy"`` the best-Q candidate is taken instead. A name outside the candidates
+    is replaced by the best candidate; no choice at all means END (counted as unparsable unless
+    the output declares a final answer), or the best candidate when END is not offered yet. A
+    choice that would take the cumulative reward below ``min_reward`` is replaced by END (early
+    stop, the step's reward still counts); so is any choice past ``max_path_length``.
     """
-    proposed = parse_next(output, table.agents)
+    chosen_by = match_choice(choice, candidates.actions) if choice is not None else None
+    proposed = chosen_by or parse_next(output, table.agents)
+    source: Source = "choice" if chosen_by else ("marker" if proposed else "none")
     best = max(candidates.actions, key=lambda a: table.value(current, a))
     reason: Reason
     if config.selection == "greedy":
         chosen, reason = best, "greedy"
     elif proposed is None:
-        chosen, reason = END, ("final_answer" if _FINAL_RE.search(output) else "unparsable")
+        reason = "final_answer" if _FINAL_RE.search(output) else "unparsable"
+        chosen = END if END in candidates.actions else best
     elif proposed in candidates.actions:
         chosen, reason = proposed, "agent"
     else:
         chosen, reason = best, "off_candidate"
     if chosen == END:
-        return Decision(next=END, proposed=proposed, reason=reason, action=END, reward=0.0)
+        return Decision(next=END, proposed=proposed, reason=reason, action=END, reward=0.0, source=source)
     reward = step_reward(
         table, current=current, previous=previous, chosen=chosen, num_tokens=num_tokens, config=config
     )
     if cumulative_reward + reward < config.min_reward:
-        return Decision(next=END, proposed=proposed, reason="early_stop", action=chosen, reward=reward)
+        return Decision(next=END, proposed=proposed, reason="early_stop", action=chosen, reward=reward, source=source)
     if path_length >= config.max_path_length:
-        return Decision(next=END, proposed=proposed, reason="max_path", action=END, reward=0.0)
-    return Decision(next=chosen, proposed=proposed, reason=reason, action=chosen, reward=reward)
+        return Decision(next=END, proposed=proposed, reason="max_path", action=END, reward=0.0, source=source)
+    return Decision(next=chosen, proposed=proposed, reason=reason, action=chosen, reward=reward, source=source)

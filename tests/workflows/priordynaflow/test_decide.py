@@ -4,6 +4,7 @@ update and the step record) and finishing the episode. No graph, no event loop, 
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -224,6 +225,7 @@ def test_the_record_names_candidates_decision_reward_and_q_values():
         "pruned": ["programmer"],
         "q_values": table.row("solver"),
         "proposed": "analyst",
+        "proposed_by": "marker",
         "next": "analyst",
         "reason": "agent",
         "reward": action.decision.reward,
@@ -314,3 +316,69 @@ def test_result_reads_the_final_state():
                              "reward": 3.0, "num_tokens": 9, "num_llm_calls": 1, "num_unparsable": 0,
                              "learned": True}
     assert result({})["path"] == [] and result({})["answer"] is None
+
+
+# ---------------------------------------------------------------- the constrained routing call
+
+
+def test_a_constrained_choice_wins_over_the_marker_and_is_recorded_as_such():
+    action = decide(state_after([]), turn_for(), reply("NEXT: analyst", choice="inspector"), warm_table())
+    assert (action.next, action.decision.source, action.record["proposed_by"]) == ("inspector", "choice", "choice")
+
+
+def test_a_choice_naming_no_candidate_falls_back_to_the_marker():
+    action = decide(state_after([]), turn_for(), reply("NEXT: analyst", choice="I think the analyst"), warm_table())
+    assert (action.next, action.decision.source) == ("analyst", "choice")  # named inside the reply
+    action = decide(state_after([]), turn_for(), reply("NEXT: analyst", choice="programmer"), warm_table())
+    assert (action.next, action.decision.source) == ("analyst", "marker")  # not a candidate
+
+
+def test_a_reply_cut_before_its_marker_is_routed_by_the_choice_not_ended():
+    cut = "Let x be the number of apples. Then 3x + 2 = 11, so"  # max_tokens ran out
+    assert decide(state_after([]), turn_for(), reply(cut), warm_table()).decision.reason == "unparsable"
+    action = decide(state_after([]), turn_for(), reply(cut, choice="inspector"), warm_table())
+    assert action.next == "inspector" and action.decision.reason == "agent"
+
+
+@pytest.mark.parametrize(("mode", "text", "candidates", "selection", "expected"), [
+    ("marker", "no marker", ("analyst", END), "agent", False),
+    ("constrained", "NEXT: analyst", ("analyst", END), "agent", True),
+    ("auto", "NEXT: analyst", ("analyst", END), "agent", False),
+    ("auto", "NEXT: programmer", ("analyst", END), "agent", True),  # not a candidate
+    ("auto", "cut off befo", ("analyst", END), "agent", True),
+    ("constrained", "x", (END,), "agent", False),  # nothing to choose
+    ("constrained", "x", ("analyst", END), "greedy", False),  # the router ignores the agent
+])
+def test_when_the_routing_call_is_made(mode, text, candidates, selection, expected):
+    from workflows.priordynaflow.episode import needs_choice_call
+
+    turn = turn_for(candidates=candidates, config=RouterConfig(selection=selection))
+    assert needs_choice_call(turn, text, mode) is expected
+
+
+def test_the_routing_call_asks_for_one_of_the_candidates_after_the_reply():
+    from workflows.priordynaflow.prompt import choice_messages
+
+    turn = start_turn(state_after([]), roster=MATH_ROSTER, agent="solver", dataset=GSM8K, family="math",
+                      table=warm_table(), config=WARM, rng=random.Random(0))
+    messages = choice_messages(turn.messages, "x = 4", ("inspector", END))
+    assert messages[: len(turn.messages)] == turn.messages  # the turn's prompt is the shared prefix
+    assert messages[-2].role == "assistant" and messages[-2].content == "x = 4"
+    assert "inspector, END" in messages[-1].content and messages[-1].role == "user"
+
+
+def test_end_is_not_offered_before_min_agents_before_end():
+    config = RouterConfig(num_explore_steps=0, epsilon=0.0, min_epsilon=0.0, min_agents_before_end=2)
+    table = warm_table(inspector=1.0, END=5.0)
+    first = start_turn(state_after([]), roster=MATH_ROSTER, agent="solver", dataset=GSM8K, family="math",
+                       table=table, config=config, rng=random.Random(0))
+    assert END not in first.candidates.actions and "inspector" in first.candidates.actions
+    second = start_turn(state_after(["solver"]), roster=MATH_ROSTER, agent="solver", dataset=GSM8K,
+                        family="math", table=table, config=config, rng=random.Random(0))
+    assert END in second.candidates.actions
+    cold = replace(config, num_explore_steps=10**6)
+    assert END not in start_turn(state_after([]), roster=MATH_ROSTER, agent="solver", dataset=GSM8K, family="math",
+                                 table=table, config=cold, rng=random.Random(0)).candidates.actions
+    # No marker while END is not offered: the best candidate runs instead of ending after one agent.
+    action = decide(state_after([]), first, reply("no marker"), table)
+    assert action.next == "inspector" and action.decision.reason == "unparsable"

@@ -98,3 +98,43 @@ def test_new_agents_extend_the_table():
     assert table.agents == ("a", "b", "c") and table.actions == ("a", "b", "c", END)
     with pytest.raises(BadInputError):
         QTable.empty(["a", END])
+
+
+def test_backward_order_keeps_the_hand_offs_of_a_good_path_positive():
+    # solver -> inspector -> END, successful, from a cold table: the reference's forward order
+    # learns the hand-off before the END it leads to (next best 0) and makes it negative.
+    path = ["solver", "inspector"]
+    episode = [Transition("solver", "inspector", -7.5), Transition("inspector", END, 70.0)]
+    forward = learn_episode(QTable.empty(path), episode, path, True, RouterConfig())
+    backward = learn_episode(QTable.empty(path), episode, path, True, RouterConfig(update_order="backward"))
+    assert forward.value("solver", "inspector") < 0
+    assert backward.value("solver", "inspector") > 0
+    assert backward.value("inspector", END) == pytest.approx(forward.value("inspector", END))
+
+
+def test_backward_update_by_hand():
+    cfg = RouterConfig(alpha=0.5, gamma=0.9, entropy_weight=0.0, terminal_bonus=1.0, update_order="backward")
+    out = learn_episode(QTable.empty(AGENTS, cfg), [Transition("a", "b", -8.0), Transition("b", END, 60.0)],
+                        ["a", "b"], True, cfg)
+    assert out.value("b", END) == pytest.approx(30.0)
+    assert out.value("a", "b") == pytest.approx(0.5 * (-8.0 + 0.9 * 30.0))
+
+
+def test_repeated_good_episodes_converge_to_positive_hand_offs_and_a_failing_shortcut_stays_below():
+    # Two ways to END from solver: directly (fails) or via inspector (succeeds). Backward learning
+    # ranks the hand-off above the shortcut within a few episodes.
+    cfg = RouterConfig(update_order="backward", min_path_length=0)
+    table = QTable.empty(["solver", "inspector"], cfg)
+    for _ in range(5):
+        table = learn_episode(table, [Transition("solver", "inspector", -7.5), Transition("inspector", END, 100.0)],
+                              ["solver", "inspector"], True, cfg)
+        table = learn_episode(table, [Transition("solver", END, 0.0)], ["solver"], False, cfg)
+    assert table.value("solver", "inspector") > table.value("solver", END)
+    assert table.value("solver", "inspector") > 0
+
+
+def test_update_order_is_checked():
+    with pytest.raises(BadInputError):
+        RouterConfig(update_order="sideways")  # type: ignore[arg-type]
+    with pytest.raises(BadInputError):
+        RouterConfig(min_agents_before_end=0)

@@ -100,6 +100,22 @@ def test_everything_pruned_leaves_only_end():
         ("NEXT: solver\nactually\nNEXT: **END**", END),
         ("NEXT: nobody", None),
         ("no marker at all", None),
+        # spellings models write
+        ("**NEXT:** inspector", "inspector"),
+        ("**Next**: `Inspector`", "inspector"),
+        ("NEXT: <inspector>", "inspector"),
+        ("NEXT: [analyst]", "analyst"),
+        ("Next: the inspector.", "inspector"),
+        ("Next agent is the programmer", "programmer"),
+        ("NEXT_AGENT = END", END),
+        ("Next -> inspector", "inspector"),
+        ("Next \u2192 analyst", "analyst"),
+        ("Next step: the analyst should check units", "analyst"),
+        ("FINAL ANSWER: 4\n/* next_node: END */", END),
+        ("#### 4\n\nInspector", "inspector"),  # a bare name as the last line
+        ("The next step is to check the answer.", None),  # "next" without a name
+        ("I computed the context: 4", None),  # "next" inside a word is no marker
+        ("NEXT: inspector\nNext, I double-check: done", "inspector"),  # a later "next" naming nobody
     ],
 )
 def test_parse_next(text, expected):

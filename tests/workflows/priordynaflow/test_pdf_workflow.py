@@ -168,3 +168,30 @@ def test_without_options_the_task_keys_pick_the_roster_and_the_sandbox_scores_co
     state = asyncio.run(build(ctx).compile().ainvoke(initial_state(task)))
     assert ctx.steps[0][0] == "code.coder" and calls == ["python"]
     assert result(state)["success"] is True and result(state)["path"] == ["coder"]
+
+
+def test_constrained_routing_call_recovers_replies_without_a_marker():
+    # The agents never write a NEXT line (as a reply cut by max_tokens): in "marker" mode every
+    # episode ends after the start agent; with the constrained routing call the agents' choices
+    # ("inspector" while it has not run, then END) are followed.
+    def reply(messages: Sequence[Message]) -> str:
+        if messages[-1].content.startswith("Who works next?"):
+            return "END" if "[inspector]" in messages[1].content or "inspector" in messages[0].content[:30] \
+                else "the inspector"
+        return "Let me compute: 2 + 2 = 4\n#### 4"
+
+    async def go(mode: str) -> tuple[dict[str, Any], FakeRunContext]:
+        pool = LearnerPool(config=CONFIG, seed=0)
+        ctx = context({"priordynaflow": {"dataset": "gsm8k", "mode": "eval", "next_choice": mode},
+                       "qtable_pool": pool}, llm=scripted(reply))
+        state = await build(ctx).compile().ainvoke(initial_state({"question": "What is 2 + 2?", "answer": "4"}))
+        return result(state), ctx
+
+    marker, _ = asyncio.run(go("marker"))
+    assert marker["path"] == ["solver"] and marker["num_unparsable"] == 1
+    constrained, ctx = asyncio.run(go("constrained"))
+    assert constrained["path"] == ["solver", "inspector"] and constrained["num_unparsable"] == 0
+    routing = [c for c in ctx.calls if c.purpose.startswith("route:")]
+    assert [c.purpose for c in routing] == ["route:solver", "route:inspector"]
+    assert all(c.sampling.choices and c.sampling.max_tokens == 8 for c in routing)
+    assert "inspector" in routing[0].sampling.choices
