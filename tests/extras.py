@@ -9,3 +9,5 @@ POSTGRES = "needs the postgres extra (psycopg): pip install -e .[postgres]"
 BENCH = "needs the bench extra (matplotlib): pip install -e .[bench]"
 DEV = "needs the dev extra (pyyaml): pip install -e .[dev]"
 RAY = "needs the ray extra (the Ray executor): pip install -e .[ray]"
+PROMETHEUS = ("needs the prometheus server and promtool (Debian package prometheus): apt-get install prometheus "
+              "(scripts/bootstrap.sh --test and .ci/run install it when run as root)")
