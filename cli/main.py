@@ -266,6 +266,7 @@ async def _run_agent(workflow: str, payload: dict[str, Any] | None, dataset: Pat
         from orchestrator.executors import create_executor
 
         runner = create_executor(executor, **(placement or {}))
+        await runner.start(rt)  # a cluster that cannot be joined fails before the dataset run is stored
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,

@@ -27,6 +27,11 @@ class Executor(Protocol):
         """Run every task; ``concurrency`` is the number of programs in flight per worker."""
         ...
 
+    async def start(self, runtime: Runtime) -> None:
+        """Get ready to run ``runtime``'s programs (join a cluster, start workers); ``run_many``
+        does it when needed, a caller may do it first to fail before anything is stored."""
+        ...
+
     async def aclose(self) -> None:
         """Give back what the executor started (workers, a cluster it started itself)."""
         ...

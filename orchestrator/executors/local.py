@@ -33,5 +33,8 @@ class LocalExecutor:
 
         return list(await asyncio.gather(*(one(t) for t in tasks)))
 
+    async def start(self, runtime: Runtime) -> None:
+        return None
+
     async def aclose(self) -> None:
         return None

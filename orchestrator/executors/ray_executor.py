@@ -58,6 +58,18 @@ def _outcome(row: RunRow) -> RunResult:
     return RunResult(row.id, row.status, row.result, row.error, code)
 
 
+def _check_reachable(address: str) -> None:
+    """Fail at once on a cluster address where nothing listens (Ray itself retries for minutes)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto", a ray:// client address: Ray resolves them
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise ConfigError(f"cannot join the Ray cluster at {address}: {exc.strerror or exc}; start one with "
+                          "`ray start --head` and pass the address it prints (--ray-address)") from None
+
+
 class ProgramWorker:
     """A Ray actor: one Runtime on the shared database, running the programs the driver sends."""
 
@@ -137,7 +149,7 @@ class RayExecutor:
         self.cpus_per_worker = cpus_per_worker
         self.runtime_env = runtime_env
         self.init_options = dict(init_options or {})
-        self._ray: Any = None
+        self._ray: Any = _import_ray()  # here, so that a missing extra fails before anything is stored
         self._started_ray = False
         self._actors: list[Any] = []
         self.workers: list[dict[str, Any]] = []
@@ -147,8 +159,10 @@ class RayExecutor:
         """Connect to (or start) the cluster and start the workers; done by ``run_many`` when needed."""
         if self._actors:
             return
-        ray = self._ray = _import_ray()
+        ray = self._ray
         if not ray.is_initialized():
+            if self.address:
+                _check_reachable(self.address)
             try:
                 ray.init(address=self.address, include_dashboard=False, runtime_env=self.runtime_env,
                          **self.init_options)
@@ -206,8 +220,6 @@ class RayExecutor:
 
     async def aclose(self) -> None:
         """Stop the workers, and the cluster if this executor started it."""
-        if self._ray is None:
-            return
         if self._actors:
             await asyncio.gather(*(a.aclose.remote() for a in self._actors), return_exceptions=True)
             for actor in self._actors:
