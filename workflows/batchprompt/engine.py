@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from orchestrator.types import LLMResponse, Message, SamplingOptions
+from orchestrator.types import LLMResponse, Message, SamplingOptions, TokenLogprob
 from workflows.batchprompt.prompt import (
     BatchParse,
     compose_messages,
@@ -32,6 +32,14 @@ from workflows.batchprompt.prompt import (
     max_output_tokens,
     parse_answers,
     plan_batches,
+)
+from workflows.batchprompt.scoring import (
+    CALIBRATIONS,
+    LABEL_SCORINGS,
+    calibrate,
+    content_free_inputs,
+    label_distributions,
+    mean_prior,
 )
 from workflows.batchprompt.tasks import Item, TaskSpec
 from workflows.batchprompt.voting import (
@@ -67,10 +75,10 @@ CONFIDENCE_SOURCES: tuple[str, ...] = ("self", "logprob")
 
 @dataclass(frozen=True)
 class LogprobResponse(LLMResponse):
-    """A response that also carries the generated tokens with their log-probabilities.
+    """A response that also carries the generated tokens with their log-probabilities as pairs.
 
-    A chat function returns it (instead of a plain :class:`LLMResponse`) when its backend
-    reports logprobs; ``confidence="logprob"`` reads them.
+    Older form of :attr:`LLMResponse.logprobs` (which every backend now fills when the request asks
+    for logprobs); read as a fallback where ``logprobs`` is None.
     """
 
     token_logprobs: tuple[tuple[str, float], ...] = ()
@@ -112,6 +120,21 @@ class BatchPromptConfig:
     seas_rule: str = "confident"
     """SEAS exit test: ``confident`` (the paper: same label twice, both marked confident) or
     ``agree`` (the released code's: same label twice)."""
+    label_scoring: str = "text"
+    """How an answer's label is read: ``text`` (the paper: the answer word the model wrote) or
+    ``logprob`` (the label with the highest calibrated probability at the answer's label token,
+    :mod:`workflows.batchprompt.scoring`; the calls ask for ``label_top_logprobs`` alternatives;
+    answers whose response has no logprobs keep their word, calls without them are counted in
+    ``logprob_missing_calls``). With ``confidence="logprob"`` the calibrated probability is the
+    confidence too."""
+    calibration: str = "mean"
+    """The label prior ``logprob`` scoring divides by: ``mean`` (the mean label distribution over
+    the round's answers; no extra call, assumes roughly balanced labels), ``content_free`` (the
+    distribution for an all-``N/A`` item, one extra call per run; ``mean`` when that call gives
+    none) or ``none``."""
+    label_top_logprobs: int = 5
+    """Alternatives per generated token the calls ask for under ``logprob`` scoring (every label's
+    first token should be among them)."""
 
     def __post_init__(self) -> None:
         validate_rounds(self.rounds)
@@ -127,6 +150,17 @@ class BatchPromptConfig:
             raise ValueError(f"confidence_threshold must be in (0, 1], got {self.confidence_threshold}")
         if self.seas_rule not in SEAS_RULES:
             raise ValueError(f"seas_rule must be one of {SEAS_RULES}, got {self.seas_rule!r}")
+        if self.label_scoring not in LABEL_SCORINGS:
+            raise ValueError(f"label_scoring must be one of {LABEL_SCORINGS}, got {self.label_scoring!r}")
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
+        if not 1 <= self.label_top_logprobs <= 20:
+            raise ValueError(f"label_top_logprobs must be in 1..20, got {self.label_top_logprobs}")
+
+    @property
+    def wants_logprobs(self) -> bool:
+        """Whether the calls ask the backend for token logprobs."""
+        return self.confidence == "logprob" or self.label_scoring == "logprob"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -150,6 +184,9 @@ class CallStats:
     """LLM calls, re-asks included."""
     input_tokens: int = 0
     """Prompt tokens over all calls, as the server reported them."""
+    cached_input_tokens: int = 0
+    """The part of ``input_tokens`` the server served from its prefix cache (the instructions and
+    few-shot examples every call shares; 0 where the server does not report it)."""
     output_tokens: int = 0
     """Generated tokens over all calls."""
     items_asked: int = 0
@@ -173,7 +210,12 @@ class CallStats:
     confident_answers: int = 0
     """Usable answers (all attempts) that counted as confident."""
     logprob_missing_calls: int = 0
-    """``confidence="logprob"`` calls whose response carried no logprobs (marks used instead)."""
+    """Calls that asked for logprobs (``confidence`` or ``label_scoring`` ``logprob``) whose
+    response carried none (marks and answer words used instead)."""
+    logprob_scored_answers: int = 0
+    """Answers whose label came from calibrated logprobs (``label_scoring="logprob"``)."""
+    calibration_calls: int = 0
+    """Calls spent estimating the label prior (``calibration="content_free"``; in ``num_calls``)."""
 
     def add(self, other: CallStats) -> None:
         for f in fields(self):
@@ -205,10 +247,13 @@ class RunState:
     """Per completed round: active items, calls, tokens, failures, SEAS exits."""
     exited_at: dict[str, int] = field(default_factory=dict)
     """SEAS: item key -> the round after which it left."""
+    label_prior: dict[str, float] | None = None
+    """``calibration="content_free"``: the label distribution of the content-free item, asked once."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "v": 1,
+            "label_prior": self.label_prior,
             "batches": [list(b) for b in self.batches],
             "active": list(self.active),
             "votes": {k: [v.to_list() for v in vs] for k, vs in self.votes.items()},
@@ -228,6 +273,7 @@ class RunState:
             stats=CallStats.from_dict(data["stats"]),
             per_round=list(data["per_round"]),
             exited_at=dict(data["exited_at"]),
+            label_prior=data.get("label_prior"),
         )
 
 
@@ -292,36 +338,58 @@ class _RoundRunner:
     """Asks one round's batches (with re-asks) under a concurrency bound."""
 
     def __init__(
-        self, task: TaskSpec, items: dict[str, Item], config: BatchPromptConfig, chat: ChatFn, round_index: int
+        self, task: TaskSpec, items: dict[str, Item], config: BatchPromptConfig, chat: ChatFn, round_index: int,
+        label_prior: dict[str, float] | None = None,
     ) -> None:
         self.task = task
         self.items = items
         self.config = config
         self.chat = chat
         self.round_index = round_index
+        self.label_prior = label_prior
         self.semaphore = asyncio.Semaphore(config.max_concurrency)
         self.stats = CallStats()
+        self.distributions: dict[str, dict[str, float]] = {}
+        """``label_scoring="logprob"``: per item key, its label distribution (uncalibrated)."""
 
-    async def _ask(self, keys: list[str], *, first_attempt: bool) -> dict[str, tuple[str, bool]]:
-        messages = compose_messages(self.task, [self.items[k].inputs for k in keys])
-        sampling = SamplingOptions(
-            max_tokens=max_output_tokens(len(keys), self.config.max_tokens_per_answer), temperature=0.0
+    def _sampling(self, num_items: int) -> SamplingOptions:
+        config = self.config
+        return SamplingOptions(
+            max_tokens=max_output_tokens(num_items, config.max_tokens_per_answer), temperature=0.0,
+            logprobs=config.wants_logprobs,
+            top_logprobs=config.label_top_logprobs if config.label_scoring == "logprob" else 0,
         )
+
+    async def _call(self, rows: list[dict[str, str]]) -> LLMResponse:
         async with self.semaphore:
-            response = await self.chat(messages, sampling)
-        parse: BatchParse = parse_answers(self.task, response.text, len(keys))
-        confident = {pos: a.confident for pos, a in parse.answers.items()}
-        if self.config.confidence == "logprob":
-            tokens = getattr(response, "token_logprobs", None)
-            if tokens:
-                probs = label_probabilities(self.task, tokens, len(keys))
-                confident = {pos: probs.get(pos, 0.0) >= self.config.confidence_threshold for pos in parse.answers}
-            else:
-                self.stats.logprob_missing_calls += 1
-        self.stats.confident_answers += sum(confident.values())
+            response = await self.chat(compose_messages(self.task, rows), self._sampling(len(rows)))
         self.stats.num_calls += 1
         self.stats.input_tokens += response.usage.input_tokens
+        self.stats.cached_input_tokens += response.usage.cached_input_tokens
         self.stats.output_tokens += response.usage.output_tokens
+        return response
+
+    async def content_free_prior(self) -> dict[str, float] | None:
+        """One call with a content-free item; its label distribution (None when it has none)."""
+        response = await self._call([content_free_inputs(self.task)])
+        self.stats.calibration_calls += 1
+        tokens = _token_logprobs(response)
+        return label_distributions(self.task, tokens, 1).get(1) if tokens else None
+
+    async def _ask(self, keys: list[str], *, first_attempt: bool) -> dict[str, tuple[str, bool]]:
+        response = await self._call([self.items[k].inputs for k in keys])
+        parse: BatchParse = parse_answers(self.task, response.text, len(keys))
+        confident = {pos: a.confident for pos, a in parse.answers.items()}
+        tokens = _token_logprobs(response)
+        if self.config.wants_logprobs and not tokens:
+            self.stats.logprob_missing_calls += 1
+        if tokens and self.config.confidence == "logprob":
+            probs = label_probabilities(self.task, [(t.token, t.logprob) for t in tokens], len(keys))
+            confident = {pos: probs.get(pos, 0.0) >= self.config.confidence_threshold for pos in parse.answers}
+        if tokens and self.config.label_scoring == "logprob":
+            found = label_distributions(self.task, tokens, len(keys))
+            self.distributions.update({keys[pos - 1]: found[pos] for pos in parse.answers if pos in found})
+        self.stats.confident_answers += sum(confident.values())
         if first_attempt:
             self.stats.items_asked += len(keys)
             self.stats.parse_failures += len(parse.failed)
@@ -376,6 +444,8 @@ class _RoundRunner:
                 if k not in answers and (rule == "always" or (rule == "unvoted" and k not in voted))
             ]
             answers.update(await self.ask_all(singles, first_attempt=False))
+        if self.config.label_scoring == "logprob":
+            answers.update(self._scored(answers))
         votes: dict[str, Vote] = {}
         for order in orders:
             for key in order:
@@ -388,12 +458,46 @@ class _RoundRunner:
         return votes
 
 
+    def _scored(self, answers: dict[str, tuple[str, bool]]) -> dict[str, tuple[str, bool]]:
+        """The answers that have a label distribution, relabelled by its calibrated maximum; the
+        confidence is the calibrated probability (``confidence="logprob"``) or the model's mark
+        when the label did not change."""
+        prior = None
+        if self.config.calibration == "content_free":
+            prior = self.label_prior
+        if self.config.calibration != "none" and prior is None:
+            prior = mean_prior(self.distributions.values(), [label.value for label in self.task.labels])
+        scored: dict[str, tuple[str, bool]] = {}
+        for key, (word, marked) in answers.items():
+            if key not in self.distributions:
+                continue
+            q = calibrate(self.distributions[key], prior)
+            label = max(q, key=lambda value: q[value])
+            if self.config.confidence == "logprob":
+                confident = q[label] >= self.config.confidence_threshold
+            else:
+                confident = marked and label == word
+            self.stats.confident_answers += confident - marked
+            scored[key] = (label, confident)
+        self.stats.logprob_scored_answers += len(scored)
+        return scored
+
+
+def _token_logprobs(response: LLMResponse) -> tuple[TokenLogprob, ...] | None:
+    """The response's token logprobs (a :class:`LogprobResponse`'s own pairs first)."""
+    pairs = getattr(response, "token_logprobs", None)
+    return tuple(TokenLogprob(t, lp) for t, lp in pairs) if pairs else response.logprobs or None
+
+
 async def step(
     state: RunState, task: TaskSpec, items: dict[str, Item], config: BatchPromptConfig, chat: ChatFn
 ) -> RunState:
     """Run the next round over the active items and apply SEAS; returns the new state."""
     round_index = state.round + 1
-    runner = _RoundRunner(task, items, config, chat, round_index)
+    runner = _RoundRunner(task, items, config, chat, round_index, state.label_prior)
+    label_prior = state.label_prior
+    if config.label_scoring == "logprob" and config.calibration == "content_free" and label_prior is None:
+        label_prior = runner.label_prior = await runner.content_free_prior()
     active = set(state.active)
     orders = [
         permute([k for k in batch if k in active], round_index, seed=config.seed, batch_index=b)
@@ -423,6 +527,7 @@ async def step(
         stats=stats,
         per_round=[*state.per_round, summary],
         exited_at={**state.exited_at, **{k: round_index for k in exited}},
+        label_prior=label_prior,
     )
 
 

@@ -13,8 +13,9 @@ The task payload (what ``Runtime.run("batchprompt", task=...)`` receives):
 - options, all optional: ``batch_size``, ``rounds``, ``seas``, ``voting`` (``majority`` or
   ``weighted``), ``confident_weight``, ``unsure_weight``, ``seed``, ``max_concurrency``,
   ``context_window``, ``max_tokens_per_answer``, ``reask``, ``reask_singles``, ``seas_rule``,
-  ``confidence`` (``self``; ``logprob`` needs a chat that returns logprobs, the runtime's
-  clients do not, so it falls back to the marks), ``confidence_threshold``.
+  ``confidence`` (``self`` or ``logprob``: the calls then ask the backend for token logprobs),
+  ``confidence_threshold``, ``label_scoring`` (``text`` or ``logprob``: labels by calibrated
+  log-probability), ``calibration`` (``mean``, ``content_free`` or ``none``), ``label_top_logprobs``.
 """
 
 from __future__ import annotations
@@ -201,6 +202,7 @@ def result_of(state: dict[str, Any]) -> dict[str, Any]:
         "rounds_run": result.get("rounds_run", 0),
         "calls": stats.get("num_calls", 0),
         "input_tokens": stats.get("input_tokens", 0),
+        "cached_input_tokens": stats.get("cached_input_tokens", 0),
         "output_tokens": stats.get("output_tokens", 0),
         "parse_failures": stats.get("parse_failures", 0),
         "reask_calls": stats.get("reask_calls", 0),

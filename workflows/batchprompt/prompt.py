@@ -34,6 +34,7 @@ __all__ = [
     "BatchParse",
     "answer_regex",
     "compose_messages",
+    "item_number",
     "label_probabilities",
     "parse_answers",
     "plan_batches",
@@ -144,6 +145,12 @@ _CONFIDENCE = re.compile(
     re.IGNORECASE,
 )
 _NEGATIVE_MARKS = ("not confident", "unconfident", "not sure", "unsure", "low confidence")
+
+
+def item_number(line: str) -> int | None:
+    """The item number ``line`` opens with, read as :func:`parse_answers` reads it (None: none)."""
+    match = _NUMBER.match(line)
+    return int(match.group("bracket") or match.group("word") or match.group("bare")) if match else None
 
 
 def _split_confidence(text: str) -> tuple[str, bool]:

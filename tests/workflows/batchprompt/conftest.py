@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -46,13 +47,13 @@ def rte_items() -> list[Item]:
 @pytest.fixture
 def chat_of():  # type: ignore[no-untyped-def]
     """Turns a client into a ``chat(messages, sampling)`` coroutine over its ``complete``;
-    ``logprobs=True`` adds a scripted labeler's token logprobs to each response."""
+    ``logprobs=True`` adds a scripted labeler's token logprobs to each response, else none."""
 
     def make(client, logprobs: bool = False):  # type: ignore[no-untyped-def]
         async def chat(messages: list[Message], sampling: SamplingOptions) -> LLMResponse:
             response = await client.complete(LLMRequest(tuple(messages), sampling))
-            if not logprobs:
-                return response
+            if not logprobs:  # a backend that reports none
+                return replace(response, logprobs=None)
             return LogprobResponse(**vars(response), token_logprobs=label_logprobs(response.text))
 
         return chat
