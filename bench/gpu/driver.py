@@ -111,7 +111,7 @@ def build_plan(
         raise SystemExit(f"unknown layout {layout!r}; known: {', '.join(config['layouts'])}")
     if plan not in config["plans"]:
         raise SystemExit(f"unknown plan {plan!r}; known: {', '.join(config['plans'])}")
-    lay, pl = config["layouts"][layout], config["plans"][plan]
+    lay, pl = config["layouts"][layout], {"name": plan, **config["plans"][plan]}
     job_args = dict(job_args or {})
     job_names = list(jobs) if jobs is not None else list(pl.get("jobs", []))
     for name in [*job_names, *job_args]:
@@ -121,7 +121,17 @@ def build_plan(
     steps: list[Step] = []
 
     rounds: list[tuple[str, str, str, list[str]]] = []  # name, configs, gpus, extra args
-    if pl.get("serving") == "rounds":
+    if pl.get("serving") == "rounds" and "configs" in pl:
+        # The plan names its configurations: one per GPU side by side, in as many rounds as it takes
+        # (one round, one after another, on a single GPU).
+        configs_list = pl["configs"].split(",")
+        width = lay["num_gpus"] if lay["num_gpus"] > 1 else len(configs_list)
+        for i in range(0, len(configs_list), width):
+            part = configs_list[i: i + width]
+            gpus = ",".join(str(g) for g in range(len(part))) if lay["num_gpus"] > 1 else ""
+            rounds.append((f"serving-{pl['name']}{i // width + 1}" if len(configs_list) > width else "serving",
+                           ",".join(part), gpus, []))
+    elif pl.get("serving") == "rounds":
         rounds = [(r["name"], r["configs"], r["gpus"], []) for r in lay["serving_rounds"]]
     elif pl.get("serving") == "seeds":
         configs = pl["configs"]

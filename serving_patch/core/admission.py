@@ -126,10 +126,8 @@ class AdmissionControl:
         """A gated request left (aborted) before it was admitted; True if it was gated."""
         return self._gated_requests.pop(request_id, None) is not None
 
-    def clear(self) -> list[str]:
-        """Forget every reservation and gated request; returns the gated request ids."""
-        gated = list(self._gated_requests)
+    def drop_reservations(self) -> int:
+        """Forget every reservation (gated requests stay, in order); returns how many there were."""
+        count = len(self._reserved)
         self._reserved.clear()
-        self._gated_requests.clear()
-        self._gate.clear()
-        return gated
+        return count

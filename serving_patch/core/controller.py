@@ -329,10 +329,16 @@ class ContinuumCore:
         return pin
 
     def release_all(self) -> list[Pin]:
-        """Remove every pin (prefix-cache reset, shutdown)."""
+        """Remove every pin and every admission reservation (prefix-cache reset, shutdown).
+
+        Admitted programs then re-enter through the gate in program order, as after an idle
+        expiry; requests waiting at the gate keep their places.
+        """
         pins = list(self.pins)
         for pin in pins:
             self.pins.pop(pin.program_id)
+        if self.admission is not None:
+            self.admission.drop_reservations()
         return pins
 
     def collect_garbage(self, now: float) -> list[str]:

@@ -149,3 +149,12 @@ def test_aborted_gated_turn_leaves_the_gate() -> None:
 def test_admission_pins_are_not_capped_by_the_pinned_share() -> None:
     core = _core(max_pinned_fraction=0.1)
     assert core.max_pinned_blocks == 100
+
+
+def test_release_all_drops_reservations_but_keeps_the_gate() -> None:
+    core = _core()
+    _arrive(core, "a0", "a", 90 * 16, 0.0)
+    assert _arrive(core, "b0", "b", 60 * 16, 0.1) == []
+    core.release_all()
+    assert core.admission is not None and core.admission.num_active == 0
+    assert core.admission_release() == ["b0"]
