@@ -33,7 +33,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from queue import Empty
@@ -222,59 +222,45 @@ def shard_cells(cells: Sequence[tuple[str, int]], workers: int) -> list[list[tup
     return [s for s in shards if s]
 
 
-# -- the dry-run client (control flow only) -----------------------------------------------------
+# -- the dry-run script (control flow only) -----------------------------------------------------
 
 _URL = re.compile(r"<(wiki://[^>]+)>")
 
 
-class DryRunClient:
-    """A deterministic stand-in for a model: searches the question, reads the first hit, answers
-    with that page's title; the verifier says SUCCESS, the judge picks 1. Never a quality figure."""
+def dry_run_reply(messages: Sequence[Any]) -> str:
+    """A deterministic stand-in for a model, played by the kit's scripted LLM: searches the
+    question, reads the first hit, answers with that page's title; the verifier says SUCCESS, the
+    judge picks 1. Never a quality figure."""
+    from workflows.bats import prompts
 
-    model = DRY_RUN_MODEL
+    system = messages[0].content
+    if system == prompts.PLANNER_SYSTEM:
+        return "explore: the entity in the question\nverify: the answer fits"
+    if system == prompts.VERIFIER_SYSTEM:
+        return ('{"verdicts": ["satisfied", "satisfied"], "decision": "SUCCESS", '
+                '"justification": "dry run", "summary": "dry run"}')
+    if system == prompts.JUDGE_SYSTEM:
+        return "1"
+    if system == prompts.EXTRACT_SYSTEM:
+        return messages[-1].content.split("Long answer: ", 1)[-1].split()[0]
+    from workflows.bats.agent import strip_demo
 
-    def _reply(self, messages: Sequence[Any]) -> str:
-        from workflows.bats import prompts
+    messages = strip_demo(messages)
+    observations = [m.content for m in messages if m.role == "tool"]
+    if not observations:
+        question = messages[1].content.splitlines()[0].removeprefix("Question: ")
+        return f"search: {question}"
+    if len(observations) == 1 and (m := _URL.search(observations[0])):
+        return f"browse: {m.group(1)}"
+    titles = re.findall(r"^# (.+)$", observations[-1], re.MULTILINE)
+    return f"answer: {titles[0] if titles else 'unknown'}"
 
-        system = messages[0].content
-        if system == prompts.PLANNER_SYSTEM:
-            return "explore: the entity in the question\nverify: the answer fits"
-        if system == prompts.VERIFIER_SYSTEM:
-            return ('{"verdicts": ["satisfied", "satisfied"], "decision": "SUCCESS", '
-                    '"justification": "dry run", "summary": "dry run"}')
-        if system == prompts.JUDGE_SYSTEM:
-            return "1"
-        if system == prompts.EXTRACT_SYSTEM:
-            return messages[-1].content.split("Long answer: ", 1)[-1].split()[0]
-        from workflows.bats.agent import strip_demo
 
-        messages = strip_demo(messages)
-        observations = [m.content for m in messages if m.role == "tool"]
-        if not observations:
-            question = messages[1].content.splitlines()[0].removeprefix("Question: ")
-            return f"search: {question}"
-        if len(observations) == 1 and (m := _URL.search(observations[0])):
-            return f"browse: {m.group(1)}"
-        titles = re.findall(r"^# (.+)$", observations[-1], re.MULTILINE)
-        return f"answer: {titles[0] if titles else 'unknown'}"
+def dry_run_client() -> Any:
+    """The kit's scripted LLM playing :func:`dry_run_reply`."""
+    from orchestrator.llm.scripted import ScriptedClient, ScriptedConfig
 
-    async def complete(self, request: Any) -> Any:
-        from orchestrator.types import LLMResponse, Usage
-
-        text = self._reply(request.messages)
-        n_in = sum(len(m.content) // 4 for m in request.messages)
-        return LLMResponse(text=text, usage=Usage(n_in, 0, max(len(text) // 4, 1)), model=self.model)
-
-    async def stream(self, request: Any) -> AsyncIterator[Any]:
-        response = await self.complete(request)
-        yield response.text
-        yield response
-
-    def count_tokens(self, text: str) -> int:
-        return len(text) // 4
-
-    async def aclose(self) -> None:
-        return None
+    return ScriptedClient(ScriptedConfig(dry_run_reply, model=DRY_RUN_MODEL))
 
 
 # -- running ------------------------------------------------------------------------------------
@@ -408,7 +394,7 @@ async def run_cells(cfg: BenchConfig, cells: Sequence[tuple[str, int]], question
     corpus = Corpus(corpus_path)
     registry = ToolRegistry([search_tool(corpus), browse_tool(corpus)])
     backend = "dryrun" if cfg.dry_run else cfg.backend
-    clients = {"dryrun": DryRunClient()} if cfg.dry_run else None
+    clients = {"dryrun": dry_run_client()} if cfg.dry_run else None
     rt = Runtime(Settings(db_url=f"sqlite:///{db_path}", home=db_path.parent, corpus_path=corpus_path),
                  tools=registry, clients=clients)  # type: ignore[arg-type]
     sem = asyncio.Semaphore(max(1, concurrency))

@@ -144,7 +144,7 @@ async def _run_method(args: argparse.Namespace, rows: list[dict[str, Any]], data
             raise RuntimeError(f"{dataset}/{method}/{budget}: run {res.status}: {res.error}")
         out = res.result
     else:
-        from workflows.drqa.direct import DirectContext
+        from orchestrator.direct import DirectContext
         from workflows.drqa.graph import initial_state, result, run_nodes
 
         ctx = DirectContext(client, config=options)
@@ -185,9 +185,9 @@ def _datasets(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
 
 def _client(args: argparse.Namespace) -> Any:
     if args.dry_run:
-        from workflows.drqa.sim import SimSolver
+        from workflows.drqa.sim import sim_client
 
-        return SimSolver()
+        return sim_client()
     from orchestrator.llm import create_client
 
     return create_client("openai", base_urls=[args.base_url], model=args.model)

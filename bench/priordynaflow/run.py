@@ -15,9 +15,10 @@ Accuracy (pass@1 for code, tests run in the python sandbox), tokens (input + out
 calls per task, mean path length. Writes summary.json (the issue's shape), details.json (sizes,
 config, Q-tables, path and stop-reason counts, timings) and convergence.png.
 
-The benchmark drives the workflow's LangGraph graph directly with a thin context (httpx to the
-server, sandbox in threads, steps kept in memory), not through the Runtime: the store and the
-ledger would serialize thousands of SQLite writes into the 4-minute budget.
+The benchmark drives the workflow's LangGraph graph directly with the direct context
+(:mod:`orchestrator.direct`: the openai client to the server, the python sandbox tool, steps kept
+in memory), not through the Runtime: the store and the ledger would serialize thousands of SQLite
+writes into the 4-minute budget. --dry-run plays a script on the kit's scripted LLM.
 
     python bench/priordynaflow/run.py --base-url http://localhost:8000/v1      # GPU
     python bench/priordynaflow/run.py --dry-run --out /tmp/pdf                  # scripted, CPU
@@ -33,7 +34,7 @@ import re
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.common import provenance, pyplot, save_figure, write_json
-from orchestrator.tools.base import ToolResult
-from orchestrator.types import LLMResponse, Message, SamplingOptions, Usage
+from orchestrator.direct import DirectContext
+from orchestrator.llm.base import LLMClient
+from orchestrator.llm.openai import OpenAIClient, OpenAIConfig
+from orchestrator.llm.scripted import ScriptedClient, ScriptedConfig
+from orchestrator.tools.base import Tool, ToolResult
+from orchestrator.tools.registry import ToolRegistry
+from orchestrator.tools.sandbox import SandboxLimits, python_tool
+from orchestrator.types import Message, SamplingOptions
 from workflows.priordynaflow.agents import get_roster
 from workflows.priordynaflow.config import RouterConfig
 from workflows.priordynaflow.graph import build, initial_state, result, task_message
@@ -59,85 +66,38 @@ COT_PROMPT = {
 }
 
 
-# ------------------------------------------------------------------------------------ backends
+# ------------------------------------------------------------------------------------ clients
 
-class OpenAIBackend:
-    """Chat completions over httpx against one OpenAI-compatible base URL."""
-
-    def __init__(self, base_url: str, model: str | None, concurrency: int) -> None:
-        import httpx
-
-        self.base_url = base_url.rstrip("/")
-        self.client = httpx.AsyncClient(timeout=300.0, limits=httpx.Limits(max_connections=concurrency))
-        self.model = model or ""
-        self.sem = asyncio.Semaphore(concurrency)
-
-    async def start(self) -> None:
-        if not self.model:
-            resp = await self.client.get(f"{self.base_url}/models")
-            resp.raise_for_status()
-            self.model = resp.json()["data"][0]["id"]
-
-    async def chat(self, messages: list[Message], sampling: SamplingOptions) -> LLMResponse:
-        body = {
-            "model": self.model,
-            "messages": [m.to_wire() for m in messages],
-            "max_tokens": sampling.max_tokens,
-            "temperature": sampling.temperature,
-            "seed": 0,
-        }
-        async with self.sem:
-            t0 = time.perf_counter()
-            resp = await self.client.post(f"{self.base_url}/chat/completions", json=body)
-        resp.raise_for_status()
-        data = resp.json()
-        usage = data.get("usage") or {}
-        return LLMResponse(
-            text=data["choices"][0]["message"]["content"] or "",
-            usage=Usage(int(usage.get("prompt_tokens", 0)), 0, int(usage.get("completion_tokens", 0))),
-            model=self.model,
-            latency_s=time.perf_counter() - t0,
-        )
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
+def openai_client(base_url: str, model: str | None, concurrency: int) -> OpenAIClient:
+    """The openai client to one server: ``concurrency`` connections, seed 0 on every request, no
+    program hints (a plain vLLM)."""
+    return OpenAIClient(OpenAIConfig(base_urls=[base_url], model=model or "", max_connections=concurrency,
+                                     send_hints=False, extra_body={"seed": 0}))
 
 
-class ScriptedBackend:
-    """--dry-run: deterministic replies for control flow only (never a quality figure).
+def scripted_client(rows: list[dict[str, Any]]) -> ScriptedClient:
+    """--dry-run: the kit's scripted LLM, for control flow only (never a quality figure).
 
     Right answers (the gold, or the canonical code) come with a fixed pseudo-random chance that
     grows once an inspector/reviewer has worked on the task; successors are drawn from the
     options the router offered.
     """
+    by_question = {get_dataset(row["_dataset"]).question(row): row for row in rows}
 
-    model = "scripted"
-
-    def __init__(self, rows: list[dict[str, Any]]) -> None:
-        self.by_question = {}
-        for row in rows:
-            self.by_question[get_dataset(row["_dataset"]).question(row)] = row
-
-    async def start(self) -> None:
-        return None
-
-    async def chat(self, messages: list[Message], sampling: SamplingOptions) -> LLMResponse:
+    def reply(messages: Sequence[Message]) -> str:
         system, user = messages[0].content, messages[-1].content
         question = user.split("Task:\n", 1)[1].split("\n\nNotes from your teammates", 1)[0]
-        row = self.by_question[question]
-        seed = hashlib.sha256((system + user).encode()).hexdigest()
-        rng = random.Random(seed)
+        row = by_question[question]
+        rng = random.Random(hashlib.sha256((system + user).encode()).hexdigest())
         checked = any(f"[{name}]" in user for name in ("inspector", "reviewer")) or "inspector" in system[:40]
         right = rng.random() < (0.8 if checked else 0.4)
         text = f"Working on it.\n{_scripted_answer(row, right)}"
         if "choose who works next" in system:
             options = re.findall(r"^- ([\w-]+):", system.split("choose who works next", 1)[1], re.MULTILINE)
             text += f"\nNEXT: {rng.choice(options)}"
-        n_in = sum(len(m.content) for m in messages) // 4
-        return LLMResponse(text=text, usage=Usage(n_in, 0, len(text) // 4), model=self.model)
+        return text
 
-    async def aclose(self) -> None:
-        return None
+    return ScriptedClient(ScriptedConfig(reply))
 
 
 def _scripted_answer(row: dict[str, Any], right: bool) -> str:
@@ -156,42 +116,23 @@ def _scripted_answer(row: dict[str, Any], right: bool) -> str:
 
 # ------------------------------------------------------------------------------------ context
 
-@dataclass
-class BenchContext:
-    """A RunContext for the benchmark: LLM calls to the backend, python in the sandbox."""
+def sandbox_tools(concurrency: int) -> ToolRegistry:
+    """The python sandbox tool, at most ``concurrency`` programs at a time."""
+    python = python_tool(SandboxLimits(cpu_s=5, wall_s=10.0))
+    slots = asyncio.Semaphore(concurrency)
 
-    backend: Any
-    config: dict[str, Any]
-    sandbox_sem: asyncio.Semaphore
-    run_id: str = "bench"
-    llm: Any = None
-    tools: Any = None
-    num_tokens: int = 0
-    num_calls: int = 0
-    steps: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    async def run(args: dict[str, Any]) -> ToolResult:
+        async with slots:
+            return await python.fn(args)
 
-    async def chat(self, messages, *, sampling=None, tool_name=None, is_last_step=False, scope=None,
-                   purpose="agent") -> LLMResponse:
-        response = await self.backend.chat(list(messages), sampling or SamplingOptions())
-        self.num_tokens += response.usage.total_tokens
-        self.num_calls += 1
-        return response
-
-    async def call_tool(self, name, args, *, scope=None) -> ToolResult:
-        from orchestrator.tools.sandbox import SandboxLimits, run_python
-
-        async with self.sandbox_sem:
-            out = await asyncio.to_thread(run_python, args["code"], SandboxLimits(cpu_s=5, wall_s=10.0))
-        return ToolResult(f"exit status: {out.exit_code}\n{out.stdout}\n{out.stderr}", is_error=not out.ok)
-
-    async def tool_budgets(self):
-        return []
-
-    async def record_step(self, node, data) -> None:
-        self.steps.append((node, data))
+    return ToolRegistry([Tool(python.spec, run)])
 
 
-def _runner(ctx: BenchContext):
+def _context(client: LLMClient, tools: ToolRegistry, config: dict[str, Any] | None = None) -> DirectContext:
+    return DirectContext(client, run_id="bench", config=config or {}, tools=tools)
+
+
+def _runner(ctx: DirectContext):
     async def run(code: str) -> ExecResult:
         out = await ctx.call_tool("python", {"code": code})
         return ExecResult(not out.is_error, out.content)
@@ -199,23 +140,27 @@ def _runner(ctx: BenchContext):
     return run
 
 
+def _figures(ctx: DirectContext) -> dict[str, int]:
+    return {"tokens": ctx.usage.total_tokens, "calls": ctx.num_calls}
+
+
 # ------------------------------------------------------------------------------------ methods
 
-async def run_cot(backend: Any, row: dict[str, Any], args: argparse.Namespace, sem: asyncio.Semaphore) -> dict:
+async def run_cot(client: LLMClient, row: dict[str, Any], args: argparse.Namespace, tools: ToolRegistry) -> dict:
     ds = get_dataset(row["_dataset"])
-    ctx = BenchContext(backend, {}, sem)
+    ctx = _context(client, tools)
     system = f"{COT_PROMPT[ds.roster]}\n\n{ds.answer_format}"
     resp = await ctx.chat([Message("system", system), Message("user", task_message(ds.question(row), []))],
                           sampling=SamplingOptions(max_tokens=args.max_tokens, temperature=args.temperature))
     solution = ds.extract(resp.text, row)
     ok = await ds.score(row, solution, _runner(ctx))
-    return {"success": ok, "tokens": ctx.num_tokens, "calls": ctx.num_calls, "path_length": 1}
+    return {"success": ok, **_figures(ctx), "path_length": 1}
 
 
-async def run_fixed(backend: Any, row: dict[str, Any], args: argparse.Namespace, sem: asyncio.Semaphore) -> dict:
+async def run_fixed(client: LLMClient, row: dict[str, Any], args: argparse.Namespace, tools: ToolRegistry) -> dict:
     ds = get_dataset(row["_dataset"])
     roster = get_roster(ds.roster)
-    ctx = BenchContext(backend, {}, sem)
+    ctx = _context(client, tools)
     notes: list[dict[str, str]] = []
     solution = None
     for name in FIXED_CHAINS[ds.roster]:
@@ -227,17 +172,17 @@ async def run_fixed(backend: Any, row: dict[str, Any], args: argparse.Namespace,
         found = ds.extract(resp.text, row) if role.produces_solution else None
         solution = found if found is not None else solution
     ok = await ds.score(row, solution, _runner(ctx))
-    return {"success": ok, "tokens": ctx.num_tokens, "calls": ctx.num_calls, "path_length": len(notes)}
+    return {"success": ok, **_figures(ctx), "path_length": len(notes)}
 
 
-async def run_pdf(backend: Any, row: dict[str, Any], args: argparse.Namespace, sem: asyncio.Semaphore,
+async def run_pdf(client: LLMClient, row: dict[str, Any], args: argparse.Namespace, tools: ToolRegistry,
                   pool: LearnerPool, mode: str) -> dict:
     options = {"dataset": row["_dataset"], "mode": mode, "max_tokens": args.max_tokens,
                "temperature": args.temperature}
-    ctx = BenchContext(backend, {"priordynaflow": options, "qtable_pool": pool}, sem)
+    ctx = _context(client, tools, {"priordynaflow": options, "qtable_pool": pool})
     state = await build(ctx).compile().ainvoke(initial_state(row), {"recursion_limit": 64})
     out = result(state)
-    return {"success": bool(out["success"]), "tokens": ctx.num_tokens, "calls": ctx.num_calls,
+    return {"success": bool(out["success"]), **_figures(ctx),
             "path_length": len(out["path"]), "path": out["path"], "stop_reason": out["stop_reason"],
             "reward": state.get("cumulative_reward", 0.0)}
 
@@ -266,9 +211,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     rows = load_rows(args.datasets, args.max_items, args.seed)
     all_rows = [r for rs in rows.values() for r in rs]
-    backend = ScriptedBackend(all_rows) if args.dry_run else OpenAIBackend(args.base_url, args.model, args.concurrency)
-    await backend.start()
-    sandbox_sem = asyncio.Semaphore(args.sandbox_concurrency)
+    client = scripted_client(all_rows) if args.dry_run else openai_client(args.base_url, args.model, args.concurrency)
+    tools = sandbox_tools(args.sandbox_concurrency)
     router_config = RouterConfig(
         num_explore_steps=args.explore_steps,
         min_path_length=args.min_path_length,
@@ -299,7 +243,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         async def baselines() -> None:
             t0 = time.perf_counter()
             for method, fn in (("cot", run_cot), ("fixed", run_fixed)):
-                res = await asyncio.gather(*(tracked(fn(backend, r, args, sandbox_sem)) for r in all_rows))
+                res = await asyncio.gather(*(tracked(fn(client, r, args, tools)) for r in all_rows))
                 for r, o in zip(all_rows, res, strict=True):
                     outcomes.setdefault((r["_dataset"], method), []).append(o)
             timings["baselines_s"] = time.perf_counter() - t0
@@ -316,20 +260,20 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     progress.advance(bar, len(train) - start)
                     break
                 wave = train[start : start + args.train_wave]
-                res = await asyncio.gather(*(tracked(run_pdf(backend, r, args, sandbox_sem, pool, "train"))
+                res = await asyncio.gather(*(tracked(run_pdf(client, r, args, tools, pool, "train"))
                                              for r in wave))
                 rewards.extend(o["reward"] for o in res)
             learner = await pool.get(family, get_roster(family).names)
             tables[f"{family}/fold{k}"] = learner.table.to_dict()
             traces[f"{family}/fold{k}"] = {"max_delta": list(learner.max_deltas), "reward": rewards}
-            res = await asyncio.gather(*(tracked(run_pdf(backend, r, args, sandbox_sem, pool, "eval"))
+            res = await asyncio.gather(*(tracked(run_pdf(client, r, args, tools, pool, "eval"))
                                          for r in evaluate))
             for r, o in zip(evaluate, res, strict=True):
                 outcomes.setdefault((r["_dataset"], "priordynaflow"), []).append(o)
             timings[f"{family}/fold{k}_s"] = time.perf_counter() - t0
 
         await asyncio.gather(baselines(), *(family_fold(f, k) for f in families for k in range(args.folds)))
-    await backend.aclose()
+    await client.aclose()
 
     results = []
     for name in args.datasets:
@@ -346,7 +290,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             })
     summary = {
         **provenance(),
-        "model": backend.model,
+        "model": client.model,
         "results": results,
     }
     pdf_outs = {name: outcomes.get((name, "priordynaflow"), []) for name in args.datasets}

@@ -1,6 +1,8 @@
 """The conformance suites of :mod:`orchestrator.testing` against every implementation: the
-runtime's context (SQLite and PostgreSQL), DRQA's direct context and the kit's fake context; the
-scripted, openai (on the loopback server) and local (the real SmolLM2, slow) LLM clients."""
+runtime's context (SQLite and PostgreSQL), the direct context (:mod:`orchestrator.direct`, the
+benchmarks') and the kit's fake context; the scripted (which also plays DRQA's simulated solver
+and the benchmarks' dry runs), openai (on the loopback server) and local (the real SmolLM2, slow)
+LLM clients."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from budget.costs import load_price_table
 from budget.ledger import Ledger
 from budget.limits import Limit, tool_resource
 from orchestrator import accounting
+from orchestrator.direct import DirectContext
 from orchestrator.llm.base import LLMClient
 from orchestrator.llm.openai import OpenAIClient, OpenAIConfig
 from orchestrator.run_context import RuntimeContext
@@ -32,7 +35,6 @@ from orchestrator.testing import (
 )
 from orchestrator.tools.registry import ToolRegistry
 from orchestrator.types import LLMRequest
-from workflows.drqa.direct import DirectContext
 
 LONG_REPLY = " ".join(f"word{i}," for i in range(60))
 
@@ -72,7 +74,7 @@ def test_run_context_suite_on_the_fake_context() -> None:
     assert check_run_context(make) == list(RUN_CONTEXT_CHECKS)
 
 
-def test_run_context_suite_on_drqas_direct_context() -> None:
+def test_run_context_suite_on_the_direct_context() -> None:
     @asynccontextmanager
     async def make(llm: LLMClient, tools: ToolRegistry, limits: Mapping[str, float]) -> AsyncIterator[DirectContext]:
         yield DirectContext(llm, tools=tools)

@@ -13,7 +13,7 @@ from orchestrator.llm.scripted import ScriptedClient, ScriptedConfig
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from orchestrator.store.models import RunRow
-from workflows.drqa.sim import SimSolver, make_rows
+from workflows.drqa.sim import make_rows, sim_client
 
 
 def _runtime(tmp_path: Path, **clients: object) -> Runtime:
@@ -22,7 +22,7 @@ def _runtime(tmp_path: Path, **clients: object) -> Runtime:
 
 
 def test_without_a_corpus_tool_free_runs_work_and_search_runs_say_how_to_build_one(tmp_path: Path) -> None:
-    rt = _runtime(tmp_path, sim=SimSolver(), scripted=ScriptedClient(ScriptedConfig(["Final answer: x"])))
+    rt = _runtime(tmp_path, sim=sim_client(), scripted=ScriptedClient(ScriptedConfig(["Final answer: x"])))
 
     async def go() -> None:
         try:

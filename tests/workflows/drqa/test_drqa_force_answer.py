@@ -4,30 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from orchestrator.direct import DirectContext
+from orchestrator.llm.scripted import ScriptedClient, ScriptedConfig
+from orchestrator.types import Message
 from tests import extras
-from workflows.drqa.direct import DirectContext
 from workflows.drqa.graph import NODE_ORDER, TEXT_RECORD_CHARS, initial_state, result, run_nodes
 from workflows.drqa.prompts import FORCE_ANSWER_CUE
 from workflows.drqa.quota.plan import QuotaConfig, answer_reserve
-from workflows.drqa.sim import SimSolver, make_rows
+from workflows.drqa.sim import make_rows, sim_client, sim_reply
 
 STEPS = [1, 1, 2, 1, 12, 1, 2, 14, 1, 1, 2, 10]
 
 
-def _run(method: str, budget: int | None, **options: Any) -> tuple[dict[str, Any], SimSolver, DirectContext]:
-    sim = SimSolver()
+def _run(method: str, budget: int | None, **options: Any) -> tuple[dict[str, Any], ScriptedClient, DirectContext]:
+    sim = sim_client()
     ctx = DirectContext(sim, config={"method": method, "total_budget": budget, "batch_size": 4,
                                      "floor_tokens": 16, "ceiling_tokens": 600, **options})
     state = asyncio.run(run_nodes(ctx, initial_state({"rows": make_rows(STEPS), "dataset": "gsm8k"})))
     return result(state), sim, ctx
 
 
-def _forced_requests(sim: SimSolver) -> list[Any]:
+def _forced_requests(sim: ScriptedClient) -> list[Any]:
     return [r for r in sim.requests if FORCE_ANSWER_CUE in r.messages[-1].content]
 
 
@@ -60,23 +63,24 @@ def test_cut_off_solve_gets_a_forced_answer_from_its_own_working() -> None:
 
 
 def test_forced_answers_turn_cut_chains_into_correct_answers() -> None:
-    # 50 tokens a question, 4 held back: S=2 questions (60 words of working) are cut either way;
-    # without forcing they score nothing, with it the forced answer reads 46 words (>= half).
-    off, sim_off, _ = _run("uniform", 600, force_answer=False, answer_reserve_tokens=4)
-    on, sim_on, _ = _run("uniform", 600, answer_reserve_tokens=4)
+    # 50 tokens a question, 6 held back (the reply "#### 22" is 5 scripted tokens): S=2 questions
+    # (60 words of working) are cut either way; without forcing they score nothing, with it the
+    # forced answer reads 44 words (>= half).
+    off, sim_off, _ = _run("uniform", 600, force_answer=False, answer_reserve_tokens=6)
+    on, sim_on, _ = _run("uniform", 600, answer_reserve_tokens=6)
     assert off["num_forced"] == 0 and not _forced_requests(sim_off)
     assert [it["source"] for it in off["items"]].count("none") == 6  # S >= 2: cut, no answer
     assert on["num_forced"] == 6 and len(_forced_requests(sim_on)) == 6
     assert (off["accuracy"], on["accuracy"]) == (0.5, 0.75)
     solves = [r for r in sim_on.requests if len(r.messages) == 2]
-    assert len(solves) == 12 and all(r.sampling.max_tokens == 46 for r in solves)
+    assert len(solves) == 12 and all(r.sampling.max_tokens == 44 for r in solves)
 
 
 @pytest.mark.parametrize("method", ["uniform", "drqa"])
 @pytest.mark.parametrize("budget", [120, 240, 480, 900, 1500])
 def test_budget_never_exceeded_with_forced_answers(method: str, budget: int) -> None:
-    res, sim, ctx = _run(method, budget, answer_reserve_tokens=24)
-    assert sim.output_tokens == res["reasoning_tokens"] == ctx.usage.output_tokens <= budget
+    res, _, ctx = _run(method, budget, answer_reserve_tokens=24)
+    assert res["reasoning_tokens"] == ctx.usage.output_tokens <= budget
     assert sum(res["tokens_by_purpose"].values()) == res["reasoning_tokens"]
     for it in res["items"]:
         # Solve + continuation/retry + forced answer stay inside the item's quota and extra.
@@ -86,22 +90,18 @@ def test_budget_never_exceeded_with_forced_answers(method: str, budget: int) -> 
 def test_budget_never_exceeded_when_forced_answers_ramble() -> None:
     """A model that answers the cue with more working still stops at the reserve."""
 
-    class Rambler(SimSolver):
-        async def complete(self, request: Any) -> Any:
-            if FORCE_ANSWER_CUE in request.messages[-1].content:
-                self.requests.append(request)
-                return self._reply(" ".join(["more"] * 500), request.sampling.max_tokens)
-            return await super().complete(request)
+    def rambling(messages: Sequence[Message]) -> str:
+        return " ".join(["more"] * 500) if FORCE_ANSWER_CUE in messages[-1].content else sim_reply(messages)
 
     for method in ("uniform", "drqa", "unlimited"):
-        sim = Rambler()
+        sim = ScriptedClient(ScriptedConfig(rambling, model="sim"))
         budget = None if method == "unlimited" else 300
         ctx = DirectContext(sim, config={"method": method, "total_budget": budget, "unlimited_max_tokens": 40,
                                          "floor_tokens": 16, "ceiling_tokens": 600})
         res = result(asyncio.run(run_nodes(ctx, initial_state({"rows": make_rows(STEPS), "dataset": "gsm8k"}))))
         assert res["num_forced"] > 0
         cap = 300 if budget else 40 * len(STEPS)
-        assert sim.output_tokens == res["reasoning_tokens"] <= cap, method
+        assert ctx.usage.output_tokens == res["reasoning_tokens"] <= cap, method
         assert all(it["solve_tokens"] <= it["quota"] + it["extra"] for it in res["items"])
         # A forced reply cut at its reserve is not read for an intermediate number.
         assert sum(1 for it in res["items"] if it["forced"] and it["answer"] is None) == res["num_forced"]

@@ -14,7 +14,7 @@ from workflows.drqa.engine import NODE_ORDER, Advance, Ask, Call, DRQAState, Obs
 from workflows.drqa.graph import initial_state, make_nodes
 from workflows.drqa.prompts import FORCE_ANSWER_CUE
 from workflows.drqa.records import final_answer
-from workflows.drqa.sim import SimSolver, make_rows
+from workflows.drqa.sim import make_rows, sim_client
 
 STEPS = [1, 2, 12, 14]
 ANSWERS = [str(11 * i) for i in range(len(STEPS))]
@@ -313,7 +313,7 @@ def test_decide_refuses_an_unknown_stage() -> None:
 
 
 def test_nodes_only_carry_out_the_decisions_through_ctx_chat() -> None:
-    ctx = FakeRunContext(llm=SimSolver(), config={"method": "drqa", "total_budget": 900, "batch_size": 4,
+    ctx = FakeRunContext(llm=sim_client(), config={"method": "drqa", "total_budget": 900, "batch_size": 4,
                                                   "floor_tokens": 16, "ceiling_tokens": 300})
     nodes = make_nodes(ctx)
     state: dict[str, Any] = dict(_state())

@@ -18,7 +18,7 @@ pytest.importorskip("torch", reason=extras.LOCAL)
 pytest.importorskip("transformers", reason=extras.LOCAL)
 
 from cli.drqa import app, run_drqa
-from workflows.drqa.sim import SimSolver, make_rows
+from workflows.drqa.sim import make_rows, sim_client
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -41,7 +41,7 @@ def test_data_train_eval_with_provenance(tmp_path: Path) -> None:
     src = _sim_dataset(tmp_path)
     job = DataJob((str(src),), str(tmp_path / "data"), eval_fraction=0.3,
                   generation=GenerationConfig(num_single=2, num_batch=1, max_tokens=600))
-    data_dir = asyncio.run(build_training_data(SimSolver(), job))
+    data_dir = asyncio.run(build_training_data(sim_client(), job))
     chains = load_chains(data_dir)
     modes = {c.mode for c in chains}
     assert modes == {"single", "batch"} and all(c.label for c in chains)
@@ -80,7 +80,7 @@ def test_run_drqa_entry_point(tmp_path: Path) -> None:
     from orchestrator.tools.registry import ToolRegistry
 
     src = _sim_dataset(tmp_path)
-    rt = Runtime(Settings(db_url=f"sqlite:///{tmp_path / 'r.db'}", home=tmp_path), clients={"sim": SimSolver()},
+    rt = Runtime(Settings(db_url=f"sqlite:///{tmp_path / 'r.db'}", home=tmp_path), clients={"sim": sim_client()},
                  tools=ToolRegistry())
     res = run_drqa(str(src), 900, "drqa", backend="sim", runtime=rt)
     asyncio.run(rt.aclose())
@@ -140,7 +140,7 @@ def test_run_drqa_passes_force_answer_and_state_budget(tmp_path: Path) -> None:
     from workflows.drqa.config import run_config_from
 
     src = _sim_dataset(tmp_path)
-    rt = Runtime(Settings(db_url=f"sqlite:///{tmp_path / 'r.db'}", home=tmp_path), clients={"sim": SimSolver()},
+    rt = Runtime(Settings(db_url=f"sqlite:///{tmp_path / 'r.db'}", home=tmp_path), clients={"sim": sim_client()},
                  tools=ToolRegistry())
     seen: dict[str, object] = {}
     real_run = rt.run

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from orchestrator.llm.scripted import ScriptedClient
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from orchestrator.tools.registry import ToolRegistry
-from workflows.drqa.sim import SimSolver, make_rows
+from workflows.drqa.sim import make_rows, sim_client
 
 # Mostly easy questions and a few hard ones: where difficulty-aware allocation should pay.
 STEPS = [1, 1, 2, 1, 12, 1, 2, 14, 1, 1, 2, 10]
 
 
-def _run(tmp_path: Path, method: str, budget: int | None, **options: Any) -> tuple[dict[str, Any], SimSolver]:
-    sim = SimSolver()
+def _run(tmp_path: Path, method: str, budget: int | None, **options: Any) -> tuple[dict[str, Any], ScriptedClient]:
+    sim = sim_client()
 
     async def go() -> dict[str, Any]:
         rt = Runtime(Settings(db_url=f"sqlite:///{tmp_path / f'{method}-{budget}.db'}", home=tmp_path),
@@ -36,11 +39,18 @@ def _run(tmp_path: Path, method: str, budget: int | None, **options: Any) -> tup
     return asyncio.run(go()), sim
 
 
+def _recorded_output_tokens(db: Path) -> int:
+    """Output tokens of every LLM call the runtime recorded in ``db``."""
+    with closing(sqlite3.connect(db)) as conn:
+        return int(conn.execute("SELECT COALESCE(SUM(output_tokens), 0) FROM llm_calls").fetchone()[0])
+
+
 def test_spending_never_exceeds_the_total_budget(tmp_path: Path) -> None:
     for method in ("drqa", "uniform"):
         for budget in (150, 400, 900):
             result, sim = _run(tmp_path, method, budget)
-            assert sim.output_tokens == result["reasoning_tokens"] <= budget, (method, budget)
+            recorded = _recorded_output_tokens(tmp_path / f"{method}-{budget}.db")
+            assert recorded == result["reasoning_tokens"] <= budget, (method, budget)
             assert all(r.sampling.max_tokens <= budget for r in sim.requests)
 
 
@@ -84,7 +94,7 @@ def test_uniform_and_unlimited_skip_probe_and_reallocation(tmp_path: Path) -> No
 
 
 def test_missing_budget_is_a_bad_input(tmp_path: Path) -> None:
-    sim = SimSolver()
+    sim = sim_client()
 
     async def go() -> Any:
         rt = Runtime(Settings(db_url=f"sqlite:///{tmp_path / 'x.db'}", home=tmp_path),
@@ -127,11 +137,11 @@ def test_real_data_files_load() -> None:
 
 
 def test_direct_context_runs_the_same_stages_as_the_runtime(tmp_path: Path) -> None:
-    from workflows.drqa.direct import DirectContext
+    from orchestrator.direct import DirectContext
     from workflows.drqa.graph import NODE_ORDER, initial_state, result, run_nodes
 
     via_runtime, _ = _run(tmp_path, "drqa", 1100)
-    sim = SimSolver()
+    sim = sim_client()
     ctx = DirectContext(sim, config={"method": "drqa", "total_budget": 1100, "batch_size": 4,
                                      "floor_tokens": 16, "ceiling_tokens": 600})
     state = asyncio.run(run_nodes(ctx, initial_state({"rows": make_rows(STEPS), "dataset": "gsm8k"})))

@@ -1,10 +1,11 @@
 """A minimal RunContext over one LLM client: no store, no ledger, no journal.
 
-For benchmark machines that lack the runtime's dependencies (LangGraph, SQLAlchemy) and for
-the training data generator's dry runs. The ``drqa`` workflow's own budget arithmetic still
-holds (every call's ``max_tokens`` comes out of the run's total); what is lost is the ledger's
-record, so figures made this way say ``"via": "direct"``. Tools (when given a registry) run
-without limits; records live in memory.
+For benchmarks that drive a workflow's graph directly (DRQA's and PriorDynaFlow's), and for
+machines that lack the runtime's database stack. A workflow's own budget arithmetic
+still holds (DRQA takes every call's ``max_tokens`` out of the run's total); what is lost is the
+ledger's record, so figures made this way say ``"via": "direct"``. Tools (when given a registry)
+run without limits; records live in memory. It passes the RunContext conformance suite of
+:mod:`orchestrator.testing` with ``ledger=False``.
 """
 
 from __future__ import annotations
