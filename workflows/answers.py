@@ -1,7 +1,8 @@
-"""Final-answer extraction and normalisation for math tasks (pure string functions).
+"""Final-answer extraction and normalisation (pure string functions).
 
 Shared by the methods that score GSM8K numbers and MATH ``\\boxed{}`` expressions (DRQA's
-batch-mode parser and scorers, PriorDynaFlow's math tasks), so both score alike.
+batch-mode parser and scorers, PriorDynaFlow's math tasks), so both score alike, and by the QA
+agents (BATS, ReAct) for yes/no questions (:func:`is_yes_no_question`, :func:`yes_no_answer`).
 Normalisation is deliberately modest: it makes ``"$1,200.00"`` equal ``"1200"`` and
 ``"\\dfrac{1}{2}"`` equal ``"0.5"``, it does not prove two algebraic expressions equal.
 """
@@ -15,8 +16,10 @@ __all__ = [
     "answers_match",
     "extract_boxed",
     "extract_final_answer",
+    "is_yes_no_question",
     "last_number",
     "normalize_answer",
+    "yes_no_answer",
 ]
 
 _NUMBER_RE = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
@@ -176,3 +179,24 @@ def answers_match(a: str | None, b: str | None) -> bool:
     """True when both answers are present and normalise to the same form."""
     na, nb = normalize_answer(a), normalize_answer(b)
     return na is not None and na == nb
+
+
+_AUXILIARIES = frozenset({
+    "is", "are", "was", "were", "am", "do", "does", "did", "can", "could", "will", "would", "shall", "should",
+    "may", "might", "must", "has", "have", "had",
+})
+_YES_NO_RE = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
+
+
+def is_yes_no_question(question: str) -> bool:
+    """Whether ``question`` is answered by yes or no: it opens with an auxiliary verb ("Are both
+    ...", "Did X ...") and offers no alternatives ("Is X or Y older?" asks for X or Y)."""
+    words = re.findall(r"[a-z']+", question.lower())
+    return bool(words) and words[0] in _AUXILIARIES and "or" not in words
+
+
+def yes_no_answer(answer: str) -> str | None:
+    """``"yes"`` or ``"no"`` when ``answer`` opens with that word ("Yes, both were American."),
+    else None. HotpotQA's scorer gives a yes/no gold answer credit only for the bare word."""
+    match = _YES_NO_RE.match(answer)
+    return match.group(1).lower() if match else None

@@ -6,9 +6,11 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
+from orchestrator.options import option_value
 from orchestrator.types import Message, SamplingOptions
 from orchestrator.workflow import Workflow
 from workflows.actions import ANSWER, fallback_answer, parse_actions
+from workflows.answers import is_yes_no_question, yes_no_answer
 
 if TYPE_CHECKING:
     from orchestrator.context import RunContext
@@ -59,6 +61,8 @@ def _result(state: dict[str, Any]) -> dict[str, Any]:
 def build(ctx: RunContext) -> StateGraph:
     max_turns = int(ctx.config.get("max_turns", DEFAULT_MAX_TURNS))
     max_tokens = int(ctx.config.get("max_tokens", 48))
+    # HotpotQA's judge credits a yes/no gold answer only for the bare word (as BATS's option).
+    yes_no_form = option_value(bool, ctx.config.get("yes_no_form", False), what="yes_no_form")
     tool_names = ctx.tools.names()
 
     async def agent(state: ReactState) -> dict[str, Any]:
@@ -87,6 +91,8 @@ def build(ctx: RunContext) -> StateGraph:
                 answer = action.value
             else:  # a tool call the turn limit no longer allows
                 answer = ""
+            if answer and yes_no_form and is_yes_no_question(state["question"]):
+                answer = yes_no_answer(answer) or answer
             update["answer"] = answer or None
             update["pending"] = None
             update["stop_reason"] = "answered" if answer else "turn_limit"

@@ -23,6 +23,7 @@ from workflows.bats.extraction import (
     clean_answer,
     extraction_messages,
     extraction_sampling,
+    judge_form,
     needs_extraction,
     pick_extraction,
 )
@@ -83,6 +84,7 @@ async def shorten_answer(ctx: RunContext, question: str, answer: str, config: Ag
     one extraction call asking for the shortest answering phrase. An empty or longer extraction
     keeps the cleaned original."""
     cleaned = clean_answer(answer)
+    cleaned = judge_form(question, cleaned, config) or cleaned
     if not needs_extraction(cleaned, config):
         return cleaned, False
     reply = await ctx.chat(list(extraction_messages(question, cleaned)), sampling=extraction_sampling(config),

@@ -53,8 +53,9 @@ def after_plan(reply: str, config: BatsConfig) -> dict[str, Any]:
     return {"plan": plan, "attempts": [], "stats": dict.fromkeys(STAT_KEYS, 0)}
 
 
-def attempt_notes(attempts: Sequence[Mapping[str, Any]]) -> str:
-    """What the next attempt is told about the earlier ones (in place of their trajectories)."""
+def attempt_notes(attempts: Sequence[Mapping[str, Any]], *, pivot: bool = True) -> str:
+    """What the next attempt is told about the earlier ones (in place of their trajectories);
+    without ``pivot`` a PIVOT gets the CONTINUE hint (the pivot ablation)."""
     if not attempts:
         return ""
     lines = [prompts.SUMMARY_HEAD]
@@ -68,7 +69,7 @@ def attempt_notes(attempts: Sequence[Mapping[str, Any]]) -> str:
         if log.get("browse"):
             lines.append("  Read: " + "; ".join(log["browse"]))
     last = attempts[-1]["decision"]
-    lines.append(prompts.PIVOT_HINT if last == PIVOT else prompts.CONTINUE_HINT)
+    lines.append(prompts.PIVOT_HINT if last == PIVOT and pivot else prompts.CONTINUE_HINT)
     return "\n".join(lines)
 
 
@@ -78,7 +79,7 @@ def head_notes(plan: Sequence[PlanItem], attempts: Sequence[Mapping[str, Any]], 
     shown = [] if config.agent_plan == "none" else [
         item for item in plan if config.agent_plan == "all" or item["kind"] == EXPLORE]
     notes = render_plan(shown) if shown else ""
-    if earlier := attempt_notes(attempts):
+    if earlier := attempt_notes(attempts, pivot=config.pivot):
         notes = f"{notes}\n\n{earlier}" if notes else earlier
     return notes
 
@@ -100,13 +101,18 @@ def count_attempt(stats: Mapping[str, int], verification: Verification | None,
 
 
 def after_verification(state: BatsState, verification: Verification | None,
-                       views: Sequence[ToolBudgetView]) -> dict[str, Any]:
+                       views: Sequence[ToolBudgetView], *, verifier: bool = True) -> dict[str, Any]:
     """The state update once the current attempt is verified (``verification`` is None for an
-    attempt without an answer: it counts as PIVOT), with the budgets observed at that point."""
+    attempt without an answer: it counts as PIVOT), with the budgets observed at that point.
+    With ``verifier`` off (the ablation) nothing was verified: an answered attempt counts as
+    SUCCESS."""
     current = state["current"]
     if verification is not None:
         decision, verdicts = verification.decision, list(verification.verdicts)
         justification, summary = verification.justification, verification.summary
+    elif not verifier and current["answer"]:
+        decision, verdicts = SUCCESS, []
+        justification, summary = "not verified (verifier off): the answer is taken", ""
     else:
         decision, verdicts = PIVOT, []
         justification, summary = "the attempt ended without an answer", ""

@@ -29,6 +29,10 @@ class AgentConfig:
     """Answers with more words than this get the extraction call."""
     extract_max_tokens: int = 24
     """Output tokens of the extraction call."""
+    yes_no_form: bool = False
+    """Answer a yes/no question (:func:`workflows.answers.is_yes_no_question`) with the bare word
+    its answer opens with ("Yes, both were American" -> "yes", no extraction call): HotpotQA's
+    judge gives a yes/no gold answer credit only for the bare word."""
     max_tokens: int = 128
     """Output tokens of one agent turn (action lines are short)."""
     temperature: float = 0.0
@@ -98,3 +102,9 @@ class BatsConfig:
     guess (seen with Qwen2.5-Coder-0.5B); the verify items stay the verifier's checklist."""
     max_evidence_chars: int = 600
     """Characters of each tool output the verifier reads."""
+    verifier: bool = True
+    """Verify each attempt (ablation ``False``: no verifier call; an attempt that answered is
+    taken as final, one that did not is followed by another attempt, as after a PIVOT)."""
+    pivot: bool = True
+    """Follow the verifier's PIVOT (the next attempt is told to take a different lead; ablation
+    ``False``: it is told to dig deeper on the same lead, as after CONTINUE)."""

@@ -38,6 +38,7 @@ from workflows.bats.extraction import (
     clean_answer,
     extraction_messages,
     extraction_sampling,
+    judge_form,
     needs_extraction,
     pick_extraction,
 )
@@ -257,6 +258,7 @@ def _after_final_turn(setup: AttemptSetup, state: LoopState, text: str) -> Decis
 
 def _shorten(setup: AttemptSetup, state: LoopState) -> Decision:
     cleaned = clean_answer(state.answer)
+    cleaned = judge_form(setup.question, cleaned, setup.config) or cleaned
     state = replace(state, raw_answer=state.answer, answer=cleaned)
     if not needs_extraction(cleaned, setup.config):
         return _finish(state)

@@ -7,11 +7,13 @@ from __future__ import annotations
 import re
 
 from orchestrator.types import Message, SamplingOptions
+from workflows.answers import is_yes_no_question, yes_no_answer
 from workflows.bats import prompts
 from workflows.bats.config import AgentConfig
 from workflows.bats.trajectory import truncate
 
-__all__ = ["clean_answer", "extraction_messages", "extraction_sampling", "needs_extraction", "pick_extraction"]
+__all__ = ["clean_answer", "extraction_messages", "extraction_sampling", "judge_form", "needs_extraction",
+           "pick_extraction"]
 
 _ANSWER_PREFIX = re.compile(r"^\s*(?:final\s+)?(?:the\s+)?answer\s*(?:is)?\s*[:\-]?\s*", re.IGNORECASE)
 
@@ -23,6 +25,14 @@ def clean_answer(text: str) -> str:
     line = _ANSWER_PREFIX.sub("", line).strip()
     line = line.strip("\"'`*<> ").rstrip(".").strip()
     return line
+
+
+def judge_form(question: str, cleaned: str, config: AgentConfig) -> str | None:
+    """With ``yes_no_form``, the bare "yes"/"no" a yes/no question's answer opens with (the only
+    form HotpotQA's judge credits); else None (the answer is kept, or extracted)."""
+    if not config.yes_no_form or not is_yes_no_question(question):
+        return None
+    return yes_no_answer(cleaned)
 
 
 def needs_extraction(cleaned: str, config: AgentConfig) -> bool:

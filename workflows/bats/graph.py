@@ -75,8 +75,8 @@ def bats_workflow() -> Workflow:
                 evidence=evidence_text(current["entries"], max_chars_per_output=config.max_evidence_chars),
                 answer=current["answer"], budget=tracker_block(views, agent_config.tracker_config),
                 max_tokens=config.verifier_max_tokens, json_schema=config.verifier_json_schema,
-            ) if current["answer"] else None
-            update = after_verification(state, verification, views)
+            ) if current["answer"] and config.verifier else None
+            update = after_verification(state, verification, views, verifier=config.verifier)
             await ctx.record_step("verify", verify_step(update["attempts"][-1]))
             return update
 
