@@ -97,7 +97,7 @@ async def perform(ctx: RunContext, action: CallLLM | CallTools) -> Observation:
     if isinstance(action, CallLLM):
         reply = await ctx.chat(list(action.messages), sampling=action.sampling, tool_name=action.tool_name,
                                is_last_step=action.is_last_step, purpose=action.purpose)
-        return Replied(reply.text)
+        return Replied(reply.text, cut=reply.finish_reason == "length")
     outputs = []
     for call in action.calls:
         result = await ctx.call_tool(call.tool, dict(call.args))

@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 STAT_KEYS = (
-    "num_attempts", "num_turns", "num_format_errors", "num_refused", "num_repeated",
+    "num_attempts", "num_turns", "num_format_errors", "num_refused", "num_repeated", "num_cut_replies",
     "num_verifier_calls", "num_invalid_json", "num_repaired", "num_defaulted", "num_truncated_json",
 )
 """The counters a BATS run reports, summed over its attempts."""
@@ -89,8 +89,8 @@ def count_attempt(stats: Mapping[str, int], verification: Verification | None,
     """``stats`` with one more attempt (and its verifier calls) counted."""
     out = {k: stats.get(k, 0) for k in STAT_KEYS}
     out["num_attempts"] += 1
-    for key in ("num_turns", "num_format_errors", "num_refused", "num_repeated"):
-        out[key] += attempt[key]
+    for key in ("num_turns", "num_format_errors", "num_refused", "num_repeated", "num_cut_replies"):
+        out[key] += attempt.get(key, 0)  # attempts checkpointed before a counter existed lack it
     if verification is not None:
         out["num_verifier_calls"] += 1 + (verification.source in ("repaired", "default"))
         out["num_invalid_json"] += len(verification.errors)

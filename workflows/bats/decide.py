@@ -74,6 +74,8 @@ Decision = tuple[LoopState, LoopAction]
 
 def decide(setup: AttemptSetup, state: LoopState, observation: Observation) -> Decision:
     """The state after ``observation`` and the action to perform next."""
+    if isinstance(observation, Replied) and observation.cut:
+        state = replace(state, num_cut_replies=state.num_cut_replies + 1)
     if isinstance(observation, Started) and state.phase == "start":
         return _next_turn(setup, replace(state, first_views=observation.views, views=observation.views))
     if isinstance(observation, ToolsRan) and state.phase == "tools":
@@ -279,6 +281,7 @@ def _finish(state: LoopState) -> Decision:
         num_forcing=state.num_forcing,
         num_refused=state.num_refused,
         num_repeated=state.num_repeated,
+        num_cut_replies=state.num_cut_replies,
     )
     record = {"answer": result["answer"], "raw_answer": result["raw_answer"], "stop": result["stop"],
               "num_turns": result["num_turns"], "actions": action_log(result["entries"])}

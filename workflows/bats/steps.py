@@ -87,6 +87,8 @@ class LoopState:
     num_refused: int = 0
     num_repeated: int = 0
     num_extractions: int = 0
+    num_cut_replies: int = 0
+    """Replies cut at ``max_tokens``: a limit below what the prompt makes the model write."""
     num_format_errors_in_a_row: int = 0
     num_idle_turns: int = 0
     """Consecutive turns without a tool call (budget forcing stops at ``max_idle_turns``)."""
@@ -106,6 +108,8 @@ class Replied:
     """The text of the LLM's reply to the last :class:`CallLLM`."""
 
     text: str
+    cut: bool = False
+    """The reply ran into its ``max_tokens`` (finish reason ``length``)."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,7 @@ class AttemptResult(TypedDict):
     num_forcing: int
     num_refused: int
     num_repeated: int
+    num_cut_replies: int
 
 
 @dataclass(frozen=True)

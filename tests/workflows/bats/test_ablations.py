@@ -87,3 +87,17 @@ def test_react_answers_a_yes_no_question_with_the_bare_word_when_asked(make_ctx)
 
     assert run() == "Yes, both are American"
     assert run(yes_no_form="true") == "yes"
+
+
+def test_replies_cut_at_max_tokens_are_counted(make_ctx) -> None:
+    # A chatty agent turn runs past the turn's max_tokens: counted, so a bench can size the limit.
+    def chatty(purpose: str, messages: list[Message]) -> str:
+        if purpose == "planner":
+            return "explore: who designed it"
+        if purpose == "verifier":
+            return VALID_SUCCESS
+        return "Let me think about this carefully. " * 40 + "\nanswer: Paris"
+
+    result = run_bats(make_ctx(chatty, max_tokens=32))
+    assert result["stats"]["num_cut_replies"] >= 1
+    assert run_bats(make_ctx(chatty, max_tokens=400))["stats"]["num_cut_replies"] == 0
