@@ -14,12 +14,12 @@ setup-test:
 	bash scripts/bootstrap.sh --test
 
 # (a) The main job on the embedded default: a real react agent on SmolLM2-135M (CPU, in-process)
-#     with the offline search tool over the HotpotQA corpus, persisted and shown.
+#     with the offline search tool over the HotpotQA corpus, persisted; the run prints its report
+#     (the same as `quotaflow runs show RUN_ID` later).
 demo: setup
-	$(QF) db upgrade
-	test -f $(QUOTAFLOW_HOME)/corpus.db || $(QF) corpus build --hotpotqa $(DATA)/hotpotqa/validate.jsonl
+	@$(QF) db upgrade
+	@test -f $(QUOTAFLOW_HOME)/corpus.db || $(QF) corpus build --hotpotqa $(DATA)/hotpotqa/validate.jsonl
 	$(QF) run react --task "$(QUESTION)" --budget search=3,browse=2,tokens=12000 --backend local --max-turns 4
-	$(QF) runs show $$($(QF) runs list --limit 1 --json | $(PY) -c 'import json,sys; print(json.load(sys.stdin)[0]["run_id"])')
 
 # (b) The full test suite: SQLite and a real PostgreSQL server, the real vLLM 0.26 scheduler on CPU,
 #     the real local model.

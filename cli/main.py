@@ -243,6 +243,8 @@ async def _run_agent(workflow: str, payload: dict[str, Any] | None, dataset: Pat
               "options": options}
     runner: Executor | None = None
     try:
+        if payload is not None or executor == "local":  # the programs run in this process
+            await _load_model(rt.client(backend, **backend_options))
         if payload is not None:
             from rich.console import Console
 
@@ -297,6 +299,19 @@ async def _run_agent(workflow: str, payload: dict[str, Any] | None, dataset: Pat
         if runner is not None:
             await runner.aclose()
         await rt.aclose()
+
+
+async def _load_model(client: Any) -> None:
+    """An in-process model (the local backend) is loaded before the run, under a status line that
+    says what it is doing (a first conversion takes about a minute), and not in its first call,
+    whose latency would then hold it."""
+    load = getattr(client, "load", None)
+    if load is None:
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(f"loading the local model {getattr(client, 'model', '')}...") as status:
+        await asyncio.to_thread(load, lambda phase: status.update(f"{phase}..."))
 
 
 async def resolve_run_id(rt: Any, run_id: str) -> str:

@@ -12,7 +12,8 @@ counts the prompt tokens served from that cache. A new program whose prompt star
 (the same system prompt) starts from a copy of that cache.
 
 One generation runs at a time per process (the cores are the bottleneck), in a worker thread so
-the event loop stays free; the model is loaded lazily, once per process.
+the event loop stays free; the model is loaded once per process, by the first call or ahead of it
+by :meth:`LocalClient.load` (the CLI does, under a status line, so no call's latency holds it).
 
 A request constrained to ``choices`` is answered by scoring: each choice's tokens are fed after
 the prompt and the choice with the highest total log-probability is returned (sampled in
@@ -132,15 +133,19 @@ _MODELS: dict[tuple[str, str, str], _Model] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def _load_model(gguf: Path, dtype: str, cache_dir: Path | None) -> _Model:
+Progress = Callable[[str], None]
+"""Hears what a model load is doing now, e.g. ``"converting ..."``."""
+
+
+def _load_model(gguf: Path, dtype: str, cache_dir: Path | None, on_progress: Progress | None = None) -> _Model:
     key = (str(gguf), dtype, str(cache_dir))
     with _MODELS_LOCK:
         if key not in _MODELS:
-            _MODELS[key] = _build_model(gguf, dtype, cache_dir)
+            _MODELS[key] = _build_model(gguf, dtype, cache_dir, on_progress or (lambda phase: None))
         return _MODELS[key]
 
 
-def _build_model(gguf: Path, dtype_name: str, cache_dir: Path | None) -> _Model:
+def _build_model(gguf: Path, dtype_name: str, cache_dir: Path | None, on_progress: Progress) -> _Model:
     import inspect
 
     import torch
@@ -158,12 +163,16 @@ def _build_model(gguf: Path, dtype_name: str, cache_dir: Path | None) -> _Model:
                          f"{dtype_name}".encode()).hexdigest()[:16]
     converted = cache_dir / f"{gguf.stem}-{tag}" if cache_dir else None
     if converted is not None and (converted / "config.json").is_file():
+        on_progress(f"loading {gguf.stem} from {converted.parent}")
         tokenizer = AutoTokenizer.from_pretrained(converted)
         model = AutoModelForCausalLM.from_pretrained(converted, dtype=dtype)
     else:
+        on_progress(f"converting {gguf.name} to {dtype_name} (once: about a minute on 2 cores"
+                    + (f", then cached in {cache_dir})" if cache_dir else ")"))
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype)
         if converted is not None:
+            on_progress(f"saving the converted model in {converted.parent}")
             _save_converted(model, tokenizer, converted)
     model.eval()
     params = inspect.signature(model.forward).parameters
@@ -280,6 +289,24 @@ class LocalClient:
                                                     add_generation_prompt=True, tokenize=False)
         return loaded.encode(text)
 
+    def load(self, on_progress: Progress | None = None) -> None:
+        """Load the model now (the first time on a machine: convert it), not in the first call, whose
+        latency is then generation only; ``on_progress`` hears each phase. Blocking: from async
+        code, ``await asyncio.to_thread(client.load)``. A no-op once the process has the model."""
+        if on_progress is None:
+            self._loaded()
+            return
+        # The caller shows progress: transformers' own bars would write over it.
+        from transformers.utils import logging as hf_logging
+
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            _load_model(self._gguf or default_gguf_path(), self.config.dtype, self._cache_dir, on_progress)
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
+
     # -- generation (worker thread) -----------------------------------------------------------
 
     def _loaded(self) -> _Model:
@@ -287,8 +314,8 @@ class LocalClient:
 
     def _respond(self, request: LLMRequest, on_delta: Callable[[str], None] | None,
                  cancel: threading.Event) -> LLMResponse:
-        started = time.perf_counter()
         loaded = self._loaded()
+        started = time.perf_counter()  # a first call that loaded the model reports generation only
         prompt = self.render_prompt(request)
         key = request.hints.program_id if request.hints else ""
         gen = self._generate(loaded, key, prompt, request.sampling, on_delta, cancel)
