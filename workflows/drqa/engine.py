@@ -24,7 +24,7 @@ than its ``total_budget`` output tokens, whatever the model does.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeAlias, TypedDict
 
 from orchestrator.types import LLMResponse, Message, SamplingOptions
@@ -40,7 +40,7 @@ from workflows.drqa.quota.batch import (
     parse_probe_response,
     parse_quick_answer,
 )
-from workflows.drqa.quota.difficulty import estimate_difficulty, size_ranks
+from workflows.drqa.quota.difficulty import difficulty_signals, estimate_difficulty, size_ranks
 from workflows.drqa.quota.enforcement import WORDS_PER_TOKEN, quota_sampling
 from workflows.drqa.quota.plan import ProbePlan, answer_reserve, plan_probe, policy_for, solve_quotas
 from workflows.drqa.records import attempt_record, clip, final_answer, held_for_answers, tokens_of, working_of
@@ -174,20 +174,29 @@ def _probe(state: DRQAState, config: DRQARunConfig, observation: Observation | N
         return Ask(_probe_calls(state, config, plan))
     parsed = [ProbeItem(i + 1, None, "", 0, None, missing=True) for i in range(len(questions))]
     quick: list[str | None] = [None] * len(questions)
+    samples: list[list[str | None]] = [[] for _ in questions]
+    quick_logprobs: list[list[float]] = [[] for _ in questions]
     for call, response in observation:
         if call.purpose == "probe":
             batch = plan.batches[call.item]
             for i, p in zip(batch, parse_probe_response(response.text, len(batch)), strict=True):
                 parsed[i] = p
-        else:
-            quick[call.item] = parse_quick_answer(response.text)
+            continue
+        answer = parse_quick_answer(response.text)
+        samples[call.item].append(answer)
+        if call.details.get("sample", 0) == 0:
+            quick[call.item] = answer
+            quick_logprobs[call.item] = [t.logprob for t in response.logprobs or ()]
     per_item: list[dict[str, Any]] = []
     for i, p in enumerate(parsed):
         rank = ranks[i] if ranks is not None else None
         d = estimate_difficulty(p, quick[i], dcfg, size_rank=rank)
+        signals = difficulty_signals(p, samples[i], quick_logprobs[i], rank, dcfg, mixed=d.value)
+        chosen = dcfg.difficulty_signal
+        value = d.value if chosen == "mixed" else max(signals[chosen], dcfg.min_difficulty)
         per_item.append({"answer": p.answer, "confidence": p.confidence, "reasoning_tokens": p.reasoning_tokens,
-                         "missing": p.missing, "quick": quick[i], "difficulty": d.value, "resolved": d.resolved,
-                         "agrees": d.agrees, "size_rank": rank})
+                         "missing": p.missing, "quick": quick[i], "difficulty": value, "resolved": d.resolved,
+                         "agrees": d.agrees, "size_rank": rank, "signals": signals})
     update = _spend(state, {"probe": observation.tokens("probe"), "quick": observation.tokens("quick")})
     return Advance({"probe": per_item, **update}, {
         "enabled": True, "num_prompts": len(plan.batches), "max_spend": plan.max_spend, "spent": update["spent"],
@@ -206,10 +215,15 @@ def _probe_calls(state: DRQAState, config: DRQARunConfig, plan: ProbePlan) -> tu
              quota_sampling(plan.probe_max_tokens[j], _base(config)))
         for j, batch in enumerate(plan.batches)
     ]
+    wants_logprobs = config.quota.difficulty.difficulty_signal == "logprob"
+    samplings = [replace(_base(config), logprobs=wants_logprobs)] + [
+        SamplingOptions(temperature=config.quota.quick_sample_temperature, seed=s)
+        for s in range(1, plan.num_quick_samples)
+    ]
     quick = [
         Call("quick", i, compose_quick_messages(q, answer_hint=spec.answer_hint),
-             quota_sampling(plan.quick_max_tokens, _base(config)))
-        for i, q in enumerate(questions)
+             quota_sampling(plan.quick_max_tokens, sampling), details={"sample": s} if s else {})
+        for i, q in enumerate(questions) for s, sampling in enumerate(samplings)
     ] if plan.quick_max_tokens > 0 else []
     return (*probes, *quick)
 

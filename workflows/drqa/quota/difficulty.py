@@ -21,8 +21,10 @@ from dataclasses import dataclass
 
 from workflows.answers import answers_match
 from workflows.drqa.quota.batch import ProbeItem
+from workflows.drqa.quota.signals import SIGNALS, agreement_difficulty, length_difficulty, logprob_difficulty
 
-__all__ = ["Difficulty", "DifficultyConfig", "estimate_difficulty", "question_size", "size_ranks"]
+__all__ = ["Difficulty", "DifficultyConfig", "difficulty_signals", "estimate_difficulty", "question_size",
+           "size_ranks"]
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
@@ -50,10 +52,20 @@ class DifficultyConfig:
     only when a rank is given."""
     numbers_weight: float = 5.0
     """How many words one quantity in the question counts for in its size."""
+    difficulty_signal: str = "mixed"
+    """Which difficulty the allocation uses (:data:`~workflows.drqa.quota.signals.SIGNALS`):
+    ``mixed`` (the weighted mix above), or one signal alone: ``length`` (the probe's working
+    length), ``agreement`` (disagreement among the probe's answer and the quick samples, see
+    ``num_quick_samples``), ``logprob`` (one minus the greedy quick answer's geometric-mean token
+    probability; its calls then ask for logprobs) or ``size`` (the question's size rank). Every
+    signal is recorded per question whichever is used, so a validation run can compare them
+    (:func:`~workflows.drqa.quota.signals.select_signal`)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.weight_prior <= 1.0:
             raise ValueError(f"weight_prior must be in [0, 1], got {self.weight_prior}")
+        if self.difficulty_signal not in SIGNALS:
+            raise ValueError(f"difficulty_signal must be one of {SIGNALS}, got {self.difficulty_signal!r}")
 
 
 @dataclass(frozen=True)
@@ -113,6 +125,25 @@ def estimate_difficulty(
     mixed = (1.0 - cfg.weight_prior) * probe.value + cfg.weight_prior * min(max(size_rank, 0.0), 1.0)
     return Difficulty(min(max(mixed, cfg.min_difficulty), 1.0), probe.length_signal, probe.agrees,
                       probe.confidence, probe.resolved)
+
+
+def difficulty_signals(item: ProbeItem, samples: Sequence[str | None], quick_logprobs: Sequence[float],
+                       size_rank: float | None, config: DifficultyConfig, *, mixed: float) -> dict[str, float]:
+    """Every difficulty signal of one question, each in [0, 1] (1: hard), by the names of
+    :attr:`DifficultyConfig.difficulty_signal`: ``mixed`` (given), ``length`` (probe working, 1 when the
+    probe has no answer for it), ``agreement`` (among the probe's answer and the quick
+    ``samples``), ``logprob`` (the greedy quick answer's tokens; 0.5 without logprobs) and
+    ``size`` (0.5 without a rank)."""
+
+    no_answer = item.missing or item.answer is None
+    lp = logprob_difficulty(quick_logprobs)
+    return {
+        "mixed": mixed,
+        "length": 1.0 if no_answer else length_difficulty(item.reasoning_tokens, config.length_scale_tokens),
+        "agreement": agreement_difficulty([item.answer, *samples]),
+        "logprob": 0.5 if lp is None else lp,
+        "size": 0.5 if size_rank is None else size_rank,
+    }
 
 
 def _probe_difficulty(item: ProbeItem, quick_answer: str | None, cfg: DifficultyConfig) -> Difficulty:

@@ -6,6 +6,8 @@ lets the model plan its working so that it reaches a final answer before the cut
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from orchestrator.types import SamplingOptions
 
 __all__ = ["WORDS_PER_TOKEN", "quota_sampling", "reasoning_budget_statement"]
@@ -33,11 +35,4 @@ def reasoning_budget_statement(quota_tokens: int, answer_reserve_tokens: int) ->
 
 def quota_sampling(quota_tokens: int, base: SamplingOptions | None = None) -> SamplingOptions:
     """Sampling options whose ``max_tokens`` is the quota (at least one token)."""
-    b = base or SamplingOptions()
-    return SamplingOptions(
-        max_tokens=max(int(quota_tokens), 1),
-        temperature=b.temperature,
-        top_p=b.top_p,
-        seed=b.seed,
-        stop=b.stop,
-    )
+    return replace(base or SamplingOptions(), max_tokens=max(int(quota_tokens), 1))

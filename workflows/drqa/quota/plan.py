@@ -85,6 +85,12 @@ class QuotaConfig:
     """Probe ``max_tokens`` per question in the prompt (a probe prompt gets k times this)."""
     quick_max_tokens: int = 16
     """``max_tokens`` of each quick single answer."""
+    num_quick_samples: int = 1
+    """Quick answers per question: the first at the run's temperature, the others sampled at
+    ``quick_sample_temperature`` (seeds 1, 2, ...), for the ``agreement`` difficulty signal. The
+    probe plan budgets all of them."""
+    quick_sample_temperature: float = 0.7
+    """Temperature of the quick samples after the first."""
     max_probe_fraction: float = 0.3
     """The probe and quick answers may use at most this share of the total budget."""
     min_probe_tokens_per_question: int = 24
@@ -130,6 +136,8 @@ class QuotaConfig:
             raise ValueError(f"unknown solve style {self.solve_style!r}; expected one of {SOLVE_STYLES}")
         if self.strategy not in ALLOCATION_STRATEGIES:
             raise ValueError(f"unknown allocation strategy {self.strategy!r}; expected one of {ALLOCATION_STRATEGIES}")
+        if self.num_quick_samples < 1:
+            raise ValueError(f"num_quick_samples must be at least 1, got {self.num_quick_samples}")
 
 
 @dataclass(frozen=True)
@@ -144,12 +152,14 @@ class ProbePlan:
     """``max_tokens`` of each probe prompt."""
     quick_max_tokens: int
     """``max_tokens`` of each quick answer (0: no quick answers)."""
+    num_quick_samples: int = 1
+    """Quick answers per question."""
 
     @property
     def max_spend(self) -> int:
         """The most the probe stage can spend, whatever the model does."""
         num_questions = sum(len(b) for b in self.batches)
-        return sum(self.probe_max_tokens) + num_questions * self.quick_max_tokens
+        return sum(self.probe_max_tokens) + num_questions * self.quick_max_tokens * self.num_quick_samples
 
 
 def plan_probe(num_questions: int, total_budget: int, config: QuotaConfig) -> ProbePlan:
@@ -164,13 +174,14 @@ def plan_probe(num_questions: int, total_budget: int, config: QuotaConfig) -> Pr
     cap = int(total_budget * config.max_probe_fraction)
     batches = tuple(tuple(b) for b in chunk_indices(num_questions, config.batch_size))
     quick = config.quick_max_tokens
-    per_q = min(config.probe_tokens_per_question, (cap - num_questions * quick) // num_questions)
+    samples = config.num_quick_samples
+    per_q = min(config.probe_tokens_per_question, (cap - num_questions * quick * samples) // num_questions)
     if per_q < config.min_probe_tokens_per_question:
         quick = 0
         per_q = min(config.probe_tokens_per_question, cap // num_questions)
     if per_q < config.min_probe_tokens_per_question:
         return disabled
-    return ProbePlan(True, batches, tuple(per_q * len(b) for b in batches), quick)
+    return ProbePlan(True, batches, tuple(per_q * len(b) for b in batches), quick, samples if quick else 1)
 
 
 def solve_quotas(
