@@ -6,7 +6,8 @@ from __future__ import annotations
 import itertools
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +35,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-
         return f"sqlite:///{tmp_path / 'store.db'}"
     server: pg.PgServer = request.getfixturevalue("pg_server")
     return server.create_db(f"qf_{os.getpid()}_{next(_counter)}")
+
+
+@pytest.fixture
+def new_db(db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """``label -> URL`` of a fresh, empty database per call, on the backend ``db_url`` is
+    parametrised over (SQLite files named by the label)."""
+    if db_url.startswith("sqlite"):
+        return lambda label: f"sqlite:///{tmp_path / label}.db"
+    server: pg.PgServer = request.getfixturevalue("pg_server")
+    return lambda label: server.create_db(f"qf_{os.getpid()}_{next(_counter)}")
 
 
 @pytest.fixture

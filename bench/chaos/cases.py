@@ -198,9 +198,10 @@ def register_sdk_workflows() -> None:
 
 
 def _cases() -> dict[str, Case]:
+    from workflows.drqa.sim import make_rows
+
     labeler, bp_rows = _batchprompt_rule()
-    drqa_rows = [{"id": f"q{i}", "question": f"What is {i} plus {10 * i}? [steps={s}]", "answer": str(11 * i)}
-                 for i, s in enumerate([1, 2, 1, 12, 1, 2])]
+    drqa_rows = make_rows([1, 2, 1, 12, 1, 2])
     return {
         "react": Case("react", {"question": "Capital of France?"}, _react, ("search",), "search=10",
                       {"max_turns": 8}),

@@ -10,20 +10,16 @@ ReplayDivergence. ``pytest -s`` prints each summary.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from bench.chaos import campaign
-from tests import pg
 
 SEED = 16
 NUM_KILLS = {"scripted": 2, "loopback": 1}
-_names = itertools.count()
 
 CASES = [
     pytest.param("react", "scripted"),
@@ -37,15 +33,6 @@ CASES = [
     pytest.param("drqa", "loopback"),
     pytest.param("chaos_fanout", "loopback"),
 ]
-
-
-@pytest.fixture
-def new_db(db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Callable[[str], str]:
-    """A fresh, empty database per call, on the backend ``db_url`` is parametrised over."""
-    if db_url.startswith("sqlite"):
-        return lambda label: f"sqlite:///{tmp_path / label}.db"
-    server: pg.PgServer = request.getfixturevalue("pg_server")
-    return lambda label: server.create_db(f"qfc_{os.getpid()}_{next(_names)}")
 
 
 @pytest.mark.parametrize(("name", "backend"), CASES)

@@ -25,20 +25,9 @@ import pytest
 from bench.chaos import campaign
 from bench.chaos.cases import EMPTY_STATE_WORKFLOW, SDK_WORKFLOW
 from orchestrator.testing import ChatRequest, LoopbackServer
-from tests import pg
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI_TIMEOUT_S = 60
-_names = iter(range(10**6))
-
-
-@pytest.fixture
-def new_db(db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Callable[[str], str]:
-    """A fresh, empty database per call, on the backend ``db_url`` is parametrised over."""
-    if db_url.startswith("sqlite"):
-        return lambda label: f"sqlite:///{tmp_path / label}.db"
-    server: pg.PgServer = request.getfixturevalue("pg_server")
-    return lambda label: server.create_db(f"qfr_{os.getpid()}_{next(_names)}")
 
 
 def _trials(name: str, backend: str, kill_points: list[int], new_db: Callable[[str], str],

@@ -131,29 +131,32 @@ def test_full_disk_at_start_exits_4(tmp_path: Path) -> None:
         _assert_storage_error(_run_react(f"sqlite:///{mnt / 'store.db'}", tmp_path), "full")
 
 
-def _disk_full_mid_run(tmp_path: Path, mnt: Path, db_url: str, server_log: list[Path]) -> LoopbackServer:
-    """The loopback server that fills the disk while it answers the run's first request."""
-    assert _run_react(db_url, tmp_path).returncode == 0  # schema and checkpoint tables in place
+@contextlib.contextmanager
+def _disk_full_mid_run(tmp_path: Path) -> Iterator[tuple[subprocess.CompletedProcess[str], str, list[Path]]]:
+    """A react run whose loopback server fills the disk while it answers the run's first request:
+    yields the run's process, the database URL and the file that filled the disk (still there,
+    the disk mounted and the server up)."""
+    with _tmpfs(tmp_path / "mid", "2m") as mnt:
+        db_url = f"sqlite:///{mnt / 'store.db'}"
+        assert _run_react(db_url, tmp_path).returncode == 0  # schema and checkpoint tables in place
+        filled: list[Path] = []
 
-    def respond(_request: ChatRequest) -> str:
-        if not server_log:
-            server_log.append(_fill(mnt))
-        return "answer: Paris"
+        def respond(_request: ChatRequest) -> str:
+            if not filled:
+                filled.append(_fill(mnt))
+            return "answer: Paris"
 
-    return LoopbackServer(respond)
+        with LoopbackServer(respond) as server:
+            yield _run_react(db_url, tmp_path, server), db_url, filled
 
 
 def test_disk_full_mid_run_then_runs_list_shows_interrupted_and_resume_succeeds(tmp_path: Path) -> None:
-    with _tmpfs(tmp_path / "mid", "2m") as mnt:
-        db_url = f"sqlite:///{mnt / 'store.db'}"
-        filled: list[Path] = []
-        with _disk_full_mid_run(tmp_path, mnt, db_url, filled) as server:
-            proc = _run_react(db_url, tmp_path, server)
-            assert proc.returncode == 4 and "Traceback" not in proc.stderr, (proc.returncode, proc.stderr)
-            filled[0].unlink()
-            runs = _runs(db_url, tmp_path)
-            assert [r["status"] for r in runs] == ["interrupted", "succeeded"]
-            resumed = _cli("resume", runs[0]["run_id"], "--json", "--db", db_url, home=tmp_path)
+    with _disk_full_mid_run(tmp_path) as (proc, db_url, filled):
+        assert proc.returncode == 4 and "Traceback" not in proc.stderr, (proc.returncode, proc.stderr)
+        filled[0].unlink()
+        runs = _runs(db_url, tmp_path)
+        assert [r["status"] for r in runs] == ["interrupted", "succeeded"]
+        resumed = _cli("resume", runs[0]["run_id"], "--json", "--db", db_url, home=tmp_path)
         assert resumed.returncode == 0, resumed.stderr
         report = json.loads(resumed.stdout)
         assert report["status"] == "succeeded" and "Paris" in json.dumps(report["result"]), report
@@ -161,11 +164,7 @@ def test_disk_full_mid_run_then_runs_list_shows_interrupted_and_resume_succeeds(
 
 
 def test_disk_full_mid_run_says_why(tmp_path: Path) -> None:
-    with _tmpfs(tmp_path / "mid", "2m") as mnt:
-        db_url = f"sqlite:///{mnt / 'store.db'}"
-        filled: list[Path] = []
-        with _disk_full_mid_run(tmp_path, mnt, db_url, filled) as server:
-            proc = _run_react(db_url, tmp_path, server)
+    with _disk_full_mid_run(tmp_path) as (proc, _, _):
         assert proc.returncode == 4
         assert "full" in proc.stderr or "full" in str(json.loads(proc.stdout).get("error")), proc.stderr
 

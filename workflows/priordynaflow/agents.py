@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from orchestrator.errors import BadInputError
-from workflows.priordynaflow.config import END
+from workflows.priordynaflow.config import END, lookup
 
 PYTHON = "python"
 """Tool marker: the agent's last ```python block is run in the sandbox and the output kept."""
@@ -171,10 +171,7 @@ def register_roster(roster: Roster) -> Roster:
 
 
 def get_roster(name: str) -> Roster:
-    try:
-        return _ROSTERS[name]
-    except KeyError:
-        raise BadInputError("roster", f"one of {', '.join(sorted(_ROSTERS))}", f"got {name!r}") from None
+    return lookup(_ROSTERS, name, "roster")
 
 
 def roster_names() -> list[str]:

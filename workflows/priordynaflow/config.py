@@ -10,13 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from orchestrator.errors import BadInputError
 from orchestrator.options import config_from_options
 
 END = "END"
 """The terminal action: the workflow stops and the latest solution is the answer."""
+
+T = TypeVar("T")
+
+
+def lookup(registered: Mapping[str, T], name: str, what: str) -> T:
+    """``registered[name]``; an unknown name is a BadInputError that lists the known ones."""
+    try:
+        return registered[name]
+    except KeyError:
+        raise BadInputError(what, f"one of {', '.join(sorted(registered))}", f"got {name!r}") from None
 
 
 @dataclass(frozen=True)

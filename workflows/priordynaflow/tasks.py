@@ -19,6 +19,7 @@ from typing import Any
 
 from orchestrator.errors import BadInputError
 from workflows.answers import extract_boxed
+from workflows.priordynaflow.config import lookup
 
 
 @dataclass(frozen=True)
@@ -195,10 +196,7 @@ def register_dataset(dataset: Dataset) -> Dataset:
 
 
 def get_dataset(name: str) -> Dataset:
-    try:
-        return _DATASETS[name]
-    except KeyError:
-        raise BadInputError("dataset", f"one of {', '.join(sorted(_DATASETS))}", f"got {name!r}") from None
+    return lookup(_DATASETS, name, "dataset")
 
 
 def infer_dataset(row: dict[str, Any]) -> str:
