@@ -1,0 +1,51 @@
+"""Loading the local model ahead of the first call (slow: the real SmolLM2-135M weights)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.llm.local import LocalClient, LocalConfig, default_gguf_path
+from orchestrator.types import LLMRequest, Message, SamplingOptions
+from tests import extras
+
+
+def _cache_copy(target: Path) -> Path:
+    """A cache directory holding the default cache's converted models (links): the same weights
+    load without conversion, under a key this process has not loaded yet."""
+    LocalClient().load()  # converts once into the default cache if it is not there yet
+    target.mkdir()
+    default = Path(str(LocalConfig().cache_dir)).expanduser()
+    for entry in default.iterdir():
+        (target / entry.name).symlink_to(entry)
+    return target
+
+
+@pytest.mark.slow
+def test_load_says_what_it_does_once_per_process(tmp_path: Path) -> None:
+    pytest.importorskip("transformers", reason=extras.LOCAL)
+    cache = _cache_copy(tmp_path / "cache")
+    phases: list[str] = []
+    client = LocalClient(LocalConfig(cache_dir=str(cache)))
+    client.load(phases.append)
+    assert phases == [f"loading {default_gguf_path().stem} from {cache}"]
+    LocalClient(LocalConfig(cache_dir=str(cache))).load(phases.append)
+    assert len(phases) == 1  # the process has the model: nothing to do, nothing said
+
+
+@pytest.mark.slow
+def test_a_first_call_that_loads_the_model_reports_generation_time_only(tmp_path: Path) -> None:
+    pytest.importorskip("transformers", reason=extras.LOCAL)
+    loaded = LocalClient(LocalConfig(cache_dir=str(_cache_copy(tmp_path / "a"))))
+    started = time.perf_counter()
+    loaded.load()
+    load_s = time.perf_counter() - started
+    cold = LocalClient(LocalConfig(cache_dir=str(_cache_copy(tmp_path / "b"))))
+    request = LLMRequest(messages=(Message("user", "Hi"),), sampling=SamplingOptions(max_tokens=1))
+    started = time.perf_counter()
+    response = asyncio.run(cold.complete(request))  # loads the model, then generates one token
+    wall_s = time.perf_counter() - started
+    assert wall_s - response.latency_s > load_s / 2, (wall_s, response.latency_s, load_s)  # type: ignore[operator]
