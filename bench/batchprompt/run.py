@@ -320,7 +320,7 @@ def _logprob_client_class() -> type:
         _CONSTRAIN = contextvars.ContextVar("batchprompt_constrain", default=False)
 
     from orchestrator.errors import EngineDead
-    from orchestrator.llm.openai import OpenAIClient, _Retryable, parse_completion, parse_usage
+    from orchestrator.llm.openai import OpenAIClient, _Retryable, parse_completion, parse_logprobs, parse_usage
     from workflows.batchprompt.engine import LogprobResponse
 
     class LogprobOpenAIClient(OpenAIClient):  # type: ignore[misc, valid-type]
@@ -378,7 +378,8 @@ def _logprob_client_class() -> type:
             usage = parse_usage(payload.get("usage")) or self._estimate_usage(body, text)
             return LogprobResponse(text=text, usage=usage, model=payload.get("model") or body["model"],
                                    finish_reason=finish, latency_s=time.perf_counter() - started,
-                                   endpoint=endpoint, token_logprobs=tokens)
+                                   endpoint=endpoint, token_logprobs=tokens,
+                                   logprobs=parse_logprobs(choice.get("logprobs")))
 
     return LogprobOpenAIClient
 

@@ -484,9 +484,12 @@ class _RoundRunner:
 
 
 def _token_logprobs(response: LLMResponse) -> tuple[TokenLogprob, ...] | None:
-    """The response's token logprobs (a :class:`LogprobResponse`'s own pairs first)."""
+    """The response's token logprobs (with their alternatives), else a :class:`LogprobResponse`'s
+    pairs."""
+    if response.logprobs:
+        return response.logprobs
     pairs = getattr(response, "token_logprobs", None)
-    return tuple(TokenLogprob(t, lp) for t, lp in pairs) if pairs else response.logprobs or None
+    return tuple(TokenLogprob(t, lp) for t, lp in pairs) if pairs else None
 
 
 async def step(

@@ -54,7 +54,7 @@ def chat_of():  # type: ignore[no-untyped-def]
             response = await client.complete(LLMRequest(tuple(messages), sampling))
             if not logprobs:  # a backend that reports none
                 return replace(response, logprobs=None)
-            return LogprobResponse(**vars(response), token_logprobs=label_logprobs(response.text))
+            return LogprobResponse(**{**vars(response), "logprobs": None}, token_logprobs=label_logprobs(response.text))
 
         return chat
 
