@@ -223,6 +223,10 @@ def detail_row(point: GridPoint, result: BatchPromptResult, single: BatchPromptR
         "unanswered_items": len(result.unanswered),
         "confident_answers": s.confident_answers,
         "logprob_missing_calls": s.logprob_missing_calls,
+        "cached_input_tokens": s.cached_input_tokens,
+        "uncached_input_tokens": s.input_tokens - s.cached_input_tokens,
+        "logprob_scored_answers": s.logprob_scored_answers,
+        "calibration_calls": s.calibration_calls,
         "seas_exits_by_round": {str(r): sum(1 for v in result.exited_at.values() if v == r)
                                 for r in sorted(set(result.exited_at.values()))},
         "per_round": result.per_round,
@@ -461,6 +465,8 @@ class Results:
             "exact_tokenizer": self.exact,
             "concurrency": self.args.concurrency,
             "confidence_threshold": self.args.confidence_threshold,
+            "label_scoring": self.args.label_scoring,
+            "calibration": self.args.calibration,
             "num_items": {name: len(items) for name, (_, items) in self.data.items()},
             "token_model": {name: {"spec_tokens": t.spec_tokens, "mean_item_tokens": round(t.mean_item_tokens, 1)}
                             for name, t in self.tokens.items()},
@@ -521,7 +527,8 @@ async def run_grid(args: argparse.Namespace) -> dict[str, Any]:
     window = args.context_window if exact else int(args.context_window * 0.9)
     common = {"seed": args.seed, "max_concurrency": args.concurrency, "context_window": window,
               "max_tokens_per_answer": args.max_tokens_per_answer,
-              "confidence_threshold": args.confidence_threshold}
+              "confidence_threshold": args.confidence_threshold, "label_scoring": args.label_scoring,
+              "calibration": args.calibration}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
         job = bar.add_task(f"batchprompt grid ({args.model})", total=len(points))
 
@@ -588,6 +595,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--confidence-threshold", type=float, default=0.75,
                    help="label-token probability from which a logprob answer is confident (0.75: Qwen 0.5B gave its "
                         "label tokens p=0.53-0.85 on a few unlabeled CPU prompts; 0.9 would mark none)")
+    p.add_argument("--label-scoring", choices=("text", "logprob"), default="text",
+                   help="labels from the answer words (text) or from calibrated label-token logprobs (every row)")
+    p.add_argument("--calibration", choices=("mean", "content_free", "none"), default="mean",
+                   help="the label prior logprob scoring divides by")
     p.add_argument("--constrained", action=argparse.BooleanOptionalAction, default=True,
                    help="also run the goal rows with the answer format forced by a regex (vLLM structured outputs)")
     p.add_argument("--concurrency", type=int, default=256, help="requests in flight")
