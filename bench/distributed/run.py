@@ -13,15 +13,19 @@ call record + checkpoint). Every phase runs on a fresh database of one PostgreSQ
   programs on the same workers, not counted). Programs per second = programs / wall time.
 - **overhead**: ``--sequential`` programs one after another (concurrency 1) on the local executor
   and on 1 Ray worker: the per-program latency, and the Ray path's extra cost per program.
-- **database**: PostgreSQL's own counters (``pg_stat_database``) over each throughput phase:
-  transactions committed and rows written (inserted + updated + deleted) per turn; and the peak
-  of connections open to the phase's database (``pg_stat_activity``, sampled every 0.1 s) per worker.
+- **database**: PostgreSQL's own counters (``pg_stat_database``, read once the runtime's
+  connections closed): transactions committed and rows written (inserted + updated + deleted) per
+  turn and per program besides its turns (40 programs of 1 turn, then of ``2 * --turns``: a line);
+  the peak of connections open to a throughput phase's database (``pg_stat_activity``, sampled
+  every 0.1 s) per worker; CPU per turn by part of the system (the workers, the driver,
+  PostgreSQL, the model server, Ray's daemons, the rest of the machine).
 
 Outputs under ``--out`` (default ``bench/results/distributed``): ``summary.json`` (with
 provenance and the multi-host bounds derived from these numbers) and ``throughput.png``.
 
     .venv/bin/python bench/distributed/run.py            # ~3 minutes on 2 cores
     .venv/bin/python bench/distributed/run.py --quick    # smoke run, writes under <out>/quick
+    .venv/bin/python bench/distributed/run.py --durable --out bench/results/distributed/durable
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +57,9 @@ from orchestrator.settings import Settings
 from orchestrator.store.db import Store
 
 OUT = ROOT / "bench" / "results" / "distributed"
+SERVER_SETTINGS = {False: ("synchronous_commit=off",), True: ()}
+"""The temporary server's settings: by default a commit does not wait for its WAL flush (crash-safe,
+but an OS crash may lose the last commits), so that the phases measure the runtime, not this disk."""
 TARGET_SPEEDUP = 1.6
 """What 2 workers must reach over 1 on the 2-core machine (issue 19)."""
 
@@ -96,26 +103,27 @@ class CpuMeter:
                 groups.update({c.pid: "postgres" for c in [proc, *proc.children()]})
         return groups
 
-    def read(self) -> dict[int | str, float]:
+    def read(self) -> dict[tuple[str, int], float]:
+        """CPU seconds so far of each process of a group, by (group, pid); ("machine", 0): all CPUs' busy time."""
         import psutil
 
-        used: dict[int | str, float] = {}
-        for pid in self._groups():
+        used: dict[tuple[str, int], float] = {}
+        for pid, group in self._groups().items():
             with contextlib.suppress(psutil.Error):
                 times = psutil.Process(pid).cpu_times()
-                used[pid] = times.user + times.system
+                used[(group, pid)] = times.user + times.system
         machine = psutil.cpu_times()
-        used["machine"] = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+        used[("machine", 0)] = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
         return used
 
-    def per_turn_ms(self, before: dict[int | str, float], after: dict[int | str, float],
+    @staticmethod
+    def per_turn_ms(before: dict[tuple[str, int], float], after: dict[tuple[str, int], float],
                     turns: int) -> dict[str, float]:
-        groups = self._groups()
         out = dict.fromkeys(("programs", "driver", "postgres", "model_server", "ray_daemons"), 0.0)
-        for pid, seconds in after.items():
-            if isinstance(pid, int) and pid in groups:
-                out[groups[pid]] += seconds - before.get(pid, 0.0)
-        out["rest_of_machine"] = after["machine"] - before["machine"] - sum(out.values())
+        for (group, pid), seconds in after.items():
+            if group != "machine":
+                out[group] += seconds - before.get((group, pid), 0.0)
+        out["rest_of_machine"] = after[("machine", 0)] - before[("machine", 0)] - sum(out.values())
         return {k: round(v * 1000 / turns, 2) for k, v in out.items()}
 
 
@@ -136,6 +144,17 @@ class PgCounters:
                                "WHERE datname = %s", (self.db,)).fetchone()
         assert row is not None
         return {"commits": int(row[0]), "rows_written": int(row[1])}
+
+    def settled(self, timeout_s: float = 15.0) -> dict[str, int]:
+        """The counters once they stop moving (closed connections report theirs as they exit)."""
+        deadline, last = time.monotonic() + timeout_s, self.read()
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            now = self.read()
+            if now == last:
+                break
+            last = now
+        return last
 
     @contextlib.contextmanager
     def sampling(self) -> Iterator[None]:
@@ -199,10 +218,8 @@ async def _phase(server_url: str, base_url: str, server_pid: int, cfg: Config, n
         if executor is not None:
             await executor.start(rt)
         await _programs(rt, base_url, cfg, cfg.warmup, cfg.concurrency * (workers or 1), executor)
-        time.sleep(1.0)  # the warm-up's statistics reach pg_stat_database
         pg_port = int(server_url.rsplit(":", 1)[1])
         cpu = CpuMeter(server_pid, [w["pid"] for w in getattr(executor, "workers", [])], pg_port)
-        before = counters.read()
         cpu_before = cpu.read()
         with counters.sampling():
             wall, _ = await _programs(rt, base_url, cfg, cfg.programs, cfg.concurrency, executor)
@@ -211,17 +228,38 @@ async def _phase(server_url: str, base_url: str, server_pid: int, cfg: Config, n
         if executor is not None:
             await executor.aclose()
         await rt.aclose()
-    time.sleep(1.0)  # backends flush their statistics when they close (PostgreSQL 15+)
-    after = counters.read()
     turns = cfg.programs * cfg.turns
     return {"executor": "ray" if workers else "local", "workers": workers or 1, "programs": cfg.programs,
             "turns": turns, "wall_s": round(wall, 3), "programs_per_s": round(cfg.programs / wall, 2),
             "turns_per_s": round(turns / wall, 1),
-            "commits_per_turn": round((after["commits"] - before["commits"]) / turns, 2),
-            "rows_written_per_turn": round((after["rows_written"] - before["rows_written"]) / turns, 2),
             "peak_connections": counters.peak_connections,
             "peak_connections_per_worker": round(counters.peak_connections / (workers or 1), 1),
-            "cpu_ms_per_turn": cpu.per_turn_ms(cpu_before, cpu_after, turns)}
+            "cpu_ms_per_turn": CpuMeter.per_turn_ms(cpu_before, cpu_after, turns)}
+
+
+async def _db_writes(server_url: str, base_url: str, cfg: Config) -> dict[str, Any]:
+    """Database writes of a turn and of a program's set-up and end, apart: the same programs with 1
+    and with ``2 * turns`` turns (local executor), PostgreSQL's counters after each, a straight line."""
+    url = create_database(server_url, f"dist_writes_{os.getpid()}")
+    await Store(url).ensure_schema()
+    counters = PgCounters(server_url, url.rsplit("/", 1)[1])
+    count, points = 40, {}
+    for turns in (1, 2 * cfg.turns):
+        before = counters.settled()
+        rt = Runtime(Settings(db_url=url))
+        try:
+            await _programs(rt, base_url, replace(cfg, turns=turns), count, 8, None)
+        finally:
+            await rt.aclose()  # its connections close: their backends report their statistics
+        after = counters.settled()
+        points[turns] = {k: (after[k] - before[k]) / count for k in after}
+    long, short = points[2 * cfg.turns], points[1]
+    per_turn = {k: (long[k] - short[k]) / (2 * cfg.turns - 1) for k in long}
+    return {"programs": count, "turns": sorted(points),
+            "commits_per_turn": round(per_turn["commits"], 2),
+            "rows_written_per_turn": round(per_turn["rows_written"], 2),
+            "commits_per_program_besides_turns": round(short["commits"] - per_turn["commits"], 2),
+            "rows_written_per_program_besides_turns": round(short["rows_written"] - per_turn["rows_written"], 2)}
 
 
 async def _overhead(server_url: str, base_url: str, cfg: Config) -> dict[str, Any]:
@@ -247,15 +285,20 @@ async def _overhead(server_url: str, base_url: str, cfg: Config) -> dict[str, An
             "ray_ms_mean": round(statistics.fmean(on_ray) * 1000, 2)}
 
 
-def _plan(phases: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The numbers that bound a multi-host layout, from this run (see README, Operations)."""
+def _plan(phases: dict[str, dict[str, Any]], writes: dict[str, Any]) -> dict[str, Any]:
+    """The numbers that bound a multi-host layout, from this run (see README, "Past one machine")."""
     two = phases["ray_2"]
     pool_bound = 2 * (20 + 20) + 20  # Store: async + sync engines (pool 20, overflow 20); checkpointer pool 20
+    turns_per_s = two["turns_per_s"] / 2
     return {
-        "commits_per_turn": phases["local"]["commits_per_turn"],
-        "rows_written_per_turn": phases["local"]["rows_written_per_turn"],
-        "turns_per_s_per_worker": round(two["turns_per_s"] / 2, 1),
-        "db_commits_per_s_per_worker": round(two["turns_per_s"] / 2 * phases["local"]["commits_per_turn"], 1),
+        "commits_per_turn": writes["commits_per_turn"],
+        "rows_written_per_turn": writes["rows_written_per_turn"],
+        "commits_per_program_besides_turns": writes["commits_per_program_besides_turns"],
+        "turns_per_s_per_worker": round(turns_per_s, 1),
+        "db_commits_per_s_per_worker": round(turns_per_s * (writes["commits_per_turn"] + writes[
+            "commits_per_program_besides_turns"] / two["turns"] * two["programs"]), 1),
+        "worker_cpu_ms_per_turn": two["cpu_ms_per_turn"]["programs"],
+        "postgres_cpu_ms_per_turn": two["cpu_ms_per_turn"]["postgres"],
         "peak_connections_per_worker_measured": two["peak_connections_per_worker"],
         "max_connections_per_worker_configured": pool_bound,
     }
@@ -276,9 +319,10 @@ async def bench(server_url: str, base_url: str, server_pid: int, cfg: Config) ->
               "ray_1": await _phase(server_url, base_url, server_pid, cfg, "ray1", 1),
               "ray_2": await _phase(server_url, base_url, server_pid, cfg, "ray2", 2)}
     speedup = phases["ray_2"]["programs_per_s"] / phases["ray_1"]["programs_per_s"]
+    writes = await _db_writes(server_url, base_url, cfg)
     return {"throughput": phases, "speedup_2_over_1": round(speedup, 2), "target_speedup": TARGET_SPEEDUP,
             "meets_target": speedup >= TARGET_SPEEDUP, "overhead": await _overhead(server_url, base_url, cfg),
-            "multi_host_bounds": _plan(phases)}
+            "database_writes": writes, "multi_host_bounds": _plan(phases, writes)}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -291,6 +335,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument("--postgres-url", default=None, help="postgresql://user@host:port (a server; default: a "
                         "temporary one)")
+    parser.add_argument("--durable", action="store_true", help="the temporary server with its default commit "
+                        "durability (each commit waits for its WAL flush: the disk's flush rate bounds the phases)")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few programs")
     args = parser.parse_args(argv)
@@ -306,13 +352,14 @@ def main(argv: list[str] | None = None) -> None:
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
     try:
         with contextlib.ExitStack() as stack:
-            pg = args.postgres_url or stack.enter_context(temporary_server())
+            pg = args.postgres_url or stack.enter_context(temporary_server(*SERVER_SETTINGS[args.durable]))
             result = asyncio.run(bench(pg, base_url, server.pid, cfg))
     finally:
         ray.shutdown()
         server.kill()
     payload = {**provenance(), "config": cfg.__dict__, "model": "loopback fake OpenAI server (canned reply)",
-               "database": "PostgreSQL " + ("(given)" if args.postgres_url else "(temporary, this machine)"),
+               "database": "PostgreSQL " + ("(given)" if args.postgres_url else "(temporary, this machine; "
+                                            + (" ".join(SERVER_SETTINGS[args.durable]) or "default settings") + ")"),
                **result}
     write_json(out / "summary.json", payload)
     _plot(result["throughput"], out / "throughput.png")

@@ -24,8 +24,9 @@ def _bindir() -> str:
 
 
 @contextmanager
-def temporary_server() -> Iterator[str]:
-    """Yields ``postgresql://postgres@127.0.0.1:<port>`` (append ``/<db>``); stops and deletes it after."""
+def temporary_server(*settings: str) -> Iterator[str]:
+    """Yields ``postgresql://postgres@127.0.0.1:<port>`` (append ``/<db>``); stops and deletes it after.
+    ``settings``: more server settings, e.g. ``"synchronous_commit=off"``."""
     bindir = _bindir()
     top = tempfile.mkdtemp(prefix="qf-bench-pg-")
     owner = "postgres" if os.geteuid() == 0 else None
@@ -40,7 +41,8 @@ def temporary_server() -> Iterator[str]:
         subprocess.run([*as_owner, f"{bindir}/initdb", "-D", data, "-U", "postgres", "--auth=trust"],
                        check=True, capture_output=True)
         subprocess.run([*as_owner, f"{bindir}/pg_ctl", "-D", data, "-w", "-l", os.path.join(top, "log"), "-o",
-                        f"-p {port} -k {top} -c listen_addresses=127.0.0.1 -c max_connections=300", "start"],
+                        f"-p {port} -k {top} -c listen_addresses=127.0.0.1 -c max_connections=300"
+                        + "".join(f" -c {s}" for s in settings), "start"],
                        check=True, capture_output=True)
         yield f"postgresql://postgres@127.0.0.1:{port}"
     finally:
