@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -60,6 +61,45 @@ def test_promtool_accepts_the_config_and_its_alert_rules() -> None:
     checked = _promtool("check", "config", str(PROMETHEUS_CONFIG))
     assert "SUCCESS: 1 rule files found" in checked and f"SUCCESS: {len(alert_rules())} rules found" in checked
     assert f"SUCCESS: {len(alert_rules())} rules found" in _promtool("check", "rules", str(ALERTS))
+
+
+# Per alert: input series (1 m apart) under which it must fire, the labels it then carries, and series
+# of a healthy system under which it must stay quiet.
+_FIRING: dict[str, tuple[dict[str, str], dict[str, str], dict[str, str]]] = {
+    "QuotaFlowPrefixCacheCollapse": (  # 10% hits at 2000 queries/s; healthy: 70%
+        {"vllm:prefix_cache_queries_total": "0+120000x15", "vllm:prefix_cache_hits_total": "0+12000x15"},
+        {},
+        {"vllm:prefix_cache_queries_total": "0+120000x15", "vllm:prefix_cache_hits_total": "0+84000x15"}),
+    "QuotaFlowPinsBrokenByMemoryPressure": (  # 1 forced release/s; healthy: 0.1/s
+        {"quotaflow_continuum_pin_forced_releases_total": "0+60x15"}, {},
+        {"quotaflow_continuum_pin_forced_releases_total": "0+6x15"}),
+    "QuotaFlowVLLMDown": ({'up{job="vllm"}': "0x15"}, {"job": "vllm"}, {'up{job="vllm"}': "1x15"}),
+    "QuotaFlowMetricsDown": ({'up{job="quotaflow"}': "0x15"}, {"job": "quotaflow"}, {'up{job="quotaflow"}': "1x15"}),
+    "QuotaFlowErrors": (  # 0.2 errors/s; healthy: one a minute
+        {'quotaflow_errors_total{component="llm",kind="EngineUnavailable"}': "0+12x15"},
+        {"component": "llm", "kind": "EngineUnavailable"},
+        {'quotaflow_errors_total{component="llm",kind="EngineUnavailable"}': "0+1x15"}),
+}
+
+
+def _expanded(text: str, labels: dict[str, str]) -> str:
+    return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m.group(1)], text)
+
+
+def test_each_alert_fires_when_its_condition_holds_and_stays_quiet_when_healthy(tmp_path: Path) -> None:
+    rules = {rule["alert"]: rule for rule in alert_rules()}
+    assert set(_FIRING) == set(rules), "every alert needs a firing and a healthy case here"
+    tests = []
+    for name, (firing, labels, healthy) in _FIRING.items():
+        expected = {**labels, "severity": rules[name]["labels"]["severity"]}
+        annotations = {k: _expanded(v, expected) for k, v in rules[name]["annotations"].items()}
+        for series, alerts in ((firing, [{"exp_labels": expected, "exp_annotations": annotations}]), (healthy, [])):
+            tests.append({"interval": "1m",
+                          "input_series": [{"series": s, "values": v} for s, v in series.items()],
+                          "alert_rule_test": [{"eval_time": "12m", "alertname": name, "exp_alerts": alerts}]})
+    unit = tmp_path / "alerts_test.yml"
+    unit.write_text(yaml.safe_dump({"rule_files": [str(ALERTS)], "evaluation_interval": "1m", "tests": tests}))
+    assert "SUCCESS" in _promtool("test", "rules", str(unit))
 
 
 # -- a live stack on loopback ---------------------------------------------------------------------
