@@ -68,3 +68,51 @@ def test_an_unknown_executor_is_bad_input() -> None:
 def test_importing_the_runtime_does_not_import_ray() -> None:
     code = "import sys, orchestrator.runtime, orchestrator.executors; assert 'ray' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_a_retry_waits_out_a_lease_held_on_another_host_then_resumes(db_url: str, tmp_path: Path) -> None:
+    """What a Ray retry does when the dead worker was on another host: its lease cannot be seen to
+    be dead, so the retry polls until it expires, then resumes the run from its checkpoint."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from orchestrator.executors.ray_executor import ProgramWorker
+    from orchestrator.store.models import RunRow
+    from orchestrator.testing import LoopbackServer
+    from tests.orchestrator.ray_programs import SEARCHES, WorkerRuntime, react_agent
+
+    async def go(base_url: str) -> None:
+        factory = WorkerRuntime(db_url, str(tmp_path), block_once=True)
+        kwargs = {"backend": "openai", "backend_options": {"base_urls": [base_url], "model": "m"},
+                  "tools": ["search"], "budget": "search=10", "options": {"max_turns": 8}}
+        first = ProgramWorker(factory, "w0")
+        attempt = asyncio.ensure_future(first.run("react", {"question": "abc"}, "leased00000001", kwargs))
+        while not (tmp_path / "blocked.pid").exists():  # the third search blocks: the "worker dies" there
+            await asyncio.sleep(0.02)
+        attempt.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await attempt
+        await first.aclose()
+        expiry = datetime.now(UTC) + timedelta(seconds=1.5)
+        rt = Runtime(Settings(db_url=db_url))
+        async with rt.store.session() as s:  # as a worker of another host would have left it
+            await s.execute(update(RunRow).where(RunRow.id == "leased00000001")
+                            .values(lease_owner="elsewhere:4242:deadbeef", lease_expires_at=expiry))
+        retry = ProgramWorker(factory, "w1")
+        try:
+            result = await retry.run("react", {"question": "abc"}, "leased00000001", kwargs)
+            assert datetime.now(UTC) >= expiry  # it waited for the lease
+            assert (result.status, result.result["answer"]) == ("succeeded", "cba")  # type: ignore[index]
+            row = await rt.get_run("leased00000001")
+            assert row.worker is not None and row.worker.startswith("w1@")
+            again = await retry.run("react", {"question": "abc"}, "leased00000001", kwargs)
+            assert again == result  # a run that ended keeps its outcome: nothing runs again
+        finally:
+            await retry.aclose()
+            await rt.aclose()
+        searches = (tmp_path / "calls.log").read_text().splitlines()
+        assert len(searches) == SEARCHES + 1  # the blocked search, sent again; the others replayed
+
+    with LoopbackServer(react_agent) as server:
+        asyncio.run(go(server.base_url))
