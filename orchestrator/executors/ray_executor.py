@@ -214,9 +214,12 @@ class RayExecutor:
             return await _worker_lost(runtime, run_id, self.max_retries, exc)
         except errors.RayTaskError as exc:
             cause = getattr(exc, "cause", None)
-            if isinstance(cause, QuotaFlowError):  # as the local executor: failed before it was stored
-                return RunResult("", RunStatus.FAILED, None, str(cause), cause.exit_code)
-            raise (cause if isinstance(cause, Exception) else exc) from None
+            if not isinstance(cause, QuotaFlowError):
+                raise (cause if isinstance(cause, Exception) else exc) from None  # a bug: as the local executor
+            # Bad input before the run was stored (no id, as the local executor), or a retry that
+            # found the run still held by a live worker (RunBusy: the id says which run).
+            stored = run_id if isinstance(cause, RunBusy) else ""
+            return RunResult(stored, RunStatus.FAILED, None, str(cause), cause.exit_code)
 
     async def aclose(self) -> None:
         """Stop the workers, and the cluster if this executor started it."""

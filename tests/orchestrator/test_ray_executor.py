@@ -111,6 +111,10 @@ def test_a_dataset_on_ray_matches_the_local_executor(ray_cluster: Any, db_url: s
             assert {r.worker for r in on_ray} == {w["name"] for w in executor.workers}
             assert [await _facts(driver, r.id) for r in on_ray] == [await _facts(driver, r.run_id) for r in local]
             _assert_affinity(replicas, [r.id for r in on_ray] + [r.run_id for r in local])
+            # Bad input in a worker (an unknown tool) fails that program before it is stored, as locally.
+            bad = await driver.run_many("react", TASKS[:1], executor=executor, **{**kwargs, "tools": ["nope"]})
+            assert (bad[0].run_id, bad[0].status, bad[0].exit_code) == ("", "failed", 2)
+            assert "nope" in (bad[0].error or "")
         finally:
             await executor.aclose()
             await driver.aclose()
