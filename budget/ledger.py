@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar, cast
 
-from sqlalchemy import Table, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,6 +32,29 @@ T = TypeVar("T")
 
 # Float sums of dollar amounts drift in the last bits; a limit is met, not exceeded, within this.
 _EPS = 1e-9
+
+# The hot path's statements, built once (SQLAlchemy caches their compiled form; building a
+# statement anew per call cost more than executing it). Executed with one parameter set per
+# account (``executemany``).
+_ACCOUNTS = (select(BudgetAccountRow.id, BudgetAccountRow.scope, BudgetAccountRow.resource,
+                    BudgetAccountRow.limit_amount, BudgetAccountRow.reserved, BudgetAccountRow.spent)
+             .where(BudgetAccountRow.scope.in_(bindparam("scopes", expanding=True)))
+             .order_by(BudgetAccountRow.id))
+_ADD_ENTRY = insert(LedgerEntryRow)
+_HOLD = (update(BudgetAccountRow)
+         .where(BudgetAccountRow.id == bindparam("b_id"),
+                or_(BudgetAccountRow.limit_amount.is_(None),
+                    BudgetAccountRow.spent + BudgetAccountRow.reserved + bindparam("b_amount")
+                    <= BudgetAccountRow.limit_amount + _EPS))
+         .values(reserved=BudgetAccountRow.reserved + bindparam("b_amount")))
+_SETTLE_ENTRY = (update(LedgerEntryRow)
+                 .where(LedgerEntryRow.key == bindparam("b_key"), LedgerEntryRow.account_id == bindparam("b_id"),
+                        LedgerEntryRow.status == "reserved")
+                 .values(status=bindparam("b_status"), settled_amount=bindparam("b_used"),
+                         settled_at=bindparam("b_at")))
+_SPEND = (update(BudgetAccountRow).where(BudgetAccountRow.id == bindparam("b_id"))
+          .values(reserved=BudgetAccountRow.reserved - bindparam("b_amount"),
+                  spent=BudgetAccountRow.spent + bindparam("b_used")))
 
 
 @dataclass(frozen=True)
@@ -102,7 +125,7 @@ class Ledger:
         An upsert per account (``INSERT ... ON CONFLICT DO UPDATE`` on SQLite and PostgreSQL), so
         any number of runs and processes may set the limit of one shared scope at once."""
         if limits:
-            await self.store.transact(lambda conn: _upsert_limits(conn, limits))
+            await self.store.transact(lambda conn: upsert_limits(conn, limits))
 
     async def reserve(self, key: str, charges: list[Charge], run_id: str | None = None) -> Reservation:
         """Reserve ``charges`` atomically, or raise LimitReached and reserve nothing. Charges on
@@ -110,36 +133,36 @@ class Ledger:
         wanted = [c for c in charges if c.amount > 0]
         if not wanted:
             return Reservation(key, run_id, ())
+        scopes = sorted({c.scope for c in wanted})
+        return await self._reserve(key, run_id, scopes, lambda _views: wanted)
 
+    async def reserve_sized(self, key: str, scopes: list[str], size: Callable[[list[AccountView]], list[Charge]],
+                            run_id: str | None = None) -> Reservation:
+        """Reserve what ``size`` asks for, given the accounts of ``scopes`` as they stand, in one
+        transaction: read, size and reserve. On SQLite the transaction holds the write lock from
+        its start, so the accounts cannot change between the read and the reservation; on
+        PostgreSQL they can (another process), and the conditional update still refuses what no
+        longer fits (LimitReached: size again). ``size`` runs on the store's worker thread and
+        may run more than once (it must be pure)."""
+        return await self._reserve(key, run_id, scopes, size)
+
+    async def _reserve(self, key: str, run_id: str | None, scopes: list[str],
+                       size: Callable[[list[AccountView]], list[Charge]]) -> Reservation:
         def reserve_tx(s: Connection) -> tuple[tuple[int, str, str, float], ...]:
-            ids = _limited_accounts(s, {c.scope for c in wanted})
+            rows = s.execute(_ACCOUNTS, {"scopes": scopes}).all()
+            views = [AccountView(sc, res, lim, held, spent) for _, sc, res, lim, held, spent in rows]
+            ids = {(sc, res): aid for aid, sc, res, lim, _, _ in rows if lim is not None}
             parts = tuple(sorted((ids[(c.scope, c.resource)], c.scope, c.resource, c.amount)
-                                 for c in wanted if (c.scope, c.resource) in ids))
+                                 for c in size(views) if c.amount > 0 and (c.scope, c.resource) in ids))
             if not parts:
                 return parts
-            s.execute(insert(LedgerEntryRow), [
+            s.execute(_ADD_ENTRY, [
                 {"key": key, "account_id": aid, "run_id": run_id, "status": "reserved", "reserved_amount": amount}
                 for aid, _, _, amount in parts
             ])
-            for aid, scope, resource, amount in parts:
-                res = s.execute(
-                    update(BudgetAccountRow)
-                    .where(
-                        BudgetAccountRow.id == aid,
-                        or_(
-                            BudgetAccountRow.limit_amount.is_(None),
-                            BudgetAccountRow.spent + BudgetAccountRow.reserved + amount
-                            <= BudgetAccountRow.limit_amount + _EPS,
-                        ),
-                    )
-                    .values(reserved=BudgetAccountRow.reserved + amount)
-                )
-                if res.rowcount != 1:  # type: ignore[attr-defined]
-                    limit, spent, held = s.execute(
-                        select(BudgetAccountRow.limit_amount, BudgetAccountRow.spent, BudgetAccountRow.reserved)
-                        .where(BudgetAccountRow.id == aid)
-                    ).one()
-                    raise LimitReached(scope, resource, limit or 0.0, spent + held, amount)
+            held = s.execute(_HOLD, [{"b_id": aid, "b_amount": amount} for aid, _, _, amount in parts]).rowcount
+            if held != len(parts):  # some account had no room: name it; the transaction rolls back
+                raise _refusal(s, parts, {aid: (lim, held + spent) for aid, _, _, lim, held, spent in rows})
             return parts
 
         try:
@@ -169,28 +192,32 @@ class Ledger:
         ``overrun`` and returned, so the caller can stop the run."""
         spent = {(c.scope, c.resource): c.amount for c in actual}
         now = datetime.now(UTC)
+        rows = [{"b_key": reservation.key, "b_id": aid, "b_amount": amount, "b_used": spent.get((scope, resource), 0.0),
+                 "b_at": now} for aid, scope, resource, amount in reservation.parts]
+        for row in rows:
+            row["b_status"] = ("overrun" if row["b_used"] > row["b_amount"] + _EPS else "settled") if actual \
+                else "released"
+        if not rows:
+            return []
+        if all(row["b_status"] != "overrun" for row in rows):
+            # Two statements for all accounts. Where an earlier attempt of the same call settled
+            # some entries already, only those settled now (stamped ``now``) are spent.
+            if session.execute(_SETTLE_ENTRY, rows).rowcount != len(rows):
+                fresh = set(session.execute(select(LedgerEntryRow.account_id).where(
+                    LedgerEntryRow.key == reservation.key, LedgerEntryRow.settled_at == now)).scalars())
+                rows = [row for row in rows if row["b_id"] in fresh]
+            if rows:
+                session.execute(_SPEND, rows)
+            return []
         overruns = []
-        for aid, scope, resource, amount in reservation.parts:
-            used = spent.get((scope, resource), 0.0)
-            over = used > amount + _EPS
-            status = ("overrun" if over else "settled") if actual else "released"
-            res = session.execute(
-                update(LedgerEntryRow)
-                .where(and_(LedgerEntryRow.key == reservation.key, LedgerEntryRow.account_id == aid,
-                            LedgerEntryRow.status == "reserved"))
-                .values(status=status, settled_amount=used, settled_at=now)
-            )
-            if res.rowcount != 1:  # type: ignore[attr-defined]
+        for (aid, scope, resource, amount), row in zip(reservation.parts, rows, strict=True):
+            if session.execute(_SETTLE_ENTRY, row).rowcount != 1:
                 continue  # already settled by an earlier attempt of the same call
-            if over:
+            if row["b_status"] == "overrun":
                 limit = session.execute(select(BudgetAccountRow.limit_amount)
                                         .where(BudgetAccountRow.id == aid)).scalar_one_or_none()
-                overruns.append(Overrun(scope, resource, amount, used, limit))
-            session.execute(
-                update(BudgetAccountRow)
-                .where(BudgetAccountRow.id == aid)
-                .values(reserved=BudgetAccountRow.reserved - amount, spent=BudgetAccountRow.spent + used)
-            )
+                overruns.append(Overrun(scope, resource, amount, row["b_used"], limit))
+            session.execute(_SPEND, row)
         return overruns
 
     async def release(self, reservation: Reservation) -> None:
@@ -235,6 +262,23 @@ class Ledger:
             return [AccountView(r.scope, r.resource, r.limit_amount, r.reserved, r.spent) for r in rows]
 
 
+def _refusal(s: Connection, parts: tuple[tuple[int, str, str, float], ...],
+             seen: dict[int, tuple[float | None, float]]) -> LimitReached:
+    """The refusal of a reservation some account of ``parts`` had no room for: the first that
+    had none as the transaction read them (``seen``: id -> (limit, used)); where none looked full
+    (PostgreSQL: another process reserved since), the one with the least room now."""
+    for aid, scope, resource, amount in parts:
+        limit, used = seen[aid]
+        if limit is not None and used + amount > limit + _EPS:
+            return LimitReached(scope, resource, limit, used, amount)
+    now = {aid: (limit, spent + held) for aid, limit, spent, held in s.execute(
+        select(BudgetAccountRow.id, BudgetAccountRow.limit_amount, BudgetAccountRow.spent, BudgetAccountRow.reserved)
+        .where(BudgetAccountRow.id.in_([p[0] for p in parts])))}
+    aid, scope, resource, amount = min(parts, key=lambda p: (now[p[0]][0] or 0.0) - now[p[0]][1] - p[3])
+    limit, used = now[aid]
+    return LimitReached(scope, resource, limit or 0.0, used, amount)
+
+
 def _limited_accounts(s: Connection, scopes: set[str]) -> dict[tuple[str, str], int]:
     """(scope, resource) -> account id of the accounts of ``scopes`` that have a limit."""
     rows = s.execute(select(BudgetAccountRow.scope, BudgetAccountRow.resource, BudgetAccountRow.id)
@@ -242,7 +286,8 @@ def _limited_accounts(s: Connection, scopes: set[str]) -> dict[tuple[str, str], 
     return {(scope, resource): aid for scope, resource, aid in rows}
 
 
-def _upsert_limits(s: Connection, limits: list[Limit]) -> None:
+def upsert_limits(s: Connection, limits: list[Limit]) -> None:
+    """Create or change ``limits`` in the caller's transaction (see ``Ledger.set_limits``)."""
     from sqlalchemy.dialects import postgresql, sqlite
 
     # Both dialects' INSERT ... ON CONFLICT DO UPDATE take the same arguments.

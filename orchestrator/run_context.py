@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from budget.costs import PriceTable
 from budget.errors import LimitReached
-from budget.ledger import Charge, Ledger, Overrun, Reservation
+from budget.ledger import AccountView, Charge, Ledger, Overrun, Reservation
 from budget.limits import tool_resource
 from orchestrator import accounting, metrics
 from orchestrator.context import ToolBudgetView
@@ -190,20 +190,26 @@ class RuntimeContext:
         # A client that learns its model from the server's first reply reserves at the table's
         # highest prices until then: whatever model answers, the call is covered.
         price = self.pricing.price_for(model) if model else self.pricing.highest()
-        for attempt in range(_RESERVE_ATTEMPTS):
-            views = await self.ledger.accounts(scopes)
+        sized: list[int] = []
+
+        def size(views: list[AccountView]) -> list[Charge]:
             allowed = accounting.output_allowance({(v.scope, v.resource): v.remaining for v in views}, scopes,
                                                   price, input_tokens, requested)
             # With no room, reserve what was asked: the ledger's refusal names the binding limit.
             max_out = allowed if allowed >= 1 else requested
-            charges = accounting.token_charges(scopes, self.pricing, model, input_tokens, 0, max_out,
-                                               cost=price.cost_of(input_tokens, 0, max_out))
+            sized[:] = [allowed, max_out]
+            return accounting.token_charges(scopes, self.pricing, model, input_tokens, 0, max_out,
+                                            cost=price.cost_of(input_tokens, 0, max_out))
+
+        for attempt in range(_RESERVE_ATTEMPTS):
+            # One transaction reads the accounts, sizes the call and reserves it.
             try:
-                reservation = await self.ledger.reserve(key, charges, self.run_id)
+                reservation = await self.ledger.reserve_sized(key, scopes, size, self.run_id)
             except LimitReached as exc:
-                if allowed >= 1 and attempt + 1 < _RESERVE_ATTEMPTS:
+                if sized and sized[0] >= 1 and attempt + 1 < _RESERVE_ATTEMPTS:
                     continue  # a concurrent call took the room first: size the call again
                 raise _refused(exc) from None
+            max_out = sized[1] if sized else requested
             return reservation, replace(request, sampling=replace(request.sampling, max_tokens=max_out))
         raise AssertionError("unreachable")
 

@@ -32,7 +32,7 @@ from orchestrator.executors import Executor
 from orchestrator.llm.base import LLMClient
 from orchestrator.run_context import RuntimeContext
 from orchestrator.settings import Settings
-from orchestrator.store import calls
+from orchestrator.store import calls, runs
 from orchestrator.store.checkpointer import open_checkpointer
 from orchestrator.store.db import Store, storage_error
 from orchestrator.store.leases import LeaseKeeper
@@ -166,11 +166,10 @@ class Runtime:
         opts = {"backend_options": _jsonable(backend_options), "tools": tool_names, "scopes": charged,
                 **(options or {})}
         llm = self.client(backend, **backend_options)
-        async with self.store.session() as s:
-            s.add(RunRow(id=run_id, parent_id=parent_id, workflow=wf.name, status=RunStatus.RUNNING, backend=backend,
-                         model=getattr(llm, "model", "") or "", task=task, options=opts, worker=self.worker))
-        if limits:
-            await self.ledger.set_limits(limits)
+        row = {"id": run_id, "parent_id": parent_id, "workflow": wf.name, "status": RunStatus.RUNNING,
+               "backend": backend, "model": getattr(llm, "model", "") or "", "task": task, "options": opts,
+               "worker": self.worker}
+        await self.store.transact(lambda conn: runs.create_run(conn, row, limits))  # one transaction
         return await self._execute(wf, run_id, task, opts, resume=False, backend=backend, llm=llm)
 
     async def resume(self, run_id: str, *, budget: str | list[Limit] | None = None) -> RunResult:
@@ -205,7 +204,8 @@ class Runtime:
                 try:
                     if resume:
                         await self._reopen(ctx, opts, limits or [])
-                    state = await drive(wf, wf.build(ctx).compile(checkpointer=self._checkpointer), task, config)
+                    graph = wf.build(ctx).compile(checkpointer=self._checkpointer)
+                    state = await drive(wf, graph, task, config, fresh=not resume)
                     self.store.check_file()  # never "succeeded" into a database file that is gone
                 except asyncio.CancelledError:
                     if faults:  # the lease heartbeat stopped the run: storage gone or lease lost
@@ -251,11 +251,10 @@ class Runtime:
     async def _finish(self, run_id: str, status: RunStatus, result: dict[str, Any] | None, error: str | None,
                       workflow: str) -> None:
         metrics.RUNS.labels(workflow, status).inc()
+        values = {"status": status, "result": result, "error": error}
         try:
-            async with self.store.session() as s:
-                await s.execute(update(RunRow).where(RunRow.id == run_id)
-                                .values(status=status, result=result, error=error))
-            accounts = await self.ledger.accounts([accounting.run_scope(run_id)])
+            accounts = await self.store.transact(
+                lambda conn: runs.finish_run(conn, run_id, values, accounting.run_scope(run_id)))
         except Exception:
             if status != RunStatus.INTERRUPTED:
                 raise

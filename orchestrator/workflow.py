@@ -86,11 +86,15 @@ def get(name: str) -> Workflow:
         raise UnknownWorkflow(name, names()) from None
 
 
-async def drive(workflow: Workflow, graph: Any, task: dict[str, Any], config: Any) -> dict[str, Any]:
+async def drive(workflow: Workflow, graph: Any, task: dict[str, Any], config: Any, *,
+                fresh: bool = False) -> dict[str, Any]:
     """Run a compiled graph of ``workflow`` to its end from wherever its thread stopped: from
     the task's initial state when the thread has no checkpoint yet (an initial state of ``{}``
     included), from the last checkpoint when tasks are pending, or not at all when it had
-    finished (the process died before the run row was updated)."""
+    finished (the process died before the run row was updated). ``fresh``: the run was created
+    just now (its thread cannot have a checkpoint), so its thread is not read first."""
+    if fresh:
+        return dict(await graph.ainvoke(workflow.initial_state(task), config, durability="sync"))
     snapshot = await graph.aget_state(config)
     # Checkpoints are written before the next step starts ("sync"): with LangGraph's default
     # ("async") a process killed mid-step could leave a checkpoint without the writes that say

@@ -1,54 +1,68 @@
-"""The runtime's overhead per LLM turn, against raw httpx calls to the same instant server.
+"""The runtime's cost per durable LLM turn, against its baselines measured in the same run.
 
 What is measured. The kit's loopback OpenAI-compatible server (:mod:`orchestrator.testing`, its
 own process, asyncio streams, the canned reply with usage of ``responder.py``) answers instantly
-on loopback. At each concurrency N (default 1, 64, 512) and on each database (SQLite file;
-PostgreSQL at ``--postgres-url``):
+on loopback. At each concurrency N (default 1, 64, 512, 2048) and on each database (SQLite file;
+PostgreSQL: a throwaway server from ``initdb``/``pg_ctl``, or ``--postgres-url``), one after another:
 
-- **raw**: N concurrent "programs", each ``--turns`` sequential ``httpx`` POSTs of the same
-  request bodies the runtime sends (same messages, sampling and ``vllm_xargs``, the same
-  connection limits), parsing the JSON reply. Latency of one call.
-- **runtime**: N concurrent runs of the ``bench_turns`` workflow (registered here) through the
-  real :class:`~orchestrator.runtime.Runtime` with the ``openai`` backend pointed at the server,
-  under a token and dollar budget (so the ledger reserves and settles two accounts per call).
-  Its graph is one node that makes one ``ctx.chat`` call per graph step and loops ``--turns``
-  times, then a ``done`` node: one turn = graph step + ledger reserve + HTTP call + ledger settle
-  and LLM call row in one transaction + metrics + LangGraph checkpoint. The state grows like an
-  agent's (the reply plus a canned observation per turn), so checkpoints grow too. A turn's
-  latency is the time between consecutive node entries; run set-up (run row, limits, graph
-  compile) and tear-down (final status) are reported apart, per run.
+- **raw**: N concurrent "programs", each ``--turns`` sequential POSTs of the same request bodies the
+  runtime sends, parsing the JSON reply, with a plain aiohttp client (the fastest client measured
+  here). Latency of one call, calls/s. At N <= 64 also with plain ``httpx`` (its own pool), the
+  client the runtime used to send through (``raw_httpx``), to show why it no longer does.
+- **langgraph**: the bare LangGraph loop with LangGraph's own saver on the same kind of database
+  (AsyncSqliteSaver on a file of its own; AsyncPostgresSaver on a pool), no runtime: the same
+  two-node graph and the same state growth as the runtime's workflow (a reply and an observation,
+  ~200 characters each, appended per step), LangGraph's default durability, no LLM call.
+  Steps/s and the time between node entries.
+- **runtime**: N concurrent runs of the ``bench_turns`` workflow (registered here) through the real
+  :class:`~orchestrator.runtime.Runtime` with the ``openai`` backend pointed at the server, under a
+  token and dollar budget (so the ledger reserves and settles two accounts per call). One turn =
+  graph step + ledger reserve + HTTP call + ledger settle and LLM call row in one transaction +
+  metrics + LangGraph checkpoint (durability ``sync``), every turn durable. A turn's latency is the
+  time between consecutive node entries; run set-up (run row, limits, lease, graph compile) and
+  tear-down (final status) are reported apart, per run. Throughput (turns/s) counts them in.
 
-Per-turn overhead at a quantile q = q(runtime turn latency) - q(raw call latency) at the same N
-(a difference of quantiles, p50 and p95). At N = 1, ``--min-programs`` programs run one after
-another so the quantiles have enough samples. Failures: any exception from ``Runtime.run`` or a
-run that did not succeed (and, for raw, any failed call).
+Added latency per turn at a quantile q = q(runtime turn latency) - q(raw call latency) at the same
+N (a difference of quantiles, p50 and p95). At N = 1, ``--min-programs`` programs run one after
+another so the quantiles have enough samples. Failures: any exception from ``Runtime.run`` or a run
+that did not succeed (and, for raw, any failed call). Memory per idle program: the process's RSS
+growth with ``--idle-programs`` runs parked inside an LLM call (a client that waits), divided by
+their number. The profile: py-spy (when installed; cProfile otherwise) of one extra SQLite runtime
+phase at ``--profile`` N (default 64).
 
-Outputs under ``--out`` (default ``bench/results/orchestrator``): ``summary.json`` (the
-machine-checked summary), ``raw.json`` (every phase's latency statistics, throughput, set-up
-and tear-down times, failures), ``overhead.png``; with ``--profile``, ``profile_sqlite_<N>.txt``
-(cProfile of one extra runtime phase on SQLite at N, default 64).
+Outputs under ``--out`` (default ``bench/results/orchestrator``): ``summary.json`` (the machine-checked
+summary), ``raw.json`` (every phase's latency statistics, throughput, set-up and tear-down times,
+failures), ``overhead.png``, ``profile_sqlite_<N>.txt``.
 
-    .venv/bin/python bench/orchestrator/run.py               # ~5 minutes on 2 cores (4 turns per program)
-    .venv/bin/python bench/orchestrator/run.py --quick       # smoke run, seconds, writes under <out>/quick
+    .venv/bin/python bench/orchestrator/run.py            # full run, SQLite and PostgreSQL (~10 min on 2 cores)
+    .venv/bin/python bench/orchestrator/run.py --quick    # smoke run, about a minute, writes under <out>/quick
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import contextlib
 import cProfile
 import functools
+import gc
 import io
 import itertools
 import json
 import os
 import pstats
+import re
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+import tracemalloc
+import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
@@ -65,7 +79,7 @@ from orchestrator import workflow as workflows
 from orchestrator.runtime import RunStatus, Runtime
 from orchestrator.settings import Settings
 from orchestrator.tools.registry import ToolRegistry
-from orchestrator.types import LLMRequest, Message, ProgramHints, SamplingOptions
+from orchestrator.types import LLMRequest, LLMResponse, Message, ProgramHints, SamplingOptions, Usage
 from orchestrator.workflow import Workflow
 
 OUT = ROOT / "bench" / "results" / "orchestrator"
@@ -194,37 +208,143 @@ def _raw_body(history: list[dict[str, str]], program_id: str, turn: int, last: b
             "temperature": SAMPLING.temperature, "top_p": SAMPLING.top_p, "vllm_xargs": request.hints.to_xargs()}
 
 
-async def raw_phase(base_url: str, concurrency: int, num_programs: int, turns: int,
+async def raw_phase(base_url: str, client: str, concurrency: int, num_programs: int, turns: int,
                     advance: Callable[[], None]) -> PhaseResult:
-    """``num_programs`` programs of ``turns`` sequential raw httpx calls, ``concurrency`` at a time."""
+    """``num_programs`` programs of ``turns`` sequential raw calls, ``concurrency`` at a time, with
+    a plain ``aiohttp`` or ``httpx`` client."""
+    import aiohttp
+
     latencies: list[float] = []
     errors: list[str] = []
     sem = asyncio.Semaphore(concurrency)
-    limits = httpx.Limits(max_connections=1024, max_keepalive_connections=1024)
-    async with httpx.AsyncClient(headers={"Authorization": "Bearer EMPTY"}, limits=limits,
-                                 timeout=httpx.Timeout(300.0, connect=5.0)) as client:
+    headers = {"Authorization": "Bearer EMPTY", "Content-Type": "application/json"}
+    url = f"{base_url}/chat/completions"
+    if client == "httpx":
+        limits = httpx.Limits(max_connections=1024, max_keepalive_connections=1024)
+        hx = httpx.AsyncClient(headers=headers, limits=limits, timeout=httpx.Timeout(300.0, connect=5.0))
 
-        async def program(index: int) -> None:
-            async with sem:
-                history: list[dict[str, str]] = []
-                for turn in range(turns):
-                    body = _raw_body(history, f"raw{index}", turn, turn == turns - 1)
-                    t0 = time.perf_counter()
-                    try:
-                        response = await client.post(f"{base_url}/chat/completions", json=body)
-                        response.raise_for_status()
-                        text = response.json()["choices"][0]["message"]["content"]
-                    except (httpx.HTTPError, KeyError, ValueError) as exc:
-                        errors.append(f"{type(exc).__name__}: {exc}")
-                        return
-                    latencies.append(time.perf_counter() - t0)
-                    advance()
-                    history = _history_after(history, text)
+        async def post(body: bytes) -> str:
+            response = await hx.post(url, content=body)
+            response.raise_for_status()
+            return str(response.json()["choices"][0]["message"]["content"])
 
+        close: Callable[[], Any] = hx.aclose
+    else:
+        session = aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=1024),
+                                        timeout=aiohttp.ClientTimeout(total=300.0, sock_connect=5.0))
+
+        async def post(body: bytes) -> str:
+            async with session.post(url, data=body) as response:
+                response.raise_for_status()
+                return str(json.loads(await response.read())["choices"][0]["message"]["content"])
+
+        close = session.close
+
+    async def program(index: int) -> None:
+        async with sem:
+            history: list[dict[str, str]] = []
+            for turn in range(turns):
+                body = json.dumps(_raw_body(history, f"raw{index}", turn, turn == turns - 1)).encode()
+                t0 = time.perf_counter()
+                try:
+                    text = await post(body)
+                except (TimeoutError, httpx.HTTPError, aiohttp.ClientError, KeyError, ValueError) as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                    return
+                latencies.append(time.perf_counter() - t0)
+                advance()
+                history = _history_after(history, text)
+
+    try:
         t0 = time.perf_counter()
         await asyncio.gather(*(program(i) for i in range(num_programs)))
         wall = time.perf_counter() - t0
+    finally:
+        await close()
     return PhaseResult(latencies, wall, len(errors), errors, [], [])
+
+
+REPLY_200 = ("search: the capital of France and the national anthem La Marseillaise, its history, its author "
+             "Rouget de Lisle, and the city of Strasbourg where it was written in April 1792 during the war")
+
+
+def bare_graph(turns: int, times: dict[str, list[float]]) -> StateGraph:
+    """The runtime workflow's graph without the runtime: same nodes, edges and state growth, a
+    canned ~200-character reply instead of an LLM call."""
+
+    from langgraph.config import get_config
+
+    def stamp() -> None:
+        times.setdefault(get_config()["configurable"]["thread_id"], []).append(time.perf_counter())
+
+    async def agent(state: _TurnState) -> dict[str, Any]:
+        stamp()
+        return {"turn": state["turn"] + 1, "messages": _history_after(state["messages"], REPLY_200)}
+
+    async def done(state: _TurnState) -> dict[str, Any]:
+        stamp()
+        return {}
+
+    graph = StateGraph(_TurnState)
+    graph.add_node("agent", agent)
+    graph.add_node("done", done)
+    graph.add_edge(START, "agent")
+    graph.add_conditional_edges("agent", lambda s: "done" if s["turn"] >= turns else "agent", ["agent", "done"])
+    graph.add_edge("done", END)
+    return graph
+
+
+async def langgraph_phase(saver: Any, concurrency: int, num_programs: int, turns: int,
+                          advance: Callable[[], None]) -> PhaseResult:
+    """``num_programs`` threads of the bare graph on ``saver``, ``concurrency`` at a time."""
+    times: dict[str, list[float]] = {}
+    graph = bare_graph(turns, times).compile(checkpointer=saver)  # compiled once, as a user would
+    errors: list[str] = []
+    latencies: list[float] = []
+    sem = asyncio.Semaphore(concurrency)
+    phase = uuid.uuid4().hex[:8]
+
+    async def program(index: int) -> None:
+        async with sem:
+            thread = f"lg-{phase}-{index}"
+            try:
+                await graph.ainvoke({"messages": [], "turn": 0}, {"configurable": {"thread_id": thread},
+                                                                  "recursion_limit": 4 * turns + 10})
+            except Exception as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                return
+            stamps = times.pop(thread, [])
+            latencies.extend(b - a for a, b in itertools.pairwise(stamps))
+            for _ in range(turns):
+                advance()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(program(i) for i in range(num_programs)))
+    wall = time.perf_counter() - t0
+    return PhaseResult(latencies, wall, len(errors), errors, [], [])
+
+
+@contextlib.asynccontextmanager
+async def langgraph_saver(db: str, url: str, home: Path) -> AsyncIterator[Any]:
+    """LangGraph's own async saver on ``db``: a SQLite file of its own, or a pool on ``url``."""
+    if db == "sqlite":
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        async with AsyncSqliteSaver.from_conn_string(str(home / "langgraph.db")) as saver:
+            yield saver
+        return
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from psycopg.rows import dict_row
+    from psycopg_pool import AsyncConnectionPool
+
+    from orchestrator.store.db import plain_postgres_dsn
+
+    async with AsyncConnectionPool(plain_postgres_dsn(url), min_size=1, max_size=20, open=False,
+                                   kwargs={"autocommit": True, "prepare_threshold": 0,
+                                           "row_factory": dict_row}) as pool:
+        saver = AsyncPostgresSaver(pool)  # type: ignore[arg-type]
+        await saver.setup()
+        yield saver
 
 
 async def runtime_phase(rt: Runtime, base_url: str, concurrency: int, num_programs: int, turns: int,
@@ -285,6 +405,141 @@ def local_model_tokens_per_s() -> float | None:
         return None
 
 
+# -- memory per idle program ---------------------------------------------------------------------
+
+class _WaitingClient:
+    """An LLM client whose calls wait until released: parks runs inside ``ctx.chat``."""
+
+    model = MODEL
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.waiting = 0
+
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        self.waiting += 1
+        await self.release.wait()
+        return LLMResponse(text="answer: Paris", usage=Usage(100, 0, 4), model=MODEL)
+
+    def stream(self, request: LLMRequest) -> Any:
+        raise NotImplementedError
+
+    def count_tokens(self, text: str) -> int:
+        return len(text) // 4 + 1
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def idle_memory(db_url: str, home: Path, programs: int) -> dict[str, Any]:
+    """RSS growth with ``programs`` runs parked in an LLM call, per program (KiB)."""
+    waiting = _WaitingClient()
+    rt = Runtime(Settings(db_url=db_url, home=home), tools=ToolRegistry([]), clients={"waiting": waiting})
+    try:
+        waiting.release.set()
+        await asyncio.gather(*(rt.run(BENCH_WORKFLOW, {"question": QUESTION}, budget=BUDGET, backend="waiting",
+                                      options={"turns": 2}) for _ in range(8)))  # warm: imports, caches, pools
+        waiting.release.clear()
+        waiting.waiting = 0
+        gc.collect()
+        tracemalloc.start()
+        before, traced_before = _rss_bytes(), tracemalloc.get_traced_memory()[0]
+        runs = [asyncio.ensure_future(rt.run(BENCH_WORKFLOW, {"question": QUESTION}, budget=BUDGET,
+                                             backend="waiting", options={"turns": 2})) for _ in range(programs)]
+        while waiting.waiting < programs:
+            if any(r.done() for r in runs):
+                raise RuntimeError(f"an idle run ended early: {[r.result() for r in runs if r.done()][:1]}")
+            await asyncio.sleep(0.05)
+        gc.collect()
+        parked, traced = _rss_bytes(), tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        waiting.release.set()
+        results = await asyncio.gather(*runs)
+    finally:
+        await rt.aclose()
+    failed = sum(r.status != RunStatus.SUCCEEDED for r in results)
+    return {"programs": programs, "per_program_kib": (traced - traced_before) / programs / 1024,
+            "rss_growth_per_program_kib": (parked - before) / programs / 1024, "failures": failed,
+            "what": "Python heap (tracemalloc) held by runs parked inside ctx.chat (their context, compiled "
+                    "graph, LangGraph loop and task, lease), divided by their number; RSS growth beside it "
+                    "(an underestimate where the allocator reuses memory freed by the phases before)"}
+
+
+# -- profile ------------------------------------------------------------------------------------
+
+class _Profiler:
+    """py-spy on this process where it is installed (every thread, sampled), else cProfile
+    (this thread, deterministic); written as text either way."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.spy = shutil.which("py-spy") or (str(Path(sys.executable).parent / "py-spy")
+                                               if (Path(sys.executable).parent / "py-spy").exists() else None)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._cprofile: cProfile.Profile | None = None
+
+    def __enter__(self) -> _Profiler:
+        if self.spy:
+            self._raw = self.path.with_suffix(".pyspy.raw")
+            self._proc = subprocess.Popen([self.spy, "record", "--pid", str(os.getpid()), "--rate", "250",
+                                           "--format", "raw", "--output", str(self._raw), "--nonblocking"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)  # attached
+        else:
+            self._cprofile = cProfile.Profile()
+            self._cprofile.enable()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._cprofile is not None:
+            self._cprofile.disable()
+            buf = io.StringIO()
+            stats = pstats.Stats(self._cprofile, stream=buf)
+            stats.sort_stats("tottime").print_stats(40)
+            stats.sort_stats("cumulative").print_stats(60)
+            self.path.write_text("cProfile of the event loop's thread (waits count in cumulative times)\n"
+                                 + buf.getvalue())
+            return
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGINT)
+        try:
+            self._proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+        self.path.write_text(summarise_pyspy(self._raw) if self._raw.exists() else "py-spy wrote nothing\n")
+
+
+def summarise_pyspy(raw: Path, top: int = 45) -> str:
+    """Self and inclusive time per function of py-spy's raw (collapsed) stacks, busy samples only."""
+    own: collections.Counter[str] = collections.Counter()
+    incl: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [re.sub(r" \(.*?(site-packages/|lib/python3\.\d+/|/work/main/)?([^/]*/?[^/]*\.py):\d+\)$",
+                         r" (\2)", f) for f in stack.split(";")]
+        if frames[-1].startswith(("_worker (", "_connection_worker_thread (")):
+            continue  # an idle pool thread waiting for work
+        n = int(count)
+        total += n
+        own[frames[-1]] += n
+        for f in set(frames):
+            incl[f] += n
+    lines = [f"py-spy, {total} busy samples at 250 Hz (every thread; idle pool threads left out)", "",
+             "self %  function"]
+    lines += [f"{v / total * 100:6.1f}  {k}" for k, v in own.most_common(top)]
+    lines += ["", "inclusive %  function"]
+    lines += [f"{v / total * 100:6.1f}  {k}" for k, v in incl.most_common(top * 3)]
+    return "\n".join(lines) + "\n"
+
+
 # -- driver -------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -302,85 +557,145 @@ class BenchConfig:
     warmup_programs: int
     """Programs run (unrecorded) on each new runtime before measuring."""
     profile_concurrency: int | None
-    """Profile one extra SQLite runtime phase at this N with cProfile (None: no profile)."""
+    """Profile one extra SQLite runtime phase at this N (None: no profile)."""
+    idle_programs: int
+    """Runs parked at once to measure memory per idle program (0: not measured)."""
+    httpx_up_to: int = 64
+    """The plain-httpx raw phase runs at N up to this."""
 
 
 def _programs(cfg: BenchConfig, concurrency: int) -> int:
     return max(concurrency, cfg.min_programs)
 
 
+async def _measure_db(cfg: BenchConfig, db: str, db_url: str, base_url: str, home: Path, out: Path,
+                      progress: Any) -> dict[str, dict[str, Any]]:
+    cells: dict[str, dict[str, Any]] = {}
+    # No tools: the turns are LLM-only, and the default registry would need a search corpus.
+    rt = Runtime(Settings(db_url=db_url, home=home), tools=ToolRegistry([]))
+    backend_url = base_url
+    try:
+        warm = await runtime_phase(rt, backend_url, cfg.warmup_programs, cfg.warmup_programs, cfg.turns, lambda: None)
+        if warm.failures:
+            raise RuntimeError(f"warm-up on {db} failed: {warm.errors[:3]}")
+        async with langgraph_saver(db, db_url, home) as saver:
+            await langgraph_phase(saver, cfg.warmup_programs, cfg.warmup_programs, cfg.turns, lambda: None)
+            for n in cfg.concurrencies:
+                num = _programs(cfg, n)
+                total = num * cfg.turns
+
+                def task(what: str, n: int = n, total: int = total) -> Callable[[], None]:
+                    handle = progress.add_task(f"{db} N={n} {what}", total=total)
+                    return functools.partial(progress.advance, handle)
+
+                cell: dict[str, Any] = {"programs": num, "turns_per_program": cfg.turns}
+                cell["raw"] = (await raw_phase(base_url, "aiohttp", n, num, cfg.turns, task("raw aiohttp"))
+                               ).as_json(total)
+                if n <= cfg.httpx_up_to:
+                    cell["raw_httpx"] = (await raw_phase(base_url, "httpx", n, num, cfg.turns, task("raw httpx"))
+                                         ).as_json(total)
+                cell["langgraph"] = (await langgraph_phase(saver, n, num, cfg.turns, task("bare LangGraph"))
+                                     ).as_json(total)
+                batches = getattr(rt.store, "batches", 0)
+                run = await runtime_phase(rt, base_url, n, num, cfg.turns, task("runtime"))
+                cell["runtime"] = run.as_json(total)
+                cell["runtime"]["group_commits"] = getattr(rt.store, "batches", 0) - batches
+                cells[str(n)] = cell
+        if db == "sqlite" and cfg.profile_concurrency:
+            n = cfg.profile_concurrency
+            handle = progress.add_task(f"{db} N={n} runtime (profiled)", total=_programs(cfg, n) * cfg.turns)
+            with _Profiler(out / f"profile_sqlite_{n}.txt"):
+                await runtime_phase(rt, base_url, n, _programs(cfg, n), cfg.turns,
+                                    functools.partial(progress.advance, handle))
+    finally:
+        await rt.aclose()
+    return cells
+
+
 async def run_bench(cfg: BenchConfig, base_url: str, db_urls: dict[str, str], home: Path,
-                    out: Path) -> dict[str, Any]:
+                    out: Path) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, Any] | None]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     phases: dict[str, dict[str, dict[str, Any]]] = {}
-    with Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    memory = None
+    with Progress(TextColumn("{task.description:<30}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   refresh_per_second=4) as progress:
-        tasks = {}
         for db in cfg.dbs:
-            for n in cfg.concurrencies:
-                total = _programs(cfg, n) * cfg.turns
-                tasks[(db, n, "raw")] = progress.add_task(f"{db} N={n} raw httpx", total=total)
-                tasks[(db, n, "runtime")] = progress.add_task(f"{db} N={n} runtime", total=total)
-        for db in cfg.dbs:
-            # No tools: the turns are LLM-only, and the default registry would need a search corpus.
-            rt = Runtime(Settings(db_url=db_urls[db], home=home), tools=ToolRegistry([]))
-            try:
-                warm = await runtime_phase(rt, base_url, cfg.warmup_programs, cfg.warmup_programs, cfg.turns,
-                                           lambda: None)
-                if warm.failures:
-                    raise RuntimeError(f"warm-up on {db} failed: {warm.errors[:3]}")
-                phases[db] = {}
-                for n in cfg.concurrencies:
-                    num = _programs(cfg, n)
-                    raw_task, rt_task = tasks[(db, n, "raw")], tasks[(db, n, "runtime")]
-                    raw = await raw_phase(base_url, n, num, cfg.turns, lambda t=raw_task: progress.advance(t))
-                    run = await runtime_phase(rt, base_url, n, num, cfg.turns, lambda t=rt_task: progress.advance(t))
-                    phases[db][str(n)] = {"programs": num, "turns_per_program": cfg.turns,
-                                          "raw": raw.as_json(num * cfg.turns), "runtime": run.as_json(num * cfg.turns)}
-                if db == "sqlite" and cfg.profile_concurrency:
-                    n = cfg.profile_concurrency
-                    task = progress.add_task(f"{db} N={n} runtime (cProfile)", total=_programs(cfg, n) * cfg.turns)
-                    profiler = cProfile.Profile()
-                    profiler.enable()
-                    await runtime_phase(rt, base_url, n, _programs(cfg, n), cfg.turns,
-                                        functools.partial(progress.advance, task))
-                    profiler.disable()
-                    _write_profile(profiler, out / f"profile_sqlite_{n}.txt")
-            finally:
-                await rt.aclose()
-    return phases
+            dbhome = home / db
+            dbhome.mkdir(parents=True, exist_ok=True)
+            phases[db] = await _measure_db(cfg, db, db_urls[db], base_url, dbhome, out, progress)
+    if cfg.idle_programs:
+        idle_home = home / "idle"
+        idle_home.mkdir(parents=True, exist_ok=True)
+        memory = await idle_memory(f"sqlite:///{idle_home}/idle.db", idle_home, cfg.idle_programs)
+    return phases, memory
 
 
-def _write_profile(profiler: cProfile.Profile, path: Path) -> None:
-    buf = io.StringIO()
-    stats = pstats.Stats(profiler, stream=buf)
-    stats.sort_stats("tottime").print_stats(40)
-    stats.sort_stats("cumulative").print_stats(60)
-    path.write_text(buf.getvalue())
+GOALS = {"overhead_p50_ms_sqlite_1": 3.0, "overhead_p50_ms_postgres_1": 5.0, "turns_per_s_sqlite_64": 400.0,
+         "ratio_to_langgraph_sqlite_64": 0.5, "failures_at_2048": 0}
 
 
-def summarise(phases: dict[str, dict[str, dict[str, Any]]], cfg: BenchConfig) -> dict[str, Any]:
-    def overhead(q: str) -> dict[str, dict[str, float | None]]:
-        table: dict[str, dict[str, float | None]] = {}
-        for db, by_n in phases.items():
-            table[db] = {}
-            for n, cell in by_n.items():
-                raw, run = cell["raw"]["latency_ms"], cell["runtime"]["latency_ms"]
-                table[db][n] = round(run[q] - raw[q], 3) if raw.get("count") and run.get("count") else None
-        return table
+def summarise(phases: dict[str, dict[str, dict[str, Any]]], cfg: BenchConfig,
+              memory: dict[str, Any] | None, profile: str | None) -> dict[str, Any]:
+    def table(fn: Callable[[dict[str, Any]], float | None]) -> dict[str, dict[str, float | None]]:
+        return {db: {n: (round(v, 3) if (v := fn(cell)) is not None else None) for n, cell in by_n.items()}
+                for db, by_n in phases.items()}
 
-    top = str(max(cfg.concurrencies))
-    failures = sum(cell["runtime"]["failures"] + cell["raw"]["failures"]
-                   for by_n in phases.values() for n, cell in by_n.items() if n == top)
-    return {**provenance(), "overhead_p50_ms": overhead("p50"), "overhead_p95_ms": overhead("p95"),
-            "failures_at_512": failures, "local_model_tokens_per_s": local_model_tokens_per_s()}
+    def overhead(q: str) -> Callable[[dict[str, Any]], float | None]:
+        def fn(cell: dict[str, Any]) -> float | None:
+            raw, run = cell["raw"]["latency_ms"], cell["runtime"]["latency_ms"]
+            return run[q] - raw[q] if raw.get("count") and run.get("count") else None
+        return fn
+
+    def failures_at(n: int) -> int | None:
+        cells = [by_n[str(n)] for by_n in phases.values() if str(n) in by_n]
+        if not cells:
+            return None
+        return sum(c[k]["failures"] for c in cells for k in ("raw", "raw_httpx", "langgraph", "runtime") if k in c)
+
+    turns = table(lambda c: c["runtime"]["turns_per_s"])
+    steps = table(lambda c: c["langgraph"]["turns_per_s"])
+    ratio = table(lambda c: c["runtime"]["turns_per_s"] / c["langgraph"]["turns_per_s"]
+                  if c["langgraph"]["turns_per_s"] else None)
+    p50 = table(overhead("p50"))
+    summary: dict[str, Any] = {
+        **provenance(),
+        "overhead_p50_ms": p50,
+        "overhead_p95_ms": table(overhead("p95")),
+        "failures_at_512": failures_at(512),
+        "failures_at_2048": failures_at(2048),
+        "turns_per_s": turns,
+        "baseline_langgraph_steps_per_s": steps,
+        "raw_http_calls_per_s": table(lambda c: c["raw"]["turns_per_s"]),
+        "raw_httpx_calls_per_s": {db: {n: round(c["raw_httpx"]["turns_per_s"], 3) for n, c in by_n.items()
+                                       if "raw_httpx" in c} for db, by_n in phases.items()},
+        "ratio_turns_to_langgraph_steps": ratio,
+        "memory_per_idle_program_kib": round(memory["per_program_kib"], 1) if memory else None,
+        "profile_file": profile,
+        "local_model_tokens_per_s": local_model_tokens_per_s(),
+        "local_model_tokens_per_s_source": "carried over from bench/results/local_model/local_model.json "
+                                           "(measuring it needs the local model; this bench does not run it)",
+        "baselines": {"raw_http": "plain aiohttp client, same request bodies, same server, same N",
+                      "langgraph": "bare LangGraph graph (same shape and state growth, no LLM call) with LangGraph's "
+                                   "own async saver (AsyncSqliteSaver / AsyncPostgresSaver), default durability"},
+    }
+    got = {"overhead_p50_ms_sqlite_1": p50.get("sqlite", {}).get("1"),
+           "overhead_p50_ms_postgres_1": p50.get("postgres", {}).get("1"),
+           "turns_per_s_sqlite_64": turns.get("sqlite", {}).get("64"),
+           "ratio_to_langgraph_sqlite_64": ratio.get("sqlite", {}).get("64"),
+           "failures_at_2048": summary["failures_at_2048"]}
+    summary["goals"] = {k: {"goal": ("<= " if k.startswith(("overhead", "failures")) else ">= ") + str(goal),
+                            "measured": got[k],
+                            "met": None if got[k] is None else (got[k] <= goal if k.startswith(("overhead", "failures"))
+                                                                 else got[k] >= goal)}
+                        for k, goal in GOALS.items()}
+    return summary
 
 
 def plot(summary: dict[str, Any], phases: dict[str, dict[str, dict[str, Any]]], path: Path) -> None:
     plt = pyplot()
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.4))
     for db, style in (("sqlite", "o"), ("postgres", "s")):
         if db not in phases:
             continue
@@ -388,64 +703,72 @@ def plot(summary: dict[str, Any], phases: dict[str, dict[str, dict[str, Any]]], 
         left.plot(ns, [summary["overhead_p50_ms"][db][str(n)] for n in ns], style, linestyle="-", label=f"{db} p50")
         left.plot(ns, [summary["overhead_p95_ms"][db][str(n)] for n in ns], style, alpha=0.5, linestyle="--",
                   label=f"{db} p95")
-        right.plot(ns, [phases[db][str(n)]["runtime"]["latency_ms"]["p50"] for n in ns], style, linestyle="-",
-                   label=f"runtime turn, {db}")
-        right.plot(ns, [phases[db][str(n)]["raw"]["latency_ms"]["p50"] for n in ns], style, alpha=0.5,
-                   linestyle=":", label=f"raw httpx call (next to {db})")
-    left.axhline(2.0, color="grey", linewidth=0.8, linestyle="-.", label="goal: 2 ms p50 at N=64")
-    for ax, title, ylabel in ((left, "Added latency per LLM turn", "overhead (ms)"),
-                              (right, "Latency per turn, p50", "latency (ms)")):
+        right.plot(ns, [phases[db][str(n)]["runtime"]["turns_per_s"] for n in ns], style, linestyle="-",
+                   label=f"runtime turns/s, {db}")
+        right.plot(ns, [phases[db][str(n)]["langgraph"]["turns_per_s"] for n in ns], style, linestyle="--",
+                   alpha=0.6, label=f"bare LangGraph + saver steps/s, {db}")
+        right.plot(ns, [phases[db][str(n)]["raw"]["turns_per_s"] for n in ns], style, linestyle=":", alpha=0.5,
+                   label=f"raw aiohttp calls/s (next to {db})")
+    left.axhline(3.0, color="grey", linewidth=0.8, linestyle="-.", label="goal at N=1: 3 ms (SQLite)")
+    left.axhline(5.0, color="grey", linewidth=0.8, linestyle=":", label="goal at N=1: 5 ms (PostgreSQL)")
+    right.axhline(400, color="grey", linewidth=0.8, linestyle="-.", label="goal at N=64: 400 turns/s (SQLite)")
+    left.set_yscale("symlog", linthresh=1.0)
+    right.set_yscale("log")
+    for ax, title, ylabel in ((left, "Added latency per durable turn", "runtime - raw call (ms)"),
+                              (right, "Throughput", "per second")):
         ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
         ax.set_xlabel("concurrent programs")
         ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"QuotaFlow runtime overhead vs raw httpx ({summary['machine']}, {summary['commit'][:10]})",
+    fig.suptitle(f"QuotaFlow runtime vs raw HTTP and bare LangGraph ({summary['machine']}, {summary['commit'][:10]})",
                  fontsize=9)
     save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--concurrency", default="1,64,512", help="comma-separated programs in flight")
+    parser.add_argument("--concurrency", default="1,64,512,2048", help="comma-separated programs in flight")
     parser.add_argument("--turns", type=int, default=4, help="LLM turns per program")
-    parser.add_argument("--min-programs", type=int, default=40, help="programs per phase at least")
-    parser.add_argument("--dbs", default="sqlite", help="sqlite and/or postgres (postgres needs --postgres-url)")
+    parser.add_argument("--min-programs", type=int, default=60, help="programs per phase at least")
+    parser.add_argument("--dbs", default="sqlite,postgres", help="sqlite and/or postgres")
     parser.add_argument("--postgres-url", default="",
-                        help="an empty PostgreSQL database the bench may fill, e.g. postgresql://postgres@127.0.0.1:5432/bench")
-    parser.add_argument("--profile", type=int, nargs="?", const=64, default=None,
-                        help="cProfile one extra SQLite runtime phase at this N (default 64)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: N=1,8, 3 turns, results under <out>/quick")
+                        help="an empty PostgreSQL database the bench may fill, e.g. "
+                             "postgresql://postgres@127.0.0.1:5432/bench (default: a throwaway server from the "
+                             "installed initdb/pg_ctl)")
+    parser.add_argument("--profile", type=int, default=64,
+                        help="profile one extra SQLite runtime phase at this N (0: none)")
+    parser.add_argument("--idle-programs", type=int, default=1000, help="runs parked to measure memory (0: none)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: N=1,64, 3 turns, results under <out>/quick")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
-    if "postgres" in args.dbs and not args.postgres_url:
-        parser.error("--dbs postgres needs --postgres-url: an empty database on a running server")
 
     out: Path = args.out / "quick" if args.quick else args.out
     cfg = BenchConfig(
-        concurrencies=(1, 8) if args.quick else tuple(int(n) for n in args.concurrency.split(",")),
+        concurrencies=(1, 64) if args.quick else tuple(int(n) for n in args.concurrency.split(",")),
         turns=3 if args.quick else args.turns,
-        min_programs=4 if args.quick else args.min_programs,
+        min_programs=10 if args.quick else args.min_programs,
         dbs=tuple(d.strip() for d in args.dbs.split(",") if d.strip()),
-        warmup_programs=2 if args.quick else 8,
-        profile_concurrency=args.profile,
+        warmup_programs=4 if args.quick else 16,
+        profile_concurrency=(args.profile or None) if not args.quick else None,
+        idle_programs=100 if args.quick else args.idle_programs,
     )
     out.mkdir(parents=True, exist_ok=True)
     load_at_start = os.getloadavg()
     started = time.perf_counter()
     server, base_url = start_fake_server()
     try:
-        with tempfile.TemporaryDirectory(prefix="qf-bench-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="qf-bench-") as tmp, contextlib.ExitStack() as stack:
             db_urls = {"sqlite": f"sqlite:///{tmp}/bench.db"}
             if "postgres" in cfg.dbs:
-                db_urls["postgres"] = args.postgres_url
-            phases = asyncio.run(run_bench(cfg, base_url, db_urls, Path(tmp), out))
+                db_urls["postgres"] = args.postgres_url or _temporary_postgres(stack)
+            phases, memory = asyncio.run(run_bench(cfg, base_url, db_urls, Path(tmp), out))
     finally:
         server.terminate()
         server.wait(timeout=10)
-    summary = summarise(phases, cfg)
+    profile = f"profile_sqlite_{cfg.profile_concurrency}.txt" if cfg.profile_concurrency else None
+    summary = summarise(phases, cfg, memory, profile)
     raw = {
         **{k: summary[k] for k in ("commit", "machine", "date")},
         "config": {
@@ -455,18 +778,27 @@ def main(argv: list[str] | None = None) -> int:
             "warmup_programs": cfg.warmup_programs,
             "budget": BUDGET,
             "server": "orchestrator.testing loopback server (asyncio streams, separate process, instant canned reply)",
-            "overhead": "quantile(runtime turn latency) - quantile(raw httpx call latency), same N",
+            "overhead": "quantile(runtime turn latency) - quantile(raw aiohttp call latency), same N",
+            "runtime_durability": "sync (every checkpoint committed before the next step)",
         },
         "load_average_at_start": list(load_at_start),
         "load_average_at_end": list(os.getloadavg()),
         "total_wall_s": time.perf_counter() - started,
+        "memory": memory,
         "phases": phases,
     }
+    summary["load_average_at_start"] = list(load_at_start)
     write_json(out / "summary.json", summary)
     write_json(out / "raw.json", raw)
     plot(summary, phases, out / "overhead.png")
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _temporary_postgres(stack: contextlib.ExitStack) -> str:
+    from bench.integrity.postgres import create_database, temporary_server
+
+    return create_database(stack.enter_context(temporary_server()), "orchestrator_bench")
 
 
 if __name__ == "__main__":

@@ -52,6 +52,10 @@ class OpenAIConfig:
     """Upper bound of one retry delay (also caps a server's ``Retry-After``)."""
     max_connections: int = 1024
     """Connection pool size per client (high concurrency for benchmarks)."""
+    http_transport: str = "aiohttp"
+    """``aiohttp`` (default): requests go over aiohttp's connection pool
+    (:mod:`orchestrator.llm.aiohttp_transport`), which holds up at hundreds of concurrent calls;
+    ``httpx``: httpx's own pool (httpcore), several times slower at high concurrency."""
     send_hints: bool = True
     """Send ``vllm_xargs``/``priority``; turn off for servers that reject unknown fields."""
     structured_outputs: bool = True
@@ -76,6 +80,8 @@ class OpenAIConfig:
         if not urls:
             raise ConfigError("openai backend: no base URL; pass base_urls=['http://host:8000/v1']")
         object.__setattr__(self, "base_urls", urls)
+        if self.http_transport not in ("aiohttp", "httpx"):
+            raise ConfigError(f"openai backend: http_transport is 'aiohttp' or 'httpx', not {self.http_transport!r}")
         if self.max_retries < 0 or self.timeout_s <= 0 or self.backoff_base_s < 0:
             raise ConfigError("openai backend: max_retries >= 0, timeout_s > 0 and backoff_base_s >= 0 required")
 
@@ -174,6 +180,10 @@ class OpenAIClient:
         self._router = EndpointRouter(self.config.base_urls)
         self._rng = random.Random(self.config.seed)
         headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
+        if transport is None and self.config.http_transport == "aiohttp":
+            from orchestrator.llm.aiohttp_transport import AiohttpTransport
+
+            transport = AiohttpTransport(max_connections=self.config.max_connections)
         self._http = httpx.AsyncClient(
             headers=headers,
             transport=transport,

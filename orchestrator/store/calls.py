@@ -16,20 +16,26 @@ from orchestrator.journal import Entry, Journal
 from orchestrator.store import records
 from orchestrator.store.models import LLMCallRow, ObservationRow, StepRow, ToolCallRow
 
+# Built once: a statement built per call (``insert(...).values(**row)``) cost more to build and
+# to key for SQLAlchemy's compiled cache than to execute; the row goes in as parameters.
+_INSERT_LLM_CALL = insert(LLMCallRow)
+_INSERT_TOOL_CALL = insert(ToolCallRow)
+_INSERT_OBSERVATION = insert(ObservationRow)
+
 
 def insert_llm_call(conn: Connection, row: dict[str, Any]) -> None:
-    conn.execute(insert(LLMCallRow).values(**row))
+    conn.execute(_INSERT_LLM_CALL, row)
 
 
 def insert_tool_call(conn: Connection, row: dict[str, Any]) -> None:
-    conn.execute(insert(ToolCallRow).values(**row))
+    conn.execute(_INSERT_TOOL_CALL, row)
 
 
 def insert_observation(conn: Connection, row: dict[str, Any], *, once: bool = False) -> None:
     """Journal an observation; with ``once``, unless its key is there already (a resumed run)."""
     if once and conn.execute(select(ObservationRow.id).where(ObservationRow.key == row["key"])).first():
         return
-    conn.execute(insert(ObservationRow).values(**row))
+    conn.execute(_INSERT_OBSERVATION, row)
 
 
 def insert_step_once(conn: Connection, row: dict[str, Any]) -> None:

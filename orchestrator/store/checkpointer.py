@@ -12,6 +12,7 @@ the inline column to the blobs table, through that serializer.
 from __future__ import annotations
 
 import asyncio
+import json
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -90,19 +91,47 @@ class TextSafeSerializer(JsonPlusSerializer):
         return super().loads_typed(data)
 
 
-def _serialised_saver(base: type, lock: asyncio.Lock) -> type:
-    """``base`` (LangGraph's AsyncSqliteSaver) with its writes queued on the store's write lock."""
+_PUT_CHECKPOINT = ("INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
+                   "parent_checkpoint_id, type, checkpoint, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)")
+_PUT_WRITES = ("INSERT OR {verb} INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, "
+               "channel, type, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
-    class SerialisedSaver(base):  # type: ignore[misc,valid-type]
-        async def aput(self, *args: Any, **kwargs: Any) -> Any:
-            async with lock:
-                return await super().aput(*args, **kwargs)
 
-        async def aput_writes(self, *args: Any, **kwargs: Any) -> Any:
-            async with lock:
-                return await super().aput_writes(*args, **kwargs)
+def _group_committed_saver(base: type, store: Store) -> type:
+    """``base`` (LangGraph's AsyncSqliteSaver) writing through the store's group commit.
 
-    return SerialisedSaver
+    LangGraph's saver commits each checkpoint and each task's writes on its own aiosqlite
+    connection: two commits and several thread hand-offs per graph step, queued behind the
+    store's other writers. Here the same rows (the same statements as LangGraph's ``aput`` and
+    ``aput_writes``, serialized the same way) are written by :meth:`Store.transact`, in one
+    transaction with whatever else concurrent runs write at that moment; the call returns once
+    that transaction committed, so a checkpoint is as durable as before when LangGraph goes on.
+    Reads stay on the saver's own connection (WAL: readers see every committed write)."""
+    from langgraph.checkpoint.base import WRITES_IDX_MAP, get_checkpoint_metadata
+
+    class GroupCommittedSaver(base):  # type: ignore[misc,valid-type]
+        async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+            await self.setup()
+            conf = config["configurable"]
+            type_, blob = self.serde.dumps_typed(checkpoint)
+            meta = json.dumps(get_checkpoint_metadata(config, metadata), ensure_ascii=False).encode("utf-8", "ignore")
+            params = (str(conf["thread_id"]), conf["checkpoint_ns"], checkpoint["id"], conf.get("checkpoint_id"),
+                      type_, blob, meta)
+            await store.transact(lambda conn: conn.exec_driver_sql(_PUT_CHECKPOINT, params))
+            return {"configurable": {"thread_id": conf["thread_id"], "checkpoint_ns": conf["checkpoint_ns"],
+                                     "checkpoint_id": checkpoint["id"]}}
+
+        async def aput_writes(self, config: Any, writes: Any, task_id: str, task_path: str = "") -> None:
+            await self.setup()
+            conf = config["configurable"]
+            query = _PUT_WRITES.format(verb="REPLACE" if all(w[0] in WRITES_IDX_MAP for w in writes) else "IGNORE")
+            rows = [(str(conf["thread_id"]), str(conf["checkpoint_ns"]), str(conf["checkpoint_id"]), task_id,
+                     task_path, WRITES_IDX_MAP.get(channel, idx), channel, *self.serde.dumps_typed(value))
+                    for idx, (channel, value) in enumerate(writes)]
+            if rows:
+                await store.transact(lambda conn: conn.exec_driver_sql(query, rows))  # type: ignore[arg-type]
+
+    return GroupCommittedSaver
 
 
 def _text_safe_postgres_saver(base: type) -> type:
@@ -123,8 +152,8 @@ def _text_safe_postgres_saver(base: type) -> type:
 async def open_checkpointer(store: Store, stack: AsyncExitStack) -> Any:
     """A set-up saver on ``store``'s database; its connections close with ``stack``.
 
-    SQLite: LangGraph's AsyncSqliteSaver on its own connection, its writes queued behind the
-    store's write lock (one writer per file). PostgreSQL: AsyncPostgresSaver on a pool. Both
+    SQLite: LangGraph's AsyncSqliteSaver reading on its own connection and writing through the
+    store's group commit (one writer per file). PostgreSQL: AsyncPostgresSaver on a pool. Both
     serialize through :class:`TextSafeSerializer`.
     """
     if store.is_sqlite:
@@ -136,8 +165,7 @@ async def open_checkpointer(store: Store, stack: AsyncExitStack) -> Any:
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute("PRAGMA synchronous=NORMAL")
         await conn.execute("PRAGMA busy_timeout=60000")
-        assert store.write_lock is not None
-        saver = _serialised_saver(AsyncSqliteSaver, store.write_lock)(conn, serde=TextSafeSerializer())
+        saver = _group_committed_saver(AsyncSqliteSaver, store)(conn, serde=TextSafeSerializer())
     else:
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
         from psycopg.rows import dict_row
