@@ -160,9 +160,9 @@ class RayExecutor:
         if self._actors:
             return
         ray = self._ray
-        if not ray.is_initialized():
-            if self.address:
-                _check_reachable(self.address)
+        if self.address:
+            _check_reachable(self.address)
+        if not ray.is_initialized():  # else the cluster this process joined already is the one
             try:
                 ray.init(address=self.address, include_dashboard=False, runtime_env=self.runtime_env,
                          **self.init_options)
