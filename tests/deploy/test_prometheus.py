@@ -215,12 +215,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     processes = [subprocess.Popen(c, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT) for c in commands]
     try:
         api = Stack(f"http://{web}")
-        _poll(lambda: api.targets_up() == set(ports), "scrape target up")
-        _runs(env, tmp)
-        # A second round once Prometheus holds the first: every counter then has an increase to rate.
-        _poll(lambda: api.query("quotaflow_budget_refusals_total"), "scrape of the first runs")
-        _runs(env, tmp)
-        _poll(lambda: api.query(f"increase(quotaflow_llm_calls_total[{WINDOW}]) > 0"), "scrape of the second runs")
+        try:
+            _poll(lambda: api.targets_up() == set(ports), "scrape target up")
+            _runs(env, tmp)
+            # A second round once Prometheus holds the first: every counter then has an increase to rate.
+            _poll(lambda: api.query("quotaflow_budget_refusals_total"), "scrape of the first runs")
+            _runs(env, tmp)
+            _poll(lambda: api.query(f"increase(quotaflow_llm_calls_total[{WINDOW}]) > 0"),
+                  "scrape of the second runs")
+        except AssertionError as exc:
+            log.flush()
+            raise AssertionError(f"{exc}\n--- the exporters' and Prometheus's output:\n"
+                                 f"{(tmp / 'processes.log').read_text()[-4000:]}") from None
         yield api
     finally:
         for process in processes:
