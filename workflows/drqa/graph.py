@@ -23,6 +23,7 @@ from orchestrator.types import LLMResponse
 from workflows.drqa.config import run_config_from
 from workflows.drqa.datasets import detect_dataset, get_spec
 from workflows.drqa.engine import NODE_ORDER, Ask, Call, DRQAState, Observation, decide
+from workflows.drqa.quota.signals import signal_aucs
 from workflows.drqa.records import TEXT_RECORD_CHARS
 
 if TYPE_CHECKING:
@@ -101,6 +102,8 @@ def result(state: dict[str, Any]) -> dict[str, Any]:
         "reasoning_tokens": state.get("spent", 0),
         "tokens_by_purpose": state.get("spent_by_purpose", {}),
         **counts,
+        # How well each difficulty signal ranked this run's wrong answers above its right ones.
+        "difficulty_auc": signal_aucs(state.get("probe") or [], [bool(f.get("correct")) for f in final]),
         "items": final,
     }
 

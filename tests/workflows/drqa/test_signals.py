@@ -136,3 +136,41 @@ def test_unknown_signal_is_refused() -> None:
 
     with pytest.raises((ValueError, BadInputError)):
         _config(difficulty_signal="vibes")
+
+
+def test_signal_aucs_of_a_run() -> None:
+    from workflows.drqa.quota.signals import signal_aucs
+
+    probe = [{"signals": {"agreement": 0.0, "size": 0.9}}, {"signals": {"agreement": 1.0, "size": 0.1}}]
+    assert signal_aucs(probe, [True, False]) == {"agreement": 1.0, "size": 0.0}
+    assert signal_aucs([{"difficulty": 1.0}], [True]) == {} and signal_aucs([], []) == {}
+
+
+def test_a_run_through_the_runtime_uses_the_chosen_signal_and_reports_every_signals_auc(tmp_path) -> None:
+    import asyncio
+
+    from orchestrator.runtime import Runtime
+    from orchestrator.settings import Settings
+    from orchestrator.tools.registry import ToolRegistry
+    from workflows.drqa.sim import sim_client
+
+    sim = sim_client()
+
+    async def go() -> dict[str, Any]:
+        rt = Runtime(Settings(db_url=f"sqlite:///{tmp_path / 'drqa.db'}", home=tmp_path),
+                     clients={"sim": sim}, tools=ToolRegistry())
+        try:
+            res = await rt.run("drqa", {"rows": make_rows([1, 1, 2, 12, 1, 14, 2, 10]), "dataset": "gsm8k"},
+                               backend="sim", options={"total_budget": 3000, "batch_size": 4, "floor_tokens": 16,
+                                                       "ceiling_tokens": 600, "difficulty_signal": "agreement",
+                                                       "num_quick_samples": 3})
+        finally:
+            await rt.aclose()
+        assert res.status == "succeeded", res.error
+        assert res.result is not None
+        return res.result
+
+    result = asyncio.run(go())
+    assert set(result["difficulty_auc"]) == {"mixed", "length", "agreement", "logprob", "size"}
+    quick = [r for r in sim.requests if len(r.messages) == 1 and "final answer only" in r.messages[0].content]
+    assert len(quick) == 3 * 8 and {r.sampling.seed for r in quick} == {None, 1, 2}

@@ -22,6 +22,7 @@ import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 from workflows.answers import normalize_answer
 
@@ -33,6 +34,7 @@ __all__ = [
     "logprob_difficulty",
     "roc_auc",
     "select_signal",
+    "signal_aucs",
     "split_indices",
 ]
 
@@ -89,6 +91,16 @@ def roc_auc(difficulty: Sequence[float], correct: Sequence[bool]) -> float | Non
         i = j + 1
     u = rank_sum - len(wrong) * (len(wrong) + 1) / 2
     return u / (len(wrong) * len(right))
+
+
+def signal_aucs(probe: Sequence[Mapping[str, Any]], correct: Sequence[bool]) -> dict[str, float | None]:
+    """Per signal, :func:`roc_auc` of the probe records' ``signals`` against the final answers'
+    correctness (empty when the probe did not run or the lengths differ)."""
+    rows = [p.get("signals") for p in probe]
+    if not rows or len(rows) != len(correct) or any(not isinstance(r, Mapping) for r in rows):
+        return {}
+    tables = cast(list[Mapping[str, float]], rows)
+    return {name: roc_auc([float(r[name]) for r in tables], correct) for name in tables[0]}
 
 
 def split_indices(n: int, select_fraction: float, rng: random.Random) -> tuple[list[int], list[int]]:
