@@ -158,8 +158,24 @@ async def _run_method(args: argparse.Namespace, rows: list[dict[str, Any]], data
             "reasoning_tokens": out["reasoning_tokens"], "num_items": out["num_items"],
             "tokens_by_purpose": out["tokens_by_purpose"], "seconds": round(time.perf_counter() - t0, 1),
             "num_truncated": out["num_truncated"], "num_forced": out["num_forced"],
-            "num_unparsable": out["num_unparsable"],
+            "num_unparsable": out["num_unparsable"], "difficulty_auc": out.get("difficulty_auc", {}),
+            "signal_selection": _signal_selection(out),
             "sources": _count(it["source"] for it in out["items"]), "items": items}
+
+
+def _signal_selection(out: dict[str, Any], repeats: int = 10) -> dict[str, Any] | None:
+    """Which difficulty signal predicts a wrong answer best: chosen on a random half of the run's
+    questions, its AUC reported on the other half, ``repeats`` times (None without probe signals
+    or without both right and wrong answers)."""
+    from workflows.drqa.quota.signals import select_signal
+
+    rows = out.get("difficulty_signals") or []
+    correct = [bool(it.get("correct")) for it in out["items"]]
+    if not rows or len(rows) != len(correct) or any(not r for r in rows) or len(set(correct)) < 2:
+        return None
+    picked = select_signal({name: [r[name] for r in rows] for name in rows[0]}, correct, repeats=repeats, seed=0)
+    return {"winner": picked.winner, "chosen": list(picked.chosen), "report_auc_mean": picked.mean_report_auc,
+            "report_auc_std": picked.std_report_auc, "auc_by_signal": dict(picked.auc_by_signal)}
 
 
 def _count(values: Any) -> dict[str, int]:

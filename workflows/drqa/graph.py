@@ -104,6 +104,7 @@ def result(state: dict[str, Any]) -> dict[str, Any]:
         **counts,
         # How well each difficulty signal ranked this run's wrong answers above its right ones.
         "difficulty_auc": signal_aucs(state.get("probe") or [], [bool(f.get("correct")) for f in final]),
+        "difficulty_signals": [p.get("signals") for p in state.get("probe") or []],
         "items": final,
     }
 

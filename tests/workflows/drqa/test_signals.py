@@ -174,3 +174,15 @@ def test_a_run_through_the_runtime_uses_the_chosen_signal_and_reports_every_sign
     assert set(result["difficulty_auc"]) == {"mixed", "length", "agreement", "logprob", "size"}
     quick = [r for r in sim.requests if len(r.messages) == 1 and "final answer only" in r.messages[0].content]
     assert len(quick) == 3 * 8 and {r.sampling.seed for r in quick} == {None, 1, 2}
+
+
+def test_the_bench_entry_chooses_a_signal_on_one_half_and_reports_the_other() -> None:
+    from bench.drqa.run import _signal_selection
+
+    rng = random.Random(3)
+    correct = [rng.random() < 0.5 for _ in range(40)]
+    rows = [{"agreement": 0.1 if ok else 0.9, "size": rng.random()} for ok in correct]
+    out = {"difficulty_signals": rows, "items": [{"correct": ok} for ok in correct]}
+    picked = _signal_selection(out)
+    assert picked is not None and picked["winner"] == "agreement" and picked["report_auc_mean"] == 1.0
+    assert _signal_selection({"difficulty_signals": [None] * 40, "items": out["items"]}) is None
