@@ -51,7 +51,7 @@ def _mounted(service: dict[str, Any], container_path: str) -> list[PurePosixPath
     wanted = PurePosixPath(container_path)
     found = []
     for volume in service.get("volumes", ()):
-        source, target = str(volume).split(":")[:2]
+        source, target = re.sub(r":(ro|rw)$", "", str(volume)).rsplit(":", 1)  # a source may hold ${VAR:-x}
         if not source.startswith("."):
             continue  # a named volume: nothing of the repository
         target_path = PurePosixPath(target)
