@@ -91,7 +91,17 @@ class ProgramWorker:
     async def run(self, workflow: str | Workflow, task: dict[str, Any], run_id: str,
                   run_kwargs: dict[str, Any]) -> RunResult:
         """Run the program ``run_id``, or, when it exists (this is Ray's retry of it after a
-        worker died), continue it."""
+        worker died), continue it. A QuotaFlowError comes back as a failed result, as from the
+        local executor (and as a value: not every error type survives Ray's pickling)."""
+        try:
+            return await self._run_or_continue(workflow, task, run_id, run_kwargs)
+        except RunBusy as exc:  # still held by a live worker after the wait: the id says which run
+            return RunResult(run_id, RunStatus.FAILED, None, str(exc), exc.exit_code)
+        except QuotaFlowError as exc:  # bad input, before the run was stored
+            return RunResult("", RunStatus.FAILED, None, str(exc), exc.exit_code)
+
+    async def _run_or_continue(self, workflow: str | Workflow, task: dict[str, Any], run_id: str,
+                               run_kwargs: dict[str, Any]) -> RunResult:
         rt = self._rt()
         try:
             row = await rt.get_run(run_id)
@@ -212,14 +222,9 @@ class RayExecutor:
             return await actor.run.remote(workflow, task, run_id, run_kwargs)  # type: ignore[no-any-return]
         except errors.RayActorError as exc:  # its worker died, and died again on every retry
             return await _worker_lost(runtime, run_id, self.max_retries, exc)
-        except errors.RayTaskError as exc:
+        except errors.RayTaskError as exc:  # a bug in a workflow: raised, as from the local executor
             cause = getattr(exc, "cause", None)
-            if not isinstance(cause, QuotaFlowError):
-                raise (cause if isinstance(cause, Exception) else exc) from None  # a bug: as the local executor
-            # Bad input before the run was stored (no id, as the local executor), or a retry that
-            # found the run still held by a live worker (RunBusy: the id says which run).
-            stored = run_id if isinstance(cause, RunBusy) else ""
-            return RunResult(stored, RunStatus.FAILED, None, str(cause), cause.exit_code)
+            raise (cause if isinstance(cause, Exception) else exc) from None
 
     async def aclose(self) -> None:
         """Stop the workers, and the cluster if this executor started it."""
