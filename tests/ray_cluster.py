@@ -23,7 +23,7 @@ def ray_cluster() -> Iterator[Any]:
     ray = pytest.importorskip("ray", reason=extras.RAY)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Workers import the test helpers (tests.orchestrator.ray_programs) as the driver does.
-    ray.init(num_cpus=NUM_CPUS, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=NUM_CPUS, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
     try:
         yield ray

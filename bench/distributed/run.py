@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> None:
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     server, base_url = start_fake_server()
-    ray.init(num_cpus=cfg.cpus, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=cfg.cpus, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
     try:
         with contextlib.ExitStack() as stack:

@@ -140,7 +140,8 @@ class RayExecutor:
     """Programs on Ray workers, each holding a Runtime on the driver's database.
 
     ``address``: the cluster to join (``ray start --head`` prints it; ``"auto"`` finds one on
-    this host; None starts a local one unless Ray is already initialised in this process).
+    this host; None starts a local one, stopped again by ``aclose``, unless Ray is already
+    initialised in this process: then that cluster is used).
     ``num_workers``: worker actors (default: one per CPU of the cluster, ``cpus_per_worker``
     each). ``max_retries``: how often a program whose worker died is sent again before it is
     marked failed. ``runtime_factory``: builds each worker's Runtime (default:
@@ -174,7 +175,7 @@ class RayExecutor:
             _check_reachable(self.address)
         if not ray.is_initialized():  # else the cluster this process joined already is the one
             try:
-                ray.init(address=self.address, include_dashboard=False, runtime_env=self.runtime_env,
+                ray.init(address=self.address or "local", include_dashboard=False, runtime_env=self.runtime_env,
                          **self.init_options)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 where = f"the Ray cluster at {self.address}" if self.address else "a local Ray cluster"
