@@ -199,6 +199,8 @@ class RayExecutor:
         # The workflow itself travels (by reference to its module): workers need not have
         # registered it, e.g. from the driver's --workflow-module.
         wf = workflows.get(workflow) if isinstance(workflow, str) else workflow
+        # Serialised once for the dataset, not once per program (Ray hands the workers the values).
+        shared = (self._ray.put(wf), self._ray.put(run_kwargs))
         slots: asyncio.Queue[Any] = asyncio.Queue()
         for _ in range(max(1, concurrency)):  # interleaved: the first programs spread over all workers
             for actor in self._actors:
@@ -207,7 +209,7 @@ class RayExecutor:
         async def one(task: dict[str, Any]) -> RunResult:
             actor = await slots.get()
             try:
-                res = await self._run_on(actor, runtime, wf, task, new_run_id(), run_kwargs)
+                res = await self._run_on(actor, runtime, shared, task, new_run_id())
             finally:
                 slots.put_nowait(actor)
             if on_done is not None:
@@ -216,11 +218,12 @@ class RayExecutor:
 
         return list(await asyncio.gather(*(one(t) for t in tasks)))
 
-    async def _run_on(self, actor: Any, runtime: Runtime, workflow: str | Workflow, task: dict[str, Any],
-                      run_id: str, run_kwargs: dict[str, Any]) -> RunResult:
+    async def _run_on(self, actor: Any, runtime: Runtime, shared: tuple[Any, Any], task: dict[str, Any],
+                      run_id: str) -> RunResult:
+        """``actor.run`` with the workflow and run options ``shared`` holds (object refs)."""
         errors = self._ray.exceptions
         try:
-            return await actor.run.remote(workflow, task, run_id, run_kwargs)  # type: ignore[no-any-return]
+            return await actor.run.remote(shared[0], task, run_id, shared[1])  # type: ignore[no-any-return]
         except errors.RayActorError as exc:  # its worker died, and died again on every retry
             return await _worker_lost(runtime, run_id, self.max_retries, exc)
         except errors.RayTaskError as exc:  # a bug in a workflow: raised, as from the local executor
