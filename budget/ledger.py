@@ -17,7 +17,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
@@ -192,8 +192,9 @@ class Ledger:
         ``overrun`` and returned, so the caller can stop the run."""
         spent = {(c.scope, c.resource): c.amount for c in actual}
         now = datetime.now(UTC)
-        rows = [{"b_key": reservation.key, "b_id": aid, "b_amount": amount, "b_used": spent.get((scope, resource), 0.0),
-                 "b_at": now} for aid, scope, resource, amount in reservation.parts]
+        rows: list[dict[str, Any]] = [
+            {"b_key": reservation.key, "b_id": aid, "b_amount": amount, "b_used": spent.get((scope, resource), 0.0),
+             "b_at": now} for aid, scope, resource, amount in reservation.parts]
         for row in rows:
             row["b_status"] = ("overrun" if row["b_used"] > row["b_amount"] + _EPS else "settled") if actual \
                 else "released"

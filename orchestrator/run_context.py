@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
@@ -51,6 +52,7 @@ from orchestrator.types import (
 __all__ = ["RuntimeContext"]
 
 _RESERVE_ATTEMPTS = 3
+_NEED_EXACT = -1  # the prompt's upper bound would clamp the call: count it exactly, then size again
 
 
 @dataclass
@@ -130,7 +132,7 @@ class RuntimeContext:
     ) -> LLMResponse:
         sampling = sampling or SamplingOptions()
         wire = [m.to_wire() for m in messages]
-        key, done = self._replay("llm", llm_request(wire, asdict(sampling)))
+        key, done = self._replay("llm", llm_request(wire, _sampling_fields(sampling)))
         if done is not None:
             return _response_from_row(done.result)
         async with self._in_flight():
@@ -180,38 +182,51 @@ class RuntimeContext:
 
     async def _reserve_llm(self, key: str, scopes: list[str], model: str,
                            request: LLMRequest) -> tuple[Reservation, LLMRequest]:
-        """Reserve the call's prompt (counted exactly where the backend can, else an upper bound)
-        and as much output as every limit allows, ``max_tokens`` clamped to it, so the reply
-        cannot take the run past a limit. A call no output fits into is refused before dispatch."""
+        """Reserve the call's prompt and as much output as every limit allows, ``max_tokens``
+        clamped to it, so the reply cannot take the run past a limit. A call no output fits into
+        is refused before dispatch.
+
+        The prompt is reserved at its upper bound from its bytes while that leaves every limit
+        room for all of ``max_tokens`` (the call is then the same whatever its exact size, and the
+        reservation still covers it); only where the bound would clamp or refuse the call is the
+        backend asked for the exact count (``count_prompt_tokens``: vLLM's ``/tokenize``, a round
+        trip), and that is reserved instead."""
         counter = getattr(self.llm, "count_prompt_tokens", None)
-        exact = await counter(request) if counter is not None else None
-        input_tokens = exact if exact is not None else accounting.input_tokens_upper_bound(request.messages)
         requested = request.sampling.max_tokens
         # A client that learns its model from the server's first reply reserves at the table's
         # highest prices until then: whatever model answers, the call is covered.
         price = self.pricing.price_for(model) if model else self.pricing.highest()
+        prompt = {"tokens": accounting.input_tokens_upper_bound(request.messages), "exact": counter is None}
         sized: list[int] = []
 
         def size(views: list[AccountView]) -> list[Charge]:
             allowed = accounting.output_allowance({(v.scope, v.resource): v.remaining for v in views}, scopes,
-                                                  price, input_tokens, requested)
+                                                  price, prompt["tokens"], requested)
+            if allowed < requested and not prompt["exact"]:
+                sized[:] = [_NEED_EXACT, 0]
+                return []  # nothing reserved: count the prompt exactly first
             # With no room, reserve what was asked: the ledger's refusal names the binding limit.
             max_out = allowed if allowed >= 1 else requested
             sized[:] = [allowed, max_out]
-            return accounting.token_charges(scopes, self.pricing, model, input_tokens, 0, max_out,
-                                            cost=price.cost_of(input_tokens, 0, max_out))
+            return accounting.token_charges(scopes, self.pricing, model, prompt["tokens"], 0, max_out,
+                                            cost=price.cost_of(prompt["tokens"], 0, max_out))
 
-        for attempt in range(_RESERVE_ATTEMPTS):
+        attempt = 0
+        while True:
             # One transaction reads the accounts, sizes the call and reserves it.
             try:
                 reservation = await self.ledger.reserve_sized(key, scopes, size, self.run_id)
             except LimitReached as exc:
-                if sized and sized[0] >= 1 and attempt + 1 < _RESERVE_ATTEMPTS:
+                attempt += 1
+                if sized and sized[0] >= 1 and attempt < _RESERVE_ATTEMPTS:
                     continue  # a concurrent call took the room first: size the call again
                 raise _refused(exc) from None
+            if sized and sized[0] == _NEED_EXACT:
+                exact = await counter(request) if counter is not None else None
+                prompt = {"tokens": exact if exact is not None else prompt["tokens"], "exact": True}
+                continue
             max_out = sized[1] if sized else requested
             return reservation, replace(request, sampling=replace(request.sampling, max_tokens=max_out))
-        raise AssertionError("unreachable")
 
     async def _settle(self, reservation: Reservation, settle: Callable[[Connection], list[Overrun]]) -> list[Overrun]:
         try:
@@ -329,6 +344,20 @@ class RuntimeContext:
     async def get_record(self, namespace: str, key: str) -> Any | None:
         async with self.store.session() as s:
             return await calls.read_record(s, self.run_id, namespace, key)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_fields(sampling: SamplingOptions) -> dict[str, Any]:
+    return asdict(sampling)
+
+
+def _sampling_fields(sampling: SamplingOptions) -> dict[str, Any]:
+    """``asdict(sampling)`` (the journaled form), computed once per distinct options: a workflow
+    sends the same few options on every turn, and ``asdict`` copies deeply (read-only result)."""
+    try:
+        return _cached_fields(sampling)
+    except TypeError:  # unhashable (a json_schema of lists compared by value): not cached
+        return asdict(sampling)
 
 
 def _refused(exc: LimitReached) -> BudgetExhausted:

@@ -90,6 +90,22 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return httpx.Response(response.status, headers=list(response.raw_headers), stream=_Body(response),
                               extensions={"http_version": b"HTTP/1.1"}, request=request)
 
+    async def post(self, url: str, content: bytes, headers: dict[str, str], timeout: httpx.Timeout) -> httpx.Response:
+        """POST ``content`` and read the whole reply: the hot path of a non-streaming call, without
+        httpx's client layers (auth, redirects, cookies, event hooks: none of which the ``openai``
+        backend uses), about 0.2 ms less CPU per call. Raises the same httpx errors."""
+        session = self._open()
+        try:
+            async with session.post(url, data=content, headers=headers, allow_redirects=False,
+                                    timeout=aiohttp.ClientTimeout(total=None, connect=timeout.pool,
+                                                                  sock_connect=timeout.connect,
+                                                                  sock_read=timeout.read)) as response:
+                body = await response.read()
+                status, raw_headers = response.status, list(response.raw_headers)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _as_httpx(exc) from exc
+        return httpx.Response(status, headers=raw_headers, content=body, request=httpx.Request("POST", url))
+
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()

@@ -180,14 +180,17 @@ class OpenAIClient:
         self._router = EndpointRouter(self.config.base_urls)
         self._rng = random.Random(self.config.seed)
         headers = {"Authorization": f"Bearer {self.config.api_key}"} if self.config.api_key else {}
+        self._timeout = httpx.Timeout(self.config.timeout_s, connect=self.config.connect_timeout_s)
+        self._aio: Any = None  # the aiohttp transport when this client made it: non-streaming posts go direct
         if transport is None and self.config.http_transport == "aiohttp":
             from orchestrator.llm.aiohttp_transport import AiohttpTransport
 
-            transport = AiohttpTransport(max_connections=self.config.max_connections)
+            transport = self._aio = AiohttpTransport(max_connections=self.config.max_connections)
+        self._post_headers = {**headers, "Content-Type": "application/json", "Accept": "application/json"}
         self._http = httpx.AsyncClient(
             headers=headers,
             transport=transport,
-            timeout=httpx.Timeout(self.config.timeout_s, connect=self.config.connect_timeout_s),
+            timeout=self._timeout,
             limits=httpx.Limits(max_connections=self.config.max_connections,
                                 max_keepalive_connections=self.config.max_connections),
         )
@@ -259,7 +262,7 @@ class OpenAIClient:
         if model := request.model or self.config.model or self._models.get(endpoint):
             body["model"] = model
         try:
-            response = await self._http.post(f"{endpoint.removesuffix('/v1')}/tokenize", **_json_body(body))
+            response = await self._post(f"{endpoint.removesuffix('/v1')}/tokenize", body)
         except httpx.HTTPError:
             return None
         if response.status_code in (404, 405, 501):
@@ -272,6 +275,13 @@ class OpenAIClient:
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             return None
         return count
+
+    async def _post(self, url: str, body: dict[str, Any]) -> httpx.Response:
+        """POST ``body`` as JSON and read the reply (direct over aiohttp where this client made
+        the aiohttp transport, else through the httpx client)."""
+        if self._aio is not None:
+            return await self._aio.post(url, _json_body(body)["content"], self._post_headers, self._timeout)  # type: ignore[no-any-return]
+        return await self._http.post(url, **_json_body(body))
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -363,7 +373,7 @@ class OpenAIClient:
     async def _complete_once(self, endpoint: str, body: dict[str, Any]) -> LLMResponse:
         started = time.perf_counter()
         try:
-            response = await self._http.post(f"{endpoint}/chat/completions", **_json_body(body))
+            response = await self._post(f"{endpoint}/chat/completions", body)
         except httpx.TransportError as exc:
             raise _Retryable(f"{endpoint}: {type(exc).__name__}: {exc}",
                              move_on=isinstance(exc, httpx.ConnectError)) from exc
