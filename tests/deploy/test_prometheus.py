@@ -248,7 +248,7 @@ def _finite(result: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("query", dashboard_queries(), ids=lambda q: q.where)
-def test_every_dashboard_query_evaluates_and_quotaflow_queries_return_data(stack: Stack, query: Query) -> None:
+def test_every_dashboard_query_returns_data(stack: Stack, query: Query) -> None:
     promql = query.promql(WINDOW)
     if query.is_vllm and not VLLM_SERVED:
         stack.query(promql)
