@@ -1,5 +1,5 @@
 """What the deploy tests read from deploy/: the dashboard's and the alert rules' PromQL, the metric
-names each one selects, and vLLM 0.26's metric names (from its source, since no vLLM runs here)."""
+names each one selects, and vLLM 0.26's metric names (read from its source, without importing vLLM)."""
 
 from __future__ import annotations
 
