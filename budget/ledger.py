@@ -287,19 +287,31 @@ def _limited_accounts(s: Connection, scopes: set[str]) -> dict[tuple[str, str], 
     return {(scope, resource): aid for scope, resource, aid in rows}
 
 
+_UPSERTS: dict[tuple[str, bool], Any] = {}
+
+
+def _upsert_statement(dialect: str, relative: bool) -> Any:
+    """INSERT ... ON CONFLICT DO UPDATE of one limit (built once per dialect and kind)."""
+    key = (dialect, relative)
+    if key not in _UPSERTS:
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        # Both dialects' INSERT ... ON CONFLICT DO UPDATE take the same arguments.
+        dialect_insert: Callable[[Table], postgresql.Insert | sqlite.Insert] = (
+            postgresql.insert if dialect == "postgresql" else sqlite.insert
+        )
+        table = cast(Table, BudgetAccountRow.__table__)
+        stmt = dialect_insert(table).values(scope=bindparam("b_scope"), resource=bindparam("b_resource"),
+                                            limit_amount=bindparam("b_amount"), reserved=0.0, spent=0.0)
+        current = func.coalesce(table.c.limit_amount, 0.0)
+        new_limit = current + stmt.excluded.limit_amount if relative else stmt.excluded.limit_amount
+        _UPSERTS[key] = stmt.on_conflict_do_update(index_elements=["scope", "resource"],
+                                                   set_={"limit_amount": new_limit})
+    return _UPSERTS[key]
+
+
 def upsert_limits(s: Connection, limits: list[Limit]) -> None:
     """Create or change ``limits`` in the caller's transaction (see ``Ledger.set_limits``)."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    # Both dialects' INSERT ... ON CONFLICT DO UPDATE take the same arguments.
-    dialect_insert: Callable[[Table], postgresql.Insert | sqlite.Insert] = (
-        postgresql.insert if s.dialect.name == "postgresql" else sqlite.insert
-    )
-    table = cast(Table, BudgetAccountRow.__table__)
     for lim in sorted(limits, key=lambda lim: (lim.scope, lim.resource)):  # one lock order for every writer
-        stmt = dialect_insert(table).values(scope=lim.scope, resource=lim.resource, limit_amount=lim.amount,
-                                            reserved=0.0, spent=0.0)
-        current = func.coalesce(table.c.limit_amount, 0.0)
-        new_limit = current + stmt.excluded.limit_amount if lim.relative else stmt.excluded.limit_amount
-        s.execute(stmt.on_conflict_do_update(index_elements=["scope", "resource"],
-                                             set_={"limit_amount": new_limit}))
+        s.execute(_upsert_statement(s.dialect.name, lim.relative),
+                  {"b_scope": lim.scope, "b_resource": lim.resource, "b_amount": lim.amount})

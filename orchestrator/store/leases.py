@@ -18,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.engine import Connection
 
 from orchestrator.errors import RunBusy
@@ -53,17 +53,26 @@ def holder_is_dead(holder: str | None) -> bool:
     return False
 
 
+# Built once (SQLAlchemy caches their compiled form): two per run on the hot path.
+_HOLDER = select(RunRow.lease_owner).where(RunRow.id == bindparam("b_id"))
+_TAKE = (update(RunRow)
+         .where(RunRow.id == bindparam("b_id"),
+                or_(RunRow.lease_owner.is_(None), RunRow.lease_owner == bindparam("b_owner"),
+                    RunRow.lease_expires_at < bindparam("b_now"),
+                    RunRow.lease_owner == bindparam("b_dead")))  # NULL where no dead holder: never true
+         .values(lease_owner=bindparam("b_owner"), lease_expires_at=bindparam("b_until")))
+_RELEASE = (update(RunRow).where(RunRow.id == bindparam("b_id"), RunRow.lease_owner == bindparam("b_owner"))
+            .values(lease_owner=None, lease_expires_at=None))
+
+
 def acquire(conn: Connection, run_id: str, owner: str) -> tuple[str, datetime] | None:
     """Take the lease of ``run_id`` for ``owner`` (free, expired, or held by a dead process of
     this host); None when taken, else (holder, expiry) of the live process that holds it."""
     now = datetime.now(UTC)
-    holder = conn.execute(select(RunRow.lease_owner).where(RunRow.id == run_id)).scalar_one_or_none()
-    free = or_(RunRow.lease_owner.is_(None), RunRow.lease_owner == owner, RunRow.lease_expires_at < now)
-    if holder and holder_is_dead(holder):
-        free = or_(free, RunRow.lease_owner == holder)
-    taken = conn.execute(
-        update(RunRow).where(RunRow.id == run_id, free).values(lease_owner=owner, lease_expires_at=now + LEASE_TTL)
-    ).rowcount
+    holder = conn.execute(_HOLDER, {"b_id": run_id}).scalar_one_or_none()
+    dead = holder if holder and holder_is_dead(holder) else None
+    taken = conn.execute(_TAKE, {"b_id": run_id, "b_owner": owner, "b_now": now, "b_dead": dead,
+                                 "b_until": now + LEASE_TTL}).rowcount
     if taken == 1:
         return None
     holder, until = conn.execute(select(RunRow.lease_owner, RunRow.lease_expires_at).where(RunRow.id == run_id)).one()
@@ -91,8 +100,7 @@ def renew_all(conn: Connection, owner: str) -> set[str]:
 
 
 def release(conn: Connection, run_id: str, owner: str) -> None:
-    conn.execute(update(RunRow).where(RunRow.id == run_id, RunRow.lease_owner == owner)
-                 .values(lease_owner=None, lease_expires_at=None))
+    conn.execute(_RELEASE, {"b_id": run_id, "b_owner": owner})
 
 
 class LeaseKeeper:

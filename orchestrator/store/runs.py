@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
 from budget.ledger import AccountView, upsert_limits
@@ -16,18 +16,25 @@ from orchestrator.store.models import RunRow
 
 __all__ = ["create_run", "finish_run"]
 
+# Built once (SQLAlchemy caches their compiled form); the values go in as parameters.
+_INSERT_RUN = insert(RunRow)
+_FINISH = (update(RunRow).where(RunRow.id == bindparam("b_id"))
+           .values(status=bindparam("b_status"), result=bindparam("b_result"), error=bindparam("b_error")))
+_SCOPE_ACCOUNTS = (select(BudgetAccountRow.scope, BudgetAccountRow.resource, BudgetAccountRow.limit_amount,
+                          BudgetAccountRow.reserved, BudgetAccountRow.spent)
+                   .where(BudgetAccountRow.scope == bindparam("b_scope")).order_by(BudgetAccountRow.id))
+
 
 def create_run(conn: Connection, row: dict[str, Any], limits: list[Limit]) -> None:
     """Insert the run's row and set its limits, in one transaction."""
-    conn.execute(insert(RunRow).values(**row))
+    conn.execute(_INSERT_RUN, row)
     if limits:
         upsert_limits(conn, limits)
 
 
 def finish_run(conn: Connection, run_id: str, values: dict[str, Any], scope: str) -> list[AccountView]:
-    """Write the run's outcome; returns the accounts of its scope (for the metrics)."""
-    conn.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
-    rows = conn.execute(select(BudgetAccountRow.scope, BudgetAccountRow.resource, BudgetAccountRow.limit_amount,
-                               BudgetAccountRow.reserved, BudgetAccountRow.spent)
-                        .where(BudgetAccountRow.scope == scope).order_by(BudgetAccountRow.id))
-    return [AccountView(*r) for r in rows]
+    """Write the run's outcome (``status``, ``result``, ``error``); returns the accounts of its
+    scope (for the metrics)."""
+    conn.execute(_FINISH, {"b_id": run_id, "b_status": values["status"], "b_result": values["result"],
+                           "b_error": values["error"]})
+    return [AccountView(*r) for r in conn.execute(_SCOPE_ACCOUNTS, {"b_scope": scope})]
