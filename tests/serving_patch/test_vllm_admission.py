@@ -154,3 +154,27 @@ def test_requests_without_hints_bypass_the_gate(model_dir: Path) -> None:
     driver.add("plain", tokens(2, 400), 4)
     assert _in_engine(driver, "plain") and driver.scheduler.num_gated_requests == 0
     driver.run_until(lambda: driver.finished("plain") and driver.finished("a1"), max_steps=300)
+
+
+def test_idle_program_loses_its_reservation_and_reenters_ahead_of_newer_programs(model_dir: Path) -> None:
+    driver, clock = _build(model_dir, "sync")
+    scheduler = driver.scheduler
+    driver.add("a1", tokens(1, 400), 4, {"program_id": "A", "tool_name": "bash"})  # rank 0, 25 blocks
+    driver.add("b1", tokens(2, 400), 4, {"program_id": "B", "tool_name": "bash"})  # rank 1, 25 blocks
+    driver.run_until(lambda: driver.finished("a1") and driver.finished("b1"))
+    driver.add("c1", tokens(3, 400), 4, {"program_id": "C", "is_last_step": 1})  # rank 2: waits
+    driver.step()
+    assert not _in_engine(driver, "c1")
+    # A and B idle past admission_idle_s (60 s): their reservations and pins go, C enters.
+    clock.now += 61.0
+    driver.step()
+    assert _in_engine(driver, "c1") and scheduler.num_pinned_requests == 0
+    driver.add("d1", tokens(4, 600), 4, {"program_id": "D", "is_last_step": 1})  # rank 3, 38 blocks: waits
+    assert not _in_engine(driver, "d1")
+    # A comes back: it re-enters through the gate in program order, ahead of the newer D.
+    driver.add("a2", driver.next_prompt("a1", 20, seed=1), 3, {"program_id": "A", "is_last_step": 1})
+    assert _in_engine(driver, "a2") and not _in_engine(driver, "d1")
+    counters = scheduler.continuum.counters
+    assert counters.reservations_expired == 2 and counters.admission_reentries == 1
+    driver.run_until(lambda: all(driver.finished(r) for r in ("a2", "c1", "d1")), max_steps=400)
+    assert driver.num_free_blocks == 63 and scheduler.num_gated_requests == 0
