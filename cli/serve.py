@@ -52,7 +52,8 @@ def serve_command(
         typer.Option(
             "--kv-offload-gib",
             help="Offload KV blocks to a CPU tier of this many GiB (vLLM's native offloading; "
-            "--kv-offloading-size N --kv-offloading-backend native). Also with --no-patch.",
+            "--kv-offloading-size N --kv-offloading-backend native). Also with --no-patch. vLLM 0.26.0's "
+            "offloading can stop the engine under preemption (vllm-project/vllm#52170).",
         ),
     ] = None,
 ) -> None:

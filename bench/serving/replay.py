@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, astuple, dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -143,6 +144,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
     parser.add_argument("--child-deadline", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--child-levels", default="", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -251,21 +253,25 @@ def _sum_samples(registry: Any, name: str) -> float:
     return total
 
 
-async def _run_child(args: argparse.Namespace, engine_args: Any, levels: list[Level], prom_dir: str) -> dict[str, Any]:
+async def _run_child(args: argparse.Namespace, engine_args: Any, levels: list[Level], prom_dir: str,
+                     level_indices: list[int] | None = None) -> dict[str, Any]:
     from vllm.v1.engine.async_llm import AsyncLLM
 
     started = time.perf_counter()
     engine = AsyncLLM.from_engine_args(engine_args)
     startup_s = time.perf_counter() - started
     try:
-        result = await _replay(args, engine, levels, prom_dir)
+        result = await _replay(args, engine, levels, prom_dir, level_indices)
     finally:
         engine.shutdown()
     result["engine_startup_s"] = startup_s
     return result
 
 
-async def _replay(args: argparse.Namespace, engine: Any, levels: list[Level], prom_dir: str) -> dict[str, Any]:
+async def _replay(args: argparse.Namespace, engine: Any, levels: list[Level], prom_dir: str,
+                  level_indices: list[int] | None = None) -> dict[str, Any]:
+    """Calibrate, then replay each level; ``level_indices`` are the levels' places in the whole
+    plan (their token ids depend on it), when a child runs only some of them."""
     from prometheus_client import REGISTRY, CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
     from vllm import SamplingParams
@@ -312,7 +318,8 @@ async def _replay(args: argparse.Namespace, engine: Any, levels: list[Level], pr
     service = ServiceModel(a, b, tpot)
 
     level_results: list[dict[str, Any]] = []
-    for li, level in enumerate(levels):
+    for position, level in enumerate(levels):
+        li = level_indices[position] if level_indices else position
         await engine.reset_prefix_cache()
         q0 = _sum_samples(REGISTRY, "vllm:prefix_cache_queries_total")
         h0 = _sum_samples(REGISTRY, "vllm:prefix_cache_hits_total")
@@ -351,7 +358,9 @@ async def _replay(args: argparse.Namespace, engine: Any, levels: list[Level], pr
         # same time before unfinished programs are cut: censored JCTs stay comparable.
         drain = args.drain_s
         deadline = max(level.arrivals_s) + drain
-        _, pending = await asyncio.wait(tasks, timeout=deadline + 0.5)
+        done, pending = await asyncio.wait(tasks, timeout=deadline + 0.5)
+        # A program that raised (an engine that died: EngineDeadError) counts as not done.
+        errors = [t.exception() for t in done if not t.cancelled() and t.exception() is not None]
         for task in pending:
             task.cancel()  # aborts the in-flight request in the engine
         await asyncio.gather(*pending, return_exceptions=True)
@@ -379,6 +388,8 @@ async def _replay(args: argparse.Namespace, engine: Any, levels: list[Level], pr
             "plugin_metrics_cumulative": plugin,
             "wall_s": cut_at,
             "drain_cap_s": drain,
+            "num_errors": len(errors),
+            "first_error": repr(errors[0])[:300] if errors else None,
         })
     return {"service": asdict(service), "levels": level_results}
 
@@ -417,7 +428,10 @@ def run_child(args: argparse.Namespace) -> None:
         scheduler_cls="serving_patch.vllm_adapter.ContinuumAsyncScheduler" if plugin else None,
         **offload,
     )
-    result = asyncio.run(_run_child(args, engine_args, levels, prom_dir if plugin else ""))
+    indices = [int(i) for i in args.child_levels.split(",") if i] or list(range(len(levels)))
+    result = asyncio.run(
+        _run_child(args, engine_args, [levels[i] for i in indices], prom_dir if plugin else "", indices)
+    )
     # Only now touch CUDA here: the engine core process was started before.
     result.update(
         config=args.child,
@@ -654,9 +668,10 @@ class _Steps:
             self._progress.advance(self._task)
 
 
-def fixed_drain_s(budget_s: float, num_configs: int, num_levels: int, window_s: float, max_drain_s: float) -> float:
-    """The one drain every config gets: its share of the budget after an engine start, per level."""
-    per_level_s = (budget_s / max(num_configs, 1) - ENGINE_START_S) / max(num_levels, 1)
+def fixed_drain_s(budget_s: float, num_configs: int, num_levels: int, window_s: float, max_drain_s: float,
+                  engine_starts: int = 1) -> float:
+    """The one drain every config gets: its share of the budget after its engine starts, per level."""
+    per_level_s = (budget_s / max(num_configs, 1) - engine_starts * ENGINE_START_S) / max(num_levels, 1)
     return max(2.0, min(max_drain_s, per_level_s - window_s - 2.0))
 
 
@@ -678,6 +693,34 @@ def _child_command(
     cmd = [sys.executable, "-m", "bench.serving.replay", *base_argv, "--child", config, "--child-out", str(out),
            "--child-deadline", str(deadline)]
     return cmd, out
+
+
+def engine_per_level(config: str) -> bool:
+    """Whether the configuration gets a fresh engine (child process) per level: with vLLM 0.26.0's
+    CPU offloading the engine core can die on an assertion under preemption and aborts
+    (vllm-project/vllm#52170, fixed after 0.26.0 by #52923); it did at the cut of the first paper-scale
+    run's level, and one engine for all levels would lose every later level to it."""
+    return config.endswith("_offload")
+
+
+def _run_config(args: argparse.Namespace, argv: list[str], config: str, drain_s: float, deadline: float,
+                env: dict[str, str], num_levels: int) -> dict[str, Any]:
+    """One configuration's child (or one child per level, see :func:`engine_per_level`), its result."""
+    if not engine_per_level(config):
+        cmd, out = _child_command(args, argv, config, drain_s, deadline)
+        subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+        result: dict[str, Any] = json.loads(out.read_text())
+        return result
+    merged: dict[str, Any] = {}
+    for index in range(num_levels):
+        cmd, out = _child_command(args, argv, config, drain_s, deadline)
+        subprocess.run([*cmd, "--child-levels", str(index)], cwd=ROOT, env=env, check=True)
+        part = json.loads(out.read_text())
+        if not merged:
+            merged = {**part, "levels": [], "engine_startup_s": 0.0, "engine_per_level": True}
+        merged["levels"].extend(part["levels"])
+        merged["engine_startup_s"] += part.get("engine_startup_s", 0.0)
+    return merged
 
 
 def _child_env(config: str, service: ServiceModel | None, gpu: str | None) -> dict[str, str]:
@@ -705,26 +748,31 @@ def run_parent(args: argparse.Namespace, argv: list[str]) -> None:
     # also pays the first CUDA initialisation, shorter drains than the others. With --gpus the
     # configs run side by side, so each has the whole budget.
     share = 1 if gpus else len(configs)
-    drain_s = fixed_drain_s(args.budget_s, share, len(levels), args.window_s, args.drain_s)
+    starts = [len(levels) if engine_per_level(c) else 1 for c in configs]
+    # Side by side, the config with the most engine starts sets the pace; one after another, all add up.
+    engine_starts = max(starts, default=1) if gpus else max(1, round(sum(starts) / max(1, len(configs))))
+    drain_s = fixed_drain_s(args.budget_s, share, len(levels), args.window_s, args.drain_s, engine_starts)
     with _Steps(len(configs)) as progress:
         if gpus:
             progress.describe(f"{', '.join(configs)} side by side on GPUs {', '.join(gpus)}")
-            running = []
-            for config, gpu in zip(configs, gpus, strict=False):  # extra GPUs stay idle
-                cmd, out = _child_command(args, argv, config, drain_s, start + args.budget_s)
-                env = _child_env(config, PRIOR_SERVICE, gpu)
-                running.append((config, out, subprocess.Popen(cmd, cwd=ROOT, env=env)))
-            for config, out, proc in running:
-                if proc.wait() != 0:
-                    raise SystemExit(f"{config} child failed with exit code {proc.returncode}")
-                children[config] = json.loads(out.read_text())
-                progress.advance()
+            with ThreadPoolExecutor(max_workers=len(configs)) as pool:
+                futures = {
+                    config: pool.submit(_run_config, args, argv, config, drain_s, start + args.budget_s,
+                                        _child_env(config, PRIOR_SERVICE, gpu), len(levels))
+                    for config, gpu in zip(configs, gpus, strict=False)  # extra GPUs stay idle
+                }
+                for config, future in futures.items():
+                    try:
+                        children[config] = future.result()
+                    except subprocess.CalledProcessError as exc:
+                        raise SystemExit(f"{config} child failed with exit code {exc.returncode}") from exc
+                    progress.advance()
         else:
             for i, config in enumerate(configs):
                 progress.describe(f"{config}: engine start + {len(levels)} loads")
-                cmd, out = _child_command(args, argv, config, drain_s, start + args.budget_s * (i + 1) / len(configs))
-                subprocess.run(cmd, cwd=ROOT, env=_child_env(config, calibration, None), check=True)
-                children[config] = json.loads(out.read_text())
+                deadline = start + args.budget_s * (i + 1) / len(configs)
+                children[config] = _run_config(args, argv, config, drain_s, deadline,
+                                               _child_env(config, calibration, None), len(levels))
                 progress.advance()
                 # The utility rule of a later child starts from this calibration.
                 measured = ServiceModel(**children[config]["service"])

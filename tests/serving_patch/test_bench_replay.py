@@ -358,3 +358,27 @@ def test_paper_scenario_is_paper_scale_and_keeps_trajectory_tool_waits() -> None
     assert {t.num_output_tokens for p in pool for t in p.turns} <= swe
     bursty = replay.parse_args(["--loads", "6"])
     assert replay.engine_max_len(bursty) == bursty.max_context + 512
+
+
+def test_offload_configs_get_a_fresh_engine_per_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    # vLLM 0.26.0's CPU offloading can kill the engine core (vllm#52170): one child per level.
+    args = replay.parse_args(["--loads", "12,24", "--scenario", "paper"])
+    calls: list[list[str]] = []
+
+    def fake_run(cmd: list[str], **kwargs: object) -> None:
+        calls.append(cmd)
+        out = Path(cmd[cmd.index("--child-out") + 1])
+        index = int(cmd[cmd.index("--child-levels") + 1]) if "--child-levels" in cmd else None
+        levels = [{"programs_per_min": [12, 24][i]} for i in ([index] if index is not None else [0, 1])]
+        out.write_text(json.dumps({"service": {"a": 1}, "levels": levels, "engine_startup_s": 50.0}))
+
+    monkeypatch.setattr(replay.subprocess, "run", fake_run)
+    merged = replay._run_config(args, [], "admission_offload", 180.0, 0.0, {}, 2)
+    assert [c[c.index("--child-levels") + 1] for c in calls] == ["0", "1"]
+    assert [lv["programs_per_min"] for lv in merged["levels"]] == [12, 24]
+    assert merged["engine_startup_s"] == 100.0 and merged["engine_per_level"] is True
+    calls.clear()
+    plain = replay._run_config(args, [], "admission", 180.0, 0.0, {}, 2)
+    assert len(calls) == 1 and "--child-levels" not in calls[0] and len(plain["levels"]) == 2
+    # Two engine starts per config leave less drain in the same budget.
+    assert replay.fixed_drain_s(1240, 1, 2, 90, 900, engine_starts=2) < replay.fixed_drain_s(1240, 1, 2, 90, 900)

@@ -85,7 +85,8 @@ class _FakeChild:
 def test_side_by_side_parent_runs_each_config_on_its_own_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
-    monkeypatch.setattr(replay.subprocess, "Popen", _FakeChild)
+    # Each config's child runs through subprocess.run, in its own thread (side by side).
+    monkeypatch.setattr(replay.subprocess, "run", lambda cmd, cwd, env, check: _FakeChild(cmd, cwd, env))
     argv = ["--loads", "60,120", "--gpus", "0,1,2", "--out-dir", str(tmp_path), "--budget-s", "600", "--commit", "abc"]
     replay.run_parent(replay.parse_args(argv), argv)
     assert _FakeChild.gpus == {"stock": "0", "fixed_ttl": "1", "utility_ttl": "2"}
