@@ -1,10 +1,11 @@
-"""Trace replay of multi-turn agent programs on vLLM 0.26: stock vs Continuum (fixed / utility TTL).
+"""Trace replay of multi-turn agent programs on vLLM 0.26: stock vs Continuum (TTL pins, admission, CPU offload).
 
     python -m bench.serving.replay --dry-run          # CPU: parse traces, fit, generate; no engine
     python -m bench.serving.replay                    # GPU: the full comparison (about 7 minutes)
 
 For each configuration (stock: prefix caching + FCFS; fixed_ttl and utility_ttl: the plugin
-with ``--scheduling-policy priority``) a child process starts one in-process ``AsyncLLM`` with
+with ``--scheduling-policy priority``; admission: the plugin with admission control; ``*_offload``:
+with vLLM's CPU offloading, see ``CONFIGS``) a child process starts one in-process ``AsyncLLM`` with
 an 8B Llama shape and dummy weights, a deliberately small KV cache, and replays the same
 programs at every load level (Poisson program arrivals). Each turn's prompt is the previous
 prompt plus the model's actual output tokens plus the turn's new tokens, so prefix hits are

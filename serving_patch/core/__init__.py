@@ -5,6 +5,7 @@ Every decision the scheduler adapter makes is taken here from plain values:
 - :mod:`.hints`      the wire contract for program hints (``vllm_xargs``), shared with clients
 - :mod:`.programs`   program table: first arrival, rank, turns, last departure, idle GC
 - :mod:`.pins`       pin table: expiry, claim/hand-off, victim choice under memory pressure
+- :mod:`.admission`  program-level admission: working-set reservations, a program-ordered gate
 - :mod:`.durations`  tool-duration model: per-tool empirical samples, global fallback, bounded
 - :mod:`.stats`      online queueing-delay and eta (turn-count predictability) estimators
 - :mod:`.ttl`        TTL policies: the paper's utility rule and the fixed-threshold rule
@@ -14,6 +15,7 @@ Every decision the scheduler adapter makes is taken here from plain values:
 
 from __future__ import annotations
 
+from serving_patch.core.admission import AdmissionControl
 from serving_patch.core.controller import ContinuumCore, PinDecision, PluginCounters
 from serving_patch.core.durations import ToolDurationModel
 from serving_patch.core.hints import ProgramHints
@@ -29,6 +31,7 @@ from serving_patch.core.ttl import (
 )
 
 __all__ = [
+    "AdmissionControl",
     "ContinuumCore",
     "FixedTTLPolicy",
     "OrderKey",
