@@ -253,6 +253,12 @@ class Ledger:
 
         return await self.store.transact(release_tx)
 
+    @staticmethod
+    def accounts_in(conn: Connection, scopes: list[str]) -> list[AccountView]:
+        """The accounts of ``scopes`` read in the caller's transaction (``Store.transact``)."""
+        return [AccountView(sc, res, lim, held, spent)
+                for _, sc, res, lim, held, spent in conn.execute(_ACCOUNTS, {"scopes": scopes})]
+
     async def accounts(self, scopes: list[str]) -> list[AccountView]:
         async with self.store.session() as s:
             rows = (

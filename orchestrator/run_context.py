@@ -305,9 +305,16 @@ class RuntimeContext:
         key, done = self._replay("budget", "tool_budgets")
         if done is not None:
             return [ToolBudgetView(**view) for view in done.result]
-        views = await self._live_tool_budgets()
-        await self._observe(key, "budget", [asdict(v) for v in views])
-        return views
+
+        def read_and_journal(conn: Connection) -> list[ToolBudgetView]:
+            # One transaction reads the view and journals it (what a resumed run reads back).
+            views = self._tool_budget_views(self.ledger.accounts_in(conn, self.scopes),
+                                            calls.tool_units_used_in(conn, self.run_id))
+            row = {"run_id": self.run_id, "key": key, "kind": "budget", "data": [asdict(v) for v in views]}
+            calls.insert_observation(conn, row)
+            return views
+
+        return await self.store.transact(read_and_journal)
 
     async def now(self) -> float:
         key, done = self._replay("clock", "now")
@@ -321,13 +328,11 @@ class RuntimeContext:
         row = {"run_id": self.run_id, "key": key, "kind": kind, "data": data}
         await self.store.transact(lambda conn: calls.insert_observation(conn, row))
 
-    async def _live_tool_budgets(self) -> list[ToolBudgetView]:
-        accounts = {(a.scope, a.resource): a for a in await self.ledger.accounts(self.scopes)}
-        async with self.store.session() as s:
-            used = await calls.tool_units_used(s, self.run_id)
+    def _tool_budget_views(self, accounts: list[AccountView], used: dict[str, float]) -> list[ToolBudgetView]:
+        by_key = {(a.scope, a.resource): a for a in accounts}
         views = []
         for spec in self.tools.specs():
-            acct = accounts.get((accounting.run_scope(self.run_id), tool_resource(spec.name)))
+            acct = by_key.get((accounting.run_scope(self.run_id), tool_resource(spec.name)))
             views.append(ToolBudgetView(tool=spec.name, unit=spec.unit, used=used.get(spec.name, 0.0),
                                         limit=acct.limit if acct else None))
         return views

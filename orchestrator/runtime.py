@@ -169,7 +169,8 @@ class Runtime:
         row = {"id": run_id, "parent_id": parent_id, "workflow": wf.name, "status": RunStatus.RUNNING,
                "backend": backend, "model": getattr(llm, "model", "") or "", "task": task, "options": opts,
                "worker": self.worker}
-        await self.store.transact(lambda conn: runs.create_run(conn, row, limits))  # one transaction
+        # One transaction: the row, its limits and this process's lease on it.
+        await self.store.transact(lambda conn: runs.create_run(conn, row, limits, self._leases.owner))
         return await self._execute(wf, run_id, task, opts, resume=False, backend=backend, llm=llm)
 
     async def resume(self, run_id: str, *, budget: str | list[Limit] | None = None) -> RunResult:
@@ -200,7 +201,7 @@ class Runtime:
                                   "recursion_limit": int(opts.get("recursion_limit", 200))}
         metrics.RUNS_ACTIVE.labels(wf.name).inc()
         try:
-            async with self._leases.hold(run_id) as faults:
+            async with self._leases.hold(run_id, taken=not resume) as faults:
                 try:
                     if resume:
                         await self._reopen(ctx, opts, limits or [])

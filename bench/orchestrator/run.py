@@ -493,7 +493,7 @@ class _Profiler:
 
     def __enter__(self) -> _Profiler:
         if self.spy:
-            self._raw = self.path.with_suffix(".pyspy.raw")
+            self._raw = Path(tempfile.mkdtemp(prefix="qf-pyspy-")) / "profile.raw"  # summarised, then removed
             self._proc = subprocess.Popen([self.spy, "record", "--pid", str(os.getpid()), "--rate", "250",
                                            "--format", "raw", "--output", str(self._raw), "--nonblocking"],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -520,6 +520,7 @@ class _Profiler:
         except subprocess.TimeoutExpired:
             self._proc.kill()
         self.path.write_text(summarise_pyspy(self._raw) if self._raw.exists() else "py-spy wrote nothing\n")
+        shutil.rmtree(self._raw.parent, ignore_errors=True)
 
 
 def summarise_pyspy(raw: Path, top: int = 45) -> str:
@@ -611,10 +612,10 @@ async def _measure_db(cfg: BenchConfig, db: str, db_url: str, base_url: str, hom
                 cells[str(n)] = cell
         if db == "sqlite" and cfg.profile_concurrency:
             n = cfg.profile_concurrency
-            handle = progress.add_task(f"{db} N={n} runtime (profiled)", total=_programs(cfg, n) * cfg.turns)
+            num = 4 * _programs(cfg, n)  # a few seconds of samples
+            handle = progress.add_task(f"{db} N={n} runtime (profiled)", total=num * cfg.turns)
             with _Profiler(out / f"profile_sqlite_{n}.txt"):
-                await runtime_phase(rt, base_url, n, _programs(cfg, n), cfg.turns,
-                                    functools.partial(progress.advance, handle))
+                await runtime_phase(rt, base_url, n, num, cfg.turns, functools.partial(progress.advance, handle))
     finally:
         await rt.aclose()
     return cells
@@ -723,6 +724,7 @@ def plot(summary: dict[str, Any], phases: dict[str, dict[str, dict[str, Any]]], 
     left.axhline(5.0, color="grey", linewidth=0.8, linestyle=":", label="goal at N=1: 5 ms (PostgreSQL)")
     right.axhline(400, color="grey", linewidth=0.8, linestyle="-.", label="goal at N=64: 400 turns/s (SQLite)")
     left.set_yscale("symlog", linthresh=1.0)
+    left.set_ylim(bottom=0)  # a negative difference of quantiles (both sides saturated) is not drawn
     right.set_yscale("log")
     for ax, title, ylabel in ((left, "Added latency per durable turn", "runtime - raw call (ms)"),
                               (right, "Throughput", "per second")):

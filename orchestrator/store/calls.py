@@ -68,10 +68,9 @@ async def load_journal(session: AsyncSession, run_id: str) -> Journal:
     return Journal.load(run_id, entries)
 
 
-async def tool_units_used(session: AsyncSession, run_id: str) -> dict[str, float]:
-    """Units charged per tool so far in run ``run_id``."""
+def tool_units_used_in(conn: Connection, run_id: str) -> dict[str, float]:
+    """Units charged per tool so far in run ``run_id``, read in the caller's transaction."""
     used: dict[str, float] = defaultdict(float)
-    rows = await session.execute(select(ToolCallRow.tool, ToolCallRow.units).where(ToolCallRow.run_id == run_id))
-    for tool, units in rows:
+    for tool, units in conn.execute(select(ToolCallRow.tool, ToolCallRow.units).where(ToolCallRow.run_id == run_id)):
         used[tool] += units
     return dict(used)

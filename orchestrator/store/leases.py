@@ -113,10 +113,11 @@ class LeaseKeeper:
         self._beat: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
-    async def hold(self, run_id: str) -> AsyncIterator[list[BaseException]]:
+    async def hold(self, run_id: str, *, taken: bool = False) -> AsyncIterator[list[BaseException]]:
         """Hold ``run_id``'s lease while the body runs; yields the list the heartbeat puts the
-        reason in when it cancels the body. Raises RunBusy when another live process holds it."""
-        holder = await self.store.transact(lambda conn: acquire(conn, run_id, self.owner))
+        reason in when it cancels the body. Raises RunBusy when another live process holds it.
+        ``taken``: the lease is this keeper's already (a run created with it, ``runs.create_run``)."""
+        holder = None if taken else await self.store.transact(lambda conn: acquire(conn, run_id, self.owner))
         if holder is not None:
             raise RunBusy(run_id, holder[0], holder[1].isoformat())
         task = asyncio.current_task()

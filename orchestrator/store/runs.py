@@ -4,6 +4,7 @@ group-committed transaction each, no ORM session)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
@@ -12,6 +13,7 @@ from sqlalchemy.engine import Connection
 from budget.ledger import AccountView, upsert_limits
 from budget.limits import Limit
 from budget.tables import BudgetAccountRow
+from orchestrator.store.leases import LEASE_TTL
 from orchestrator.store.models import RunRow
 
 __all__ = ["create_run", "finish_run"]
@@ -25,8 +27,11 @@ _SCOPE_ACCOUNTS = (select(BudgetAccountRow.scope, BudgetAccountRow.resource, Bud
                    .where(BudgetAccountRow.scope == bindparam("b_scope")).order_by(BudgetAccountRow.id))
 
 
-def create_run(conn: Connection, row: dict[str, Any], limits: list[Limit]) -> None:
-    """Insert the run's row and set its limits, in one transaction."""
+def create_run(conn: Connection, row: dict[str, Any], limits: list[Limit], lease_owner: str | None = None) -> None:
+    """Insert the run's row and set its limits, in one transaction; with ``lease_owner``, the
+    row is inserted holding that owner's lease (``LeaseKeeper.hold(..., taken=True)``)."""
+    if lease_owner is not None:
+        row = {**row, "lease_owner": lease_owner, "lease_expires_at": datetime.now(UTC) + LEASE_TTL}
     conn.execute(_INSERT_RUN, row)
     if limits:
         upsert_limits(conn, limits)
