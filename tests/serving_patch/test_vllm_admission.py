@@ -14,22 +14,9 @@ from tests import extras
 
 pytest.importorskip("vllm", reason=extras.SERVE)
 
-from tests.serving_patch.vllm_harness import Driver, make_scheduler, tokens, write_tiny_model
+from tests.serving_patch.vllm_harness import Driver, FakeClock, build, tokens
 
 pytestmark = pytest.mark.vllm
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(autouse=True)
@@ -40,21 +27,6 @@ def _plugin_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QUOTAFLOW_CONTINUUM_ADMISSION_IDLE_S", "60")
 
 
-def _build(model_dir: Path, kind: str) -> tuple[Driver, FakeClock]:
-    from vllm.v1.core.sched.scheduler import Scheduler
-
-    from serving_patch.vllm_adapter import ContinuumAsyncScheduler, ContinuumScheduler
-
-    cls: Any = {"stock": Scheduler, "sync": ContinuumScheduler, "async": ContinuumAsyncScheduler}[kind]
-    scheduler = make_scheduler(
-        model_dir, cls, policy="fcfs" if kind == "stock" else "priority", async_scheduling=kind == "async"
-    )
-    clock = FakeClock()
-    if kind != "stock":
-        scheduler.continuum_clock = clock
-    return Driver(scheduler), clock
-
-
 def _in_engine(driver: Driver, request_id: str) -> bool:
     return request_id in driver.scheduler.requests
 
@@ -63,7 +35,7 @@ def _in_engine(driver: Driver, request_id: str) -> bool:
 def test_new_program_waits_while_working_sets_are_full_and_enters_when_one_finishes(
     model_dir: Path, kind: str
 ) -> None:
-    driver, clock = _build(model_dir, kind)
+    driver, clock = build(model_dir, kind)
     scheduler = driver.scheduler
     driver.add("a1", tokens(1, 400), 4, {"program_id": "A", "tool_name": "bash"})  # 25 blocks
     driver.add("b1", tokens(2, 400), 4, {"program_id": "B", "tool_name": "bash"})  # 25 blocks
@@ -114,7 +86,7 @@ def _newcomer_scenario(driver: Driver, clock: FakeClock) -> dict[str, Any]:
 
 
 def test_stock_lets_a_newcomer_evict_the_admitted_programs_cache(model_dir: Path) -> None:
-    driver, clock = _build(model_dir, "stock")
+    driver, clock = build(model_dir, "stock")
     result = _newcomer_scenario(driver, clock)
     # N takes 50 of 63 blocks while A and B call tools: their cached prefixes are evicted.
     assert result["a2_cached"] + result["b2_cached"] < 2 * 320
@@ -122,7 +94,7 @@ def test_stock_lets_a_newcomer_evict_the_admitted_programs_cache(model_dir: Path
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_admitted_programs_keep_their_cache_and_the_newcomer_waits(model_dir: Path, kind: str) -> None:
-    driver, clock = _build(model_dir, kind)
+    driver, clock = build(model_dir, kind)
     result = _newcomer_scenario(driver, clock)
     # Turn 1 held 324 tokens: 20 full blocks, all reused by turn 2.
     assert result["a2_cached"] == 320 and result["b2_cached"] == 320
@@ -136,7 +108,7 @@ def test_admitted_programs_keep_their_cache_and_the_newcomer_waits(model_dir: Pa
 def test_aborted_gated_request_is_finished_and_forgotten(model_dir: Path) -> None:
     from vllm.v1.request import RequestStatus
 
-    driver, _ = _build(model_dir, "sync")
+    driver, _ = build(model_dir, "sync")
     driver.add("a1", tokens(1, 800), 4, {"program_id": "A"})
     driver.add("c1", tokens(3, 400), 4, {"program_id": "C", "is_last_step": 1})
     assert driver.scheduler.num_gated_requests == 1
@@ -149,7 +121,7 @@ def test_aborted_gated_request_is_finished_and_forgotten(model_dir: Path) -> Non
 
 
 def test_requests_without_hints_bypass_the_gate(model_dir: Path) -> None:
-    driver, _ = _build(model_dir, "sync")
+    driver, _ = build(model_dir, "sync")
     driver.add("a1", tokens(1, 900), 4, {"program_id": "A"})
     driver.add("plain", tokens(2, 400), 4)
     assert _in_engine(driver, "plain") and driver.scheduler.num_gated_requests == 0
@@ -157,7 +129,7 @@ def test_requests_without_hints_bypass_the_gate(model_dir: Path) -> None:
 
 
 def test_idle_program_loses_its_reservation_and_reenters_ahead_of_newer_programs(model_dir: Path) -> None:
-    driver, clock = _build(model_dir, "sync")
+    driver, clock = build(model_dir, "sync")
     scheduler = driver.scheduler
     driver.add("a1", tokens(1, 400), 4, {"program_id": "A", "tool_name": "bash"})  # rank 0, 25 blocks
     driver.add("b1", tokens(2, 400), 4, {"program_id": "B", "tool_name": "bash"})  # rank 1, 25 blocks

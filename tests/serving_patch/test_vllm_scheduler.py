@@ -15,22 +15,9 @@ from tests import extras
 
 pytest.importorskip("vllm", reason=extras.SERVE)
 
-from tests.serving_patch.vllm_harness import Driver, make_scheduler, tokens, write_tiny_model
+from tests.serving_patch.vllm_harness import Driver, FakeClock, build, make_scheduler, tokens
 
 pytestmark = pytest.mark.vllm
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(autouse=True)
@@ -39,28 +26,6 @@ def _plugin_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QUOTAFLOW_CONTINUUM_TTL_POLICY", "fixed")
     monkeypatch.setenv("QUOTAFLOW_CONTINUUM_FIXED_THRESHOLD_S", "2.0")
     monkeypatch.setenv("QUOTAFLOW_CONTINUUM_MAX_PINNED_FRACTION", "1.0")
-
-
-def _classes() -> dict[str, Any]:
-    from vllm.v1.core.sched.scheduler import Scheduler
-
-    from serving_patch.vllm_adapter import ContinuumAsyncScheduler, ContinuumScheduler
-
-    return {
-        "stock": Scheduler,
-        "sync": ContinuumScheduler,
-        "async": ContinuumAsyncScheduler,
-    }
-
-
-def _build(model_dir: Path, kind: str, **kwargs: Any) -> tuple[Driver, FakeClock]:
-    cls = _classes()[kind]
-    policy = kwargs.pop("policy", "fcfs" if kind == "stock" else "priority")
-    scheduler = make_scheduler(model_dir, cls, policy=policy, async_scheduling=kind == "async", **kwargs)
-    clock = FakeClock()
-    if kind != "stock":
-        scheduler.continuum_clock = clock
-    return Driver(scheduler), clock
 
 
 def _filler_scenario(driver: Driver, clock: FakeClock) -> dict[str, Any]:
@@ -96,7 +61,7 @@ def test_pinned_turn_reuses_all_full_blocks_without_head_of_line_blocking(
     from prometheus_client import REGISTRY
 
     reused_before = REGISTRY.get_sample_value("quotaflow_continuum_reused_tokens_total") or 0.0
-    driver, clock = _build(model_dir, kind)
+    driver, clock = build(model_dir, kind)
     result = _filler_scenario(driver, clock)
     # Turn 1 computed 64 prompt + 4 output tokens: 4 full blocks = 64 tokens, all reused.
     assert result["a2_cached"] == 64
@@ -115,7 +80,7 @@ def test_pinned_turn_reuses_all_full_blocks_without_head_of_line_blocking(
 
 @pytest.mark.parametrize("kind", ["stock", "sync", "async"])
 def test_program_order_keeps_the_users_priority_readable(model_dir: Path, kind: str) -> None:
-    driver, _ = _build(model_dir, kind, max_num_seqs=1, policy="priority")
+    driver, _ = build(model_dir, kind, max_num_seqs=1, policy="priority")
     no_pin = {"ttl_hint_s": 0}  # program order alone, no pinned-first
     driver.add("a1", tokens(1, 32), 2, {"program_id": "A", **no_pin}, arrival_time=1.0)
     driver.run_until(lambda: driver.finished("a1"))
@@ -190,14 +155,14 @@ def test_requests_without_hints_are_scheduled_exactly_as_stock(
 
 
 def test_stock_scheduler_loses_part_of_the_prefix(model_dir: Path) -> None:
-    driver, clock = _build(model_dir, "stock")
+    driver, clock = build(model_dir, "stock")
     result = _filler_scenario(driver, clock)
     assert result["b_before_a2"]
     assert result["a2_cached"] is not None and result["a2_cached"] <= 48
 
 
 def test_expiry_frees_the_pinned_blocks(model_dir: Path) -> None:
-    driver, clock = _build(model_dir, "sync")
+    driver, clock = build(model_dir, "sync")
     driver.add("a1", tokens(1, 64), 4, {"program_id": "A"})
     driver.run_until(lambda: driver.finished("a1"))
     assert driver.scheduler.num_pinned_requests == 1
@@ -214,7 +179,7 @@ def test_expiry_frees_the_pinned_blocks(model_dir: Path) -> None:
 def test_last_step_aborted_and_length_capped_turns_are_never_pinned(model_dir: Path) -> None:
     from vllm.v1.request import RequestStatus
 
-    driver, _ = _build(model_dir, "sync")
+    driver, _ = build(model_dir, "sync")
     driver.add("last", tokens(1, 64), 4, {"program_id": "A", "is_last_step": 1})
     driver.add("capped", tokens(2, 64), 4, {"program_id": "B"}, stop=False)
     driver.add("aborted", tokens(3, 64), 50, {"program_id": "C"})
@@ -229,7 +194,7 @@ def test_last_step_aborted_and_length_capped_turns_are_never_pinned(model_dir: P
 
 
 def test_memory_pressure_releases_pins_instead_of_failing(model_dir: Path) -> None:
-    driver, _ = _build(model_dir, "sync")
+    driver, _ = build(model_dir, "sync")
     for i in range(6):  # 6 programs x 5 blocks pinned = 30 of 63 blocks
         driver.add(f"p{i}", tokens(10 + i, 64), 4, {"program_id": f"P{i}"})
     driver.run_until(lambda: all(driver.finished(f"p{i}") for i in range(6)))
@@ -246,7 +211,7 @@ def test_memory_pressure_releases_pins_instead_of_failing(model_dir: Path) -> No
 
 
 def test_running_request_takes_newer_programs_pins_before_being_preempted(model_dir: Path) -> None:
-    driver, _ = _build(model_dir, "sync")
+    driver, _ = build(model_dir, "sync")
     # A running request (older program) decodes long enough to need the blocks a pin holds.
     driver.add("long", tokens(5, 600), 300, {"program_id": "L", "is_last_step": 1})
     driver.add("p", tokens(6, 300), 2, {"program_id": "P"})
@@ -258,7 +223,7 @@ def test_running_request_takes_newer_programs_pins_before_being_preempted(model_
 
 
 def test_older_programs_pin_outranks_a_newer_running_request(model_dir: Path) -> None:
-    driver, _ = _build(model_dir, "sync")
+    driver, _ = build(model_dir, "sync")
     driver.add("a1", tokens(1, 64), 4, {"program_id": "A"})  # rank 0, pinned: 5 blocks
     driver.run_until(lambda: driver.finished("a1"))
     driver.add("c", tokens(2, 16), 200, {"program_id": "C", "is_last_step": 1})  # rank 1
@@ -276,7 +241,7 @@ def test_older_programs_pin_outranks_a_newer_running_request(model_dir: Path) ->
 
 
 def test_reset_prefix_cache_and_shutdown_release_pins(model_dir: Path) -> None:
-    driver, _ = _build(model_dir, "async")
+    driver, _ = build(model_dir, "async")
     driver.add("a1", tokens(1, 64), 4, {"program_id": "A"})
     driver.run_until(lambda: driver.finished("a1"))
     assert driver.scheduler.num_pinned_requests == 1

@@ -12,7 +12,7 @@ from typing import Any
 
 from bench.serving.sim import STOP, make_scheduler, write_tiny_model
 
-__all__ = ["STOP", "Driver", "Turn", "make_scheduler", "tokens", "write_tiny_model"]
+__all__ = ["STOP", "Driver", "FakeClock", "Turn", "build", "make_scheduler", "tokens", "write_tiny_model"]
 
 
 @dataclass
@@ -143,3 +143,28 @@ class Driver:
 def tokens(seed: int, n: int) -> list[int]:
     """A deterministic prompt of ``n`` tokens, distinct per ``seed``."""
     return [3000 + seed * 1009 + i for i in range(n)]
+
+
+class FakeClock:
+    """The plugin's clock in these tests: time moves only when a test sets ``now``."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def build(model_dir: Any, kind: str, **kwargs: Any) -> tuple[Driver, FakeClock]:
+    """A real vLLM scheduler of ``kind`` (stock, sync plugin, async plugin) on a fake clock."""
+    from vllm.v1.core.sched.scheduler import Scheduler
+
+    from serving_patch.vllm_adapter import ContinuumAsyncScheduler, ContinuumScheduler
+
+    cls: Any = {"stock": Scheduler, "sync": ContinuumScheduler, "async": ContinuumAsyncScheduler}[kind]
+    policy = kwargs.pop("policy", "fcfs" if kind == "stock" else "priority")
+    scheduler = make_scheduler(model_dir, cls, policy=policy, async_scheduling=kind == "async", **kwargs)
+    clock = FakeClock()
+    if kind != "stock":
+        scheduler.continuum_clock = clock
+    return Driver(scheduler), clock
