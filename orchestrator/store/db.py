@@ -137,7 +137,10 @@ class Store:
                     return fn(conn)
 
             return await asyncio.to_thread(work)
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        if self._committer is not None and self._committer.get_loop() is not loop:  # a store used by a new loop
+            self._committer, self._pending = None, [p for p in self._pending if p[1].get_loop() is loop]
+        future: asyncio.Future[T] = loop.create_future()
         self._pending.append((fn, future))
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_groups())
