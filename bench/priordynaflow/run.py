@@ -85,6 +85,9 @@ def scripted_client(rows: list[dict[str, Any]]) -> ScriptedClient:
     by_question = {get_dataset(row["_dataset"]).question(row): row for row in rows}
 
     def reply(messages: Sequence[Message]) -> str:
+        if messages[-1].content.startswith("Who works next?"):  # the constrained routing call
+            options = messages[-1].content.split("one of: ", 1)[1].split(".", 1)[0].split(", ")
+            return random.Random(hashlib.sha256(messages[1].content.encode()).hexdigest()).choice(options)
         system, user = messages[0].content, messages[-1].content
         question = user.split("Task:\n", 1)[1].split("\n\nNotes from your teammates", 1)[0]
         row = by_question[question]
@@ -150,8 +153,9 @@ async def run_cot(client: LLMClient, row: dict[str, Any], args: argparse.Namespa
     ds = get_dataset(row["_dataset"])
     ctx = _context(client, tools)
     system = f"{COT_PROMPT[ds.roster]}\n\n{ds.answer_format}"
+    max_tokens = args.cot_max_tokens or args.max_tokens
     resp = await ctx.chat([Message("system", system), Message("user", task_message(ds.question(row), []))],
-                          sampling=SamplingOptions(max_tokens=args.max_tokens, temperature=args.temperature))
+                          sampling=SamplingOptions(max_tokens=max_tokens, temperature=args.temperature))
     solution = ds.extract(resp.text, row)
     ok = await ds.score(row, solution, _runner(ctx))
     return {"success": ok, **_figures(ctx), "path_length": 1}
@@ -178,12 +182,13 @@ async def run_fixed(client: LLMClient, row: dict[str, Any], args: argparse.Names
 async def run_pdf(client: LLMClient, row: dict[str, Any], args: argparse.Namespace, tools: ToolRegistry,
                   pool: LearnerPool, mode: str) -> dict:
     options = {"dataset": row["_dataset"], "mode": mode, "max_tokens": args.max_tokens,
-               "temperature": args.temperature}
+               "temperature": args.temperature, "next_choice": args.next_choice}
     ctx = _context(client, tools, {"priordynaflow": options, "qtable_pool": pool})
     state = await build(ctx).compile().ainvoke(initial_state(row), {"recursion_limit": 64})
     out = result(state)
     return {"success": bool(out["success"]), **_figures(ctx),
             "path_length": len(out["path"]), "path": out["path"], "stop_reason": out["stop_reason"],
+            "unparsable": out["num_unparsable"],
             "reward": state.get("cumulative_reward", 0.0)}
 
 
@@ -217,6 +222,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         num_explore_steps=args.explore_steps,
         min_path_length=args.min_path_length,
         max_path_length=args.max_path_length,
+        update_order=args.update_order,
+        min_agents_before_end=args.min_agents_before_end,
     )
     families: dict[str, list[str]] = {}
     for name in args.datasets:
@@ -287,6 +294,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 "tokens_per_task": sum(o["tokens"] for o in outs) / n,
                 "calls_per_task": sum(o["calls"] for o in outs) / n,
                 "mean_path_length": sum(o["path_length"] for o in outs) / n,
+                "unparsable_per_task": sum(o.get("unparsable", 0) for o in outs) / n,
             })
     summary = {
         **provenance(),
@@ -351,6 +359,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-path-length", type=int, default=0,
                    help="short-path penalty threshold (paper code: 5; 0 lets the table learn short paths)")
     p.add_argument("--max-path-length", type=int, default=6)
+    p.add_argument("--next-choice", choices=("marker", "constrained", "auto"), default="marker",
+                   help="how an agent's successor is read: its NEXT line, a routing call constrained to the "
+                        "candidates' names (vLLM structured outputs), or that call only when the line names none")
+    p.add_argument("--update-order", choices=("forward", "backward"), default="forward",
+                   help="order an episode's transitions are learned in (backward: the END reward reaches every "
+                        "hand-off of the path at once)")
+    p.add_argument("--min-agents-before-end", type=int, default=1, help="END is offered only once this many ran")
+    p.add_argument("--cot-max-tokens", type=int, default=None,
+                   help="the CoT baseline's max_tokens (default --max-tokens; set it to PriorDynaFlow's tokens "
+                        "per task for CoT at equal tokens)")
     p.add_argument("--time-limit-s", type=float, default=150.0, help="stop training waves after this")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dry-run", action="store_true", help="scripted backend, small sizes, CPU")
