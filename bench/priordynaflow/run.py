@@ -294,7 +294,6 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 "tokens_per_task": sum(o["tokens"] for o in outs) / n,
                 "calls_per_task": sum(o["calls"] for o in outs) / n,
                 "mean_path_length": sum(o["path_length"] for o in outs) / n,
-                "unparsable_per_task": sum(o.get("unparsable", 0) for o in outs) / n,
             })
     summary = {
         **provenance(),
@@ -311,6 +310,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "args": {k: v for k, v in vars(args).items() if k != "out"},
         "paths": {n: Counter(" > ".join(o["path"]) for o in outs).most_common(10) for n, outs in pdf_outs.items()},
         "stop_reasons": {n: dict(Counter(o["stop_reason"] for o in outs)) for n, outs in pdf_outs.items()},
+        "unparsable_per_task": {n: sum(o["unparsable"] for o in outs) / max(len(outs), 1)
+                                for n, outs in pdf_outs.items()},
         "qtables": tables,
         "convergence": traces,
         "timings_s": {**timings, "total": time.perf_counter() - started},
