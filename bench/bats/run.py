@@ -132,6 +132,8 @@ class RunRecord:
     num_invalid_json: int = 0
     num_truncated_json: int = 0
     num_format_errors: int = 0
+    num_cut_replies: int = 0
+    """Agent replies cut at their max_tokens."""
     num_extractions: int = 0
     stop: str = ""
     error: str = ""
@@ -181,6 +183,7 @@ def summarize(records: Sequence[RunRecord]) -> tuple[list[dict[str, Any]], list[
                 if verifier_calls
                 else None,
                 "format_errors_per_run": _mean([r.num_format_errors for r in rs]),
+                "cut_replies_per_run": _mean([r.num_cut_replies for r in rs]),
                 "long_answer_fraction": _mean([len(r.answer) > LONG_ANSWER_CHARS for r in rs]),
                 "mean_answer_chars": _mean([len(r.answer) for r in rs]),
                 "extraction_calls_per_run": _mean([r.num_extractions for r in rs]),
@@ -369,6 +372,7 @@ def _record(method: str, budget: int, q: dict[str, Any], run_id: str, status: st
         num_invalid_json=int(stats.get("num_invalid_json", 0)),
         num_truncated_json=int(stats.get("num_truncated_json", 0)),
         num_format_errors=int(stats.get("num_format_errors", 0)),
+        num_cut_replies=int(stats.get("num_cut_replies", 0)),
         num_extractions=sum(n for p, n in purposes.items() if p.endswith("_extract")),
         stop=stop,
         error=error,
