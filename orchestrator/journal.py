@@ -161,7 +161,7 @@ def _overlapping(entries: list[Entry]) -> bool:
 
 # Sampling fields added after runs were first journaled: hashed only when set, so a run paused
 # before they existed resumes with the same keys.
-_LATER_SAMPLING_DEFAULTS: dict[str, Any] = {"choices": (), "logprobs": False, "top_logprobs": 0}
+_LATER_SAMPLING_DEFAULTS: dict[str, Any] = {"choices": (), "logprobs": False, "top_logprobs": 0, "regex": None}
 
 
 def llm_request(messages: Iterable[Mapping[str, Any]], sampling: Mapping[str, Any]) -> dict[str, Any]:

@@ -36,6 +36,7 @@ import asyncio
 import importlib
 import inspect
 import json
+import re
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -305,15 +306,22 @@ class LoopbackServer:
     ``errors`` every exception a responder raised (answered with HTTP 500). ``/tokenize`` counts
     as the default usage does; ``tokenize=False`` answers it 404 (a server without it: what a
     responder that reports its own ``prompt_tokens`` wants, so clients do not reserve by it).
+    ``reject_fields`` names top-level request fields (``structured_outputs``, ``logprobs``) the
+    server does not know: a chat request with any of them is answered HTTP 400, before the
+    responder sees it (a server without structured outputs or logprobs). A
+    ``structured_outputs.regex`` is not enforced: the reply is the responder's, as the scripted
+    client's (a responder that honours it reads it from the body).
     """
 
     def __init__(self, responder: Responder | str = "hello", *, model: str = "loopback-model",
-                 host: str = "127.0.0.1", port: int = 0, record: bool = True, tokenize: bool = True) -> None:
+                 host: str = "127.0.0.1", port: int = 0, record: bool = True, tokenize: bool = True,
+                 reject_fields: Sequence[str] = ()) -> None:
         self.responder: Responder = _constant(responder) if isinstance(responder, str) else responder
         self.model = model
         self.host = host
         self.record = record
         self.tokenize = tokenize
+        self.reject_fields = tuple(reject_fields)
         self.requests: list[ChatRequest] = []
         self.errors: list[str] = []
         self._port = port
@@ -438,6 +446,10 @@ class LoopbackServer:
         return True
 
     async def _chat(self, request: ChatRequest, writer: asyncio.StreamWriter) -> bool:
+        unknown = [name for name in self.reject_fields if name in request.body]
+        if unknown:
+            writer.write(_json_response(400, {"error": {"message": f"loopback server: unknown field(s) {unknown}"}}))
+            return True
         try:
             out = self.responder(request)
             if inspect.isawaitable(out):
@@ -787,6 +799,18 @@ async def _choices_constrain_the_reply(make: ClientFactory) -> None:
     assert response.text in _CHOOSE.sampling.choices, f"a reply constrained to yes/no was {response.text!r}"
 
 
+_ANY_TEXT = r"[\s\S]*"
+
+
+async def _regex_is_accepted(make: ClientFactory) -> None:
+    # Backends that enforce it (vLLM) and backends that do not (documented) alike answer a request
+    # with a regex; one that every reply matches keeps the check true of both.
+    asked = replace(_LONG, sampling=replace(_LONG.sampling, max_tokens=6, regex=_ANY_TEXT))
+    response = await _closing(make, lambda c: c.complete(asked))
+    assert isinstance(response, LLMResponse) and response.text, f"a request with a regex got {response!r}"
+    assert re.fullmatch(_ANY_TEXT, response.text), f"the reply {response.text!r} does not match {_ANY_TEXT!r}"
+
+
 async def _logprobs_are_returned_when_asked(make: ClientFactory) -> None:
     asked = replace(_LONG, sampling=replace(_LONG.sampling, max_tokens=6, logprobs=True, top_logprobs=2))
 
@@ -817,6 +841,7 @@ LLM_CLIENT_CHECKS: dict[str, LLMClientCheck] = {
     "count_tokens counts": _count_tokens_counts,
     "count_prompt_tokens is what usage reports": _count_prompt_tokens_is_what_usage_reports,
     "choices constrain the reply": _choices_constrain_the_reply,
+    "regex is accepted": _regex_is_accepted,
     "logprobs are returned when asked": _logprobs_are_returned_when_asked,
     "aclose is idempotent": _aclose_is_idempotent,
 }

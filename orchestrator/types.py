@@ -49,11 +49,18 @@ class SamplingOptions:
     """Return each generated token's log-probability in :attr:`LLMResponse.logprobs`."""
     top_logprobs: int = 0
     """Also return this many most likely alternatives per generated token (implies ``logprobs``)."""
+    regex: str | None = None
+    """Constrain the reply to match this regular expression in full (None: free text). vLLM
+    decodes it constrained (``structured_outputs.regex``); the scripted and local backends and
+    the kit's loopback server do not enforce it (their reply is what it would be without). Callers
+    still check the reply: a server without structured outputs answers free text."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "choices", tuple(self.choices))  # a list from JSON or a caller
-        if self.choices and self.json_schema is not None:
-            raise ValueError("sampling: choices and json_schema are two constraints; pass one")
+        if sum((bool(self.choices), self.json_schema is not None, self.regex is not None)) > 1:
+            raise ValueError("sampling: two constraints among choices, json_schema and regex; pass one")
+        if self.regex is not None and not self.regex:
+            raise ValueError("sampling: regex is an empty pattern; pass None for free text")
         if any(not isinstance(c, str) or not c for c in self.choices):
             raise ValueError(f"sampling: choices must be non-empty strings, got {self.choices!r}")
         if not 0 <= self.top_logprobs <= 20:

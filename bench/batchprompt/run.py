@@ -43,12 +43,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +108,7 @@ class GridPoint:
         return BatchPromptConfig(
             batch_size=self.batch_size, rounds=self.rounds, seas=self.seas,
             seas_rule="agree" if self.variant == "agree" else "confident",
-            confidence="logprob" if self.variant == "logprob" else "self", **common)
+            confidence="logprob" if self.variant == "logprob" else "self", constrained=self.constrained, **common)
 
 
 def grid(tasks: Sequence[str], batch_sizes: Sequence[int], rounds: Sequence[int], seas_rounds: Sequence[int],
@@ -149,8 +148,13 @@ class SharedChat:
     """Bounds the requests in flight (shared by every task's chat)."""
     cache: dict[str, asyncio.Future[LLMResponse]] = field(default_factory=dict)
     num_sent: int = 0
+    always_logprobs: bool = False
+    """Ask every call for logprobs: a prompt shared by a ``logprob`` row and the others (the key
+    is the prompt) then serves both."""
 
     async def _send(self, request: LLMRequest) -> LLMResponse:
+        if self.always_logprobs:
+            request = replace(request, sampling=replace(request.sampling, logprobs=True))
         async with self.semaphore:
             self.num_sent += 1
             return await self.complete(request)
@@ -294,107 +298,22 @@ def plot(rows: list[dict[str, Any]], model: str, path: Path) -> None:
     save_figure(fig, path)
 
 
-_CONSTRAIN: Any = None  # contextvars.ContextVar[bool], made on first use
+def _start_fake_server(args: argparse.Namespace, data: dict[str, tuple[TaskSpec, list[Item]]]) -> Any:
+    """``--fake-server``: the kit's loopback server over the scripted labelers, in a thread."""
+    from bench.batchprompt.responder import BatchPromptModel
+    from orchestrator.testing import LoopbackServer
+
+    return LoopbackServer(BatchPromptModel(data.values()), model=args.model).start()
 
 
-def constraint_for(tasks: Sequence[TaskSpec], messages: Sequence[dict[str, Any]]) -> str | None:
-    """The answer regex for a request body's messages: the task whose instructions open the
-    system message, and as many items as the last user message numbers."""
-    from workflows.batchprompt.prompt import answer_regex
-
-    if not messages:
-        return None
-    system = messages[0].get("content") or ""
-    task = next((t for t in tasks if system.startswith(t.instructions)), None)
-    if task is None:
-        return None
-    last = messages[-1].get("content") or ""
-    numbers = re.findall(r"^\[(\d+)\] ", last, re.MULTILINE)
-    return answer_regex(task, len(numbers)) if numbers else None
-
-
-def _logprob_client_class() -> type:
-    """An OpenAI-compatible client that also asks for (and returns) the tokens' logprobs."""
-    import contextvars
-
-    import httpx
-
-    global _CONSTRAIN
-    if _CONSTRAIN is None:
-        _CONSTRAIN = contextvars.ContextVar("batchprompt_constrain", default=False)
-
-    from orchestrator.errors import EngineDead
-    from orchestrator.llm.openai import OpenAIClient, _Retryable, parse_completion, parse_logprobs, parse_usage
-    from workflows.batchprompt.engine import LogprobResponse
-
-    class LogprobOpenAIClient(OpenAIClient):  # type: ignore[misc, valid-type]
-        """Adds ``logprobs: true`` to each request; a server that rejects it (HTTP 400) is asked
-        again without, once, and then never again (responses then carry no logprobs and the
-        ``logprob`` variant falls back to the marks, counted in ``logprob_missing_calls``)."""
-
-        want_logprobs = True
-        constrain_ok = True
-        """False once the server rejected a constrained request (later ones go unconstrained)."""
-        tasks: Sequence[TaskSpec] = ()
-        num_constrained = 0
-        num_constraint_rejected = 0
-
-        async def complete_constrained(self, request: LLMRequest) -> LLMResponse:
-            """``complete`` with the answer format forced by a regex (``structured_outputs``)."""
-            token = _CONSTRAIN.set(True)
-            try:
-                return await self.complete(request)
-            finally:
-                _CONSTRAIN.reset(token)
-
-        async def _complete_once(self, endpoint: str, body: dict[str, Any]) -> LLMResponse:
-            started = time.perf_counter()
-            if self.want_logprobs:
-                body = {**body, "logprobs": True}
-            if _CONSTRAIN.get() and self.constrain_ok:
-                regex = constraint_for(self.tasks, body["messages"])
-                if regex is not None:
-                    body = {**body, "structured_outputs": {"regex": regex}}
-                    self.num_constrained += 1
-            try:
-                response = await self._http.post(f"{endpoint}/chat/completions", json=body)
-                if response.status_code == 400 and "structured_outputs" in body:
-                    self.constrain_ok = False
-                    self.num_constraint_rejected += 1
-                    body = {k: v for k, v in body.items() if k != "structured_outputs"}
-                    response = await self._http.post(f"{endpoint}/chat/completions", json=body)
-                if response.status_code == 400 and body.get("logprobs"):
-                    self.want_logprobs = False
-                    body = {k: v for k, v in body.items() if k != "logprobs"}
-                    response = await self._http.post(f"{endpoint}/chat/completions", json=body)
-            except httpx.TransportError as exc:
-                raise _Retryable(f"{endpoint}: {type(exc).__name__}: {exc}",
-                                 move_on=isinstance(exc, httpx.ConnectError)) from exc
-            self._check_status(endpoint, response)
-            payload, choice = parse_completion(endpoint, response)
-            text = choice["message"].get("content") or ""
-            finish = choice.get("finish_reason") or "stop"
-            try:
-                content = (choice.get("logprobs") or {}).get("content") or []
-                tokens = tuple((str(t["token"]), float(t["logprob"])) for t in content)
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise EngineDead(f"{endpoint}: malformed logprobs: {response.text[:300]}") from exc
-            usage = parse_usage(payload.get("usage")) or self._estimate_usage(body, text)
-            return LogprobResponse(text=text, usage=usage, model=payload.get("model") or body["model"],
-                                   finish_reason=finish, latency_s=time.perf_counter() - started,
-                                   endpoint=endpoint, token_logprobs=tokens,
-                                   logprobs=parse_logprobs(choice.get("logprobs")))
-
-    return LogprobOpenAIClient
-
-
-def _make_client(args: argparse.Namespace, data: dict[str, tuple[TaskSpec, list[Item]]]) -> Any:
+def _make_client(args: argparse.Namespace, data: dict[str, tuple[TaskSpec, list[Item]]],
+                 server: Any = None) -> Any:
     if args.dry_run:
         from workflows.batchprompt.scripted import scripted_labeler
 
         task, items = next(iter(data.values()))
         return scripted_labeler(task, items, error_rate=0.1, unsure_rate=0.2, max_answers=20, model="dry-run")
-    from orchestrator.llm.openai import OpenAIConfig
+    from orchestrator.llm.openai import OpenAIClient, OpenAIConfig
 
     options: dict[str, Any] = {"base_urls": tuple(args.base_url or ["http://fake/v1"]), "model": args.model,
                                "max_retries": 3, "timeout_s": 120.0}
@@ -403,17 +322,9 @@ def _make_client(args: argparse.Namespace, data: dict[str, tuple[TaskSpec, list[
 
         tok = AutoTokenizer.from_pretrained(args.tokenizer)
         options["tokenizer"] = lambda text: tok.encode(text, add_special_tokens=False)
-    server = None
-    if args.fake_server:
-        from bench.batchprompt.responder import BatchPromptModel
-        from orchestrator.testing import LoopbackServer
-
-        server = LoopbackServer(BatchPromptModel(data.values()), model=args.model).start()
+    if server is not None:
         options["base_urls"] = (server.base_url,)
-    client = _logprob_client_class()(OpenAIConfig(**options))
-    client.tasks = tuple(task for task, _ in data.values())
-    client.loopback = server  # stopped with the client
-    return client
+    return OpenAIClient(OpenAIConfig(**options))
 
 
 class Results:
@@ -429,6 +340,7 @@ class Results:
         self.errors: dict[str, str] = {}
         self.started = time.perf_counter()
         self.chats: list[SharedChat] = []
+        self.constrained_chats: list[SharedChat] = []
         self.clients: list[Any] = []
         self.exact = bool(args.tokenizer) and not args.dry_run
 
@@ -457,9 +369,9 @@ class Results:
             "time_limit_s": self.args.time_limit_s,
             "wall_s": round(time.perf_counter() - self.started, 1),
             "num_prompts_sent": sum(c.num_sent for c in self.chats),
-            "num_constrained_requests": sum(getattr(c, "num_constrained", 0) for c in self.clients),
-            "constraint_rejected": any(getattr(c, "num_constraint_rejected", 0) for c in self.clients),
-            "logprobs_rejected": any(not getattr(c, "want_logprobs", True) for c in self.clients),
+            "num_constrained_requests": self.num_constrained_requests(),
+            "constraint_rejected": any(self._rejected(c, "structured_outputs") for c in self.clients),
+            "logprobs_rejected": any(self._rejected(c, "logprobs") for c in self.clients),
             "num_prompts_asked": sum(r.stats.num_calls for r in self.done.values()),
             "context_window": self.args.context_window,
             "exact_tokenizer": self.exact,
@@ -481,6 +393,19 @@ class Results:
         }
         return {"summary": {**meta, "results": main_rows}, "variants": {**meta, "results": variant_rows},
                 "detail": detail}
+
+    @staticmethod
+    def _rejected(client: Any, field_name: str) -> int:
+        """Requests the client sent without ``field_name`` because its server rejected it (the
+        product client's count; a dry run's scripted client has none)."""
+        return int(getattr(client, "num_rejected", {}).get(field_name, 0))
+
+    def num_constrained_requests(self) -> int:
+        """Requests sent with the answer regex (a dry run's scripted client sends none)."""
+        if self.args.dry_run:
+            return 0
+        sent = sum(c.num_sent for c in self.constrained_chats)
+        return sent - sum(self._rejected(c, "structured_outputs") for c in self.clients)
 
     def write(self, *, finished: bool) -> dict[str, Any]:
         out = self.build(finished=finished)
@@ -507,20 +432,23 @@ async def run_grid(args: argparse.Namespace) -> dict[str, Any]:
     for name in args.tasks:
         loaded = load_builtin_items(name, args.data_dir, subset=True, limit=args.limit)
         data[name] = (load_task(name), loaded.items)
+    server = None
     if args.dry_run:
         clients = {name: _make_client(args, {name: data[name]}) for name in args.tasks}
     else:
-        shared = _make_client(args, data)
+        server = _start_fake_server(args, data) if args.fake_server else None
+        shared = _make_client(args, data, server)
         clients = {name: shared for name in args.tasks}
     tokens = {name: TokenModel.of(task, items, clients[name].count_tokens) for name, (task, items) in data.items()}
     in_flight = asyncio.Semaphore(args.concurrency)
-    chats = {name: SharedChat(clients[name].complete, in_flight) for name in args.tasks}
+    logprobs = not args.dry_run
+    chats = {name: SharedChat(clients[name].complete, in_flight, always_logprobs=logprobs) for name in args.tasks}
     # Constrained rows: a chat of their own (their prompts get different answers), same semaphore.
-    constrained_chats = {
-        name: SharedChat(getattr(clients[name], "complete_constrained", clients[name].complete), in_flight)
-        for name in args.tasks}
+    constrained_chats = {name: SharedChat(clients[name].complete, in_flight, always_logprobs=logprobs)
+                         for name in args.tasks}
     results = Results(args, data, tokens, points)
     results.chats = [*chats.values(), *constrained_chats.values()]
+    results.constrained_chats = list(constrained_chats.values())
     results.clients = list({id(c): c for c in clients.values()}.values())
     exact = bool(args.tokenizer) and not args.dry_run
     # Without the model's tokenizer the chars/4 estimate can run short: keep 10% headroom.
@@ -570,8 +498,8 @@ async def run_grid(args: argparse.Namespace) -> dict[str, Any]:
             future.cancel()
     for client in {id(c): c for c in clients.values()}.values():
         await client.aclose()
-        if getattr(client, "loopback", None) is not None:
-            client.loopback.stop()
+    if server is not None:
+        server.stop()
     return results.write(finished=not stopped)
 
 

@@ -20,7 +20,9 @@ the prompt and the choice with the highest total log-probability is returned (sa
 proportion to ``exp(logprob / temperature)`` when the temperature is above 0). vLLM instead
 decodes greedily among the choices' prefixes token by token; the two agree whenever the choices
 differ in their first token. Logprobs are the model's raw ones (before temperature), as vLLM
-reports by default; the end-of-sequence token is not listed.
+reports by default; the end-of-sequence token is not listed. A ``regex`` is not enforced: the
+reply is what the model writes without it (callers check it, as they must with any server
+without structured outputs).
 """
 
 from __future__ import annotations

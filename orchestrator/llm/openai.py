@@ -6,6 +6,14 @@ to one endpoint (rendezvous hash of the program id, see :mod:`orchestrator.llm.r
 requests without hints round-robin. Retries with exponential backoff and jitter on 429, 5xx and
 connection errors; a connection error moves the request to the next endpoint in the program's
 order, an overloaded endpoint (429/5xx) is retried in place because it holds the program's cache.
+
+Optional fields a server may not know: a request with ``structured_outputs`` (``choices``,
+``regex``) or ``logprobs`` that the server answers HTTP 400 is sent again at once without that
+field (``structured_outputs`` first, then ``logprobs``), not counted as a retry. A field whose
+removal got the request through is remembered: the client never sends it again, and
+:attr:`OpenAIClient.num_rejected` counts per field the requests sent without it (the reply is then
+free text, or has no logprobs, which callers already allow for). A 400 that persists without the
+fields is the request's own fault and raises :class:`EngineDead` as before.
 """
 
 from __future__ import annotations
@@ -28,6 +36,13 @@ from orchestrator.types import LLMRequest, LLMResponse, TokenLogprob, Usage
 __all__ = ["OpenAIClient", "OpenAIConfig", "backoff_delay", "parse_logprobs", "parse_usage"]
 
 _RETRYABLE_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+
+_OPTIONAL_FIELDS: dict[str, tuple[str, ...]] = {
+    "structured_outputs": ("structured_outputs",),
+    "logprobs": ("logprobs", "top_logprobs"),
+}
+"""Request fields dropped (in this order) when a server rejects a request with HTTP 400: each
+name with the body keys that go with it."""
 
 
 @dataclass(frozen=True)
@@ -59,8 +74,10 @@ class OpenAIConfig:
     send_hints: bool = True
     """Send ``vllm_xargs``/``priority``; turn off for servers that reject unknown fields."""
     structured_outputs: bool = True
-    """Send a request's ``choices`` as vLLM's ``structured_outputs: {"choice": [...]}``; turn off
-    for servers without it (the reply is then free text, which callers match to a choice)."""
+    """Send a request's ``choices`` or ``regex`` as vLLM's ``structured_outputs: {"choice": [...]}``
+    or ``{"regex": ...}``; turn off for servers without it (the reply is then free text, which
+    callers match to a choice or check against the regex). A server that answers it HTTP 400
+    turns it off for the client by itself (see the module docstring)."""
     extra_body: Mapping[str, Any] = field(default_factory=dict)
     """Extra JSON fields merged into every request body (e.g. ``chat_template_kwargs``)."""
     tokenizer: Callable[[str], Sequence[Any] | int] | None = None
@@ -111,6 +128,15 @@ def parse_usage(raw: Any) -> Usage | None:
         output_tokens=int(raw.get("completion_tokens") or 0),
         reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
     )
+
+
+class _Rejected(Exception):
+    """The server answered HTTP 400 to a request that carries an optional field it may not know."""
+
+    def __init__(self, message: str, field_name: str) -> None:
+        super().__init__(message)
+        self.field_name = field_name
+        """The first optional field of the request (:data:`_OPTIONAL_FIELDS`): the one to drop."""
 
 
 class _Retryable(Exception):
@@ -196,6 +222,10 @@ class OpenAIClient:
         )
         self._models: dict[str, str] = {}
         self._no_tokenize: set[str] = set()  # endpoints without a usable /tokenize
+        self._rejected: set[str] = set()
+        self.num_rejected: dict[str, int] = dict.fromkeys(_OPTIONAL_FIELDS, 0)
+        """Per optional field (``structured_outputs``, ``logprobs``): requests sent without it
+        because the server rejected it (HTTP 400); once non-zero, no later request carries it."""
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -305,9 +335,11 @@ class OpenAIClient:
         if sampling.json_schema is not None:
             body["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": "reply", "schema": dict(sampling.json_schema), "strict": True}}
-        if sampling.choices and self.config.structured_outputs:
-            body["structured_outputs"] = {"choice": list(sampling.choices)}
-        if sampling.wants_logprobs:
+        constrained = bool(sampling.choices) or sampling.regex is not None
+        if constrained and self.config.structured_outputs and self._may_send("structured_outputs"):
+            body["structured_outputs"] = ({"choice": list(sampling.choices)} if sampling.choices
+                                          else {"regex": sampling.regex})
+        if sampling.wants_logprobs and self._may_send("logprobs"):
             body["logprobs"] = True
             if sampling.top_logprobs:
                 body["top_logprobs"] = sampling.top_logprobs
@@ -320,6 +352,13 @@ class OpenAIClient:
                 body["priority"] = request.hints.priority
         body.update(self.config.extra_body)
         return body
+
+    def _may_send(self, field_name: str) -> bool:
+        """Whether the server takes this optional field; a body left without it is counted."""
+        if field_name in self._rejected:
+            self.num_rejected[field_name] += 1
+            return False
+        return True
 
     async def _model_for(self, endpoint: str, request: LLMRequest) -> str:
         if request.model or self.config.model:
@@ -347,7 +386,7 @@ class OpenAIClient:
             endpoint = self.config.base_urls[order[position % len(order)]]
             try:
                 model = await self._model_for(endpoint, request)
-                return await attempt(endpoint, self._body(request, model, stream=stream))
+                return await self._without_rejected(endpoint, self._body(request, model, stream=stream), attempt)
             except _Retryable as exc:
                 failures.append(str(exc))
                 if no_retry_after() or retry == self.config.max_retries:
@@ -362,12 +401,32 @@ class OpenAIClient:
             f"check that the server at {', '.join(self.config.base_urls)} is running and not overloaded"
         )
 
-    def _check_status(self, endpoint: str, response: httpx.Response) -> None:
+    async def _without_rejected(self, endpoint: str, body: dict[str, Any],
+                                attempt: Callable[[str, dict[str, Any]], Any]) -> LLMResponse:
+        """``attempt``, sent again without each optional field in turn while the server answers
+        HTTP 400; the fields whose removal got the request through are never sent again."""
+        dropped: list[str] = []
+        while True:
+            try:
+                response: LLMResponse = await attempt(endpoint, body)
+            except _Rejected as exc:
+                dropped.append(exc.field_name)
+                body = {k: v for k, v in body.items() if k not in _OPTIONAL_FIELDS[exc.field_name]}
+                continue
+            for name in dropped:
+                self._rejected.add(name)
+                self.num_rejected[name] += 1
+            return response
+
+    def _check_status(self, endpoint: str, response: httpx.Response, body: Mapping[str, Any] | None = None) -> None:
         if response.status_code < 400:
             return
         detail = f"{endpoint}: HTTP {response.status_code} {_excerpt(response.text)}"
         if response.status_code in _RETRYABLE_STATUS:
             raise _Retryable(detail, _retry_after(response))
+        optional = next((name for name, keys in _OPTIONAL_FIELDS.items() if keys[0] in (body or ())), None)
+        if response.status_code == 400 and optional is not None:
+            raise _Rejected(detail, optional)
         raise EngineDead(f"LLM server rejected the request ({detail}); fix the request or the model name")
 
     async def _complete_once(self, endpoint: str, body: dict[str, Any]) -> LLMResponse:
@@ -379,7 +438,7 @@ class OpenAIClient:
                              move_on=isinstance(exc, httpx.ConnectError)) from exc
         except httpx.HTTPError as exc:
             raise EngineDead(f"{endpoint}: {type(exc).__name__}: {exc}") from exc
-        self._check_status(endpoint, response)
+        self._check_status(endpoint, response, body)
         payload, choice = parse_completion(endpoint, response)
         text = choice["message"].get("content") or ""
         finish = choice.get("finish_reason") or "stop"
@@ -399,7 +458,7 @@ class OpenAIClient:
             async with self._http.stream("POST", f"{endpoint}/chat/completions", **_json_body(body)) as response:
                 if response.status_code >= 400:
                     await response.aread()
-                    self._check_status(endpoint, response)
+                    self._check_status(endpoint, response, body)
                 async for line in response.aiter_lines():
                     if not line.startswith("data:"):
                         continue

@@ -10,6 +10,9 @@ real model. Sampling's stop strings and ``max_tokens`` are honoured like a serve
 request constrained to ``choices`` gets the choice closest to the scripted reply
 (:func:`~orchestrator.llm.choices.closest_choice`), and one asking for ``logprobs`` gets the
 reply's tokens with log-probabilities from the config's ``logprobs`` function (default 0 each).
+A ``regex`` is not enforced (no reply can be made up to fit it): the scripted reply comes back
+as it is, and one that does not match the regex in full is counted in
+:attr:`ScriptedClient.num_regex_mismatches`, so a test can tell its script from the constraint.
 """
 
 from __future__ import annotations
@@ -52,6 +55,15 @@ def _prompt_tokens(request: LLMRequest) -> int:
     return simple_token_count("\n".join(m.content for m in request.messages))
 
 
+def _matches(pattern: str, text: str) -> bool:
+    """Whether ``text`` matches ``pattern`` in full; a pattern Python cannot compile (vLLM's
+    dialects differ) counts as no match."""
+    try:
+        return re.fullmatch(pattern, text) is not None
+    except re.error:
+        return False
+
+
 def split_deltas(text: str) -> list[str]:
     """``text`` in word-sized stream deltas (each word with the whitespace before it)."""
     return re.findall(r"\s*\S+|\s+$", text)
@@ -78,6 +90,8 @@ class ScriptedClient:
         self.model = self.config.model
         self.requests: list[LLMRequest] = []
         """Every request received, in order (tests assert on hints and prompts)."""
+        self.num_regex_mismatches = 0
+        """Replies to a request with a ``regex`` that did not match it (handed out unchanged)."""
         script = self.config.responses
         if isinstance(script, str) or not (callable(script) or isinstance(script, (Mapping, Sequence))):
             raise ConfigError("scripted backend: responses must be a list of strings, a callable or a "
@@ -94,6 +108,8 @@ class ScriptedClient:
         if sampling.choices:
             reply = closest_choice(reply, sampling.choices)
         text, finish = cut_reply(reply, sampling.stop, sampling.max_tokens)
+        if sampling.regex is not None and not _matches(sampling.regex, text):
+            self.num_regex_mismatches += 1
         usage = Usage(input_tokens=_prompt_tokens(request), output_tokens=self.count_tokens(text))
         return LLMResponse(text=text, usage=usage, model=request.model or self.model, finish_reason=finish,
                            endpoint="scripted", logprobs=self._logprobs(text, sampling.top_logprobs)

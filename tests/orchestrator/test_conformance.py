@@ -104,6 +104,17 @@ def test_llm_client_suite_on_the_openai_client(loopback: LoopbackServer, closed_
     names = check_llm_client(make, make_unreachable=down)
     assert names == [*LLM_CLIENT_CHECKS, "server down raises EngineUnavailable"]
     assert loopback.chat_bodies and not loopback.errors
+    assert any("regex" in (b.get("structured_outputs") or {}) for b in loopback.chat_bodies), \
+        "the regex check's request reached the server without structured_outputs"
+
+
+def test_llm_client_suite_on_the_openai_client_whose_server_rejects_optional_fields() -> None:
+    # A server without structured outputs or logprobs: the client drops the fields, so no call
+    # fails; only the checks that need a choice enforced or logprobs back do.
+    failed = r"2 of \d+ LLMClient checks failed:\n  choices constrain the reply: .*\n  logprobs are returned"
+    with (LoopbackServer(LONG_REPLY, reject_fields=("structured_outputs", "logprobs")) as server,
+          pytest.raises(AssertionError, match=failed)):
+        check_llm_client(lambda: OpenAIClient(OpenAIConfig(base_urls=[server.base_url], model=server.model)))
 
 
 @pytest.mark.slow

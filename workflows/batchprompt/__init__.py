@@ -18,7 +18,6 @@ from workflows.batchprompt.engine import (
     BatchPromptConfig,
     BatchPromptResult,
     CallStats,
-    LogprobResponse,
     run_batchprompt,
 )
 from workflows.batchprompt.graph import build_graph, initial_state, result_of
@@ -43,7 +42,6 @@ __all__ = [
     "BatchPromptConfig",
     "BatchPromptResult",
     "CallStats",
-    "LogprobResponse",
     "TaskSpec",
     "VotingConfig",
     "compose_messages",

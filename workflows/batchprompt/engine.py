@@ -24,9 +24,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from orchestrator.types import LLMResponse, Message, SamplingOptions, TokenLogprob
+from orchestrator.types import LLMResponse, Message, SamplingOptions
 from workflows.batchprompt.prompt import (
     BatchParse,
+    answer_regex,
     compose_messages,
     label_probabilities,
     max_output_tokens,
@@ -58,7 +59,6 @@ __all__ = [
     "BatchPromptResult",
     "CallStats",
     "ChatFn",
-    "LogprobResponse",
     "RunState",
     "finish",
     "is_finished",
@@ -71,17 +71,6 @@ ChatFn = Callable[[list[Message], SamplingOptions], Awaitable[LLMResponse]]
 """One LLM call: the messages and sampling options in, the response (with usage) out."""
 
 CONFIDENCE_SOURCES: tuple[str, ...] = ("self", "logprob")
-
-
-@dataclass(frozen=True)
-class LogprobResponse(LLMResponse):
-    """A response that also carries the generated tokens with their log-probabilities as pairs.
-
-    Older form of :attr:`LLMResponse.logprobs` (which every backend now fills when the request asks
-    for logprobs); read as a fallback where ``logprobs`` is None.
-    """
-
-    token_logprobs: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,8 +102,9 @@ class BatchPromptConfig:
     confidence: str = "self"
     """Where an answer's confidence comes from: ``self`` (the paper: the model's own
     ``(sure)``/``(unsure)`` mark) or ``logprob`` (the probability of the answer's label token is
-    at least ``confidence_threshold``; needs a chat that returns :class:`LogprobResponse`, calls
-    without logprobs fall back to the marks and are counted in ``logprob_missing_calls``)."""
+    at least ``confidence_threshold``; the calls ask for logprobs (:attr:`LLMResponse.logprobs`),
+    calls answered without them fall back to the marks and are counted in
+    ``logprob_missing_calls``)."""
     confidence_threshold: float = 0.9
     """Label-token probability from which a ``logprob`` answer counts as confident."""
     seas_rule: str = "confident"
@@ -135,6 +125,12 @@ class BatchPromptConfig:
     label_top_logprobs: int = 5
     """Alternatives per generated token the calls ask for under ``logprob`` scoring (every label's
     first token should be among them)."""
+    constrained: bool = False
+    """Force the answer format: each call carries the regex of its answer block
+    (:func:`~workflows.batchprompt.prompt.answer_regex`, as :attr:`SamplingOptions.regex`), which
+    a server with structured outputs (vLLM) decodes under, so no answer goes missing or
+    unparsable; the words and marks stay the model's. Other backends answer free text, parsed as
+    usual."""
 
     def __post_init__(self) -> None:
         validate_rounds(self.rounds)
@@ -358,6 +354,7 @@ class _RoundRunner:
             max_tokens=max_output_tokens(num_items, config.max_tokens_per_answer), temperature=0.0,
             logprobs=config.wants_logprobs,
             top_logprobs=config.label_top_logprobs if config.label_scoring == "logprob" else 0,
+            regex=answer_regex(self.task, num_items) if config.constrained else None,
         )
 
     async def _call(self, rows: list[dict[str, str]]) -> LLMResponse:
@@ -373,14 +370,14 @@ class _RoundRunner:
         """One call with a content-free item; its label distribution (None when it has none)."""
         response = await self._call([content_free_inputs(self.task)])
         self.stats.calibration_calls += 1
-        tokens = _token_logprobs(response)
+        tokens = response.logprobs
         return label_distributions(self.task, tokens, 1).get(1) if tokens else None
 
     async def _ask(self, keys: list[str], *, first_attempt: bool) -> dict[str, tuple[str, bool]]:
         response = await self._call([self.items[k].inputs for k in keys])
         parse: BatchParse = parse_answers(self.task, response.text, len(keys))
         confident = {pos: a.confident for pos, a in parse.answers.items()}
-        tokens = _token_logprobs(response)
+        tokens = response.logprobs
         if self.config.wants_logprobs and not tokens:
             self.stats.logprob_missing_calls += 1
         if tokens and self.config.confidence == "logprob":
@@ -481,15 +478,6 @@ class _RoundRunner:
             scored[key] = (label, confident)
         self.stats.logprob_scored_answers += len(scored)
         return scored
-
-
-def _token_logprobs(response: LLMResponse) -> tuple[TokenLogprob, ...] | None:
-    """The response's token logprobs (with their alternatives), else a :class:`LogprobResponse`'s
-    pairs."""
-    if response.logprobs:
-        return response.logprobs
-    pairs = getattr(response, "token_logprobs", None)
-    return tuple(TokenLogprob(t, lp) for t, lp in pairs) if pairs else None
 
 
 async def step(

@@ -15,7 +15,8 @@ The task payload (what ``Runtime.run("batchprompt", task=...)`` receives):
   ``context_window``, ``max_tokens_per_answer``, ``reask``, ``reask_singles``, ``seas_rule``,
   ``confidence`` (``self`` or ``logprob``: the calls then ask the backend for token logprobs),
   ``confidence_threshold``, ``label_scoring`` (``text`` or ``logprob``: labels by calibrated
-  log-probability), ``calibration`` (``mean``, ``content_free`` or ``none``), ``label_top_logprobs``.
+  log-probability), ``calibration`` (``mean``, ``content_free`` or ``none``), ``label_top_logprobs``,
+  ``constrained`` (the answer format forced by a regex where the server decodes under one).
 """
 
 from __future__ import annotations

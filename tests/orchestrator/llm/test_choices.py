@@ -46,6 +46,10 @@ def test_sampling_checks_the_new_fields() -> None:
     assert SamplingOptions(top_logprobs=3).wants_logprobs and not SamplingOptions().wants_logprobs
     with pytest.raises(ValueError, match="two constraints"):
         SamplingOptions(choices=("a",), json_schema={"type": "string"})
+    with pytest.raises(ValueError, match="two constraints"):
+        SamplingOptions(choices=("a",), regex="a|b")
+    with pytest.raises(ValueError, match="empty pattern"):
+        SamplingOptions(regex="")
     with pytest.raises(ValueError, match="non-empty"):
         SamplingOptions(choices=("a", ""))
     with pytest.raises(ValueError, match="top_logprobs"):
@@ -62,6 +66,9 @@ def test_journal_keys_of_requests_without_the_new_fields_are_unchanged() -> None
     assert request_hash("llm", now) == request_hash("llm", {"messages": wire, "sampling": old_form})
     constrained = llm_request(wire, asdict(SamplingOptions(max_tokens=8, choices=("a", "b"))))
     assert request_hash("llm", constrained) != request_hash("llm", now)
+    by_regex = llm_request(wire, asdict(SamplingOptions(max_tokens=8, regex="a|b")))
+    assert by_regex["sampling"]["regex"] == "a|b" and "regex" not in now["sampling"]
+    assert request_hash("llm", by_regex) not in {request_hash("llm", now), request_hash("llm", constrained)}
 
 
 def _ask(**sampling: object) -> LLMRequest:
@@ -78,3 +85,13 @@ def test_scripted_client_snaps_to_a_choice_and_reports_logprobs() -> None:
     assert chosen.logprobs[0].top_logprobs == (("Verifier", -0.25),)
     plain = asyncio.run(client.complete(_ask()))
     assert plain.text == "Next: the verifier." and plain.logprobs is None
+
+
+def test_scripted_client_hands_out_its_reply_under_a_regex_and_counts_a_mismatch() -> None:
+    client = ScriptedClient(ScriptedConfig(["[1] yes", "maybe", "anything"]))
+    matching = asyncio.run(client.complete(_ask(regex=r"\[1\] (yes|no)")))
+    assert matching.text == "[1] yes" and client.num_regex_mismatches == 0
+    unmatched = asyncio.run(client.complete(_ask(regex=r"\[1\] (yes|no)")))
+    assert unmatched.text == "maybe" and client.num_regex_mismatches == 1  # not enforced: noted
+    asyncio.run(client.complete(_ask(regex="(unclosed")))  # a pattern Python cannot read: no match
+    assert client.num_regex_mismatches == 2

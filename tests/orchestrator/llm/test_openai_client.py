@@ -353,6 +353,85 @@ def test_structured_outputs_can_be_turned_off(servers: list[LoopbackServer]) -> 
     assert "structured_outputs" not in server.chat_bodies[0]
 
 
+_REGEX = r"\[1\] (yes|no)"
+
+
+def _regex_request(**sampling: object) -> LLMRequest:
+    return LLMRequest(messages=(Message("user", "answer"),),
+                      sampling=SamplingOptions(max_tokens=8, regex=_REGEX, **sampling))  # type: ignore[arg-type]
+
+
+def test_regex_travels_as_vllm_structured_outputs(servers: list[LoopbackServer]) -> None:
+    server = servers[0]
+
+    async def go() -> None:
+        client = _client(server.base_url)
+        try:
+            await client.complete(_regex_request())
+            [_ async for _ in client.stream(_regex_request())]
+        finally:
+            await client.aclose()
+
+    asyncio.run(go())
+    assert [b["structured_outputs"] for b in server.chat_bodies] == [{"regex": _REGEX}] * 2
+    protocol = pytest.importorskip("vllm.entrypoints.openai.chat_completion.protocol", reason=extras.SERVE)
+    params = protocol.ChatCompletionRequest.model_validate(server.chat_bodies[0]).to_sampling_params(
+        max_tokens=8, default_sampling_params={})
+    assert params.structured_outputs is not None and params.structured_outputs.regex == _REGEX
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_server_that_rejects_structured_outputs_and_logprobs_is_asked_without_them_once(stream: bool) -> None:
+    # The fields a server answered HTTP 400 are dropped for that request and never sent again.
+    async def ask(client: OpenAIClient, request: LLMRequest) -> LLMResponse:
+        if not stream:
+            return await client.complete(request)
+        *_, final = [item async for item in client.stream(request)]
+        assert isinstance(final, LLMResponse)
+        return final
+
+    async def go(server: LoopbackServer) -> tuple[OpenAIClient, list[LLMResponse]]:
+        client = _client(server.base_url, max_retries=0)
+        try:
+            return client, [await ask(client, _regex_request(logprobs=True)) for _ in range(2)]
+        finally:
+            await client.aclose()
+
+    with LoopbackServer("[1] yes", reject_fields=("structured_outputs", "logprobs")) as server:
+        client, responses = asyncio.run(go(server))
+    assert [r.text for r in responses] == ["[1] yes"] * 2 and all(r.logprobs is None for r in responses)
+    # 1st request: rejected with both, rejected without structured_outputs, accepted without either.
+    assert [sorted({"structured_outputs", "logprobs"} & set(b)) for b in server.chat_bodies] == [
+        ["logprobs", "structured_outputs"], ["logprobs"], [], []]
+    assert client.num_rejected == {"structured_outputs": 2, "logprobs": 2} and not server.errors
+
+    with LoopbackServer("[1] yes", reject_fields=("structured_outputs",)) as server:
+        client, responses = asyncio.run(go(server))
+    assert all(r.logprobs for r in responses), "logprobs dropped although only structured_outputs was rejected"
+    assert ["structured_outputs" in b for b in server.chat_bodies] == [True, False, False]
+    assert client.num_rejected == {"structured_outputs": 2, "logprobs": 0}
+
+
+def test_a_400_that_is_not_about_optional_fields_stays_engine_dead(servers: list[LoopbackServer]) -> None:
+    server = servers[0]
+    behaviour(server).failures = [400, 400, 400]
+
+    async def go() -> None:
+        client = _client(server.base_url)
+        try:
+            with pytest.raises(EngineDead, match="HTTP 400"):
+                await client.complete(_regex_request(logprobs=True))
+            assert client.num_rejected == {"structured_outputs": 0, "logprobs": 0}
+            await client.complete(_regex_request(logprobs=True))  # nothing was remembered
+        finally:
+            await client.aclose()
+
+    asyncio.run(go())
+    # With both fields, without structured_outputs, without either; then the next request with both.
+    assert [sorted({"structured_outputs", "logprobs"} & set(b)) for b in server.chat_bodies] == [
+        ["logprobs", "structured_outputs"], ["logprobs"], [], ["logprobs", "structured_outputs"]]
+
+
 def test_parse_logprobs_reads_the_openai_shape_and_rejects_garbage() -> None:
     from orchestrator.llm.openai import parse_logprobs
 

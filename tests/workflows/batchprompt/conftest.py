@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.types import LLMRequest, LLMResponse, Message, SamplingOptions
-from workflows.batchprompt.engine import LogprobResponse
+from orchestrator.types import LLMRequest, LLMResponse, Message, SamplingOptions, TokenLogprob
 from workflows.batchprompt.scripted import label_logprobs
 from workflows.batchprompt.tasks import Item, TaskSpec, load_task
 
@@ -54,7 +53,7 @@ def chat_of():  # type: ignore[no-untyped-def]
             response = await client.complete(LLMRequest(tuple(messages), sampling))
             if not logprobs:  # a backend that reports none
                 return replace(response, logprobs=None)
-            return LogprobResponse(**{**vars(response), "logprobs": None}, token_logprobs=label_logprobs(response.text))
+            return replace(response, logprobs=tuple(TokenLogprob(t, lp) for t, lp in label_logprobs(response.text)))
 
         return chat
 

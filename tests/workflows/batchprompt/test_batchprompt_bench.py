@@ -7,6 +7,7 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,6 +75,8 @@ def test_fake_server_goes_through_http_with_logprobs(tmp_path: Path, shared_data
     assert logprob["logprob_missing_calls"] == 0 and logprob["confident_answers"] > 0
     assert logprob["seas_exits_by_round"] == paper["seas_exits_by_round"]  # p=0.99 iff marked sure
     assert all(len(r["predictions"]) == 24 for r in detail["results"])
+    assert detail["num_constrained_requests"] > 0
+    assert not detail["constraint_rejected"] and not detail["logprobs_rejected"]
 
 
 def test_time_limit_writes_what_finished(tmp_path: Path, shared_data: Path) -> None:
@@ -100,42 +103,46 @@ def test_grid_waves_put_goal_rows_first() -> None:
     assert len(first + rest) == 1 + 9 + 6 + 2 * 3
 
 
-def test_constrained_requests_carry_the_answer_regex_and_survive_a_rejection(shared_data: Path) -> None:
+def test_constrained_calls_carry_the_answer_regex_and_survive_a_rejection(shared_data: Path) -> None:
     import asyncio
     import re as _re
 
     from bench.batchprompt.responder import BatchPromptModel
-    from orchestrator.llm.openai import OpenAIConfig
+    from orchestrator.llm.openai import OpenAIClient, OpenAIConfig
     from orchestrator.testing import LoopbackServer
-    from orchestrator.types import LLMRequest, SamplingOptions
-    from workflows.batchprompt.prompt import answer_regex, compose_messages
+    from orchestrator.types import LLMRequest, LLMResponse, Message, SamplingOptions
+    from workflows.batchprompt.engine import BatchPromptConfig, BatchPromptResult, run_batchprompt
+    from workflows.batchprompt.prompt import answer_regex
     from workflows.batchprompt.tasks import load_builtin_items, load_task
 
-    bench = _bench()
     task = load_task("rte")
     items = load_builtin_items("rte", shared_data, limit=24).items
     regex = answer_regex(task, 3)
     assert _re.fullmatch(regex, "[1] yes (sure)\n[2] no (unsure)\n[3] no (sure)")
     assert not _re.fullmatch(regex, "[1] yes (sure)\n[2] no (unsure)")  # a missing line cannot pass
-    request = LLMRequest(tuple(compose_messages(task, [i.inputs for i in items])), SamplingOptions(max_tokens=400))
-    assert bench.constraint_for([task], [m.to_wire() for m in request.messages]) == answer_regex(task, 24)
 
-    async def go(accept: bool):  # type: ignore[no-untyped-def]
-        server = BatchPromptModel([(task, items)], accept_structured=accept)
-        with LoopbackServer(server, model="m") as loopback:
-            client = bench._logprob_client_class()(OpenAIConfig(base_urls=(loopback.base_url,), model="m"))
-            client.tasks = (task,)
-            plain = await client.complete(request)
-            forced = await client.complete_constrained(request)
-            again = await client.complete_constrained(request)
+    async def go(accept: bool) -> tuple[BatchPromptModel, OpenAIClient, list[Any], list[BatchPromptResult]]:
+        model = BatchPromptModel([(task, items)], accept_structured=accept)
+        with LoopbackServer(model, model="m") as loopback:
+            client = OpenAIClient(OpenAIConfig(base_urls=(loopback.base_url,), model="m"))
+
+            async def chat(messages: list[Message], sampling: SamplingOptions) -> LLMResponse:
+                return await client.complete(LLMRequest(tuple(messages), sampling))
+
+            results = [await run_batchprompt(task, items, BatchPromptConfig(batch_size=24, reask=False,
+                                                                             constrained=constrained),
+                                             chat, client.count_tokens)
+                       for constrained in (False, True, True)]
             await client.aclose()
         assert not loopback.errors
-        return server, client, plain, forced, again
+        return model, client, loopback.chat_bodies, results
 
-    server, client, plain, forced, again = asyncio.run(go(True))
-    assert len(plain.text.splitlines()) == 20 and len(forced.text.splitlines()) == 24  # the fake drops past 20
-    assert server.num_structured == client.num_constrained == 2 and forced.token_logprobs
-    server, client, plain, forced, again = asyncio.run(go(False))
+    model, client, bodies, (plain, forced, again) = asyncio.run(go(True))
+    assert plain.stats.num_missing == 4 and forced.stats.num_missing == 0  # the fake drops past 20
+    assert [b.get("structured_outputs") for b in bodies] == [None] + [{"regex": answer_regex(task, 24)}] * 2
+    assert model.num_structured == 2 and client.num_rejected["structured_outputs"] == 0
+    model, client, bodies, (plain, forced, again) = asyncio.run(go(False))
     # A server without structured outputs: rejected once, then unconstrained; answers still come.
-    assert client.num_constraint_rejected == 1 and not client.constrain_ok and server.num_structured == 0
-    assert len(forced.text.splitlines()) == len(again.text.splitlines()) == 20
+    assert client.num_rejected["structured_outputs"] == 2 and model.num_structured == 0
+    assert ["structured_outputs" in b for b in bodies] == [False, True, False, False]
+    assert forced.stats.num_missing == again.stats.num_missing == 4
