@@ -72,6 +72,7 @@ class RuntimeContext:
     journal: Journal = field(init=False)
     _turn: int = 0
     _inflight: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    _marking: dict[str, asyncio.Future[None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.journal = Journal(self.run_id)
@@ -92,7 +93,14 @@ class RuntimeContext:
             self.journal.mark_concurrent(task)
             row = {"run_id": self.run_id, "key": self.journal.concurrency_key(task), "kind": "concurrent",
                    "data": True}
-            await self.store.transact(lambda conn: calls.insert_observation(conn, row, once=True))
+            self._marking[task] = asyncio.ensure_future(
+                self.store.transact(lambda conn: calls.insert_observation(conn, row, once=True)))
+        marking = self._marking.get(task)
+        if marking is not None:
+            # Every call of the task waits until the marker is committed, not only the one that
+            # wrote it: a third call journaled before the marker (transactions on a PostgreSQL
+            # pool commit in any order) would be replayed by position after a crash in between.
+            await asyncio.shield(marking)
         self._inflight[task] += 1
         try:
             yield
