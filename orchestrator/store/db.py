@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event, inspect
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -89,7 +90,13 @@ class Store:
         # The hot path (ledger reservations, call records) runs each transaction as one plain
         # function on a worker thread: one thread hand-off per transaction instead of several per
         # statement through the async driver (measured: ~9 ms -> see bench/NOTEBOOK.md).
-        self.sync_engine = create_engine(self.sync_url, **kwargs)
+        if self.is_sqlite:
+            self.sync_engine = create_engine(self.sync_url, **kwargs)
+        else:
+            # PostgreSQL: a connection used within the last second is not pinged (a SELECT 1 round
+            # trip on every transaction of the hot path); one idle longer is (see _ping_idle_connections).
+            self.sync_engine = create_engine(self.sync_url, **{**kwargs, "pool_pre_ping": False})
+            _ping_idle_connections(self.sync_engine)
         if self.is_sqlite:
             event.listen(self.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.sync_engine, "connect", _no_autobegin)
@@ -277,6 +284,36 @@ class Store:
                 await asyncio.shield(self._committer)  # the groups already queued commit first
         await self.engine.dispose()
         self.sync_engine.dispose()
+
+
+PING_AFTER_IDLE_S = 1.0
+"""A pooled PostgreSQL connection of the store's hot path idle longer than this is pinged before use."""
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """SQLAlchemy's pessimistic disconnect handling (``pool_pre_ping``), for connections idle more
+    than :data:`PING_AFTER_IDLE_S`: a dead one (server restarted, connection dropped while idle)
+    is replaced by a fresh one before the transaction starts. A connection handed back less than
+    that ago is used at once: a turn makes two transactions in a few milliseconds, and the ping
+    was one more round trip each time. A connection that dies within that second fails its
+    transaction, as one that died just after its ping did before."""
+
+    def stamp(_dbapi_conn: Any, record: Any) -> None:
+        record.info["qf_idle_since"] = time.monotonic()
+
+    def ping_if_idle(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("qf_idle_since", 0.0) <= PING_AFTER_IDLE_S:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise DisconnectionError(f"pinging an idle connection failed: {exc}") from exc
+        if not alive:
+            raise DisconnectionError("an idle connection did not answer a ping")
+
+    event.listen(engine, "connect", stamp)
+    event.listen(engine, "checkin", stamp)
+    event.listen(engine, "checkout", ping_if_idle)
 
 
 def _no_autobegin(dbapi_conn: Any, _record: Any) -> None:
