@@ -5,6 +5,8 @@ before the next transaction, and a connection in steady use is not pinged."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 from typing import Any
 
 import psycopg
@@ -12,15 +14,18 @@ import pytest
 
 from orchestrator.store import db
 from orchestrator.store.db import Store, plain_postgres_dsn
+from tests import pg
 
 pytestmark = pytest.mark.postgres
 
 
+_names = itertools.count()
+
+
 @pytest.fixture
-def pg_url(db_url: str) -> str:
-    if db_url.startswith("sqlite"):
-        pytest.skip("PostgreSQL only")
-    return db_url
+def pg_url(pg_server: pg.PgServer) -> str:
+    """A fresh database on the suite's PostgreSQL server (this test has no SQLite case)."""
+    return pg_server.create_db(f"qf_idle_ping_{os.getpid()}_{next(_names)}")
 
 
 def _select_one(conn) -> int:  # type: ignore[no-untyped-def]
