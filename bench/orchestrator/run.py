@@ -144,6 +144,13 @@ def _build(ctx: Any) -> StateGraph:
         PROBE.node_times.setdefault(ctx.run_id, []).append(time.perf_counter())
         return {}
 
+    return _turn_graph(agent, done, turns)
+
+
+
+def _turn_graph(agent: Any, done: Any, turns: int) -> StateGraph:
+    """The graph both the runtime workflow and the bare LangGraph baseline run: ``agent`` once per
+    turn, then ``done`` (the same shape and state growth on both sides of the comparison)."""
     graph = StateGraph(_TurnState)
     graph.add_node("agent", agent)
     graph.add_node("done", done)
@@ -151,7 +158,6 @@ def _build(ctx: Any) -> StateGraph:
     graph.add_conditional_edges("agent", lambda s: "done" if s["turn"] >= turns else "agent", ["agent", "done"])
     graph.add_edge("done", END)
     return graph
-
 
 BENCH_WORKFLOW = workflows.register(Workflow(
     name="bench_turns",
@@ -285,13 +291,7 @@ def bare_graph(turns: int, times: dict[str, list[float]]) -> StateGraph:
         stamp()
         return {}
 
-    graph = StateGraph(_TurnState)
-    graph.add_node("agent", agent)
-    graph.add_node("done", done)
-    graph.add_edge(START, "agent")
-    graph.add_conditional_edges("agent", lambda s: "done" if s["turn"] >= turns else "agent", ["agent", "done"])
-    graph.add_edge("done", END)
-    return graph
+    return _turn_graph(agent, done, turns)
 
 
 async def langgraph_phase(saver: Any, concurrency: int, num_programs: int, turns: int,
