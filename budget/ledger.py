@@ -13,7 +13,7 @@ and settle left an entry behind, and the resumed call adopts it instead of reser
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -150,7 +150,7 @@ class Ledger:
                        size: Callable[[list[AccountView]], list[Charge]]) -> Reservation:
         def reserve_tx(s: Connection) -> tuple[tuple[int, str, str, float], ...]:
             rows = s.execute(_ACCOUNTS, {"scopes": scopes}).all()
-            views = [AccountView(sc, res, lim, held, spent) for _, sc, res, lim, held, spent in rows]
+            views = _views(rows)
             ids = {(sc, res): aid for aid, sc, res, lim, _, _ in rows if lim is not None}
             parts = tuple(sorted((ids[(c.scope, c.resource)], c.scope, c.resource, c.amount)
                                  for c in size(views) if c.amount > 0 and (c.scope, c.resource) in ids))
@@ -256,17 +256,16 @@ class Ledger:
     @staticmethod
     def accounts_in(conn: Connection, scopes: list[str]) -> list[AccountView]:
         """The accounts of ``scopes`` read in the caller's transaction (``Store.transact``)."""
-        return [AccountView(sc, res, lim, held, spent)
-                for _, sc, res, lim, held, spent in conn.execute(_ACCOUNTS, {"scopes": scopes})]
+        return _views(conn.execute(_ACCOUNTS, {"scopes": scopes}))
 
     async def accounts(self, scopes: list[str]) -> list[AccountView]:
         async with self.store.session() as s:
-            rows = (
-                await s.execute(
-                    select(BudgetAccountRow).where(BudgetAccountRow.scope.in_(scopes)).order_by(BudgetAccountRow.id)
-                )
-            ).scalars()
-            return [AccountView(r.scope, r.resource, r.limit_amount, r.reserved, r.spent) for r in rows]
+            return _views(await s.execute(_ACCOUNTS, {"scopes": scopes}))
+
+
+def _views(rows: Iterable[Any]) -> list[AccountView]:
+    """Rows of ``_ACCOUNTS`` (id first) as account views."""
+    return [AccountView(sc, res, lim, held, spent) for _, sc, res, lim, held, spent in rows]
 
 
 def _refusal(s: Connection, parts: tuple[tuple[int, str, str, float], ...],
