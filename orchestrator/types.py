@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 # The wire contract for program hints lives with the plugin that reads them (one definition).
 from serving_patch.core.hints import ProgramHints
+
+if TYPE_CHECKING:
+    from orchestrator.errors import QuotaFlowError
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -145,3 +148,8 @@ class RunResult:
     error: str | None = None
     exit_code: int = 0
     """For command lines: 0 succeeded, 3 paused on a budget, else the error's code (4: engine)."""
+
+    @classmethod
+    def failed(cls, error: QuotaFlowError, run_id: str = "") -> RunResult:
+        """A program that failed with ``error`` (``run_id`` empty where it was never stored)."""
+        return cls(run_id, RunStatus.FAILED, None, str(error), error.exit_code)

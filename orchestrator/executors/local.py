@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import QuotaFlowError
 from orchestrator.executors.base import OnDone
-from orchestrator.types import RunResult, RunStatus
+from orchestrator.types import RunResult
 
 if TYPE_CHECKING:
     from orchestrator.runtime import Runtime
@@ -26,7 +26,7 @@ class LocalExecutor:
                 try:
                     res = await runtime.run(workflow, task, **run_kwargs)
                 except QuotaFlowError as exc:
-                    res = RunResult("", RunStatus.FAILED, None, str(exc), exc.exit_code)
+                    res = RunResult.failed(exc)
                 if on_done is not None:
                     on_done(res)
                 return res

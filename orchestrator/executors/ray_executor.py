@@ -96,9 +96,9 @@ class ProgramWorker:
         try:
             return await self._run_or_continue(workflow, task, run_id, run_kwargs)
         except RunBusy as exc:  # still held by a live worker after the wait: the id says which run
-            return RunResult(run_id, RunStatus.FAILED, None, str(exc), exc.exit_code)
+            return RunResult.failed(exc, run_id)
         except QuotaFlowError as exc:  # bad input, before the run was stored
-            return RunResult("", RunStatus.FAILED, None, str(exc), exc.exit_code)
+            return RunResult.failed(exc)
 
     async def _run_or_continue(self, workflow: str | Workflow, task: dict[str, Any], run_id: str,
                                run_kwargs: dict[str, Any]) -> RunResult:
@@ -249,9 +249,9 @@ async def _worker_lost(runtime: Runtime, run_id: str, retries: int, exc: BaseExc
     try:
         row = await runtime.get_run(run_id)
     except RunNotFound:
-        return RunResult("", RunStatus.FAILED, None, str(fault), fault.exit_code)
+        return RunResult.failed(fault)
     if row.status not in (RunStatus.RUNNING, RunStatus.INTERRUPTED):
         return _outcome(row)
     async with runtime.store.session() as s:
         await s.execute(update(RunRow).where(RunRow.id == run_id).values(status=RunStatus.FAILED, error=str(fault)))
-    return RunResult(run_id, RunStatus.FAILED, None, str(fault), fault.exit_code)
+    return RunResult.failed(fault, run_id)
