@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, func, select
@@ -12,7 +12,7 @@ from budget.tables import BudgetAccountRow
 from orchestrator.errors import RunNotFound
 from orchestrator.runtime import Runtime
 from orchestrator.store.leases import effective_status
-from orchestrator.store.models import LLMCallRow, RunRow, StepRow, ToolCallRow
+from orchestrator.store.models import LLMCallRow, RunRow, StepRow, ToolCallRow, as_utc
 from orchestrator.types import Usage
 
 
@@ -43,8 +43,8 @@ async def list_runs(rt: Runtime, *, limit: int = 20, workflow: str | None = None
 
 
 def _utc_iso(when: datetime) -> str:
-    """ISO 8601 with its time zone: times are stored in UTC, and SQLite hands them back naive."""
-    return (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).isoformat()
+    """ISO 8601 with its time zone."""
+    return as_utc(when).isoformat()
 
 
 def _status(run: RunRow) -> str:

@@ -31,7 +31,7 @@ from orchestrator import accounting
 from orchestrator.errors import BudgetExhausted, ConfigError, QuotaFlowError, RunBusy, RunNotFound, WorkerLost
 from orchestrator.executors.base import OnDone
 from orchestrator.store.leases import LEASE_TTL
-from orchestrator.store.models import RunRow
+from orchestrator.store.models import RunRow, as_utc
 from orchestrator.types import RunResult, RunStatus
 
 if TYPE_CHECKING:
@@ -131,9 +131,7 @@ async def _lease_left(rt: Runtime, run_id: str) -> float:
     until = (await rt.get_run(run_id)).lease_expires_at
     if until is None:
         return 0.05
-    if until.tzinfo is None:
-        until = until.replace(tzinfo=UTC)  # SQLite hands back naive datetimes
-    return min(max((until - datetime.now(UTC)).total_seconds(), 0.05), 5.0)
+    return min(max((as_utc(until) - datetime.now(UTC)).total_seconds(), 0.05), 5.0)
 
 
 class RayExecutor:

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Connection
 
 from orchestrator.errors import RunBusy
 from orchestrator.store.db import Store, storage_error
-from orchestrator.store.models import RunRow
+from orchestrator.store.models import RunRow, as_utc
 
 __all__ = ["LEASE_TTL", "LeaseKeeper", "acquire", "new_owner", "release"]
 
@@ -85,9 +85,7 @@ def effective_status(status: str, holder: str | None, expires_at: datetime | Non
     expired, or its process on this host is dead) is "interrupted"."""
     if status != "running":
         return status
-    if expires_at is not None and expires_at.tzinfo is None:
-        expires_at = expires_at.replace(tzinfo=UTC)  # SQLite hands back naive datetimes
-    if holder is None or (expires_at is not None and expires_at < datetime.now(UTC)) or holder_is_dead(holder):
+    if holder is None or (expires_at is not None and as_utc(expires_at) < datetime.now(UTC)) or holder_is_dead(holder):
         return "interrupted"
     return status
 

@@ -74,6 +74,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(when: datetime) -> datetime:
+    """A stored time with its zone: times are stored in UTC, and SQLite hands them back naive."""
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: SafeJSON, list[Any]: SafeJSON}
 
