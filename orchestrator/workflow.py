@@ -90,8 +90,8 @@ async def drive(workflow: Workflow, graph: Any, task: dict[str, Any], config: An
                 fresh: bool = False) -> dict[str, Any]:
     """Run a compiled graph of ``workflow`` to its end from wherever its thread stopped: from
     the task's initial state when the thread has no checkpoint yet (an initial state of ``{}``
-    included), from the last checkpoint when tasks are pending, or not at all when it had
-    finished (the process died before the run row was updated). ``fresh``: the run was created
+    included), from the last checkpoint when it has tasks (their saved writes included), or not
+    at all when it had finished (the process died before the run row was updated). ``fresh``: the run was created
     just now (its thread cannot have a checkpoint), so its thread is not read first."""
     if fresh:
         return dict(await graph.ainvoke(workflow.initial_state(task), config, durability="sync"))
@@ -101,7 +101,11 @@ async def drive(workflow: Workflow, graph: Any, task: dict[str, Any], config: An
     # which node runs next, and the run would look finished.
     if snapshot.created_at is None:
         return dict(await graph.ainvoke(workflow.initial_state(task), config, durability="sync"))
-    if snapshot.next:
+    # Not ``snapshot.next``: it leaves out the tasks whose writes were saved. A process killed
+    # after every task of a step saved its writes, before the step's checkpoint, leaves no
+    # "next" node, yet the run has not ended: LangGraph applies those writes and goes on (the
+    # tasks do not run again). A thread has ended when its last checkpoint has no task at all.
+    if snapshot.tasks:
         return dict(await graph.ainvoke(None, config, durability="sync"))
     return dict(snapshot.values)
 

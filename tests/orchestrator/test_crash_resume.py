@@ -9,12 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from budget.tables import BudgetAccountRow
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
-from orchestrator.store.models import StepRow, ToolCallRow
+from orchestrator.store.models import LLMCallRow, StepRow, ToolCallRow
 from tests.orchestrator.fakes import fake_search_registry, searching_client
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +42,8 @@ def test_sigkill_mid_run_then_resume(db_url: str, tmp_path: Path) -> None:
     fifo = tmp_path / "sync.fifo"
     os.mkfifo(fifo)
     run_id = "crashme0000000001"
-    proc = subprocess.Popen([sys.executable, "-m", "tests.orchestrator.crash_worker", db_url, run_id, str(fifo)],
+    proc = subprocess.Popen([sys.executable, "-m", "tests.orchestrator.crash_worker", db_url, run_id, "in-search",
+                             str(fifo)],
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     with open(fifo) as f:  # returns once the worker is inside its third search
         assert f.readline() == "in third search\n"
@@ -67,5 +69,42 @@ def test_sigkill_mid_run_then_resume(db_url: str, tmp_path: Path) -> None:
         assert got == want
         assert got["tool_rows"] == 4 and got["spent"] == 4 and got["reserved"] == 0
         await rt.aclose()
+
+    asyncio.run(go())
+
+
+def _reference_steps() -> int:
+    """The step of the react program's last checkpoint (4 searches: agent and act alternate)."""
+    return 2 * 4 + 1
+
+
+@pytest.mark.parametrize("step", [0, 3, _reference_steps()])
+def test_killed_between_a_steps_writes_and_its_checkpoint_resumes_to_the_end(db_url: str, step: int) -> None:
+    """Every task of the step before ``step`` saved its writes; the checkpoint that applies them
+    was never saved. The run has not ended (LangGraph lists no "next" node for tasks that have
+    writes): resume applies the writes, runs no node twice, and ends as an uninterrupted run."""
+    run_id = f"between{step:02d}0000000001"
+    proc = subprocess.run([sys.executable, "-m", "tests.orchestrator.crash_worker", db_url, run_id,
+                           f"between-steps:{step}"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == -signal.SIGKILL
+
+    async def go() -> None:
+        calls: list[str] = []
+        rt = _runtime(db_url, calls)
+        try:
+            assert (await rt.get_run(run_id)).status == "running"
+            resumed = await rt.resume(run_id)
+            reference = await rt.run("react", {"question": "Capital of France?"}, backend="fake", tools=["search"],
+                                     budget="search=10", options={"max_turns": 8})
+            assert resumed.status == "succeeded"
+            assert resumed.result == reference.result and resumed.result["answer"]  # type: ignore[index]
+            assert await rt.get_state(run_id) == await rt.get_state(reference.run_id)
+            assert await _facts(rt, run_id) == await _facts(rt, reference.run_id)  # no step, no search twice
+            async with rt.store.session() as s:
+                llm_calls = [(await s.execute(select(func.count()).where(LLMCallRow.run_id == i))).scalar_one()
+                             for i in (run_id, reference.run_id)]
+            assert llm_calls[0] == llm_calls[1]
+        finally:
+            await rt.aclose()
 
     asyncio.run(go())
