@@ -93,6 +93,11 @@ class Runtime:
         """The registry runs draw their tools from (the caller's, or the built-in tools)."""
         return self._tools.registry
 
+    @property
+    def checkpointer(self) -> Any:
+        """The LangGraph saver on the runtime's database (None until the runtime started)."""
+        return self._checkpointer
+
     def _tools_for(self, names: list[str]) -> ToolRegistry:
         return self._tools.for_run(names)
 

@@ -15,6 +15,7 @@ the core never imports a method's package.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
@@ -93,6 +94,19 @@ async def drive(workflow: Workflow, graph: Any, task: dict[str, Any], config: An
     included), from the last checkpoint when it has tasks (their saved writes included), or not
     at all when it had finished (the process died before the run row was updated). ``fresh``: the run was created
     just now (its thread cannot have a checkpoint), so its thread is not read first."""
+    try:
+        return await _drive(workflow, graph, task, config, fresh=fresh)
+    except Exception:
+        # The writes of the tasks that ended before the error (a failed task's error among
+        # them) are kept by the saver until the next checkpoint, which will not come: written
+        # now, best effort (lost, those tasks run again on resume, at no charge).
+        if (flush := getattr(graph.checkpointer, "aflush", None)) is not None:
+            with contextlib.suppress(Exception):
+                await flush(config["configurable"]["thread_id"])
+        raise
+
+
+async def _drive(workflow: Workflow, graph: Any, task: dict[str, Any], config: Any, *, fresh: bool) -> dict[str, Any]:
     if fresh:
         return dict(await graph.ainvoke(workflow.initial_state(task), config, durability="sync"))
     snapshot = await graph.aget_state(config)

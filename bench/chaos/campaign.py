@@ -1,17 +1,18 @@
-"""Crash and resume, randomized (issue 16): SIGKILL a run at a random point, resume it, and
-compare it with the same run left alone.
+"""Crash and resume, randomized (issue 16): SIGKILL a run at a random point, resume it, and compare
+it with the same run left alone.
 
 One *trial*: a worker process (:mod:`bench.chaos.worker`) runs a case of :mod:`bench.chaos.cases`
-on a fresh database and is SIGKILLed while the provider handles its ``kill_at``-th request (the
-scripted rule kills its own process; the loopback server kills the worker before answering), so
-the kill lands anywhere between the first and the last request, with tool calls, journal rows
-and checkpoints in between. The run is then resumed in this process and compared with the
-*reference*, the uninterrupted run of the same case on a database of its own: result, final
-state, trajectory (steps), LLM and tool call records and the ledger's spent per resource. A
-resumed run that charges more than the reference is a double charge; one that fails with
-ReplayDivergence is a divergence; requests sent to the provider beyond the reference's are
-counted as re-sent (a request in flight at the kill is sent again: at-least-once to the
-provider, exactly once in the records).
+on a fresh database and is SIGKILLed at its ``kill_at``-th *request* (while the provider handles
+it: the scripted rule kills its own process; the loopback server kills the worker before
+answering) or at its ``kill_at``-th *checkpoint* (the worker kills itself when LangGraph goes to
+save it: the tasks of the step before it have ended, their results are not stored), so the kill
+lands anywhere between the first and the last request or graph step. The run is then resumed in
+this process and compared with the *reference*, the uninterrupted run of the same case on a
+database of its own: result, final state, trajectory (steps), LLM and tool call records and the
+ledger's spent per resource. A resumed run that charges more than the reference is a double
+charge; one that fails with ReplayDivergence is a divergence; requests sent to the provider beyond
+the reference's are counted as re-sent (a request in flight at the kill is sent again:
+at-least-once to the provider, exactly once in the records).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from bench.chaos.cases import Case, case_tools, load_cases, repo_root
 from orchestrator.types import Message
 
 BACKENDS = ("scripted", "loopback")
+KILL_AT = ("request", "checkpoint")
+"""Where a trial's kill lands: while the provider handles the n-th request, or as LangGraph saves
+the n-th checkpoint."""
 RUN_ID = "chaos0000000001"
 WORKER_TIMEOUT_S = 120
 
@@ -145,6 +149,7 @@ class Trial:
     workflow: str
     backend: str
     kill_at: int
+    at: str = "request"
     killed: bool = False
     identical: bool = False
     differences: list[str] = field(default_factory=list)
@@ -154,16 +159,47 @@ class Trial:
     error: str | None = None
 
 
-def start_worker(name: str, db_url: str, home: Path, backend: str, kill_at: int,
-                 base_url: str = "") -> subprocess.Popen[bytes]:
+def start_worker(name: str, db_url: str, home: Path, backend: str, kill_at: int, base_url: str = "",
+                 at: str = "request") -> subprocess.Popen[bytes]:
     root = repo_root()
+    point = str(kill_at) if at == "request" else f"{at}:{kill_at}"
     return subprocess.Popen([sys.executable, "-m", "bench.chaos.worker", name, db_url, str(home), backend,
-                             str(kill_at), base_url], cwd=root,
-                            env={**os.environ, "PYTHONPATH": str(root)}, stderr=subprocess.PIPE)
+                             point, base_url], cwd=root,
+                            env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
 
 
-async def reference(name: str, backend: str, db_url: str, home: Path) -> tuple[dict[str, Any], int]:
-    """The uninterrupted run: its facts and how many requests it sent."""
+SENT = "requests sent before the kill: "
+"""What a worker that kills itself at a checkpoint prints first (its provider's count)."""
+
+
+def die_at_checkpoint(saver: Any, n: int, before_kill: Callable[[], None]) -> None:
+    """Make ``saver`` SIGKILL this process when asked to save its ``n``-th checkpoint."""
+    put = saver.aput
+    count = 0
+
+    async def aput(config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
+        nonlocal count
+        count += 1
+        if count == n:
+            before_kill()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return await put(config, checkpoint, metadata, new_versions)
+
+    saver.aput = aput
+
+
+async def checkpoints_of(rt: Any, run_id: str) -> int:
+    """Checkpoints the run's thread holds (both savers name their table ``checkpoints``)."""
+    from sqlalchemy import text
+
+    async with rt.store.session() as s:
+        return int((await s.execute(text("SELECT count(*) FROM checkpoints WHERE thread_id = :t"),
+                                    {"t": run_id})).scalar_one())
+
+
+async def reference(name: str, backend: str, db_url: str, home: Path) -> tuple[dict[str, Any], int, int]:
+    """The uninterrupted run: its facts, how many requests it sent and checkpoints it saved."""
     case = load_cases()[name]
     provider = Provider(case.rule)
     with loopback(provider) if backend == "loopback" else _nothing() as server:
@@ -171,7 +207,7 @@ async def reference(name: str, backend: str, db_url: str, home: Path) -> tuple[d
             result = await rt.run(case.workflow, case.task, **run_kwargs(case, backend, server))
             if result.status != "succeeded":
                 raise RuntimeError(f"reference {name}/{backend} ended {result.status}: {result.error}")
-            return await facts(rt, RUN_ID), provider.count
+            return await facts(rt, RUN_ID), provider.count, await checkpoints_of(rt, RUN_ID)
 
 
 @contextmanager
@@ -180,23 +216,24 @@ def _nothing() -> Iterator[None]:
 
 
 async def trial(name: str, backend: str, db_url: str, home: Path, kill_at: int, want: dict[str, Any],
-                num_reference_requests: int) -> Trial:
-    """Kill a fresh run of ``name`` at its ``kill_at``-th request, resume it, compare."""
+                num_reference_requests: int, at: str = "request") -> Trial:
+    """Kill a fresh run of ``name`` at its ``kill_at``-th request (or checkpoint, ``at``),
+    resume it, compare."""
     case = load_cases()[name]
-    out = Trial(name, backend, kill_at)
+    out = Trial(name, backend, kill_at, at)
     provider = Provider(case.rule)
     with loopback(provider) if backend == "loopback" else _nothing() as server:
         victim: list[subprocess.Popen[bytes]] = []
-        if server is not None:
+        if server is not None and at == "request":
             def kill(n: int) -> None:
                 if n == kill_at and victim:
                     victim[0].send_signal(signal.SIGKILL)
                     victim[0].wait()
             provider.on_request = kill
-        proc = start_worker(name, db_url, home, backend, kill_at, server.base_url if server else "")
+        proc = start_worker(name, db_url, home, backend, kill_at, server.base_url if server else "", at)
         victim.append(proc)
         try:
-            _, stderr = await asyncio.to_thread(proc.communicate, timeout=WORKER_TIMEOUT_S)
+            stdout, stderr = await asyncio.to_thread(proc.communicate, timeout=WORKER_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -206,7 +243,14 @@ async def trial(name: str, backend: str, db_url: str, home: Path, kill_at: int, 
         if not out.killed and proc.returncode != 0:
             out.error = f"worker exited {proc.returncode}: {stderr.decode(errors='replace')[-500:]}"
             return out
-        sent_before = provider.reset() if server is not None else kill_at if out.killed else num_reference_requests
+        if server is not None:
+            sent_before = provider.reset()
+        elif not out.killed:
+            sent_before = num_reference_requests
+        elif at == "request":
+            sent_before = kill_at
+        else:
+            sent_before = int(stdout.decode().partition(SENT)[2].split()[0])
         provider.on_request = None
         async with runtime(db_url, home, provider) as rt:
             resumed = await rt.resume(RUN_ID)
@@ -229,16 +273,20 @@ def kill_points(seed: int, num_kills: int, num_requests: int) -> list[int]:
 
 
 async def campaign(name: str, backend: str, new_db: Callable[[str], str], home: Path, *, seed: int,
-                   num_kills: int, on_trial: Callable[[Trial], None] | None = None) -> dict[str, Any]:
-    """``num_kills`` trials of one case on one backend; each on a database ``new_db(label)`` returns."""
-    want, num_requests = await reference(name, backend, new_db(f"ref_{name}_{backend}"), home)
+                   num_kills: int, at: str = "request",
+                   on_trial: Callable[[Trial], None] | None = None) -> dict[str, Any]:
+    """``num_kills`` trials of one case on one backend, killed at requests or checkpoints (``at``);
+    each on a database ``new_db(label)`` returns."""
+    want, num_requests, num_checkpoints = await reference(name, backend, new_db(f"ref_{name}_{backend}"), home)
     trials = []
-    for i, kill_at in enumerate(kill_points(seed, num_kills, num_requests)):
-        t = await trial(name, backend, new_db(f"kill_{name}_{backend}_{i}"), home, kill_at, want, num_requests)
+    points = kill_points(seed, num_kills, num_requests if at == "request" else num_checkpoints)
+    for i, kill_at in enumerate(points):
+        t = await trial(name, backend, new_db(f"kill_{name}_{backend}_{at}_{i}"), home, kill_at, want, num_requests,
+                        at)
         trials.append(t)
         if on_trial is not None:
             on_trial(t)
-    return summarize(trials, num_requests)
+    return {"at": at, **summarize(trials, num_requests), "reference_checkpoints": num_checkpoints}
 
 
 def summarize(trials: list[Trial], num_reference_requests: int) -> dict[str, Any]:

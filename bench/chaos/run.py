@@ -5,8 +5,9 @@ What is measured. For each workflow (react, bats, priordynaflow, batchprompt, dr
 workflow with four parallel tool+LLM branches, an SDK workflow whose initial state is {}), each
 backend (the scripted LLM; the kit's loopback OpenAI server) and each database (a fresh SQLite
 file; a fresh database on a PostgreSQL server, ``--postgres-url`` or one started here with the
-installed ``initdb``/``pg_ctl``): ``--kills`` runs SIGKILLed at seeded random requests, resumed,
-and compared with the uninterrupted run (result, state, trajectory, call records, charges).
+installed ``initdb``/``pg_ctl``): ``--kills`` runs SIGKILLed at seeded random requests, and as many
+as LangGraph saves a seeded random checkpoint (``--at``), resumed, and compared with the
+uninterrupted run (result, state, trajectory, call records, charges).
 
     python bench/chaos/run.py                      # 20 kills each, sqlite and postgres
     python bench/chaos/run.py --kills 5 --dbs sqlite --workflows react,bats
@@ -41,7 +42,7 @@ OUT = ROOT / "bench" / "results" / "chaos"
 _names = itertools.count()
 
 
-async def one(name: str, backend: str, db: str, server: str, home: Path, args: argparse.Namespace,
+async def one(name: str, backend: str, at: str, db: str, server: str, home: Path, args: argparse.Namespace,
               slots: asyncio.Semaphore) -> dict[str, Any]:
     def new_db(label: str) -> str:
         if db == "sqlite":
@@ -50,9 +51,9 @@ async def one(name: str, backend: str, db: str, server: str, home: Path, args: a
 
     async with slots:
         started = time.perf_counter()
-        summary = await campaign.campaign(name, backend, new_db, home, seed=args.seed, num_kills=args.kills)
+        summary = await campaign.campaign(name, backend, new_db, home, seed=args.seed, num_kills=args.kills, at=at)
         summary["wall_s"] = round(time.perf_counter() - started, 1)
-    print(f"{name:<18} {db:<8} {backend:<8} kills={summary['kills']} identical={summary['identical']} "
+    print(f"{name:<18} {db:<8} {backend:<8} at {at:<10} kills={summary['kills']} identical={summary['identical']} "
           f"double={summary['double_charges']} diverged={summary['divergences']} "
           f"resent={summary['resent_requests']}", flush=True)
     return summary
@@ -67,18 +68,22 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             server = args.postgres_url.rstrip("/") or stack.enter_context(temporary_server())
         home = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="qf-chaos-")))
         slots = asyncio.Semaphore(args.concurrency)
-        combos = [(n, b, d) for n in names for d in args.dbs.split(",") for b in args.backends.split(",")]
+        combos = [(n, b, a, d) for n in names for d in args.dbs.split(",") for b in args.backends.split(",")
+                  for a in args.at.split(",")]
 
-        async def cell(n: str, b: str, d: str) -> None:
-            results.setdefault(n, {}).setdefault(d, {})[b] = await one(n, b, d, server, home, args, slots)
+        async def cell(n: str, b: str, a: str, d: str) -> None:
+            # Kills at requests under the backend's name (as before checkpoints were a kill point).
+            label = b if a == "request" else f"{b}@{a}"
+            results.setdefault(n, {}).setdefault(d, {})[label] = await one(n, b, a, d, server, home, args, slots)
             write(args, results, complete=False)  # what is done so far survives an interrupted run
 
-        await asyncio.gather(*(cell(n, b, d) for n, b, d in combos))
+        await asyncio.gather(*(cell(n, b, a, d) for n, b, a, d in combos))
     return results
 
 
 def write(args: argparse.Namespace, results: dict[str, Any], *, complete: bool, wall_s: float = 0.0) -> Path:
-    config = {k: getattr(args, k) for k in ("kills", "seed", "dbs", "backends", "workflows", "concurrency", "note")}
+    config = {k: getattr(args, k) for k in ("kills", "seed", "dbs", "backends", "at", "workflows", "concurrency",
+                                            "note")}
     payload = {**provenance(commit=args.commit), "config": config, "complete": complete, "totals": totals(results),
                "wall_s": wall_s, "results": results}
     return write_json(args.out / "summary.json", payload)
@@ -96,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--dbs", default="sqlite,postgres")
     parser.add_argument("--backends", default=",".join(campaign.BACKENDS))
+    parser.add_argument("--at", default=",".join(campaign.KILL_AT),
+                        help="where kills land: request (while the provider answers) and/or checkpoint")
     parser.add_argument("--workflows", default="", help="comma-separated case names (default: all)")
     parser.add_argument("--concurrency", type=int, default=1,
                         help="campaigns at once (schema set-up of fresh SQLite files in one process races above 1)")

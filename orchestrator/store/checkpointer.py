@@ -7,13 +7,23 @@ surrogate with all its strings escaped (:mod:`orchestrator.store.safe_text`), un
 ``escaped+<LangGraph's type>``, and unescapes it on load; other values (U+0000 is fine in msgpack)
 are stored as LangGraph stores them. The PostgreSQL saver moves strings that ``jsonb`` refuses from
 the inline column to the blobs table, through that serializer.
+
+Both savers write a task's writes with the next checkpoint, not on their own (one database round
+trip per graph step where LangGraph makes two): :class:`DeferredWrites` keeps them until the checkpoint
+that applies them is put, or until :meth:`DeferredWrites.aflush` (the runtime calls it when a
+graph stops, by an error or an interrupt). A process that dies in between loses the writes of the
+step that was ending, which is the state a process killed inside the step's last task leaves: the
+tasks run again on resume and the runtime's journal gives them the LLM replies and tool results
+they had, charged once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +33,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from orchestrator.store.db import SCHEMA_LOCK_ID, Store, plain_postgres_dsn
 from orchestrator.store.safe_text import escape, has_unstorable, map_strings, unescape
 
-__all__ = ["ESCAPED_TYPE_PREFIX", "TextSafeSerializer", "open_checkpointer"]
+__all__ = ["ESCAPED_TYPE_PREFIX", "DeferredWrites", "TextSafeSerializer", "open_checkpointer"]
 
 ESCAPED_TYPE_PREFIX = "escaped+"
 """Type tag prefix of a value stored with its strings escaped."""
@@ -91,6 +101,51 @@ class TextSafeSerializer(JsonPlusSerializer):
         return super().loads_typed(data)
 
 
+_Deferred = tuple[Any, Any, str, str]
+"""A task's writes, kept: (config, writes, task_id, task_path), as ``aput_writes`` took them."""
+
+
+class DeferredWrites:
+    """Task writes kept until the checkpoint that applies them is put (module docstring).
+
+    Keyed by (thread, namespace, checkpoint id): ``aput`` of a checkpoint takes the writes made
+    on its parent, the id its config carries. :meth:`aflush` writes what is left of a thread."""
+
+    def _deferred_init(self) -> None:
+        self._deferred: dict[tuple[str, str, str], list[_Deferred]] = {}
+
+    @staticmethod
+    def _key(config: Any) -> tuple[str, str, str]:
+        conf = config["configurable"]
+        return str(conf["thread_id"]), str(conf.get("checkpoint_ns", "")), str(conf.get("checkpoint_id") or "")
+
+    async def aput_writes(self, config: Any, writes: Any, task_id: str, task_path: str = "") -> None:
+        if writes:
+            self._deferred.setdefault(self._key(config), []).append((config, list(writes), task_id, task_path))
+
+    async def aget_tuple(self, config: Any) -> Any:
+        """The saver's tuple, with the writes kept for its checkpoint among its pending writes
+        (this process sees what it wrote)."""
+        found = await super().aget_tuple(config)  # type: ignore[misc]
+        if found is not None and (kept := self._deferred.get(self._key(found.config))):
+            found = found._replace(pending_writes=[*(found.pending_writes or []), *(
+                (task_id, channel, value) for _, writes, task_id, _ in kept for channel, value in writes)])
+        return found
+
+    def _take(self, config: Any) -> list[_Deferred]:
+        """The writes made on the checkpoint ``config`` names (a put's parent), no longer kept."""
+        return self._deferred.pop(self._key(config), []) if config["configurable"].get("checkpoint_id") else []
+
+    async def aflush(self, thread_id: str) -> None:
+        """Write every task write still kept for ``thread_id`` (its graph stopped)."""
+        for key in [k for k in self._deferred if k[0] == str(thread_id)]:
+            for deferred in self._deferred.pop(key, []):
+                await self._write_now(*deferred)
+
+    async def _write_now(self, config: Any, writes: Any, task_id: str, task_path: str) -> None:
+        raise NotImplementedError
+
+
 _PUT_CHECKPOINT = ("INSERT OR REPLACE INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
                    "parent_checkpoint_id, type, checkpoint, metadata) VALUES (?, ?, ?, ?, ?, ?, ?)")
 _PUT_WRITES = ("INSERT OR {verb} INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, "
@@ -109,7 +164,11 @@ def _group_committed_saver(base: type, store: Store) -> type:
     Reads stay on the saver's own connection (WAL: readers see every committed write)."""
     from langgraph.checkpoint.base import WRITES_IDX_MAP, get_checkpoint_metadata
 
-    class GroupCommittedSaver(base):  # type: ignore[misc,valid-type]
+    class GroupCommittedSaver(DeferredWrites, base):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._deferred_init()
+
         async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
             await self.setup()
             conf = config["configurable"]
@@ -117,19 +176,29 @@ def _group_committed_saver(base: type, store: Store) -> type:
             meta = json.dumps(get_checkpoint_metadata(config, metadata), ensure_ascii=False).encode("utf-8", "ignore")
             params = (str(conf["thread_id"]), conf["checkpoint_ns"], checkpoint["id"], conf.get("checkpoint_id"),
                       type_, blob, meta)
-            await store.transact(lambda conn: conn.exec_driver_sql(_PUT_CHECKPOINT, params))
+            writes = [self._write_rows(*deferred) for deferred in self._take(config)]
+
+            def put(conn: Any) -> None:
+                conn.exec_driver_sql(_PUT_CHECKPOINT, params)
+                for query, rows in writes:
+                    conn.exec_driver_sql(query, rows)
+
+            await store.transact(put)
             return {"configurable": {"thread_id": conf["thread_id"], "checkpoint_ns": conf["checkpoint_ns"],
                                      "checkpoint_id": checkpoint["id"]}}
 
-        async def aput_writes(self, config: Any, writes: Any, task_id: str, task_path: str = "") -> None:
-            await self.setup()
+        def _write_rows(self, config: Any, writes: Any, task_id: str, task_path: str) -> tuple[str, list[Any]]:
+            """LangGraph's statement and rows for one task's writes."""
             conf = config["configurable"]
             query = _PUT_WRITES.format(verb="REPLACE" if all(w[0] in WRITES_IDX_MAP for w in writes) else "IGNORE")
-            rows = [(str(conf["thread_id"]), str(conf["checkpoint_ns"]), str(conf["checkpoint_id"]), task_id,
-                     task_path, WRITES_IDX_MAP.get(channel, idx), channel, *self.serde.dumps_typed(value))
-                    for idx, (channel, value) in enumerate(writes)]
-            if rows:
-                await store.transact(lambda conn: conn.exec_driver_sql(query, rows))  # type: ignore[arg-type]
+            return query, [(str(conf["thread_id"]), str(conf["checkpoint_ns"]), str(conf["checkpoint_id"]), task_id,
+                            task_path, WRITES_IDX_MAP.get(channel, idx), channel, *self.serde.dumps_typed(value))
+                           for idx, (channel, value) in enumerate(writes)]
+
+        async def _write_now(self, config: Any, writes: Any, task_id: str, task_path: str) -> None:
+            await self.setup()
+            query, rows = self._write_rows(config, writes, task_id, task_path)
+            await store.transact(lambda conn: conn.exec_driver_sql(query, rows))  # type: ignore[arg-type]
 
     return GroupCommittedSaver
 
@@ -137,20 +206,39 @@ def _group_committed_saver(base: type, store: Store) -> type:
 def _text_safe_postgres_saver(base: type) -> type:
     """``base`` (LangGraph's AsyncPostgresSaver) storing strings ``jsonb`` refuses as blobs.
 
-    ``aput_writes`` is LangGraph's, with the writes serialized on the event loop (as the SQLite
-    saver above does) instead of on a worker thread: one thread hand-off less per graph step,
-    for the few small values a step writes. Same statements, same single pipelined commit."""
+    Task writes are LangGraph's statements, serialized on the event loop (as the SQLite saver
+    above does; LangGraph hands that to a worker thread) and sent in the pipeline of the
+    checkpoint that applies them (:class:`DeferredWrites`)."""
     from langgraph.checkpoint.base import WRITES_IDX_MAP
 
-    class TextSafePostgresSaver(base):  # type: ignore[misc,valid-type]
-        async def aput_writes(self, config: Any, writes: Any, task_id: str, task_path: str = "") -> None:
+    class TextSafePostgresSaver(DeferredWrites, base):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._deferred_init()
+            self._with_put: contextvars.ContextVar[tuple[tuple[str, list[Any]], ...]] = contextvars.ContextVar(
+                "with_put", default=())
+
+        def _write_rows(self, config: Any, writes: Any, task_id: str, task_path: str) -> tuple[str, list[Any]]:
+            """LangGraph's statement and rows for one task's writes (serialized on the event loop)."""
             query = (self.UPSERT_CHECKPOINT_WRITES_SQL if all(w[0] in WRITES_IDX_MAP for w in writes)
                      else self.INSERT_CHECKPOINT_WRITES_SQL)
             conf = config["configurable"]
-            params = self._dump_writes(conf["thread_id"], conf["checkpoint_ns"], conf["checkpoint_id"], task_id,
-                                       task_path, writes)
+            return query, self._dump_writes(conf["thread_id"], conf["checkpoint_ns"], conf["checkpoint_id"], task_id,
+                                            task_path, writes)
+
+        async def _write_now(self, config: Any, writes: Any, task_id: str, task_path: str) -> None:
+            query, params = self._write_rows(config, writes, task_id, task_path)
             async with self._cursor(pipeline=True) as cur:
                 await cur.executemany(query, params)
+
+        @asynccontextmanager
+        async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[Any]:
+            """LangGraph's cursor; in ``aput``, the kept task writes go in the same pipeline, after
+            the checkpoint's statements (one round trip)."""
+            async with super()._cursor(pipeline=pipeline) as cur:
+                yield cur
+                for query, params in self._with_put.get():
+                    await cur.executemany(query, params)
 
         async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
             values = checkpoint["channel_values"]
@@ -158,7 +246,11 @@ def _text_safe_postgres_saver(base: type) -> type:
                 # The saver keeps a str channel inline unless it is some other type: box it.
                 checkpoint = {**checkpoint, "channel_values": {
                     k: _BlobText(v) if isinstance(v, str) and has_unstorable(v) else v for k, v in values.items()}}
-            return await super().aput(config, checkpoint, metadata, new_versions)
+            token = self._with_put.set(tuple(self._write_rows(*deferred) for deferred in self._take(config)))
+            try:
+                return await super().aput(config, checkpoint, metadata, new_versions)
+            finally:
+                self._with_put.reset(token)
 
     return TextSafePostgresSaver
 

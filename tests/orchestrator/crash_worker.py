@@ -3,9 +3,11 @@ test's) at one of two points.
 
 ``in-search``: the third search blocks forever after telling the test (through a FIFO) that it
 has started, so the test can SIGKILL it mid-run.
-``between-steps:K``: the process kills itself when LangGraph goes to save the checkpoint of step
-K, once the writes of the step before it are saved: every task of that step has finished, its
-results are stored as pending writes, and the checkpoint that applies them is not.
+``before-checkpoint:K``: the process kills itself when LangGraph goes to save the checkpoint of
+step K: every task of the step before it has ended; the saver still keeps their writes (it writes
+them with that checkpoint), so they are lost with the process.
+``after-writes:K``: the same, once those writes are in the database (as the saver writes them
+when a graph stops on an error): the tasks' results are stored, the checkpoint applying them is not.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import asyncio
 import os
 import signal
 import sys
-from collections import defaultdict
 from typing import Any
 
 from orchestrator.runtime import Runtime
@@ -23,23 +24,19 @@ from orchestrator.tools.base import Tool, ToolResult
 from tests.orchestrator.fakes import fake_search_registry, searching_client
 
 
-def _die_before_checkpoint(saver: Any, step: int) -> None:
-    """Make ``saver`` kill this process instead of saving the checkpoint of ``step`` (after the
-    previous checkpoint's task writes are saved)."""
-    saved: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
-    put_writes, put = saver.aput_writes, saver.aput
-
-    async def aput_writes(config: Any, writes: Any, task_id: str, task_path: str = "") -> None:
-        await put_writes(config, writes, task_id, task_path)
-        saved[config["configurable"]["checkpoint_id"]].set()
+def _die_before_checkpoint(saver: Any, step: int, *, writes_saved: bool) -> None:
+    """Make ``saver`` kill this process instead of saving the checkpoint of ``step``, after
+    writing the kept task writes of the step before it when ``writes_saved``."""
+    put = saver.aput
 
     async def aput(config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
         if metadata.get("step") == step:
-            await saved[config["configurable"]["checkpoint_id"]].wait()
+            if writes_saved:
+                await saver.aflush(config["configurable"]["thread_id"])
             os.kill(os.getpid(), signal.SIGKILL)
         return await put(config, checkpoint, metadata, new_versions)
 
-    saver.aput_writes, saver.aput = aput_writes, aput
+    saver.aput = aput
 
 
 def main(db_url: str, run_id: str, mode: str, fifo: str = "") -> None:
@@ -60,9 +57,10 @@ def main(db_url: str, run_id: str, mode: str, fifo: str = "") -> None:
 
     async def go() -> None:
         rt = Runtime(Settings(db_url=db_url), tools=registry, clients={"fake": searching_client(4)})
-        if mode.startswith("between-steps:"):
-            await rt._ensure_started()
-            _die_before_checkpoint(rt._checkpointer, int(mode.partition(":")[2]))
+        point, _, step = mode.partition(":")
+        if point in ("before-checkpoint", "after-writes"):
+            await rt.__aenter__()
+            _die_before_checkpoint(rt.checkpointer, int(step), writes_saved=point == "after-writes")
         await rt.run("react", {"question": "Capital of France?"}, backend="fake", tools=["search"],
                      budget="search=10", run_id=run_id, options={"max_turns": 8})
 

@@ -2,9 +2,9 @@
 (``bench/chaos/run.py`` is the full run) on SQLite and PostgreSQL. Each built-in workflow and an
 SDK workflow with four parallel tool+LLM branches is SIGKILLed at seeded points (while the
 provider handles the n-th request: the scripted rule in the worker kills its own process, the
-loopback server kills the worker before answering), resumed, and compared with the same run
-left alone: result, state, trajectory, call records and charges identical, no double charge, no
-ReplayDivergence. ``pytest -s`` prints each summary.
+loopback server kills the worker before answering; or as LangGraph saves the n-th checkpoint),
+resumed, and compared with the same run left alone: result, state, trajectory, call records and
+charges identical, no double charge, no ReplayDivergence. ``pytest -s`` prints each summary.
 """
 
 from __future__ import annotations
@@ -35,11 +35,27 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("name", "backend"), CASES)
-def test_killed_runs_resume_identical(name: str, backend: str, new_db: Callable[[str], str], tmp_path: Path) -> None:
+# Killed as LangGraph saves a checkpoint: the step before it ended, its results are not stored.
+AT_CHECKPOINT = [
+    pytest.param("react", "scripted"),
+    pytest.param("bats", "scripted"),
+    pytest.param("priordynaflow", "scripted"),
+    pytest.param("batchprompt", "scripted"),
+    pytest.param("drqa", "scripted"),
+    pytest.param("chaos_fanout", "scripted"),
+    pytest.param("chaos_fanout", "loopback"),
+]
+
+
+@pytest.mark.parametrize(("name", "backend", "at"), [pytest.param(*p.values, "request", id=f"{p.values[0]}-"
+                                                                  f"{p.values[1]}-request") for p in CASES]
+                         + [pytest.param(*p.values, "checkpoint", id=f"{p.values[0]}-{p.values[1]}-checkpoint")
+                            for p in AT_CHECKPOINT])
+def test_killed_runs_resume_identical(name: str, backend: str, at: str, new_db: Callable[[str], str],
+                                      tmp_path: Path) -> None:
     summary = asyncio.run(campaign.campaign(name, backend, new_db, tmp_path, seed=SEED,
-                                            num_kills=NUM_KILLS[backend]))
-    print(f"\nchaos {name}/{backend}: {json.dumps(summary)}")
+                                            num_kills=NUM_KILLS[backend], at=at))
+    print(f"\nchaos {name}/{backend} at {at}s: {json.dumps(summary)}")
     assert summary["errors"] == [] and summary["differences"] == [], summary
     assert summary["kills"] == summary["trials"] == NUM_KILLS[backend]
     assert summary["identical"] == summary["trials"]

@@ -78,14 +78,17 @@ def _reference_steps() -> int:
     return 2 * 4 + 1
 
 
+@pytest.mark.parametrize("point", ["before-checkpoint", "after-writes"])
 @pytest.mark.parametrize("step", [0, 3, _reference_steps()])
-def test_killed_between_a_steps_writes_and_its_checkpoint_resumes_to_the_end(db_url: str, step: int) -> None:
-    """Every task of the step before ``step`` saved its writes; the checkpoint that applies them
-    was never saved. The run has not ended (LangGraph lists no "next" node for tasks that have
-    writes): resume applies the writes, runs no node twice, and ends as an uninterrupted run."""
-    run_id = f"between{step:02d}0000000001"
+def test_killed_between_a_steps_tasks_and_its_checkpoint_resumes_to_the_end(db_url: str, step: int,
+                                                                             point: str) -> None:
+    """Every task of the step before ``step`` ended; the checkpoint that applies their writes was
+    never saved, and the writes were (``after-writes``) or were not. The run has not ended
+    (LangGraph lists no "next" node for tasks with saved writes): resume applies the saved writes
+    or runs the tasks again, and ends as an uninterrupted run, charging nothing twice."""
+    run_id = f"{point[:6]}{step:02d}000000001"
     proc = subprocess.run([sys.executable, "-m", "tests.orchestrator.crash_worker", db_url, run_id,
-                           f"between-steps:{step}"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                           f"{point}:{step}"], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == -signal.SIGKILL
 
     async def go() -> None:

@@ -185,3 +185,47 @@ def test_sqlite_checkpoints_are_written_through_the_store(tmp_path: Path) -> Non
             await rt.aclose()
 
     assert asyncio.run(go()) >= 2
+
+
+def test_task_writes_are_written_with_the_next_checkpoint(db_url: str) -> None:
+    """A task's writes are kept (yet visible to this process) until the checkpoint that applies
+    them is put, then land with it; what a stopped graph leaves is written by ``aflush``."""
+    from contextlib import AsyncExitStack
+
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    from orchestrator.store.checkpointer import open_checkpointer
+
+    async def go() -> None:
+        store = Store(db_url)
+        await store.ensure_schema()
+        table = "writes" if store.is_sqlite else "checkpoint_writes"
+
+        async def stored() -> list[tuple[str, str]]:
+            return [tuple(r) for r in await store.transact(  # type: ignore[misc]
+                lambda c: c.execute(text(f"SELECT checkpoint_id, channel FROM {table} ORDER BY checkpoint_id, idx"))
+                .all())]
+
+        async with AsyncExitStack() as stack:
+            saver = await open_checkpointer(store, stack)
+            meta = {"source": "loop", "step": 0, "parents": {}}
+            first = await saver.aput({"configurable": {"thread_id": "t", "checkpoint_ns": ""}}, empty_checkpoint(),
+                                     meta, {})
+            await saver.aput_writes(first, [("a", 1), ("b", 2)], "task-1")
+            assert await stored() == []
+            assert [(t, c, v) for t, c, v in (await saver.aget_tuple(first)).pending_writes] == [
+                ("task-1", "a", 1), ("task-1", "b", 2)]
+            second = await saver.aput(first, empty_checkpoint(), {**meta, "step": 1}, {})
+            first_id = first["configurable"]["checkpoint_id"]
+            assert await stored() == [(first_id, "a"), (first_id, "b")]
+            await saver.aput_writes(second, [("c", 3)], "task-2")
+            await saver.aput_writes({"configurable": {**second["configurable"], "thread_id": "other"}}, [("d", 4)],
+                                    "task-3")
+            await saver.aflush("t")  # this thread's only
+            assert (await stored())[-1] == (second["configurable"]["checkpoint_id"], "c")
+            assert len(await stored()) == 3
+            await saver.aflush("other")
+            assert len(await stored()) == 4
+        await store.aclose()
+
+    asyncio.run(go())

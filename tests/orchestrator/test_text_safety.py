@@ -306,6 +306,7 @@ def test_checkpoints_give_back_the_text_they_were_given(db_url: str) -> None:
             config = {"configurable": {"thread_id": "t", "checkpoint_ns": ""}}
             saved = await saver.aput(config, checkpoint, {"source": "input", "step": -1, "parents": {}}, versions)
             await saver.aput_writes(saved, writes, "task-1")
+            await saver.aflush("t")  # kept until the next checkpoint, else
             loaded = await saver.aget_tuple(saved)
         assert loaded is not None and loaded.checkpoint["channel_values"] == values
         assert [(channel, value) for _, channel, value in loaded.pending_writes] == writes
