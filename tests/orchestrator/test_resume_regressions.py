@@ -33,7 +33,7 @@ CLI_TIMEOUT_S = 60
 def _trials(name: str, backend: str, kill_points: list[int], new_db: Callable[[str], str],
             home: Path) -> tuple[dict, list[campaign.Trial]]:  # type: ignore[type-arg]
     async def go() -> tuple[dict, list[campaign.Trial]]:  # type: ignore[type-arg]
-        want, num_requests = await campaign.reference(name, backend, new_db("ref"), home)
+        want, num_requests, _ = await campaign.reference(name, backend, new_db("ref"), home)
         return want, [await campaign.trial(name, backend, new_db(f"kill{i}-{k}"), home, k, want, num_requests)
                       for i, k in enumerate(kill_points)]
 
