@@ -153,6 +153,19 @@ class Store:
             self._committer = asyncio.create_task(self._commit_groups())
         return await future
 
+    async def autocommit(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn(connection)`` outside a transaction, on a worker thread: each statement
+        commits on its own (PostgreSQL: one round trip for a one-statement ``fn``, where a
+        transaction adds BEGIN and COMMIT). SQLite: as :meth:`transact`."""
+        if self.is_sqlite:
+            return await self.transact(fn)
+
+        def work() -> T:
+            with self.sync_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                return fn(conn)
+
+        return await asyncio.to_thread(work)
+
     async def _commit_groups(self) -> None:
         assert self.write_lock is not None
         loop = asyncio.get_running_loop()

@@ -62,6 +62,27 @@ def test_reserve_settle_release(db_url: str) -> None:
     asyncio.run(go())
 
 
+def test_a_refused_reservation_holds_nothing_on_any_account(db_url: str) -> None:
+    """All or nothing across accounts (on PostgreSQL, the one-statement reservation as well as
+    the transaction it falls back to): the account with room is not held when another has none."""
+    async def go() -> None:
+        ledger = await _ledger(db_url)
+        await ledger.set_limits([Limit("run:m", "tool:search", 10), Limit("team", "tool:search", 1)])
+        charges = [Charge("run:m", "tool:search", 1), Charge("team", "tool:search", 2)]
+        with pytest.raises(LimitReached) as exc:
+            await ledger.reserve("m1", charges, "m")
+        assert (exc.value.scope, exc.value.limit, exc.value.used, exc.value.requested) == ("team", 1, 0, 2)
+        assert [(a.scope, a.reserved) for a in await ledger.accounts(["run:m", "team"])] == [
+            ("run:m", 0.0), ("team", 0.0)]
+        async with ledger.store.session() as s:
+            assert (await s.execute(select(func.count()).select_from(LedgerEntryRow))).scalar_one() == 0
+        held = await ledger.reserve("m2", [Charge("run:m", "tool:search", 1), Charge("team", "tool:search", 1)], "m")
+        assert [(scope, amount) for _, scope, _, amount in held.parts] == [("run:m", 1.0), ("team", 1.0)]
+        await ledger.store.aclose()
+
+    asyncio.run(go())
+
+
 def test_200_concurrent_calls_against_limit_50(db_url: str) -> None:
     async def go() -> None:
         ledger = await _ledger(db_url)
