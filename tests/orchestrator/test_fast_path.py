@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -227,5 +228,66 @@ def test_task_writes_are_written_with_the_next_checkpoint(db_url: str) -> None:
             await saver.aflush("other")
             assert len(await stored()) == 4
         await store.aclose()
+
+    asyncio.run(go())
+
+
+@pytest.mark.postgres
+def test_postgres_checkpoints_are_stored_as_langgraphs_saver_stores_them(pg_server: Any) -> None:
+    """The saver's own ``aput`` (serializing on the event loop) writes the rows LangGraph's
+    writes, and LangGraph's saver reads them back."""
+    from contextlib import AsyncExitStack
+
+    from langgraph.checkpoint.base import empty_checkpoint
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from psycopg.rows import dict_row
+    from psycopg_pool import AsyncConnectionPool
+
+    from orchestrator.store.checkpointer import TextSafeSerializer, open_checkpointer
+    from orchestrator.store.db import plain_postgres_dsn
+
+    values = {"text": "plain", "n": 3, "x": 1.5, "flag": True, "none": None, "nested": {"a": [1, "b"]},
+              "messages": [{"role": "user", "content": "hi"}]}
+
+    async def rows(store: Store) -> list[Any]:
+        return await store.transact(lambda c: [
+            c.execute(text("SELECT checkpoint_id, parent_checkpoint_id, checkpoint, metadata FROM checkpoints "
+                           "ORDER BY checkpoint_id")).all(),
+            c.execute(text("SELECT channel, version, type, blob FROM checkpoint_blobs ORDER BY channel")).all()])
+
+    versions = {name: f"0000000000000000000000000000000{i}.0.5" for i, name in enumerate(values, 1)}
+
+    async def put(saver: Any) -> Any:
+        checkpoint = empty_checkpoint()
+        checkpoint["id"] = "1ef00000-0000-6000-8000-000000000001"
+        checkpoint["ts"] = "2026-12-02T00:00:00+00:00"
+        checkpoint["channel_values"], checkpoint["channel_versions"] = dict(values), dict(versions)
+        return await saver.aput({"configurable": {"thread_id": "t", "checkpoint_ns": ""}}, checkpoint,
+                                {"source": "loop", "step": 1, "parents": {}}, versions)
+
+    async def go() -> None:
+        ours, theirs = Store(pg_server.create_db("qf_ours")), Store(pg_server.create_db("qf_theirs"))
+        for store in (ours, theirs):
+            await store.ensure_schema()
+        async with AsyncExitStack() as stack:
+            config = await put(await open_checkpointer(ours, stack))
+            pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+                plain_postgres_dsn(theirs.db_url), open=False,
+                kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row})
+            await pool.open()
+            stack.push_async_callback(pool.close)
+            plain = AsyncPostgresSaver(pool, serde=TextSafeSerializer())  # type: ignore[arg-type]
+            await plain.setup()
+            await put(plain)
+            assert await rows(ours) == await rows(theirs)
+            ours_pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+                plain_postgres_dsn(ours.db_url), open=False,
+                kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row})
+            await ours_pool.open()
+            stack.push_async_callback(ours_pool.close)
+            loaded = await AsyncPostgresSaver(ours_pool, serde=TextSafeSerializer()).aget_tuple(config)  # type: ignore[arg-type]
+            assert loaded is not None and loaded.checkpoint["channel_values"] == values
+        for store in (ours, theirs):
+            await store.aclose()
 
     asyncio.run(go())
