@@ -46,6 +46,7 @@ from orchestrator.types import (
     Message,
     ProgramHints,
     SamplingOptions,
+    TokenLogprob,
     Usage,
 )
 
@@ -174,7 +175,7 @@ class RuntimeContext:
             "cached_input_tokens": u.cached_input_tokens, "output_tokens": u.output_tokens,
             "reasoning_tokens": u.reasoning_tokens, "latency_s": response.latency_s or latency,
             "finish_reason": response.finish_reason, "cost_usd": cost,
-            "prompt": wire, "response": response.text,
+            "prompt": wire, "response": response.text, "logprobs": _logprobs_row(response.logprobs),
         }
 
         def settle_and_record(conn: Connection) -> list[Overrun]:
@@ -392,9 +393,19 @@ def _tool_row(run_id: str, key: str, name: str, args: dict[str, Any], result: To
     }
 
 
+def _logprobs_row(logprobs: tuple[TokenLogprob, ...] | None) -> list[Any] | None:
+    """A reply's log-probabilities as the journal stores them (``LLMCallRow.logprobs``)."""
+    if logprobs is None:
+        return None
+    return [[t.token, t.logprob, [[alt, lp] for alt, lp in t.top_logprobs]] for t in logprobs]
+
+
 def _response_from_row(row: LLMCallRow) -> LLMResponse:
+    logprobs = None if row.logprobs is None else tuple(
+        TokenLogprob(token, logprob, tuple((alt, lp) for alt, lp in top)) for token, logprob, top in row.logprobs)
     return LLMResponse(
         text=row.response,
         usage=Usage(row.input_tokens, row.cached_input_tokens, row.output_tokens, row.reasoning_tokens),
         model=row.model, finish_reason=row.finish_reason, latency_s=row.latency_s, endpoint=row.endpoint,
+        logprobs=logprobs,
     )

@@ -125,8 +125,8 @@ class LLMResponse:
     endpoint: str = ""
     logprobs: tuple[TokenLogprob, ...] | None = None
     """The generated tokens with their log-probabilities when the request asked for them
-    (:attr:`SamplingOptions.logprobs`) and the backend reports them; None otherwise (also for a
-    response replayed from the journal, which keeps the text only)."""
+    (:attr:`SamplingOptions.logprobs`) and the backend reports them; None otherwise. A reply
+    replayed from the journal (a resumed run) has the ones it had."""
 
 
 class RunStatus(StrEnum):

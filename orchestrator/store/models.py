@@ -138,6 +138,8 @@ class LLMCallRow(Base):
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     prompt: Mapped[list[Any]] = mapped_column(SafeJSON)
     response: Mapped[str] = mapped_column(SafeText)
+    logprobs: Mapped[list[Any] | None] = mapped_column(SafeJSON, nullable=True)
+    """``[[token, logprob, [[alternative, logprob], ...]], ...]`` when the call asked for them."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -77,7 +77,7 @@ def test_budget_pause_then_resume_from_the_cli(env: dict[str, Path]) -> None:
 
 def test_db_upgrade(env: dict[str, Path]) -> None:
     res = runner.invoke(app, ["db", "upgrade"])
-    assert res.exit_code == 0 and "revision 0004" in res.output
+    assert res.exit_code == 0 and "revision 0005" in res.output
 
 
 def test_run_exposes_metrics_on_the_requested_port(env: dict[str, Path]) -> None:
