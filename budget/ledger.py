@@ -84,12 +84,12 @@ SELECT h.id, h.scope, h.resource, h.amount, room.fits, (SELECT count(*) FROM hol
 FROM held h, room ORDER BY h.id
 """)
 
-# PostgreSQL: a settlement with no overrun in one statement. The accounts are locked first, in
-# id order (the InitPlan ``locked`` runs before the entries are updated: the order reservations
-# lock them in, so the two never wait on each other in opposite orders); only entries still
-# reserved are settled, and only those are spent (an earlier attempt of the same call may have
-# settled some).
-_SETTLE_ALL = text("""
+# PostgreSQL: a settlement with no overrun, and the call's record, in one statement. The accounts
+# are locked first, in id order (the InitPlan ``locked`` runs before the entries are updated: the
+# order reservations lock them in, so the two never wait on each other in opposite orders); only
+# entries still reserved are settled, and only those are spent (an earlier attempt of the same
+# call may have settled some). ``{record}``: the record's INSERT as one more CTE.
+_SETTLE_ALL = """
 WITH v AS (
     SELECT * FROM unnest(CAST(:ids AS integer[]), CAST(:used AS double precision[]), CAST(:statuses AS text[]))
         AS v(account_id, used, status)),
@@ -98,10 +98,25 @@ settled AS (
     UPDATE ledger_entries e SET status = v.status, settled_amount = v.used, settled_at = :at
     FROM v WHERE e.key = :key AND e.account_id = v.account_id AND e.status = 'reserved'
         AND (SELECT count(*) FROM locked) >= 0
-    RETURNING e.account_id, e.reserved_amount, v.used)
+    RETURNING e.account_id, e.reserved_amount, v.used){record}
 UPDATE budget_accounts a SET reserved = a.reserved - s.reserved_amount, spent = a.spent + s.used
 FROM settled s WHERE a.id = s.account_id
-""")
+"""
+
+
+def _insert_sql(table: Table, row: dict[str, Any]) -> tuple[str, list[Any]]:
+    """``INSERT INTO table`` of ``row`` as SQL with typed bind parameters (the columns' own types
+    process the values, as an ORM or Core insert would), Python-side defaults filled in."""
+    values = dict(row)
+    for column in table.columns:
+        default = column.default
+        if column.name not in values and default is not None and not column.primary_key:
+            values[column.name] = default.arg(None) if default.is_callable else default.arg  # type: ignore[attr-defined]
+    names = list(values)
+    sql = (f"INSERT INTO {table.name} ({', '.join(names)}) "
+           f"VALUES ({', '.join(f':r_{n}' for n in names)})")
+    return sql, [bindparam(f"r_{n}", values[n], type_=table.c[n].type) for n in names]
+
 
 _SPEND = (update(BudgetAccountRow).where(BudgetAccountRow.id == bindparam("b_id"))
           .values(reserved=BudgetAccountRow.reserved - bindparam("b_amount"),
@@ -268,21 +283,12 @@ class Ledger:
         What was really used is charged even where it exceeds the reservation (a backend that
         reported more than it was allowed to use); such entries are settled with status
         ``overrun`` and returned, so the caller can stop the run."""
-        spent = {(c.scope, c.resource): c.amount for c in actual}
         now = datetime.now(UTC)
-        rows: list[dict[str, Any]] = [
-            {"b_key": reservation.key, "b_id": aid, "b_amount": amount, "b_used": spent.get((scope, resource), 0.0),
-             "b_at": now} for aid, scope, resource, amount in reservation.parts]
-        for row in rows:
-            row["b_status"] = ("overrun" if row["b_used"] > row["b_amount"] + _EPS else "settled") if actual \
-                else "released"
+        rows = _settle_rows(reservation, actual, now)
         if not rows:
             return []
         if all(row["b_status"] != "overrun" for row in rows) and session.dialect.name == "postgresql":
-            session.execute(_SETTLE_ALL, {"ids": [int(r["b_id"]) for r in rows],
-                                          "used": [float(r["b_used"]) for r in rows],
-                                          "statuses": [r["b_status"] for r in rows], "at": now,
-                                          "key": reservation.key})
+            session.execute(_settle_all(reservation.key, rows, now))
             return []
         if all(row["b_status"] != "overrun" for row in rows):
             # Two statements for all accounts. Where an earlier attempt of the same call settled
@@ -304,6 +310,29 @@ class Ledger:
                 overruns.append(Overrun(scope, resource, amount, row["b_used"], limit))
             session.execute(_SPEND, row)
         return overruns
+
+    async def settle_recorded(self, reservation: Reservation, actual: list[Charge], table: Table,
+                              record: dict[str, Any]) -> list[Overrun]:
+        """:meth:`settle`, and ``record`` (the call's row) inserted into ``table``, atomically.
+        On PostgreSQL, where no part overran, one statement outside a transaction (one round
+        trip where the transaction takes four); otherwise one transaction."""
+        if not self.store.is_sqlite and not _overran(reservation, actual):
+            insert_sql, binds = _insert_sql(table, record)
+            if reservation.parts:
+                now = datetime.now(UTC)
+                statement = _settle_all(reservation.key, _settle_rows(reservation, actual, now), now,
+                                        (insert_sql, binds))
+            else:
+                statement = text(insert_sql).bindparams(*binds)
+            await self.store.autocommit(lambda conn: conn.execute(statement))
+            return []
+
+        def settle_tx(conn: Connection) -> list[Overrun]:
+            overruns = self.settle(reservation, actual, conn)
+            conn.execute(insert(table), record)
+            return overruns
+
+        return await self.store.transact(settle_tx)
 
     async def release(self, reservation: Reservation) -> None:
         """Give a reservation back unspent (the call never happened) and forget it, so that the
@@ -345,6 +374,34 @@ class Ledger:
     async def accounts(self, scopes: list[str]) -> list[AccountView]:
         async with self.store.session() as s:
             return _views(await s.execute(_ACCOUNTS, {"scopes": scopes}))
+
+
+def _settle_rows(reservation: Reservation, actual: list[Charge], now: datetime) -> list[dict[str, Any]]:
+    """One parameter set per part of ``reservation``: what it held, what was used, its new status."""
+    spent = {(c.scope, c.resource): c.amount for c in actual}
+    rows: list[dict[str, Any]] = [
+        {"b_key": reservation.key, "b_id": aid, "b_amount": amount, "b_used": spent.get((scope, resource), 0.0),
+         "b_at": now} for aid, scope, resource, amount in reservation.parts]
+    for row in rows:
+        row["b_status"] = ("overrun" if row["b_used"] > row["b_amount"] + _EPS else "settled") if actual \
+            else "released"
+    return rows
+
+
+def _overran(reservation: Reservation, actual: list[Charge]) -> bool:
+    """Whether some part of ``reservation`` was used past what it held."""
+    return any(row["b_status"] == "overrun" for row in _settle_rows(reservation, actual, datetime.now(UTC)))
+
+
+def _settle_all(key: str, rows: list[dict[str, Any]], now: datetime,
+                record: tuple[str, list[Any]] | None = None) -> Any:
+    """:data:`_SETTLE_ALL` for ``rows`` (no overrun among them), with ``record`` (SQL and typed
+    binds of an INSERT) as one more CTE."""
+    sql = _SETTLE_ALL.format(record=f",\nrecord AS ({record[0]})" if record else "")
+    return text(sql).bindparams(
+        *(record[1] if record else ()),
+        bindparam("ids", [int(r["b_id"]) for r in rows]), bindparam("used", [float(r["b_used"]) for r in rows]),
+        bindparam("statuses", [r["b_status"] for r in rows]), bindparam("at", now), bindparam("key", key))
 
 
 def _views(rows: Iterable[Any]) -> list[AccountView]:

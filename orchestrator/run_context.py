@@ -14,10 +14,11 @@ import contextlib
 import functools
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
 from budget.costs import PriceTable
@@ -37,7 +38,7 @@ from orchestrator.journal import Entry, Journal, llm_request, task_of_current_no
 from orchestrator.llm.base import LLMClient
 from orchestrator.store import calls
 from orchestrator.store.db import Store
-from orchestrator.store.models import LLMCallRow
+from orchestrator.store.models import LLMCallRow, ToolCallRow
 from orchestrator.tools.base import ToolResult
 from orchestrator.tools.registry import ToolRegistry
 from orchestrator.types import (
@@ -52,6 +53,8 @@ from orchestrator.types import (
 
 __all__ = ["RuntimeContext"]
 
+_LLM_CALLS = cast(Table, LLMCallRow.__table__)
+_TOOL_CALLS = cast(Table, ToolCallRow.__table__)
 _RESERVE_ATTEMPTS = 3
 _NEED_EXACT = -1  # the prompt's upper bound would clamp the call: count it exactly, then size again
 
@@ -178,12 +181,7 @@ class RuntimeContext:
             "prompt": wire, "response": response.text, "logprobs": _logprobs_row(response.logprobs),
         }
 
-        def settle_and_record(conn: Connection) -> list[Overrun]:
-            overruns = self.ledger.settle(reservation, actual, conn)
-            calls.insert_llm_call(conn, row)
-            return overruns
-
-        overruns = await self._settle(reservation, settle_and_record)
+        overruns = await self._settle(reservation, actual, _LLM_CALLS, row)
         metrics.observe_llm_call(self.backend, self.workflow, latency, u, cost)
         metrics.observe_spend(actual)
         self._stop_on_overrun(overruns)
@@ -237,9 +235,11 @@ class RuntimeContext:
             max_out = sized[1] if sized else requested
             return reservation, replace(request, sampling=replace(request.sampling, max_tokens=max_out))
 
-    async def _settle(self, reservation: Reservation, settle: Callable[[Connection], list[Overrun]]) -> list[Overrun]:
+    async def _settle(self, reservation: Reservation, actual: list[Charge], table: Table,
+                      record: dict[str, Any]) -> list[Overrun]:
+        """Settle ``reservation`` and store the call's ``record`` in one go; released on failure."""
         try:
-            return await self.store.transact(settle)
+            return await self.ledger.settle_recorded(reservation, actual, table, record)
         except BaseException:
             await self._release(reservation)
             raise
@@ -295,12 +295,7 @@ class RuntimeContext:
         duration = time.perf_counter() - t0
         row = _tool_row(self.run_id, key, name, args, result, units, duration, cost)
 
-        def settle_and_record(conn: Connection) -> list[Overrun]:
-            overruns = self.ledger.settle(reservation, charges, conn)
-            calls.insert_tool_call(conn, row)
-            return overruns
-
-        await self._settle(reservation, settle_and_record)
+        await self._settle(reservation, charges, _TOOL_CALLS, row)
         metrics.observe_tool_call(name, self.workflow, result.is_error, duration, cost)
         metrics.observe_spend(charges)
         return result

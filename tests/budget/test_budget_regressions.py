@@ -494,16 +494,16 @@ def test_a_run_starting_during_a_lease_renewal_keeps_its_lease(pg_server: Any,
 def test_storage_failure_on_settle_gives_the_reservation_back(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     async def go() -> None:
         rt = _runtime(db_url, clients={"fake": ScriptedClient(ScriptedConfig({".*": "Paris."}))})
-        transact = rt.store.transact
+        settle = rt.ledger.settle_recorded
         failed: list[str] = []
 
-        async def flaky(fn: Any) -> Any:
-            if getattr(fn, "__name__", "") == "settle_and_record" and not failed:
-                failed.append(fn.__name__)
+        async def flaky(*args: Any) -> Any:
+            if not failed:  # the settle's statement or transaction fails: the connection dropped
+                failed.append("settle")
                 raise OperationalError("settle", {}, RuntimeError("injected: the connection dropped"))
-            return await transact(fn)
+            return await settle(*args)
 
-        monkeypatch.setattr(rt.store, "transact", flaky)
+        monkeypatch.setattr(rt.ledger, "settle_recorded", flaky)
         try:
             first = await rt.run(TURNS, {"question": "q"}, budget="tokens=10000", backend="fake",
                                  run_id="settlefails01")
