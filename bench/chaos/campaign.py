@@ -277,7 +277,7 @@ async def campaign(name: str, backend: str, new_db: Callable[[str], str], home: 
                    on_trial: Callable[[Trial], None] | None = None) -> dict[str, Any]:
     """``num_kills`` trials of one case on one backend, killed at requests or checkpoints (``at``);
     each on a database ``new_db(label)`` returns."""
-    want, num_requests, num_checkpoints = await reference(name, backend, new_db(f"ref_{name}_{backend}"), home)
+    want, num_requests, num_checkpoints = await reference(name, backend, new_db(f"ref_{name}_{backend}_{at}"), home)
     trials = []
     points = kill_points(seed, num_kills, num_requests if at == "request" else num_checkpoints)
     for i, kill_at in enumerate(points):

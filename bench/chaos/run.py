@@ -46,7 +46,7 @@ async def one(name: str, backend: str, at: str, db: str, server: str, home: Path
               slots: asyncio.Semaphore) -> dict[str, Any]:
     def new_db(label: str) -> str:
         if db == "sqlite":
-            return f"sqlite:///{home / f'{name}-{backend}-{label}'}.db"
+            return f"sqlite:///{home / f'{name}-{backend}-{at}-{label}'}.db"
         return create_database(server, f"qfchaos_{os.getpid()}_{next(_names)}")
 
     async with slots:
