@@ -18,6 +18,7 @@ goes the transactional way, which sizes the call by the accounts and names the b
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -287,10 +288,10 @@ class Ledger:
         rows = _settle_rows(reservation, actual, now)
         if not rows:
             return []
-        if all(row["b_status"] != "overrun" for row in rows) and session.dialect.name == "postgresql":
+        if not _any_overrun(rows) and session.dialect.name == "postgresql":
             session.execute(_settle_all(reservation.key, rows, now))
             return []
-        if all(row["b_status"] != "overrun" for row in rows):
+        if not _any_overrun(rows):
             # Two statements for all accounts. Where an earlier attempt of the same call settled
             # some entries already, only those settled now (stamped ``now``) are spent.
             if session.execute(_SETTLE_ENTRY, rows).rowcount != len(rows):
@@ -316,20 +317,18 @@ class Ledger:
         """:meth:`settle`, and ``record`` (the call's row) inserted into ``table``, atomically.
         On PostgreSQL, where no part overran, one statement outside a transaction (one round
         trip where the transaction takes four); otherwise one transaction."""
-        if not self.store.is_sqlite and not _overran(reservation, actual):
+        now = datetime.now(UTC)
+        rows = _settle_rows(reservation, actual, now)
+        if not self.store.is_sqlite and not _any_overrun(rows):
             insert_sql, binds = _insert_sql(table, record)
-            if reservation.parts:
-                now = datetime.now(UTC)
-                statement = _settle_all(reservation.key, _settle_rows(reservation, actual, now), now,
-                                        (insert_sql, binds))
-            else:
-                statement = text(insert_sql).bindparams(*binds)
+            statement = (_settle_all(reservation.key, rows, now, (insert_sql, binds)) if rows
+                         else text(insert_sql).bindparams(*binds))
             await self.store.autocommit(lambda conn: conn.execute(statement))
             return []
 
         def settle_tx(conn: Connection) -> list[Overrun]:
             overruns = self.settle(reservation, actual, conn)
-            conn.execute(insert(table), record)
+            conn.execute(_insert_into(table), record)
             return overruns
 
         return await self.store.transact(settle_tx)
@@ -388,9 +387,15 @@ def _settle_rows(reservation: Reservation, actual: list[Charge], now: datetime) 
     return rows
 
 
-def _overran(reservation: Reservation, actual: list[Charge]) -> bool:
-    """Whether some part of ``reservation`` was used past what it held."""
-    return any(row["b_status"] == "overrun" for row in _settle_rows(reservation, actual, datetime.now(UTC)))
+def _any_overrun(rows: list[dict[str, Any]]) -> bool:
+    """Whether some part of :func:`_settle_rows` was used past what it held."""
+    return any(row["b_status"] == "overrun" for row in rows)
+
+
+@functools.cache
+def _insert_into(table: Table) -> Any:
+    """``insert(table)``, built once per table (the hot path's statements are; see above)."""
+    return insert(table)
 
 
 def _settle_all(key: str, rows: list[dict[str, Any]], now: datetime,

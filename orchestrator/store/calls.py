@@ -18,13 +18,8 @@ from orchestrator.store.models import LLMCallRow, ObservationRow, StepRow, ToolC
 
 # Built once: a statement built per call (``insert(...).values(**row)``) cost more to build and
 # to key for SQLAlchemy's compiled cache than to execute; the row goes in as parameters.
-_INSERT_LLM_CALL = insert(LLMCallRow)
 _INSERT_TOOL_CALL = insert(ToolCallRow)
 _INSERT_OBSERVATION = insert(ObservationRow)
-
-
-def insert_llm_call(conn: Connection, row: dict[str, Any]) -> None:
-    conn.execute(_INSERT_LLM_CALL, row)
 
 
 def insert_tool_call(conn: Connection, row: dict[str, Any]) -> None:

@@ -24,8 +24,8 @@ import pytest
 from langgraph.checkpoint.base import empty_checkpoint
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
+from sqlalchemy import insert, text
 from sqlalchemy import select as sql_select
-from sqlalchemy import text
 
 from budget.tables import BudgetAccountRow
 from orchestrator.context import RunContext
@@ -276,7 +276,7 @@ def test_the_store_holds_the_documented_escape(db_url: str) -> None:
         async with store.session() as s:
             s.add(RunRow(id="r", workflow="w", status="running", backend="b", task={WEIRD: WEIRD}))
         row = {"run_id": "r", "key": "r:llm:0", "prompt": prompt, "response": WEIRD}
-        await store.transact(lambda conn: calls.insert_llm_call(conn, row))  # a Core insert
+        await store.transact(lambda conn: conn.execute(insert(LLMCallRow), row))  # a Core insert
         async with store.session() as s:
             raw = (await s.execute(text("SELECT response FROM llm_calls"))).scalar_one()
             assert raw == escape(WEIRD)  # what any other reader of the table sees
