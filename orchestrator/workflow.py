@@ -94,6 +94,7 @@ async def drive(workflow: Workflow, graph: Any, task: dict[str, Any], config: An
     included), from the last checkpoint when it has tasks (their saved writes included), or not
     at all when it had finished (the process died before the run row was updated). ``fresh``: the run was created
     just now (its thread cannot have a checkpoint), so its thread is not read first."""
+    thread = config["configurable"]["thread_id"]
     try:
         return await _drive(workflow, graph, task, config, fresh=fresh)
     except Exception:
@@ -102,8 +103,11 @@ async def drive(workflow: Workflow, graph: Any, task: dict[str, Any], config: An
         # now, best effort (lost, those tasks run again on resume, at no charge).
         if (flush := getattr(graph.checkpointer, "aflush", None)) is not None:
             with contextlib.suppress(Exception):
-                await flush(config["configurable"]["thread_id"])
+                await flush(thread)
         raise
+    finally:  # cancelled, or the flush failed: the saver keeps nothing of a graph that stopped
+        if (forget := getattr(graph.checkpointer, "forget", None)) is not None:
+            forget(thread)
 
 
 async def _drive(workflow: Workflow, graph: Any, task: dict[str, Any], config: Any, *, fresh: bool) -> dict[str, Any]:

@@ -99,7 +99,8 @@ class DeferredWrites:
     Keyed by (thread, namespace, checkpoint id): ``aput`` of a checkpoint takes the writes made
     on its parent, the id its config carries. :meth:`aflush` writes what is left of a thread."""
 
-    def _deferred_init(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # the LangGraph saver it is mixed into
         self._deferred: dict[tuple[str, str, str], list[_Deferred]] = {}
 
     @staticmethod
@@ -126,9 +127,13 @@ class DeferredWrites:
 
     async def aflush(self, thread_id: str) -> None:
         """Write every task write still kept for ``thread_id`` (its graph stopped)."""
-        for key in [k for k in self._deferred if k[0] == str(thread_id)]:
-            for deferred in self._deferred.pop(key, []):
-                await self._write_now(*deferred)
+        for deferred in self.forget(thread_id):
+            await self._write_now(*deferred)
+
+    def forget(self, thread_id: str) -> list[_Deferred]:
+        """Stop keeping the writes of ``thread_id``; returns them (a graph that was cancelled
+        leaves its writes unwritten: its tasks run again on resume)."""
+        return [d for key in [k for k in self._deferred if k[0] == str(thread_id)] for d in self._deferred.pop(key)]
 
     async def _write_now(self, config: Any, writes: Any, task_id: str, task_path: str) -> None:
         raise NotImplementedError
@@ -153,10 +158,6 @@ def _group_committed_saver(base: type, store: Store) -> type:
     from langgraph.checkpoint.base import WRITES_IDX_MAP, get_checkpoint_metadata
 
     class GroupCommittedSaver(DeferredWrites, base):  # type: ignore[misc,valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._deferred_init()
-
         async def aput(self, config: Any, checkpoint: Any, metadata: Any, new_versions: Any) -> Any:
             await self.setup()
             conf = config["configurable"]
@@ -208,10 +209,6 @@ def _text_safe_postgres_saver(base: type) -> type:
             isinstance(value, str) and not has_unstorable(value))
 
     class TextSafePostgresSaver(DeferredWrites, base):  # type: ignore[misc,valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._deferred_init()
-
         def _write_rows(self, config: Any, writes: Any, task_id: str, task_path: str) -> tuple[str, list[Any]]:
             """LangGraph's statement and rows for one task's writes (serialized on the event loop)."""
             query = (self.UPSERT_CHECKPOINT_WRITES_SQL if all(w[0] in WRITES_IDX_MAP for w in writes)

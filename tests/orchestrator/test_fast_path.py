@@ -227,6 +227,12 @@ def test_task_writes_are_written_with_the_next_checkpoint(db_url: str) -> None:
             assert len(await stored()) == 3
             await saver.aflush("other")
             assert len(await stored()) == 4
+            # A cancelled graph's writes are dropped, not written and not kept.
+            await saver.aput_writes(second, [("e", 5)], "task-4")
+            assert [w[1] for w in saver.forget("t")] == [[("e", 5)]]
+            assert (await saver.aget_tuple(second)).pending_writes == [("task-2", "c", 3)]
+            await saver.aflush("t")
+            assert len(await stored()) == 4
         await store.aclose()
 
     asyncio.run(go())
