@@ -208,6 +208,7 @@ def setup(source: Path) -> None:
                         "--target", str(SITE), *wheels], check=True)
     shutil.rmtree(TREE, ignore_errors=True)
     shutil.copytree(source, TREE, symlinks=True)
+    write_entry_points(TREE / "pyproject.toml", SITE)
     # A reused machine once still had an earlier session's results there.
     shutil.rmtree(WORK, ignore_errors=True)
     (WORK / "results").mkdir(parents=True)
@@ -220,6 +221,28 @@ def setup(source: Path) -> None:
                           capture_output=True, text=True, check=False).stdout
     (WORK / "results" / "gpu.txt").write_text(gpus)
     print(gpus, end="")
+
+
+def write_entry_points(pyproject: Path, site: Path) -> Path:
+    """Make the tree's entry points (the built-in workflows) visible to ``importlib.metadata``.
+
+    The tree runs from a copy on PYTHONPATH, not installed, so without this the workflow registry
+    finds no ``quotaflow.workflows`` entry point. A minimal ``.dist-info`` in ``site`` is what an
+    install would have written for them.
+    """
+    project = tomllib.loads(pyproject.read_text())["project"]
+    info = site / f"{project['name']}-{project.get('version', '0')}.dist-info"
+    shutil.rmtree(info, ignore_errors=True)
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project.get('version', '0')}\n")
+    groups = project.get("entry-points", {})
+    scripts = project.get("scripts", {})
+    lines = [f"[{g}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()) for g, eps in groups.items()]
+    if scripts:
+        lines.append("[console_scripts]\n" + "".join(f"{k} = {v}\n" for k, v in scripts.items()))
+    (info / "entry_points.txt").write_text("\n".join(lines))
+    return info
 
 
 def _healthy(port: int) -> bool:

@@ -49,6 +49,7 @@ from orchestrator.llm.openai import OpenAIClient, OpenAIConfig
 from orchestrator.llm.scripted import ScriptedClient, ScriptedConfig
 from orchestrator.tools.base import Tool, ToolResult
 from orchestrator.tools.registry import ToolRegistry
+from orchestrator.tools._bwrap import find_bwrap
 from orchestrator.tools.sandbox import SandboxLimits, python_tool
 from orchestrator.types import Message, SamplingOptions
 from workflows.priordynaflow.agents import get_roster
@@ -119,9 +120,16 @@ def _scripted_answer(row: dict[str, Any], right: bool) -> str:
 
 # ------------------------------------------------------------------------------------ context
 
-def sandbox_tools(concurrency: int) -> ToolRegistry:
-    """The python sandbox tool, at most ``concurrency`` programs at a time."""
-    python = python_tool(SandboxLimits(cpu_s=5, wall_s=10.0))
+def sandbox_tools(concurrency: int, sandbox: str = "bubblewrap") -> ToolRegistry:
+    """The python sandbox tool, at most ``concurrency`` programs at a time.
+
+    ``sandbox="auto"`` runs the code unsandboxed where bubblewrap is missing (a disposable
+    benchmark host such as the GPU machine; the choice is recorded in details.json).
+    """
+    unsafe = sandbox == "none" or (sandbox == "auto" and find_bwrap() is None)
+    if unsafe:
+        print("WARNING: python tool UNSANDBOXED (no bubblewrap here); run only on a disposable host", flush=True)
+    python = python_tool(SandboxLimits(cpu_s=5, wall_s=10.0), unsafe_unsandboxed_for_trusted_code=unsafe)
     slots = asyncio.Semaphore(concurrency)
 
     async def run(args: dict[str, Any]) -> ToolResult:
@@ -217,7 +225,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     rows = load_rows(args.datasets, args.max_items, args.seed)
     all_rows = [r for rs in rows.values() for r in rs]
     client = scripted_client(all_rows) if args.dry_run else openai_client(args.base_url, args.model, args.concurrency)
-    tools = sandbox_tools(args.sandbox_concurrency)
+    tools = sandbox_tools(args.sandbox_concurrency, args.sandbox)
     router_config = RouterConfig(
         num_explore_steps=args.explore_steps,
         min_path_length=args.min_path_length,
@@ -353,6 +361,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--folds", type=int, default=2, help="cross-validation folds")
     p.add_argument("--concurrency", type=int, default=256, help="concurrent LLM requests")
     p.add_argument("--sandbox-concurrency", type=int, default=12)
+    p.add_argument("--sandbox", choices=("bubblewrap", "auto", "none"), default="bubblewrap",
+                   help="how generated code runs: bubblewrap (required), auto (unsandboxed where bubblewrap "
+                        "is missing: disposable hosts only), none (UNSAFE)")
     p.add_argument("--train-wave", type=int, default=40, help="training episodes run concurrently per wave")
     p.add_argument("--max-tokens", type=int, default=512)
     p.add_argument("--temperature", type=float, default=0.1)
