@@ -282,7 +282,10 @@ def work(p: Plan) -> None:
     def save(finished: bool = False) -> None:
         state = {"layout": p.layout, "plan": p.plan, "commit": p.commit, "finished": finished,
                  "steps": [{**asdict(s), "status": status[s.name], "pid": pids.get(s.name)} for s in p.steps]}
-        _state_path().write_text(json.dumps(state, indent=1))
+        # Atomic: `collect` reads it while the worker writes (a torn read once ended a collect call).
+        tmp = _state_path().with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        os.replace(tmp, _state_path())
 
     while True:
         for s in p.steps:
