@@ -89,7 +89,7 @@ async def shorten_answer(ctx: RunContext, question: str, answer: str, config: Ag
         return cleaned, False
     reply = await ctx.chat(list(extraction_messages(question, cleaned)), sampling=extraction_sampling(config),
                            purpose=f"{purpose}_extract")
-    return pick_extraction(cleaned, reply.text), True
+    return pick_extraction(cleaned, reply.text, question), True
 
 
 async def perform(ctx: RunContext, action: CallLLM | CallTools) -> Observation:
@@ -174,4 +174,5 @@ def agent_workflow(name: str, mode: LoopMode, *, description: str = "") -> Workf
         result=lambda state: {"answer": state.get("answer", ""), "stats": state.get("stats", {})},
         default_tools=DEFAULT_TOOLS,
         description=description,
+        option_types=(AgentConfig,),
     )

@@ -85,7 +85,7 @@ def decide(setup: AttemptSetup, state: LoopState, observation: Observation) -> D
     if isinstance(observation, Replied) and state.phase == "final":
         return _after_final_turn(setup, state, observation.text)
     if isinstance(observation, Replied) and state.phase == "extract":
-        answer = pick_extraction(state.answer, observation.text)
+        answer = pick_extraction(state.answer, observation.text, setup.question)
         return _finish(replace(state, answer=answer, num_extractions=1))
     raise ValueError(f"{type(observation).__name__} does not answer the loop's phase {state.phase!r}")
 

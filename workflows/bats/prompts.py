@@ -44,12 +44,16 @@ DEMO_TURNS: tuple[tuple[str, str], ...] = (
 
 EXTRACT_SYSTEM = """\
 You shorten answers. Given a question and a long answer, reply with only the shortest phrase that
-answers the question: a name, a date, a number, or yes/no. No sentence, no explanation."""
+answers the question, of the kind the question asks for. No sentence, no explanation."""
 
 EXTRACT_USER = """\
 Question: {question}
 Long answer: {answer}
+Kind of answer: {kind}
 Shortest answer:"""
+
+EXTRACT_KIND_YES_NO = "yes or no"
+EXTRACT_KIND_OPEN = "a name, a date, a number or a short phrase (never yes or no)"
 
 NEXT_ACTION = "Reply with action lines only (search: / browse: / answer:)."
 
