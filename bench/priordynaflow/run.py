@@ -31,6 +31,7 @@ import asyncio
 import hashlib
 import random
 import re
+import shutil
 import sys
 import time
 from collections import Counter
@@ -49,7 +50,6 @@ from orchestrator.llm.openai import OpenAIClient, OpenAIConfig
 from orchestrator.llm.scripted import ScriptedClient, ScriptedConfig
 from orchestrator.tools.base import Tool, ToolResult
 from orchestrator.tools.registry import ToolRegistry
-from orchestrator.tools._bwrap import find_bwrap
 from orchestrator.tools.sandbox import SandboxLimits, python_tool
 from orchestrator.types import Message, SamplingOptions
 from workflows.priordynaflow.agents import get_roster
@@ -126,7 +126,7 @@ def sandbox_tools(concurrency: int, sandbox: str = "bubblewrap") -> ToolRegistry
     ``sandbox="auto"`` runs the code unsandboxed where bubblewrap is missing (a disposable
     benchmark host such as the GPU machine; the choice is recorded in details.json).
     """
-    unsafe = sandbox == "none" or (sandbox == "auto" and find_bwrap() is None)
+    unsafe = sandbox == "none" or (sandbox == "auto" and shutil.which("bwrap") is None)
     if unsafe:
         print("WARNING: python tool UNSANDBOXED (no bubblewrap here); run only on a disposable host", flush=True)
     python = python_tool(SandboxLimits(cpu_s=5, wall_s=10.0), unsafe_unsandboxed_for_trusted_code=unsafe)

@@ -154,3 +154,39 @@ def test_worker_runs_steps_in_order_and_keeps_the_server(tmp_path: Path, monkeyp
     assert not any(n.endswith(".db") for n in names)
     with tarfile.open(tmp_path / "out" / "logs.tgz") as tar:
         assert "logs/job.log" in tar.getnames()
+
+
+def test_an_uninstalled_tree_copy_sees_the_built_in_workflows(tmp_path: Path) -> None:
+    """The GPU host runs a copy of the tree on PYTHONPATH, not an install: without the entry points
+    the driver writes, the workflow registry is empty (every drqa and bats job failed at ab244a5)."""
+    import shutil
+    import subprocess
+    import sysconfig
+
+    root = Path(__file__).resolve().parents[2]
+    tree = tmp_path / "tree"
+    for part in ("orchestrator", "budget", "workflows", "serving_patch", "pyproject.toml"):
+        src = root / part
+        if src.is_dir():
+            shutil.copytree(src, tree / part, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, tree / part)
+    # The dependencies without this project's own install (its dist-info has the entry points).
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if not entry.name.lower().startswith(("quotaflow", "__editable__")) and entry.suffix != ".pth":
+            (deps / entry.name).symlink_to(entry)
+    probe = ("import sys; sys.path[:0] = sys.argv[1:]; from orchestrator import workflow; "
+             "print(','.join(workflow.names()) or '-')")
+
+    def names(*front: Path) -> set[str]:
+        seen = subprocess.run([sys.executable, "-S", "-c", probe, *map(str, (*front, tree, deps))], cwd=tmp_path,
+                              capture_output=True, text=True, check=False)
+        assert seen.returncode == 0, seen.stderr
+        return set(seen.stdout.split()[-1].split(","))
+
+    assert "drqa" not in names()
+    site = tmp_path / "site"
+    driver.write_entry_points(tree / "pyproject.toml", site)
+    assert {"bats", "drqa", "priordynaflow", "batchprompt", "react", "react_harness"} <= names(site)
