@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cli.app import CommandErrorsAsOneLine, command_group
-from cli.options import backend_options
+from cli.options import backend_options, parse_set
 from orchestrator.errors import BadInputError
 
 if TYPE_CHECKING:
@@ -151,8 +151,14 @@ def batchprompt_command(
     model: Annotated[str | None, typer.Option(help="Model name for the openai backend.")] = None,
     db: Annotated[str | None, typer.Option("--db", help="Database URL.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Any BatchPrompt option, key=value (e.g. label_scoring=logprob); repeatable, wins over the "
+                      "flags; quotaflow workflows show batchprompt lists them.")] = None,
 ) -> None:
     """Classify a dataset with many items per call; BPE voting and SEAS early stopping."""
+    from orchestrator.workflow import get
+    from workflows.batchprompt.graph import config_from_task
+
     options = backend_options(backend, base_url, model, None)
     payload = build_task_payload(
         task=task, dataset=dataset, data_dir=data_dir, subset=subset, limit=limit, batch_size=batch_size,
@@ -160,6 +166,9 @@ def batchprompt_command(
         concurrency=concurrency, context_window=context_window, seas_rule=seas_rule,
         reask_singles=reask_singles,
     )
+    # The workflow reads its options from the task payload.
+    payload.update(get("batchprompt").parse_options(parse_set(set_)))
+    config_from_task({k: v for k, v in payload.items() if k not in ("task", "dataset")})  # bad values fail here
     out = asyncio.run(run_batchprompt_job(payload, backend=backend, backend_options=options, budget=budget, db=db))
     if as_json:
         typer.echo(json.dumps({"run_id": out.run_id, "status": out.status, "error": out.error,

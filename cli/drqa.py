@@ -35,19 +35,12 @@ def describe_result(run_id: str, status: str, result: dict[str, Any] | None, err
                       f"per item: quotaflow runs show {run_id} --json"])
 
 
-def parse_settings(pairs: list[str]) -> dict[str, str]:
-    """``["max_probe_fraction=0", ...]`` -> options; the values are typed by the DRQA config."""
-    from workflows.drqa.config import option_names
+def parse_settings(pairs: list[str]) -> dict[str, Any]:
+    """``["max_probe_fraction=0", ...]`` -> options, typed by the options the drqa workflow declares."""
+    from cli.options import parse_set
+    from orchestrator.workflow import get
 
-    known = option_names()
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in known:
-            raise BadInputError(f"--set {pair}", f"key=value with key one of {', '.join(sorted(known))}")
-        out[key] = value.strip()
-    return out
+    return get("drqa").parse_options(parse_set(pairs))
 
 
 def run_drqa(

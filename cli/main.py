@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cli.app import command_group
-from cli.options import backend_options, check_positive, executor_options
+from cli.options import backend_options, check_positive, executor_options, parse_set
 from cli.workflow_modules import OPTION as WORKFLOW_MODULE
 from cli.workflow_modules import RunGroup, import_workflow_modules
 from orchestrator.errors import BadInputError, QuotaFlowError, StorageError
@@ -31,10 +31,12 @@ run_app = command_group(cls=RunGroup, help="Run a workflow on one task or a data
 runs_app = command_group(help="Inspect runs.", no_args_is_help=True)
 db_app = command_group(help="Database schema.", no_args_is_help=True)
 metrics_app = command_group(help="Prometheus metrics.", no_args_is_help=True)
+workflows_app = command_group(help="The registered workflows and their options.", no_args_is_help=True)
 app.add_typer(run_app, name="run")
 app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
 app.add_typer(metrics_app, name="metrics")
+app.add_typer(workflows_app, name="workflows")
 
 ModulesOpt = Annotated[list[str] | None, typer.Option(
     WORKFLOW_MODULE, help="Import this module first: its workflows join the registered ones (repeatable).")]
@@ -42,6 +44,9 @@ DbOpt = Annotated[str | None, typer.Option(
     "--db", help="Database URL (default: QUOTAFLOW_DB_URL, else quotaflow.db in QUOTAFLOW_HOME or "
                  "~/.local/share/quotaflow)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", help="A workflow option, key=value (value as JSON, or a plain string); repeatable. "
+                  "quotaflow workflows show NAME lists them.")]
 
 
 @app.callback()
@@ -204,14 +209,20 @@ def _agent_command(workflow: str, help_text: str, target: typer.Typer = run_app)
         corpus: Annotated[Path | None, typer.Option(help="Corpus database for search/browse.")] = None,
         metrics_port: Annotated[int | None, typer.Option(
             help="Expose this run's Prometheus /metrics on this port.")] = None,
+        set_: SetOpt = None,
         workflow_module: ModulesOpt = None,
         db: DbOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
+        from orchestrator import workflow as workflows
+
         import_workflow_modules(workflow_module)
         if (task is None) == (dataset is None):
             raise BadInputError("--task/--dataset", "exactly one of them")
         check_positive("--max-turns", max_turns)
+        # --set wins over --max-turns; a name the workflow does not declare fails here, before the run.
+        options = workflows.get(workflow).parse_options(
+            {**({"max_turns": str(max_turns)} if max_turns is not None else {}), **parse_set(set_)})
         check_positive("--limit", limit, zero=True)
         check_positive("--concurrency", concurrency)
         placement = executor_options(executor, ray_address, workers, dataset)
@@ -224,21 +235,18 @@ def _agent_command(workflow: str, help_text: str, target: typer.Typer = run_app)
             serve_metrics(metrics_port)
         with storage_errors(db):
             asyncio.run(_run_agent(workflow, payload, dataset, limit, budget, backend, client_options,
-                                   tools.split(",") if tools else None, max_turns, concurrency, corpus, db, as_json,
+                                   tools.split(",") if tools else None, options, concurrency, corpus, db, as_json,
                                    executor, placement))
 
 
 async def _run_agent(workflow: str, payload: dict[str, Any] | None, dataset: Path | None, limit: int | None,
                      budget: str, backend: str, backend_options: dict[str, Any], tools: list[str] | None,
-                     max_turns: int | None, concurrency: int, corpus: Path | None, db: str | None,
+                     options: dict[str, Any], concurrency: int, corpus: Path | None, db: str | None,
                      as_json: bool, executor: str = "local", placement: dict[str, Any] | None = None) -> None:
     from orchestrator.accounting import run_limits
 
     run_limits(budget, "check")  # fail on a malformed budget before anything starts
     rt = _runtime(db, corpus_path=corpus)
-    options: dict[str, Any] = {}
-    if max_turns is not None:
-        options["max_turns"] = max_turns
     kwargs = {"budget": budget, "backend": backend, "backend_options": backend_options, "tools": tools,
               "options": options}
     runner: Executor | None = None
@@ -471,7 +479,7 @@ def _register_subapps() -> None:
                                                    "questions first, in waves) | proportional")] = "easiest_first",
         set_: Annotated[list[str] | None, typer.Option(
             "--set", help="Any other DRQA option, key=value (e.g. max_probe_fraction=0, ceiling_tokens=384); "
-                          "repeatable.")] = None,
+                          "repeatable; quotaflow workflows show drqa lists them.")] = None,
         db: DbOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -597,6 +605,55 @@ def db_upgrade(db: DbOpt = None) -> None:
         store = Store(Settings.from_env(db_url=db).db_url)
         head = store.upgrade()
     typer.echo(f"database at revision {head}")
+
+
+@workflows_app.command("list")
+def workflows_list(workflow_module: ModulesOpt = None) -> None:
+    """Every workflow `quotaflow run` takes, with its description."""
+    from orchestrator import workflow as workflows
+
+    import_workflow_modules(workflow_module)
+    for name in workflows.names():
+        typer.echo(f"{name:16} {workflows.get(name).description}")
+
+
+@workflows_app.command("show")
+def workflows_show(name: str, workflow_module: ModulesOpt = None, as_json: JsonOpt = False) -> None:
+    """A workflow's options (for `quotaflow run NAME --set key=value` and the SDK's options), with
+    their types and defaults."""
+    from orchestrator import workflow as workflows
+    from orchestrator.options import NO_DEFAULT
+
+    import_workflow_modules(workflow_module)
+    wf = workflows.get(name)
+    fields = wf.option_fields
+    rows = [{"name": f.name, "type": _type_name(f.kind),
+             "default": f.default if f.default is not NO_DEFAULT else wf.options.get(f.name, NO_DEFAULT)}
+            for f in sorted((fields or {}).values(), key=lambda f: f.name)]
+    if as_json:
+        _print_json({"name": wf.name, "description": wf.description, "mode": wf.mode,
+                     "default_tools": list(wf.default_tools), "declares_options": fields is not None,
+                     "options": [{**r, "default": None if r["default"] is NO_DEFAULT else r["default"]}
+                                 for r in rows]})
+        return
+    typer.echo(f"{wf.name}: {wf.description}\nmode {wf.mode}; default tools: {', '.join(wf.default_tools) or 'none'}")
+    if fields is None:
+        typer.echo("options: not declared (any key=value is passed on; values read as JSON, else as text)")
+        return
+    typer.echo(f"options (quotaflow run {wf.name} --set NAME=VALUE; default '-': the workflow decides):")
+    table = [("NAME", "TYPE", "DEFAULT")] + [
+        (r["name"], r["type"], "-" if r["default"] is NO_DEFAULT else json.dumps(r["default"], default=repr))
+        for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in (0, 1)]
+    for option, kind, default in table:
+        typer.echo(f"  {option:{widths[0]}}  {kind:{widths[1]}}  {default}")
+
+
+def _type_name(kind: Any) -> str:
+    """``int``, ``str | None``, ``Literal['a', 'b']``: an option's type as a person reads it."""
+    import re
+
+    return kind.__name__ if isinstance(kind, type) else re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", str(kind))
 
 
 @metrics_app.command("serve")

@@ -19,6 +19,21 @@ def check_base_url(url: str) -> str:
     return url
 
 
+def parse_set(pairs: list[str] | None) -> dict[str, str]:
+    """``--set key=value`` items (split on the first ``=``; ``-`` in a key reads as ``_``) as
+    ``key -> value text``; the workflow types the texts (``Workflow.parse_options``). A key given
+    twice keeps its last value."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise BadInputError(f"--set {pair}", "key=value, e.g. --set max_turns=3 (quotaflow workflows show NAME "
+                                "lists a workflow's options)")
+        out[key] = value.strip()
+    return out
+
+
 def check_positive(option: str, value: int | None, *, zero: bool = False) -> None:
     """``value`` of ``option`` is at least 1 (at least 0 with ``zero``), or not given."""
     if value is not None and value < (0 if zero else 1):

@@ -15,25 +15,64 @@ them, typing each value by the field's annotation:
 A value that does not fit, and with ``strict=True`` an unknown key, is a
 :class:`~orchestrator.errors.BadInputError` that names the option and what it expects. A
 ``ValueError`` from the dataclass's own validation becomes one too.
+
+A workflow declares the options it accepts (:func:`declared_options`, from its config dataclasses
+and any names it reads otherwise); :func:`check_option_names` refuses a key it does not declare,
+with the closest name, and :func:`parse_option_texts` types ``key=value`` texts of the command line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import difflib
+import json
 import math
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from orchestrator.errors import BadInputError
 
-__all__ = ["config_from_options", "option_value"]
+__all__ = [
+    "NO_DEFAULT",
+    "RUNTIME_OPTIONS",
+    "OptionField",
+    "check_option_names",
+    "config_from_options",
+    "declared_options",
+    "option_value",
+    "parse_option_texts",
+]
 
 C = TypeVar("C")
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
+
+
+class _NoDefault:
+    def __repr__(self) -> str:
+        return "NO_DEFAULT"
+
+
+NO_DEFAULT: Any = _NoDefault()
+"""The default of an option that has none to show (declared by name and type only)."""
+
+RUNTIME_OPTIONS: Mapping[str, Any] = {"recursion_limit": int}
+"""Keys of a run's options the runtime itself reads: accepted for every workflow."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OptionField:
+    """One option a workflow accepts."""
+
+    name: str
+    kind: Any
+    """The type its value is converted to (by :func:`option_value`)."""
+    default: Any = NO_DEFAULT
+    """Its value when not given; :data:`NO_DEFAULT` when the workflow decides it."""
 
 
 class _Mismatch(Exception):
@@ -163,3 +202,72 @@ def _as_float(value: Any) -> float:
     if not math.isfinite(number):
         raise _Mismatch("a finite number")
     return number
+
+
+def declared_options(types: Iterable[type], extra: Mapping[str, Any] | None = None) -> dict[str, OptionField]:
+    """The options of a workflow: the names of ``extra`` (name -> type: options read outside a
+    config dataclass, aliases, flattened names), then the init fields of each dataclass of
+    ``types`` in order, then :data:`RUNTIME_OPTIONS`. A name declared twice keeps its first
+    declaration (``extra`` wins over a field; an earlier class over a later one)."""
+    out = {name: OptionField(name, kind) for name, kind in (extra or {}).items()}
+    for cls in types:
+        if not dataclasses.is_dataclass(cls):
+            raise TypeError(f"{cls!r} is not a dataclass")
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.init and f.name not in out:
+                default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                out[f.name] = OptionField(f.name, hints[f.name], default)
+    for name, kind in RUNTIME_OPTIONS.items():
+        out.setdefault(name, OptionField(name, kind))
+    return out
+
+
+def check_option_names(names: Iterable[str], known: Mapping[str, Any], *, what: str) -> None:
+    """A :class:`~orchestrator.errors.BadInputError` for the first of ``names`` that is not in
+    ``known``, naming the closest known name and all of them."""
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=1)
+            hint = f", did you mean {close[0]!r}?" if close else ""
+            raise BadInputError(f"{what} {name!r}", f"a known option{hint}", "options: " + ", ".join(sorted(known)))
+
+
+def parse_option_texts(texts: Mapping[str, str], known: Mapping[str, OptionField] | None, *,
+                       what: str) -> dict[str, Any]:
+    """Option values from command-line text, typed by ``known`` (None: any name, any value).
+
+    A text is read as JSON first (``false``, ``3``, ``0.5``, ``"x"``, ``{"a": 1}``), then as the
+    bare string, and the first reading the option's type takes is its value (``--set mode=eval``
+    needs no quotes; ``--set seed=3`` on a string option is ``"3"``). Without ``known`` the JSON
+    reading, else the string. The values stay JSON (a nested config is kept as its mapping).
+    """
+    if known is not None:
+        check_option_names(texts, known, what=what)
+    return {name: _read_text(known[name].kind if known is not None else None, text, what=f"{what} {name}")
+            for name, text in texts.items()}
+
+
+def _read_text(kind: Any, text: str, *, what: str) -> Any:
+    """One ``--set`` text as an option of type ``kind`` (None: undeclared; see parse_option_texts)."""
+    readings: list[Any] = [text]
+    with contextlib.suppress(ValueError):
+        readings.insert(0, json.loads(text))
+    if kind is None:
+        return readings[0]
+    expected = ""
+    for reading in readings:
+        try:
+            value = option_value(kind, reading, what=what)
+        except _Mismatch as exc:
+            expected = expected or exc.expected
+        except BadInputError as exc:  # a field of a nested config
+            expected = expected or f"{exc.what}: {exc.expected}"
+        else:
+            return reading if dataclasses.is_dataclass(value) else _jsonable(value)
+    raise BadInputError(what, expected, f"got {text!r}")
+
+
+def _jsonable(value: Any) -> Any:
+    """A converted value as a run's stored options hold it (tuples as lists)."""
+    return [_jsonable(v) for v in value] if isinstance(value, (tuple, list)) else value

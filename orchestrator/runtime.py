@@ -169,7 +169,7 @@ class Runtime:
         limits = accounting.run_limits(budget, run_id, run_tools)
         charged = sorted({*scopes, *accounting.named_scopes(limits, run_id)})
         opts = {"backend_options": _jsonable(backend_options), "tools": tool_names, "scopes": charged,
-                **(options or {})}
+                **wf.check_options(options or {})}
         llm = self.client(backend, **backend_options)
         row = {"id": run_id, "parent_id": parent_id, "workflow": wf.name, "status": RunStatus.RUNNING,
                "backend": backend, "model": getattr(llm, "model", "") or "", "task": task, "options": opts,

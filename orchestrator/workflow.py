@@ -16,12 +16,14 @@ the core never imports a method's package.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Literal
 
 from orchestrator.errors import ConfigError, UnknownWorkflow
+from orchestrator.options import OptionField, check_option_names, declared_options, parse_option_texts
 
 if TYPE_CHECKING:
     from langgraph.graph import StateGraph
@@ -44,6 +46,18 @@ class Workflow:
     mode: "per_item" runs one program per dataset row; "dataset" hands all rows to one run
         (e.g. BatchPrompt, which packs many rows into each call).
     default_tools: tools enabled when the user names none.
+    options: default values of options, shown by ``quotaflow workflows show`` for options declared
+        in ``extra_options`` (those of ``option_types`` show their field's default).
+    option_types: the config dataclasses whose init fields are the workflow's options (each read
+        from the run's options with ``orchestrator.options.config_from_options``). A name that
+        two classes share takes the first one's type and default.
+    extra_options: the options it reads otherwise, name -> type (aliases, flattened names, a
+        nested mapping); they win over a field of the same name.
+
+    A workflow that declares options (either of the two) gets only those, and the runtime's own
+    (``recursion_limit``): ``Runtime.run`` refuses another key, with the closest name. One that
+    declares none accepts any key (each value as given; ``--set`` text read as JSON, else as
+    the string), as before options were declared.
     """
 
     name: str
@@ -54,6 +68,26 @@ class Workflow:
     default_tools: tuple[str, ...] = ()
     description: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    option_types: tuple[type, ...] = ()
+    extra_options: Mapping[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def option_fields(self) -> dict[str, OptionField] | None:
+        """Every option the workflow accepts, by name; None when it declares none (any key)."""
+        if not self.option_types and not self.extra_options:
+            return None
+        return declared_options(self.option_types, self.extra_options)
+
+    def check_options(self, options: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``options``, after refusing (BadInputError) a key the workflow does not declare."""
+        if (known := self.option_fields) is not None and not known.keys() >= options.keys():
+            check_option_names(options, known, what=f"{self.name} option")
+        return options
+
+    def parse_options(self, texts: Mapping[str, str]) -> dict[str, Any]:
+        """Typed option values from ``name -> text`` (``quotaflow run NAME --set name=text``);
+        an unknown name or a value its option's type refuses is a BadInputError."""
+        return parse_option_texts(texts, self.option_fields, what=f"{self.name} option")
 
 
 _REGISTRY: dict[str, Workflow] = {}

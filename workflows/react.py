@@ -144,4 +144,6 @@ WORKFLOW = Workflow(
     result=_result,
     default_tools=("search", "browse"),
     description="ReAct baseline: search/browse tools under the budget ledger",
+    extra_options={"max_turns": int, "max_tokens": int, "yes_no_form": bool},
+    options={"max_turns": DEFAULT_MAX_TURNS, "max_tokens": 48, "yes_no_form": False},
 )

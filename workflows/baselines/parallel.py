@@ -91,4 +91,5 @@ def parallel_workflow() -> Workflow:
         result=result,
         default_tools=DEFAULT_TOOLS,
         description="N parallel ReAct samples on one budget, majority vote",
+        option_types=(ParallelConfig, AgentConfig),
     )

@@ -34,7 +34,7 @@ from workflows.batchprompt.tasks import (
     load_dataset,
     load_task,
 )
-from workflows.batchprompt.voting import VotingConfig, permute, seas_done, tally
+from workflows.batchprompt.voting import VotingConfig, VotingRule, permute, seas_done, tally
 
 __all__ = [
     "BUILTIN_TASKS",
@@ -72,4 +72,8 @@ WORKFLOW = Workflow(
         "seed": 0,
         "context_window": 8192,
     },
+    # Read from the task payload (``quotaflow run batchprompt --set`` puts them there); ``voting``
+    # is the rule's name, its weights are flat options.
+    option_types=(BatchPromptConfig,),
+    extra_options={"voting": VotingRule, "confident_weight": float, "unsure_weight": float},
 )

@@ -106,4 +106,5 @@ def bats_workflow() -> Workflow:
         result=bats_result,
         default_tools=DEFAULT_TOOLS,
         description="BATS: plan, budget-aware tool use, verify, continue or pivot, judge the attempts",
+        option_types=(BatsConfig, AgentConfig),
     )

@@ -7,6 +7,7 @@ The training pipeline (``workflows.drqa.training``) imports torch only when used
 from __future__ import annotations
 
 from orchestrator.workflow import Workflow
+from workflows.drqa.config import option_types
 from workflows.drqa.graph import build, initial_state, result
 
 __all__ = ["WORKFLOW"]
@@ -22,4 +23,5 @@ WORKFLOW = Workflow(
         "solve, re-allocate unspent budget; baselines 'uniform' and 'unlimited' on the same path."
     ),
     options={"method": "drqa", "total_budget": None},
+    extra_options=option_types(),  # flat names over the nested quota configs
 )

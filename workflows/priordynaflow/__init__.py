@@ -8,6 +8,8 @@ Public API::
 
 from __future__ import annotations
 
+from typing import Any
+
 from orchestrator.workflow import Workflow
 from workflows.priordynaflow.agents import (
     CODE_ROSTER,
@@ -69,4 +71,6 @@ WORKFLOW = Workflow(
     result=result,
     default_tools=("python",),
     description="Dynamic multi-agent workflow: a learned Q-table ranks which agent runs next",
+    option_types=(WorkflowOptions,),
+    extra_options={"priordynaflow": dict[str, Any]},  # the same options, as one mapping
 )
