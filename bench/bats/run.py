@@ -33,7 +33,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from queue import Empty
@@ -58,6 +58,8 @@ DRY_RUN_MODEL = "dry-run-rule"
 _EPS = 1e-9
 LONG_ANSWER_CHARS = 80
 """Answers longer than this are counted as pasted passages in the diagnostics."""
+CUT_SAMPLE_CHARS = 300
+"""Characters kept of a run's first cut reply (details files)."""
 
 
 @dataclass(frozen=True)
@@ -135,12 +137,24 @@ class RunRecord:
     num_cut_replies: int = 0
     """Agent replies cut at their max_tokens."""
     num_extractions: int = 0
+    cut_by_purpose: dict[str, int] = field(default_factory=dict)
+    """Replies of any call that ran into their max_tokens (finish reason ``length``), by purpose."""
+    cut_sample: str = ""
+    """The start of the run's first cut reply and its purpose: what the model was writing."""
     stop: str = ""
     error: str = ""
 
 
 def _mean(xs: Sequence[float]) -> float:
     return sum(xs) / len(xs) if xs else 0.0
+
+
+def _count_by_purpose(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for one in counts:
+        for purpose, n in one.items():
+            total[purpose] = total.get(purpose, 0) + n
+    return dict(sorted(total.items()))
 
 
 def summarize(records: Sequence[RunRecord]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
@@ -184,6 +198,7 @@ def summarize(records: Sequence[RunRecord]) -> tuple[list[dict[str, Any]], list[
                 else None,
                 "format_errors_per_run": _mean([r.num_format_errors for r in rs]),
                 "cut_replies_per_run": _mean([r.num_cut_replies for r in rs]),
+                "cut_calls_by_purpose": _count_by_purpose(r.cut_by_purpose for r in rs),
                 "long_answer_fraction": _mean([len(r.answer) > LONG_ANSWER_CHARS for r in rs]),
                 "mean_answer_chars": _mean([len(r.answer) for r in rs]),
                 "extraction_calls_per_run": _mean([r.num_extractions for r in rs]),
@@ -300,8 +315,8 @@ async def _collect(rt: Any, run_ids: list[str]) -> dict[str, dict[str, Any]]:
     from budget.tables import BudgetAccountRow
     from orchestrator.store.models import LLMCallRow, ToolCallRow
 
-    out: dict[str, dict[str, Any]] = {rid: {"llm": {}, "tools": {}, "refused": 0, "accounts": [], "purposes": {}}
-                                      for rid in run_ids}
+    out: dict[str, dict[str, Any]] = {rid: {"llm": {}, "tools": {}, "refused": 0, "accounts": [], "purposes": {},
+                                            "cut": {}, "cut_sample": ""} for rid in run_ids}
     for start in range(0, len(run_ids), 500):
         chunk = run_ids[start : start + 500]
         async with rt.store.session() as s:
@@ -313,6 +328,10 @@ async def _collect(rt: Any, run_ids: list[str]) -> dict[str, dict[str, Any]]:
             purposes = (await s.execute(
                 select(LLMCallRow.run_id, LLMCallRow.purpose, func.count())
                 .where(LLMCallRow.run_id.in_(chunk)).group_by(LLMCallRow.run_id, LLMCallRow.purpose)
+            )).all()
+            cut = (await s.execute(
+                select(LLMCallRow.run_id, LLMCallRow.purpose, LLMCallRow.response)
+                .where(LLMCallRow.run_id.in_(chunk), LLMCallRow.finish_reason == "length").order_by(LLMCallRow.id)
             )).all()
             tools = (await s.execute(
                 select(ToolCallRow.run_id, ToolCallRow.tool, func.sum(ToolCallRow.units),
@@ -326,6 +345,10 @@ async def _collect(rt: Any, run_ids: list[str]) -> dict[str, dict[str, Any]]:
             out[rid]["llm"][model or "?"] = (int(n), int(i or 0), int(c or 0), int(o or 0))
         for rid, purpose, n in purposes:
             out[rid]["purposes"][purpose or "?"] = int(n)
+        for rid, purpose, response in cut:
+            one = out[rid]
+            one["cut"][purpose or "?"] = one["cut"].get(purpose or "?", 0) + 1
+            one["cut_sample"] = one["cut_sample"] or f"[{purpose}] {(response or '')[:CUT_SAMPLE_CHARS]}"
         for rid, tool, units, refused in tools:
             out[rid]["tools"][tool] = float(units or 0.0)
             out[rid]["refused"] += int(refused or 0)
@@ -374,6 +397,7 @@ def _record(method: str, budget: int, q: dict[str, Any], run_id: str, status: st
         num_format_errors=int(stats.get("num_format_errors", 0)),
         num_cut_replies=int(stats.get("num_cut_replies", 0)),
         num_extractions=sum(n for p, n in purposes.items() if p.endswith("_extract")),
+        cut_by_purpose=dict(store.get("cut", {})), cut_sample=str(store.get("cut_sample", "")),
         stop=stop,
         error=error,
     )
@@ -688,6 +712,10 @@ def bench_bats(
         raise typer.Exit(exc.exit_code) from None
     console.print(f"{len(records)} of {total} runs in {time.perf_counter() - started:.1f} s; summary over "
                   f"{summary['dataset']}; budget violations: {summary['budget_violations']}")
+    failed = [r for r in records if r.status != "succeeded"]
+    if failed:  # a failed run scores as a wrong answer: say so, or a broken setup reads as a weak method
+        console.print(f"[yellow]{len(failed)} runs did not succeed[/]; first: {failed[0].method} b={failed[0].budget} "
+                      f"{failed[0].status}: {failed[0].error[:200]}")
     for r in summary["results"]:
         console.print(f"{r['method']:>9} b={r['budget']:<3} acc={r['accuracy']:.3f} f1={r['f1']:.3f} "
                       f"units={r['tool_units']:.2f} tokens={r['tokens']:.0f} cost=${r['unified_cost_usd']:.5f}")

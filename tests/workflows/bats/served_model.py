@@ -1,11 +1,12 @@
 """A served model for the BATS benchmark's end-to-end test: a responder for the kit's loopback
 OpenAI-compatible server (:class:`orchestrator.testing.LoopbackServer`).
 
-It plays every role by the system prompt: planner, verifier (valid JSON only when the request
-carries ``response_format`` json_schema, otherwise prose, so the structured-output path is
-observable), judge, answer extraction, and an agent that searches once, browses the first hit
-and then answers with a long sentence (so the extraction step has work). Questions containing
-``hang_marker`` get their agent reply only after an hour (to exercise the time limit).
+It plays every role by the system prompt: planner (its reply comes back as cut, finish reason
+"length"), verifier (valid JSON only when the request carries ``response_format`` json_schema,
+otherwise prose, so the structured-output path is observable), judge, answer extraction, and an
+agent that searches once, browses the first hit and then answers with a long sentence (so the
+extraction step has work). Questions containing ``hang_marker`` get their agent reply only after
+an hour (to exercise the time limit).
 
 Serve it by hand: ``python -m orchestrator.testing serve --port 8000 --responder
 tests.workflows.bats.served_model:BatsModel()``.
@@ -51,7 +52,8 @@ class BatsModel:
         messages = request.messages
         system = messages[0]["content"]
         if system == prompts.PLANNER_SYSTEM:
-            return Reply("explore: the entity in the question\nverify: the answer fits")
+            # Sent as cut at max_tokens: the benchmark's cut-reply accounting has a known call to count.
+            return Reply("explore: the entity in the question\nverify: the answer fits", finish_reason="length")
         if system == prompts.VERIFIER_SYSTEM:
             if request.body.get("response_format", {}).get("type") == "json_schema":
                 return Reply(json.dumps({"verdicts": ["satisfied", "satisfied"], "decision": "SUCCESS",

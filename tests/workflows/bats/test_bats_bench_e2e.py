@@ -73,6 +73,10 @@ def test_bench_against_fake_openai_server_with_time_limit(tmp_path: Path) -> Non
     verifier = [b for b in server.chat_bodies if b["messages"][0]["content"].startswith("You check a proposed answer")]
     assert verifier and all(b["response_format"]["type"] == "json_schema" for b in verifier)
     assert cells["bats"]["invalid_verifier_json_rate"] == 0.0
+    # Cut replies are counted by purpose (the fake cuts only the planner's), with a sample of the text.
+    assert cells["bats"]["cut_calls_by_purpose"] == {"planner": 2} and cells["react"]["cut_calls_by_purpose"] == {}
+    assert {r.cut_sample for r in records if r.method == "bats"} == {
+        "[planner] explore: the entity in the question\nverify: the answer fits"}
     # The agent's long sentence was cut to the page title by the extraction call, for both methods.
     assert all(c["extraction_calls_per_run"] >= 1 and c["long_answer_fraction"] == 0 for c in cells.values())
     assert all(r.answer and len(r.answer) < 60 and "according to" not in r.answer for r in records)
