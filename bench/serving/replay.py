@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, astuple, dataclass
 from pathlib import Path
@@ -133,8 +134,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--budget-s", type=float, default=510.0, help="Wall-clock budget of the whole run; drains shrink to fit."
     )
     parser.add_argument("--commit", default="", help="Commit to record (the GPU copy of the tree has no .git).")
-    parser.add_argument("--merge", type=Path, nargs="+", help="Merge raw replay_*.json files of runs of the same plan "
-                        "that ran different configs into one summary (pass the runs' plan flags too).")
+    parser.add_argument("--levels", default="",
+                        help="Plan indices of the loads to run (e.g. 1,2: the rest of a lost run); empty: all.")
+    parser.add_argument("--merge", type=Path, nargs="+", help="Merge raw replay_*.json files and children/*.json "
+                        "files (a lost run's finished levels) of runs of the same plan into one summary: different "
+                        "configs, or the same config's different levels (pass the runs' plan flags too).")
     parser.add_argument("--plot-only", action="store_true", help="Redraw jct_vs_load.png from summary.json (CPU).")
     parser.add_argument(
         "--gpus",
@@ -255,14 +259,15 @@ def _sum_samples(registry: Any, name: str) -> float:
 
 
 async def _run_child(args: argparse.Namespace, engine_args: Any, levels: list[Level], prom_dir: str,
-                     level_indices: list[int] | None = None) -> dict[str, Any]:
+                     level_indices: list[int], checkpoint: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     from vllm.v1.engine.async_llm import AsyncLLM
 
     started = time.perf_counter()
     engine = AsyncLLM.from_engine_args(engine_args)
     startup_s = time.perf_counter() - started
     try:
-        result = await _replay(args, engine, levels, prom_dir, level_indices)
+        result = await _replay(args, engine, levels, prom_dir, level_indices,
+                               lambda partial: checkpoint({**partial, "engine_startup_s": startup_s}))
     finally:
         engine.shutdown()
     result["engine_startup_s"] = startup_s
@@ -270,9 +275,11 @@ async def _run_child(args: argparse.Namespace, engine_args: Any, levels: list[Le
 
 
 async def _replay(args: argparse.Namespace, engine: Any, levels: list[Level], prom_dir: str,
-                  level_indices: list[int] | None = None) -> dict[str, Any]:
+                  level_indices: list[int] | None = None,
+                  checkpoint: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Calibrate, then replay each level; ``level_indices`` are the levels' places in the whole
-    plan (their token ids depend on it), when a child runs only some of them."""
+    plan (their token ids depend on it), when a child runs only some of them. ``checkpoint`` gets
+    the result so far after every level (a lost machine keeps the finished levels)."""
     from prometheus_client import REGISTRY, CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
     from vllm import SamplingParams
@@ -381,6 +388,7 @@ async def _replay(args: argparse.Namespace, engine: Any, levels: list[Level], pr
         queries = _sum_samples(REGISTRY, "vllm:prefix_cache_queries_total") - q0
         hits = _sum_samples(REGISTRY, "vllm:prefix_cache_hits_total") - h0
         level_results.append({
+            "level_index": li,
             "programs_per_min": level.programs_per_min,
             "programs": list(records.values()),
             "vllm_prefix_queries": queries,
@@ -392,6 +400,8 @@ async def _replay(args: argparse.Namespace, engine: Any, levels: list[Level], pr
             "num_errors": len(errors),
             "first_error": repr(errors[0])[:300] if errors else None,
         })
+        if checkpoint is not None and position < len(levels) - 1:
+            checkpoint({"service": asdict(service), "levels": list(level_results)})
     return {"service": asdict(service), "levels": level_results}
 
 
@@ -429,17 +439,36 @@ def run_child(args: argparse.Namespace) -> None:
         scheduler_cls="serving_patch.vllm_adapter.ContinuumAsyncScheduler" if plugin else None,
         **offload,
     )
-    indices = [int(i) for i in args.child_levels.split(",") if i] or list(range(len(levels)))
+    indices = parse_levels(args.child_levels, len(levels))
+    env = {k: v for k, v in os.environ.items() if k.startswith("QUOTAFLOW_CONTINUUM_")}
+
+    def checkpoint(partial: dict[str, Any]) -> None:
+        write_child(args, {**partial, "config": args.child, "gpu": "", "env": env}, complete=False)
+
     result = asyncio.run(
-        _run_child(args, engine_args, [levels[i] for i in indices], prom_dir if plugin else "", indices)
+        _run_child(args, engine_args, [levels[i] for i in indices], prom_dir if plugin else "", indices, checkpoint)
     )
     # Only now touch CUDA here: the engine core process was started before.
-    result.update(
-        config=args.child,
-        gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU",
-        env={k: v for k, v in os.environ.items() if k.startswith("QUOTAFLOW_CONTINUUM_")},
-    )
-    args.child_out.write_text(json.dumps(result))
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    write_child(args, {**result, "config": args.child, "gpu": gpu, "env": env}, complete=True)
+
+
+def write_child(args: argparse.Namespace, result: dict[str, Any], *, complete: bool) -> None:
+    """A child's result file (atomic): its levels so far, with the plan and commit they belong to,
+    so ``--merge`` can join it with other runs' even when the run never finished."""
+    write_json(args.child_out, {**result, "complete": complete, "commit": args.commit,
+                                "args": {name: str(getattr(args, name)) for name in _PLAN_ARGS}})
+
+
+def parse_levels(text: str, num_levels: int) -> list[int]:
+    """Plan indices of ``--levels`` / ``--child-levels`` (empty: every level)."""
+    try:
+        indices = sorted({int(i) for i in text.split(",") if i.strip()})
+    except ValueError:
+        raise SystemExit(f"--levels takes plan indices such as 1,2; got {text!r}") from None
+    if any(not 0 <= i < num_levels for i in indices):
+        raise SystemExit(f"--levels {text}: the plan has levels 0..{num_levels - 1}")
+    return indices or list(range(num_levels))
 
 
 # ---------------------------------------------------------------------------- aggregation
@@ -588,12 +617,15 @@ def build_summary(
     """summary.json in the shape the issue fixes."""
     gpu = next((c["gpu"] for c in children.values() if c.get("gpu")), "unknown GPU")
     loads: list[dict[str, Any]] = []
+    by_index = {config: levels_by_index(child) for config, child in children.items()}
     for li, level in enumerate(levels):
+        ran = [config for config in CONFIGS if li in by_index.get(config, {})]
+        if not ran:
+            continue  # no configuration reached this load (a lost run)
         entry: dict[str, Any] = {"programs_per_min": level.programs_per_min,
                                  "realized_programs_per_min": realized_rate(level.arrivals_s)}
-        for config in CONFIGS:
-            if config in children:
-                entry[config] = summarize_level(children[config]["levels"][li])
+        for config in ran:
+            entry[config] = summarize_level(by_index[config][li])
         entry["lower_bound_mean_jct_s"] = statistics.fmean(service.lower_bound_s(p) for p in level.programs)
         if "stock" in entry:
             entry["stock_sustained"] = sustains(entry["stock"])
@@ -602,6 +634,7 @@ def build_summary(
                     entry[f"{config}_speedup_mean"] = entry["stock"]["mean_jct_s"] / entry[config]["mean_jct_s"]
         loads.append(entry)
     sustained = [e["programs_per_min"] for e in loads if e.get("stock_sustained")]
+    partial = any(len(by_index[c]) < len(levels) for c in children)
     return {
         **provenance(commit=commit, gpu=gpu),
         "model": MODEL_NAME,
@@ -610,7 +643,14 @@ def build_summary(
         "highest_load_stock_sustains": max(sustained) if sustained else None,
         "sustained_rule": f"jct_trend <= {SUSTAINED_TREND_MAX} and num_incomplete == 0",
         "goodput": goodput(loads, [c for c in CONFIGS if c in children]),
+        "levels_run": {c: sorted(by_index[c]) for c in CONFIGS if c in children},
+        "partial": partial,
     }
+
+
+def levels_by_index(child: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """A child's levels by their plan index (files from before ``level_index`` ran every level in order)."""
+    return {int(level.get("level_index", position)): level for position, level in enumerate(child["levels"])}
 
 
 def plot(summary: dict[str, Any], path: Path) -> None:
@@ -687,13 +727,32 @@ calibration the plugin children measured on the H200 in the earlier sequential r
 
 
 def _child_command(
-    args: argparse.Namespace, argv: list[str], config: str, drain_s: float, deadline: float
+    args: argparse.Namespace, argv: list[str], config: str, drain_s: float, deadline: float, levels: list[int]
 ) -> tuple[list[str], Path]:
-    out = Path(tempfile.mkdtemp(prefix="qf-child-")) / f"{config}.json"
-    base_argv = [a for a in argv if a != "--dry-run"] + ["--drain-s", f"{drain_s:.2f}"]
-    cmd = [sys.executable, "-m", "bench.serving.replay", *base_argv, "--child", config, "--child-out", str(out),
-           "--child-deadline", str(deadline)]
+    """The child's command line and its result file, in the out dir's ``children/`` so that a
+    machine lost mid-run still hands back the levels that finished."""
+    name = f"{config}-L{'-'.join(map(str, levels))}" if engine_per_level(config) else config
+    out = args.out_dir / "children" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    base_argv = _without(argv, "--dry-run", "--levels")
+    cmd = [sys.executable, "-m", "bench.serving.replay", *base_argv, "--drain-s", f"{drain_s:.2f}", "--child", config,
+           "--child-out", str(out), "--child-deadline", str(deadline), "--child-levels", ",".join(map(str, levels))]
     return cmd, out
+
+
+def _without(argv: list[str], flag: str, option: str) -> list[str]:
+    """``argv`` less ``flag`` and ``option`` with its value (``--option V`` or ``--option=V``)."""
+    out: list[str] = []
+    skip = False
+    for a in argv:
+        if skip or a == flag or a.startswith(f"{option}="):
+            skip = False
+            continue
+        if a == option:
+            skip = True
+            continue
+        out.append(a)
+    return out
 
 
 def engine_per_level(config: str) -> bool:
@@ -705,17 +764,18 @@ def engine_per_level(config: str) -> bool:
 
 
 def _run_config(args: argparse.Namespace, argv: list[str], config: str, drain_s: float, deadline: float,
-                env: dict[str, str], num_levels: int) -> dict[str, Any]:
-    """One configuration's child (or one child per level, see :func:`engine_per_level`), its result."""
+                env: dict[str, str], levels: list[int]) -> dict[str, Any]:
+    """One configuration's child (or one child per level, see :func:`engine_per_level`) over the
+    plan's ``levels``, its result."""
     if not engine_per_level(config):
-        cmd, out = _child_command(args, argv, config, drain_s, deadline)
+        cmd, out = _child_command(args, argv, config, drain_s, deadline, levels)
         subprocess.run(cmd, cwd=ROOT, env=env, check=True)
         result: dict[str, Any] = json.loads(out.read_text())
         return result
     merged: dict[str, Any] = {}
-    for index in range(num_levels):
-        cmd, out = _child_command(args, argv, config, drain_s, deadline)
-        subprocess.run([*cmd, "--child-levels", str(index)], cwd=ROOT, env=env, check=True)
+    for index in levels:
+        cmd, out = _child_command(args, argv, config, drain_s, deadline, [index])
+        subprocess.run(cmd, cwd=ROOT, env=env, check=True)
         part = json.loads(out.read_text())
         if not merged:
             merged = {**part, "levels": [], "engine_startup_s": 0.0, "engine_per_level": True}
@@ -736,7 +796,9 @@ def _child_env(config: str, service: ServiceModel | None, gpu: str | None) -> di
 
 def run_parent(args: argparse.Namespace, argv: list[str]) -> None:
     start = time.time()
-    _, levels = make_plan(args)
+    _, plan_levels = make_plan(args)
+    run_levels = parse_levels(args.levels, len(plan_levels))
+    levels = [plan_levels[i] for i in run_levels]
     configs = [c for c in CONFIGS if c in args.configs.split(",")]
     gpus = [g.strip() for g in args.gpus.split(",") if g.strip()]
     if gpus and len(gpus) < len(configs):
@@ -759,7 +821,7 @@ def run_parent(args: argparse.Namespace, argv: list[str]) -> None:
             with ThreadPoolExecutor(max_workers=len(configs)) as pool:
                 futures = {
                     config: pool.submit(_run_config, args, argv, config, drain_s, start + args.budget_s,
-                                        _child_env(config, PRIOR_SERVICE, gpu), len(levels))
+                                        _child_env(config, PRIOR_SERVICE, gpu), run_levels)
                     for config, gpu in zip(configs, gpus, strict=False)  # extra GPUs stay idle
                 }
                 for config, future in futures.items():
@@ -773,12 +835,12 @@ def run_parent(args: argparse.Namespace, argv: list[str]) -> None:
                 progress.describe(f"{config}: engine start + {len(levels)} loads")
                 deadline = start + args.budget_s * (i + 1) / len(configs)
                 children[config] = _run_config(args, argv, config, drain_s, deadline,
-                                               _child_env(config, calibration, None), len(levels))
+                                               _child_env(config, calibration, None), run_levels)
                 progress.advance()
                 # The utility rule of a later child starts from this calibration.
                 measured = ServiceModel(**children[config]["service"])
                 calibration = measured if calibration is None else fastest_service(calibration, measured)
-    write_results(args, children, levels, start)
+    write_results(args, children, plan_levels, start)
 
 
 _PLAN_ARGS = (
@@ -812,6 +874,8 @@ def merge_runs(args: argparse.Namespace, paths: list[Path]) -> None:
     commits = set()
     for path in paths:
         raw = json.loads(path.read_text())
+        if "children" not in raw:  # one child's file (children/*.json), finished or not
+            raw = {"args": raw["args"], "children": {raw["config"]: raw}, "summary": {"commit": raw["commit"]}}
         for name in _PLAN_ARGS:
             # Runs from before --arrivals existed drew unconditioned Poisson arrivals.
             defaults = {"arrivals": "poisson", "trace": "mixed", "scenario": "bursty", "paper_turns": "20,50",
@@ -821,14 +885,26 @@ def merge_runs(args: argparse.Namespace, paths: list[Path]) -> None:
                 raise SystemExit(f"{path}: --{name.replace('_', '-')} was {was}, here {getattr(args, name)}")
         for config, child in raw["children"].items():
             if config in children:
-                raise SystemExit(f"{path}: config {config} is in more than one run")
-            children[config] = child
+                children[config] = _join_levels(children[config], child, f"{path}: config {config}")
+            else:
+                children[config] = child
         commits.add(raw["summary"]["commit"])
     if len(commits) > 1:
         raise SystemExit(f"runs of different commits: {sorted(commits)}")
     args.commit = args.commit or commits.pop()
     _, levels = make_plan(args)
     write_results(args, children, levels, time.time(), merged_from=[p.name for p in paths])
+
+
+def _join_levels(a: dict[str, Any], b: dict[str, Any], where: str) -> dict[str, Any]:
+    """One configuration's levels from two runs of it (a lost run and its resumption)."""
+    mine, theirs = levels_by_index(a), levels_by_index(b)
+    if both := sorted(mine.keys() & theirs.keys()):
+        raise SystemExit(f"{where}: level(s) {both} are in more than one run")
+    joined = {**mine, **theirs}
+    levels = [{**joined[i], "level_index": i} for i in sorted(joined)]
+    return {**a, "levels": levels, "gpu": a.get("gpu") or b.get("gpu"),
+            "engine_startup_s": a.get("engine_startup_s", 0.0) + b.get("engine_startup_s", 0.0)}
 
 
 def write_results(args: argparse.Namespace, children: dict[str, dict[str, Any]], levels: list[Level],

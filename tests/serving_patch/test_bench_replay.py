@@ -100,7 +100,8 @@ def test_summary_has_the_checked_shape(tmp_path: Path) -> None:
     children = {"stock": fake_child(2.0), "fixed_ttl": fake_child(1.0), "utility_ttl": fake_child(1.0)}
     summary = replay.build_summary(children, levels, ServiceModel(0.01, 1e-4, 0.02))
     assert set(summary) == {"commit", "machine", "date", "model", "trace", "loads", "highest_load_stock_sustains",
-                            "sustained_rule", "goodput"}
+                            "sustained_rule", "goodput", "levels_run", "partial"}
+    assert summary["levels_run"]["stock"] == [0, 1] and summary["partial"] is False
     assert "H200" in summary["machine"]
     keys = {"mean_jct_s", "p50_jct_s", "p95_jct_s", "throughput_programs_per_min", "prefix_hit_rate", "preemptions"}
     for entry in summary["loads"]:
@@ -185,8 +186,12 @@ def test_replay_loop_against_a_fake_engine() -> None:
     )
     _, levels = replay.make_plan(args)
     engine = _FakeEngine()
-    result = asyncio.run(replay._replay(args, engine, levels, ""))
+    saved: list[dict] = []
+    result = asyncio.run(replay._replay(args, engine, levels, "", [0, 1], lambda partial: saved.append(partial)))
     assert engine.resets == 2 and len(result["levels"]) == 2
+    # The finished first level is handed out before the second runs (the last one is the result).
+    assert len(saved) == 1 and [lv["level_index"] for lv in saved[0]["levels"]] == [0]
+    assert [lv["level_index"] for lv in result["levels"]] == [0, 1]
     service = result["service"]
     assert service["prefill_b_s_per_token"] > 0 and service["tpot_s"] > 0
     for level, plan in zip(result["levels"], levels, strict=True):
@@ -360,25 +365,107 @@ def test_paper_scenario_is_paper_scale_and_keeps_trajectory_tool_waits() -> None
     assert replay.engine_max_len(bursty) == bursty.max_context + 512
 
 
-def test_offload_configs_get_a_fresh_engine_per_level(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offload_configs_get_a_fresh_engine_per_level(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # vLLM 0.26.0's CPU offloading can kill the engine core (vllm#52170): one child per level.
-    args = replay.parse_args(["--loads", "12,24", "--scenario", "paper"])
+    args = replay.parse_args(["--loads", "12,24", "--scenario", "paper", "--out-dir", str(tmp_path)])
     calls: list[list[str]] = []
 
     def fake_run(cmd: list[str], **kwargs: object) -> None:
         calls.append(cmd)
         out = Path(cmd[cmd.index("--child-out") + 1])
-        index = int(cmd[cmd.index("--child-levels") + 1]) if "--child-levels" in cmd else None
-        levels = [{"programs_per_min": [12, 24][i]} for i in ([index] if index is not None else [0, 1])]
+        indices = [int(i) for i in cmd[cmd.index("--child-levels") + 1].split(",")]
+        levels = [{"programs_per_min": [12, 24][i]} for i in indices]
         out.write_text(json.dumps({"service": {"a": 1}, "levels": levels, "engine_startup_s": 50.0}))
 
     monkeypatch.setattr(replay.subprocess, "run", fake_run)
-    merged = replay._run_config(args, [], "admission_offload", 180.0, 0.0, {}, 2)
+    merged = replay._run_config(args, [], "admission_offload", 180.0, 0.0, {}, [0, 1])
     assert [c[c.index("--child-levels") + 1] for c in calls] == ["0", "1"]
     assert [lv["programs_per_min"] for lv in merged["levels"]] == [12, 24]
     assert merged["engine_startup_s"] == 100.0 and merged["engine_per_level"] is True
     calls.clear()
-    plain = replay._run_config(args, [], "admission", 180.0, 0.0, {}, 2)
-    assert len(calls) == 1 and "--child-levels" not in calls[0] and len(plain["levels"]) == 2
+    plain = replay._run_config(args, [], "admission", 180.0, 0.0, {}, [0, 1])
+    assert len(calls) == 1 and calls[0][calls[0].index("--child-levels") + 1] == "0,1" and len(plain["levels"]) == 2
+    # Each child's file is in the out dir (a lost machine's collect brings it back).
+    assert {p.name for p in (tmp_path / "children").iterdir()} == {"admission_offload-L0.json",
+                                                                  "admission_offload-L1.json", "admission.json"}
     # Two engine starts per config leave less drain in the same budget.
     assert replay.fixed_drain_s(1240, 1, 2, 90, 900, engine_starts=2) < replay.fixed_drain_s(1240, 1, 2, 90, 900)
+
+
+def _child_levels(levels: list, indices: list[int], jct: float) -> list[dict]:
+    return [{"level_index": i, "programs_per_min": levels[i].programs_per_min, "drain_cap_s": 30.0,
+             "programs": [{"jct_s": jct + i, "done": True, "finish_s": 10.0 + k, "arrival_s": float(k),
+                           "prompt_tokens": 100, "cached_tokens": 50} for k in range(len(levels[i].programs))],
+             "vllm_prefix_queries": 100.0, "vllm_prefix_hits": 25.0, "preemptions": 0} for i in indices]
+
+
+def test_a_lost_run_keeps_its_finished_levels_and_resumes_with_levels(tmp_path: Path) -> None:
+    """The machine is lost after level 0: its child file comes back marked incomplete; the next
+    session runs --levels 1,2 and --merge joins both into the summary one whole run would give."""
+    flags = ["--loads", "6,9,12", "--scenario", "paper", "--commit", "abc"]
+    _, levels = replay.make_plan(replay.parse_args(flags))
+    service = {"prefill_a_s": 0.01, "prefill_b_s_per_token": 1e-4, "tpot_s": 0.02}
+
+    def child_file(name: str, indices: list[int], complete: bool) -> Path:
+        args = replay.parse_args([*flags, "--child", "stock", "--child-out", str(tmp_path / name)])
+        replay.write_child(args, {"service": service, "levels": _child_levels(levels, indices, 5.0),
+                                  "config": "stock", "gpu": "NVIDIA H200"}, complete=complete)
+        assert not list(tmp_path.glob("*.tmp"))  # written through a temporary file
+        return tmp_path / name
+
+    lost = child_file("lost.json", [0], complete=False)
+    rest = child_file("rest.json", [1, 2], complete=True)
+    assert json.loads(lost.read_text())["complete"] is False and json.loads(rest.read_text())["complete"] is True
+
+    replay.main([*flags, "--out-dir", str(tmp_path / "part"), "--merge", str(lost)])
+    part = json.loads((tmp_path / "part" / "summary.json").read_text())
+    assert part["partial"] is True and [e["programs_per_min"] for e in part["loads"]] == [6.0]
+
+    replay.main([*flags, "--out-dir", str(tmp_path / "m"), "--merge", str(lost), str(rest)])
+    merged = json.loads((tmp_path / "m" / "summary.json").read_text())
+    whole = replay.build_summary({"stock": {"gpu": "NVIDIA H200", "service": service,
+                                            "levels": _child_levels(levels, [0, 1, 2], 5.0)}},
+                                 levels, replay.ServiceModel(**service), commit="abc", trace="paper")
+    assert merged["loads"] == json.loads(json.dumps(whole["loads"]))
+    assert merged["levels_run"] == {"stock": [0, 1, 2]} and merged["partial"] is False
+    with pytest.raises(SystemExit, match=r"level\(s\) \[0\] are in more than one run"):
+        replay.main([*flags, "--out-dir", str(tmp_path / "x"), "--merge", str(lost), str(lost)])
+
+
+def test_a_config_missing_a_level_keeps_its_other_levels_and_goodput() -> None:
+    args = replay.parse_args(["--loads", "6,9,12", "--scenario", "paper"])
+    _, levels = replay.make_plan(args)
+    service = replay.ServiceModel(0.01, 1e-4, 0.02)
+    children = {"stock": {"gpu": "g", "levels": _child_levels(levels, [0, 1, 2], 5.0)},
+                "admission": {"gpu": "g", "levels": _child_levels(levels, [0, 2], 4.0), "complete": False}}
+    summary = replay.build_summary(children, levels, service)
+    assert [("admission" in e, "stock" in e) for e in summary["loads"]] == [(True, True), (False, True), (True, True)]
+    assert summary["loads"][2]["admission"]["mean_jct_s"] == pytest.approx(6.0)
+    assert summary["levels_run"] == {"stock": [0, 1, 2], "admission": [0, 2]} and summary["partial"] is True
+    # Every program finished with a flat trend: both sustain every load they ran.
+    assert summary["goodput"]["highest_sustained_programs_per_min"] == {"stock": 12.0, "admission": 12.0}
+
+
+def test_levels_option_runs_only_those_levels(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    argv = ["--loads", "6,9,12", "--scenario", "paper", "--configs", "stock", "--levels", "1,2", "--budget-s", "900",
+            "--out-dir", str(tmp_path), "--commit", "abc"]
+    args = replay.parse_args(argv)
+    _, levels = replay.make_plan(args)
+    calls: list[list[str]] = []
+
+    def fake_run(cmd: list[str], **kwargs: object) -> None:
+        calls.append(cmd)
+        indices = [int(i) for i in cmd[cmd.index("--child-levels") + 1].split(",")]
+        Path(cmd[cmd.index("--child-out") + 1]).write_text(json.dumps(
+            {"service": {"prefill_a_s": 0.01, "prefill_b_s_per_token": 1e-4, "tpot_s": 0.02}, "gpu": "g",
+             "levels": _child_levels(levels, indices, 5.0), "complete": True}))
+
+    monkeypatch.setattr(replay.subprocess, "run", fake_run)
+    monkeypatch.setattr(replay, "plot", lambda summary, path: None)
+    replay.run_parent(args, argv)
+    assert len(calls) == 1 and calls[0][calls[0].index("--child-levels") + 1] == "1,2"
+    assert "--levels" not in calls[0] and "1,2" not in calls[0][:calls[0].index("--child")]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [e["programs_per_min"] for e in summary["loads"]] == [9.0, 12.0] and summary["partial"] is True
+    with pytest.raises(SystemExit, match=r"levels 0\.\.2"):
+        replay.parse_levels("3", 3)
