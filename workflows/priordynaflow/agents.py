@@ -183,11 +183,13 @@ def routing_instructions(roster: Roster, path: Sequence[str], candidates: Sequen
     lines = [
         f"Agents so far: {' -> '.join(path)}.",
         "When you are done, choose who works next from these options:",
+        *option_lines(roster, candidates),
+        f"End your reply with one line 'NEXT: <option>', for example 'NEXT: {candidates[0]}'.",
     ]
-    for name in candidates:
-        if name == END:
-            lines.append(f"- {END}: the answer is final and correct; stop here")
-        else:
-            lines.append(f"- {name}: {roster.get(name).description}")
-    lines.append(f"End your reply with one line 'NEXT: <option>', for example 'NEXT: {candidates[0]}'.")
     return "\n".join(lines)
+
+
+def option_lines(roster: Roster, candidates: Sequence[str]) -> list[str]:
+    """One line per successor on offer: its name and what it does."""
+    return [f"- {END}: the answer is final and correct; stop here" if name == END
+            else f"- {name}: {roster.get(name).description}" for name in candidates]

@@ -135,6 +135,10 @@ class Turn:
     config: RouterConfig
     candidates: Candidates
     messages: tuple[Message, ...]
+    question: str = ""
+    """The task as the agents read it (the routing call sends it)."""
+    path: tuple[str, ...] = ()
+    """The agents so far, this one last."""
 
     @property
     def role(self) -> AgentRole:
@@ -197,16 +201,11 @@ def start_turn(
 ) -> Turn:
     """Plan ``agent``'s turn: its candidates (one draw of ``rng``) and its messages."""
     candidates = select_candidates(table, agent, config, rng, path_length=len(state["path"]) + 1)
+    path = (*state["path"], agent)
     messages = agent_messages(
-        roster,
-        agent,
-        dataset,
-        state["task"],
-        path=[*state["path"], agent],
-        candidates=candidates.actions,
-        notes=state["notes"],
+        roster, agent, dataset, state["task"], path=path, candidates=candidates.actions, notes=state["notes"]
     )
-    return Turn(roster, agent, dataset, family, config, candidates, messages)
+    return Turn(roster, agent, dataset, family, config, candidates, messages, dataset.question(state["task"]), path)
 
 
 def needs_choice_call(turn: Turn, text: str, next_choice: str) -> bool:

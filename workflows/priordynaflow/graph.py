@@ -145,7 +145,8 @@ class _Nodes:
         num_tokens, choice = response.usage.total_tokens, None
         if needs_choice_call(turn, response.text, self.options.next_choice):
             routed = await self.ctx.chat(
-                list(choice_messages(turn.messages, response.text, turn.candidates.actions)),
+                list(choice_messages(turn.roster, turn.question, turn.path or (turn.agent,), response.text,
+                                     turn.candidates.actions)),
                 sampling=SamplingOptions(max_tokens=self.options.choice_max_tokens, temperature=0.0,
                                          choices=turn.candidates.actions),
                 purpose=f"route:{turn.agent}",

@@ -10,8 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.types import Message
-from workflows.priordynaflow.agents import Roster, routing_instructions
-from workflows.priordynaflow.config import END
+from workflows.priordynaflow.agents import Roster, option_lines, routing_instructions
 from workflows.priordynaflow.tasks import Dataset
 
 MAX_NOTE_CHARS = 1800
@@ -19,6 +18,14 @@ MAX_NOTE_CHARS = 1800
 
 NUM_NOTES = 4
 """Only the latest notes are shown, so prompts stay bounded on long paths."""
+
+ROUTE_REPLY_CHARS = 600
+"""Only the end of a reply goes to the routing call: where its answer and any NEXT line are."""
+
+ROUTE_TASK_CHARS = 1500
+"""The start of the task in the routing call (a code task's signature and docstring)."""
+
+ROUTER_SYSTEM = "You route a task among the agents of a team. Reply with one option name only."
 
 
 def task_message(question: str, notes: list[dict[str, str]]) -> str:
@@ -51,11 +58,18 @@ def agent_messages(
     return Message("system", system), Message("user", task_message(dataset.question(task), notes))
 
 
-def choice_messages(messages: Sequence[Message], reply: str, candidates: Sequence[str]) -> tuple[Message, ...]:
-    """The constrained routing call after a turn: the turn's messages and the agent's ``reply``
-    (a prefix the server has cached), then the question whose answer is one of ``candidates``."""
-    options = ", ".join(candidates)
-    question = (f"Who works next? Answer with exactly one of: {options}. "
-                f"Choose {END} only if the answer above is final and correct.") if END in candidates else (
-                f"Who works next? Answer with exactly one of: {options}.")
-    return (*messages, Message("assistant", reply), Message("user", question))
+def choice_messages(
+    roster: Roster, question: str, path: Sequence[str], reply: str, candidates: Sequence[str]
+) -> tuple[Message, ...]:
+    """The constrained routing call after the turn of ``path[-1]``, kept small: the task, the path,
+    the end of the agent's ``reply`` and the ``candidates`` with what each does. The turn's role
+    prompt and the teammates' notes stay out (resending the whole turn doubled an episode's tokens)."""
+    cut = len(reply) > ROUTE_REPLY_CHARS
+    user = "\n\n".join([
+        f"Task:\n{question[:ROUTE_TASK_CHARS]}",
+        f"Agents so far: {' -> '.join(path)}.",
+        f"The latest reply, by {path[-1]}{' (its end)' if cut else ''}:\n{reply[-ROUTE_REPLY_CHARS:]}",
+        "\n".join(["Options:", *option_lines(roster, candidates)]),
+        f"Who works next? Answer with exactly one of: {', '.join(candidates)}.",
+    ])
+    return Message("system", ROUTER_SYSTEM), Message("user", user)

@@ -356,15 +356,24 @@ def test_when_the_routing_call_is_made(mode, text, candidates, selection, expect
     assert needs_choice_call(turn, text, mode) is expected
 
 
-def test_the_routing_call_asks_for_one_of_the_candidates_after_the_reply():
-    from workflows.priordynaflow.prompt import choice_messages
+def test_the_routing_call_is_small_and_asks_for_one_of_the_candidates():
+    from workflows.priordynaflow.prompt import ROUTE_REPLY_CHARS, choice_messages
 
-    turn = start_turn(state_after([]), roster=MATH_ROSTER, agent="solver", dataset=GSM8K, family="math",
+    state = state_after(["solver"])
+    state["notes"] = [{"agent": "solver", "text": "TEAMMATE NOTE " * 50}]
+    turn = start_turn(state, roster=MATH_ROSTER, agent="analyst", dataset=GSM8K, family="math",
                       table=warm_table(), config=WARM, rng=random.Random(0))
-    messages = choice_messages(turn.messages, "x = 4", ("inspector", END))
-    assert messages[: len(turn.messages)] == turn.messages  # the turn's prompt is the shared prefix
-    assert messages[-2].role == "assistant" and messages[-2].content == "x = 4"
-    assert "inspector, END" in messages[-1].content and messages[-1].role == "user"
+    assert turn.path == ("solver", "analyst") and turn.question == GSM8K.question(state["task"])
+    reply = "Let me think. " * 200 + "So the answer is 4.\nNEXT: inspector"
+    messages = choice_messages(turn.roster, turn.question, turn.path, reply, ("inspector", END))
+    text = "\n".join(m.content for m in messages)
+    assert turn.question in text and text.count("So the answer is 4.\nNEXT: inspector") == 1
+    assert "solver -> analyst" in text and "by analyst (its end)" in text
+    assert MATH_ROSTER.get("inspector").description in text and "inspector, END" in messages[-1].content
+    # Neither the agent's role prompt nor the teammates' notes are sent again.
+    assert MATH_ROSTER.get("analyst").prompt not in text and "TEAMMATE NOTE" not in text
+    assert len(text) < len(turn.question) + ROUTE_REPLY_CHARS + 800
+    assert len(text) < sum(len(m.content) for m in turn.messages) + len(reply)
 
 
 def test_end_is_not_offered_before_min_agents_before_end():

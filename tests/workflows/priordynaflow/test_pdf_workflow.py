@@ -26,6 +26,7 @@ from orchestrator.types import Message
 from workflows.priordynaflow import LearnerPool, RouterConfig
 from workflows.priordynaflow.config import END
 from workflows.priordynaflow.graph import build, initial_state, result
+from workflows.priordynaflow.prompt import ROUTER_SYSTEM
 
 TASKS = [{"question": f"What is {i} + {i}?", "answer": str(2 * i), "id": f"t{i}"} for i in range(1, 9)]
 CONFIG = RouterConfig(num_explore_steps=30, min_path_length=0, token_penalty_per_1k=0.0, epsilon=0.3,
@@ -175,9 +176,8 @@ def test_constrained_routing_call_recovers_replies_without_a_marker():
     # episode ends after the start agent; with the constrained routing call the agents' choices
     # ("inspector" while it has not run, then END) are followed.
     def reply(messages: Sequence[Message]) -> str:
-        if messages[-1].content.startswith("Who works next?"):
-            return "END" if "[inspector]" in messages[1].content or "inspector" in messages[0].content[:30] \
-                else "the inspector"
+        if messages[0].content == ROUTER_SYSTEM:  # the routing call: END once the inspector has run
+            return "END" if "-> inspector." in messages[1].content else "the inspector"
         return "Let me compute: 2 + 2 = 4\n#### 4"
 
     async def go(mode: str) -> tuple[dict[str, Any], FakeRunContext]:
@@ -195,3 +195,5 @@ def test_constrained_routing_call_recovers_replies_without_a_marker():
     assert [c.purpose for c in routing] == ["route:solver", "route:inspector"]
     assert all(c.sampling.choices and c.sampling.max_tokens == 8 for c in routing)
     assert "inspector" in routing[0].sampling.choices
+    # The routing call is the task, the path and the reply's end: not the agent's whole turn again.
+    assert all(len(c.messages) == 2 and "What is 2 + 2?" in c.messages[1].content for c in routing)
