@@ -279,7 +279,8 @@ async def _replay(args: argparse.Namespace, engine: Any, levels: list[Level], pr
                   checkpoint: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Calibrate, then replay each level; ``level_indices`` are the levels' places in the whole
     plan (their token ids depend on it), when a child runs only some of them. ``checkpoint`` gets
-    the result so far after every level (a lost machine keeps the finished levels)."""
+    the result so far after every level, the last one too (a lost machine keeps the finished levels,
+    even when it goes while the engine shuts down)."""
     from prometheus_client import REGISTRY, CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
     from vllm import SamplingParams
@@ -400,7 +401,7 @@ async def _replay(args: argparse.Namespace, engine: Any, levels: list[Level], pr
             "num_errors": len(errors),
             "first_error": repr(errors[0])[:300] if errors else None,
         })
-        if checkpoint is not None and position < len(levels) - 1:
+        if checkpoint is not None:
             checkpoint({"service": asdict(service), "levels": list(level_results)})
     return {"service": asdict(service), "levels": level_results}
 
@@ -663,11 +664,11 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     colors = ("tab:gray", "tab:brown", "tab:blue", "tab:cyan", "tab:green", "tab:red", "tab:purple")
     for config, color in zip(CONFIGS, colors, strict=True):
-        if all(config in entry for entry in entries):
-            ax.plot(loads, [e[config]["mean_jct_s"] for e in entries], "o-", color=color, label=f"{config} mean")
-            ax.plot(
-                loads, [e[config]["p95_jct_s"] for e in entries], "x--", color=color, alpha=0.6, label=f"{config} p95"
-            )
+        ran = [(x, e[config]) for x, e in zip(loads, entries, strict=True) if config in e]  # a lost level: a gap
+        if ran:
+            xs = [x for x, _ in ran]
+            ax.plot(xs, [s["mean_jct_s"] for _, s in ran], "o-", color=color, label=f"{config} mean")
+            ax.plot(xs, [s["p95_jct_s"] for _, s in ran], "x--", color=color, alpha=0.6, label=f"{config} p95")
     ax.plot(loads, [e["lower_bound_mean_jct_s"] for e in entries], "k:", label="lower bound (mean)")
     ax.set_xlabel("offered load (programs / min, as realized)" if realized else "load (programs / min)")
     ax.set_ylabel("job completion time (s)")
@@ -937,7 +938,7 @@ def write_results(args: argparse.Namespace, children: dict[str, dict[str, Any]],
     print(f"total wall time {time.time() - start:.0f} s")
     for entry in summary["loads"]:
         line = [f"{entry['programs_per_min']:>6.0f}/min  LB {entry['lower_bound_mean_jct_s']:6.1f}s"]
-        for config in configs:
+        for config in (c for c in configs if c in entry):
             s = entry[config]
             line.append(
                 f"{config} mean {s['mean_jct_s']:6.1f}s p95 {s['p95_jct_s']:6.1f}s "

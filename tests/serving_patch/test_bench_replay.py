@@ -189,8 +189,8 @@ def test_replay_loop_against_a_fake_engine() -> None:
     saved: list[dict] = []
     result = asyncio.run(replay._replay(args, engine, levels, "", [0, 1], lambda partial: saved.append(partial)))
     assert engine.resets == 2 and len(result["levels"]) == 2
-    # The finished first level is handed out before the second runs (the last one is the result).
-    assert len(saved) == 1 and [lv["level_index"] for lv in saved[0]["levels"]] == [0]
+    # Each finished level is handed out at once, the first before the second runs.
+    assert [[lv["level_index"] for lv in s["levels"]] for s in saved] == [[0], [0, 1]]
     assert [lv["level_index"] for lv in result["levels"]] == [0, 1]
     service = result["service"]
     assert service["prefill_b_s_per_token"] > 0 and service["tpot_s"] > 0
@@ -410,12 +410,12 @@ def test_a_lost_run_keeps_its_finished_levels_and_resumes_with_levels(tmp_path: 
         args = replay.parse_args([*flags, "--child", "stock", "--child-out", str(tmp_path / name)])
         replay.write_child(args, {"service": service, "levels": _child_levels(levels, indices, 5.0),
                                   "config": "stock", "gpu": "NVIDIA H200"}, complete=complete)
-        assert not list(tmp_path.glob("*.tmp"))  # written through a temporary file
         return tmp_path / name
 
     lost = child_file("lost.json", [0], complete=False)
     rest = child_file("rest.json", [1, 2], complete=True)
     assert json.loads(lost.read_text())["complete"] is False and json.loads(rest.read_text())["complete"] is True
+    assert json.loads(lost.read_text())["args"]["loads"] == "6,9,12" and json.loads(lost.read_text())["commit"] == "abc"
 
     replay.main([*flags, "--out-dir", str(tmp_path / "part"), "--merge", str(lost)])
     part = json.loads((tmp_path / "part" / "summary.json").read_text())
@@ -432,8 +432,29 @@ def test_a_lost_run_keeps_its_finished_levels_and_resumes_with_levels(tmp_path: 
         replay.main([*flags, "--out-dir", str(tmp_path / "x"), "--merge", str(lost), str(lost)])
 
 
-def test_a_config_missing_a_level_keeps_its_other_levels_and_goodput() -> None:
-    args = replay.parse_args(["--loads", "6,9,12", "--scenario", "paper"])
+def test_the_child_file_is_replaced_whole(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A child killed while it writes level 1 leaves level 0's file intact, not a half-written one."""
+    out = tmp_path / "stock.json"
+    args = replay.parse_args(["--loads", "6,9,12", "--child", "stock", "--child-out", str(out)])
+    _, levels = replay.make_plan(args)
+    replay.write_child(args, {"service": {}, "levels": _child_levels(levels, [0], 5.0)}, complete=False)
+    write_text = Path.write_text
+
+    def killed_halfway(self: Path, data: str, *a: object, **k: object) -> int:
+        write_text(self, data[: len(data) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", killed_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        replay.write_child(args, {"service": {}, "levels": _child_levels(levels, [0, 1], 5.0)}, complete=True)
+    kept = json.loads(out.read_text())
+    assert [lv["level_index"] for lv in kept["levels"]] == [0] and kept["complete"] is False
+
+
+def test_a_config_missing_a_level_keeps_its_other_levels_and_goodput(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    args = replay.parse_args(["--loads", "6,9,12", "--scenario", "paper", "--out-dir", str(tmp_path)])
     _, levels = replay.make_plan(args)
     service = replay.ServiceModel(0.01, 1e-4, 0.02)
     children = {"stock": {"gpu": "g", "levels": _child_levels(levels, [0, 1, 2], 5.0)},
@@ -444,11 +465,25 @@ def test_a_config_missing_a_level_keeps_its_other_levels_and_goodput() -> None:
     assert summary["levels_run"] == {"stock": [0, 1, 2], "admission": [0, 2]} and summary["partial"] is True
     # Every program finished with a flat trend: both sustain every load they ran.
     assert summary["goodput"]["highest_sustained_programs_per_min"] == {"stock": 12.0, "admission": 12.0}
+    assert summary["goodput"]["completed_per_min_at_stock_multiple"]["admission"]["1x"] is not None
+    # The files (and the plot) are written too; a level nobody ran is left out (here 12/min).
+    children["admission"]["service"] = children["stock"]["service"] = {"prefill_a_s": 0.01,
+                                                                       "prefill_b_s_per_token": 1e-4, "tpot_s": 0.02}
+    children["stock"]["levels"] = _child_levels(levels, [0, 1], 5.0)
+    children["admission"]["levels"] = _child_levels(levels, [0], 4.0)
+    figures: list = []
+    monkeypatch.setattr(replay, "save_figure", lambda fig, path: figures.append(fig))
+    replay.write_results(args, children, levels, 0.0)
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert [e["programs_per_min"] for e in written["loads"]] == [6.0, 9.0]
+    # The plot draws each configuration over the loads it ran.
+    lines = {line.get_label(): len(line.get_xdata()) for line in figures[0].axes[0].get_lines()}
+    assert lines["admission mean"] == 1 and lines["stock mean"] == 2
 
 
 def test_levels_option_runs_only_those_levels(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     argv = ["--loads", "6,9,12", "--scenario", "paper", "--configs", "stock", "--levels", "1,2", "--budget-s", "900",
-            "--out-dir", str(tmp_path), "--commit", "abc"]
+            "--drain-s", "900", "--out-dir", str(tmp_path), "--commit", "abc"]
     args = replay.parse_args(argv)
     _, levels = replay.make_plan(args)
     calls: list[list[str]] = []
@@ -464,6 +499,10 @@ def test_levels_option_runs_only_those_levels(monkeypatch: pytest.MonkeyPatch, t
     monkeypatch.setattr(replay, "plot", lambda summary, path: None)
     replay.run_parent(args, argv)
     assert len(calls) == 1 and calls[0][calls[0].index("--child-levels") + 1] == "1,2"
+    # The budget sizes the drain over the two levels run (argparse takes the last --drain-s).
+    drain = [calls[0][i + 1] for i, a in enumerate(calls[0]) if a == "--drain-s"][-1]
+    two, three = (replay.fixed_drain_s(900, 1, n, args.window_s, args.drain_s) for n in (2, 3))
+    assert drain == f"{two:.2f}" and two > three
     assert "--levels" not in calls[0] and "1,2" not in calls[0][:calls[0].index("--child")]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert [e["programs_per_min"] for e in summary["loads"]] == [9.0, 12.0] and summary["partial"] is True
