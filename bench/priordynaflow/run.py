@@ -12,8 +12,9 @@ OpenAI-compatible server (vLLM serving Qwen2.5-Coder-0.5B-Instruct):
   item is evaluated once.
 
 Accuracy (pass@1 for code, tests run in the python sandbox), tokens (input + output) and LLM
-calls per task, mean path length. Writes summary.json (the issue's shape), details.json (sizes,
-config, Q-tables, path and stop-reason counts, timings) and convergence.png.
+calls per task (PriorDynaFlow's routing calls included), mean path length. Writes summary.json
+(the issue's shape), details.json (sizes, config, Q-tables, path and stop-reason counts,
+timings) and convergence.png.
 
 The benchmark drives the workflow's LangGraph graph directly with the direct context
 (:mod:`orchestrator.direct`: the openai client to the server, the python sandbox tool, steps kept
@@ -35,7 +36,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ from workflows.priordynaflow.tasks import ExecResult, cv_folds, get_dataset, loa
 DATA = ROOT.parent / "shared" / "data"
 DATASETS = ("gsm8k", "math", "humaneval", "mbpp")
 FIXED_CHAINS = {"math": ("analyst", "solver", "inspector"), "code": ("planner", "coder", "reviewer")}
+ROUTING_QUESTION = "Who works next? Answer with exactly one of: "
 COT_PROMPT = {
     "math": "You are a careful mathematician. Think step by step, writing each calculation out.",
     "code": "You are a careful Python programmer. Think briefly about the approach, then write the function.",
@@ -77,7 +79,12 @@ def openai_client(base_url: str, model: str | None, concurrency: int) -> OpenAIC
 
 
 def scripted_client(rows: list[dict[str, Any]]) -> ScriptedClient:
-    """--dry-run: the kit's scripted LLM, for control flow only (never a quality figure).
+    """--dry-run: the kit's scripted LLM answering with :func:`scripted_reply`."""
+    return ScriptedClient(ScriptedConfig(scripted_reply(rows)))
+
+
+def scripted_reply(rows: list[dict[str, Any]]) -> Callable[[Sequence[Message]], str]:
+    """The replies of --dry-run, for control flow only (never a quality figure).
 
     Right answers (the gold, or the canonical code) come with a fixed pseudo-random chance that
     grows once an inspector/reviewer has worked on the task; successors are drawn from the
@@ -86,8 +93,8 @@ def scripted_client(rows: list[dict[str, Any]]) -> ScriptedClient:
     by_question = {get_dataset(row["_dataset"]).question(row): row for row in rows}
 
     def reply(messages: Sequence[Message]) -> str:
-        if messages[-1].content.startswith("Who works next?"):  # the constrained routing call
-            options = messages[-1].content.split("one of: ", 1)[1].split(".", 1)[0].split(", ")
+        if ROUTING_QUESTION in messages[-1].content:  # the constrained routing call
+            options = messages[-1].content.rsplit(ROUTING_QUESTION, 1)[1].split(".", 1)[0].split(", ")
             return random.Random(hashlib.sha256(messages[1].content.encode()).hexdigest()).choice(options)
         system, user = messages[0].content, messages[-1].content
         question = user.split("Task:\n", 1)[1].split("\n\nNotes from your teammates", 1)[0]
@@ -101,7 +108,7 @@ def scripted_client(rows: list[dict[str, Any]]) -> ScriptedClient:
             text += f"\nNEXT: {rng.choice(options)}"
         return text
 
-    return ScriptedClient(ScriptedConfig(reply))
+    return reply
 
 
 def _scripted_answer(row: dict[str, Any], right: bool) -> str:
@@ -190,7 +197,8 @@ async def run_fixed(client: LLMClient, row: dict[str, Any], args: argparse.Names
 async def run_pdf(client: LLMClient, row: dict[str, Any], args: argparse.Namespace, tools: ToolRegistry,
                   pool: LearnerPool, mode: str) -> dict:
     options = {"dataset": row["_dataset"], "mode": mode, "max_tokens": args.max_tokens,
-               "temperature": args.temperature, "next_choice": args.next_choice}
+               "temperature": args.temperature, "next_choice": args.next_choice,
+               "route_context": args.route_context}
     ctx = _context(client, tools, {"priordynaflow": options, "qtable_pool": pool})
     state = await build(ctx).compile().ainvoke(initial_state(row), {"recursion_limit": 64})
     out = result(state)
@@ -374,6 +382,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--next-choice", choices=("marker", "constrained", "auto"), default="marker",
                    help="how an agent's successor is read: its NEXT line, a routing call constrained to the "
                         "candidates' names (vLLM structured outputs), or that call only when the line names none")
+    p.add_argument("--route-context", choices=("compact", "full"), default="compact",
+                   help="what the routing call sends: the task, the path and the reply's end (compact), or the "
+                        "agent's whole turn and reply (full, the first version)")
     p.add_argument("--update-order", choices=("forward", "backward"), default="forward",
                    help="order an episode's transitions are learned in (backward: the END reward reaches every "
                         "hand-off of the path at once)")

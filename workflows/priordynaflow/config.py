@@ -190,11 +190,17 @@ class WorkflowOptions:
 
     next_choice: Literal["marker", "constrained", "auto"] = "marker"
     """How an agent's choice of successor is read. "marker" (the reference): its reply's
-    ``NEXT: <name>`` line. "constrained": after every turn one short extra call (the turn's
-    messages and reply, then "who works next?") decoded constrained to the candidates' names
+    ``NEXT: <name>`` line. "constrained": after every turn one short extra call (see
+    ``route_context``) decoded constrained to the candidates' names
     (``SamplingOptions.choices``: vLLM structured outputs), the marker only where that reply
     names no candidate. "auto": the marker when it names a candidate, else the constrained
     call (an extra call only for turns whose marker is missing, e.g. cut off by ``max_tokens``)."""
+
+    route_context: Literal["compact", "full"] = "compact"
+    """What the routing call sends. "compact": the task, the path, the last 600 characters of the
+    agent's reply and the options with what each agent does. "full" (the first version, kept for
+    comparison): the agent's whole turn (role prompt, answer format, teammates' notes) and its
+    reply, then "who works next?" (about twice the compact call's prompt on GSM8K)."""
 
     choice_max_tokens: int = 8
     """Completion limit of the constrained routing call (a name; the constraint ends it)."""
@@ -218,5 +224,7 @@ class WorkflowOptions:
         if self.next_choice not in ("marker", "constrained", "auto"):
             raise BadInputError("priordynaflow next_choice", "'marker', 'constrained' or 'auto'",
                                 f"got {self.next_choice!r}")
+        if self.route_context not in ("compact", "full"):
+            raise BadInputError("priordynaflow route_context", "'compact' or 'full'", f"got {self.route_context!r}")
         if self.choice_max_tokens < 1:
             raise BadInputError("priordynaflow choice_max_tokens", "an integer >= 1", f"got {self.choice_max_tokens}")

@@ -20,7 +20,7 @@ from typing import Any, TypedDict
 from orchestrator.types import Message
 from workflows.priordynaflow.agents import PYTHON, AgentRole, Roster, get_roster, roster_names
 from workflows.priordynaflow.config import END, RouterConfig, WorkflowOptions
-from workflows.priordynaflow.prompt import agent_messages
+from workflows.priordynaflow.prompt import agent_messages, choice_messages, full_choice_messages
 from workflows.priordynaflow.qtable import QTable, Transition
 from workflows.priordynaflow.router import Candidates, Decision, parse_next, select_candidates, terminal_reward
 from workflows.priordynaflow.router import decide as route
@@ -152,6 +152,13 @@ class Turn:
     def code_to_run(self, text: str) -> str | None:
         """The program in the agent's reply ``text`` that the sandbox runs, if any."""
         return extract_code(text) if self.uses_python else None
+
+    def routing_messages(self, reply: str, route_context: str) -> tuple[Message, ...]:
+        """The constrained routing call after the agent's ``reply`` (``route_context``:
+        :attr:`WorkflowOptions.route_context`)."""
+        if route_context == "full":
+            return full_choice_messages(self.messages, reply, self.candidates.actions)
+        return choice_messages(self.roster, self.question, self.path or (self.agent,), reply, self.candidates.actions)
 
 
 @dataclass(frozen=True)

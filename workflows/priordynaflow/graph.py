@@ -37,7 +37,7 @@ from workflows.priordynaflow.episode import (
     start_turn,
 )
 from workflows.priordynaflow.learner import Learner, LearnerPool, default_pool, pool_for_store
-from workflows.priordynaflow.prompt import choice_messages, task_message
+from workflows.priordynaflow.prompt import task_message
 from workflows.priordynaflow.tasks import ExecResult
 
 if TYPE_CHECKING:
@@ -145,8 +145,7 @@ class _Nodes:
         num_tokens, choice = response.usage.total_tokens, None
         if needs_choice_call(turn, response.text, self.options.next_choice):
             routed = await self.ctx.chat(
-                list(choice_messages(turn.roster, turn.question, turn.path or (turn.agent,), response.text,
-                                     turn.candidates.actions)),
+                list(turn.routing_messages(response.text, self.options.route_context)),
                 sampling=SamplingOptions(max_tokens=self.options.choice_max_tokens, temperature=0.0,
                                          choices=turn.candidates.actions),
                 purpose=f"route:{turn.agent}",

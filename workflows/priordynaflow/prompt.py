@@ -11,6 +11,7 @@ from typing import Any
 
 from orchestrator.types import Message
 from workflows.priordynaflow.agents import Roster, option_lines, routing_instructions
+from workflows.priordynaflow.config import END
 from workflows.priordynaflow.tasks import Dataset
 
 MAX_NOTE_CHARS = 1800
@@ -70,6 +71,19 @@ def choice_messages(
         f"Agents so far: {' -> '.join(path)}.",
         f"The latest reply, by {path[-1]}{' (its end)' if cut else ''}:\n{reply[-ROUTE_REPLY_CHARS:]}",
         "\n".join(["Options:", *option_lines(roster, candidates)]),
-        f"Who works next? Answer with exactly one of: {', '.join(candidates)}.",
+        _who_next(candidates),
     ])
     return Message("system", ROUTER_SYSTEM), Message("user", user)
+
+
+def full_choice_messages(messages: Sequence[Message], reply: str, candidates: Sequence[str]) -> tuple[Message, ...]:
+    """The routing call as it was first built, for comparison: the turn's whole ``messages`` and
+    the agent's ``reply`` (a prefix the server may have cached), then the question."""
+    question = _who_next(candidates)
+    if END in candidates:
+        question += f" Choose {END} only if the answer above is final and correct."
+    return (*messages, Message("assistant", reply), Message("user", question))
+
+
+def _who_next(candidates: Sequence[str]) -> str:
+    return f"Who works next? Answer with exactly one of: {', '.join(candidates)}."

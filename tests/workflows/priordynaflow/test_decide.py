@@ -376,6 +376,31 @@ def test_the_routing_call_is_small_and_asks_for_one_of_the_candidates():
     assert len(text) < sum(len(m.content) for m in turn.messages) + len(reply)
 
 
+def test_the_routing_call_stays_bounded_however_long_the_reply():
+    turn = start_turn(state_after(["solver"]), roster=MATH_ROSTER, agent="inspector", dataset=GSM8K,
+                      family="math", table=warm_table(), config=WARM, rng=random.Random(0))
+
+    def size(reply: str, route_context: str) -> int:
+        return sum(len(m.content) for m in turn.routing_messages(reply, route_context))
+
+    short, long = "x" * 700 + "\n#### 4\nNEXT: END", "x" * 50_000 + "\n#### 4\nNEXT: END"
+    assert size(short, "compact") == size(long, "compact") < 1500
+    assert size(long, "full") - size(short, "full") == len(long) - len(short)  # the whole reply again
+
+
+def test_the_full_routing_call_resends_the_turn_for_comparison():
+    state = state_after(["solver"], notes=[{"agent": "solver", "text": "TEAMMATE NOTE", "observation": ""}])
+    turn = start_turn(state, roster=MATH_ROSTER, agent="inspector", dataset=GSM8K, family="math",
+                      table=warm_table(), config=WARM, rng=random.Random(0))
+    full = turn.routing_messages("x = 4", "full")
+    assert full[: len(turn.messages)] == turn.messages and [m.role for m in full[-2:]] == ["assistant", "user"]
+    assert full[-1].content.startswith("Who works next? Answer with exactly one of: ")
+    assert MATH_ROSTER.get("inspector").prompt in full[0].content and "TEAMMATE NOTE" in full[1].content
+    compact = "\n".join(m.content for m in turn.routing_messages("x = 4", "compact"))
+    assert "x = 4" in compact and "TEAMMATE NOTE" not in compact
+    assert MATH_ROSTER.get("inspector").prompt not in compact and GSM8K.answer_format not in compact
+
+
 def test_end_is_not_offered_before_min_agents_before_end():
     config = RouterConfig(num_explore_steps=0, epsilon=0.0, min_epsilon=0.0, min_agents_before_end=2)
     table = warm_table(inspector=1.0, END=5.0)

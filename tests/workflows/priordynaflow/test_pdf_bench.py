@@ -47,3 +47,30 @@ def test_dry_run_writes_the_summary_in_the_issue_shape(tmp_path):
     # Each fold's table learned from its training items (4 per dataset, 2 folds: 4 per family).
     assert all(t["num_episodes"] == 4 for t in details["qtables"].values())
     assert (tmp_path / "convergence.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("route_context", ["compact", "full"])
+def test_routing_calls_go_through_the_openai_client_and_count_in_the_figures(tmp_path, route_context):
+    # The bench against a loopback OpenAI server answering with the dry run's script: the
+    # routing calls reach the server constrained to the candidates and count in calls and tokens.
+    pytest.importorskip("matplotlib", reason=extras.BENCH)
+    from orchestrator.testing import LoopbackServer
+    from orchestrator.types import Message
+    from workflows.priordynaflow.prompt import ROUTER_SYSTEM
+
+    bench = load_bench()
+    reply = bench.scripted_reply(bench.load_rows(["gsm8k"], 4, 0)["gsm8k"])
+    with LoopbackServer(lambda request: reply([Message(m["role"], m["content"]) for m in request.messages])) as server:
+        summary = bench.main(["--base-url", server.base_url, "--datasets", "gsm8k", "--max-items", "4",
+                              "--explore-steps", "4", "--next-choice", "constrained",
+                              "--route-context", route_context, "--out", str(tmp_path)])
+    assert not server.errors
+    routing = [b for b in server.chat_bodies if "structured_outputs" in b]
+    names = {"solver", "analyst", "programmer", "inspector", "END"}
+    assert routing and all(set(b["structured_outputs"]["choice"]) <= names and b["max_tokens"] == 8
+                           and b["temperature"] == 0.0 for b in routing)
+    compact = [b["messages"][0]["content"] == ROUTER_SYSTEM and len(b["messages"]) == 2 for b in routing]
+    assert all(compact) if route_context == "compact" else not any(compact)
+    pdf = next(r for r in summary["results"] if r["method"] == "priordynaflow")
+    fixed = next(r for r in summary["results"] if r["method"] == "fixed")
+    assert pdf["calls_per_task"] > pdf["mean_path_length"] and fixed["calls_per_task"] == 3.0

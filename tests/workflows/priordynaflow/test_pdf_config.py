@@ -43,6 +43,8 @@ def test_unknown_router_keys_are_refused_by_name():
         ({"router": {"alpha": 1.5}}, "priordynaflow alpha"),  # the config's own range check
         ({"router": {"selection": "best"}}, "priordynaflow router selection"),
         ({"router": "fast"}, "priordynaflow router"),
+        ({"route_context": "short"}, "priordynaflow route_context"),
+        ({"next_choice": "always"}, "priordynaflow next_choice"),
     ],
 )
 def test_bad_values_name_the_option_and_what_is_expected(options, what):
@@ -54,3 +56,11 @@ def test_bad_values_name_the_option_and_what_is_expected(options, what):
 def test_options_that_are_not_a_mapping_are_refused():
     with pytest.raises(BadInputError, match="priordynaflow options"):
         WorkflowOptions.from_config({"priordynaflow": ["gsm8k"]})
+
+
+def test_route_context_is_an_option_checked_also_when_built_directly():
+    assert WorkflowOptions().route_context == "compact"
+    assert WorkflowOptions.from_config({"route_context": "full"}).route_context == "full"
+    with pytest.raises(BadInputError, match="'compact' or 'full'") as caught:
+        WorkflowOptions(route_context="short")  # type: ignore[arg-type]
+    assert caught.value.what == "priordynaflow route_context" and "short" in str(caught.value)

@@ -197,3 +197,34 @@ def test_constrained_routing_call_recovers_replies_without_a_marker():
     assert "inspector" in routing[0].sampling.choices
     # The routing call is the task, the path and the reply's end: not the agent's whole turn again.
     assert all(len(c.messages) == 2 and "What is 2 + 2?" in c.messages[1].content for c in routing)
+
+
+def test_auto_routes_by_the_marker_and_calls_only_for_a_reply_without_one():
+    # The solver names a candidate (no routing call); the inspector writes no NEXT line, so its
+    # successor comes from the compact routing call. Every call's tokens count in the episode.
+    def reply(messages: Sequence[Message]) -> str:
+        if "Who works next?" in messages[-1].content:  # the routing call, compact or full
+            return "END"
+        if messages[0].content.startswith("You are the solver"):
+            return "2 + 2 = 4\n#### 4\nNEXT: inspector"
+        return "Checked: 2 + 2 = 4.\n#### 4"
+
+    async def go(route_context: str) -> tuple[dict[str, Any], FakeRunContext]:
+        options = {"dataset": "gsm8k", "next_choice": "auto", "route_context": route_context}
+        ctx = context({"priordynaflow": options, "qtable_pool": LearnerPool(config=CONFIG, seed=0)},
+                      llm=scripted(reply))
+        state = await build(ctx).compile().ainvoke(initial_state({"question": "What is 2 + 2?", "answer": "4"}))
+        return result(state), ctx
+
+    out, ctx = asyncio.run(go("compact"))
+    assert out["path"] == ["solver", "inspector"] and out["success"] and out["num_unparsable"] == 0
+    assert ctx.purposes() == ["agent:solver", "agent:inspector", "route:inspector"]
+    assert out["num_tokens"] == ctx.usage.total_tokens  # the routing call's tokens included
+    routing = ctx.calls[-1].messages
+    assert routing[0].content == ROUTER_SYSTEM and "Checked: 2 + 2 = 4." in routing[1].content
+    assert "You are the inspector" not in routing[1].content and "[solver]" not in routing[1].content
+
+    out, ctx = asyncio.run(go("full"))  # the old call: the inspector's whole turn, then its reply
+    assert out["path"] == ["solver", "inspector"] and out["num_unparsable"] == 0
+    assert ctx.purposes() == ["agent:solver", "agent:inspector", "route:inspector"]
+    assert ctx.calls[-1].messages[:2] == ctx.calls[1].messages and out["num_tokens"] == ctx.usage.total_tokens
