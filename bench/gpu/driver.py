@@ -364,7 +364,8 @@ def pack(out: Path) -> None:
         if _state_path().exists():
             tar.add(_state_path(), arcname="results/state.json")
     with tarfile.open(out / "logs.tgz", "w:gz") as tar:
-        tar.add(WORK / "logs", arcname="logs")
+        if (WORK / "logs").is_dir():
+            tar.add(WORK / "logs", arcname="logs")
     for log in sorted((WORK / "logs").glob("*.log")):
         lines = log.read_text(errors="replace").splitlines()[-5:]
         print(f"== {log.name}", *lines, sep="\n")
@@ -475,6 +476,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         wait_finished(args.wait_s)
         pack(out)
     elif args.command == "collect":
+        if not _state_path().exists():
+            # A fresh machine (the one that ran the plan was released, or ``run`` failed before
+            # starting its worker): waiting would only spend device time.
+            print(f"collect: no plan was started on this machine ({_state_path()} is missing); nothing to wait for",
+                  file=sys.stderr)
+            return 3
         wait_finished(args.wait_s)
         scrape_metrics()
         pack(out)

@@ -190,3 +190,27 @@ def test_an_uninstalled_tree_copy_sees_the_built_in_workflows(tmp_path: Path) ->
     site = tmp_path / "site"
     driver.write_entry_points(tree / "pyproject.toml", site)
     assert {"bats", "drqa", "priordynaflow", "batchprompt", "react", "react_harness"} <= names(site)
+
+
+def test_collect_on_a_machine_without_a_plan_answers_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    # A collect sent to a fresh machine (the run's machine was released, or the run failed before
+    # its worker started) must not wait out --wait-s: there is nothing that could ever finish.
+    monkeypatch.setattr(driver, "WORK", tmp_path / "qf-run")
+    monkeypatch.setenv("OUT", str(tmp_path / "out"))
+    monkeypatch.setattr(driver, "wait_finished", lambda wait_s: pytest.fail("collect waited"))
+    assert driver.main(["collect", "--wait-s", "560"]) == 3
+    assert "no plan was started" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_pack_without_logs_still_packs_the_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    work = tmp_path / "qf-run"
+    monkeypatch.setattr(driver, "WORK", work)
+    (work / "results" / "serving").mkdir(parents=True)
+    (work / "results" / "serving" / "summary.json").write_text("{}")
+    driver.pack(tmp_path / "out")
+    with tarfile.open(tmp_path / "out" / "results.tgz") as tar:
+        assert "results/serving/summary.json" in tar.getnames()
+    with tarfile.open(tmp_path / "out" / "logs.tgz") as tar:
+        assert tar.getnames() == []
