@@ -38,12 +38,13 @@ from bench.serving.replay import (
     jct_by_arrival_tenth,
     jct_trend,
     make_plan,
+    num_overdue,
     parse_args,
     percentile,
     plugin_env,
     prompt_tokens,
 )
-from bench.serving.workload import ProgramSpec
+from bench.serving.workload import ProgramSpec, ServiceModel
 from serving_patch.core.hints import ProgramHints
 
 STOP = 2
@@ -77,6 +78,11 @@ class StepCost:
     """Cost per sequence decoded in the step."""
     per_context_token_s: float = 0.03e-6
     """Attention read cost per context token of the decoded sequences."""
+
+    def service_model(self) -> ServiceModel:
+        """The replay's isolated-service model under this step cost (one sequence, no context
+        reads): what a program's JCT lower bound is computed from."""
+        return ServiceModel(self.per_step_s, self.per_prefill_token_s, self.per_step_s + self.per_decode_seq_s)
 
     def step_s(self, num_prefill_tokens: int, num_decode_seqs: int, num_context_tokens: int) -> float:
         """Duration of one step."""
@@ -298,8 +304,11 @@ def simulate_level(
     return result
 
 
-def summarize(result: dict[str, Any], drain_s: float | None = None) -> dict[str, Any]:
-    """Mean / p50 / p95 JCT, incomplete programs, prefix hit rate."""
+def summarize(
+    result: dict[str, Any], drain_s: float | None = None, lower_bounds: list[float] | None = None
+) -> dict[str, Any]:
+    """Mean / p50 / p95 JCT, incomplete and overdue programs (``lower_bounds``: each program's,
+    in level order), prefix hit rate."""
     programs = result["programs"]
     jcts = [p["jct_s"] for p in programs]
     prompt = sum(p["prompt_tokens"] for p in programs)
@@ -309,6 +318,7 @@ def summarize(result: dict[str, Any], drain_s: float | None = None) -> dict[str,
         "p50_jct_s": round(percentile(jcts, 50), 3),
         "p95_jct_s": round(percentile(jcts, 95), 3),
         "num_incomplete": sum(not p["done"] for p in programs),
+        **({"num_overdue": num_overdue(programs, lower_bounds)} if lower_bounds is not None else {}),
         "prefix_hit_rate": round(cached / prompt, 3) if prompt else 0.0,
         "preemptions": result["preemptions"],
         "jct_trend": round(jct_trend(programs), 2),
@@ -340,6 +350,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(rest)
     cost = parse_step_cost(known.step_cost)
     _, levels = make_plan(args)
+    service = cost.service_model()
     model_dir = write_tiny_model(Path(tempfile.mkdtemp(prefix="qf-sim-")))
     configs = [c for c in CONFIGS if c in args.configs.split(",")]
     skipped = [c for c in configs if c.endswith("_offload")]
@@ -351,12 +362,14 @@ def main(argv: list[str] | None = None) -> None:
     for li, level in enumerate(levels):
         row: dict[str, Any] = {"programs_per_min": level.programs_per_min, "num_programs": len(level.programs)}
         for config in configs:
-            row[config] = summarize(simulate_level(args, config, level, li, cost, model_dir), args.drain_s)
+            row[config] = summarize(simulate_level(args, config, level, li, cost, model_dir), args.drain_s,
+                                    [service.lower_bound_s(p) for p in level.programs])
         rows.append(row)
         parts = [f"{level.programs_per_min:>6.0f}/min n={len(level.programs)}"]
         for config in configs:
             s = row[config]
             parts.append(f"{config} {s['mean_jct_s']:6.1f}/{s['p95_jct_s']:6.1f}s inc {s['num_incomplete']} "
+                         f"overdue {s['num_overdue']} "
                          f"done/min {s['completed_per_min']:.1f} "
                          f"hit {s['prefix_hit_rate']:.2f} pre {s['preemptions']} trend {s['jct_trend']:.2f}")
         print(" | ".join(parts), flush=True)

@@ -26,6 +26,8 @@ VENDORED = Path(__file__).resolve().parent / "traces"
 replay CSV as is, and the SWE trajectories reduced to per-turn numbers (no message text)."""
 TRACELAB_CSV = DATA / "tracelab" / "replay_multi_session_large.csv"
 SWE_JSON = DATA / "continuum_swe" / "swe_smith_5traj_with_tool_timings.json"
+TRACELAB_ROUNDS = DATA / "tracelab" / "derived_round_trace.jsonl"
+VENDORED_TOOL_WAITS_CSV = VENDORED / "tracelab_tool_waits.csv"
 VENDORED_TRACELAB_CSV = VENDORED / "tracelab_replay_multi_session_large.csv"
 VENDORED_SWE_TURNS_CSV = VENDORED / "continuum_swe_turns.csv"
 SWE_TURNS_FIELDS = ("program", "turn", "num_new_tokens", "num_output_tokens", "tool_s", "tool_name")
@@ -153,6 +155,104 @@ def load_swe(path: Path | None = None, *, max_context: int = 16384, count_tokens
         if program is not None:
             programs.append(program)
     return programs
+
+
+@dataclass(frozen=True)
+class ToolWait:
+    """One measured tool wait of a real agent session: what the engine sees between two calls."""
+
+    tool_name: str
+    wait_s: float
+
+
+def load_tool_waits(path: Path | None = None) -> tuple[list[ToolWait], int]:
+    """Tool waits of real coding-agent sessions (TraceLab round traces) and how many lines were skipped.
+
+    A round that ends in tool calls is followed by the session's next round, which opens with the
+    tool results; the wait is the time from the round's last event (its last tool call) to the last
+    tool result of the next round: what the serving engine sees between the two requests, parallel
+    calls counted once. Rounds without tool calls (the user's turn comes next) are left out. Without
+    timestamps the round's longest ``tool_wall_latency_ms`` stands in. Lines that do not parse are
+    skipped and counted; no wait at all is an error. Without the trace (GPU machine), the vendored
+    table written by :func:`write_tool_waits` is read.
+    """
+    if path is None:
+        if not TRACELAB_ROUNDS.exists():
+            return _read_tool_waits(VENDORED_TOOL_WAITS_CSV), 0
+        path = TRACELAB_ROUNDS
+    rounds: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+    skipped = 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            rounds[str(row["session_id"])][int(row["round_index"])] = row
+        except (ValueError, KeyError, TypeError):
+            skipped += 1
+    waits: list[ToolWait] = []
+    for session in rounds.values():
+        for index, row in sorted(session.items()):
+            tools = row.get("tools") or []
+            following = session.get(index + 1)
+            if not isinstance(tools, list) or not tools or following is None:
+                continue
+            wait = _observed_wait(row, following)
+            if wait is None:
+                latencies = [_as_seconds_ms(t.get("tool_wall_latency_ms")) for t in tools if isinstance(t, dict)]
+                wait = max((x for x in latencies if x is not None), default=None)
+            if wait is None:
+                skipped += 1
+                continue
+            # Named after the call that took longest (parallel calls end with the slowest).
+            calls = [t for t in tools if isinstance(t, dict)]
+            slowest = max(calls, key=lambda t: _as_seconds_ms(t.get("tool_wall_latency_ms")) or 0.0, default={})
+            waits.append(ToolWait(str(slowest.get("tool_name") or "tool"), wait))
+    if not waits:
+        raise ValueError(f"{path}: no tool wait found ({skipped} lines or rounds skipped)")
+    return waits, skipped
+
+
+def _observed_wait(row: dict[str, Any], following: dict[str, Any]) -> float | None:
+    """Seconds from ``row``'s last event to the last tool result that opens ``following``."""
+    ends = [_timestamp(e) for e in row.get("timing_events") or [] if isinstance(e, dict)]
+    results = [_timestamp(e) for e in following.get("timing_events") or []
+               if isinstance(e, dict) and e.get("event_type") == "tool_result"]
+    ends_ok = [t for t in ends if t is not None]
+    results_ok = [t for t in results if t is not None]
+    if not ends_ok or not results_ok:
+        return None
+    return max(0.0, max(results_ok) - max(ends_ok))
+
+
+def _timestamp(event: dict[str, Any]) -> float | None:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00")).timestamp()
+    except (KeyError, ValueError):
+        return None
+
+
+def _as_seconds_ms(value: Any) -> float | None:
+    try:
+        seconds = float(value) / 1000.0
+    except (TypeError, ValueError):
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def write_tool_waits(waits: Sequence[ToolWait], path: Path) -> None:
+    """Save measured tool waits (the vendored table)."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(("tool_name", "wait_s"))
+        writer.writerows((w.tool_name, f"{w.wait_s:.3f}") for w in waits)
+
+
+def _read_tool_waits(path: Path) -> list[ToolWait]:
+    with path.open(newline="") as handle:
+        return [ToolWait(row["tool_name"], float(row["wait_s"])) for row in csv.DictReader(handle)]
 
 
 def write_swe_turns(programs: Sequence[ProgramSpec], path: Path) -> None:
@@ -387,6 +487,7 @@ def paper_programs(
     max_turns: int = 50,
     min_context: int = 15_000,
     max_context: int = 60_000,
+    tool_waits: Sequence[ToolWait] | None = None,
 ) -> list[ProgramSpec]:
     """Programs at the paper's scale built from real trajectories ``base`` (the SWE ones).
 
@@ -397,6 +498,10 @@ def paper_programs(
     lengths and tool waits as they are (no cap, no scaling); the new prompt tokens of every turn
     are scaled by one factor so that the final context is the drawn one (the first turn keeps
     its share: the task statement and repository context).
+
+    ``tool_waits``: each turn's tool wait (and tool name) is drawn from these measured waits
+    instead of the trajectory's own (a draw of its own, so turn counts and contexts stay the
+    same as without).
     """
     if not base:
         raise ValueError("paper_programs needs at least one trajectory")
@@ -414,6 +519,10 @@ def paper_programs(
             TurnSpec(max(1, round(t.num_new_tokens * scale)), t.num_output_tokens, t.tool_s, t.tool_name)
             for t in turns
         ]
+        if tool_waits:
+            draw = random.Random(f"{seed}/{index}/tool-waits")
+            scaled = [TurnSpec(t.num_new_tokens, t.num_output_tokens, w.wait_s, w.tool_name)
+                      for t, w in zip(scaled, (draw.choice(tool_waits) for _ in scaled), strict=True)]
         last = scaled[-1]
         scaled[-1] = TurnSpec(last.num_new_tokens, last.num_output_tokens, 0.0, None)
         programs.append(ProgramSpec(f"paper-{index}-{source.program_id}", f"paper:{source.source}", tuple(scaled)))

@@ -108,3 +108,18 @@ def test_step_cost_flag_changes_only_the_named_fields() -> None:
         parse_step_cost("per_stepp=1")
     with pytest.raises(SystemExit, match="number"):
         parse_step_cost("per_step_s=fast")
+
+
+def test_summary_counts_overdue_programs_against_the_step_costs_lower_bound() -> None:
+    cost = sim.StepCost()
+    service = cost.service_model()
+    assert service.tpot_s == pytest.approx(cost.per_step_s + cost.per_decode_seq_s)
+    record = {"prompt_tokens": 10, "cached_tokens": 5, "turns": 1}
+    result = {"preemptions": 0, "programs": [
+        {**record, "arrival_s": 0.0, "jct_s": 10.0, "done": True, "finish_s": 10.0},
+        {**record, "arrival_s": 1.0, "jct_s": 15.0, "done": False},  # cut at 1.5x its bound
+        {**record, "arrival_s": 2.0, "jct_s": 30.0, "done": False},  # cut at 3x its bound: overdue
+    ]}
+    summary = sim.summarize(result, 60.0, [10.0, 10.0, 10.0])
+    assert summary["num_incomplete"] == 2 and summary["num_overdue"] == 1
+    assert "num_overdue" not in sim.summarize(result, 60.0)
