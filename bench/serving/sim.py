@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from bench.common import write_json
+from bench.common import provenance, write_json
 from bench.serving.replay import (
     CONFIGS,
+    MODEL_NAME,
     Level,
     completed_per_min,
     engine_max_len,
@@ -376,7 +377,10 @@ def main(argv: list[str] | None = None) -> None:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     write_json(
         args.out_dir / "sim.json",
-        {"step_cost": asdict(cost), "args": {k: str(v) for k, v in vars(args).items()}, "loads": rows,
+        {**provenance(commit=args.commit),
+         "model": f"{MODEL_NAME}, simulated (vLLM's scheduler on the CPU, modelled step time)",
+         "step_cost": asdict(cost),
+         "args": {k: str(v) for k, v in vars(args).items()}, "loads": rows,
          "goodput": goodput(rows, configs)},
     )
 
