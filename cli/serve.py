@@ -47,6 +47,14 @@ def serve_command(
         float | None,
         typer.Option("--admission-idle-s", help="An admitted program idle this long loses its reservation (120)."),
     ] = None,
+    admission_yield_s: Annotated[
+        float | None,
+        typer.Option(
+            "--admission-yield-s",
+            help="While a program waits at the gate, an admitted program idle in a tool call this long "
+            "gives up its reservation, latest-arrived first (2).",
+        ),
+    ] = None,
     kv_offload_gib: Annotated[
         float | None,
         typer.Option(
@@ -68,6 +76,7 @@ def serve_command(
         serve(
             model, no_patch=no_patch, policy=ttl_policy, vllm_args=list(ctx.args), admission=admission,
             admission_headroom=admission_headroom, admission_idle_s=admission_idle_s, kv_offload_gib=kv_offload_gib,
+            admission_yield_s=admission_yield_s,
         )
     except (QuotaFlowError, ServingPatchError) as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -77,6 +77,12 @@ class ContinuumConfig:
     admission_idle_s: float = 120.0
     """An admitted program with no turn in flight for this long loses its reservation and its
     pin (a client that went away); its next turn goes through the gate again, in program order."""
+    admission_yield_s: float = 2.0
+    """Under pressure (the gate's first program does not fit), an admitted program idle in a tool
+    call for at least this long yields its reservation and its pin, the latest-arrived program
+    first, until the gate's first program fits; its next turn re-enters through the gate in
+    program order. Without pressure reservations last up to ``admission_idle_s``. A value of
+    ``admission_idle_s`` or more never yields early."""
 
     def __post_init__(self) -> None:
         if self.ttl_policy not in ("utility", "fixed"):
@@ -89,6 +95,8 @@ class ContinuumConfig:
             )
         if self.admission_idle_s <= 0.0:
             raise ValueError(f"admission_idle_s={self.admission_idle_s}: expected a positive duration")
+        if not self.admission_yield_s >= 0.0:
+            raise ValueError(f"admission_yield_s={self.admission_yield_s}: expected a duration >= 0")
         if not 0.0 <= self.max_pinned_fraction <= 1.0:
             raise ValueError(
                 f"max_pinned_fraction={self.max_pinned_fraction}: expected a share in [0, 1]"

@@ -95,10 +95,17 @@ def build_env(
 
 
 def admission_config(
-    config: ContinuumConfig, *, admission: bool | None, headroom: float | None, idle_s: float | None
+    config: ContinuumConfig,
+    *,
+    admission: bool | None,
+    headroom: float | None,
+    idle_s: float | None,
+    yield_s: float | None = None,
 ) -> ContinuumConfig:
     """``config`` with the admission options given on the command line (None: unchanged)."""
     changes: dict[str, object] = {}
+    if yield_s is not None:
+        changes["admission_yield_s"] = yield_s
     if admission is not None:
         changes["admission"] = admission
     if headroom is not None:
@@ -110,7 +117,9 @@ def admission_config(
     try:
         return config.replace(**changes)
     except ValueError as exc:
-        raise BadInputError("--admission-*", "a headroom share in [0, 1) and a positive idle time", str(exc)) from exc
+        raise BadInputError(
+            "--admission-*", "a headroom share in [0, 1), a positive idle time and a yield time >= 0", str(exc)
+        ) from exc
 
 
 def check_installed_vllm() -> str:
@@ -140,6 +149,7 @@ def serve(
     admission_headroom: float | None = None,
     admission_idle_s: float | None = None,
     kv_offload_gib: float | None = None,
+    admission_yield_s: float | None = None,
 ) -> NoReturn:
     """Replace this process with the vLLM server for ``model`` (plugin on unless ``no_patch``).
 
@@ -156,7 +166,8 @@ def serve(
     except ValueError as exc:
         raise BadInputError("--ttl-policy", "'utility' or 'fixed'", str(exc)) from exc
     plugin_config = admission_config(
-        plugin_config, admission=admission, headroom=admission_headroom, idle_s=admission_idle_s
+        plugin_config, admission=admission, headroom=admission_headroom, idle_s=admission_idle_s,
+        yield_s=admission_yield_s,
     )
     if no_patch and plugin_config.admission and admission:
         raise BadInputError("--admission", "the plugin (admission control is part of it)", "--no-patch was given")

@@ -20,6 +20,7 @@ Exposed names (counters get ``_total`` from prometheus_client):
 - ``quotaflow_continuum_admission_waits_total``   turns held at the admission gate
 - ``quotaflow_continuum_admission_reentries_total`` programs that came back through the gate
 - ``quotaflow_continuum_reservations_expired_total`` reservations dropped after idling
+- ``quotaflow_continuum_reservations_yielded_total`` reservations given up to programs at the gate
 - ``quotaflow_continuum_admission_waiting``       requests at the admission gate now
 - ``quotaflow_continuum_reserved_blocks``         KV blocks reserved by admitted programs now
 """
@@ -45,6 +46,9 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "admission_waits": ("admission_waits", "Turns held at the admission gate (working sets full)."),
     "admission_reentries": ("admission_reentries", "Programs that lost their reservation and came back."),
     "reservations_expired": ("reservations_expired", "Reservations dropped after their program idled."),
+    "reservations_yielded": (
+        "reservations_yielded", "Reservations of programs idle in a tool call given up to programs at the gate."
+    ),
 }
 
 _metrics: dict[str, Any] | None = None

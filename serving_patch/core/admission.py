@@ -73,6 +73,17 @@ class AdmissionControl:
         """Active programs, in admission order."""
         return list(self._reserved)
 
+    def shortfall(self) -> int:
+        """Blocks the gate's first program lacks to be admitted now (0: it fits, or none waits)."""
+        while self._gate and self._gated_requests.get(self._gate[0][2].request_id) is not self._gate[0][2]:
+            heapq.heappop(self._gate)  # dropped (aborted) while waiting
+        if not self._gate:
+            return 0
+        head = self._gate[0][2]
+        if head.program_id in self._reserved or not self._reserved:
+            return 0
+        return max(0, self.reserved_blocks + head.demand_blocks - self.budget_blocks)
+
     def is_waiting(self, request_id: str) -> bool:
         """Whether the request is held at the gate."""
         return request_id in self._gated_requests

@@ -43,6 +43,8 @@ class PluginCounters:
     """Programs that lost their reservation and came back through the gate."""
     reservations_expired: int = 0
     """Reservations dropped because their program idled past ``admission_idle_s``."""
+    reservations_yielded: int = 0
+    """Reservations of programs idle in a tool call given up to programs waiting at the gate."""
 
 
 @dataclass
@@ -185,6 +187,32 @@ class ContinuumCore:
             pin = self.pins.pop(program_id)
             if pin is not None:
                 self.counters.expiries += 1
+                released.append(pin)
+        return released + self._yield_reservations(now)
+
+    def _yield_reservations(self, now: float) -> list[Pin]:
+        """Under pressure, programs idle in a tool call for ``admission_yield_s`` give up their
+        reservations (latest-arrived first) until the gate's first program fits; their pins go too."""
+        assert self.admission is not None
+        shortfall = self.admission.shortfall()
+        if shortfall <= 0:
+            return []
+        idle = []
+        for program_id in self.admission.active_programs():
+            program = self.programs.get(program_id)
+            if program is not None and program.num_in_flight == 0 and (
+                now - program.last_seen_s >= self.config.admission_yield_s
+            ):
+                idle.append(program)
+        released: list[Pin] = []
+        for program in sorted(idle, key=lambda p: p.rank, reverse=True):
+            if shortfall <= 0:
+                break
+            shortfall -= self.admission.reservation(program.program_id)
+            self.admission.finish(program.program_id)
+            self.counters.reservations_yielded += 1
+            pin = self.pins.pop(program.program_id)
+            if pin is not None:
                 released.append(pin)
         return released
 

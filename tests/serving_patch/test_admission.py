@@ -124,7 +124,7 @@ def test_core_without_hints_or_admission_passes_requests_through() -> None:
 
 
 def test_idle_reservation_expires_with_its_pin_and_the_program_reenters() -> None:
-    core = _core()
+    core = _core(admission_yield_s=60.0)  # no early yield: the idle expiry alone
     _arrive(core, "a0", "a", 60 * 16, 0.0)
     _finish(core, "a0", 60 * 16, 1.0)
     assert _arrive(core, "b0", "b", 60 * 16, 2.0) == []
@@ -158,3 +158,46 @@ def test_release_all_drops_reservations_but_keeps_the_gate() -> None:
     core.release_all()
     assert core.admission is not None and core.admission.num_active == 0
     assert core.admission_release() == ["b0"]
+
+
+def test_under_pressure_programs_idle_in_a_tool_call_yield_latest_first() -> None:
+    # Budget 100 blocks. a (rank 0) and b (rank 1) hold 40 each and run tools; c needs 50.
+    core = _core()
+    for rid, program, now in (("a0", "a", 0.0), ("b0", "b", 0.1)):
+        assert _arrive(core, rid, program, 40 * 16, now) == [rid]
+        _finish(core, rid, 40 * 16, now + 1.0)
+    assert _arrive(core, "c0", "c", 50 * 16, 1.2) == []
+    assert core.admission is not None and core.admission.shortfall() == 30
+    # Not idle long enough yet (admission_yield_s = 2 s): nobody yields.
+    assert core.expire_reservations(2.5) == []
+    # b arrived last: it yields first, and that is enough for c.
+    pins = core.expire_reservations(3.2)
+    assert [p.program_id for p in pins] == ["b"] and core.counters.reservations_yielded == 1
+    assert core.admission.is_active("a") and not core.admission.is_active("b")
+    assert core.admission_release() == ["c0"]
+    # b comes back: it re-enters through the gate (c's 50 + a's 40 leave no room for its 40).
+    assert _arrive(core, "b1", "b", 42 * 16, 4.0) == []
+    assert core.counters.admission_reentries == 1
+
+
+def test_a_program_with_a_turn_in_flight_never_yields() -> None:
+    core = _core()
+    assert _arrive(core, "a0", "a", 60 * 16, 0.0) == ["a0"]  # running, not idle
+    assert _arrive(core, "b0", "b", 60 * 16, 0.1) == []
+    assert core.expire_reservations(50.0) == [] and core.counters.reservations_yielded == 0
+    assert core.admission is not None and core.admission.is_active("a")
+
+
+def test_without_pressure_idle_reservations_stay_until_the_idle_limit() -> None:
+    core = _core()
+    _arrive(core, "a0", "a", 60 * 16, 0.0)
+    _finish(core, "a0", 60 * 16, 1.0)
+    assert core.expire_reservations(30.0) == []  # nobody waits at the gate
+    assert core.admission is not None and core.admission.is_active("a")
+
+
+def test_yield_setting_is_validated() -> None:
+    with pytest.raises(ValueError, match="admission_yield_s"):
+        ContinuumConfig(admission_yield_s=-1.0)
+    with pytest.raises(ValueError, match="admission_yield_s"):
+        ContinuumConfig(admission_yield_s=float("nan"))

@@ -144,6 +144,10 @@ def test_cli_admission_options_reach_the_engine_config(recorded: dict[str, Any])
     assert bad.exit_code == 2 and "--admission" in bad.output
     stock = CliRunner().invoke(app, ["my-model", "--no-patch", "--admission"])
     assert stock.exit_code == 2 and "--no-patch" in stock.output
+    assert CliRunner().invoke(app, ["my-model", "--admission", "--admission-yield-s", "5"]).exit_code == 0
+    assert ContinuumConfig.from_env(recorded["env"]).admission_yield_s == 5.0
+    negative = CliRunner().invoke(app, ["my-model", "--admission", "--admission-yield-s", "-1"])
+    assert negative.exit_code == 2 and "yield" in negative.output
 
 
 def test_cli_kv_offload_adds_vllms_native_offloading_flags(recorded: dict[str, Any]) -> None:

@@ -25,6 +25,9 @@ def _plugin_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QUOTAFLOW_CONTINUUM_ADMISSION", "1")
     monkeypatch.setenv("QUOTAFLOW_CONTINUUM_ADMISSION_HEADROOM_FRACTION", "0.1")
     monkeypatch.setenv("QUOTAFLOW_CONTINUUM_ADMISSION_IDLE_S", "60")
+    # Programs idle in a tool call keep their reservations even with a newcomer at the gate (the
+    # early yield has its own test below).
+    monkeypatch.setenv("QUOTAFLOW_CONTINUUM_ADMISSION_YIELD_S", "60")
 
 
 def _in_engine(driver: Driver, request_id: str) -> bool:
@@ -58,6 +61,38 @@ def test_new_program_waits_while_working_sets_are_full_and_enters_when_one_finis
     driver.run_until(lambda: driver.finished("c1"))
     counters = scheduler.continuum.counters
     assert counters.admission_waits == 1 and counters.pin_hits == 1
+    assert driver.num_preemptions == 0
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_program_idle_in_a_long_tool_call_yields_to_the_gate_and_reenters_in_order(
+    model_dir: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QUOTAFLOW_CONTINUUM_ADMISSION_YIELD_S", "2")
+    driver, clock = build(model_dir, kind)
+    scheduler = driver.scheduler
+    driver.add("a1", tokens(1, 400), 4, {"program_id": "A", "tool_name": "search"})  # 25 blocks
+    driver.add("b1", tokens(2, 400), 4, {"program_id": "B", "tool_name": "search"})  # 25 blocks
+    driver.add("c1", tokens(3, 400), 4, {"program_id": "C", "is_last_step": 1})  # 50 + 25 > 57
+    driver.run_until(lambda: driver.finished("a1") and driver.finished("b1"))
+    driver.step()
+    assert not _in_engine(driver, "c1") and scheduler.num_pinned_requests == 2  # idle < 2 s: kept
+    clock.now += 2.5
+    driver.step()
+    # B arrived after A: B yields its reservation and its pin, which is enough for C.
+    counters = scheduler.continuum.counters
+    assert counters.reservations_yielded == 1 and scheduler.num_pinned_requests == 1
+    assert _in_engine(driver, "c1") and scheduler.continuum.admission.is_active("A")
+    # B's next turn comes back while C runs: it waits at the gate, then enters before any newer program.
+    driver.add("b2", driver.next_prompt("b1", 20, seed=2), 3, {"program_id": "B", "is_last_step": 1})
+    driver.add("d1", tokens(4, 400), 4, {"program_id": "D", "is_last_step": 1})
+    assert not _in_engine(driver, "b2") and not _in_engine(driver, "d1")
+    assert counters.admission_reentries == 1
+    driver.run_until(lambda: all(driver.finished(r) for r in ("c1", "b2", "d1")), max_steps=800)
+    # B (older) entered no later than D (newer); A, still idle in its tool call, yielded to D in turn.
+    assert driver.turns["b2"].admitted_step <= driver.turns["d1"].admitted_step
+    assert driver.turns["c1"].admitted_step < driver.turns["b2"].admitted_step
+    assert counters.reservations_yielded == 2 and not scheduler.continuum.admission.is_active("A")
     assert driver.num_preemptions == 0
 
 
