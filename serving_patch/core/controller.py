@@ -192,7 +192,8 @@ class ContinuumCore:
 
     def _yield_reservations(self, now: float) -> list[Pin]:
         """Under pressure, programs idle in a tool call for ``admission_yield_s`` give up their
-        reservations (latest-arrived first) until the gate's first program fits; their pins go too."""
+        reservations (latest-arrived first) until the gate's first program fits; their pins go too.
+        Nobody yields when all the idle programs together would not make room."""
         assert self.admission is not None
         shortfall = self.admission.shortfall()
         if shortfall <= 0:
@@ -204,14 +205,19 @@ class ContinuumCore:
                 now - program.last_seen_s >= self.config.admission_yield_s
             ):
                 idle.append(program)
-        released: list[Pin] = []
+        yielding: list[str] = []
         for program in sorted(idle, key=lambda p: p.rank, reverse=True):
             if shortfall <= 0:
                 break
             shortfall -= self.admission.reservation(program.program_id)
-            self.admission.finish(program.program_id)
+            yielding.append(program.program_id)
+        if shortfall > 0:
+            return []
+        released: list[Pin] = []
+        for program_id in yielding:
+            self.admission.finish(program_id)
             self.counters.reservations_yielded += 1
-            pin = self.pins.pop(program.program_id)
+            pin = self.pins.pop(program_id)
             if pin is not None:
                 released.append(pin)
         return released

@@ -201,3 +201,15 @@ def test_yield_setting_is_validated() -> None:
         ContinuumConfig(admission_yield_s=-1.0)
     with pytest.raises(ValueError, match="admission_yield_s"):
         ContinuumConfig(admission_yield_s=float("nan"))
+
+
+def test_idle_programs_do_not_yield_when_together_they_would_not_make_room() -> None:
+    # a (idle) holds 30 and b (running) 40 of 100 blocks; c needs 70. Without a, b's 40 and c's
+    # 70 still exceed 100: a keeps its reservation, and c waits for b.
+    core = _core()
+    assert _arrive(core, "a0", "a", 30 * 16, 0.0) == ["a0"]
+    _finish(core, "a0", 30 * 16, 0.5)
+    assert _arrive(core, "b0", "b", 40 * 16, 0.6) == ["b0"]
+    assert _arrive(core, "c0", "c", 70 * 16, 0.7) == []
+    assert core.expire_reservations(10.0) == [] and core.counters.reservations_yielded == 0
+    assert core.admission is not None and core.admission.is_active("a")
