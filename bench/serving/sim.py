@@ -362,9 +362,9 @@ def main(argv: list[str] | None = None) -> None:
     rows: list[dict[str, Any]] = []
     for li, level in enumerate(levels):
         row: dict[str, Any] = {"programs_per_min": level.programs_per_min, "num_programs": len(level.programs)}
+        bounds = [service.lower_bound_s(p) for p in level.programs]
         for config in configs:
-            row[config] = summarize(simulate_level(args, config, level, li, cost, model_dir), args.drain_s,
-                                    [service.lower_bound_s(p) for p in level.programs])
+            row[config] = summarize(simulate_level(args, config, level, li, cost, model_dir), args.drain_s, bounds)
         rows.append(row)
         parts = [f"{level.programs_per_min:>6.0f}/min n={len(level.programs)}"]
         for config in configs:

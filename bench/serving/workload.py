@@ -17,6 +17,7 @@ import random
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -197,16 +198,15 @@ def load_tool_waits(path: Path | None = None) -> tuple[list[ToolWait], int]:
             following = session.get(index + 1)
             if not isinstance(tools, list) or not tools or following is None:
                 continue
+            calls = [(t, _as_seconds_ms(t.get("tool_wall_latency_ms"))) for t in tools if isinstance(t, dict)]
             wait = _observed_wait(row, following)
             if wait is None:
-                latencies = [_as_seconds_ms(t.get("tool_wall_latency_ms")) for t in tools if isinstance(t, dict)]
-                wait = max((x for x in latencies if x is not None), default=None)
+                wait = max((latency for _, latency in calls if latency is not None), default=None)
             if wait is None:
                 skipped += 1
                 continue
             # Named after the call that took longest (parallel calls end with the slowest).
-            calls = [t for t in tools if isinstance(t, dict)]
-            slowest = max(calls, key=lambda t: _as_seconds_ms(t.get("tool_wall_latency_ms")) or 0.0, default={})
+            slowest = max(calls, key=lambda call: call[1] or 0.0, default=({}, None))[0]
             waits.append(ToolWait(str(slowest.get("tool_name") or "tool"), wait))
     if not waits:
         raise ValueError(f"{path}: no tool wait found ({skipped} lines or rounds skipped)")
@@ -226,8 +226,6 @@ def _observed_wait(row: dict[str, Any], following: dict[str, Any]) -> float | No
 
 
 def _timestamp(event: dict[str, Any]) -> float | None:
-    from datetime import datetime
-
     try:
         return datetime.fromisoformat(str(event["timestamp"]).replace("Z", "+00:00")).timestamp()
     except (KeyError, ValueError):

@@ -73,14 +73,19 @@ class AdmissionControl:
         """Active programs, in admission order."""
         return list(self._reserved)
 
+    def _head(self) -> _Waiting | None:
+        """The gate's first request still waiting (entries dropped while waiting are discarded)."""
+        while self._gate:
+            waiting = self._gate[0][2]
+            if self._gated_requests.get(waiting.request_id) is waiting:
+                return waiting
+            heapq.heappop(self._gate)  # dropped (aborted) while waiting
+        return None
+
     def shortfall(self) -> int:
         """Blocks the gate's first program lacks to be admitted now (0: it fits, or none waits)."""
-        while self._gate and self._gated_requests.get(self._gate[0][2].request_id) is not self._gate[0][2]:
-            heapq.heappop(self._gate)  # dropped (aborted) while waiting
-        if not self._gate:
-            return 0
-        head = self._gate[0][2]
-        if head.program_id in self._reserved or not self._reserved:
+        head = self._head()
+        if head is None or head.program_id in self._reserved or not self._reserved:
             return 0
         return max(0, self.reserved_blocks + head.demand_blocks - self.budget_blocks)
 
@@ -109,11 +114,7 @@ class AdmissionControl:
     def release(self) -> list[str]:
         """Admit gated requests in program order while they fit; returns their request ids."""
         released: list[str] = []
-        while self._gate:
-            waiting = self._gate[0][2]
-            if self._gated_requests.get(waiting.request_id) is not waiting:
-                heapq.heappop(self._gate)  # dropped (aborted) while waiting
-                continue
+        while (waiting := self._head()) is not None:
             reserved = self.reserved_blocks
             current = self._reserved.get(waiting.program_id)
             if current is None and reserved > 0 and reserved + waiting.demand_blocks > self.budget_blocks:
