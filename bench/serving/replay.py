@@ -40,12 +40,14 @@ from typing import Any, Self
 
 from bench.common import provenance, pyplot, save_figure, write_json
 from bench.serving.workload import (
+    KV_BLOCK_TOKENS,
     SCENARIOS,
     TRACES,
     ProgramSpec,
     ServiceModel,
     build_pool,
     describe,
+    kv_capacity_bound,
     load_swe,
     load_tool_waits,
     paper_programs,
@@ -557,10 +559,23 @@ def goodput(loads: list[dict[str, Any]], configs: list[str]) -> dict[str, Any]:
             (e[config]["completed_per_min"] for e in ordered if config in e and "completed_per_min" in e[config]),
             default=None,
         )
+    bounds = {
+        e["programs_per_min"]: e["kv_capacity_bound_programs_per_min"]
+        for e in ordered
+        if "kv_capacity_bound_programs_per_min" in e
+    }
+    if bounds:
+        # No scheduler keeps up above a level's bound in steady state (workload.kv_capacity_bound);
+        # the highest over the levels run is what the whole plan allows.
+        block["kv_capacity_bound_programs_per_min"] = round(max(bounds.values()), 2)
     base = block["highest_sustained_programs_per_min"].get("stock")
     block["stock_sustained_programs_per_min"] = base
     if base is None:
         return block
+    if bounds:
+        share = base / bounds.get(base, max(bounds.values()))
+        block["stock_sustained_share_of_kv_capacity_bound"] = round(share, 3)
+        block["1.5x_stock_above_kv_capacity_bound"] = 1.5 * base > block["kv_capacity_bound_programs_per_min"]
     for config in configs:
         at: dict[str, float | None] = {}
         for multiple in GOODPUT_MULTIPLES:
@@ -662,9 +677,10 @@ def sustains(block: dict[str, Any], *, strict: bool = False) -> bool:
 
 def build_summary(
     children: dict[str, dict[str, Any]], levels: list[Level], service: ServiceModel, *, commit: str = "",
-    trace: str = "mixed",
+    trace: str = "mixed", kv_tokens: int | None = None,
 ) -> dict[str, Any]:
-    """summary.json in the shape the issue fixes."""
+    """summary.json in the shape the issue fixes. ``kv_tokens``: the engine's KV cache in tokens
+    (each level then carries its KV capacity bound, :func:`workload.kv_capacity_bound`)."""
     gpu = next((c["gpu"] for c in children.values() if c.get("gpu")), "unknown GPU")
     loads: list[dict[str, Any]] = []
     by_index = {config: levels_by_index(child) for config, child in children.items()}
@@ -678,6 +694,8 @@ def build_summary(
         for config in ran:
             entry[config] = summarize_level(by_index[config][li], bounds)
         entry["lower_bound_mean_jct_s"] = statistics.fmean(bounds)
+        if kv_tokens:
+            entry["kv_capacity_bound_programs_per_min"] = kv_capacity_bound(level.programs, service, kv_tokens)
         if "stock" in entry:
             entry["stock_sustained"] = sustains(entry["stock"])
             for config in CONFIGS[1:]:
@@ -968,7 +986,8 @@ def write_results(args: argparse.Namespace, children: dict[str, dict[str, Any]],
     # shape): the first child's calibration ran cold and was up to 3x slower.
     service = functools.reduce(fastest_service, (ServiceModel(**c["service"]) for c in children.values()))
     trace = "paper" if getattr(args, "scenario", "bursty") == "paper" else args.trace
-    summary = build_summary(children, levels, service, commit=args.commit, trace=trace)
+    summary = build_summary(children, levels, service, commit=args.commit, trace=trace,
+                            kv_tokens=args.kv_blocks * KV_BLOCK_TOKENS if args.kv_blocks else None)
     summary["scenario"] = getattr(args, "scenario", "bursty")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     if merged_from:

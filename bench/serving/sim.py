@@ -45,7 +45,7 @@ from bench.serving.replay import (
     plugin_env,
     prompt_tokens,
 )
-from bench.serving.workload import ProgramSpec, ServiceModel
+from bench.serving.workload import KV_BLOCK_TOKENS, ProgramSpec, ServiceModel, kv_capacity_bound
 from serving_patch.core.hints import ProgramHints
 
 STOP = 2
@@ -363,6 +363,10 @@ def main(argv: list[str] | None = None) -> None:
     for li, level in enumerate(levels):
         row: dict[str, Any] = {"programs_per_min": level.programs_per_min, "num_programs": len(level.programs)}
         bounds = [service.lower_bound_s(p) for p in level.programs]
+        row["lower_bound_mean_jct_s"] = statistics.fmean(bounds)
+        row["kv_capacity_bound_programs_per_min"] = kv_capacity_bound(
+            level.programs, service, args.kv_blocks * KV_BLOCK_TOKENS
+        )
         for config in configs:
             row[config] = summarize(simulate_level(args, config, level, li, cost, model_dir), args.drain_s, bounds)
         rows.append(row)

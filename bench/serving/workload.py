@@ -14,6 +14,7 @@ import csv
 import json
 import math
 import random
+import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -451,6 +452,40 @@ class ServiceModel:
     def lower_bound_s(self, program: ProgramSpec) -> float:
         """JCT lower bound: tool time plus isolated service time."""
         return program.tool_s + self.program_s(program)
+
+
+KV_BLOCK_TOKENS = 16
+"""Tokens per KV block (vLLM's default block size, the replay's and the simulator's)."""
+
+
+def kv_token_seconds(program: ProgramSpec, service: ServiceModel) -> float:
+    """The least KV residency a program needs, in token-seconds, whatever the scheduler.
+
+    Each turn's context must be on the GPU while the turn is computed: the cached prefix (plus
+    half the new tokens, on average) through its prefill, the prefix plus half the output
+    through its decode, at the isolated speeds of ``service`` (a batched step is never faster).
+    Tool waits count nothing: a context may leave the GPU during a tool call.
+    """
+    total, context = 0.0, 0
+    for turn in program.turns:
+        prefill_s = service.prefill_a_s + service.prefill_b_s_per_token * turn.num_new_tokens
+        total += (context + turn.num_new_tokens / 2) * prefill_s
+        context += turn.num_new_tokens
+        total += (context + turn.num_output_tokens / 2) * service.tpot_s * turn.num_output_tokens
+        context += turn.num_output_tokens
+    return total
+
+
+def kv_capacity_bound(programs: Sequence[ProgramSpec], service: ServiceModel, kv_tokens: int) -> float:
+    """Programs per minute above which no scheduler keeps up with these programs in steady state
+    on a KV cache of ``kv_tokens``: the arrivals' residency (rate x mean token-seconds, Little's
+    law) cannot exceed the cache. An upper bound: batched steps run slower than isolated turns
+    and contexts wait in tool calls, so the real limit is lower; a short burst above it can
+    still drain within a level's horizon."""
+    if not programs or kv_tokens <= 0:
+        raise ValueError("kv_capacity_bound needs programs and a positive KV size")
+    mean = statistics.fmean(kv_token_seconds(p, service) for p in programs)
+    return 60.0 * kv_tokens / mean
 
 
 def describe(programs: Sequence[ProgramSpec]) -> dict[str, float]:

@@ -13,6 +13,7 @@ from bench.serving import replay
 from bench.serving.workload import (
     ServiceModel,
     fit_workload,
+    kv_capacity_bound,
     load_swe,
     load_tracelab,
     poisson_arrivals,
@@ -432,7 +433,8 @@ def test_a_lost_run_keeps_its_finished_levels_and_resumes_with_levels(tmp_path: 
     merged = json.loads((tmp_path / "m" / "summary.json").read_text())
     whole = replay.build_summary({"stock": {"gpu": "NVIDIA H200", "service": service,
                                             "levels": _child_levels(levels, [0, 1, 2], 5.0)}},
-                                 levels, replay.ServiceModel(**service), commit="abc", trace="paper")
+                                 levels, replay.ServiceModel(**service), commit="abc", trace="paper",
+                                 kv_tokens=3000 * 16)
     assert merged["loads"] == json.loads(json.dumps(whole["loads"]))
     assert merged["levels_run"] == {"stock": [0, 1, 2]} and merged["partial"] is False
     with pytest.raises(SystemExit, match=r"level\(s\) \[0\] are in more than one run"):
@@ -616,3 +618,39 @@ def test_paper_programs_with_coding_tool_waits_keep_their_turns_and_contexts() -
     assert sum(p.tool_s for p in coding) > 10 * sum(p.tool_s for p in plain)
     # The option is part of the plan: runs with different waits do not merge.
     assert "paper_tool_waits" in replay._PLAN_ARGS
+
+
+def test_kv_capacity_bound_is_littles_law_over_the_least_residency() -> None:
+    from bench.serving.workload import ProgramSpec, ServiceModel, TurnSpec, kv_token_seconds
+
+    service = ServiceModel(prefill_a_s=0.0, prefill_b_s_per_token=0.0, tpot_s=0.01)
+    # Two turns of 10 output tokens over contexts of 1000 then 2010 tokens (+ half the output);
+    # the 30 s tool wait between them counts nothing.
+    program = ProgramSpec("p", "test", (TurnSpec(1000, 10, 30.0), TurnSpec(1000, 10, 0.0)))
+    residency = (1000 + 5) * 0.1 + (2010 + 5) * 0.1
+    assert kv_token_seconds(program, service) == pytest.approx(residency)
+    # 10,000 tokens hold 10,000 / 302 programs at once; each stays 0.2 s -> 60 * 10000/302 per min.
+    assert kv_capacity_bound([program], service, 10_000) == pytest.approx(60 * 10_000 / residency)
+    # Prefill time counts the prefix and half the new tokens.
+    slow = ServiceModel(prefill_a_s=0.0, prefill_b_s_per_token=0.001, tpot_s=0.0)
+    assert kv_token_seconds(program, slow) == pytest.approx(500 * 1.0 + (1010 + 500) * 1.0)
+    with pytest.raises(ValueError):
+        kv_capacity_bound([], service, 10_000)
+
+
+def test_summary_levels_carry_the_kv_capacity_bound_and_goodput_compares_stock_with_it() -> None:
+    args = replay.parse_args(["--scenario", "paper", "--loads", "6,9,12", "--window-s", "60", "--kv-blocks", "16000"])
+    _, levels = replay.make_plan(args)
+    service = replay.PRIOR_SERVICE
+    child = {"stock": {"gpu": "test", "service": {}, "levels": _child_levels(levels, [0, 1, 2], 5.0)}}
+    summary = replay.build_summary(child, levels, service, kv_tokens=16000 * 16)
+    bounds = [e["kv_capacity_bound_programs_per_min"] for e in summary["loads"]]
+    expected = [kv_capacity_bound(level.programs, service, 16000 * 16) for level in levels]
+    assert bounds == pytest.approx(expected) and all(5 < b < 50 for b in bounds)
+    block = summary["goodput"]
+    assert block["stock_sustained_programs_per_min"] == 12.0
+    assert block["kv_capacity_bound_programs_per_min"] == pytest.approx(max(bounds), abs=0.01)
+    assert block["stock_sustained_share_of_kv_capacity_bound"] == pytest.approx(12.0 / bounds[2], abs=1e-3)
+    assert block["1.5x_stock_above_kv_capacity_bound"] is (block["kv_capacity_bound_programs_per_min"] < 18.0)
+    # Without a KV size nothing is claimed.
+    assert "kv_capacity_bound_programs_per_min" not in replay.build_summary(child, levels, service)["goodput"]
