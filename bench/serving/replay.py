@@ -701,6 +701,8 @@ def build_summary(
             for config in CONFIGS[1:]:
                 if config in entry and entry[config]["mean_jct_s"] > 0:
                     entry[f"{config}_speedup_mean"] = entry["stock"]["mean_jct_s"] / entry[config]["mean_jct_s"]
+                if config in entry and (ratio := paired_jct_ratio(by_index["stock"][li], by_index[config][li])):
+                    entry[config]["median_jct_ratio_vs_stock"] = ratio
         loads.append(entry)
     sustained = [e["programs_per_min"] for e in loads if e.get("stock_sustained")]
     partial = any(len(by_index[c]) < len(levels) for c in children)
@@ -715,6 +717,20 @@ def build_summary(
         "levels_run": {c: sorted(by_index[c]) for c in CONFIGS if c in children},
         "partial": partial,
     }
+
+
+def paired_jct_ratio(base: dict[str, Any], other: dict[str, Any]) -> float | None:
+    """Median over the programs both runs of a level finished of ``other``'s JCT / ``base``'s.
+
+    The same programs arrive at the same times in both, so the ratio is paired: one long program
+    does not decide it as it can a mean. Between runs on different machines it also holds the
+    machines' speed difference (two one-H200 sessions ran the same level about 20% apart, bench/NOTEBOOK.md §17).
+    """
+    mine = {p.get("program_id"): p["jct_s"] for p in base["programs"] if p["done"] and p["jct_s"] > 0}
+    mine.pop(None, None)  # files from before programs were named
+    ratios = [p["jct_s"] / mine[p["program_id"]]
+              for p in other["programs"] if p["done"] and p.get("program_id") in mine]
+    return round(statistics.median(ratios), 4) if ratios else None
 
 
 def levels_by_index(child: dict[str, Any]) -> dict[int, dict[str, Any]]:
@@ -941,6 +957,7 @@ def merge_runs(args: argparse.Namespace, paths: list[Path]) -> None:
     """One summary from separate runs of the same plan that ran different configs (e.g. stock and
     fixed TTL side by side on a 2-GPU machine, then the utility TTL on its own)."""
     children: dict[str, dict[str, Any]] = {}
+    runs_of: dict[str, set[str]] = {}  # config -> the files (runs, so machines) its levels came from
     commits = set()
     for path in paths:
         raw = json.loads(path.read_text())
@@ -955,6 +972,7 @@ def merge_runs(args: argparse.Namespace, paths: list[Path]) -> None:
             if was != str(getattr(args, name)):
                 raise SystemExit(f"{path}: --{name.replace('_', '-')} was {was}, here {getattr(args, name)}")
         for config, child in raw["children"].items():
+            runs_of.setdefault(config, set()).add(str(path))
             if config in children:
                 children[config] = _join_levels(children[config], child, f"{path}: config {config}")
             else:
@@ -964,7 +982,8 @@ def merge_runs(args: argparse.Namespace, paths: list[Path]) -> None:
         raise SystemExit(f"runs of different commits: {sorted(commits)}")
     args.commit = args.commit or commits.pop()
     _, levels = make_plan(args)
-    write_results(args, children, levels, time.time(), merged_from=[p.name for p in paths])
+    apart = sorted(c for c in children if "stock" in children and not runs_of[c] & runs_of["stock"])
+    write_results(args, children, levels, time.time(), merged_from=[p.name for p in paths], runs_apart=apart)
 
 
 def _join_levels(a: dict[str, Any], b: dict[str, Any], where: str) -> dict[str, Any]:
@@ -979,7 +998,7 @@ def _join_levels(a: dict[str, Any], b: dict[str, Any], where: str) -> dict[str, 
 
 
 def write_results(args: argparse.Namespace, children: dict[str, dict[str, Any]], levels: list[Level],
-                  start: float, merged_from: list[str] | None = None) -> None:
+                  start: float, merged_from: list[str] | None = None, runs_apart: list[str] | None = None) -> None:
     """summary.json, the raw replay_*.json and the plot, from the children's results."""
     configs = [c for c in CONFIGS if c in children]
     # A lower bound takes the fastest isolated service measured by any child (the same engine
@@ -992,6 +1011,9 @@ def write_results(args: argparse.Namespace, children: dict[str, dict[str, Any]],
     args.out_dir.mkdir(parents=True, exist_ok=True)
     if merged_from:
         summary["merged_from"] = merged_from
+    if runs_apart:
+        # Their JCTs and median_jct_ratio_vs_stock hold the machines' speed difference too.
+        summary["configs_run_apart_from_stock"] = runs_apart
     write_json(args.out_dir / "summary.json", summary)
     stamp = summary["date"].replace(":", "").replace("-", "")
     raw = {

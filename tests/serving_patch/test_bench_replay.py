@@ -259,8 +259,9 @@ def test_merge_joins_runs_of_the_same_plan_that_ran_different_configs(tmp_path: 
 
     def child(jct: float, tpot: float) -> dict:
         return {"gpu": "NVIDIA H200", "service": {"prefill_a_s": 0.01, "prefill_b_s_per_token": 1e-4, "tpot_s": tpot},
-                "levels": [{"programs": [{"jct_s": jct, "done": True, "finish_s": 10.0 + i, "arrival_s": float(i),
-                                          "prompt_tokens": 100, "cached_tokens": 50} for i in range(len(lv.programs))],
+                "levels": [{"programs": [{"program_id": f"L0-{i}-p", "jct_s": jct, "done": True, "finish_s": 10.0 + i,
+                                          "arrival_s": float(i), "prompt_tokens": 100, "cached_tokens": 50}
+                                         for i in range(len(lv.programs))],
                             "vllm_prefix_queries": 100.0, "vllm_prefix_hits": 25.0, "preemptions": 0}
                            for lv in levels]}
 
@@ -277,6 +278,10 @@ def test_merge_joins_runs_of_the_same_plan_that_ran_different_configs(tmp_path: 
     assert (entry["stock"]["mean_jct_s"], entry["fixed_ttl"]["mean_jct_s"], entry["utility_ttl"]["mean_jct_s"]) == (
         3.0, 2.0, 1.5)
     assert entry["utility_ttl_speedup_mean"] == pytest.approx(2.0)
+    # Paired per program against stock; utility TTL ran in another run (machine), fixed TTL beside stock.
+    assert entry["fixed_ttl"]["median_jct_ratio_vs_stock"] == pytest.approx(2.0 / 3.0, abs=1e-4)
+    assert entry["utility_ttl"]["median_jct_ratio_vs_stock"] == pytest.approx(0.5)
+    assert summary["configs_run_apart_from_stock"] == ["utility_ttl"]
     # The lower bound uses the fastest calibration of all the merged runs (tpot 0.01).
     alone = json.loads((tmp_path / "a" / "summary.json").read_text())["loads"][0]["lower_bound_mean_jct_s"]
     assert entry["lower_bound_mean_jct_s"] < alone
@@ -654,3 +659,15 @@ def test_summary_levels_carry_the_kv_capacity_bound_and_goodput_compares_stock_w
     assert block["1.5x_stock_above_kv_capacity_bound"] is (block["kv_capacity_bound_programs_per_min"] < 18.0)
     # Without a KV size nothing is claimed.
     assert "kv_capacity_bound_programs_per_min" not in replay.build_summary(child, levels, service)["goodput"]
+
+
+def test_paired_jct_ratio_is_the_median_over_programs_both_runs_finished() -> None:
+    def level(jcts: dict[str, float | None]) -> dict:
+        return {"programs": [{"program_id": k, "jct_s": v or 50.0, "done": v is not None} for k, v in jcts.items()]}
+
+    stock = level({"a": 10.0, "b": 20.0, "c": 40.0, "d": None, "long": 100.0})
+    other = level({"a": 8.0, "b": 16.0, "c": 32.0, "d": 5.0, "long": 300.0})
+    # d is cut in stock: not paired; the long program's 3x does not move the median as it moves a mean.
+    assert replay.paired_jct_ratio(stock, other) == pytest.approx(0.8)
+    unnamed = {"programs": [{"jct_s": 10.0, "done": True}]}
+    assert replay.paired_jct_ratio(unnamed, unnamed) is None
