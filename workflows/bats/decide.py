@@ -56,7 +56,7 @@ from workflows.bats.steps import (
     ToolCall,
     ToolsRan,
 )
-from workflows.bats.tracker import any_exhausted, policy_prompt, tracker_block
+from workflows.bats.tracker import BLOCK_ECHO_STOPS, any_exhausted, policy_prompt, tracker_block
 from workflows.bats.trajectory import (
     action_log,
     assistant_entry,
@@ -123,7 +123,8 @@ def render(setup: AttemptSetup, state: LoopState) -> tuple[Message, ...]:
 
 
 def _sampling(setup: AttemptSetup) -> SamplingOptions:
-    return SamplingOptions(max_tokens=setup.config.max_tokens, temperature=setup.config.temperature, seed=setup.seed)
+    return SamplingOptions(max_tokens=setup.config.max_tokens, temperature=setup.config.temperature, seed=setup.seed,
+                           stop=BLOCK_ECHO_STOPS)
 
 
 def _key(action: Action) -> tuple[str, str]:

@@ -161,6 +161,13 @@ def tracker_block(
     return "\n".join(lines)
 
 
+BLOCK_ECHO_STOPS = ("<budget>", "\nbudget", "\nBudget", "\nregime:", " used, ")
+"""Stop strings for the agent's own reply: the budget block is the environment's, never the agent's,
+but a small model imitates it after its action lines (Qwen2.5-Coder-0.5B, 2026-12-04: 640 of 836 cut
+agent replies were the block's lines repeated until the token limit, bench/NOTEBOOK.md §16). The
+reply ends where the imitation starts, keeping the actions before it."""
+
+
 def policy_prompt(
     views: Sequence[ToolBudgetView],
     config: TrackerConfig | None = None,

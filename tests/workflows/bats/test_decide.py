@@ -24,6 +24,7 @@ from workflows.bats.steps import (
     ToolOutput,
     ToolsRan,
 )
+from workflows.bats.tracker import tracker_block
 
 
 def views(search_used: float = 0, browse_used: float = 0, limit: float | None = 5) -> tuple[ToolBudgetView, ...]:
@@ -220,3 +221,19 @@ def test_turn_cap_from_the_observed_budget() -> None:
     assert turn_cap(views(limit=None), AgentConfig(max_turns_cap=9)) == 9
     assert turn_cap(views(limit=100), AgentConfig()) == 48
     assert turn_cap(views(), AgentConfig(max_turns=3)) == 3
+
+
+@pytest.mark.parametrize("echo", [
+    # What Qwen2.5-Coder-0.5B wrote after its actions until the token limit (issue 22 run 3be667f).
+    "\nbudget:\nsearch: Creed (band)\nbrowse: wiki://Creed\nbudget:\nsearch: Creed (band)",
+    "\nbudget\nsearch: 1 used, 9 left (of 10 queries)\nbrowse: 1 used, 9 left (of 10 urls)\nbudget",
+    "\nregime: medium\nbudget:\nsearch: Creed (band)",
+    "\n" + tracker_block(views(search_used=1)),
+])
+def test_the_agent_call_stops_where_the_reply_imitates_the_budget_block(echo: str) -> None:
+    stops = llm(start(setup(LoopMode(tracker=True)))[1]).sampling.stop
+    actions = "search: Creed (band)\nbrowse: wiki://Creed"
+    reply = actions + echo
+    cut = min(i for i in (reply.find(s) for s in stops) if i >= 0)  # what the server returns
+    assert reply[:cut].rstrip() == actions
+    assert all(s not in actions for s in stops)  # the action lines themselves never stop the reply
