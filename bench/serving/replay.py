@@ -726,8 +726,8 @@ def paired_jct_ratio(base: dict[str, Any], other: dict[str, Any]) -> float | Non
     does not decide it as it can a mean. Between runs on different machines it also holds the
     machines' speed difference (two one-H200 sessions ran the same level about 20% apart, bench/NOTEBOOK.md §17).
     """
-    mine = {p.get("program_id"): p["jct_s"] for p in base["programs"] if p["done"] and p["jct_s"] > 0}
-    mine.pop(None, None)  # files from before programs were named
+    # Files from before programs were named have no program_id: nothing to pair.
+    mine = {p["program_id"]: p["jct_s"] for p in base["programs"] if "program_id" in p and p["done"] and p["jct_s"] > 0}
     ratios = [p["jct_s"] / mine[p["program_id"]]
               for p in other["programs"] if p["done"] and p.get("program_id") in mine]
     return round(statistics.median(ratios), 4) if ratios else None

@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from orchestrator.context import ToolBudgetView
+from orchestrator.llm.scripted import cut_reply
 from workflows.bats import prompts
 from workflows.bats.config import AgentConfig, LoopMode
 from workflows.bats.decide import decide, turn_cap
@@ -233,7 +234,6 @@ def test_turn_cap_from_the_observed_budget() -> None:
 def test_the_agent_call_stops_where_the_reply_imitates_the_budget_block(echo: str) -> None:
     stops = llm(start(setup(LoopMode(tracker=True)))[1]).sampling.stop
     actions = "search: Creed (band)\nbrowse: wiki://Creed"
-    reply = actions + echo
-    cut = min(i for i in (reply.find(s) for s in stops) if i >= 0)  # what the server returns
-    assert reply[:cut].rstrip() == actions
+    text, finish = cut_reply(actions + echo, stops)  # what the server returns
+    assert (text.rstrip(), finish) == (actions, "stop")
     assert all(s not in actions for s in stops)  # the action lines themselves never stop the reply
