@@ -124,7 +124,7 @@ def render(setup: AttemptSetup, state: LoopState) -> tuple[Message, ...]:
 
 def _sampling(setup: AttemptSetup) -> SamplingOptions:
     return SamplingOptions(max_tokens=setup.config.max_tokens, temperature=setup.config.temperature, seed=setup.seed,
-                           stop=BLOCK_ECHO_STOPS)
+                           stop=BLOCK_ECHO_STOPS if setup.mode.tracker else ())
 
 
 def _key(action: Action) -> tuple[str, str]:

@@ -161,11 +161,12 @@ def tracker_block(
     return "\n".join(lines)
 
 
-BLOCK_ECHO_STOPS = ("<budget>", "\nbudget", "\nBudget", "\nregime:", " used, ")
-"""Stop strings for the agent's own reply: the budget block is the environment's, never the agent's,
-but a small model imitates it after its action lines (Qwen2.5-Coder-0.5B, 2026-12-04: 640 of 836 cut
-agent replies were the block's lines repeated until the token limit, bench/NOTEBOOK.md §16). The
-reply ends where the imitation starts, keeping the actions before it."""
+BLOCK_ECHO_STOPS = ("<budget>", "\nbudget", "\nBudget", "\nregime:")
+"""Stop strings for the agent's own reply where it is shown the budget block: the block is the
+environment's, never the agent's, but a small model imitates it after its action lines
+(Qwen2.5-Coder-0.5B, 2026-12-04: 640 of 836 cut agent replies were the block's lines repeated until
+the token limit, bench/NOTEBOOK.md §16). The reply ends where the imitation starts, keeping the
+actions before it. Only line starts and the tag: a query or answer may hold any words."""
 
 
 def policy_prompt(

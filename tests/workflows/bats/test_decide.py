@@ -237,3 +237,7 @@ def test_the_agent_call_stops_where_the_reply_imitates_the_budget_block(echo: st
     text, finish = cut_reply(actions + echo, stops)  # what the server returns
     assert (text.rstrip(), finish) == (actions, "stop")
     assert all(s not in actions for s in stops)  # the action lines themselves never stop the reply
+    # Words of a query or an answer never stop it; without the block (ReAct) nothing is imitated.
+    query = "search: drugs used, banned (1990s)\nanswer: widely used, then banned"
+    assert cut_reply(query, stops) == (query, "stop")
+    assert llm(start(setup())[1]).sampling.stop == ()
