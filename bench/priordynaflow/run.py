@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
 import random
 import re
@@ -53,7 +54,7 @@ from orchestrator.tools.base import Tool, ToolResult
 from orchestrator.tools.registry import ToolRegistry
 from orchestrator.tools.sandbox import SandboxLimits, python_tool
 from orchestrator.types import Message, SamplingOptions
-from workflows.priordynaflow.agents import get_roster
+from workflows.priordynaflow.agents import get_roster, register_roster
 from workflows.priordynaflow.config import RouterConfig
 from workflows.priordynaflow.graph import build, initial_state, result, task_message
 from workflows.priordynaflow.learner import LearnerPool
@@ -226,10 +227,20 @@ def _interleave(groups: list[list[dict[str, Any]]], seed: int) -> list[dict[str,
     return merged
 
 
+def parse_starts(text: str) -> list[tuple[str, str]]:
+    """``math=programmer,code=planner`` as (roster, start agent) pairs."""
+    pairs = [part.split("=", 1) for part in text.split(",") if part]
+    if any(len(p) != 2 for p in pairs):
+        raise argparse.ArgumentTypeError(f"expected FAMILY=AGENT,..., got {text!r}")
+    return [(family.strip(), agent.strip()) for family, agent in pairs]
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     from rich.progress import Progress
 
     started = time.perf_counter()
+    for family, agent in args.start:
+        register_roster(dataclasses.replace(get_roster(family), start=agent))
     rows = load_rows(args.datasets, args.max_items, args.seed)
     all_rows = [r for rs in rows.values() for r in rs]
     client = scripted_client(all_rows) if args.dry_run else openai_client(args.base_url, args.model, args.concurrency)
@@ -240,6 +251,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         max_path_length=args.max_path_length,
         update_order=args.update_order,
         min_agents_before_end=args.min_agents_before_end,
+        self_loops=args.self_loops,
     )
     families: dict[str, list[str]] = {}
     for name in args.datasets:
@@ -389,6 +401,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="order an episode's transitions are learned in (backward: the END reward reaches every "
                         "hand-off of the path at once)")
     p.add_argument("--min-agents-before-end", type=int, default=1, help="END is offered only once this many ran")
+    p.add_argument("--start", type=parse_starts, default=[], metavar="FAMILY=AGENT,...",
+                   help="the agent each episode of a roster starts with (e.g. math=programmer; default the roster's)")
+    p.add_argument("--no-self-loops", dest="self_loops", action="store_false",
+                   help="leave the running agent out of its own successors (no coder -> coder)")
     p.add_argument("--cot-max-tokens", type=int, default=None,
                    help="the CoT baseline's max_tokens (default --max-tokens; set it to PriorDynaFlow's tokens "
                         "per task for CoT at equal tokens)")

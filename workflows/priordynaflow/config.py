@@ -124,6 +124,12 @@ class RouterConfig:
     self_loop_penalty: float = 10.0
     """Penalty when the chosen agent is the current agent, A -> A (code: 10)."""
 
+    self_loops: bool = True
+    """Whether an agent may hand over to itself (code: yes, at ``self_loop_penalty``). False
+    (ours) leaves the current agent out of its own candidates: on Qwen2.5-Coder-0.5B the code
+    paths learned with self-loops were coder -> coder -> coder, the same agent rewriting its own
+    answer until the reward floor stopped it (issue 22 run 3be667f)."""
+
     initial_success_rate: float = 0.5
     """Success rate of an agent that has no finished episode yet (code: 0.5)."""
 

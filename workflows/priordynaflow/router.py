@@ -95,14 +95,20 @@ def select_candidates(table: QTable, state: str, config: RouterConfig, rng: rand
     Q values among the unpruned ones (ties stay together), plus, with probability epsilon (0
     when frozen), one random unpruned action that is not already offered. With nothing
     unpruned, END is the only candidate. END is left out while ``path_length`` is below
-    ``min_agents_before_end`` (unless nothing else is left).
+    ``min_agents_before_end`` (unless nothing else is left); ``state`` itself is left out when
+    ``self_loops`` is off.
     """
     kept, pruned = available_actions(table, state, config)
+    if not config.self_loops:
+        kept = [a for a in kept if a != state]
+        pruned = [a for a in pruned if a != state]
     if path_length < config.min_agents_before_end:
         kept = [a for a in kept if a != END] or kept
         pruned = [a for a in pruned if a != END]
     if is_exploring(table, config):
         every = table.actions if path_length >= config.min_agents_before_end else table.agents
+        if not config.self_loops:
+            every = tuple(a for a in every if a != state) or (END,)
         return Candidates(actions=every, exploring=True)
     if not kept:
         return Candidates(actions=(END,), pruned=tuple(pruned))

@@ -416,3 +416,24 @@ def test_end_is_not_offered_before_min_agents_before_end():
     # No marker while END is not offered: the best candidate runs instead of ending after one agent.
     action = decide(state_after([]), first, reply("no marker"), table)
     assert action.next == "inspector" and action.decision.reason == "unparsable"
+
+
+def test_without_self_loops_the_running_agent_is_never_its_own_successor():
+    # The table prefers solver -> solver; with self_loops off it is not offered, warm or cold, and
+    # a marker naming the running agent is replaced by the best candidate.
+    config = RouterConfig(num_explore_steps=0, epsilon=1.0, min_epsilon=1.0, self_loops=False)
+    table = warm_table(solver=9.0, inspector=1.0, END=0.5)
+    for seed in range(20):
+        warm = start_turn(state_after(["analyst"]), roster=MATH_ROSTER, agent="solver", dataset=GSM8K,
+                          family="math", table=table, config=config, rng=random.Random(seed))
+        assert "solver" not in warm.candidates.actions and "inspector" in warm.candidates.actions
+    cold = start_turn(state_after([]), roster=MATH_ROSTER, agent="solver", dataset=GSM8K, family="math",
+                      table=table, config=replace(config, num_explore_steps=10**6), rng=random.Random(0))
+    assert cold.candidates.exploring and "solver" not in cold.candidates.actions
+    assert set(cold.candidates.actions) == {"analyst", "programmer", "inspector", END}
+    action = decide(state_after(["analyst"]), warm, reply("#### 4\nNEXT: solver"), table)
+    assert action.next != "solver" and action.decision.reason == "off_candidate"
+    # The reference behaviour stays the default.
+    looped = start_turn(state_after(["analyst"]), roster=MATH_ROSTER, agent="solver", dataset=GSM8K,
+                        family="math", table=table, config=replace(config, self_loops=True), rng=random.Random(0))
+    assert looped.candidates.actions[0] == "solver"
