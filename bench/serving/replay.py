@@ -258,6 +258,44 @@ def plugin_env(config: str, service: ServiceModel | None) -> dict[str, str]:
     return cfg.to_env()
 
 
+TURN_PHASES = ("wall_s", "queue_s", "prefill_s", "decode_s")
+"""Where a turn's time went: the wall time of its request (as the program saw it), then from the
+engine core's timestamps the time it waited to be scheduled, from its first scheduling to its first
+token (prefill, and any wait after a preemption) and from its first to its last token (decode)."""
+
+
+def turn_timing(out: Any, wall_s: float) -> list[float] | None:
+    """One turn's ``TURN_PHASES`` in seconds, from ``out.metrics`` (vLLM's ``RequestStateStats``:
+    present when the engine logs stats), or None without them."""
+    stats = getattr(out, "metrics", None)
+    if stats is None or not stats.queued_ts or not stats.first_token_ts:
+        return None
+    scheduled = stats.scheduled_ts or stats.queued_ts
+    return [round(wall_s, 4), round(max(0.0, scheduled - stats.queued_ts), 4),
+            round(max(0.0, stats.first_token_ts - scheduled), 4),
+            round(max(0.0, (stats.last_token_ts or stats.first_token_ts) - stats.first_token_ts), 4)]
+
+
+def add_turn_timing(rec: dict[str, Any], out: Any, wall_s: float) -> None:
+    """Append one turn's timing to a program record (``turn_timings``, one row of ``TURN_PHASES``
+    per turn) and add it to the record's totals (``queue_s``...); the wall time alone where the
+    engine gave no stats."""
+    row = turn_timing(out, wall_s) or [round(wall_s, 4)]
+    rec.setdefault("turn_timings", []).append(row)
+    for name, value in zip(TURN_PHASES, row, strict=False):
+        rec[name] = round(rec.get(name, 0.0) + value, 4)
+
+
+def time_split(programs: Sequence[dict[str, Any]]) -> dict[str, float] | None:
+    """Mean per program of each ``TURN_PHASES`` total, over the programs that have them all (runs
+    before the turn timings were recorded have none: None)."""
+    timed = [p for p in programs if all(name in p for name in TURN_PHASES)]
+    if not timed:
+        return None
+    return {f"mean_{name}": round(statistics.fmean(p[name] for p in timed), 3) for name in TURN_PHASES} | {
+        "num_programs": len(timed)}
+
+
 def _sum_samples(registry: Any, name: str) -> float:
     total = 0.0
     for metric in registry.collect():
@@ -358,11 +396,13 @@ async def _replay(args: argparse.Namespace, engine: Any, levels: list[Level], pr
             for k, turn in enumerate(program.turns):
                 prompt = context + prompt_tokens(program, li, k, turn.num_new_tokens, instance=index)
                 hints = ProgramHints(pid, turn=k, is_last_step=k == last, tool_name=turn.tool_name)
+                sent = time.perf_counter()
                 out = await generate(prompt, turn.num_output_tokens, hints.to_xargs())
                 context = prompt + list(out.outputs[0].token_ids)
                 rec["turns"] += 1
                 rec["prompt_tokens"] += len(prompt)
                 rec["cached_tokens"] += int(out.num_cached_tokens or 0)
+                add_turn_timing(rec, out, time.perf_counter() - sent)
                 if k < last and turn.tool_s > 0:
                     await asyncio.sleep(turn.tool_s)
             rec["done"] = True
@@ -515,6 +555,7 @@ def summarize_level(level: dict[str, Any], lower_bounds: Sequence[float] | None 
         "jct_trend": jct_trend(programs),
         "jct_by_arrival_tenth": jct_by_arrival_tenth(programs),
         "completed_per_min": completed_per_min(programs, level.get("drain_cap_s")),
+        **({"time_split": split} if (split := time_split(programs)) else {}),
     }
 
 

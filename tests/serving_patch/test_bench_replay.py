@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -671,3 +672,22 @@ def test_paired_jct_ratio_is_the_median_over_programs_both_runs_finished() -> No
     assert replay.paired_jct_ratio(stock, other) == pytest.approx(0.8)
     unnamed = {"programs": [{"jct_s": 10.0, "done": True}]}
     assert replay.paired_jct_ratio(unnamed, unnamed) is None
+
+
+def test_turn_timings_split_each_turn_by_the_engine_timestamps():
+    from vllm.v1.metrics.stats import RequestStateStats
+
+    rec: dict = {}
+    first = RequestStateStats(arrival_time=1.0, queued_ts=10.0, scheduled_ts=12.5, first_token_ts=13.0,
+                              last_token_ts=15.0)
+    replay.add_turn_timing(rec, types.SimpleNamespace(metrics=first), 5.25)
+    replay.add_turn_timing(rec, types.SimpleNamespace(metrics=None), 1.0)  # stats off: the wall time only
+    second = RequestStateStats(queued_ts=20.0, scheduled_ts=20.0, first_token_ts=20.5, last_token_ts=21.0)
+    replay.add_turn_timing(rec, types.SimpleNamespace(metrics=second), 1.5)
+    assert rec["turn_timings"] == [[5.25, 2.5, 0.5, 2.0], [1.0], [1.5, 0.0, 0.5, 0.5]]
+    assert (rec["wall_s"], rec["queue_s"], rec["prefill_s"], rec["decode_s"]) == (7.75, 2.5, 1.0, 2.5)
+    other = {"queue_s": 0.5, "prefill_s": 1.0, "decode_s": 0.5, "wall_s": 2.75}
+    split = replay.time_split([rec, other, {"jct_s": 1.0}])
+    assert split == {"mean_wall_s": 5.25, "mean_queue_s": 1.5, "mean_prefill_s": 1.0, "mean_decode_s": 1.5,
+                     "num_programs": 2}
+    assert replay.time_split([{"jct_s": 1.0}]) is None
