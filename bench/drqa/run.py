@@ -3,7 +3,7 @@
 Parts (``--parts``, default all three):
   allocation  GSM8K and MATH validation against a served model (--base-url): 'unlimited' once
               (max_tokens --unlimited-max-tokens; also once capped at the quota ceiling --max-tokens,
-              a reference row), then 'uniform' and 'drqa' at total budgets that are fractions of
+              a reference row), then 'uniform' and 'drqa' (--methods) at total budgets that are fractions of
               unlimited's spend (--fractions); accuracy vs reasoning tokens, plotted.
   data        chains of thought (single + batch-2) from the served model on the training split,
               labelled (incorrect / correct-verbose / correct-concise), with a manifest.
@@ -85,6 +85,15 @@ def parse_variants(spec: str) -> list[tuple[str, str, dict[str, Any]]]:
             raise SystemExit(f"--variants: method must be uniform or drqa, got {method!r}")
         out.append((part, method, options))
     return out
+
+
+def parse_methods(spec: str) -> list[str]:
+    """``"uniform,drqa"`` -> the plain (default-option) methods run at every budget, in order."""
+    methods = [m.strip() for m in spec.split(",") if m.strip()]
+    bad = [m for m in methods if m not in ("uniform", "drqa")]
+    if bad:
+        raise SystemExit(f"--methods: each must be uniform or drqa, got {bad}")
+    return methods
 
 
 def _option_value(key: str, text: str) -> Any:
@@ -225,8 +234,8 @@ class Deadline:
 
 async def run_allocation(args: argparse.Namespace, deadline: Deadline,
                          on_entry: Any = lambda entries: None) -> list[dict[str, Any]]:
-    """Unlimited, then uniform and drqa per fraction, per dataset; ``on_entry`` after each run
-    (the caller writes the results so far). A run that the deadline would cut is skipped or
+    """Unlimited, then the --methods (uniform, drqa) and --variants per fraction, per dataset;
+    ``on_entry`` after each run (the caller writes the results so far). A run that the deadline would cut is skipped or
     cancelled and listed under ``skipped``."""
     client = _client(args)
     fractions = [float(f) for f in args.fractions.split(",")]
@@ -247,9 +256,10 @@ async def run_allocation(args: argparse.Namespace, deadline: Deadline,
     with tempfile.TemporaryDirectory() as tmp, _progress() as progress:
         datasets = _datasets(args)
         variants = parse_variants(args.variants)
+        methods = parse_methods(args.methods)
         capped = args.max_tokens < args.unlimited_max_tokens
         bar = progress.add_task("allocation runs",
-                                total=len(datasets) * (1 + capped + (2 + len(variants)) * len(fractions)))
+                                total=len(datasets) * (1 + capped + (len(methods) + len(variants)) * len(fractions)))
         for dataset, rows in datasets.items():
             unlimited = await timed(_run_method(args, rows, dataset, "unlimited", None, client, Path(tmp)),
                                     f"{dataset}/unlimited")
@@ -273,7 +283,7 @@ async def run_allocation(args: argparse.Namespace, deadline: Deadline,
                     on_entry(entries)
             for frac in fractions:
                 budget = int(unlimited["reasoning_tokens"] * frac)
-                runs = [("", "uniform", {}), ("", "drqa", {}), *variants]
+                runs = [*(("", method, {}) for method in methods), *variants]
                 for variant, method, opts in runs:
                     entry = await timed(_run_method(args, rows, dataset, method, budget, client, Path(tmp),
                                                     variant, opts),
@@ -416,6 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--probe-batch-size", type=int, default=4)
     p.add_argument("--strategy", default="easiest_first", help="drqa's allocation strategy (QuotaConfig.strategy)")
     p.add_argument("--solve-style", default="plain", help="budgeted solve prompt style (QuotaConfig.solve_style)")
+    p.add_argument("--methods", default="uniform,drqa",
+                   help="plain methods (their default options) run at every budget, before the variants; "
+                        "the summary holds these rows (e.g. 'drqa' alone to give uniform's time to variants)")
     p.add_argument("--variants", default="drqa:strategy=proportional;drqa:max_probe_fraction=0;"
                                          "uniform:solve_style=brief;drqa:solve_style=brief",
                    help="extra runs at every budget, ';'-separated method:key=value,... (details.json only)")

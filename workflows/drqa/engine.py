@@ -43,6 +43,7 @@ from workflows.drqa.quota.batch import (
 from workflows.drqa.quota.difficulty import difficulty_signals, estimate_difficulty, size_ranks
 from workflows.drqa.quota.enforcement import WORDS_PER_TOKEN, quota_sampling
 from workflows.drqa.quota.plan import ProbePlan, answer_reserve, plan_probe, policy_for, solve_quotas
+from workflows.drqa.quota.signals import span_logprobs
 from workflows.drqa.records import attempt_record, clip, final_answer, held_for_answers, tokens_of, working_of
 
 __all__ = ["NODE_ORDER", "Action", "Advance", "Ask", "Call", "DRQAState", "Observation", "decide"]
@@ -175,23 +176,35 @@ def _probe(state: DRQAState, config: DRQARunConfig, observation: Observation | N
     parsed = [ProbeItem(i + 1, None, "", 0, None, missing=True) for i in range(len(questions))]
     quick: list[str | None] = [None] * len(questions)
     samples: list[list[str | None]] = [[] for _ in questions]
-    quick_logprobs: list[list[float]] = [[] for _ in questions]
+    # Token logprobs of each question's answer, for the 'logprob' signal (None: none came back):
+    # the probe's own answer tokens, or the greedy quick answer's where the probe states none.
+    probe_logprobs: list[list[float] | None] = [None] * len(questions)
+    quick_logprobs: list[list[float] | None] = [None] * len(questions)
     for call, response in observation:
         if call.purpose == "probe":
             batch = plan.batches[call.item]
+            # The tokens' text laid end to end is the reply's (up to a multi-byte character split
+            # across tokens, which shifts the answer's span by a few characters at worst).
+            tokens = [(t.token, t.logprob) for t in response.logprobs] if response.logprobs else None
             for i, p in zip(batch, parse_probe_response(response.text, len(batch)), strict=True):
                 parsed[i] = p
+                if tokens is not None:
+                    probe_logprobs[i] = span_logprobs(tokens, p.answer_span) if p.answer_span else []
             continue
         answer = parse_quick_answer(response.text)
         samples[call.item].append(answer)
         if call.details.get("sample", 0) == 0:
             quick[call.item] = answer
-            quick_logprobs[call.item] = [t.logprob for t in response.logprobs or ()]
+            if response.logprobs is not None:
+                quick_logprobs[call.item] = [t.logprob for t in response.logprobs]
     per_item: list[dict[str, Any]] = []
+    num_logprob = 0
     for i, p in enumerate(parsed):
         rank = ranks[i] if ranks is not None else None
         d = estimate_difficulty(p, quick[i], dcfg, size_rank=rank)
-        signals = difficulty_signals(p, samples[i], quick_logprobs[i], rank, dcfg, mixed=d.value)
+        answer_logprobs = probe_logprobs[i] or quick_logprobs[i] or probe_logprobs[i]
+        num_logprob += bool(answer_logprobs)
+        signals = difficulty_signals(p, samples[i], answer_logprobs, rank, dcfg, mixed=d.value)
         chosen = dcfg.difficulty_signal
         value = d.value if chosen == "mixed" else max(signals[chosen], dcfg.min_difficulty)
         per_item.append({"answer": p.answer, "confidence": p.confidence, "reasoning_tokens": p.reasoning_tokens,
@@ -202,6 +215,9 @@ def _probe(state: DRQAState, config: DRQARunConfig, observation: Observation | N
         "enabled": True, "num_prompts": len(plan.batches), "max_spend": plan.max_spend, "spent": update["spent"],
         "num_resolved": sum(1 for e in per_item if e["resolved"]),
         "num_missing": sum(1 for e in per_item if e["missing"]),
+        # Questions whose 'logprob' signal read an answer's token logprobs (0 when none were
+        # asked for, see record_logprobs, or the server returned none).
+        "num_logprob_signals": num_logprob,
     })
 
 
@@ -209,13 +225,15 @@ def _probe_calls(state: DRQAState, config: DRQARunConfig, plan: ProbePlan) -> tu
     spec = get_spec(state["dataset"])
     questions = [it["question"] for it in state["items"]]
     words = int(plan.probe_max_tokens[0] / max(len(plan.batches[0]), 1) * WORDS_PER_TOKEN * 0.8)
+    # The 'logprob' signal reads the probe's answer tokens (and the greedy quick answer's).
+    dcfg = config.quota.difficulty
+    wants_logprobs = dcfg.difficulty_signal == "logprob" or dcfg.record_logprobs
     probes = [
         Call("probe", j, compose_probe_messages([questions[i] for i in batch], answer_hint=spec.answer_hint,
                                                 max_words_per_question=words),
-             quota_sampling(plan.probe_max_tokens[j], _base(config)))
+             quota_sampling(plan.probe_max_tokens[j], replace(_base(config), logprobs=wants_logprobs)))
         for j, batch in enumerate(plan.batches)
     ]
-    wants_logprobs = config.quota.difficulty.difficulty_signal == "logprob"
     samplings = [replace(_base(config), logprobs=wants_logprobs)] + [
         SamplingOptions(temperature=config.quota.quick_sample_temperature, seed=s)
         for s in range(1, plan.num_quick_samples)
@@ -233,7 +251,8 @@ def _allocate(state: DRQAState, config: DRQARunConfig, observation: Observation 
     budget_left = (config.total_budget or 0) - state.get("spent", 0)
     quotas = _quotas(state, config, budget_left)
     return Advance({"quotas": quotas}, {"method": config.method, "budget_left": budget_left,
-                                        "allocated": sum(quotas), "num_funded": sum(1 for q in quotas if q > 0)})
+                                        "allocated": sum(quotas), "num_funded": sum(1 for q in quotas if q > 0),
+                                        "min_quota_tokens": config.quota.min_quota_tokens})
 
 
 # -- solve --------------------------------------------------------------------------------------

@@ -128,7 +128,7 @@ def test_allocate_splits_what_the_probe_left_and_skips_resolved_questions() -> N
     assert quotas[0] == 0 and sum(quotas) <= 600
     assert quotas[1] == 300  # easiest first: whole quotas (the ceiling)
     assert action.record == {"method": "drqa", "budget_left": 600, "allocated": sum(quotas),
-                             "num_funded": sum(1 for q in quotas if q > 0)}
+                             "num_funded": sum(1 for q in quotas if q > 0), "min_quota_tokens": 0}
 
 
 def test_solve_keeps_a_reserve_and_states_only_binding_quotas() -> None:

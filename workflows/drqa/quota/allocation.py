@@ -3,7 +3,8 @@
 ``allocate`` splits a total budget over questions in proportion to their weights, clamped to
 ``[floor, ceiling]`` per question; the quotas always sum to at most the total.
 ``allocate_easiest_first`` instead funds whole questions at the ceiling, easiest first, when the
-total cannot give every question what it needs (see its docstring for why). ``reallocate``
+total cannot give every question what it needs (see its docstring for why), optionally after
+reserving a minimum quota for every question. ``reallocate``
 hands budget left over after a solve round to questions that are unresolved (no final answer),
 then to those answered with low confidence.
 """
@@ -93,32 +94,77 @@ def allocate(weights: Sequence[float], total_budget: int, config: AllocationConf
 
 
 def allocate_easiest_first(
-    difficulties: Sequence[float], eligible: Sequence[bool], total_budget: int, config: AllocationConfig
+    difficulties: Sequence[float],
+    eligible: Sequence[bool],
+    total_budget: int,
+    config: AllocationConfig,
+    *,
+    min_quota: int = 0,
 ) -> list[int]:
     """Whole quotas (``ceiling_tokens``) to eligible questions in order of rising difficulty.
 
-    Questions get the ceiling, easiest first (ties by position), while the total covers it; the
-    next one gets what is left if that is at least ``floor_tokens``; the rest get 0. The sum never
-    exceeds ``total_budget``.
+    With ``min_quota`` 0: questions get the ceiling, easiest first (ties by position), while the
+    total covers it; the next one gets what is left if that is at least ``floor_tokens``; the rest
+    get 0. The sum never exceeds ``total_budget``.
+
+    With ``min_quota`` > 0 (one wave of the ``drqa`` workflow's funding, see below), ``min_quota``
+    tokens are first reserved for every eligible question, and only what the reserves leave buys
+    whole quotas, easiest first:
+
+    - while the unreserved part covers a whole quota (the ceiling less the question's own reserve),
+      the easiest questions get the ceiling and the others 0 *in this call*: their reserves stay
+      unspent, so the next wave (the same call over the questions not yet funded, with the unspent
+      part of this wave's quotas back in the total) still covers them;
+    - once it covers no whole quota, this is the last wave: every eligible question gets
+      ``min_quota``, and what is left over tops up the easiest ones (up to the ceiling).
+
+    So every eligible question ends with at least ``min_quota`` (``min(min_quota, ceiling)``) once
+    the waves are done, and the sum of one call's quotas never exceeds ``total_budget``.
+    Fallback: when the total cannot cover ``min_quota`` for every eligible question, the floor is
+    not kept and this is the ``min_quota`` 0 allocation (whole quotas easiest first): a share
+    below the floor would buy an answer for no one, and spreading it thinner buys less than whole
+    quotas do (below).
 
     Why not proportional: a quota below the length of the model's working cuts the working
     before its answer, so spreading a short budget over every question buys almost nothing (a
     0.5B model given 134-201 tokens each cut 90-93 of 100 GSM8K solutions and scored 3-5%). When
     the chance of a right answer falls with difficulty, funding the likeliest questions in full is
     the greedy answer to that knapsack; the unspent part of each quota comes back for the next
-    questions (the ``drqa`` workflow funds in waves).
+    questions (the ``drqa`` workflow funds in waves). The cost is that the hardest-rated
+    questions may get no quota, hence no answer, at all; ``min_quota`` trades some whole quotas for
+    a short attempt at every question.
     """
     if total_budget < 0:
         raise ValueError(f"total_budget must be >= 0, got {total_budget}")
+    if min_quota < 0:
+        raise ValueError(f"min_quota must be >= 0, got {min_quota}")
     if len(difficulties) != len(eligible):
         raise ValueError("difficulties and eligible must have the same length")
     for d in difficulties:
         if not math.isfinite(d):
             raise ValueError(f"difficulties must be finite, got {d!r}")
     quotas = [0] * len(difficulties)
+    order = sorted((i for i, ok in enumerate(eligible) if ok), key=lambda i: (difficulties[i], i))
+    ceiling = config.ceiling_tokens
+    floor = min(min_quota, ceiling)
+    if floor > 0 and order and total_budget >= floor * len(order):
+        unreserved = total_budget - floor * len(order)
+        whole = ceiling - floor  # what a whole quota costs beyond the question's own reserve
+        for i in order:
+            if unreserved < whole:
+                break
+            quotas[i] = ceiling
+            unreserved -= whole
+        if any(quotas):
+            return quotas  # the rest keep their reserves for the next wave
+        for i in order:  # last wave: the floor for all, the remainder to the easiest
+            top_up = min(whole, unreserved)
+            quotas[i] = floor + top_up
+            unreserved -= top_up
+        return quotas
     left = total_budget
-    for i in sorted((i for i, ok in enumerate(eligible) if ok), key=lambda i: (difficulties[i], i)):
-        give = min(config.ceiling_tokens, left)
+    for i in order:
+        give = min(ceiling, left)
         if give <= 0 or give < max(config.floor_tokens, 1):
             break
         quotas[i] = give

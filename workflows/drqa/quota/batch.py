@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from orchestrator.types import Message
 from workflows.answers import extract_final_answer
@@ -52,6 +52,10 @@ class ProbeItem:
     """Stated confidence in [0, 1], or None when not stated or unreadable."""
     missing: bool = False
     """True when the reply has no block for this question at all."""
+    answer_span: tuple[int, int] | None = field(default=None, compare=False)
+    """Where the stated answer (the ``Answer:`` field's first line, stripped) lies in the reply
+    text, as ``(start, end)`` character offsets; None when the block has no ``Answer:`` field.
+    The ``logprob`` difficulty signal reads the probe's token log-probabilities over it."""
 
 
 def approx_token_count(text: str) -> int:
@@ -135,8 +139,10 @@ def _parse_confidence(raw: str) -> float | None:
     return value
 
 
-def _parse_block(body: str, position: int, count: TokenCounter) -> ProbeItem:
+def _parse_block(body: str, position: int, count: TokenCounter, offset: int = 0) -> ProbeItem:
+    """The block ``body``, which starts at ``offset`` in the reply (for :attr:`ProbeItem.answer_span`)."""
     fields: dict[str, str] = {}
+    answer_at: int | None = None
     matches = list(_FIELD_RE.finditer(body))
     preamble = body[: matches[0].start()] if matches else body
     for j, m in enumerate(matches):
@@ -145,12 +151,18 @@ def _parse_block(body: str, position: int, count: TokenCounter) -> ProbeItem:
         name = "answer" if name == "final answer" else ("reasoning" if name == "working" else name)
         # The first occurrence of a field wins: a model that restates "Answer:" inside its
         # working does not get to overwrite what it wrote in the field proper.
+        if name == "answer" and answer_at is None:
+            answer_at = m.end()
         fields.setdefault(name, body[m.end() : end].strip())
     reasoning = fields.get("reasoning", "")
     answer_raw = fields.get("answer")
     answer: str | None
+    span: tuple[int, int] | None = None
     if answer_raw is not None:
         first_line = answer_raw.splitlines()[0].strip() if answer_raw.strip() else ""
+        if first_line and answer_at is not None:
+            start = body.index(first_line, answer_at)
+            span = (offset + start, offset + start + len(first_line))
         # The field holds the answer itself (maybe wrapped in \boxed{} or after ####); never
         # reduce it to its last number, which would turn \frac{\sqrt{3}}{2} into 2.
         answer = (extract_final_answer(first_line, allow_last_number=False) or first_line.rstrip("."))
@@ -167,6 +179,7 @@ def _parse_block(body: str, position: int, count: TokenCounter) -> ProbeItem:
         reasoning=reasoning,
         reasoning_tokens=count(reasoning),
         confidence=confidence,
+        answer_span=span,
     )
 
 
@@ -191,7 +204,7 @@ def parse_probe_response(
         if not 1 <= pos <= num_questions:
             continue
         end = headers[j + 1].start() if j + 1 < len(headers) else len(text)
-        item = _parse_block(text[m.end() : end], pos, count_tokens)
+        item = _parse_block(text[m.end() : end], pos, count_tokens, m.end())
         prev = found.get(pos)
         if prev is None or (prev.answer is None and item.answer is not None):
             found[pos] = item

@@ -56,10 +56,18 @@ class DifficultyConfig:
     """Which difficulty the allocation uses (:data:`~workflows.drqa.quota.signals.SIGNALS`):
     ``mixed`` (the weighted mix above), or one signal alone: ``length`` (the probe's working
     length), ``agreement`` (disagreement among the probe's answer and the quick samples, see
-    ``num_quick_samples``), ``logprob`` (one minus the greedy quick answer's geometric-mean token
-    probability; its calls then ask for logprobs) or ``size`` (the question's size rank). Every
+    ``num_quick_samples``), ``logprob`` (one minus the geometric-mean token probability of the
+    batch-mode probe's own answer to the question, or of the greedy quick answer where the probe
+    states none; the probe and greedy quick calls ask for logprobs when it is chosen or
+    ``record_logprobs`` is on, and the probe's are read even when the budget leaves no room for
+    quick answers) or ``size`` (the question's size rank). Every
     signal is recorded per question whichever is used, so a validation run can compare them
     (:func:`~workflows.drqa.quota.signals.select_signal`)."""
+    record_logprobs: bool = True
+    """Ask for token logprobs on the probe and the greedy quick answer whichever signal is chosen,
+    so that every run records the ``logprob`` signal (and its AUC) beside the others; off, they
+    are asked for only when ``difficulty_signal`` is ``logprob``. A server that refuses logprobs
+    is asked again without them (the signal is then 0.5, no signal)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.weight_prior <= 1.0:
@@ -127,21 +135,23 @@ def estimate_difficulty(
                       probe.confidence, probe.resolved)
 
 
-def difficulty_signals(item: ProbeItem, samples: Sequence[str | None], quick_logprobs: Sequence[float],
+def difficulty_signals(item: ProbeItem, samples: Sequence[str | None], answer_logprobs: Sequence[float] | None,
                        size_rank: float | None, config: DifficultyConfig, *, mixed: float) -> dict[str, float]:
     """Every difficulty signal of one question, each in [0, 1] (1: hard), by the names of
     :attr:`DifficultyConfig.difficulty_signal`: ``mixed`` (given), ``length`` (probe working, 1 when the
     probe has no answer for it), ``agreement`` (among the probe's answer and the quick
-    ``samples``), ``logprob`` (the greedy quick answer's tokens; 0.5 without logprobs) and
+    ``samples``), ``logprob`` (from ``answer_logprobs``, the log-probabilities of the tokens of the
+    question's answer: 0.5 when None, i.e. no logprobs were asked for or returned; 1 when empty,
+    i.e. logprobs came back but there is no answer to read them over, hard like ``length``) and
     ``size`` (0.5 without a rank)."""
 
     no_answer = item.missing or item.answer is None
-    lp = logprob_difficulty(quick_logprobs)
+    lp = logprob_difficulty(answer_logprobs or ())
     return {
         "mixed": mixed,
         "length": 1.0 if no_answer else length_difficulty(item.reasoning_tokens, config.length_scale_tokens),
         "agreement": agreement_difficulty([item.answer, *samples]),
-        "logprob": 0.5 if lp is None else lp,
+        "logprob": 0.5 if answer_logprobs is None else (1.0 if lp is None else lp),
         "size": 0.5 if size_rank is None else size_rank,
     }
 

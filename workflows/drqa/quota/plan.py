@@ -5,7 +5,8 @@ of it, so the total is never exceeded:
 
     drqa:      probe (batch mode + quick answers, capped at a fraction of the total)
                -> quotas by difficulty over what is left: whole quotas easiest first, in waves
-                  that reuse each wave's unspent part (strategy 'easiest_first', default), or
+                  that reuse each wave's unspent part (strategy 'easiest_first', default; with
+                  ``min_quota_tokens`` a floor is reserved for every question first), or
                   proportional to difficulty (strategy 'proportional')
                -> solve -> unspent budget re-allocated to unresolved / low-confidence questions
     uniform:   no probe; the same allocation with equal weights; no re-allocation
@@ -122,6 +123,20 @@ class QuotaConfig:
     """drqa's solve-round split: whole quotas (the allocation ceiling) easiest first, in waves
     (see :func:`~workflows.drqa.quota.allocation.allocate_easiest_first`), or 'proportional' to
     difficulty, clamped to the floor and ceiling (one wave)."""
+    min_quota_tokens: int = 0
+    """'easiest_first' only: tokens reserved for every question the solve round may fund (not
+    resolved by the probe) before whole quotas are handed out easiest first, so that each gets at
+    least this quota (at most the ceiling) instead of none
+    (:func:`~workflows.drqa.quota.allocation.allocate_easiest_first`). When the budget left after
+    the probe cannot cover it for every such question, it is dropped and the allocation is the
+    one of 0. 0 (default): no floor, the hardest-rated questions may get no quota and no answer.
+    Not the default because on the data measured so far it does not pay: replayed over the
+    Qwen2.5-Coder-0.5B GSM8K run 3be667f (bench/drqa/floor_replay.py: unlimited's per-question
+    lengths and answers, the size signal's order, bench/NOTEBOOK.md section 16), a floor of 64 or
+    128 tokens loses 6 or 23 of 49 right answers at 50% of unlimited's tokens and 0 or 1 of 54 at
+    75%: only 2 of unlimited's 60 right answers are shorter than 137 tokens, so a floor the
+    budget can pay for mostly buys a cut working, and its tokens would have funded whole quotas
+    for easier questions."""
     allocation: AllocationConfig = field(default_factory=AllocationConfig)
     """Bounds of the solve-round quotas."""
     reallocation: AllocationConfig = field(
@@ -136,6 +151,8 @@ class QuotaConfig:
             raise ValueError(f"unknown solve style {self.solve_style!r}; expected one of {SOLVE_STYLES}")
         if self.strategy not in ALLOCATION_STRATEGIES:
             raise ValueError(f"unknown allocation strategy {self.strategy!r}; expected one of {ALLOCATION_STRATEGIES}")
+        if self.min_quota_tokens < 0:
+            raise ValueError(f"min_quota_tokens must be >= 0, got {self.min_quota_tokens}")
         if self.num_quick_samples < 1:
             raise ValueError(f"num_quick_samples must be at least 1, got {self.num_quick_samples}")
 
@@ -196,7 +213,8 @@ def solve_quotas(
 
     Resolved questions (drqa with ``accept_resolved``) get 0 and keep their probe answer. With
     ``funded`` (the questions earlier waves already solved), those get 0 too: this is the next
-    wave of the 'easiest_first' strategy.
+    wave of the 'easiest_first' strategy (whose ``min_quota_tokens`` floor every eligible
+    question gets by the last wave).
     """
     n = len(difficulties)
     if policy.weighting == "none":
@@ -206,7 +224,8 @@ def solve_quotas(
     done = list(funded) if funded is not None else [False] * n
     eligible = [not (config.accept_resolved and r) and not f for r, f in zip(resolved, done, strict=True)]
     if config.strategy == "easiest_first":
-        return allocate_easiest_first(difficulties, eligible, max(budget_left, 0), config.allocation)
+        return allocate_easiest_first(difficulties, eligible, max(budget_left, 0), config.allocation,
+                                      min_quota=config.min_quota_tokens)
     weights = [max(d, 1e-6) if ok else 0.0 for d, ok in zip(difficulties, eligible, strict=True)]
     return allocate(weights, max(budget_left, 0), config.allocation)
 

@@ -4,8 +4,9 @@ Each signal maps to [0, 1], 1 meaning hard (likely wrong):
 
 - :func:`agreement_difficulty`: how much a few short answers to the same question disagree (the
   probe's answer and k quick samples); a model that knows the answer repeats it.
-- :func:`logprob_difficulty`: one minus the geometric-mean probability of a short answer's
-  tokens (the quick answer's logprobs).
+- :func:`logprob_difficulty`: one minus the geometric-mean probability of an answer's tokens:
+  the batch-mode probe's own answer (its tokens picked out of the probe reply by
+  :func:`span_logprobs`), or the quick answer's where the probe block states none.
 - :func:`length_difficulty`: the length of the greedy draft (the probe's working), scaled.
 
 Which one to trust is an empirical question per model and dataset: :func:`roc_auc` measures how
@@ -35,6 +36,7 @@ __all__ = [
     "roc_auc",
     "select_signal",
     "signal_aucs",
+    "span_logprobs",
     "split_indices",
 ]
 
@@ -62,6 +64,26 @@ def logprob_difficulty(logprobs: Sequence[float]) -> float | None:
     if not logprobs:
         return None
     return 1.0 - math.exp(sum(logprobs) / len(logprobs))
+
+
+def span_logprobs(tokens: Sequence[tuple[str, float]], span: tuple[int, int]) -> list[float]:
+    """The log-probabilities of the generated tokens that overlap characters ``span`` of the
+    reply, the reply being the tokens' text laid end to end (``tokens``: (text, logprob) pairs in
+    order, e.g. :class:`~orchestrator.types.TokenLogprob` as ``(t.token, t.logprob)``). Empty
+    when none does (an empty span, or a span past the tokens' text)."""
+    start, end = span
+    out: list[float] = []
+    if end <= start:
+        return out
+    at = 0
+    for text, logprob in tokens:
+        nxt = at + len(text)
+        if nxt > start and at < end:
+            out.append(logprob)
+        if nxt >= end:
+            break
+        at = nxt
+    return out
 
 
 def length_difficulty(num_tokens: int, scale_tokens: int) -> float:
