@@ -199,7 +199,7 @@ async def run_pdf(client: LLMClient, row: dict[str, Any], args: argparse.Namespa
                   pool: LearnerPool, mode: str) -> dict:
     options = {"dataset": row["_dataset"], "mode": mode, "max_tokens": args.max_tokens,
                "temperature": args.temperature, "next_choice": args.next_choice,
-               "route_context": args.route_context}
+               "route_context": args.route_context, "marker_in_turn": args.marker_in_turn}
     ctx = _context(client, tools, {"priordynaflow": options, "qtable_pool": pool})
     state = await build(ctx).compile().ainvoke(initial_state(row), {"recursion_limit": 64})
     out = result(state)
@@ -394,8 +394,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--next-choice", choices=("marker", "constrained", "auto"), default="marker",
                    help="how an agent's successor is read: its NEXT line, a routing call constrained to the "
                         "candidates' names (vLLM structured outputs), or that call only when the line names none")
-    p.add_argument("--route-context", choices=("compact", "full"), default="compact",
-                   help="what the routing call sends: the task, the path and the reply's end (compact), or the "
+    p.add_argument("--route-context", choices=("compact", "brief", "full"), default="compact",
+                   help="what the routing call sends: the task, the path and the reply's end (compact; brief: shorter "
+                        "cuts of both), or the "
                         "agent's whole turn and reply (full, the first version)")
     p.add_argument("--update-order", choices=("forward", "backward"), default="forward",
                    help="order an episode's transitions are learned in (backward: the END reward reaches every "
@@ -403,6 +404,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-agents-before-end", type=int, default=1, help="END is offered only once this many ran")
     p.add_argument("--start", type=parse_starts, default=[], metavar="FAMILY=AGENT,...",
                    help="the agent each episode of a roster starts with (e.g. math=programmer; default the roster's)")
+    p.add_argument("--no-marker-in-turn", dest="marker_in_turn", action="store_false",
+                   help="agent turns without routing instructions (the prompt of the fixed chain); the constrained "
+                        "routing call alone picks the next agent (needs --next-choice constrained)")
     p.add_argument("--no-self-loops", dest="self_loops", action="store_false",
                    help="leave the running agent out of its own successors (no coder -> coder)")
     p.add_argument("--cot-max-tokens", type=int, default=None,

@@ -202,11 +202,19 @@ class WorkflowOptions:
     names no candidate. "auto": the marker when it names a candidate, else the constrained
     call (an extra call only for turns whose marker is missing, e.g. cut off by ``max_tokens``)."""
 
-    route_context: Literal["compact", "full"] = "compact"
-    """What the routing call sends. "compact": the task, the path, the last 600 characters of the
-    agent's reply and the options with what each agent does. "full" (the first version, kept for
+    route_context: Literal["compact", "brief", "full"] = "compact"
+    """What the routing call sends. "compact": the first 1,500 characters of the task, the path,
+    the last 600 characters of the agent's reply and the options with what each agent does.
+    "brief": the same with 400 and 300 characters. "full" (the first version, kept for
     comparison): the agent's whole turn (role prompt, answer format, teammates' notes) and its
     reply, then "who works next?" (about twice the compact call's prompt on GSM8K)."""
+
+    marker_in_turn: bool = True
+    """Whether an agent's turn asks it to name its successor (the options and a ``NEXT:`` line at
+    the end of its system prompt). False, with ``next_choice="constrained"`` only: the turn is the
+    role's prompt and the answer format, as in a fixed chain, and the routing call alone picks
+    the successor (on Qwen2.5-Coder-0.5B the solver alone scored 9.2% on GSM8K with the routing
+    instructions in its prompt, single-agent CoT 18.3%, issue 22 run b3aa686)."""
 
     choice_max_tokens: int = 8
     """Completion limit of the constrained routing call (a name; the constraint ends it)."""
@@ -230,7 +238,12 @@ class WorkflowOptions:
         if self.next_choice not in ("marker", "constrained", "auto"):
             raise BadInputError("priordynaflow next_choice", "'marker', 'constrained' or 'auto'",
                                 f"got {self.next_choice!r}")
-        if self.route_context not in ("compact", "full"):
-            raise BadInputError("priordynaflow route_context", "'compact' or 'full'", f"got {self.route_context!r}")
+        if self.route_context not in ("compact", "brief", "full"):
+            raise BadInputError("priordynaflow route_context", "'compact', 'brief' or 'full'",
+                                f"got {self.route_context!r}")
+        if not self.marker_in_turn and self.next_choice != "constrained":
+            raise BadInputError("priordynaflow marker_in_turn", "true unless next_choice is 'constrained' (without "
+                                "the marker only the routing call can name the next agent)",
+                                f"got false with next_choice={self.next_choice!r}")
         if self.choice_max_tokens < 1:
             raise BadInputError("priordynaflow choice_max_tokens", "an integer >= 1", f"got {self.choice_max_tokens}")

@@ -20,7 +20,13 @@ from typing import Any, TypedDict
 from orchestrator.types import Message
 from workflows.priordynaflow.agents import PYTHON, AgentRole, Roster, get_roster, roster_names
 from workflows.priordynaflow.config import END, RouterConfig, WorkflowOptions
-from workflows.priordynaflow.prompt import agent_messages, choice_messages, full_choice_messages
+from workflows.priordynaflow.prompt import (
+    BRIEF_REPLY_CHARS,
+    BRIEF_TASK_CHARS,
+    agent_messages,
+    choice_messages,
+    full_choice_messages,
+)
 from workflows.priordynaflow.qtable import QTable, Transition
 from workflows.priordynaflow.router import Candidates, Decision, parse_next, select_candidates, terminal_reward
 from workflows.priordynaflow.router import decide as route
@@ -158,7 +164,9 @@ class Turn:
         :attr:`WorkflowOptions.route_context`)."""
         if route_context == "full":
             return full_choice_messages(self.messages, reply, self.candidates.actions)
-        return choice_messages(self.roster, self.question, self.path or (self.agent,), reply, self.candidates.actions)
+        sizes = {"task_chars": BRIEF_TASK_CHARS, "reply_chars": BRIEF_REPLY_CHARS} if route_context == "brief" else {}
+        return choice_messages(self.roster, self.question, self.path or (self.agent,), reply, self.candidates.actions,
+                               **sizes)
 
 
 @dataclass(frozen=True)
@@ -205,12 +213,15 @@ def start_turn(
     table: QTable,
     config: RouterConfig,
     rng: random.Random,
+    marker: bool = True,
 ) -> Turn:
-    """Plan ``agent``'s turn: its candidates (one draw of ``rng``) and its messages."""
+    """Plan ``agent``'s turn: its candidates (one draw of ``rng``) and its messages (``marker``:
+    with the routing instructions, :attr:`WorkflowOptions.marker_in_turn`)."""
     candidates = select_candidates(table, agent, config, rng, path_length=len(state["path"]) + 1)
     path = (*state["path"], agent)
     messages = agent_messages(
-        roster, agent, dataset, state["task"], path=path, candidates=candidates.actions, notes=state["notes"]
+        roster, agent, dataset, state["task"], path=path, candidates=candidates.actions, notes=state["notes"],
+        marker=marker,
     )
     return Turn(roster, agent, dataset, family, config, candidates, messages, dataset.question(state["task"]), path)
 

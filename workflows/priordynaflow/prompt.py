@@ -26,6 +26,10 @@ ROUTE_REPLY_CHARS = 600
 ROUTE_TASK_CHARS = 1500
 """The start of the task in the routing call (a code task's signature and docstring)."""
 
+BRIEF_REPLY_CHARS = 300
+BRIEF_TASK_CHARS = 400
+"""The same for the "brief" routing call: about half the compact call's prompt on code tasks."""
+
 ROUTER_SYSTEM = "You route a task among the agents of a team. Reply with one option name only."
 
 
@@ -51,25 +55,31 @@ def agent_messages(
     path: Sequence[str],
     candidates: Sequence[str],
     notes: list[dict[str, str]],
+    marker: bool = True,
 ) -> tuple[Message, ...]:
-    """The messages of ``agent``'s turn; ``path`` ends with ``agent`` itself."""
-    system = "\n\n".join(
-        [roster.get(agent).prompt, dataset.answer_format, routing_instructions(roster, path, candidates)]
-    )
+    """The messages of ``agent``'s turn; ``path`` ends with ``agent`` itself. ``marker``: the
+    system prompt ends with the routing instructions (the options and the ``NEXT:`` line); without
+    them the turn is the role's prompt and the answer format only, as in a fixed chain."""
+    parts = [roster.get(agent).prompt, dataset.answer_format]
+    if marker:
+        parts.append(routing_instructions(roster, path, candidates))
+    system = "\n\n".join(parts)
     return Message("system", system), Message("user", task_message(dataset.question(task), notes))
 
 
 def choice_messages(
-    roster: Roster, question: str, path: Sequence[str], reply: str, candidates: Sequence[str]
+    roster: Roster, question: str, path: Sequence[str], reply: str, candidates: Sequence[str], *,
+    task_chars: int = ROUTE_TASK_CHARS, reply_chars: int = ROUTE_REPLY_CHARS,
 ) -> tuple[Message, ...]:
-    """The constrained routing call after the turn of ``path[-1]``, kept small: the task, the path,
-    the end of the agent's ``reply`` and the ``candidates`` with what each does. The turn's role
-    prompt and the teammates' notes stay out (resending the whole turn doubled an episode's tokens)."""
-    cut = len(reply) > ROUTE_REPLY_CHARS
+    """The constrained routing call after the turn of ``path[-1]``, kept small: the start of the
+    task (``task_chars``), the path, the end of the agent's ``reply`` (``reply_chars``) and the
+    ``candidates`` with what each does. The turn's role prompt and the teammates' notes stay out
+    (resending the whole turn doubled an episode's tokens)."""
+    cut = len(reply) > reply_chars
     user = "\n\n".join([
-        f"Task:\n{question[:ROUTE_TASK_CHARS]}",
+        f"Task:\n{question[:task_chars]}",
         f"Agents so far: {' -> '.join(path)}.",
-        f"The latest reply, by {path[-1]}{' (its end)' if cut else ''}:\n{reply[-ROUTE_REPLY_CHARS:]}",
+        f"The latest reply, by {path[-1]}{' (its end)' if cut else ''}:\n{reply[-reply_chars:]}",
         "\n".join(["Options:", *option_lines(roster, candidates)]),
         _who_next(candidates),
     ])

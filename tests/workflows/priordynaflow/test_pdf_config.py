@@ -45,6 +45,8 @@ def test_unknown_router_keys_are_refused_by_name():
         ({"router": "fast"}, "priordynaflow router"),
         ({"route_context": "short"}, "priordynaflow route_context"),
         ({"next_choice": "always"}, "priordynaflow next_choice"),
+        ({"marker_in_turn": False}, "priordynaflow marker_in_turn"),  # marker mode: nothing could route
+        ({"marker_in_turn": False, "next_choice": "auto"}, "priordynaflow marker_in_turn"),
     ],
 )
 def test_bad_values_name_the_option_and_what_is_expected(options, what):
@@ -61,6 +63,6 @@ def test_options_that_are_not_a_mapping_are_refused():
 def test_route_context_is_an_option_checked_also_when_built_directly():
     assert WorkflowOptions().route_context == "compact"
     assert WorkflowOptions.from_config({"route_context": "full"}).route_context == "full"
-    with pytest.raises(BadInputError, match="'compact' or 'full'") as caught:
+    with pytest.raises(BadInputError, match="'compact', 'brief' or 'full'") as caught:
         WorkflowOptions(route_context="short")  # type: ignore[arg-type]
     assert caught.value.what == "priordynaflow route_context" and "short" in str(caught.value)

@@ -27,6 +27,7 @@ from workflows.priordynaflow import LearnerPool, RouterConfig
 from workflows.priordynaflow.config import END
 from workflows.priordynaflow.graph import build, initial_state, result
 from workflows.priordynaflow.prompt import ROUTER_SYSTEM
+from workflows.priordynaflow.tasks import get_dataset
 
 TASKS = [{"question": f"What is {i} + {i}?", "answer": str(2 * i), "id": f"t{i}"} for i in range(1, 9)]
 CONFIG = RouterConfig(num_explore_steps=30, min_path_length=0, token_penalty_per_1k=0.0, epsilon=0.3,
@@ -228,3 +229,38 @@ def test_auto_routes_by_the_marker_and_calls_only_for_a_reply_without_one():
     assert out["path"] == ["solver", "inspector"] and out["num_unparsable"] == 0
     assert ctx.purposes() == ["agent:solver", "agent:inspector", "route:inspector"]
     assert ctx.calls[-1].messages[:2] == ctx.calls[1].messages and out["num_tokens"] == ctx.usage.total_tokens
+
+
+def test_without_the_marker_in_turn_agents_get_the_chain_prompt_and_the_routing_call_routes():
+    # marker_in_turn=False: the agent's system prompt is its role and the answer format only (no
+    # options, no NEXT line, as in the fixed chain); the brief routing call still picks the path.
+    def reply(messages: Sequence[Message]) -> str:
+        if messages[0].content == ROUTER_SYSTEM:
+            return "END" if "-> inspector." in messages[1].content else "inspector"
+        return "2 + 2 = 4\n#### 4"
+
+    async def go(marker_in_turn: bool, route_context: str) -> tuple[dict[str, Any], FakeRunContext]:
+        options = {"dataset": "gsm8k", "mode": "eval", "next_choice": "constrained",
+                   "marker_in_turn": marker_in_turn, "route_context": route_context}
+        ctx = context({"priordynaflow": options, "qtable_pool": LearnerPool(config=CONFIG, seed=0)},
+                      llm=scripted(reply))
+        question = "What is 2 + 2? " + "Some long context. " * 200
+        state = await build(ctx).compile().ainvoke(initial_state({"question": question, "answer": "4"}))
+        return result(state), ctx
+
+    out, ctx = asyncio.run(go(False, "brief"))
+    assert out["path"] == ["solver", "inspector"] and out["success"] and out["num_unparsable"] == 0
+    agents = [c for c in ctx.calls if c.purpose.startswith("agent:")]
+    assert [c.purpose for c in agents] == ["agent:solver", "agent:inspector"]
+    for call in agents:
+        system = call.messages[0].content
+        assert "NEXT" not in system and "choose who works next" not in system
+        assert system.endswith(get_dataset("gsm8k").answer_format)
+    with_marker, marked = asyncio.run(go(True, "compact"))
+    assert with_marker["path"] == ["solver", "inspector"]
+    assert "NEXT: <option>" in marked.calls[0].messages[0].content
+
+    def routing_size(c: FakeRunContext) -> int:
+        return sum(len(m.content) for call in c.calls if call.purpose.startswith("route:") for m in call.messages)
+
+    assert routing_size(ctx) < routing_size(marked) - 1500  # brief: 400 task characters, not 1,500
