@@ -429,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", default="uniform,drqa",
                    help="plain methods (their default options) run at every budget, before the variants; "
                         "the summary holds these rows (e.g. 'drqa' alone to give uniform's time to variants)")
-    p.add_argument("--variants", default="drqa:strategy=proportional;drqa:max_probe_fraction=0;"
+    p.add_argument("--variants", default="drqa:strategy=proportional;drqa:difficulty_signal=mixed;"
                                          "uniform:solve_style=brief;drqa:solve_style=brief",
                    help="extra runs at every budget, ';'-separated method:key=value,... (details.json only)")
     p.add_argument("--design-rows", type=int, default=100,

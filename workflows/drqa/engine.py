@@ -163,14 +163,21 @@ def _probe(state: DRQAState, config: DRQARunConfig, observation: Observation | N
     policy = policy_for(config.method)
     questions = [it["question"] for it in state["items"]]
     dcfg = config.quota.difficulty
-    # The question-size prior costs no call: drqa uses it even when the probe is skipped.
-    ranks = size_ranks(questions, dcfg.numbers_weight) if policy.probe and dcfg.weight_prior > 0 else None
-    plan = plan_probe(len(questions), config.total_budget or 0, config.quota) if policy.probe else None
+    # The question-size prior costs no call: drqa uses it even when the probe is skipped, and
+    # with difficulty_signal="size" it is the whole estimate, so no probe runs.
+    by_size = dcfg.difficulty_signal == "size"
+    ranks = (size_ranks(questions, dcfg.numbers_weight)
+             if policy.probe and (dcfg.weight_prior > 0 or by_size) else None)
+    plan = plan_probe(len(questions), config.total_budget or 0, config.quota) if policy.probe and not by_size else None
     if plan is None or not plan.enabled:
-        neutral = [{"difficulty": ranks[i] if ranks is not None else 1.0, "resolved": False, "answer": None,
-                    "confidence": None, "size_rank": ranks[i] if ranks is not None else None}
+        neutral = [{"difficulty": max(ranks[i], dcfg.min_difficulty) if ranks is not None else 1.0,
+                    "resolved": False, "answer": None, "confidence": None,
+                    "size_rank": ranks[i] if ranks is not None else None,
+                    **({"signals": {"size": ranks[i]}} if ranks is not None else {})}
                    for i in range(len(questions))]
-        return Advance({"probe": neutral}, {"enabled": False, "method": config.method})
+        reason = "difficulty_signal=size" if by_size and policy.probe else "budget"
+        return Advance({"probe": neutral}, {"enabled": False, "method": config.method,
+                                            **({"skipped_for": reason} if policy.probe else {})})
     if observation is None:
         return Ask(_probe_calls(state, config, plan))
     parsed = [ProbeItem(i + 1, None, "", 0, None, missing=True) for i in range(len(questions))]

@@ -13,6 +13,7 @@ from workflows.drqa.config import DRQARunConfig, run_config_from
 from workflows.drqa.engine import NODE_ORDER, Advance, Ask, Call, DRQAState, Observation, decide
 from workflows.drqa.graph import initial_state, make_nodes
 from workflows.drqa.prompts import FORCE_ANSWER_CUE
+from workflows.drqa.quota.difficulty import size_ranks
 from workflows.drqa.records import final_answer
 from workflows.drqa.sim import make_rows, sim_client
 
@@ -22,7 +23,7 @@ ANSWERS = [str(11 * i) for i in range(len(STEPS))]
 
 def _config(method: str = "drqa", budget: int | None = 1000, **options: Any) -> DRQARunConfig:
     return run_config_from({"method": method, "total_budget": budget, "batch_size": 2, "floor_tokens": 16,
-                            "ceiling_tokens": 300, **options})
+                            "ceiling_tokens": 300, "difficulty_signal": "mixed", **options})
 
 
 def _state(**fields: Any) -> DRQAState:
@@ -68,7 +69,8 @@ def test_uniform_skips_the_probe_with_equal_weights() -> None:
 
 def test_drqa_without_room_for_a_probe_keeps_the_question_size_prior() -> None:
     action = decide("probe", _state(), _config(budget=100))
-    assert isinstance(action, Advance) and action.record == {"enabled": False, "method": "drqa"}
+    assert isinstance(action, Advance)
+    assert action.record == {"enabled": False, "method": "drqa", "skipped_for": "budget"}
     ranks = [p["size_rank"] for p in action.update["probe"]]
     assert [p["difficulty"] for p in action.update["probe"]] == ranks and None not in ranks
     flat = decide("probe", _state(), _config(budget=100, weight_prior=0))
@@ -314,7 +316,8 @@ def test_decide_refuses_an_unknown_stage() -> None:
 
 def test_nodes_only_carry_out_the_decisions_through_ctx_chat() -> None:
     ctx = FakeRunContext(llm=sim_client(), config={"method": "drqa", "total_budget": 900, "batch_size": 4,
-                                                  "floor_tokens": 16, "ceiling_tokens": 300})
+                                                  "floor_tokens": 16, "ceiling_tokens": 300,
+                                                  "difficulty_signal": "mixed"})
     nodes = make_nodes(ctx)
     state: dict[str, Any] = dict(_state())
     for stage in NODE_ORDER:
@@ -326,3 +329,28 @@ def test_nodes_only_carry_out_the_decisions_through_ctx_chat() -> None:
     assert ctx.purposes()[:3] == ["probe", "quick", "quick"]
     assert state["spent"] == ctx.usage.output_tokens == sum(state["spent_by_purpose"].values()) <= 900
     assert {name for name, _ in ctx.steps} == set(NODE_ORDER)
+
+
+def test_by_default_drqa_orders_by_question_size_and_runs_no_probe() -> None:
+    # difficulty_signal="size" (the default) needs no model call: the probe stage asks nothing,
+    # every question's difficulty is its size rank (recorded as its signal), and the whole budget
+    # is left to the solve round; the same budget with the probe gives part of it to the probe.
+    rows = make_rows(STEPS)
+    state = _state()
+    config = run_config_from({"method": "drqa", "total_budget": 1000, "batch_size": 2, "floor_tokens": 16,
+                              "ceiling_tokens": 300})
+    assert config.quota.difficulty.difficulty_signal == "size"
+    action = decide("probe", state, config)
+    assert isinstance(action, Advance) and action.record["skipped_for"] == "difficulty_signal=size"
+    ranks = size_ranks([r["question"] for r in rows], config.quota.difficulty.numbers_weight)
+    probe = action.update["probe"]
+    assert [p["size_rank"] for p in probe] == ranks and [p["signals"] for p in probe] == [{"size": r} for r in ranks]
+    assert [p["difficulty"] for p in probe] == [max(r, config.quota.difficulty.min_difficulty) for r in ranks]
+    assert "spent" not in action.update
+    # The smallest question is funded in the first wave, the largest last (easiest first).
+    allocated = decide("allocate", {**state, **action.update}, config)
+    assert isinstance(allocated, Advance) and allocated.record["budget_left"] == 1000
+    quotas = allocated.update["quotas"]
+    assert quotas[ranks.index(min(ranks))] > 0 and sum(quotas) <= 1000
+    with_probe = decide("probe", _state(), _config())
+    assert isinstance(with_probe, Ask) and {c.purpose for c in with_probe.calls} >= {"probe"}

@@ -77,7 +77,7 @@ def _state() -> DRQAState:
 
 def _config(**options: Any):  # type: ignore[no-untyped-def]
     return run_config_from({"method": "drqa", "total_budget": 2000, "batch_size": 2, "floor_tokens": 16,
-                            "ceiling_tokens": 300, **options})
+                            "ceiling_tokens": 300, "difficulty_signal": "mixed", **options})
 
 
 def _reply(call: Call) -> LLMResponse:

@@ -29,7 +29,8 @@ def _run(tmp_path: Path, method: str, budget: int | None, **options: Any) -> tup
         try:
             res = await rt.run("drqa", {"rows": make_rows(STEPS), "dataset": "gsm8k"}, backend="sim",
                                options={"method": method, "total_budget": budget, "batch_size": 4,
-                                        "floor_tokens": 16, "ceiling_tokens": 600, **options})
+                                        "floor_tokens": 16, "ceiling_tokens": 600, "difficulty_signal": "mixed",
+                                        **options})
         finally:
             await rt.aclose()
         assert res.status == "succeeded", res.error
@@ -143,7 +144,7 @@ def test_direct_context_runs_the_same_stages_as_the_runtime(tmp_path: Path) -> N
     via_runtime, _ = _run(tmp_path, "drqa", 1100)
     sim = sim_client()
     ctx = DirectContext(sim, config={"method": "drqa", "total_budget": 1100, "batch_size": 4,
-                                     "floor_tokens": 16, "ceiling_tokens": 600})
+                                     "floor_tokens": 16, "ceiling_tokens": 600, "difficulty_signal": "mixed"})
     state = asyncio.run(run_nodes(ctx, initial_state({"rows": make_rows(STEPS), "dataset": "gsm8k"})))
     direct = result(state)
     assert direct["accuracy"] == via_runtime["accuracy"]
