@@ -215,8 +215,9 @@ def _cases() -> dict[str, Case]:
         "batchprompt": Case("batchprompt", {"task": "rte", "rows": bp_rows, "batch_size": 4, "rounds": 3,
                                             "seas": True}, labeler, (), "tokens=1000000"),
         "drqa": Case("drqa", {"rows": drqa_rows, "dataset": "gsm8k"}, _drqa, (), "",
+                     # The batch probe (difficulty_signal=mixed): its node sends several calls at once.
                      {"method": "drqa", "total_budget": 3000, "batch_size": 3, "floor_tokens": 16,
-                      "ceiling_tokens": 400}),
+                      "ceiling_tokens": 400, "difficulty_signal": "mixed"}),
         SDK_WORKFLOW: Case(SDK_WORKFLOW, {"question": "Eiffel tower"}, _fanout, ("search",), "search=10"),
         EMPTY_STATE_WORKFLOW: Case(EMPTY_STATE_WORKFLOW, {}, _fanout),
     }
