@@ -2,7 +2,8 @@
 
 Small models decorate their lines (bullets, bold, backticks, ``Action: search[q]``, quotes); all
 of that is accepted. A line only counts as an action when the keyword is followed by a separator
-(``:``, ``=``, ``[``, ``(``), so prose such as "Search results show..." is not mistaken for one.
+(``:``, ``=``, ``[``, ``(``), so prose such as "Search results show..." is not mistaken for one,
+and a tool line that repeats the budget block (``search: 1 used, 4 left (of 5 queries)``) is not one.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ _LINE = re.compile(r"^(?P<kw>[A-Za-z_][A-Za-z_ ]{0,20}?)\s*\**\s*(?P<sep>[:=\[(]
 _ANSWER_IS = re.compile(r"\banswer\b.*?\bis\b\s*:\s*(.*)$", re.IGNORECASE)
 _PLAN_ECHO = re.compile(r"^\[[ x!~]\]|^\((?:explore|verify)\)|^plan\b", re.IGNORECASE)
 _ANSWER_LEAD = re.compile(r"^(?:the\s+)?(?:final\s+)?answer\s+is\s*:?\s*", re.IGNORECASE)
+_BUDGET_ECHO = re.compile(r"^\d+(?:\.\d+)?\s+used\s*,\s*(?:\d+(?:\.\d+)?\s+left|no\s+limit)\b", re.IGNORECASE)
+"""A tool line whose argument is a line of the Budget Tracker's block (``search: 1 used, 4 left (of 5
+queries)``, workflows.bats.tracker.tracker_block) copied by the agent: the block's lines share the
+action syntax, and a small model repeats them (Qwen2.5-Coder-0.5B on the CPU, 2026-12-04: two of
+three Tracker runs spent their search budget on such "queries"). Never a real query: skipped."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,8 @@ def parse_actions(text: str, tools: Iterable[str] = ("search", "browse")) -> lis
         value = _clean_value(m["rest"], m["sep"])
         if kind == ANSWER:
             value = clean_answer(value)
+        elif _BUDGET_ECHO.match(value):
+            continue
         if value:
             actions.append(Action(kind, value))
     return actions

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.context import ToolBudgetView
 from workflows.actions import Action, fallback_answer, parse_actions
 from workflows.bats.planning import apply_verdicts, default_plan, parse_plan, render_plan
 from workflows.bats.scoring import exact_match, f1_score, normalize_answer
 from workflows.bats.selection import fallback_choice, majority_vote, parse_choice
+from workflows.bats.tracker import tracker_block
 from workflows.bats.verifier import (
     CONTINUE,
     PIVOT,
@@ -35,6 +37,21 @@ def test_action_lines_are_parsed_tolerantly_and_in_order() -> None:
         Action("browse", "wiki://Paris"),
         Action("answer", "Dijon"),
     ]
+
+
+def test_a_copied_budget_block_line_is_no_action_but_real_queries_about_use_are() -> None:
+    # The block's own lines, as tracker_block renders them, copied by the agent (seen on the CPU with
+    # Qwen2.5-Coder-0.5B): no tool call, so no budget is spent on them.
+    views = [ToolBudgetView("search", unit="query", used=1, limit=5),
+             ToolBudgetView("browse", unit="url", used=0, limit=None)]
+    block = tracker_block(views)
+    assert "search: 1 used, 4 left (of 5 queries)" in block
+    echoed = block.replace("<budget>", "").replace("</budget>", "") + "\n- search: 2.5 used, 0.5 left (of 3 queries)"
+    assert parse_actions(echoed) == []
+    real = "search: 1 used car dealer in Ohio\nsearch: how many used, 4 left behind\nbrowse: https://x.org/used"
+    assert parse_actions(real) == [Action("search", "1 used car dealer in Ohio"),
+                                   Action("search", "how many used, 4 left behind"), Action("browse", "https://x.org/used")]
+    assert parse_actions("answer: 1 used, 4 left") == [Action("answer", "1 used, 4 left")]  # answers are the agent's
 
 
 def test_unknown_tools_are_ignored_and_fallback_keeps_numbers() -> None:
