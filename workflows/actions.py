@@ -3,7 +3,8 @@
 Small models decorate their lines (bullets, bold, backticks, ``Action: search[q]``, quotes); all
 of that is accepted. A line only counts as an action when the keyword is followed by a separator
 (``:``, ``=``, ``[``, ``(``), so prose such as "Search results show..." is not mistaken for one,
-and a tool line that repeats the budget block (``search: 1 used, 4 left (of 5 queries)``) is not one.
+and neither is a line copied from the prompt: a budget-block line (``search: 1 used, 4 left (of 5
+queries)``) or a format line with its placeholder (``search: <keywords>``, ``answer: <short answer>``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ _BUDGET_ECHO = re.compile(r"^\d+(?:\.\d+)?\s+used\s*,\s*(?:\d+(?:\.\d+)?\s+left|
 queries)``, workflows.bats.tracker.tracker_block) copied by the agent: the block's lines share the
 action syntax, and a small model repeats them (Qwen2.5-Coder-0.5B on the CPU, 2026-12-04: two of
 three Tracker runs spent their search budget on such "queries"). Never a real query: skipped."""
+PLACEHOLDERS = frozenset({
+    "keywords", "a few keywords", "query", "url", "a url copied from a search result", "short answer",
+    "the answer", "answer",
+})
+"""The format's own placeholders (``search: <keywords>``, ``answer: <short answer>``) as arguments:
+the agent copied the format line, it did not act (the same CPU runs, once the block's lines were
+skipped, searched "keywords", browsed "url" and answered "short answer"). Skipped."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +95,7 @@ def parse_actions(text: str, tools: Iterable[str] = ("search", "browse")) -> lis
             value = clean_answer(value)
         elif _BUDGET_ECHO.match(value):
             continue
-        if value:
+        if value and value.lower() not in PLACEHOLDERS:
             actions.append(Action(kind, value))
     return actions
 
@@ -99,7 +107,7 @@ def fallback_answer(text: str, max_chars: int = 200) -> str:
     else the first line that is not an echo of the plan checklist.
     """
     lines = [_DECORATION.sub("", raw).strip() for raw in text.splitlines()]
-    lines = [ln for ln in lines if ln and not _PLAN_ECHO.match(ln)]
+    lines = [ln for ln in lines if ln and not _PLAN_ECHO.match(ln) and not _copied(ln)]
     for i, line in enumerate(lines):
         m = _ANSWER_IS.search(line)
         if m:
@@ -107,3 +115,11 @@ def fallback_answer(text: str, max_chars: int = 200) -> str:
             if rest:
                 return clean_answer(rest)[:max_chars]
     return clean_answer(lines[0])[:max_chars] if lines else ""
+
+
+def _copied(line: str) -> bool:
+    """A line the agent copied from its prompt rather than wrote: a budget-block line or a format
+    line with its placeholder (``answer: <short answer>``, ``<short answer>``)."""
+    m = _LINE.match(line)
+    value = _clean_value(m["rest"], m["sep"]) if m else _clean_value(line, ":")
+    return bool(_BUDGET_ECHO.match(value)) or value.lower() in PLACEHOLDERS

@@ -54,6 +54,17 @@ def test_a_copied_budget_block_line_is_no_action_but_real_queries_about_use_are(
     assert parse_actions("answer: 1 used, 4 left") == [Action("answer", "1 used, 4 left")]  # answers are the agent's
 
 
+def test_format_lines_copied_with_their_placeholders_are_no_actions_and_no_fallback() -> None:
+    # After the budget lines were skipped, the same CPU runs searched "keywords", browsed "url" and
+    # answered "<short answer>": the prompt's format line, copied. None of them is an action.
+    copied = "search: <keywords>\nbrowse: url\nanswer: <short answer>\nsearch: a few keywords"
+    assert parse_actions(copied) == []
+    assert parse_actions("search: keywords for the Eiffel Tower\nanswer: <Paris>") == [
+        Action("search", "keywords for the Eiffel Tower"), Action("answer", "Paris")]
+    assert fallback_answer("<short answer>\nsearch: 2 used, 3 left (of 5 queries)\nBath, Maine") == "Bath, Maine"
+    assert fallback_answer("<short answer>") == ""
+
+
 def test_unknown_tools_are_ignored_and_fallback_keeps_numbers() -> None:
     assert parse_actions("calculator: 2+2\nanswer: 4", tools=("search",)) == [Action("answer", "4")]
     assert parse_actions("I think it is Paris.") == []
