@@ -37,6 +37,11 @@ class AgentConfig:
     """Output tokens of one agent turn (action lines are short)."""
     temperature: float = 0.0
     """Sampling temperature of agent turns."""
+    repeat_temperature: float | None = None
+    """Temperature of the turn after one whose tool actions were all repeats (nothing new ran);
+    None keeps ``temperature``. A small model at a low temperature answers the "already did
+    this" note with the same reply until ``max_stale_turns`` ends the attempt (Qwen2.5-Coder-0.5B:
+    identical replies three times over, bench/NOTEBOOK.md §20); a higher one may take it elsewhere."""
     max_observation_chars: int = 1200
     """One tool output is cut to this many characters before the agent sees it."""
     keep_tool_outputs: int = 1

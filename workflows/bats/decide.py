@@ -122,8 +122,11 @@ def render(setup: AttemptSetup, state: LoopState) -> tuple[Message, ...]:
     return (rendered[0], *demo, *rendered[1:])
 
 
-def _sampling(setup: AttemptSetup) -> SamplingOptions:
-    return SamplingOptions(max_tokens=setup.config.max_tokens, temperature=setup.config.temperature, seed=setup.seed,
+def _sampling(setup: AttemptSetup, *, after_repeat: bool = False) -> SamplingOptions:
+    temperature = setup.config.temperature
+    if after_repeat and setup.config.repeat_temperature is not None:
+        temperature = setup.config.repeat_temperature
+    return SamplingOptions(max_tokens=setup.config.max_tokens, temperature=temperature, seed=setup.seed,
                            stop=BLOCK_ECHO_STOPS if setup.mode.tracker else ())
 
 
@@ -145,7 +148,8 @@ def _next_turn(setup: AttemptSetup, state: LoopState) -> Decision:
         return _final_turn(setup, replace(state, stop="exhausted"))
     state = replace(state, phase="turn")
     # Hint for the serving layer: the tool this turn will most likely wait on is the last one used.
-    return state, CallLLM(render(setup, state), _sampling(setup), setup.purpose, tool_name=state.last_tool)
+    return state, CallLLM(render(setup, state), _sampling(setup, after_repeat=state.num_stale_turns > 0),
+                          setup.purpose, tool_name=state.last_tool)
 
 
 def _final_turn(setup: AttemptSetup, state: LoopState) -> Decision:

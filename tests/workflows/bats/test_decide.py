@@ -105,6 +105,29 @@ def test_turn_of_only_repeats_is_a_plain_note_and_stale_turns_end_the_loop() -> 
     assert llm(action).is_last_step and state.phase == "final"
 
 
+def test_the_turn_after_a_repeat_samples_at_the_repeat_temperature() -> None:
+    s = setup(max_stale_turns=3, temperature=0.1, repeat_temperature=0.8)
+    state, first = start(s)
+    assert llm(first).sampling.temperature == 0.1
+    state, _ = decide(s, state, Replied("search: a"))
+    state, fresh = decide(s, state, ToolsRan((ToolOutput("results"),), views(1)))
+    assert llm(fresh).sampling.temperature == 0.1  # something new ran: the run's temperature
+    state, _ = decide(s, state, Replied("search: A"))
+    state, after_repeat = decide(s, state, ToolsRan((), views(1)))
+    assert llm(after_repeat).sampling.temperature == 0.8
+    assert llm(after_repeat).sampling.seed == llm(first).sampling.seed  # still seeded: a resume replays it
+    state, _ = decide(s, state, Replied("search: b"))
+    state, recovered = decide(s, state, ToolsRan((ToolOutput("other results"),), views(2)))
+    assert llm(recovered).sampling.temperature == 0.1
+    unset = setup(max_stale_turns=3, temperature=0.1)  # default None: no change
+    state, _ = start(unset)
+    state, _ = decide(unset, state, Replied("search: a"))
+    state, _ = decide(unset, state, ToolsRan((ToolOutput("results"),), views(1)))
+    state, _ = decide(unset, state, Replied("search: a"))
+    state, again = decide(unset, state, ToolsRan((), views(1)))
+    assert llm(again).sampling.temperature == 0.1
+
+
 def test_any_budget_at_zero_asks_for_the_final_answer() -> None:
     s = setup()
     state, action = start(s, views(search_used=5))
