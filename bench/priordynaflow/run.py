@@ -58,6 +58,7 @@ from workflows.priordynaflow.agents import get_roster, register_roster
 from workflows.priordynaflow.config import RouterConfig
 from workflows.priordynaflow.graph import build, initial_state, result, task_message
 from workflows.priordynaflow.learner import LearnerPool
+from workflows.priordynaflow.prompt import agent_messages
 from workflows.priordynaflow.tasks import ExecResult, cv_folds, get_dataset, load_jsonl
 
 DATA = ROOT.parent / "shared" / "data"
@@ -185,8 +186,9 @@ async def run_fixed(client: LLMClient, row: dict[str, Any], args: argparse.Names
     solution = None
     for name in FIXED_CHAINS[ds.roster]:
         role = roster.get(name)
-        system = f"{role.prompt}\n\n{ds.answer_format}"
-        resp = await ctx.chat([Message("system", system), Message("user", task_message(ds.question(row), notes))],
+        # The workflow's own turn without routing instructions (marker_in_turn=false's prompt).
+        messages = agent_messages(roster, name, ds, row, path=(), candidates=(), notes=notes, marker=False)
+        resp = await ctx.chat(list(messages),
                               sampling=SamplingOptions(max_tokens=args.max_tokens, temperature=args.temperature))
         notes.append({"agent": name, "text": resp.text, "observation": ""})
         found = ds.extract(resp.text, row) if role.produces_solution else None
