@@ -175,9 +175,10 @@ def _probe(state: DRQAState, config: DRQARunConfig, observation: Observation | N
                     "size_rank": ranks[i] if ranks is not None else None,
                     **({"signals": {"size": ranks[i]}} if ranks is not None else {})}
                    for i in range(len(questions))]
-        reason = "difficulty_signal=size" if by_size and policy.probe else "budget"
-        return Advance({"probe": neutral}, {"enabled": False, "method": config.method,
-                                            **({"skipped_for": reason} if policy.probe else {})})
+        record: dict[str, Any] = {"enabled": False, "method": config.method}
+        if policy.probe:
+            record["skipped_for"] = "difficulty_signal=size" if by_size else "budget"
+        return Advance({"probe": neutral}, record)
     if observation is None:
         return Ask(_probe_calls(state, config, plan))
     parsed = [ProbeItem(i + 1, None, "", 0, None, missing=True) for i in range(len(questions))]
@@ -209,7 +210,11 @@ def _probe(state: DRQAState, config: DRQARunConfig, observation: Observation | N
     for i, p in enumerate(parsed):
         rank = ranks[i] if ranks is not None else None
         d = estimate_difficulty(p, quick[i], dcfg, size_rank=rank)
-        answer_logprobs = probe_logprobs[i] or quick_logprobs[i] or probe_logprobs[i]
+        # The probe's answer tokens; the quick answer's where the probe has none; else the probe's
+        # own value again: [] (logprobs came back, no answer to read them over: hard) or None.
+        answer_logprobs = probe_logprobs[i] or quick_logprobs[i]
+        if not answer_logprobs:
+            answer_logprobs = probe_logprobs[i]
         num_logprob += bool(answer_logprobs)
         signals = difficulty_signals(p, samples[i], answer_logprobs, rank, dcfg, mixed=d.value)
         chosen = dcfg.difficulty_signal
