@@ -65,6 +65,21 @@ def test_format_lines_copied_with_their_placeholders_are_no_actions_and_no_fallb
     assert fallback_answer("<short answer>") == ""
 
 
+def test_every_placeholder_the_prompts_show_for_an_action_is_known_to_the_parser() -> None:
+    # PLACEHOLDERS is written by hand; the prompts are where the agent copies them from.
+    import re
+    from pathlib import Path
+
+    from workflows.actions import PLACEHOLDERS
+
+    root = Path(__file__).resolve().parents[3]
+    shown = set()
+    for source in ("workflows/bats/prompts.py", "workflows/react.py"):
+        text = (root / source).read_text()
+        shown |= {m.lower() for m in re.findall(r"(?:search|browse|answer):\s*<([^>]+)>", text)}
+    assert shown and shown <= PLACEHOLDERS, shown - PLACEHOLDERS
+
+
 def test_unknown_tools_are_ignored_and_fallback_keeps_numbers() -> None:
     assert parse_actions("calculator: 2+2\nanswer: 4", tools=("search",)) == [Action("answer", "4")]
     assert parse_actions("I think it is Paris.") == []
