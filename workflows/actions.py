@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["ANSWER", "Action", "clean_answer", "fallback_answer", "parse_actions"]
+__all__ = ["ANSWER", "EXAMPLE_WORDS", "Action", "clean_answer", "copies_example", "fallback_answer", "parse_actions"]
 
 ANSWER = "answer"
 
@@ -45,6 +45,15 @@ PLACEHOLDERS = frozenset({
 """The format's own placeholders (``search: <keywords>``, ``answer: <short answer>``) as arguments:
 the agent copied the format line, it did not act (the same CPU runs, once the block's lines were
 skipped, searched "keywords", browsed "url" and answered "short answer"). Skipped."""
+
+EXAMPLE_WORDS = frozenset({"eiffel", "dijon", "1832", "1887", "1889"})
+"""Words of the worked examples the agents are shown (the Eiffel Tower exchange of the ReAct and
+BATS prompts): a real question's trajectory mentions them only when the question or a tool result
+does. A small model copies the example instead: Qwen2.5-Coder-0.5B on one H200 (plan methods-6,
+200 HotpotQA questions, 800 runs per method) answered "Gustave Eiffel", "Dijon" or a date of the
+example in 65 ReAct, 266 Tracker and 241 BATS runs, and searched the example's keywords, whose
+results then ground the copied answer."""
+_EXAMPLE_WORD = re.compile(r"\b(?:" + "|".join(sorted(EXAMPLE_WORDS)) + r")\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -123,3 +132,15 @@ def _copied(line: str) -> bool:
     m = _LINE.match(line)
     value = _clean_value(m["rest"], m["sep"]) if m else _clean_value(line, ":")
     return bool(_BUDGET_ECHO.match(value)) or value.lower() in PLACEHOLDERS
+
+
+def copies_example(value: str, question: str, observed: str = "") -> bool:
+    """Whether ``value`` (an action's argument) names the worked example (an :data:`EXAMPLE_WORDS`
+    word) that the agent has no reason to name: the question is not about the example's subject
+    (it names none of the words) and ``observed`` (the tool results so far) does not contain that
+    word. Then the agent copied the example rather than acting on its question; a question about
+    the Eiffel Tower, or a search result that mentions Dijon, makes the words fair to use."""
+    words = {w.lower() for w in _EXAMPLE_WORD.findall(value)}
+    if not words or _EXAMPLE_WORD.search(question):
+        return False
+    return not words <= {w.lower() for w in _EXAMPLE_WORD.findall(observed)}

@@ -9,7 +9,7 @@ from langgraph.graph import END, START, StateGraph
 from orchestrator.options import option_value
 from orchestrator.types import Message, SamplingOptions
 from orchestrator.workflow import Workflow
-from workflows.actions import ANSWER, fallback_answer, parse_actions
+from workflows.actions import ANSWER, copies_example, fallback_answer, parse_actions
 from workflows.answers import is_yes_no_question, yes_no_answer
 
 if TYPE_CHECKING:
@@ -31,6 +31,8 @@ DEMO: tuple[Message, ...] = (
     Message("assistant", "answer: Gustave Eiffel"),
 )
 
+EXAMPLE_COPIED = "That line is from the example about the Eiffel Tower. Act on this question."
+
 
 class ReactState(TypedDict, total=False):
     question: str
@@ -41,6 +43,7 @@ class ReactState(TypedDict, total=False):
     answer: str | None
     stop_reason: str
     unparsed: int
+    example_copies: int
 
 
 def _initial_state(task: dict[str, Any]) -> dict[str, Any]:
@@ -50,12 +53,12 @@ def _initial_state(task: dict[str, Any]) -> dict[str, Any]:
 
         raise BadInputError("task", 'an object with a "question" field')
     return {"question": str(question), "messages": [], "turn": 0, "pending": None, "answer": None,
-            "stop_reason": "", "unparsed": 0}
+            "stop_reason": "", "unparsed": 0, "example_copies": 0}
 
 
 def _result(state: dict[str, Any]) -> dict[str, Any]:
     return {"answer": state.get("answer"), "turns": state.get("turn", 0), "stop_reason": state.get("stop_reason", ""),
-            "unparsed_outputs": state.get("unparsed", 0)}
+            "unparsed_outputs": state.get("unparsed", 0), "example_copies": state.get("example_copies", 0)}
 
 
 def build(ctx: RunContext) -> StateGraph:
@@ -77,9 +80,19 @@ def build(ctx: RunContext) -> StateGraph:
         previous_tool = state.get("last_tool")
         response = await ctx.chat(messages, sampling=SamplingOptions(max_tokens=max_tokens, stop=("\n",)),
                                   tool_name=previous_tool, is_last_step=last)
-        actions = parse_actions(response.text, tool_names)
+        # Lines copied from the Eiffel Tower example are no actions and no answer (see copies_example).
+        observed = "\n".join(m["content"] for m in state["messages"] if m["role"] == "tool")
+        parsed = parse_actions(response.text, tool_names)
+        actions = [a for a in parsed if not copies_example(a.value, state["question"], observed)]
         reply = {"role": "assistant", "content": response.text.strip()}
         update: dict[str, Any] = {"turn": turn + 1, "messages": [*state["messages"], reply]}
+        if len(actions) < len(parsed):
+            update["example_copies"] = state.get("example_copies", 0) + len(parsed) - len(actions)
+            if not actions and not last:
+                update["messages"].append({"role": "user", "content": EXAMPLE_COPIED})
+                await ctx.record_step("agent", {"turn": turn, "output": response.text, "action": None,
+                                                "answer": None, "example_copied": True})
+                return update
         # One action per turn; output with no action line is taken as the answer (documented fallback).
         action = actions[0] if actions else None
         if action is None:
@@ -87,6 +100,7 @@ def build(ctx: RunContext) -> StateGraph:
         if action is None or action.kind == ANSWER or last:
             if action is None:
                 answer = fallback_answer(response.text)
+                answer = "" if copies_example(answer, state["question"], observed) else answer
             elif action.kind == ANSWER:
                 answer = action.value
             else:  # a tool call the turn limit no longer allows
@@ -116,7 +130,10 @@ def build(ctx: RunContext) -> StateGraph:
         return update
 
     def after_agent(state: ReactState) -> str:
-        return "act" if state.get("pending") else END
+        if state.get("pending"):
+            return "act"
+        # No tool and no answer: the turn copied the example and was told so.
+        return END if state.get("stop_reason") else "agent"
 
     def after_act(state: ReactState) -> str:
         # Out of every tool budget: one last turn to answer from what was found.
@@ -126,7 +143,7 @@ def build(ctx: RunContext) -> StateGraph:
     g.add_node("agent", agent)
     g.add_node("act", act)
     g.add_edge(START, "agent")
-    g.add_conditional_edges("agent", after_agent, ["act", END])
+    g.add_conditional_edges("agent", after_agent, ["act", "agent", END])
     g.add_conditional_edges("act", after_act, ["agent"])
     return g
 

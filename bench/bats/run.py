@@ -136,6 +136,10 @@ class RunRecord:
     num_format_errors: int = 0
     num_cut_replies: int = 0
     """Agent replies cut at their max_tokens."""
+    num_example_copies: int = 0
+    """Agent actions that copied the worked example (not run, not taken as answers)."""
+    actions: dict[str, list[str]] = field(default_factory=dict)
+    """What the agent did, by kind, over all its attempts (``{"search": [...], "answer": [...]}``)."""
     num_extractions: int = 0
     cut_by_purpose: dict[str, int] = field(default_factory=dict)
     """Replies of any call that ran into their max_tokens (finish reason ``length``), by purpose."""
@@ -143,6 +147,15 @@ class RunRecord:
     """The start of the run's first cut reply and its purpose: what the model was writing."""
     stop: str = ""
     error: str = ""
+
+
+def _actions(attempts: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
+    """The attempts' action logs joined, each value cut to 80 characters."""
+    out: dict[str, list[str]] = {}
+    for attempt in attempts:
+        for kind, values in (attempt.get("actions") or {}).items():
+            out.setdefault(kind, []).extend(str(v)[:80] for v in values)
+    return out
 
 
 def _mean(xs: Sequence[float]) -> float:
@@ -198,6 +211,7 @@ def summarize(records: Sequence[RunRecord]) -> tuple[list[dict[str, Any]], list[
                 else None,
                 "format_errors_per_run": _mean([r.num_format_errors for r in rs]),
                 "cut_replies_per_run": _mean([r.num_cut_replies for r in rs]),
+                "example_copies_per_run": _mean([r.num_example_copies for r in rs]),
                 "cut_calls_by_purpose": _count_by_purpose(r.cut_by_purpose for r in rs),
                 "long_answer_fraction": _mean([len(r.answer) > LONG_ANSWER_CHARS for r in rs]),
                 "mean_answer_chars": _mean([len(r.answer) for r in rs]),
@@ -396,6 +410,8 @@ def _record(method: str, budget: int, q: dict[str, Any], run_id: str, status: st
         num_truncated_json=int(stats.get("num_truncated_json", 0)),
         num_format_errors=int(stats.get("num_format_errors", 0)),
         num_cut_replies=int(stats.get("num_cut_replies", 0)),
+        num_example_copies=int(stats.get("num_example_copies", 0)),
+        actions=_actions(attempts or [stats]),
         num_extractions=sum(n for p, n in purposes.items() if p.endswith("_extract")),
         cut_by_purpose=dict(store.get("cut", {})), cut_sample=str(store.get("cut_sample", "")),
         stop=stop,

@@ -41,7 +41,7 @@ from workflows.bats.steps import (
     ToolsRan,
     attempt_stats,
 )
-from workflows.bats.trajectory import demo_messages, strip_demo
+from workflows.bats.trajectory import action_log, demo_messages, strip_demo
 
 if TYPE_CHECKING:
     from langgraph.graph import StateGraph
@@ -159,7 +159,8 @@ def agent_workflow(name: str, mode: LoopMode, *, description: str = "") -> Workf
 
         async def agent(state: _AgentState) -> dict[str, Any]:
             result = await run_attempt(ctx, state["question"], config, mode)
-            return {"answer": result["answer"], "stats": attempt_stats(result)}
+            return {"answer": result["answer"],
+                    "stats": {**attempt_stats(result), "actions": action_log(result["entries"])}}
 
         graph = StateGraph(_AgentState)
         graph.add_node("agent", agent)

@@ -31,6 +31,7 @@ __all__ = [
 
 STAT_KEYS = (
     "num_attempts", "num_turns", "num_format_errors", "num_refused", "num_repeated", "num_cut_replies",
+    "num_example_copies",
     "num_verifier_calls", "num_invalid_json", "num_repaired", "num_defaulted", "num_truncated_json",
 )
 """The counters a BATS run reports, summed over its attempts."""
@@ -89,7 +90,8 @@ def count_attempt(stats: Mapping[str, int], verification: Verification | None,
     """``stats`` with one more attempt (and its verifier calls) counted."""
     out = {k: stats.get(k, 0) for k in STAT_KEYS}
     out["num_attempts"] += 1
-    for key in ("num_turns", "num_format_errors", "num_refused", "num_repeated", "num_cut_replies"):
+    for key in ("num_turns", "num_format_errors", "num_refused", "num_repeated", "num_cut_replies",
+                "num_example_copies"):
         out[key] += attempt.get(key, 0)  # attempts checkpointed before a counter existed lack it
     if verification is not None:
         out["num_verifier_calls"] += 1 + (verification.source in ("repaired", "default"))
@@ -157,7 +159,7 @@ def bats_result(state: Mapping[str, Any]) -> dict[str, Any]:
         "answer": state.get("answer", ""),
         "plan": state.get("plan", []),
         "attempts": [
-            {k: a[k] for k in ("answer", "decision", "verdicts", "justification", "stop")}
+            {k: a.get(k) for k in ("answer", "decision", "verdicts", "justification", "stop", "actions")}
             for a in state.get("attempts", [])
         ],
         "selection": state.get("selection", {}),

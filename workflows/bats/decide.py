@@ -18,6 +18,10 @@ The rules, turn by turn:
   answers is an answer;
 - a reply without an action line gets a format reminder (``max_format_errors`` in a row), then
   its prose is taken as the answer;
+- an action that copies the worked example (``workflows.actions.copies_example``: it names the
+  Eiffel Tower example where neither the question nor a tool result does) is not run and is no
+  answer: the agent is told so, like a reply without an action; a final answer that copies it is
+  asked for once more, then dropped;
 - an answer ends the loop, unless budget forcing (``mode.forcing``) tells the agent to keep
   using the budget left, until it has gone ``max_idle_turns`` turns without a tool;
 - the answer is cleaned, and a long one gets one extraction call.
@@ -31,7 +35,7 @@ from dataclasses import replace
 
 from orchestrator.context import ToolBudgetView
 from orchestrator.types import Message, SamplingOptions
-from workflows.actions import ANSWER, Action, fallback_answer, parse_actions
+from workflows.actions import ANSWER, Action, copies_example, fallback_answer, parse_actions
 from workflows.bats import prompts
 from workflows.bats.config import AgentConfig
 from workflows.bats.extraction import (
@@ -138,6 +142,22 @@ def _left_text(views: Sequence[ToolBudgetView]) -> str:
     return ", ".join(f"{v.tool}: {v.remaining:g} left" for v in views if v.remaining is not None) or "no limit"
 
 
+def _observed(state: LoopState) -> str:
+    """The tool results of this attempt so far."""
+    return "\n".join(e["content"] for e in state.entries if e["role"] == "tool")
+
+
+def _drop_copies(setup: AttemptSetup, state: LoopState, actions: list[Action]) -> tuple[list[Action], list[Action]]:
+    """``actions`` split into those kept and those copied from the worked example."""
+    observed = _observed(state)
+    copied = [a for a in actions if copies_example(a.value, setup.question, observed)]
+    return [a for a in actions if a not in copied], copied
+
+
+def _line(action: Action) -> str:
+    return f"{action.kind}: {action.value}"
+
+
 def _next_turn(setup: AttemptSetup, state: LoopState) -> Decision:
     if state.num_turns >= turn_cap(state.first_views, setup.config):
         # Forcing ends on the turn cap with an answer in hand; that answer stands.
@@ -152,15 +172,16 @@ def _next_turn(setup: AttemptSetup, state: LoopState) -> Decision:
                           setup.purpose, tool_name=state.last_tool)
 
 
-def _final_turn(setup: AttemptSetup, state: LoopState) -> Decision:
-    note = prompts.FINAL_TURN if state.stop == "exhausted" else prompts.MAX_TURNS_REACHED
+def _final_turn(setup: AttemptSetup, state: LoopState, note: str = "") -> Decision:
+    note = note or (prompts.FINAL_TURN if state.stop == "exhausted" else prompts.MAX_TURNS_REACHED)
     state = replace(state, phase="final", entries=(*state.entries, user_entry(note)))
     return state, CallLLM(render(setup, state), _sampling(setup), setup.purpose, is_last_step=True)
 
 
 def _after_turn(setup: AttemptSetup, state: LoopState, text: str) -> Decision:
     state = replace(state, num_turns=state.num_turns + 1)
-    actions = parse_actions(text, setup.tools)
+    actions, copied = _drop_copies(setup, state, parse_actions(text, setup.tools))
+    state = replace(state, num_example_copies=state.num_example_copies + len(copied))
     tool_actions = [a for a in actions if a.kind != ANSWER][: setup.config.max_actions_per_turn]
     answers = [a for a in actions if a.kind == ANSWER]
     if answers and tool_actions and all(_key(a) in state.done for a in tool_actions):
@@ -172,6 +193,8 @@ def _after_turn(setup: AttemptSetup, state: LoopState, text: str) -> Decision:
     state = replace(state, num_idle_turns=state.num_idle_turns + 1)
     if answers:
         return _take_answer(setup, state, text, answers[-1].value)
+    if copied:
+        return _format_error(setup, state, text, prompts.EXAMPLE_COPIED.format(line=_line(copied[0])))
     return _format_error(setup, state, text)
 
 
@@ -224,12 +247,12 @@ def _after_tools(setup: AttemptSetup, state: LoopState, observation: ToolsRan) -
     return _next_turn(setup, state)
 
 
-def _format_error(setup: AttemptSetup, state: LoopState, text: str) -> Decision:
+def _format_error(setup: AttemptSetup, state: LoopState, text: str, note: str = prompts.FORMAT_NUDGE) -> Decision:
     state = replace(state, num_format_errors=state.num_format_errors + 1,
                     num_format_errors_in_a_row=state.num_format_errors_in_a_row + 1)
-    fallback = fallback_answer(text)
+    fallback = _fallback(setup, state, text)
     if state.num_format_errors_in_a_row <= setup.config.max_format_errors or not fallback:
-        nudge = (assistant_entry(text), user_entry(prompts.FORMAT_NUDGE))
+        nudge = (assistant_entry(text), user_entry(note))
         return _next_turn(setup, replace(state, entries=(*state.entries, *nudge)))
     return _take_answer(setup, state, text, fallback)
 
@@ -245,8 +268,18 @@ def _take_answer(setup: AttemptSetup, state: LoopState, text: str, answer: str) 
     return _shorten(setup, replace(state, stop="answered"))
 
 
+def _fallback(setup: AttemptSetup, state: LoopState, text: str) -> str:
+    """The reply's prose as an answer (a format error's), unless it copies the worked example."""
+    fallback = fallback_answer(text)
+    return "" if copies_example(fallback, setup.question, _observed(state)) else fallback
+
+
 def _after_final_turn(setup: AttemptSetup, state: LoopState, text: str) -> Decision:
-    parsed = parse_actions(text, setup.tools)
+    parsed, copied = _drop_copies(setup, state, parse_actions(text, setup.tools))
+    prose = "" if parsed or copied else fallback_answer(text)
+    if copies_example(prose, setup.question, _observed(state)):
+        copied, prose = [Action(ANSWER, prose)], ""
+    state = replace(state, num_example_copies=state.num_example_copies + len(copied))
     final = [a.value for a in parsed if a.kind == ANSWER]
     if final:
         last = final[-1]
@@ -255,7 +288,11 @@ def _after_final_turn(setup: AttemptSetup, state: LoopState, text: str) -> Decis
         # title, keywords) is its best guess, not the raw "browse: wiki://..." line.
         last = parsed[-1].value.removeprefix("wiki://")
     else:
-        last = fallback_answer(text)
+        last = prose
+    if copied and not last and not state.answer and not state.asked_again:
+        # The example's answer instead of one: ask once more, naming what was copied.
+        again = replace(state, asked_again=True, entries=(*state.entries, assistant_entry(text)))
+        return _final_turn(setup, again, prompts.EXAMPLE_COPIED_FINAL.format(line=_line(copied[-1])))
     # An explicit final answer wins; else an earlier answer (forcing), else the best guess.
     answer = last if final else (state.answer or last)
     entry = assistant_entry(text, [(ANSWER, answer)] if answer else [])
@@ -287,6 +324,7 @@ def _finish(state: LoopState) -> Decision:
         num_refused=state.num_refused,
         num_repeated=state.num_repeated,
         num_cut_replies=state.num_cut_replies,
+        num_example_copies=state.num_example_copies,
     )
     record = {"answer": result["answer"], "raw_answer": result["raw_answer"], "stop": result["stop"],
               "num_turns": result["num_turns"], "actions": action_log(result["entries"])}

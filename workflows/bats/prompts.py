@@ -29,6 +29,16 @@ REPEATED = (
     "keywords, browse a url from the results, or answer."
 )
 
+EXAMPLE_COPIED = (
+    "`{line}` is from the example about the Eiffel Tower, not about this question, so it was not "
+    "used. Search for what this question asks about, or answer it."
+)
+
+EXAMPLE_COPIED_FINAL = (
+    "`{line}` is the example's answer, not this question's. Reply with one line "
+    "`answer: <short answer>` to this question, your best guess from what you found."
+)
+
 # A worked exchange as real turns (the same for every method): small models copy a demonstrated
 # pattern, two searches then a short answer, far more reliably than they follow a described one.
 DEMO_QUESTION = "Question: In which city was the designer of the Eiffel Tower born?"

@@ -94,6 +94,10 @@ class LoopState:
     """Consecutive turns without a tool call (budget forcing stops at ``max_idle_turns``)."""
     num_stale_turns: int = 0
     """Consecutive turns whose tool actions were all repeats."""
+    num_example_copies: int = 0
+    """Actions that copied the worked example (``workflows.actions.copies_example``): not run."""
+    asked_again: bool = False
+    """The final answer copied the worked example and was asked for once more."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,7 @@ class AttemptResult(TypedDict):
     num_refused: int
     num_repeated: int
     num_cut_replies: int
+    num_example_copies: int
 
 
 @dataclass(frozen=True)

@@ -101,3 +101,20 @@ def test_replies_cut_at_max_tokens_are_counted(make_ctx) -> None:
     result = run_bats(make_ctx(chatty, max_tokens=32))
     assert result["stats"]["num_cut_replies"] >= 1
     assert run_bats(make_ctx(chatty, max_tokens=400))["stats"]["num_cut_replies"] == 0
+
+
+def test_react_does_not_run_or_answer_a_line_copied_from_its_eiffel_example(make_ctx) -> None:
+    from workflows.react import EXAMPLE_COPIED
+
+    def copier(purpose: str, messages: list[Message]) -> str:
+        if messages[-1].content == EXAMPLE_COPIED:
+            return "answer: Dieter Gorny" if messages[-2].content.startswith("answer") else "answer: Gustave Eiffel"
+        return "search: Eiffel Tower designer"
+
+    ctx = make_ctx(copier)
+    wf = workflows.get("react")
+    state = asyncio.run(wf.build(ctx).compile().ainvoke(wf.initial_state({"question": "Who founded VIVA Media AG?"})))
+    result = wf.result(state)
+    # The copied search never reached the tool, the copied answer was not taken, the next one was.
+    assert ctx.tool_calls == [] and result["answer"] == "Dieter Gorny" and result["example_copies"] == 2
+    assert [m["content"] for m in state["messages"] if m["role"] == "user"] == [EXAMPLE_COPIED] * 2

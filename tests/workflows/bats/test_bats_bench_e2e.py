@@ -80,6 +80,9 @@ def test_bench_against_fake_openai_server_with_time_limit(tmp_path: Path) -> Non
     # The agent's long sentence was cut to the page title by the extraction call, for both methods.
     assert all(c["extraction_calls_per_run"] >= 1 and c["long_answer_fraction"] == 0 for c in cells.values())
     assert all(r.answer and len(r.answer) < 60 and "according to" not in r.answer for r in records)
+    # Every run keeps what its agent did (both methods: the harness's stats, BATS's attempts).
+    assert all(r.actions.get("search") and r.actions.get("answer") for r in records)
+    assert all(c["example_copies_per_run"] == 0 for c in cells.values())
     # The served name finds the Qwen entry of the price table (cheaper than the default entry).
     from budget.costs import load_price_table
 

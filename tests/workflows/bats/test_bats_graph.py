@@ -15,6 +15,8 @@ VALID_CONTINUE = ('{"verdicts": ["satisfied", "unverifiable"], "decision": "CONT
 VALID_SUCCESS = ('{"verdicts": ["satisfied", "satisfied"], "decision": "SUCCESS", '
                  '"justification": "page says Dijon", "summary": "Confirmed Dijon."}')
 
+QUESTION = "Where was the Eiffel Tower's designer born?"  # the demo's subject: its words are fair here
+
 
 def n_obs(messages: list[Message]) -> int:
     return sum(1 for m in strip_demo(messages) if m.role == "tool")
@@ -123,7 +125,7 @@ def test_baselines_share_the_loop(make_ctx) -> None:
     for name in ("tracker", "forcing", "parallel"):
         ctx = make_ctx(reply, {"search": 10, "browse": 10}, num_samples=3, max_idle_turns=2)
         wf = workflows.get(name)
-        state = asyncio.run(wf.build(ctx).compile().ainvoke(wf.initial_state({"question": "q"})))
+        state = asyncio.run(wf.build(ctx).compile().ainvoke(wf.initial_state({"question": QUESTION})))
         result = wf.result(state)
         assert result["answer"] == "Dijon", name
         text = "\n".join(m.content for c in ctx.calls for m in c.messages)

@@ -24,6 +24,8 @@ from workflows.bats.agent import (
 )
 from workflows.bats.verifier import VERIFIER_SCHEMA, verify
 
+QUESTION = "Where was the Eiffel Tower's designer born?"  # the demo's subject: its words are fair here
+
 
 def views(search: float | None, browse: float | None, used: float = 0.0) -> list[ToolBudgetView]:
     return [ToolBudgetView("search", "query", used, search), ToolBudgetView("browse", "url", 0.0, browse)]
@@ -43,7 +45,7 @@ def test_agent_is_not_cut_by_turns_before_its_budget(make_ctx) -> None:
     # One new query per turn: with budget 10 the old fixed cap of 6 turns stopped it at 6 queries.
     ctx = make_ctx(lambda p, m: "answer: x" if m[-1].content == prompts.FINAL_TURN else f"search: q{len(m)}",
                    {"search": 10, "browse": 10})
-    result = asyncio.run(run_attempt(ctx, "q", AgentConfig(), LoopMode(tracker=True)))
+    result = asyncio.run(run_attempt(ctx, QUESTION, AgentConfig(), LoopMode(tracker=True)))
     assert result["stop"] == "exhausted" and ctx.used["search"] == 10
 
 
@@ -105,7 +107,7 @@ def test_final_turn_tool_call_becomes_a_guess_not_an_action_line(make_ctx) -> No
         return "search: eiffel"
 
     ctx = make_ctx(reply, {"search": 1, "browse": 5})
-    result = asyncio.run(run_attempt(ctx, "q", AgentConfig(demo=False), LoopMode()))
+    result = asyncio.run(run_attempt(ctx, QUESTION, AgentConfig(demo=False), LoopMode()))
     assert result["stop"] == "exhausted" and result["answer"] == "Gustave Eiffel"
 
 
@@ -150,7 +152,7 @@ def test_bats_graph_passes_the_schema_option(make_ctx) -> None:
     for flag in (True, False):
         ctx = make_ctx(reply, verifier_json_schema=flag)
         graph = workflows.get("bats").build(ctx).compile()
-        asyncio.run(graph.ainvoke({"question": "q"}))
+        asyncio.run(graph.ainvoke({"question": QUESTION}))
         schemas = [c.sampling.json_schema for c in ctx.calls if c.purpose == "verifier"]
         assert schemas and all((s is not None) == flag for s in schemas)
 
@@ -168,7 +170,7 @@ def test_looping_agent_stops_after_stale_turns_not_at_the_turn_cap(make_ctx) -> 
         return "answer: x" if messages[-1].content == prompts.MAX_TURNS_REACHED else "search: same query"
 
     ctx = make_ctx(reply, {"search": 20, "browse": 20})  # derived cap: 42 turns
-    result = asyncio.run(run_attempt(ctx, "q", AgentConfig(demo=False), LoopMode()))
+    result = asyncio.run(run_attempt(ctx, QUESTION, AgentConfig(demo=False), LoopMode()))
     assert result["stop"] == "stale" and result["answer"] == "x"
     assert ctx.used == {"search": 1} and len(ctx.calls) == 1 + 2 + 1  # first run, 2 repeats, final
 
@@ -176,7 +178,7 @@ def test_looping_agent_stops_after_stale_turns_not_at_the_turn_cap(make_ctx) -> 
 def test_reply_repeating_done_actions_then_answering_is_an_answer(make_ctx) -> None:
     # Qwen 0.5B re-emits its whole pattern each turn; the answer line must not be lost.
     ctx = make_ctx(lambda p, m: "search: viva media\nbrowse: wiki://VIVA Media\nanswer: VIVA Media AG")
-    result = asyncio.run(run_attempt(ctx, "q", AgentConfig(demo=False), LoopMode()))
+    result = asyncio.run(run_attempt(ctx, QUESTION, AgentConfig(demo=False), LoopMode()))
     assert result["stop"] == "answered" and result["answer"] == "VIVA Media AG"
     assert len(ctx.calls) == 2 and ctx.used == {"search": 1, "browse": 1}
 
@@ -194,7 +196,7 @@ def test_agent_sees_explore_items_only_by_default_verifier_sees_all(make_ctx) ->
 
     for option, shown in (("explore", ["who designed"]), ("all", ["who designed", "The Beatles"]), ("none", [])):
         ctx = make_ctx(reply, agent_plan=option)
-        asyncio.run(workflows.get("bats").build(ctx).compile().ainvoke({"question": "q"}))
+        asyncio.run(workflows.get("bats").build(ctx).compile().ainvoke({"question": QUESTION}))
         head = next(c for c in ctx.calls if c.purpose == "agent").messages[1].content
         assert all(s in head for s in shown) and ("The Beatles" in head) == ("The Beatles" in shown)
         verifier = next(c for c in ctx.calls if c.purpose == "verifier").messages[1].content

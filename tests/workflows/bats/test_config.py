@@ -11,16 +11,18 @@ from orchestrator import workflow
 from orchestrator.errors import BadInputError
 from orchestrator.testing import FakeRunContext, ScriptedClient, ScriptedConfig
 
+QUESTION = "Where was the Eiffel Tower's designer born?"  # the demo's subject: its words are fair here
+
 
 def test_string_options_are_typed() -> None:
     ctx = FakeRunContext(llm=ScriptedClient(ScriptedConfig(["answer: Dijon"])),
                          config={"demo": "false", "temperature": "0.5", "max_tokens": "64", "tools": ["search"]})
     wf = workflow.get("react_harness")
-    state = asyncio.run(wf.build(ctx).compile().ainvoke(wf.initial_state({"question": "q"})))
+    state = asyncio.run(wf.build(ctx).compile().ainvoke(wf.initial_state({"question": QUESTION})))
     assert wf.result(state)["answer"] == "Dijon"
     first = ctx.calls[0]
     assert (first.sampling.temperature, first.sampling.max_tokens) == (0.5, 64)
-    assert first.messages[1].content.startswith("Question: q")  # no demo exchange before it
+    assert first.messages[1].content.startswith("Question: Where")  # no demo exchange before it
 
 
 @pytest.mark.parametrize(("name", "options", "option"), [

@@ -32,9 +32,9 @@ def views(search_used: float = 0, browse_used: float = 0, limit: float | None = 
     return (ToolBudgetView("search", "query", search_used, limit), ToolBudgetView("browse", "url", browse_used, limit))
 
 
-def setup(mode: LoopMode | None = None, **config: object) -> AttemptSetup:
+def setup(mode: LoopMode | None = None, question: str = "Where was Eiffel born?", **config: object) -> AttemptSetup:
     config.setdefault("demo", False)
-    return AttemptSetup("Where was Eiffel born?", AgentConfig(**config), mode or LoopMode(), ("search", "browse"),  # type: ignore[arg-type]
+    return AttemptSetup(question, AgentConfig(**config), mode or LoopMode(), ("search", "browse"),  # type: ignore[arg-type]
                         {"search": "query", "browse": "url"}, head_notes="Plan: find him")
 
 
@@ -264,3 +264,51 @@ def test_the_agent_call_stops_where_the_reply_imitates_the_budget_block(echo: st
     query = "search: drugs used, banned (1990s)\nanswer: widely used, then banned"
     assert cut_reply(query, stops) == (query, "stop")
     assert llm(start(setup())[1]).sampling.stop == ()
+
+
+UNRELATED = "Who founded VIVA Media AG?"
+
+
+def test_actions_copied_from_the_worked_example_are_not_run_and_the_agent_is_told() -> None:
+    s = setup(question=UNRELATED, max_format_errors=1)
+    state, _ = start(s)
+    state, action = decide(s, state, Replied("search: Eiffel Tower architect\nsearch: VIVA Media AG founder"))
+    assert action == CallTools((ToolCall("search", {"query": "VIVA Media AG founder"}),))
+    assert state.num_example_copies == 1
+    state, _ = decide(s, state, ToolsRan((ToolOutput("VIVA Media AG was founded by ..."),), views(1)))
+    # Only copies: nothing runs, no answer is taken, and the note names the copied line.
+    for _ in range(3):  # more than max_format_errors: a copy is never the fallback answer
+        state, action = decide(s, state, Replied("browse: wiki://Gustave Eiffel\nanswer: Gustave Eiffel"))
+        note = prompts.EXAMPLE_COPIED.format(line="browse: wiki://Gustave Eiffel")
+        assert llm(action).messages[-1].content == note and state.answer == ""
+    assert state.num_example_copies == 7 and state.views == views(1)
+    state, action = decide(s, state, Replied("answer: Dieter Gorny"))
+    assert finish(action).result["answer"] == "Dieter Gorny" and finish(action).result["num_example_copies"] == 7
+
+
+def test_a_word_of_the_example_found_in_this_runs_results_is_fair_to_use() -> None:
+    s = setup(question=UNRELATED)
+    state, _ = start(s)
+    state, _ = decide(s, state, Replied("search: VIVA founder"))
+    state, _ = decide(s, state, ToolsRan((ToolOutput("The founder moved to Dijon in 1995."),), views(1)))
+    state, action = decide(s, state, Replied("answer: Dijon"))
+    assert finish(action).result["answer"] == "Dijon" and state.num_example_copies == 0
+
+
+def test_a_final_answer_copied_from_the_example_is_asked_for_once_more_then_dropped() -> None:
+    s = setup(question=UNRELATED)
+    state = replace(LoopState(), phase="final", stop="stale", num_turns=3)
+    state, action = decide(s, state, Replied("answer: Gustave Eiffel"))
+    assert llm(action).is_last_step and state.phase == "final" and state.asked_again
+    assert llm(action).messages[-1].content == prompts.EXAMPLE_COPIED_FINAL.format(line="answer: Gustave Eiffel")
+    state, action = decide(s, state, Replied("answer: Dijon"))
+    result = finish(action).result
+    assert (result["answer"], result["stop"], result["num_example_copies"]) == ("", "stale", 2)
+    # Asked again, a real answer stands; an earlier (uncopied) answer stands over a copy.
+    state = replace(LoopState(), phase="final", stop="stale", num_turns=3)
+    state, _ = decide(s, state, Replied("Gustave Eiffel"))
+    state, action = decide(s, state, Replied("answer: Dieter Gorny"))
+    assert finish(action).result["answer"] == "Dieter Gorny"
+    state = replace(LoopState(), phase="final", stop="exhausted", answer="VIVA", num_turns=3)
+    state, action = decide(s, state, Replied("browse: wiki://Gustave Eiffel"))
+    assert finish(action).result["answer"] == "VIVA"

@@ -153,3 +153,29 @@ def test_squad_style_scoring() -> None:
     assert f1_score("Gustave Eiffel", "Eiffel") == pytest.approx(2 / 3)
     assert f1_score("no", "yes") == 0.0 and f1_score("yes", "yes") == 1.0
     assert f1_score("", "Paris") == 0.0
+
+
+def test_an_action_naming_the_worked_example_is_a_copy_unless_the_question_or_a_result_names_it() -> None:
+    from workflows.actions import copies_example
+
+    question = "Which company founded VIVA Media AG?"
+    for value in ("Gustave Eiffel", "Eiffel Tower architect", "wiki://Gustave Eiffel", "Dijon", "1887"):
+        assert copies_example(value, question), value
+    # Fair use: the question is about the example's subject, or this run's tool results name the word.
+    assert not copies_example("Dijon", "Where was the Eiffel Tower's designer born?")
+    assert not copies_example("Dijon", question, observed="Gustave Eiffel (born in Dijon) was ...")
+    assert copies_example("Gustave Eiffel, Dijon", question, observed="born in Dijon")  # eiffel unseen
+    assert not copies_example("VIVA Media AG", question) and not copies_example("18870", question)
+
+
+def test_every_action_of_the_worked_examples_counts_as_a_copy_for_an_unrelated_question() -> None:
+    # EXAMPLE_WORDS is written by hand; the demos are what the agent copies.
+    from workflows import react
+    from workflows.actions import copies_example
+    from workflows.bats import prompts
+
+    shown = parse_actions(prompts.AGENT_SYSTEM)
+    shown += [a for role, text in prompts.DEMO_TURNS if role == "assistant" for a in parse_actions(text)]
+    shown += [a for m in react.DEMO if m.role == "assistant" for a in parse_actions(m.content)]
+    assert len(shown) >= 7
+    assert all(copies_example(a.value, "Who founded VIVA Media AG?") for a in shown), shown

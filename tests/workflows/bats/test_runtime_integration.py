@@ -93,7 +93,7 @@ def test_parallel_samples_keep_separate_journal_keys(tmp_path: Path) -> None:
 
 
 async def check_parallel(rt: Runtime) -> None:
-    res = await rt.run("parallel", {"question": "Where was the designer born?"}, backend="rule",
+    res = await rt.run("parallel", {"question": "Where was the Eiffel Tower's designer born?"}, backend="rule",
                        budget="search=20,browse=20", options={"num_samples": 3})
     assert res.status == "succeeded", res.error
     assert res.result["answer"] == "Dijon" and res.result["samples"] == ["Dijon"] * 3
