@@ -51,8 +51,8 @@ EXAMPLE_WORDS = frozenset({"eiffel", "dijon", "1832", "1887", "1889"})
 BATS prompts): a real question's trajectory mentions them only when the question or a tool result
 does. A small model copies the example instead: Qwen2.5-Coder-0.5B on one H200 (plan methods-6,
 200 HotpotQA questions, 800 runs per method) answered "Gustave Eiffel", "Dijon" or a date of the
-example in 65 ReAct, 266 Tracker and 241 BATS runs, and searched the example's keywords, whose
-results then ground the copied answer."""
+example in 66 ReAct, 267 Tracker and 241 BATS runs. A search for the example's keywords is a copy
+too: its results would name the example and so seem to ground a copied answer."""
 _EXAMPLE_WORD = re.compile(r"\b(?:" + "|".join(sorted(EXAMPLE_WORDS)) + r")\b", re.IGNORECASE)
 
 
