@@ -19,7 +19,8 @@ The rules, turn by turn:
 - a reply without an action line gets a format reminder (``max_format_errors`` in a row), then
   its prose is taken as the answer;
 - an action that copies the worked example (``workflows.actions.copies_example``: it names the
-  Eiffel Tower example where neither the question nor a tool result does) is not run and is no
+  Eiffel Tower example where neither the question, a tool result nor the notes on earlier
+  attempts do) is not run and is no
   answer: the agent is told so, like a reply without an action; a final answer that copies it is
   asked for once more, then dropped;
 - an answer ends the loop, unless budget forcing (``mode.forcing``) tells the agent to keep
@@ -142,14 +143,15 @@ def _left_text(views: Sequence[ToolBudgetView]) -> str:
     return ", ".join(f"{v.tool}: {v.remaining:g} left" for v in views if v.remaining is not None) or "no limit"
 
 
-def _observed(state: LoopState) -> str:
-    """The tool results of this attempt so far."""
-    return "\n".join(e["content"] for e in state.entries if e["role"] == "tool")
+def _observed(setup: AttemptSetup, state: LoopState) -> str:
+    """What the agent has been shown besides the example: the notes on earlier attempts (BATS) and
+    this attempt's tool results so far."""
+    return "\n".join([setup.head_notes, *(e["content"] for e in state.entries if e["role"] == "tool")])
 
 
 def _drop_copies(setup: AttemptSetup, state: LoopState, actions: list[Action]) -> tuple[list[Action], list[Action]]:
     """``actions`` split into those kept and those copied from the worked example."""
-    observed = _observed(state)
+    observed = _observed(setup, state)
     copied = [a for a in actions if copies_example(a.value, setup.question, observed)]
     return [a for a in actions if a not in copied], copied
 
@@ -271,13 +273,13 @@ def _take_answer(setup: AttemptSetup, state: LoopState, text: str, answer: str) 
 def _fallback(setup: AttemptSetup, state: LoopState, text: str) -> str:
     """The reply's prose as an answer (a format error's), unless it copies the worked example."""
     fallback = fallback_answer(text)
-    return "" if copies_example(fallback, setup.question, _observed(state)) else fallback
+    return "" if copies_example(fallback, setup.question, _observed(setup, state)) else fallback
 
 
 def _after_final_turn(setup: AttemptSetup, state: LoopState, text: str) -> Decision:
     parsed, copied = _drop_copies(setup, state, parse_actions(text, setup.tools))
     prose = "" if parsed or copied else fallback_answer(text)
-    if copies_example(prose, setup.question, _observed(state)):
+    if copies_example(prose, setup.question, _observed(setup, state)):
         copied, prose = [Action(ANSWER, prose)], ""
     state = replace(state, num_example_copies=state.num_example_copies + len(copied))
     final = [a.value for a in parsed if a.kind == ANSWER]
