@@ -202,6 +202,9 @@ async def run_pdf(client: LLMClient, row: dict[str, Any], args: argparse.Namespa
     options = {"dataset": row["_dataset"], "mode": mode, "max_tokens": args.max_tokens,
                "temperature": args.temperature, "next_choice": args.next_choice,
                "route_context": args.route_context, "marker_in_turn": args.marker_in_turn}
+    roster = dict(args.roster).get(get_dataset(row["_dataset"]).roster)
+    if roster:
+        options["roster"] = roster
     ctx = _context(client, tools, {"priordynaflow": options, "qtable_pool": pool})
     state = await build(ctx).compile().ainvoke(initial_state(row), {"recursion_limit": 64})
     out = result(state)
@@ -230,7 +233,8 @@ def _interleave(groups: list[list[dict[str, Any]]], seed: int) -> list[dict[str,
 
 
 def parse_starts(text: str) -> list[tuple[str, str]]:
-    """``math=programmer,code=planner`` as (roster, start agent) pairs."""
+    """``math=programmer,code=planner`` as pairs: a family and its start agent (``--start``) or the
+    roster its datasets use (``--roster``)."""
     pairs = [part.split("=", 1) for part in text.split(",") if part]
     if any(len(p) != 2 for p in pairs):
         raise argparse.ArgumentTypeError(f"expected FAMILY=AGENT,..., got {text!r}")
@@ -257,7 +261,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     )
     families: dict[str, list[str]] = {}
     for name in args.datasets:
-        families.setdefault(get_dataset(name).roster, []).append(name)
+        roster = get_dataset(name).roster
+        families.setdefault(dict(args.roster).get(roster, roster), []).append(name)
     folds = {name: cv_folds(len(rows[name]), args.folds, args.seed) for name in args.datasets}
 
     outcomes: dict[tuple[str, str], list[dict]] = {}
@@ -406,6 +411,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-agents-before-end", type=int, default=1, help="END is offered only once this many ran")
     p.add_argument("--start", type=parse_starts, default=[], metavar="FAMILY=AGENT,...",
                    help="the agent each episode of a roster starts with (e.g. math=programmer; default the roster's)")
+    p.add_argument("--roster", type=parse_starts, default=[], metavar="FAMILY=ROSTER,...",
+                   help="route a family's datasets with another roster (e.g. code=code-check: the runner that "
+                        "checks the shown examples; use with --min-agents-before-end 2)")
     p.add_argument("--no-marker-in-turn", dest="marker_in_turn", action="store_false",
                    help="agent turns without routing instructions (the prompt of the fixed chain); the constrained "
                         "routing call alone picks the next agent (needs --next-choice constrained)")

@@ -1,8 +1,9 @@
 """Agents as data: named roles with a description, a prompt and the tools they may use.
 
 A roster is the set of agents one task family routes between, plus the agent every episode
-starts with. Built-in rosters: ``math`` (solver, analyst, programmer, inspector) and ``code``
-(planner, coder, reviewer, tester). Users register their own with :func:`register_roster`.
+starts with. Built-in rosters: ``math`` (solver, analyst, programmer, inspector), ``code``
+(planner, coder, reviewer, tester) and ``code-check`` (planner, coder, reviewer, and a runner that
+checks the shown examples without a model call). Users register their own with :func:`register_roster`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ class AgentRole:
     tools: tools the agent uses; ``"python"`` runs its last python block in the sandbox.
     produces_solution: whether the answer/code this agent writes may become the task's solution
         (a tester's harness must not replace the coder's function).
+    checks_examples: an agent without a model call: it runs the episode's solution against the
+        examples the task shows (``Dataset.shown_examples``) in the sandbox and proposes END when
+        they pass, else the best-valued other candidate (``episode.check_reply``). Its turn costs
+        no tokens; what it proposes depends on the task, so paths through it differ per task.
     """
 
     name: str
@@ -34,6 +39,7 @@ class AgentRole:
     prompt: str
     tools: tuple[str, ...] = ()
     produces_solution: bool = True
+    checks_examples: bool = False
 
     def __post_init__(self) -> None:
         if not self.name.replace("_", "").replace("-", "").isalnum() or self.name.upper() == END:
@@ -161,7 +167,28 @@ CODE_ROSTER = Roster(
     ),
 )
 
-_ROSTERS: dict[str, Roster] = {r.name: r for r in (MATH_ROSTER, CODE_ROSTER)}
+_RUNNER = AgentRole(
+    name="runner",
+    description="runs the latest code on the examples the task shows (no model call) and says if they pass",
+    prompt="",
+    tools=(PYTHON,),
+    produces_solution=False,
+    checks_examples=True,
+)
+
+CODE_CHECK_ROSTER = Roster(
+    name="code-check",
+    start="coder",
+    agents=(_RUNNER, *(CODE_ROSTER.get(n) for n in ("coder", "reviewer", "planner"))),
+)
+"""The code roster with a runner in place of the LLM tester: the examples the task shows decide
+where an episode goes after the runner, so a task whose code passes them can stop at one model
+call and one that fails goes back to a teammate with the failure (opt-in: ``roster="code-check"``,
+with the router's ``min_agents_before_end=2`` so that the coder's turn is never the last). The
+order is the tie-break among equal values (cold start): a coder reply without a marker goes to the
+runner, a failed check to the coder."""
+
+_ROSTERS: dict[str, Roster] = {r.name: r for r in (MATH_ROSTER, CODE_ROSTER, CODE_CHECK_ROSTER)}
 
 
 def register_roster(roster: Roster) -> Roster:

@@ -38,6 +38,7 @@ __all__ = [
     "EpisodeState",
     "Observation",
     "Turn",
+    "check_reply",
     "decide",
     "finish",
     "initial_state",
@@ -178,6 +179,7 @@ class Observation:
     code: the program that ran in the sandbox (None: none ran).
     output: the sandbox's output.
     choice: the reply to the constrained routing call (None: no such call was made).
+    num_llm_calls: the model calls the turn made (0 for an agent that checks examples).
     """
 
     text: str
@@ -185,6 +187,7 @@ class Observation:
     code: str | None = None
     output: str = ""
     choice: str | None = None
+    num_llm_calls: int = 1
 
 
 @dataclass(frozen=True)
@@ -231,7 +234,8 @@ def needs_choice_call(turn: Turn, text: str, next_choice: str) -> bool:
     ``text`` (``next_choice``: :attr:`WorkflowOptions.next_choice`): never in "marker" mode or
     when the router ignores the agent (greedy selection) or only END is offered; always in
     "constrained" mode; in "auto" mode when the reply's marker names no candidate."""
-    if next_choice == "marker" or turn.config.selection == "greedy" or len(turn.candidates.actions) < 2:
+    if (next_choice == "marker" or turn.role.checks_examples or turn.config.selection == "greedy"
+            or len(turn.candidates.actions) < 2):
         return False
     return next_choice == "constrained" or parse_next(text, turn.roster.names) not in turn.candidates.actions
 
@@ -269,7 +273,7 @@ def decide(state: EpisodeState, turn: Turn, observation: Observation, table: QTa
         "cumulative_reward": cumulative,
         "solution": _solution(state, turn, observation.text, program_output),
         "num_tokens": state["num_tokens"] + observation.num_tokens,
-        "num_llm_calls": state["num_llm_calls"] + 1,
+        "num_llm_calls": state["num_llm_calls"] + observation.num_llm_calls,
         "num_tool_calls": state["num_tool_calls"] + bool(observation.code),
         "num_unparsable": state["num_unparsable"] + (decision.reason == "unparsable"),
         "num_off_candidate": state["num_off_candidate"] + (decision.reason == "off_candidate"),
@@ -278,6 +282,22 @@ def decide(state: EpisodeState, turn: Turn, observation: Observation, table: QTa
     }
     record = _turn_record(turn, observation, decision, table, cumulative)
     return Action(next=decision.next, decision=decision, update=update, record=record)
+
+
+def check_reply(turn: Turn, passed: bool | None) -> str:
+    """What an agent that checks examples (``AgentRole.checks_examples``) says after its run:
+    the verdict and a ``NEXT:`` line. Passed: END when it is a candidate. Failed: the first
+    candidate (best value first) other than END and itself, so a teammate sees the failure.
+    Nothing to run (no solution yet, or the task shows no example): the first candidate."""
+    candidates = turn.candidates.actions
+    if passed:
+        verdict, pick = "The examples the task shows pass.", END if END in candidates else candidates[0]
+    elif passed is None:
+        verdict, pick = "There is nothing to check: no code yet, or the task shows no example.", candidates[0]
+    else:
+        others = [c for c in candidates if c not in (END, turn.agent)]
+        verdict, pick = "The examples the task shows fail (output below).", others[0] if others else candidates[0]
+    return f"{verdict}\nNEXT: {pick}"
 
 
 def _solution(state: EpisodeState, turn: Turn, text: str, program_output: str) -> str | None:

@@ -27,6 +27,7 @@ from workflows.priordynaflow.episode import (
     EpisodeState,
     Observation,
     Turn,
+    check_reply,
     decide,
     finish,
     initial_state,
@@ -38,7 +39,7 @@ from workflows.priordynaflow.episode import (
 )
 from workflows.priordynaflow.learner import Learner, LearnerPool, default_pool, pool_for_store
 from workflows.priordynaflow.prompt import task_message
-from workflows.priordynaflow.tasks import ExecResult
+from workflows.priordynaflow.tasks import PASS_SENTINEL, ExecResult
 
 if TYPE_CHECKING:
     from orchestrator.context import RunContext
@@ -111,7 +112,7 @@ class _Nodes:
         turn = start_turn(state, roster=roster, agent=name, dataset=dataset, family=family,
                           table=learner.table, config=config, rng=learner.rng, marker=self.options.marker_in_turn)
         # The table is read again after the turn's I/O: another run may have learned meanwhile.
-        action = decide(state, turn, await self._observe(turn), learner.table)
+        action = decide(state, turn, await self._observe(turn, state), learner.table)
         await self.ctx.record_step(node_name(roster.name, name), action.record)
         goto = END_NODE if action.next == END else node_name(roster.name, action.next)
         return Command(goto=goto, update=action.update)
@@ -132,8 +133,11 @@ class _Nodes:
         learner = await self.pool.get(family, roster.names, self.options.router)
         return learner, learner.run_config(self.options.router, evaluate=self.options.mode == "eval")
 
-    async def _observe(self, turn: Turn) -> Observation:
-        """Run ``turn``: one chat call, then the sandbox when the reply has code to run."""
+    async def _observe(self, turn: Turn, state: EpisodeState) -> Observation:
+        """Run ``turn``: one chat call, then the sandbox when the reply has code to run (an agent
+        that checks examples: the sandbox only, on the episode's solution)."""
+        if turn.role.checks_examples:
+            return await self._check(turn, state)
         response = await self.ctx.chat(
             list(turn.messages),
             sampling=self.sampling,
@@ -152,6 +156,13 @@ class _Nodes:
             )
             num_tokens, choice = num_tokens + routed.usage.total_tokens, routed.text
         return Observation(response.text, num_tokens, code, output, choice)
+
+    async def _check(self, turn: Turn, state: EpisodeState) -> Observation:
+        solution, shown = state.get("solution"), turn.dataset.shown_examples
+        program = shown(state["task"], solution) if solution and shown is not None else None
+        run = await self._run_code(program) if program else None
+        passed = None if run is None else run.ok and PASS_SENTINEL in run.output
+        return Observation(check_reply(turn, passed), 0, program, run.output if run else "", num_llm_calls=0)
 
     async def _run_code(self, code: str) -> ExecResult:
         out = await self.ctx.call_tool(self.options.python_tool, {"code": code})

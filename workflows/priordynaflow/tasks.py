@@ -8,6 +8,8 @@ workflow passes one backed by ``ctx.call_tool`` and the sandbox tool.
 
 from __future__ import annotations
 
+import ast
+import doctest
 import json
 import random
 import re
@@ -44,6 +46,9 @@ class Dataset:
     answer_format: the instruction on how to state the answer, appended to every agent's prompt.
     extract: the solution found in one agent turn's text (None when it has none).
     score: whether a solution is correct for a row (async: code runs in the sandbox).
+    shown_examples: the program that runs a solution against the examples the question shows
+        (they are part of the task, not of its hidden tests) and prints :data:`PASS_SENTINEL`
+        when they pass; None when the row shows none or the dataset has no such check.
     """
 
     name: str
@@ -52,6 +57,7 @@ class Dataset:
     answer_format: str
     extract: Callable[[str, dict[str, Any]], str | None]
     score: Scorer
+    shown_examples: Callable[[dict[str, Any], str], str | None] | None = None
 
     def has_gold(self, row: dict[str, Any]) -> bool:
         return any(k in row for k in ("answer", "solution", "test", "test_list"))
@@ -172,6 +178,46 @@ def _code_extract(text: str, row: dict[str, Any]) -> str | None:
     return extract_code(text, row.get("entry_point"))
 
 
+def mbpp_shown_examples(row: dict[str, Any], code: str) -> str | None:
+    """``code`` then the one test the MBPP question shows (``test_list[0]``), then the sentinel."""
+    example = (row.get("test_list") or [""])[0]
+    if not example:
+        return None
+    imports = "\n".join(row.get("test_imports") or [])
+    return f"{imports}\n{code}\n\n{example}\nprint({PASS_SENTINEL!r})\n"
+
+
+def humaneval_shown_examples(row: dict[str, Any], code: str) -> str | None:
+    """``code`` then the ``>>>`` examples of the entry point's docstring in the prompt, run by
+    :mod:`doctest` (whitespace-normalised); the sentinel when every one gives the shown output.
+    None when the docstring has no ``>>>`` example (many state theirs in prose)."""
+    docstring = _docstring(str(row.get("prompt", "")), str(row.get("entry_point", "")))
+    try:
+        if not docstring or not doctest.DocTestParser().get_examples(docstring):
+            return None
+    except ValueError:  # examples doctest cannot read (inconsistent indentation)
+        return None
+    return (
+        f"{code}\n\nimport doctest as _qf_doctest\n"
+        f"_qf_test = _qf_doctest.DocTestParser().get_doctest({docstring!r}, dict(globals()), 'shown', None, 0)\n"
+        "_qf_runner = _qf_doctest.DocTestRunner(optionflags=_qf_doctest.NORMALIZE_WHITESPACE)\n"
+        "_qf_runner.run(_qf_test)\n"
+        f"if _qf_runner.failures == 0:\n    print({PASS_SENTINEL!r})\n"
+    )
+
+
+def _docstring(prompt: str, entry_point: str) -> str | None:
+    """The docstring of function ``entry_point`` in ``prompt`` (a header and docstring, no body)."""
+    try:
+        tree = ast.parse(prompt + "\n    pass\n")
+    except SyntaxError:
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == entry_point:
+            return ast.get_docstring(node)
+    return None
+
+
 def _humaneval_question(row: dict[str, Any]) -> str:
     return f"Complete this Python function (keep its name and signature):\n\n{row['prompt']}"
 
@@ -214,8 +260,10 @@ register_dataset(Dataset("gsm8k", "math", lambda r: str(r["question"]), _MATH_FO
                          _gsm8k_extract, _gsm8k_score))
 register_dataset(Dataset("math", "math", lambda r: str(r["problem"]), _MATH_FORMAT_BOXED,
                          _math_extract, _math_score))
-register_dataset(Dataset("humaneval", "code", _humaneval_question, _CODE_FORMAT, _code_extract, _code_score))
-register_dataset(Dataset("mbpp", "code", _mbpp_question, _CODE_FORMAT, _code_extract, _code_score))
+register_dataset(Dataset("humaneval", "code", _humaneval_question, _CODE_FORMAT, _code_extract, _code_score,
+                         humaneval_shown_examples))
+register_dataset(Dataset("mbpp", "code", _mbpp_question, _CODE_FORMAT, _code_extract, _code_score,
+                         mbpp_shown_examples))
 
 
 def jsonl_dataset(

@@ -437,3 +437,28 @@ def test_without_self_loops_the_running_agent_is_never_its_own_successor():
     looped = start_turn(state_after(["analyst"]), roster=MATH_ROSTER, agent="solver", dataset=GSM8K,
                         family="math", table=table, config=replace(config, self_loops=True), rng=random.Random(0))
     assert looped.candidates.actions[0] == "solver"
+
+
+# ---------------------------------------------------------------- the runner (checks the shown examples)
+
+def test_the_runner_proposes_end_on_a_pass_and_a_teammate_on_a_failure() -> None:
+    from workflows.priordynaflow.agents import CODE_CHECK_ROSTER
+    from workflows.priordynaflow.episode import check_reply, needs_choice_call
+
+    mbpp = get_dataset("mbpp")
+    runner = turn_for("runner", ("runner", END, "reviewer", "coder"), roster=CODE_CHECK_ROSTER, dataset=mbpp)
+    assert check_reply(runner, True).endswith("NEXT: END")
+    assert check_reply(runner, False).endswith("NEXT: reviewer")  # not itself, not END
+    assert check_reply(runner, None).endswith("NEXT: runner")  # nothing to check: the best candidate
+    only_end = replace(runner, candidates=Candidates(actions=(END,)))
+    assert check_reply(only_end, False).endswith("NEXT: END")
+    # No model call: no routing call either, whatever the options; a turn of 0 tokens and 0 calls.
+    assert not needs_choice_call(runner, "", "constrained") and runner.role.checks_examples
+    state = {**initial_state({"prompt": "p", "test_list": ["assert f() == 1"]}), "roster": "code-check",
+             "path": ["coder"], "solution": "def f():\n    return 2\n", "num_llm_calls": 1}
+    failed = Observation(check_reply(runner, False), 0, code="program", output="AssertionError", num_llm_calls=0)
+    action = decide(state, runner, failed, QTable.empty(CODE_CHECK_ROSTER.names, WARM))  # type: ignore[arg-type]
+    assert action.next == "reviewer" and action.decision.reason == "agent"
+    assert action.update["num_llm_calls"] == 1 and action.update["num_tokens"] == 0
+    assert action.update["solution"] == state["solution"]  # the runner never replaces the code
+    assert action.update["notes"][-1]["observation"] == "AssertionError"  # the teammate sees why

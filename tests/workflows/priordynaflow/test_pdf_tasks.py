@@ -112,3 +112,29 @@ def test_cv_folds_partition_the_items(num_items, num_folds):
     for train, ev in folds:
         assert not set(train) & set(ev) and len(train) + len(ev) == num_items
     assert cv_folds(num_items, num_folds, seed=1) == folds
+
+
+def test_the_examples_a_code_task_shows_run_against_a_solution_in_the_sandbox():
+    from workflows.priordynaflow.tasks import PASS_SENTINEL, humaneval_shown_examples, mbpp_shown_examples
+
+    def passes(program: str | None) -> bool:
+        assert program is not None
+        result = asyncio.run(sandbox(program))
+        return result.ok and PASS_SENTINEL in result.output
+
+    mbpp = {"prompt": "Add two numbers.", "entry_point": "add", "test_imports": ["import math"],
+            "test_list": ["assert add(1, 2) == 3", "assert add(2, 2) == 4"]}
+    assert passes(mbpp_shown_examples(mbpp, "def add(a, b):\n    return a + b"))
+    assert not passes(mbpp_shown_examples(mbpp, "def add(a, b):\n    return a - b"))
+    assert mbpp_shown_examples({**mbpp, "test_list": []}, "x = 1") is None
+    prompt = ('def double(xs):\n    """Each item twice.\n    >>> double([1, 2])\n    [2, 4]\n'
+              '    >>> double([])\n    []\n    """\n')
+    humaneval = {"prompt": prompt, "entry_point": "double"}
+    assert passes(humaneval_shown_examples(humaneval, prompt + "    return [2 * x for x in xs]\n"))
+    assert not passes(humaneval_shown_examples(humaneval, prompt + "    return xs\n"))
+    # Examples in prose, or ones doctest cannot read, are no check.
+    prose = 'def f(x):\n    """For example f(1) == 2."""\n'
+    assert humaneval_shown_examples({"prompt": prose, "entry_point": "f"}, "def f(x): return 2") is None
+    bad = 'def f(x):\n    """\n    >>> f("a\n  b")\n    1\n    """\n'
+    assert humaneval_shown_examples({"prompt": bad, "entry_point": "f"}, "def f(x): return 1") is None
+    assert get_dataset("gsm8k").shown_examples is None and get_dataset("humaneval").shown_examples is not None

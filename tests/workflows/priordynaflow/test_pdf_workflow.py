@@ -15,6 +15,7 @@ import hashlib
 import random
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
@@ -264,3 +265,42 @@ def test_without_the_marker_in_turn_agents_get_the_chain_prompt_and_the_routing_
         return sum(len(m.content) for call in c.calls if call.purpose.startswith("route:") for m in call.messages)
 
     assert routing_size(ctx) < routing_size(marked) - 1500  # brief: 400 task characters, not 1,500
+
+
+def test_the_runner_checks_the_shown_example_without_a_model_call_and_routes_by_it():
+    calls: list[str] = []
+
+    async def python(args: dict[str, Any]) -> ToolResult:
+        calls.append(args["code"])
+        ok = "return a + b" in args["code"]  # the shown example passes only for the right code
+        return ToolResult("__QUOTAFLOW_TESTS_PASSED__" if ok else "AssertionError: add(1, 2) != 3", is_error=not ok)
+
+    sandbox = ToolRegistry([Tool(ToolSpec("python", "run python", {
+        "type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]}), python)])
+    task = {"prompt": "Add two numbers.", "entry_point": "add", "test_list": ["assert add(1, 2) == 3"],
+            "test": "def check(candidate):\n    assert candidate(1, 2) == 3\n"}
+    seen: list[str] = []
+
+    def coder(body: str) -> Any:
+        def reply(messages: Sequence[Message]) -> str:
+            seen.append(messages[-1].content)
+            return f"```python\ndef add(a, b):\n    return {body}\n```"  # no marker, as Qwen's coder
+        return scripted(reply)
+
+    def episode(body: str) -> dict[str, Any]:
+        calls.clear()
+        options = {"roster": "code-check", "dataset": "mbpp", "max_path_length": 3}
+        # END is not offered after the coder alone: its reply without a marker goes to the runner.
+        pool = LearnerPool(config=replace(CONFIG, min_agents_before_end=2))
+        ctx = context({"priordynaflow": options, "qtable_pool": pool}, llm=coder(body), tools=sandbox)
+        state = asyncio.run(build(ctx).compile().ainvoke(initial_state(task)))
+        return {**result(state), "steps": ctx.steps}
+
+    right = episode("a + b")
+    assert right["path"] == ["coder", "runner"] and right["num_llm_calls"] == 1 and right["success"] is True
+    assert "assert add(1, 2) == 3" in calls[0]  # the runner ran the shown example, then scoring ran
+    runner_step = next(s for name, s in right["steps"] if name == "code-check.runner")
+    assert (runner_step["tokens"], runner_step["next"], runner_step["ran_code"]) == (0, END, True)
+    wrong = episode("a - b")
+    assert wrong["path"] == ["coder", "runner", "coder"] and wrong["success"] is False  # the retry is wrong again
+    assert "AssertionError: add(1, 2) != 3" in seen[-1]  # the teammate after the runner sees the failure
