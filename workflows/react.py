@@ -61,6 +61,42 @@ def _result(state: dict[str, Any]) -> dict[str, Any]:
             "unparsed_outputs": state.get("unparsed", 0), "example_copies": state.get("example_copies", 0)}
 
 
+def _after_reply(state: ReactState, text: str, tool_names: list[str], *, last: bool,
+                 yes_no_form: bool) -> dict[str, Any]:
+    """The state update after the agent's reply ``text``: its action to run, or its answer.
+
+    One action per turn; a reply with no action line is taken as the answer (documented fallback).
+    Lines copied from the Eiffel Tower example are no actions and no answer (``copies_example``):
+    a reply of only such lines is told so and gets another turn (none on the last turn).
+    """
+    question = state["question"]
+    observed = "\n".join(m["content"] for m in state["messages"] if m["role"] == "tool")
+    parsed = parse_actions(text, tool_names)
+    actions = [a for a in parsed if not copies_example(a.value, question, observed)]
+    update: dict[str, Any] = {"turn": state["turn"] + 1,
+                              "messages": [*state["messages"], {"role": "assistant", "content": text.strip()}]}
+    if len(actions) < len(parsed):
+        update["example_copies"] = state.get("example_copies", 0) + len(parsed) - len(actions)
+        if not actions and not last:
+            update["messages"].append({"role": "user", "content": EXAMPLE_COPIED})
+            return update
+    action = actions[0] if actions else None
+    if action is None:
+        update["unparsed"] = state.get("unparsed", 0) + 1
+    if action is not None and action.kind != ANSWER and not last:
+        update["pending"] = {"tool": action.kind, "argument": action.value}
+        return update
+    if action is None:
+        answer = fallback_answer(text)
+        answer = "" if copies_example(answer, question, observed) else answer
+    else:  # an answer, or a tool call the turn limit no longer allows
+        answer = action.value if action.kind == ANSWER else ""
+    if answer and yes_no_form and is_yes_no_question(question):
+        answer = yes_no_answer(answer) or answer
+    update.update(answer=answer or None, pending=None, stop_reason="answered" if answer else "turn_limit")
+    return update
+
+
 def build(ctx: RunContext) -> StateGraph:
     max_turns = int(ctx.config.get("max_turns", DEFAULT_MAX_TURNS))
     max_tokens = int(ctx.config.get("max_tokens", 48))
@@ -80,40 +116,12 @@ def build(ctx: RunContext) -> StateGraph:
         previous_tool = state.get("last_tool")
         response = await ctx.chat(messages, sampling=SamplingOptions(max_tokens=max_tokens, stop=("\n",)),
                                   tool_name=previous_tool, is_last_step=last)
-        # Lines copied from the Eiffel Tower example are no actions and no answer (see copies_example).
-        observed = "\n".join(m["content"] for m in state["messages"] if m["role"] == "tool")
-        parsed = parse_actions(response.text, tool_names)
-        actions = [a for a in parsed if not copies_example(a.value, state["question"], observed)]
-        reply = {"role": "assistant", "content": response.text.strip()}
-        update: dict[str, Any] = {"turn": turn + 1, "messages": [*state["messages"], reply]}
-        if len(actions) < len(parsed):
-            update["example_copies"] = state.get("example_copies", 0) + len(parsed) - len(actions)
-            if not actions and not last:
-                update["messages"].append({"role": "user", "content": EXAMPLE_COPIED})
-                await ctx.record_step("agent", {"turn": turn, "output": response.text, "action": None,
-                                                "answer": None, "example_copied": True})
-                return update
-        # One action per turn; output with no action line is taken as the answer (documented fallback).
-        action = actions[0] if actions else None
-        if action is None:
-            update["unparsed"] = state.get("unparsed", 0) + 1
-        if action is None or action.kind == ANSWER or last:
-            if action is None:
-                answer = fallback_answer(response.text)
-                answer = "" if copies_example(answer, state["question"], observed) else answer
-            elif action.kind == ANSWER:
-                answer = action.value
-            else:  # a tool call the turn limit no longer allows
-                answer = ""
-            if answer and yes_no_form and is_yes_no_question(state["question"]):
-                answer = yes_no_answer(answer) or answer
-            update["answer"] = answer or None
-            update["pending"] = None
-            update["stop_reason"] = "answered" if answer else "turn_limit"
-        else:
-            update["pending"] = {"tool": action.kind, "argument": action.value}
-        await ctx.record_step("agent", {"turn": turn, "output": response.text, "action": update.get("pending"),
-                                        "answer": update.get("answer")})
+        update = _after_reply(state, response.text, tool_names, last=last, yes_no_form=yes_no_form)
+        record = {"turn": turn, "output": response.text, "action": update.get("pending"),
+                  "answer": update.get("answer")}
+        if not update.get("stop_reason") and not update.get("pending"):
+            record["example_copied"] = True
+        await ctx.record_step("agent", record)
         return update
 
     async def act(state: ReactState) -> dict[str, Any]:
