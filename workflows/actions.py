@@ -34,10 +34,11 @@ _ANSWER_IS = re.compile(r"\banswer\b.*?\bis\b\s*:\s*(.*)$", re.IGNORECASE)
 _PLAN_ECHO = re.compile(r"^\[[ x!~]\]|^\((?:explore|verify)\)|^plan\b", re.IGNORECASE)
 _ANSWER_LEAD = re.compile(r"^(?:the\s+)?(?:final\s+)?answer\s+is\s*:?\s*", re.IGNORECASE)
 _BUDGET_ECHO = re.compile(r"^\d+(?:\.\d+)?\s+used\s*,\s*(?:\d+(?:\.\d+)?\s+left|no\s+limit)\b", re.IGNORECASE)
-"""A tool line whose argument is a line of the Budget Tracker's block (``search: 1 used, 4 left (of 5
-queries)``, workflows.bats.tracker.tracker_block) copied by the agent: the block's lines share the
-action syntax, and a small model repeats them (Qwen2.5-Coder-0.5B on the CPU, 2026-12-04: two of
-three Tracker runs spent their search budget on such "queries"). Never a real query: skipped."""
+"""A tool line whose argument is a line of the Budget Tracker's block as it read until 2026-12-04
+(``search: 1 used, 4 left (of 5 queries)``; workflows.bats.tracker.tracker_block now writes the paper's
+``Search Budget Used: 1, ...``, which has no action syntax) copied by the agent: a small model
+repeated them (Qwen2.5-Coder-0.5B on the CPU, 2026-12-04: two of three Tracker runs spent their
+search budget on such "queries"). Never a real query: skipped."""
 PLACEHOLDERS = frozenset({
     "keywords", "a few keywords", "query", "url", "a url copied from a search result", "short answer",
     "the answer", "answer",

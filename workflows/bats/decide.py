@@ -61,7 +61,7 @@ from workflows.bats.steps import (
     ToolCall,
     ToolsRan,
 )
-from workflows.bats.tracker import BLOCK_ECHO_STOPS, any_exhausted, policy_prompt, tracker_block
+from workflows.bats.tracker import any_exhausted, echo_stops, policy_prompt, tracker_block
 from workflows.bats.trajectory import (
     action_log,
     assistant_entry,
@@ -132,7 +132,7 @@ def _sampling(setup: AttemptSetup, *, after_repeat: bool = False) -> SamplingOpt
     if after_repeat and setup.config.repeat_temperature is not None:
         temperature = setup.config.repeat_temperature
     return SamplingOptions(max_tokens=setup.config.max_tokens, temperature=temperature, seed=setup.seed,
-                           stop=BLOCK_ECHO_STOPS if setup.mode.tracker else ())
+                           stop=echo_stops(setup.tools) if setup.mode.tracker else ())
 
 
 def _key(action: Action) -> tuple[str, str]:

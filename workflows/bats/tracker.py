@@ -27,6 +27,7 @@ __all__ = [
     "RegimePolicy",
     "TrackerConfig",
     "any_exhausted",
+    "echo_stops",
     "policy_prompt",
     "regime_for",
     "remaining_fraction",
@@ -128,6 +129,10 @@ def _plural(unit: str) -> str:
     return unit + "s"
 
 
+def _title(tool: str) -> str:
+    return tool[:1].upper() + tool[1:]
+
+
 def _num(x: float) -> str:
     return f"{x:g}"
 
@@ -138,35 +143,44 @@ def tracker_block(
     *,
     show_regime: bool = True,
 ) -> str:
-    """The block appended after every tool response, one line per tool, e.g.::
+    """The block appended after every tool response, one line per tool in the paper's form
+    ("<Tool> Budget Used: u, <Tool> Budget Remaining: r"), e.g.::
 
         <budget>
-        search: 3 used, 7 left (of 10 queries)
-        browse: 1 used, 4 left (of 5 urls)
+        Search Budget Used: 3, Search Budget Remaining: 7 (of 10 queries)
+        Browse Budget Used: 1, Browse Budget Remaining: 4 (of 5 urls)
         regime: medium
         </budget>
+
+    No line has the agent's action syntax (``search: ...``): an agent that repeats the block
+    writes no action, and :func:`echo_stops` ends its reply there. (The block's lines were
+    ``search: 3 used, 7 left (of 10 queries)`` before; the Tracker's agent copied them as queries.)
     """
     lines = ["<budget>"]
     for v in views:
-        if v.limit is None:
-            lines.append(f"{v.tool}: {_num(v.used)} used, no limit ({_plural(v.unit)})")
-        else:
-            lines.append(
-                f"{v.tool}: {_num(v.used)} used, {_num(v.remaining or 0.0)} left "
-                f"(of {_num(v.limit)} {_plural(v.unit)})"
-            )
+        name = _title(v.tool)
+        left = "no limit" if v.limit is None else _num(v.remaining or 0.0)
+        of = f"({_plural(v.unit)})" if v.limit is None else f"(of {_num(v.limit)} {_plural(v.unit)})"
+        lines.append(f"{name} Budget Used: {_num(v.used)}, {name} Budget Remaining: {left} {of}")
     if show_regime:
         lines.append(f"regime: {regime_for(views, config).value}")
     lines.append("</budget>")
     return "\n".join(lines)
 
 
-BLOCK_ECHO_STOPS = ("<budget>", "\nbudget", "\nBudget", "\nregime:")
+BLOCK_ECHO_STOPS = ("<budget>", "\nbudget", "\nBudget", "\nregime:", "Budget Used:", "Budget Remaining:")
 """Stop strings for the agent's own reply where it is shown the budget block: the block is the
 environment's, never the agent's, but a small model imitates it after its action lines
 (Qwen2.5-Coder-0.5B, 2026-12-04: 640 of 836 cut agent replies were the block's lines repeated until
 the token limit, bench/NOTEBOOK.md §16). The reply ends where the imitation starts, keeping the
-actions before it. Only line starts and the tag: a query or answer may hold any words."""
+actions before it. Line starts, the tag, and the block's own "Budget Used:"/"Budget Remaining:",
+which no query or answer writes (:func:`echo_stops` adds each tool's "<Tool> Budget")."""
+
+
+def echo_stops(tools: Sequence[str]) -> tuple[str, ...]:
+    """:data:`BLOCK_ECHO_STOPS` and each tool's line start in the block (``Search Budget``), so a
+    reply that imitates a line ends before its first word, on its own line or after an action."""
+    return (*BLOCK_ECHO_STOPS, *(f"{_title(t)} Budget" for t in tools))
 
 
 def policy_prompt(

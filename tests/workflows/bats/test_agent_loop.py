@@ -35,10 +35,10 @@ def test_tracker_block_follows_every_tool_response_and_policy_is_on_first_turn(m
     assert tool_msgs[0].content == '(earlier output of search "eiffel tower" removed)'
     assert not parse_actions(tool_msgs[0].content)  # a stub never reads as an action to copy
     assert tool_msgs[1].content.startswith("[browse: wiki://Gustave Eiffel]\nGustave Eiffel was")
-    assert "search: 1 used, 9 left (of 10 queries)" in tool_msgs[1].content
-    assert "browse: 1 used, 3 left (of 4 urls)" in tool_msgs[1].content
+    assert "Search Budget Used: 1, Search Budget Remaining: 9 (of 10 queries)" in tool_msgs[1].content
+    assert "Browse Budget Used: 1, Browse Budget Remaining: 3 (of 4 urls)" in tool_msgs[1].content
     second_obs = ctx.calls[1].messages[-1].content
-    assert "<budget>" in second_obs and "search: 1 used, 9 left" in second_obs
+    assert "<budget>" in second_obs and "Search Budget Used: 1, Search Budget Remaining: 9" in second_obs
 
 
 def test_plain_mode_shows_no_budget(make_ctx) -> None:

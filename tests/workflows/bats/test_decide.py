@@ -9,6 +9,7 @@ import pytest
 
 from orchestrator.context import ToolBudgetView
 from orchestrator.llm.scripted import cut_reply
+from workflows.actions import parse_actions
 from workflows.bats import prompts
 from workflows.bats.config import AgentConfig, LoopMode
 from workflows.bats.decide import decide, turn_cap
@@ -84,7 +85,7 @@ def test_tool_results_become_one_entry_with_the_tracker_block_of_the_observed_bu
     entry = state.entries[-1]
     assert entry["role"] == "tool" and entry["name"] == "search"
     assert entry["content"].startswith("[search: a]\nxxxxxxxxxx [... 20 more characters cut]\n\n[search: b]\nRefused")
-    assert "search: 2 used, 3 left (of 5 queries)" in entry["content"]
+    assert "Search Budget Used: 2, Search Budget Remaining: 3 (of 5 queries)" in entry["content"]
     assert entry["stub"] == '(earlier output of search "a", search "b" removed)'
     assert state.views == after and state.first_views == views() and state.num_refused == 1
     assert llm(action).tool_name == "search" and state.phase == "turn"
@@ -253,12 +254,17 @@ def test_turn_cap_from_the_observed_budget() -> None:
     "\nbudget\nsearch: 1 used, 9 left (of 10 queries)\nbrowse: 1 used, 9 left (of 10 urls)\nbudget",
     "\nregime: medium\nbudget:\nsearch: Creed (band)",
     "\n" + tracker_block(views(search_used=1)),
+    # The block's lines without its tag, right after the actions or on the same line.
+    "\nSearch Budget Used: 1, Search Budget Remaining: 4 (of 5 queries)\nSearch Budget Used: 1",
+    " Search Budget Used: 1, Search Budget Remaining: 4",
 ])
 def test_the_agent_call_stops_where_the_reply_imitates_the_budget_block(echo: str) -> None:
     stops = llm(start(setup(LoopMode(tracker=True)))[1]).sampling.stop
     actions = "search: Creed (band)\nbrowse: wiki://Creed"
     text, finish = cut_reply(actions + echo, stops)  # what the server returns
-    assert (text.rstrip(), finish) == (actions, "stop")
+    # The reply ends at the imitation (at most its first word, "Search", is left: no action).
+    assert finish == "stop" and text.startswith(actions) and len(text) - len(actions) <= 1
+    assert parse_actions(text) == parse_actions(actions)
     assert all(s not in actions for s in stops)  # the action lines themselves never stop the reply
     # Words of a query or an answer never stop it; without the block (ReAct) nothing is imitated.
     query = "search: drugs used, banned (1990s)\nanswer: widely used, then banned"

@@ -40,14 +40,15 @@ def test_action_lines_are_parsed_tolerantly_and_in_order() -> None:
 
 
 def test_a_copied_budget_block_line_is_no_action_but_real_queries_about_use_are() -> None:
-    # The block's own lines, as tracker_block renders them, copied by the agent (seen on the CPU with
-    # Qwen2.5-Coder-0.5B): no tool call, so no budget is spent on them.
+    # The block's lines, in the form tracker_block rendered them before it took the paper's, copied by
+    # the agent (seen on the CPU with Qwen2.5-Coder-0.5B): no tool call, so no budget is spent on them.
+    echoed = ("search: 1 used, 4 left (of 5 queries)\nbrowse: 0 used, no limit (urls)\n"
+              "- search: 2.5 used, 0.5 left (of 3 queries)")
+    assert parse_actions(echoed) == []
+    # The block as rendered now has no line in the action syntax at all.
     views = [ToolBudgetView("search", unit="query", used=1, limit=5),
              ToolBudgetView("browse", unit="url", used=0, limit=None)]
-    block = tracker_block(views)
-    assert "search: 1 used, 4 left (of 5 queries)" in block
-    echoed = block.replace("<budget>", "").replace("</budget>", "") + "\n- search: 2.5 used, 0.5 left (of 3 queries)"
-    assert parse_actions(echoed) == []
+    assert parse_actions(tracker_block(views)) == []
     real = "search: 1 used car dealer in Ohio\nsearch: how many used, 4 left behind\nbrowse: https://x.org/used"
     assert parse_actions(real) == [Action("search", "1 used car dealer in Ohio"),
                                    Action("search", "how many used, 4 left behind"), Action("browse", "https://x.org/used")]

@@ -81,7 +81,7 @@ async def check_bats(rt: Runtime) -> None:
                                   .order_by(LLMCallRow.id).offset(2).limit(1))).scalar_one()
     observation = second[-2]["content"]  # the last message asks for the final answer
     assert "Eiffel Tower <wiki://Eiffel Tower>" in observation and "Refused" in observation
-    assert "search: 2 used, 0 left (of 2 queries)" in observation
+    assert "Search Budget Used: 2, Search Budget Remaining: 0 (of 2 queries)" in observation
 
 
 def test_parallel_samples_keep_separate_journal_keys(tmp_path: Path) -> None:

@@ -26,15 +26,19 @@ def test_block_shows_used_and_remaining_per_tool_in_tool_units() -> None:
     block = tracker_block([*views(3, 1), ToolBudgetView("calc", "call", 2, None)])
     lines = block.splitlines()
     assert lines[0] == "<budget>" and lines[-1] == "</budget>"
-    assert "search: 3 used, 7 left (of 10 queries)" in lines
-    assert "browse: 1 used, 9 left (of 10 urls)" in lines
-    assert "calc: 2 used, no limit (calls)" in lines
+    assert "Search Budget Used: 3, Search Budget Remaining: 7 (of 10 queries)" in lines
+    assert "Browse Budget Used: 1, Browse Budget Remaining: 9 (of 10 urls)" in lines
+    assert "Calc Budget Used: 2, Calc Budget Remaining: no limit (calls)" in lines
+    # The paper's form: no line reads as one of the agent's actions (the old one did).
+    from workflows.actions import parse_actions
+
+    assert parse_actions(block, ("search", "browse", "calc")) == []
     assert "regime: high" in lines
 
 
 def test_block_never_shows_negative_remaining() -> None:
     block = tracker_block([ToolBudgetView("search", "query", 12, 10)])
-    assert "search: 12 used, 0 left" in block
+    assert "Search Budget Used: 12, Search Budget Remaining: 0 " in block
     assert "regime: critical" in block
 
 
@@ -75,4 +79,4 @@ def test_policy_prompt_lists_every_regime_and_starting_point() -> None:
         assert f"- {regime.value} (" in text
     assert "You start in the medium regime." in text
     assert "up to 3 searches and 2 pages per turn" in text
-    assert "search: 5 used, 5 left (of 10 queries)" in text
+    assert "Search Budget Used: 5, Search Budget Remaining: 5 (of 10 queries)" in text
