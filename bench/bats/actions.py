@@ -35,12 +35,13 @@ def _norm(text: str) -> str:
 
 
 def cell_report(runs: list[dict[str, Any]], questions: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    """One row per (method, budget), in the order the cells first appear."""
+    """One row per (method, budget): methods in the order they first appear, budgets ascending."""
     cells: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for run in runs:
         cells.setdefault((run["method"], int(run["budget"])), []).append(run)
+    methods = list(dict.fromkeys(m for m, _ in cells))
     rows = []
-    for (method, budget), rs in cells.items():
+    for (method, budget), rs in sorted(cells.items(), key=lambda kv: (methods.index(kv[0][0]), kv[0][1])):
         searches = [r.get("actions", {}).get("search", []) for r in rs]
         rows.append({
             "method": method,
