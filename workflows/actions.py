@@ -13,7 +13,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["ANSWER", "EXAMPLE_WORDS", "Action", "clean_answer", "copies_example", "fallback_answer", "parse_actions"]
+__all__ = [
+    "ANSWER", "EXAMPLE_WORDS", "Action", "clean_answer", "copies_example", "fallback_answer", "parse_actions",
+    "split_example_copies",
+]
 
 ANSWER = "answer"
 
@@ -145,3 +148,9 @@ def copies_example(value: str, question: str, observed: str = "") -> bool:
     if not words or _EXAMPLE_WORD.search(question):
         return False
     return not words <= {w.lower() for w in _EXAMPLE_WORD.findall(observed)}
+
+
+def split_example_copies(actions: list[Action], question: str, observed: str = "") -> tuple[list[Action], list[Action]]:
+    """``actions`` as (kept, copied from the worked example), by :func:`copies_example`."""
+    copied = [a for a in actions if copies_example(a.value, question, observed)]
+    return [a for a in actions if a not in copied], copied

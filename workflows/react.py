@@ -9,7 +9,7 @@ from langgraph.graph import END, START, StateGraph
 from orchestrator.options import option_value
 from orchestrator.types import Message, SamplingOptions
 from orchestrator.workflow import Workflow
-from workflows.actions import ANSWER, copies_example, fallback_answer, parse_actions
+from workflows.actions import ANSWER, copies_example, fallback_answer, parse_actions, split_example_copies
 from workflows.answers import is_yes_no_question, yes_no_answer
 
 if TYPE_CHECKING:
@@ -71,12 +71,11 @@ def _after_reply(state: ReactState, text: str, tool_names: list[str], *, last: b
     """
     question = state["question"]
     observed = "\n".join(m["content"] for m in state["messages"] if m["role"] == "tool")
-    parsed = parse_actions(text, tool_names)
-    actions = [a for a in parsed if not copies_example(a.value, question, observed)]
+    actions, copied = split_example_copies(parse_actions(text, tool_names), question, observed)
     update: dict[str, Any] = {"turn": state["turn"] + 1,
                               "messages": [*state["messages"], {"role": "assistant", "content": text.strip()}]}
-    if len(actions) < len(parsed):
-        update["example_copies"] = state.get("example_copies", 0) + len(parsed) - len(actions)
+    if copied:
+        update["example_copies"] = state.get("example_copies", 0) + len(copied)
         if not actions and not last:
             update["messages"].append({"role": "user", "content": EXAMPLE_COPIED})
             return update

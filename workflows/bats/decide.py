@@ -20,9 +20,8 @@ The rules, turn by turn:
   its prose is taken as the answer;
 - an action that copies the worked example (``workflows.actions.copies_example``: it names the
   Eiffel Tower example where neither the question, a tool result nor the notes on earlier
-  attempts do) is not run and is no
-  answer: the agent is told so, like a reply without an action; a final answer that copies it is
-  asked for once more, then dropped;
+  attempts do) is not run and is no answer: the agent is told so, like a reply without an
+  action; a final answer that copies it is asked for once more, then dropped;
 - an answer ends the loop, unless budget forcing (``mode.forcing``) tells the agent to keep
   using the budget left, until it has gone ``max_idle_turns`` turns without a tool;
 - the answer is cleaned, and a long one gets one extraction call.
@@ -36,7 +35,7 @@ from dataclasses import replace
 
 from orchestrator.context import ToolBudgetView
 from orchestrator.types import Message, SamplingOptions
-from workflows.actions import ANSWER, Action, copies_example, fallback_answer, parse_actions
+from workflows.actions import ANSWER, Action, copies_example, fallback_answer, parse_actions, split_example_copies
 from workflows.bats import prompts
 from workflows.bats.config import AgentConfig
 from workflows.bats.extraction import (
@@ -149,13 +148,6 @@ def _observed(setup: AttemptSetup, state: LoopState) -> str:
     return "\n".join([setup.head_notes, *(e["content"] for e in state.entries if e["role"] == "tool")])
 
 
-def _drop_copies(setup: AttemptSetup, state: LoopState, actions: list[Action]) -> tuple[list[Action], list[Action]]:
-    """``actions`` split into those kept and those copied from the worked example."""
-    observed = _observed(setup, state)
-    copied = [a for a in actions if copies_example(a.value, setup.question, observed)]
-    return [a for a in actions if a not in copied], copied
-
-
 def _line(action: Action) -> str:
     return f"{action.kind}: {action.value}"
 
@@ -182,7 +174,7 @@ def _final_turn(setup: AttemptSetup, state: LoopState, note: str = "") -> Decisi
 
 def _after_turn(setup: AttemptSetup, state: LoopState, text: str) -> Decision:
     state = replace(state, num_turns=state.num_turns + 1)
-    actions, copied = _drop_copies(setup, state, parse_actions(text, setup.tools))
+    actions, copied = split_example_copies(parse_actions(text, setup.tools), setup.question, _observed(setup, state))
     state = replace(state, num_example_copies=state.num_example_copies + len(copied))
     tool_actions = [a for a in actions if a.kind != ANSWER][: setup.config.max_actions_per_turn]
     answers = [a for a in actions if a.kind == ANSWER]
@@ -277,9 +269,10 @@ def _fallback(setup: AttemptSetup, state: LoopState, text: str) -> str:
 
 
 def _after_final_turn(setup: AttemptSetup, state: LoopState, text: str) -> Decision:
-    parsed, copied = _drop_copies(setup, state, parse_actions(text, setup.tools))
+    observed = _observed(setup, state)
+    parsed, copied = split_example_copies(parse_actions(text, setup.tools), setup.question, observed)
     prose = "" if parsed or copied else fallback_answer(text)
-    if copies_example(prose, setup.question, _observed(setup, state)):
+    if copies_example(prose, setup.question, observed):
         copied, prose = [Action(ANSWER, prose)], ""
     state = replace(state, num_example_copies=state.num_example_copies + len(copied))
     final = [a.value for a in parsed if a.kind == ANSWER]
