@@ -39,7 +39,7 @@ from workflows.priordynaflow.episode import (
 )
 from workflows.priordynaflow.learner import Learner, LearnerPool, default_pool, pool_for_store
 from workflows.priordynaflow.prompt import task_message
-from workflows.priordynaflow.tasks import PASS_SENTINEL, ExecResult
+from workflows.priordynaflow.tasks import ExecResult
 
 if TYPE_CHECKING:
     from orchestrator.context import RunContext
@@ -161,7 +161,7 @@ class _Nodes:
         solution, shown = state.get("solution"), turn.dataset.shown_examples
         program = shown(state["task"], solution) if solution and shown is not None else None
         run = await self._run_code(program) if program else None
-        passed = None if run is None else run.ok and PASS_SENTINEL in run.output
+        passed = None if run is None else run.passed
         return Observation(check_reply(turn, passed), 0, program, run.output if run else "", num_llm_calls=0)
 
     async def _run_code(self, code: str) -> ExecResult:

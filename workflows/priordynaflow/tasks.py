@@ -31,6 +31,11 @@ class ExecResult:
     ok: bool
     output: str
 
+    @property
+    def passed(self) -> bool:
+        """Whether the program exited cleanly and printed :data:`PASS_SENTINEL` (its checks passed)."""
+        return self.ok and PASS_SENTINEL in self.output
+
 
 Runner = Callable[[str], Awaitable[ExecResult]]
 Scorer = Callable[[dict[str, Any], "str | None", Runner], Awaitable[bool]]
@@ -171,7 +176,7 @@ async def _code_score(row: dict[str, Any], solution: str | None, run: Runner) ->
     if not solution:
         return False
     result = await run(test_program(row, solution))
-    return result.ok and PASS_SENTINEL in result.output
+    return result.passed
 
 
 def _code_extract(text: str, row: dict[str, Any]) -> str | None:
