@@ -19,6 +19,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # run as a script: bench.bats.run lives in the checkout
+    sys.path.insert(0, str(ROOT))
+
 
 def load_runs(path: Path) -> list[dict[str, Any]]:
     opener = gzip.open if path.suffix == ".gz" else open
@@ -63,14 +67,12 @@ def cell_report(runs: list[dict[str, Any]], questions: dict[str, str] | None = N
 
 
 def _questions(dataset: Path | None) -> dict[str, str]:
+    """Question text by the id the benchmark gave each row (bench/bats/run.py's own reader)."""
     if dataset is None:
         return {}
-    out = {}
-    for line in dataset.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
-            out[str(row.get("id") or row.get("_id"))] = str(row.get("question", ""))
-    return out
+    from bench.bats.run import load_questions
+
+    return {q["id"]: q["question"] for q in load_questions(dataset, None)}
 
 
 def main(argv: list[str] | None = None) -> int:
