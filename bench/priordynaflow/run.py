@@ -64,6 +64,9 @@ from workflows.priordynaflow.tasks import ExecResult, cv_folds, get_dataset, loa
 DATA = ROOT.parent / "shared" / "data"
 DATASETS = ("gsm8k", "math", "humaneval", "mbpp")
 FIXED_CHAINS = {"math": ("analyst", "solver", "inspector"), "code": ("planner", "coder", "reviewer")}
+# The baselines of a dataset routed with code-check (the default for HumanEval and MBPP) are
+# those of the code roster, whose agents and prompts it shares: the same rows as before it.
+BASELINE_ROSTER = {"code-check": "code"}
 ROUTING_QUESTION = "Who works next? Answer with exactly one of: "
 COT_PROMPT = {
     "math": "You are a careful mathematician. Think step by step, writing each calculation out.",
@@ -166,10 +169,14 @@ def _figures(ctx: DirectContext) -> dict[str, int]:
 
 # ------------------------------------------------------------------------------------ methods
 
+def _baseline_roster(name: str) -> str:
+    return BASELINE_ROSTER.get(name, name)
+
+
 async def run_cot(client: LLMClient, row: dict[str, Any], args: argparse.Namespace, tools: ToolRegistry) -> dict:
     ds = get_dataset(row["_dataset"])
     ctx = _context(client, tools)
-    system = f"{COT_PROMPT[ds.roster]}\n\n{ds.answer_format}"
+    system = f"{COT_PROMPT[_baseline_roster(ds.roster)]}\n\n{ds.answer_format}"
     max_tokens = args.cot_max_tokens or args.max_tokens
     resp = await ctx.chat([Message("system", system), Message("user", task_message(ds.question(row), []))],
                           sampling=SamplingOptions(max_tokens=max_tokens, temperature=args.temperature))
@@ -180,11 +187,11 @@ async def run_cot(client: LLMClient, row: dict[str, Any], args: argparse.Namespa
 
 async def run_fixed(client: LLMClient, row: dict[str, Any], args: argparse.Namespace, tools: ToolRegistry) -> dict:
     ds = get_dataset(row["_dataset"])
-    roster = get_roster(ds.roster)
+    roster = get_roster(_baseline_roster(ds.roster))
     ctx = _context(client, tools)
     notes: list[dict[str, str]] = []
     solution = None
-    for name in FIXED_CHAINS[ds.roster]:
+    for name in FIXED_CHAINS[roster.name]:
         role = roster.get(name)
         # The workflow's own turn without routing instructions (marker_in_turn=false's prompt).
         messages = agent_messages(roster, name, ds, row, path=(), candidates=(), notes=notes, marker=False)
@@ -344,6 +351,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "router_config": router_config.to_dict(),
         "args": {k: v for k, v in vars(args).items() if k != "out"},
         "paths": {n: Counter(" > ".join(o["path"]) for o in outs).most_common(10) for n, outs in pdf_outs.items()},
+        "path_successes": {n: dict(Counter(" > ".join(o["path"]) for o in outs if o["success"]))
+                           for n, outs in pdf_outs.items()},
         "stop_reasons": {n: dict(Counter(o["stop_reason"] for o in outs)) for n, outs in pdf_outs.items()},
         "unparsable_per_task": {n: sum(o["unparsable"] for o in outs) / max(len(outs), 1)
                                 for n, outs in pdf_outs.items()},
@@ -412,8 +421,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--start", type=parse_starts, default=[], metavar="FAMILY=AGENT,...",
                    help="the agent each episode of a roster starts with (e.g. math=programmer; default the roster's)")
     p.add_argument("--roster", type=parse_starts, default=[], metavar="FAMILY=ROSTER,...",
-                   help="route a family's datasets with another roster (e.g. code=code-check: the runner that "
-                        "checks the shown examples; use with --min-agents-before-end 2)")
+                   help="route the datasets of a roster with another one (e.g. code-check=code: HumanEval and MBPP "
+                        "with the LLM tester instead of their default runner; a roster's router defaults replace "
+                        "the router flags they name)")
     p.add_argument("--no-marker-in-turn", dest="marker_in_turn", action="store_false",
                    help="agent turns without routing instructions (the prompt of the fixed chain); the constrained "
                         "routing call alone picks the next agent (needs --next-choice constrained)")

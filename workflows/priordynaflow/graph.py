@@ -130,7 +130,9 @@ class _Nodes:
         return ending.update(learned=learned)
 
     async def _learner(self, family: str, roster: Roster) -> tuple[Learner, RouterConfig]:
-        learner = await self.pool.get(family, roster.names, self.options.router)
+        # A run's own router config, else the pool's with the roster's defaults (at creation).
+        config = self.options.router or roster.router_config(self.pool.config)
+        learner = await self.pool.get(family, roster.names, config)
         return learner, learner.run_config(self.options.router, evaluate=self.options.mode == "eval")
 
     async def _observe(self, turn: Turn, state: EpisodeState) -> Observation:

@@ -265,9 +265,9 @@ register_dataset(Dataset("gsm8k", "math", lambda r: str(r["question"]), _MATH_FO
                          _gsm8k_extract, _gsm8k_score))
 register_dataset(Dataset("math", "math", lambda r: str(r["problem"]), _MATH_FORMAT_BOXED,
                          _math_extract, _math_score))
-register_dataset(Dataset("humaneval", "code", _humaneval_question, _CODE_FORMAT, _code_extract, _code_score,
+register_dataset(Dataset("humaneval", "code-check", _humaneval_question, _CODE_FORMAT, _code_extract, _code_score,
                          humaneval_shown_examples))
-register_dataset(Dataset("mbpp", "code", _mbpp_question, _CODE_FORMAT, _code_extract, _code_score,
+register_dataset(Dataset("mbpp", "code-check", _mbpp_question, _CODE_FORMAT, _code_extract, _code_score,
                          mbpp_shown_examples))
 
 

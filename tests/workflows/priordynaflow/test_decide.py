@@ -298,13 +298,15 @@ def test_resolve_takes_the_options_else_infers_from_the_task():
     code_task = {"prompt": "def f():\n", "entry_point": "f", "test": ""}
     assert resolve(WorkflowOptions(), code_task)[0].name == "humaneval"
     dataset, roster, family = resolve(WorkflowOptions(), code_task)
-    assert (roster.name, family) == ("code", "code")
+    assert (roster.name, family) == ("code-check", "code-check")  # code tasks: the runner's roster
+    assert resolve(WorkflowOptions(roster="code"), code_task)[1:] == (get_roster("code"), "code")
     dataset, roster, family = resolve(WorkflowOptions(dataset="math", family="shared"), TASK)
     assert (dataset.name, roster.name, family) == ("math", "math", "shared")
 
 
 def test_rosters_for_is_the_named_roster_else_every_registered_one():
-    assert rosters_for(WorkflowOptions(dataset="humaneval")) == [CODE_ROSTER]
+    assert rosters_for(WorkflowOptions(dataset="humaneval")) == [get_roster("code-check")]
+    assert rosters_for(WorkflowOptions(roster="code")) == [CODE_ROSTER]
     assert rosters_for(WorkflowOptions(roster="math")) == [MATH_ROSTER]
     assert rosters_for(WorkflowOptions()) == [get_roster(n) for n in roster_names()]
 

@@ -43,9 +43,14 @@ def test_dry_run_writes_the_summary_in_the_issue_shape(tmp_path):
 
     details = json.loads((tmp_path / "details.json").read_text())
     assert details["items_per_dataset"] == {"gsm8k": 4, "math": 4, "humaneval": 4, "mbpp": 4}
-    assert set(details["qtables"]) == {"math/fold0", "math/fold1", "code/fold0", "code/fold1"}
+    assert set(details["qtables"]) == {"math/fold0", "math/fold1", "code-check/fold0", "code-check/fold1"}
     # Each fold's table learned from its training items (4 per dataset, 2 folds: 4 per family).
     assert all(t["num_episodes"] == 4 for t in details["qtables"].values())
+    # Right answers per path: as many as the summary's accuracy says, on paths that ran.
+    for name in ("gsm8k", "mbpp"):
+        right = round(by[(name, "priordynaflow")]["accuracy"] * 4)
+        assert sum(details["path_successes"][name].values()) == right
+        assert set(details["path_successes"][name]) <= {path for path, _ in details["paths"][name]}
     assert (tmp_path / "convergence.png").stat().st_size > 1000
 
 

@@ -66,3 +66,14 @@ def test_route_context_is_an_option_checked_also_when_built_directly():
     with pytest.raises(BadInputError, match="'compact', 'brief' or 'full'") as caught:
         WorkflowOptions(route_context="short")  # type: ignore[arg-type]
     assert caught.value.what == "priordynaflow route_context" and "short" in str(caught.value)
+
+
+def test_a_rosters_router_defaults_are_router_fields_and_replace_only_those():
+    from workflows.priordynaflow.agents import CODE_ROSTER, Roster
+
+    with pytest.raises(BadInputError, match="min_agents_before_ends"):
+        Roster("mine", CODE_ROSTER.agents, "coder", router_defaults={"min_agents_before_ends": 2})
+    roster = Roster("mine", CODE_ROSTER.agents, "coder", router_defaults={"self_loops": False})
+    base = RouterConfig(alpha=0.5)
+    assert roster.router_config(base) == RouterConfig(alpha=0.5, self_loops=False)
+    assert CODE_ROSTER.router_config(base) is base  # no defaults: the base as it is

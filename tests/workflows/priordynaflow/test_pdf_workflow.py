@@ -158,19 +158,41 @@ def test_without_options_the_task_keys_pick_the_roster_and_the_sandbox_scores_co
     calls: list[str] = []
 
     async def python(args: dict[str, Any]) -> ToolResult:
-        calls.append("python")
-        ok = "return a + b" in args["code"] and "check(add)" in args["code"]
+        calls.append("tests" if "check(add)" in args["code"] else "shown")
+        ok = "return a + b" in args["code"]
         return ToolResult("__QUOTAFLOW_TESTS_PASSED__" if ok else "AssertionError", is_error=not ok)
 
     sandbox = ToolRegistry([Tool(ToolSpec("python", "run python", {
         "type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]}), python)])
 
-    task = {"prompt": "def add(a, b):\n", "entry_point": "add",
+    task = {"prompt": 'def add(a, b):\n    """Add.\n    >>> add(1, 2)\n    3\n    """\n', "entry_point": "add",
             "test": "def check(candidate):\n    assert candidate(1, 2) == 3\n"}
-    ctx = context({"qtable_pool": LearnerPool(config=CONFIG)}, llm=coder, tools=sandbox)
+    pool = LearnerPool(config=CONFIG)
+    ctx = context({"qtable_pool": pool}, llm=coder, tools=sandbox)
     state = asyncio.run(build(ctx).compile().ainvoke(initial_state(task)))
-    assert ctx.steps[0][0] == "code.coder" and calls == ["python"]
-    assert result(state)["success"] is True and result(state)["path"] == ["coder"]
+    # HumanEval's default roster is code-check: the coder's END is not offered (its router
+    # defaults), the runner runs the docstring's example and ends, the tests score the code.
+    assert ctx.steps[0][0] == "code-check.coder" and calls == ["shown", "tests"]
+    assert result(state)["success"] is True and result(state)["path"] == ["coder", "runner"]
+    assert result(state)["num_llm_calls"] == 1
+    learned = asyncio.run(pool.get("code-check", ())).config
+    assert (learned.min_agents_before_end, learned.self_loops, learned.update_order) == (2, False, "backward")
+    assert learned.num_explore_steps == CONFIG.num_explore_steps  # the rest is the pool's config
+
+
+def test_a_runs_own_router_config_replaces_the_rosters_defaults():
+    coder = scripted("```python\ndef add(a, b):\n    return a + b\n```\nNEXT: END")
+
+    async def python(args: dict[str, Any]) -> ToolResult:
+        return ToolResult("__QUOTAFLOW_TESTS_PASSED__")
+
+    sandbox = ToolRegistry([Tool(ToolSpec("python", "run python", {
+        "type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]}), python)])
+    task = {"prompt": "def add(a, b):\n", "entry_point": "add", "test": "def check(candidate):\n    pass\n"}
+    options = {"router": {"min_agents_before_end": 1, "num_explore_steps": 0, "epsilon": 0.0}}
+    ctx = context({"priordynaflow": options, "qtable_pool": LearnerPool(config=CONFIG)}, llm=coder, tools=sandbox)
+    state = asyncio.run(build(ctx).compile().ainvoke(initial_state(task)))
+    assert result(state)["path"] == ["coder"]  # END after the coder, as the run's config allows
 
 
 def test_constrained_routing_call_recovers_replies_without_a_marker():
