@@ -146,6 +146,15 @@ def needs_question(row: dict[str, Any]) -> str | None:
     return None if question.strip() else "\"question\" is empty"
 
 
+def task_check(workflow: str, options: dict[str, Any]) -> Callable[[dict[str, Any]], str | None]:
+    """What is wrong with a task row of ``workflow`` run with ``options``: the workflow's own
+    check (``Workflow.check_task``), else the agents' rule (:func:`needs_question`)."""
+    from orchestrator import workflow as workflows
+
+    check = workflows.get(workflow).check_task
+    return needs_question if check is None else lambda row: check(row, options)
+
+
 def read_tasks(path: Path, limit: int | None = None,
                check: Callable[[dict[str, Any]], str | None] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """Rows of a jsonl dataset; malformed lines, and rows ``check`` finds wrong, are reported
@@ -227,6 +236,8 @@ def _agent_command(workflow: str, help_text: str, target: typer.Typer = run_app)
         check_positive("--concurrency", concurrency)
         placement = executor_options(executor, ray_address, workers, dataset)
         payload = parse_task(task) if task is not None else None
+        if payload is not None and (problem := task_check(workflow, options)(payload)) is not None:
+            raise BadInputError("--task", f"a task {workflow} can run", problem)
         client_options = backend_options(backend, base_url, model, script, takes_script=True)
         if backend == "openai" and not base_url and not _settings().openai_base_urls:
             raise BadInputError("--backend openai", "--base-url URL (or QUOTAFLOW_OPENAI_BASE_URLS), "
@@ -270,7 +281,7 @@ async def _run_agent(workflow: str, payload: dict[str, Any] | None, dataset: Pat
                 raise typer.Exit(result.exit_code or 1)
             return
         assert dataset is not None
-        tasks, problems = read_tasks(dataset, limit, needs_question)
+        tasks, problems = read_tasks(dataset, limit, task_check(workflow, options))
         for p in problems:
             typer.echo(f"warning: skipped {p}", err=True)
         from orchestrator.executors import create_executor

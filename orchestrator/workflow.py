@@ -53,6 +53,10 @@ class Workflow:
         two classes share takes the first one's type and default.
     extra_options: the options it reads otherwise, name -> type (aliases, flattened names, a
         nested mapping); they win over a field of the same name.
+    check_task: what keeps the workflow from running a task row with the run's options (a
+        sentence, None when nothing does). ``Runtime.run`` refuses such a task before the run is
+        stored; the CLI skips such dataset lines with the sentence. None: the agents' rule (a
+        non-empty string ``question``) in the CLI, no check in ``Runtime.run``.
 
     A workflow that declares options (either of the two) gets only those, and the runtime's own
     (``recursion_limit``): ``Runtime.run`` refuses another key, with the closest name. One that
@@ -70,6 +74,7 @@ class Workflow:
     options: dict[str, Any] = field(default_factory=dict)
     option_types: tuple[type, ...] = ()
     extra_options: Mapping[str, Any] = field(default_factory=dict)
+    check_task: Callable[[dict[str, Any], dict[str, Any]], str | None] | None = None
 
     @cached_property
     def option_fields(self) -> dict[str, OptionField] | None:

@@ -80,3 +80,24 @@ def test_text_output_lists_each_item_with_its_run_id(mixed: dict[str, Path]) -> 
         else:
             assert "budget exhausted" in line
     assert "RUN_ID" not in out
+
+
+def test_priordynaflow_reads_code_and_math_rows_by_their_keys(env: dict[str, Path]) -> None:
+    # An MBPP row has no "question": the workflow reads it by its own keys (the code-check roster,
+    # the shown example run in the real sandbox); a row it cannot read is skipped with the key.
+    script = env["home"] / "pdf.json"
+    script.write_text(json.dumps({"(?s).*Add two numbers.*": "```python\ndef add(a, b):\n    return a + b\n```",
+                                  ".*": "2 + 2 = 4\n#### 4"}))
+    mbpp = {"prompt": "Add two numbers.", "entry_point": "add", "test_list": ["assert add(1, 2) == 3"],
+            "test": "def check():\n    assert add(2, 2) == 4\n"}
+    data = _dataset(env["home"], mbpp, {"prompt": "Add two numbers.", "test_list": ["assert add(1, 2) == 3"]},
+                    {"question": "What is 2 + 2?", "answer": "4"})
+    res = runner.invoke(app, ["run", "priordynaflow", "--dataset", str(data), "--backend", "scripted",
+                              "--script", str(script), "--json"])
+    assert res.exit_code == 0, res.output
+    assert f"skipped {data}:2: missing 'entry_point' (read as a mbpp row" in res.stderr
+    report = json.loads(runner.invoke(app, ["runs", "list", "--json"]).output)
+    results = [json.loads(runner.invoke(app, ["runs", "show", r["run_id"], "--json"]).output)["result"]
+               for r in report if r["parent_id"]]
+    assert sorted(r["path"] for r in results) == [["coder", "runner"], ["solver"]]
+    assert all(r["success"] is True for r in results)  # scored: the MBPP code by its tests

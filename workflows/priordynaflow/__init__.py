@@ -20,7 +20,7 @@ from workflows.priordynaflow.agents import (
     register_roster,
 )
 from workflows.priordynaflow.config import END, RouterConfig, WorkflowOptions
-from workflows.priordynaflow.episode import initial_state, result
+from workflows.priordynaflow.episode import initial_state, result, task_problem
 from workflows.priordynaflow.graph import build
 from workflows.priordynaflow.learner import (
     Learner,
@@ -73,4 +73,5 @@ WORKFLOW = Workflow(
     description="Dynamic multi-agent workflow: a learned Q-table ranks which agent runs next",
     option_types=(WorkflowOptions,),
     extra_options={"priordynaflow": dict[str, Any]},  # the same options, as one mapping
+    check_task=task_problem,
 )

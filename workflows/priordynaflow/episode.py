@@ -47,6 +47,7 @@ __all__ = [
     "result",
     "rosters_for",
     "start_turn",
+    "task_problem",
 ]
 
 MAX_OBSERVATION_CHARS = 1200
@@ -115,6 +116,23 @@ def resolve(options: WorkflowOptions, task: dict[str, Any]) -> tuple[Dataset, Ro
     dataset = get_dataset(options.dataset or infer_dataset(task))
     roster = get_roster(options.roster or dataset.roster)
     return dataset, roster, options.family or roster.name
+
+
+def task_problem(task: dict[str, Any], config: dict[str, Any]) -> str | None:
+    """What keeps the workflow from reading ``task`` with the run's options ``config`` (None when
+    nothing does): the dataset it is read as (the options' or the one its keys look like) needs
+    keys the row lacks, or its question is empty."""
+    options = WorkflowOptions.from_config(config)
+    dataset = get_dataset(options.dataset or infer_dataset(task))
+    try:
+        question = dataset.question(task)
+    except KeyError as exc:
+        return (f"missing {exc.args[0]!r} (read as a {dataset.name} row; the built-in datasets' rows: gsm8k "
+                "'question', math 'problem', humaneval 'prompt' and 'entry_point', mbpp 'prompt', "
+                "'entry_point' and 'test_list')")
+    except (TypeError, IndexError, AttributeError) as exc:
+        return f"not a {dataset.name} row ({type(exc).__name__}: {exc})"
+    return None if question.strip() else f"empty question (read as a {dataset.name} row)"
 
 
 def rosters_for(options: WorkflowOptions) -> list[Roster]:

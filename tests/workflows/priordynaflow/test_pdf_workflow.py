@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import func, select
 
 from orchestrator.testing import FakeRunContext, ScriptedClient, ScriptedConfig
 from orchestrator.tools.base import Tool, ToolResult, ToolSpec
@@ -121,6 +122,30 @@ def test_unparsable_marker_ends_the_episode_and_is_counted():
 def _clients(llm: ScriptedClient) -> dict[str, Any]:
     # Given clients are looked up by backend name (older runtimes: name + options repr).
     return {"scripted": llm, "scripted[]": llm}
+
+
+def test_runtime_run_refuses_a_task_the_workflow_cannot_read_before_storing_it(tmp_path):
+    from orchestrator.errors import BadInputError
+    from orchestrator.runtime import Runtime
+    from orchestrator.settings import Settings
+    from orchestrator.store.models import RunRow
+    from orchestrator.tools.sandbox import python_tool
+
+    async def go() -> tuple[str, int]:
+        rt = Runtime(Settings(db_url=f"sqlite:///{tmp_path / 'rt.db'}", home=tmp_path),
+                     tools=ToolRegistry([python_tool()]), clients=_clients(scripted()))
+        try:
+            with pytest.raises(BadInputError) as refused:
+                await rt.run("priordynaflow", {"prompt": "Add.", "test_list": ["assert add(1, 2) == 3"]},
+                             backend="scripted")
+            async with rt.store.session() as s:
+                num_runs = (await s.execute(select(func.count()).select_from(RunRow))).scalar_one()
+            return str(refused.value), num_runs
+        finally:
+            await rt.aclose()
+
+    message, num_runs = asyncio.run(go())
+    assert "missing 'entry_point' (read as a mbpp row" in message and num_runs == 0
 
 
 def test_runtime_run_records_steps_and_saves_a_versioned_table(tmp_path):
