@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = [
-    "ANSWER", "EXAMPLE_WORDS", "Action", "clean_answer", "copies_example", "fallback_answer", "parse_actions",
-    "split_example_copies",
+    "ANSWER", "EXAMPLE_WORDS", "Action", "clean_answer", "copies_example", "example_words", "fallback_answer",
+    "parse_actions", "split_example_copies",
 ]
 
 ANSWER = "answer"
@@ -138,16 +138,21 @@ def _copied(line: str) -> bool:
     return bool(_BUDGET_ECHO.match(value)) or value.lower() in PLACEHOLDERS
 
 
+def example_words(text: str) -> list[str]:
+    """The :data:`EXAMPLE_WORDS` in ``text``, lowercase, sorted, once each."""
+    return sorted({w.lower() for w in _EXAMPLE_WORD.findall(text)})
+
+
 def copies_example(value: str, question: str, observed: str = "") -> bool:
     """Whether ``value`` (an action's argument) names the worked example (an :data:`EXAMPLE_WORDS`
     word) that the agent has no reason to name: the question is not about the example's subject
     (it names none of the words) and ``observed`` (the tool results so far) does not contain that
     word. Then the agent copied the example rather than acting on its question; a question about
     the Eiffel Tower, or a search result that mentions Dijon, makes the words fair to use."""
-    words = {w.lower() for w in _EXAMPLE_WORD.findall(value)}
+    words = set(example_words(value))
     if not words or _EXAMPLE_WORD.search(question):
         return False
-    return not words <= {w.lower() for w in _EXAMPLE_WORD.findall(observed)}
+    return not words <= set(example_words(observed))
 
 
 def split_example_copies(actions: list[Action], question: str, observed: str = "") -> tuple[list[Action], list[Action]]:

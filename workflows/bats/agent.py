@@ -113,18 +113,21 @@ async def run_attempt(
     *,
     extra_system: str = "",
     head_notes: str = "",
+    observed_before: str = "",
     seed: int | None = None,
     purpose: str = "agent",
 ) -> AttemptResult:
     """Run one attempt of the agent loop and return its answer and trajectory.
 
     ``extra_system`` is appended to the system prompt (BATS's planning section), ``head_notes``
-    follows the question in the first user message (the plan, summaries of earlier attempts).
+    follows the question in the first user message (the plan, summaries of earlier attempts),
+    ``observed_before`` is what earlier attempts' tool results showed (``AttemptSetup``).
     Raises BudgetExhausted when the token or dollar budget cannot cover a call.
     """
     tools = tuple(ctx.tools.names())
     setup = AttemptSetup(question, config, mode, tools, {t: _arg_name(ctx, t) for t in tools},
-                         extra_system=extra_system, head_notes=head_notes, seed=seed, purpose=purpose)
+                         extra_system=extra_system, head_notes=head_notes, observed_before=observed_before,
+                         seed=seed, purpose=purpose)
     state = LoopState()
     observation: Observation = Started(tuple(await ctx.tool_budgets()))
     while True:

@@ -8,12 +8,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypedDict
 
 from orchestrator.context import ToolBudgetView
+from workflows.actions import example_words
 from workflows.bats import prompts
 from workflows.bats.config import BatsConfig
 from workflows.bats.planning import EXPLORE, PlanItem, apply_verdicts, default_plan, parse_plan, render_plan
 from workflows.bats.steps import attempt_stats
 from workflows.bats.tracker import any_exhausted
-from workflows.bats.trajectory import action_log
+from workflows.bats.trajectory import action_log, tool_outputs
 from workflows.bats.verifier import PIVOT, SUCCESS, Verification
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "count_attempt",
     "head_notes",
     "next_node",
+    "observed_before",
     "verify_step",
 ]
 
@@ -85,6 +87,12 @@ def head_notes(plan: Sequence[PlanItem], attempts: Sequence[Mapping[str, Any]], 
     return notes
 
 
+def observed_before(attempts: Sequence[Mapping[str, Any]]) -> str:
+    """What the tool results of ``attempts`` showed, for the example-copy guard of the next one
+    (``AttemptSetup.observed_before``)."""
+    return " ".join(w for a in attempts for w in a.get("example_words", []))
+
+
 def count_attempt(stats: Mapping[str, int], verification: Verification | None,
                   attempt: Mapping[str, Any]) -> dict[str, int]:
     """``stats`` with one more attempt (and its verifier calls) counted."""
@@ -125,6 +133,7 @@ def after_verification(state: BatsState, verification: Verification | None,
         "justification": justification,
         "summary": summary,
         "actions": action_log(current["entries"]),
+        "example_words": example_words("\n".join(tool_outputs(current["entries"]))),
         "verifier": verification.to_dict() if verification else None,
         **{k: v for k, v in attempt_stats(current).items() if k != "answer"},
     }

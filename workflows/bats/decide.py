@@ -67,6 +67,7 @@ from workflows.bats.trajectory import (
     demo_messages,
     render_messages,
     tool_entry,
+    tool_outputs,
     truncate,
     user_entry,
 )
@@ -143,9 +144,8 @@ def _left_text(views: Sequence[ToolBudgetView]) -> str:
 
 
 def _observed(setup: AttemptSetup, state: LoopState) -> str:
-    """What the agent has been shown besides the example: the notes on earlier attempts (BATS) and
-    this attempt's tool results so far."""
-    return "\n".join([setup.head_notes, *(e["content"] for e in state.entries if e["role"] == "tool")])
+    """What tools have shown the agent: earlier attempts' results (BATS) and this attempt's so far."""
+    return "\n".join([setup.observed_before, *tool_outputs(state.entries)])
 
 
 def _line(action: Action) -> str:

@@ -27,6 +27,7 @@ from workflows.bats.attempts import (
     bats_result,
     head_notes,
     next_node,
+    observed_before,
     verify_step,
 )
 from workflows.bats.attempts import count_attempt as _count  # noqa: F401 - the name tests read here
@@ -64,7 +65,8 @@ def bats_workflow() -> Workflow:
         async def attempt(state: BatsState) -> dict[str, Any]:
             result = await run_attempt(
                 ctx, state["question"], agent_config, LoopMode(tracker=True), extra_system=prompts.PLANNING_SECTION,
-                head_notes=head_notes(state["plan"], state["attempts"], config), purpose="agent",
+                head_notes=head_notes(state["plan"], state["attempts"], config),
+                observed_before=observed_before(state["attempts"]), purpose="agent",
             )
             return {"current": dict(result)}
 

@@ -52,6 +52,10 @@ class AttemptSetup:
     """Appended to the system prompt (BATS's planning section)."""
     head_notes: str = ""
     """Follows the question in the first user message (the plan, summaries of earlier attempts)."""
+    observed_before: str = ""
+    """What tool results of earlier attempts showed, as far as the example-copy guard reads it
+    (their example words). The head notes do not count: the plan and the summaries are the
+    model's own text, and a planner that copied the example must not make copying it fair."""
     seed: int | None = None
     """Sampling seed of the agent turns."""
     purpose: str = "agent"

@@ -24,6 +24,7 @@ __all__ = [
     "render_messages",
     "strip_demo",
     "tool_entry",
+    "tool_outputs",
     "truncate",
     "user_entry",
 ]
@@ -92,6 +93,11 @@ def evidence_text(entries: Sequence[Mapping[str, Any]], *, max_chars_per_output:
         elif e["role"] == "tool":
             lines.append("-> " + truncate(e["content"], max_chars_per_output).replace("\n", "\n   "))
     return "\n".join(lines) or "(no actions)"
+
+
+def tool_outputs(entries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The tool results of a trajectory, in order."""
+    return [e["content"] for e in entries if e["role"] == "tool"]
 
 
 def action_log(entries: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:

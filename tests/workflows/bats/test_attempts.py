@@ -9,7 +9,14 @@ import pytest
 
 from orchestrator.context import ToolBudgetView
 from workflows.bats import prompts
-from workflows.bats.attempts import BatsState, after_plan, after_verification, head_notes, next_node
+from workflows.bats.attempts import (
+    BatsState,
+    after_plan,
+    after_verification,
+    head_notes,
+    next_node,
+    observed_before,
+)
 from workflows.bats.config import BatsConfig
 from workflows.bats.verifier import Verification
 
@@ -37,6 +44,18 @@ def test_head_shows_the_chosen_plan_items_and_earlier_attempts(agent_plan: str, 
     earlier = [{"answer": "Paris", "decision": "PIVOT", "summary": "wrong city", "actions": {"search": ["x"]}}]
     notes = head_notes(PLAN, earlier, BatsConfig(agent_plan=agent_plan))  # type: ignore[arg-type]
     assert "Attempt 1: answer 'Paris', verifier said PIVOT." in notes and notes.endswith(prompts.PIVOT_HINT)
+
+
+def test_the_next_attempt_sees_the_example_words_earlier_tool_results_showed_not_the_agents_text() -> None:
+    current = attempt(entries=[
+        {"role": "assistant", "content": "search: Eiffel designer", "actions": [["search", "Eiffel designer"]]},
+        {"role": "tool", "content": "The founder moved to Dijon in 1887."},
+    ])
+    state = BatsState(question="q", plan=PLAN, attempts=[], stats={}, current=current)
+    update = after_verification(state, None, [ToolBudgetView("search", "query", 1, 5)])
+    assert update["attempts"][-1]["example_words"] == ["1887", "dijon"]  # not "eiffel": the agent wrote it
+    assert observed_before(update["attempts"]) == "1887 dijon"
+    assert observed_before([{"answer": "x"}]) == ""  # attempts checkpointed before the field
 
 
 def test_verified_attempt_is_recorded_ticks_the_plan_and_counts() -> None:

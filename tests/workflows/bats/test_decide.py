@@ -299,11 +299,17 @@ def test_a_word_of_the_example_found_in_this_runs_results_is_fair_to_use() -> No
     state, _ = decide(s, state, ToolsRan((ToolOutput("The founder moved to Dijon in 1995."),), views(1)))
     state, action = decide(s, state, Replied("answer: Dijon"))
     assert finish(action).result["answer"] == "Dijon" and state.num_example_copies == 0
-    # So are the notes on earlier attempts (BATS): what an earlier attempt found.
-    noted = replace(s, head_notes="Attempt 1 found: the founder was born in Dijon.")
-    state, _ = start(noted)
-    state, action = decide(noted, state, Replied("answer: Dijon"))
+    # So is what an earlier attempt's tool results showed (BATS) ...
+    earlier = replace(s, observed_before="dijon")
+    state, _ = start(earlier)
+    state, action = decide(earlier, state, Replied("answer: Dijon"))
     assert finish(action).result["answer"] == "Dijon"
+    # ... but not the head notes: the plan and the summaries are the model's own text, and a
+    # planner that copied the example ("find the Eiffel Tower's designer") makes no copy fair.
+    planned = replace(s, head_notes="Plan: 1. find the designer of the Eiffel Tower, born in Dijon.")
+    state, _ = start(planned)
+    state, action = decide(planned, state, Replied("search: Eiffel Tower designer"))
+    assert state.num_example_copies == 1 and not isinstance(action, CallTools)
 
 
 def test_a_final_answer_copied_from_the_example_is_asked_for_once_more_then_dropped() -> None:
