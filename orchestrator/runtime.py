@@ -27,7 +27,7 @@ from budget.ledger import Ledger
 from budget.limits import Limit
 from orchestrator import accounting, executors, metrics
 from orchestrator import workflow as workflows
-from orchestrator.errors import BadInputError, BudgetExhausted, ConfigError, QuotaFlowError, RunBusy, RunNotFound
+from orchestrator.errors import BudgetExhausted, ConfigError, QuotaFlowError, RunBusy, RunNotFound
 from orchestrator.executors import Executor
 from orchestrator.llm.base import LLMClient
 from orchestrator.run_context import RuntimeContext
@@ -169,9 +169,7 @@ class Runtime:
         limits = accounting.run_limits(budget, run_id, run_tools)
         charged = sorted({*scopes, *accounting.named_scopes(limits, run_id)})
         opts = {"backend_options": _jsonable(backend_options), "tools": tool_names, "scopes": charged,
-                **wf.check_options(options or {})}
-        if wf.check_task is not None and (problem := wf.check_task(task, dict(options or {}))):
-            raise BadInputError(f"{wf.name} task", "a row the workflow can read", problem)
+                **wf.check_options(options or {}, task=task)}
         llm = self.client(backend, **backend_options)
         row = {"id": run_id, "parent_id": parent_id, "workflow": wf.name, "status": RunStatus.RUNNING,
                "backend": backend, "model": getattr(llm, "model", "") or "", "task": task, "options": opts,

@@ -22,7 +22,7 @@ from functools import cached_property
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Literal
 
-from orchestrator.errors import ConfigError, UnknownWorkflow
+from orchestrator.errors import BadInputError, ConfigError, UnknownWorkflow
 from orchestrator.options import OptionField, check_option_names, declared_options, parse_option_texts
 
 if TYPE_CHECKING:
@@ -54,9 +54,9 @@ class Workflow:
     extra_options: the options it reads otherwise, name -> type (aliases, flattened names, a
         nested mapping); they win over a field of the same name.
     check_task: what keeps the workflow from running a task row with the run's options (a
-        sentence, None when nothing does). ``Runtime.run`` refuses such a task before the run is
-        stored; the CLI skips such dataset lines with the sentence. None: the agents' rule (a
-        non-empty string ``question``) in the CLI, no check in ``Runtime.run``.
+        sentence, None when nothing does). ``Runtime.run`` refuses such a task (``check_options``)
+        before the run is stored; the CLI skips such dataset lines with the sentence. None: the
+        agents' rule (a non-empty string ``question``) in the CLI, no check in ``Runtime.run``.
 
     A workflow that declares options (either of the two) gets only those, and the runtime's own
     (``recursion_limit``): ``Runtime.run`` refuses another key, with the closest name. One that
@@ -83,10 +83,13 @@ class Workflow:
             return None
         return declared_options(self.option_types, self.extra_options)
 
-    def check_options(self, options: Mapping[str, Any]) -> Mapping[str, Any]:
-        """``options``, after refusing (BadInputError) a key the workflow does not declare."""
+    def check_options(self, options: Mapping[str, Any], *, task: dict[str, Any] | None = None) -> Mapping[str, Any]:
+        """``options``, after refusing (BadInputError) a key the workflow does not declare, and
+        ``task`` when given if :attr:`check_task` finds it unreadable with them."""
         if (known := self.option_fields) is not None and not known.keys() >= options.keys():
             check_option_names(options, known, what=f"{self.name} option")
+        if task is not None and self.check_task is not None and (problem := self.check_task(task, dict(options))):
+            raise BadInputError(f"{self.name} task", "a row the workflow can read", problem)
         return options
 
     def parse_options(self, texts: Mapping[str, str]) -> dict[str, Any]:
