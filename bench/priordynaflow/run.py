@@ -422,8 +422,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the agent each episode of a roster starts with (e.g. math=programmer; default the roster's)")
     p.add_argument("--roster", type=parse_starts, default=[], metavar="FAMILY=ROSTER,...",
                    help="route the datasets of a roster with another one (e.g. code-check=code: HumanEval and MBPP "
-                        "with the LLM tester instead of their default runner; a roster's router defaults replace "
-                        "the router flags they name)")
+                        "with the LLM tester instead of their default runner; math=math-check: GSM8K and MATH "
+                        "started by the programmer, with a checker; a roster's router defaults replace the "
+                        "router flags they name)")
     p.add_argument("--no-marker-in-turn", dest="marker_in_turn", action="store_false",
                    help="agent turns without routing instructions (the prompt of the fixed chain); the constrained "
                         "routing call alone picks the next agent (needs --next-choice constrained)")

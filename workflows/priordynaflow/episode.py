@@ -30,7 +30,7 @@ from workflows.priordynaflow.prompt import (
 from workflows.priordynaflow.qtable import QTable, Transition
 from workflows.priordynaflow.router import Candidates, Decision, parse_next, select_candidates, terminal_reward
 from workflows.priordynaflow.router import decide as route
-from workflows.priordynaflow.tasks import Dataset, extract_code, get_dataset, infer_dataset
+from workflows.priordynaflow.tasks import Dataset, extract_code, get_dataset, infer_dataset, without_code
 
 __all__ = [
     "Action",
@@ -64,6 +64,7 @@ class EpisodeState(TypedDict, total=False):
     transitions: list[list[Any]]
     cumulative_reward: float
     solution: str | None
+    solution_from_program: bool  # the solution is what a program that ran cleanly printed
     num_tokens: int
     num_llm_calls: int
     num_tool_calls: int
@@ -84,6 +85,7 @@ def initial_state(task: dict[str, Any]) -> dict[str, Any]:
         "transitions": [],
         "cumulative_reward": 0.0,
         "solution": None,
+        "solution_from_program": False,
         "num_tokens": 0,
         "num_llm_calls": 0,
         "num_tool_calls": 0,
@@ -198,6 +200,7 @@ class Observation:
     output: the sandbox's output.
     choice: the reply to the constrained routing call (None: no such call was made).
     num_llm_calls: the model calls the turn made (0 for an agent that checks examples).
+    program_ok: whether the program ran cleanly (exit status 0; None: none ran).
     """
 
     text: str
@@ -206,6 +209,7 @@ class Observation:
     output: str = ""
     choice: str | None = None
     num_llm_calls: int = 1
+    program_ok: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -289,7 +293,7 @@ def decide(state: EpisodeState, turn: Turn, observation: Observation, table: QTa
         "notes": [*state["notes"], {"agent": agent, "text": observation.text, "observation": program_output}],
         "transitions": transitions,
         "cumulative_reward": cumulative,
-        "solution": _solution(state, turn, observation.text, program_output),
+        **_solution(state, turn, observation, program_output),
         "num_tokens": state["num_tokens"] + observation.num_tokens,
         "num_llm_calls": state["num_llm_calls"] + observation.num_llm_calls,
         "num_tool_calls": state["num_tool_calls"] + bool(observation.code),
@@ -302,27 +306,49 @@ def decide(state: EpisodeState, turn: Turn, observation: Observation, table: QTa
     return Action(next=decision.next, decision=decision, update=update, record=record)
 
 
-def check_reply(turn: Turn, passed: bool | None) -> str:
-    """What an agent that checks examples (``AgentRole.checks_examples``) says after its run:
-    the verdict and a ``NEXT:`` line. Passed: END when it is a candidate. Failed: the first
+_VERDICTS = {
+    "examples": ("The examples the task shows pass.",
+                 "There is nothing to check: no code yet, or the task shows no example.",
+                 "The examples the task shows fail (output below)."),
+    "program": ("The answer is what a program that ran cleanly printed.",
+                "There is nothing to check: no answer yet.",
+                "No program has printed the answer: it failed, printed none, or none was written."),
+}
+
+
+def check_reply(turn: Turn, passed: bool | None, what: str = "examples") -> str:
+    """What an agent that checks (``AgentRole.checks_examples``) says after its check, of the
+    shown examples (code) or of where the answer came from (``what="program"``, math): the
+    verdict and a ``NEXT:`` line. Passed: END when it is a candidate. Failed: the first
     candidate (best value first) other than END and itself, so a teammate sees the failure.
-    Nothing to run (no solution yet, or the task shows no example): the first candidate."""
+    Nothing to check: the first candidate."""
     candidates = turn.candidates.actions
+    passes, nothing, fails = _VERDICTS[what]
     if passed:
-        verdict, pick = "The examples the task shows pass.", END if END in candidates else candidates[0]
+        verdict, pick = passes, END if END in candidates else candidates[0]
     elif passed is None:
-        verdict, pick = "There is nothing to check: no code yet, or the task shows no example.", candidates[0]
+        verdict, pick = nothing, candidates[0]
     else:
         others = [c for c in candidates if c not in (END, turn.agent)]
-        verdict, pick = "The examples the task shows fail (output below).", others[0] if others else candidates[0]
+        verdict, pick = fails, others[0] if others else candidates[0]
     return f"{verdict}\nNEXT: {pick}"
 
 
-def _solution(state: EpisodeState, turn: Turn, text: str, program_output: str) -> str | None:
+def _solution(state: EpisodeState, turn: Turn, observation: Observation, program_output: str) -> dict[str, Any]:
+    """The episode's solution after ``turn`` and whether a clean program run printed it."""
+    kept = {"solution": state["solution"], "solution_from_program": state.get("solution_from_program", False)}
     if not turn.role.produces_solution:
-        return state["solution"]
-    found = turn.dataset.extract(f"{text}\n{program_output}", state["task"])
-    return found if found is not None else state["solution"]
+        return kept
+    task, text = state["task"], observation.text
+    if turn.role.answers_by_output:
+        # A failed program's traceback quotes its source (``print(f"#### {x}")``): no answer.
+        ran = turn.dataset.extract(program_output, task) if program_output and observation.program_ok else None
+        if ran is not None:
+            return {"solution": ran, "solution_from_program": True}
+        found = turn.dataset.extract(without_code(text), task)
+    else:
+        found = turn.dataset.extract(f"{text}\n{program_output}", task)
+    return kept if found is None else {"solution": found, "solution_from_program": False}
 
 
 def _turn_record(

@@ -147,7 +147,7 @@ class _Nodes:
             purpose=f"agent:{turn.agent}",
         )
         code = turn.code_to_run(response.text)
-        output = (await self._run_code(code)).output if code else ""
+        run = await self._run_code(code) if code else None
         num_tokens, choice = response.usage.total_tokens, None
         if needs_choice_call(turn, response.text, self.options.next_choice):
             routed = await self.ctx.chat(
@@ -157,10 +157,14 @@ class _Nodes:
                 purpose=f"route:{turn.agent}",
             )
             num_tokens, choice = num_tokens + routed.usage.total_tokens, routed.text
-        return Observation(response.text, num_tokens, code, output, choice)
+        return Observation(response.text, num_tokens, code, run.output if run else "", choice,
+                           program_ok=run.ok if run else None)
 
     async def _check(self, turn: Turn, state: EpisodeState) -> Observation:
         solution, shown = state.get("solution"), turn.dataset.shown_examples
+        if shown is None:  # a dataset without shown examples (math): did a program print the answer?
+            passed = None if solution is None else bool(state.get("solution_from_program"))
+            return Observation(check_reply(turn, passed, "program"), 0, num_llm_calls=0)
         program = shown(state["task"], solution) if solution and shown is not None else None
         run = await self._run_code(program) if program else None
         passed = None if run is None else run.passed

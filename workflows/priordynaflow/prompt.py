@@ -60,7 +60,8 @@ def agent_messages(
     """The messages of ``agent``'s turn; ``path`` ends with ``agent`` itself. ``marker``: the
     system prompt ends with the routing instructions (the options and the ``NEXT:`` line); without
     them the turn is the role's prompt and the answer format only, as in a fixed chain."""
-    parts = [roster.get(agent).prompt, dataset.answer_format]
+    role = roster.get(agent)
+    parts = [role.prompt, role.answer_format or dataset.answer_format]
     if marker:
         parts.append(routing_instructions(roster, path, candidates))
     system = "\n\n".join(parts)

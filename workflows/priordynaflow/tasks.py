@@ -155,6 +155,12 @@ _CODE_BLOCK_RE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
 PASS_SENTINEL = "__QUOTAFLOW_TESTS_PASSED__"
 
 
+def without_code(text: str) -> str:
+    """``text`` without its fenced code blocks (an unclosed last one, cut by the token limit,
+    included)."""
+    return re.sub(r"```.*", " ", _CODE_BLOCK_RE.sub(" ", text), flags=re.DOTALL)
+
+
 def extract_code(text: str, entry_point: str | None = None) -> str | None:
     """The last fenced code block (the last one defining ``entry_point`` when given)."""
     blocks = [b.strip() for b in _CODE_BLOCK_RE.findall(text)]

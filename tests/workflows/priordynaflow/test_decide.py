@@ -186,17 +186,33 @@ def test_output_without_a_program_run_is_not_shown():
 
 
 @pytest.mark.parametrize(
-    ("text", "output", "before", "expected"),
+    ("text", "output", "ok", "before", "expected", "from_program"),
     [
-        ("#### 5\nNEXT: END", "", "4", "5"),  # the reply states a solution
-        ("NEXT: END", "", "4", "4"),  # none stated: the previous one stays
-        ("NEXT: END", "#### 6", None, "6"),  # the program's output states it
+        ("#### 5\nNEXT: END", "", None, "4", "5", False),  # the reply states a solution
+        ("NEXT: END", "", None, "4", "4", False),  # none stated: the previous one stays
+        ("NEXT: END", "#### 6", True, None, "6", True),  # the program's output states it
+        # The programmer answers by its program's output, never by the format in its source,
+        # nor by a failed run's traceback (which quotes the source).
+        ("```python\nprint(f'#### {x}')\n```", "Traceback: print(f'#### {x}')", False, "4", "4", False),
+        ("```python\nprint('#### 7')\n```\n#### 5", "#### 6", True, None, "6", True),
+        ("```python\nprint('#### 7')\n```\n#### 5", "#### 7", False, None, "5", False),
+        ("```python\nx = 1\nprint(f'#### {x}", "", None, "4", "4", False),  # a cut-off program: no answer
     ],
 )
-def test_a_solving_role_replaces_the_solution_it_states(text, output, before, expected):
-    obs = reply(text, code="print(6)" if output else None, output=output)
+def test_a_solving_role_replaces_the_solution_it_states(text, output, ok, before, expected, from_program):
+    obs = reply(text, code="print(6)" if output else None, output=output, program_ok=ok)
     action = decide(state_after([], solution=before), turn_for("programmer"), obs, warm_table())
-    assert action.update["solution"] == expected
+    assert (action.update["solution"], action.update["solution_from_program"]) == (expected, from_program)
+
+
+def test_the_programmer_is_asked_for_a_program_not_the_datasets_answer_line():
+    from workflows.priordynaflow.prompt import agent_messages
+
+    def system(agent: str) -> str:
+        return agent_messages(MATH_ROSTER, agent, GSM8K, TASK, path=(agent,), candidates=(END,), notes=[])[0].content
+
+    assert "print('####', answer)" in system("programmer") and GSM8K.answer_format not in system("programmer")
+    assert GSM8K.answer_format in system("solver")
 
 
 def test_a_role_that_does_not_produce_solutions_keeps_the_coders_solution():

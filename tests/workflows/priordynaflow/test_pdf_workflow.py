@@ -95,8 +95,9 @@ def test_training_moves_the_table_toward_the_rewarded_edges():
     agent_steps = [d for node, d in steps if node != "end_episode"]
     assert [s["agent"] for s in agent_steps] == train[-1]["path"]
     assert {"candidates", "proposed", "reason", "reward", "q_values"} <= set(agent_steps[0])
-    final = steps[-1][1]
-    assert final["transitions"][-1][:2] == [train[-1]["path"][-1], END]
+    # (an episode the path cap ended has no END transition: the last one an agent ended)
+    ended = next(r for r in reversed(train) if r["stop_reason"] == "agent")
+    assert ended["steps"][-1][1]["transitions"][-1][:2] == [ended["path"][-1], END]
 
     # Evaluation with the frozen table: no updates, and the learned values lead the way (greedy
     # selection, so the scripted agent's random proposals do not blur the learned policy).
@@ -351,3 +352,42 @@ def test_the_runner_checks_the_shown_example_without_a_model_call_and_routes_by_
     wrong = episode("a - b")
     assert wrong["path"] == ["coder", "runner", "coder"] and wrong["success"] is False  # the retry is wrong again
     assert "AssertionError: add(1, 2) != 3" in seen[-1]  # the teammate after the runner sees the failure
+
+
+def test_math_check_sends_a_failed_program_back_and_ends_on_a_clean_one():
+    runs: list[str] = []
+
+    async def python(args: dict[str, Any]) -> ToolResult:
+        runs.append(args["code"])
+        if "undefined" in args["code"]:
+            return ToolResult("exit status: 1\nstderr:\nNameError: name 'undefined' is not defined\n"
+                              "    print('####', undefined)", is_error=True)
+        return ToolResult("exit status: 0\nstdout:\n#### 4\n")
+
+    sandbox = ToolRegistry([Tool(ToolSpec("python", "run python", {
+        "type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]}), python)])
+    seen: list[str] = []
+
+    def programmer(messages: Sequence[Message]) -> str:
+        seen.append(messages[-1].content)
+        body = "undefined" if len(seen) == 1 else "2 + 2"
+        return f"```python\nprint('####', {body})\n```"  # no marker, as Qwen's programmer
+
+    options = {"roster": "math-check", "dataset": "gsm8k", "max_path_length": 5}
+    cold = replace(CONFIG, num_explore_steps=0, epsilon=0.0, min_epsilon=0.0)  # ties go by roster order
+    ctx = context({"priordynaflow": options, "qtable_pool": LearnerPool(config=cold)},
+                  llm=scripted(programmer), tools=sandbox)
+    state = asyncio.run(build(ctx).compile().ainvoke(initial_state({"question": "What is 2 + 2?", "answer": "4"})))
+    out = result(state)
+    # The retry writes no marker either: with END offered by then, the episode ends on it.
+    assert out["path"] == ["programmer", "checker", "programmer"] and out["num_llm_calls"] == 2
+    assert out["success"] is True and out["answer"] == "4" and len(runs) == 2
+    assert "NameError" in seen[-1]  # the retry saw the failed run
+    check = next(s for name, s in ctx.steps if name == "math-check.checker")
+    assert (check["next"], check["tokens"], check["ran_code"]) == ("programmer", 0, False)
+    # A first program that runs cleanly ends the episode at the checker: one model call.
+    seen.append("skip the failing first reply")
+    ctx = context({"priordynaflow": options, "qtable_pool": LearnerPool(config=cold)},
+                  llm=scripted(programmer), tools=sandbox)
+    state = asyncio.run(build(ctx).compile().ainvoke(initial_state({"question": "What is 2 + 2?", "answer": "4"})))
+    assert result(state)["path"] == ["programmer", "checker"] and result(state)["num_llm_calls"] == 1
