@@ -4,8 +4,8 @@ probe of what a role's prompt makes the model write, before a GPU run measures t
     python bench/priordynaflow/agent_probe.py --agent programmer --items 24 --seed 1 \
         --gguf /path/to/qwen2.5-coder-0.5b.gguf --out bench/results/priordynaflow/issue22/probe
 
-Each item's reply is taken as the workflow takes it (the programmer's answer from its program's
-output when the program ran cleanly, else from its prose; other roles from their reply), scored
+Each item's reply is taken as the workflow takes it (``episode.turn_solution``: the programmer's
+answer from its program's output when the program ran cleanly, else from its prose), scored
 by the dataset's scorer; writes ``<agent>.jsonl`` (one line per item) and ``<agent>-summary.json``
 (commit, machine, model, date, right answers, output tokens).
 """
@@ -28,12 +28,13 @@ from orchestrator.llm.local import LocalClient, LocalConfig  # noqa: E402
 from orchestrator.tools.sandbox import python_tool  # noqa: E402
 from orchestrator.types import LLMRequest, SamplingOptions  # noqa: E402
 from workflows.priordynaflow.agents import get_roster  # noqa: E402
+from workflows.priordynaflow.episode import MAX_OBSERVATION_CHARS, turn_solution  # noqa: E402
 from workflows.priordynaflow.prompt import agent_messages  # noqa: E402
-from workflows.priordynaflow.tasks import extract_code, get_dataset, without_code  # noqa: E402
+from workflows.priordynaflow.tasks import extract_code, get_dataset, load_jsonl  # noqa: E402
 
 
 async def probe(args: argparse.Namespace) -> dict[str, Any]:
-    rows = [json.loads(line) for line in Path(args.dataset).read_text().splitlines() if line.strip()]
+    rows = load_jsonl(args.dataset)
     rows = random.Random(args.seed).sample(rows, min(args.items, len(rows)))
     client = LocalClient(LocalConfig(gguf_path=args.gguf, model=args.model))
     python, dataset, roster = python_tool(), get_dataset("gsm8k"), get_roster("math")
@@ -49,9 +50,8 @@ async def probe(args: argparse.Namespace) -> dict[str, Any]:
             reply = await client.complete(LLMRequest(messages=messages, sampling=greedy))
             code = extract_code(reply.text) if role.tools else None
             ran = await python.fn({"code": code}) if code else None
-            from_output = dataset.extract(ran.content, row) if ran is not None and not ran.is_error else None
-            text = without_code(reply.text) if role.answers_by_output else reply.text
-            solution = from_output if role.answers_by_output and from_output else dataset.extract(text, row)
+            output, ran_ok = (ran.content[-MAX_OBSERVATION_CHARS:], not ran.is_error) if ran else ("", None)
+            solution, _ = turn_solution(role, dataset, row, reply.text, output, ran_ok)
             ok = await dataset.score(row, solution, None)  # type: ignore[arg-type]  # math scorers run nothing
             right += ok
             tokens += reply.usage.output_tokens

@@ -48,6 +48,7 @@ __all__ = [
     "rosters_for",
     "start_turn",
     "task_problem",
+    "turn_solution",
 ]
 
 MAX_OBSERVATION_CHARS = 1200
@@ -334,21 +335,28 @@ def check_reply(turn: Turn, passed: bool | None, what: str = "examples") -> str:
     return f"{verdict}\nNEXT: {pick}"
 
 
+def turn_solution(role: AgentRole, dataset: Dataset, task: dict[str, Any], text: str, program_output: str,
+                  program_ok: bool | None) -> tuple[str | None, bool]:
+    """The solution one turn of ``role`` states (None: none) and whether a cleanly run program
+    printed it. ``program_output``: what the turn's program printed, as the notes keep it ("" when
+    none ran)."""
+    if role.answers_by_output:
+        # A failed program's traceback quotes its source (``print(f"#### {x}")``): no answer.
+        ran = dataset.extract(program_output, task) if program_output and program_ok else None
+        if ran is not None:
+            return ran, True
+        return dataset.extract(without_code(text), task), False
+    return dataset.extract(f"{text}\n{program_output}", task), False
+
+
 def _solution(state: EpisodeState, turn: Turn, observation: Observation, program_output: str) -> dict[str, Any]:
     """The episode's solution after ``turn`` and whether a clean program run printed it."""
     kept = {"solution": state["solution"], "solution_from_program": state.get("solution_from_program", False)}
     if not turn.role.produces_solution:
         return kept
-    task, text = state["task"], observation.text
-    if turn.role.answers_by_output:
-        # A failed program's traceback quotes its source (``print(f"#### {x}")``): no answer.
-        ran = turn.dataset.extract(program_output, task) if program_output and observation.program_ok else None
-        if ran is not None:
-            return {"solution": ran, "solution_from_program": True}
-        found = turn.dataset.extract(without_code(text), task)
-    else:
-        found = turn.dataset.extract(f"{text}\n{program_output}", task)
-    return kept if found is None else {"solution": found, "solution_from_program": False}
+    found, from_program = turn_solution(turn.role, turn.dataset, state["task"], observation.text, program_output,
+                                        observation.program_ok)
+    return kept if found is None else {"solution": found, "solution_from_program": from_program}
 
 
 def _turn_record(
