@@ -23,6 +23,11 @@ writes into the 4-minute budget. --dry-run plays a script on the kit's scripted 
 
     python bench/priordynaflow/run.py --base-url http://localhost:8000/v1      # GPU
     python bench/priordynaflow/run.py --dry-run --out /tmp/pdf                  # scripted, CPU
+    python bench/priordynaflow/run.py --gguf qwen.gguf --methods priordynaflow  # embedded, CPU
+
+--gguf runs the model in-process on the embedded (local) backend instead of a server: one
+generation at a time, for CPU checks of a roster where no GPU is at hand (slow: tens of seconds
+per call for a 0.5B model). --methods leaves out rows (e.g. the baselines a GPU run measured).
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ if str(ROOT) not in sys.path:
 from bench.common import provenance, pyplot, save_figure, write_json
 from orchestrator.direct import DirectContext
 from orchestrator.llm.base import LLMClient
+from orchestrator.llm.local import LocalClient, LocalConfig
 from orchestrator.llm.openai import OpenAIClient, OpenAIConfig
 from orchestrator.llm.scripted import ScriptedClient, ScriptedConfig
 from orchestrator.tools.base import Tool, ToolResult
@@ -63,6 +69,7 @@ from workflows.priordynaflow.tasks import ExecResult, cv_folds, get_dataset, loa
 
 DATA = ROOT.parent / "shared" / "data"
 DATASETS = ("gsm8k", "math", "humaneval", "mbpp")
+METHODS = ("cot", "fixed", "priordynaflow")
 FIXED_CHAINS = {"math": ("analyst", "solver", "inspector"), "code": ("planner", "coder", "reviewer")}
 # The baselines of a dataset routed with code-check (the default for HumanEval and MBPP) are
 # those of the code roster, whose agents and prompts it shares: the same rows as before it.
@@ -256,7 +263,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         register_roster(dataclasses.replace(get_roster(family), start=agent))
     rows = load_rows(args.datasets, args.max_items, args.seed)
     all_rows = [r for rs in rows.values() for r in rs]
-    client = scripted_client(all_rows) if args.dry_run else openai_client(args.base_url, args.model, args.concurrency)
+    client = (scripted_client(all_rows) if args.dry_run
+              else LocalClient(LocalConfig(gguf_path=args.gguf, model=args.model or Path(args.gguf).stem)) if args.gguf
+              else openai_client(args.base_url, args.model, args.concurrency))
     tools = sandbox_tools(args.sandbox_concurrency, args.sandbox)
     router_config = RouterConfig(
         num_explore_steps=args.explore_steps,
@@ -292,6 +301,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         async def baselines() -> None:
             t0 = time.perf_counter()
             for method, fn in (("cot", run_cot), ("fixed", run_fixed)):
+                if method not in args.methods:
+                    progress.advance(bar, len(all_rows))
+                    continue
                 res = await asyncio.gather(*(tracked(fn(client, r, args, tools)) for r in all_rows))
                 for r, o in zip(all_rows, res, strict=True):
                     outcomes.setdefault((r["_dataset"], method), []).append(o)
@@ -321,12 +333,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 outcomes.setdefault((r["_dataset"], "priordynaflow"), []).append(o)
             timings[f"{family}/fold{k}_s"] = time.perf_counter() - t0
 
-        await asyncio.gather(baselines(), *(family_fold(f, k) for f in families for k in range(args.folds)))
+        folds_run = [family_fold(f, k) for f in families for k in range(args.folds)] if "priordynaflow" in args.methods else []
+        if not folds_run:
+            progress.advance(bar, len(all_rows) + num_train)
+        await asyncio.gather(baselines(), *folds_run)
     await client.aclose()
 
     results = []
     for name in args.datasets:
-        for method in ("cot", "fixed", "priordynaflow"):
+        for method in (m for m in METHODS if m in args.methods):
             outs = outcomes.get((name, method), [])
             n = max(len(outs), 1)
             results.append({
@@ -387,10 +402,21 @@ def _rolling(xs: list[float], window: int = 10) -> list[float]:
     return [sum(xs[max(0, i - window + 1) : i + 1]) / len(xs[max(0, i - window + 1) : i + 1]) for i in range(len(xs))]
 
 
+def _methods(text: str) -> list[str]:
+    names = [x for x in text.split(",") if x]
+    if not names or any(n not in METHODS for n in names):
+        raise argparse.ArgumentTypeError(f"--methods: a comma-separated subset of {', '.join(METHODS)}, got {text!r}")
+    return names
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--base-url", default="http://localhost:8000/v1", help="OpenAI-compatible server")
     p.add_argument("--model", default=None, help="model name (default: the server's first)")
+    p.add_argument("--gguf", default=None, help="run this GGUF model in-process (embedded backend, CPU) "
+                                                "instead of calling a server")
+    p.add_argument("--methods", default=",".join(METHODS), type=_methods,
+                   help="rows to run, of " + ", ".join(METHODS))
     p.add_argument("--datasets", default=",".join(DATASETS), type=lambda s: [x for x in s.split(",") if x])
     p.add_argument("--max-items", type=int, default=120,
                    help="subsample each dataset to at most this many items (gsm8k has 264)")

@@ -54,6 +54,36 @@ def test_dry_run_writes_the_summary_in_the_issue_shape(tmp_path):
     assert (tmp_path / "convergence.png").stat().st_size > 1000
 
 
+def test_methods_leaves_out_the_rows_not_asked_for(tmp_path):
+    """--methods priordynaflow: no baseline row and no baseline call; a name outside the three is refused."""
+    pytest.importorskip("matplotlib", reason=extras.BENCH)
+    bench = load_bench()
+    summary = bench.main(["--dry-run", "--datasets", "gsm8k", "--max-items", "4", "--explore-steps", "4",
+                          "--methods", "priordynaflow", "--out", str(tmp_path)])
+    assert [(r["dataset"], r["method"]) for r in summary["results"]] == [("gsm8k", "priordynaflow")]
+    summary = bench.main(["--dry-run", "--datasets", "gsm8k", "--max-items", "4", "--methods", "cot",
+                          "--out", str(tmp_path)])
+    assert [r["method"] for r in summary["results"]] == ["cot"]
+    assert json.loads((tmp_path / "details.json").read_text())["qtables"] == {}
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--methods", "cot,chain"])
+
+
+def test_gguf_runs_the_rows_on_the_embedded_model(tmp_path):
+    """--gguf: the calls go to the in-process model (the embedded SmolLM2 here), no server."""
+    pytest.importorskip("matplotlib", reason=extras.BENCH)
+    pytest.importorskip("transformers", reason=extras.LOCAL)
+    from orchestrator.llm.local import default_gguf_path
+
+    bench = load_bench()
+    summary = bench.main(["--gguf", str(default_gguf_path()), "--base-url", "http://127.0.0.1:9/v1",
+                          "--datasets", "gsm8k", "--max-items", "2", "--methods", "cot", "--max-tokens", "8",
+                          "--out", str(tmp_path)])
+    assert summary["model"] == default_gguf_path().stem
+    (row,) = summary["results"]
+    assert row["calls_per_task"] == 1.0 and row["tokens_per_task"] > 8
+
+
 @pytest.mark.parametrize("route_context", ["compact", "full"])
 def test_routing_calls_go_through_the_openai_client_and_count_in_the_figures(tmp_path, route_context):
     # The bench against a loopback OpenAI server answering with the dry run's script: the
