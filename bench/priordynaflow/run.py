@@ -333,7 +333,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 outcomes.setdefault((r["_dataset"], "priordynaflow"), []).append(o)
             timings[f"{family}/fold{k}_s"] = time.perf_counter() - t0
 
-        folds_run = [family_fold(f, k) for f in families for k in range(args.folds)] if "priordynaflow" in args.methods else []
+        routed = "priordynaflow" in args.methods
+        folds_run = [family_fold(f, k) for f in families for k in range(args.folds)] if routed else []
         if not folds_run:
             progress.advance(bar, len(all_rows) + num_train)
         await asyncio.gather(baselines(), *folds_run)
