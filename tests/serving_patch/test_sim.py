@@ -53,6 +53,48 @@ def test_pins_keep_prefixes_under_pressure_in_virtual_time(tmp_path: Path) -> No
     assert fixed["mean_jct_s"] < stock["mean_jct_s"]
 
 
+def test_cpu_tier_serves_evicted_prefixes_in_virtual_time(tmp_path: Path) -> None:
+    # The pressure of the pin test: stock evicts prefixes during tool calls; with the CPU tier
+    # those prefixes come back by a load, so fewer prompt tokens are computed and programs end
+    # sooner. The plugin with a connector pins nothing (vLLM's connector owns block lifetimes).
+    pytest.importorskip("vllm", reason=extras.SERVE)
+    args = replay.parse_args([
+        "--loads", "240", "--window-s", "6", "--drain-s", "120", "--kv-blocks", "250",
+        "--max-context", "3000", "--max-turns", "4", "--num-synthetic", "12", "--max-num-seqs", "8",
+    ])
+    _, levels = replay.make_plan(args)
+    model_dir = sim.write_tiny_model(tmp_path / "model")
+    results = {c: sim.summarize(sim.simulate_level(args, c, levels[0], 0, sim.StepCost(), model_dir))
+               for c in ("stock", "stock_offload", "fixed_ttl_offload")}
+    stock, offload, plugin = results["stock"], results["stock_offload"], results["fixed_ttl_offload"]
+    assert stock["num_incomplete"] == offload["num_incomplete"] == plugin["num_incomplete"] == 0
+    assert "cpu_tier_hit_rate" not in stock and offload["cpu_tier_hit_rate"] > 0.05
+    assert offload["prefix_hit_rate"] > stock["prefix_hit_rate"] + offload["cpu_tier_hit_rate"] / 2
+    assert offload["mean_jct_s"] < stock["mean_jct_s"]
+    assert plugin["plugin"]["pins_created"] == 0 and plugin["cpu_tier_hit_rate"] > 0
+
+
+def test_cpu_tier_is_an_lru_of_computed_blocks_read_as_a_prefix() -> None:
+    class Request:
+        def __init__(self, rid: str, hashes: list[str], num_tokens: int) -> None:
+            self.request_id, self.block_hashes, self.num_tokens = rid, hashes, num_tokens
+
+    tier = sim.CpuTier(capacity_blocks=4, block_size=16)
+    assert sim.CpuTier.of_size(1.0).capacity_blocks == 2**30 // (16 * 128 * 1024)
+    tier.store("a", ["h0", "h1", "h2"], num_computed_tokens=40)  # two full blocks computed
+    assert list(tier.blocks) == ["h0", "h1"]
+    tier.store("a", ["h0", "h1", "h2"], num_computed_tokens=48)
+    # A prefix read: stops at the first block the tier lacks, and never covers the last token.
+    assert tier.get_num_new_matched_tokens(Request("b", ["h0", "h1", "x", "h2"], 64), 0) == (32, False)
+    assert tier.get_num_new_matched_tokens(Request("c", ["h0", "h1", "h2"], 48), 16) == (16, False)
+    tier.update_state_after_alloc(Request("c", [], 48), None, 16)
+    assert tier.take_loaded_tokens() == 16 and tier.take_loaded_tokens() == 0
+    assert tier.loaded_by_request == {"c": 16}
+    # Least recently used leaves first: h2 was stored last but h0, h1 were read since.
+    tier.store("d", ["n0", "n1"], num_computed_tokens=32)
+    assert list(tier.blocks) == ["h0", "h1", "n0", "n1"]
+
+
 class _FakeChild:
     """Stands in for a GPU child: writes the JSON a child writes, records its GPU."""
 
