@@ -36,6 +36,10 @@ MEMBERS = (
     "tests/v1/kv_connector/__init__.py",
     "tests/v1/kv_connector/unit/__init__.py",
     "tests/v1/kv_connector/unit/utils.py",
+    "tests/v1/kv_connector/unit/offloading_connector/__init__.py",
+    "tests/v1/kv_connector/unit/offloading_connector/conftest.py",
+    "tests/v1/kv_connector/unit/offloading_connector/test_scheduler.py",
+    "tests/v1/kv_connector/unit/offloading_connector/utils.py",
     "LICENSE",
 )
 STAMP = ".complete"
@@ -52,8 +56,13 @@ def sdist_url() -> tuple[str, str]:
     raise SystemExit(f"vllm-{VERSION}.tar.gz not found on {INDEX}")
 
 
+MEMBER_LIST = "\n".join(MEMBERS) + "\n"
+"""What the stamp records after the archive's URL: a new member list fetches again."""
+
+
 def fetch(dest: Path) -> None:
-    if (dest / STAMP).exists():
+    stamp = dest / STAMP
+    if stamp.exists() and stamp.read_text().partition("\n")[2] == MEMBER_LIST:
         return
     url, digest = sdist_url()
     with urllib.request.urlopen(url, timeout=600) as response:
@@ -70,7 +79,7 @@ def fetch(dest: Path) -> None:
             target = dest / member
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(source.read())
-    (dest / STAMP).write_text(url + "\n")
+    stamp.write_text(url + "\n" + MEMBER_LIST)
 
 
 if __name__ == "__main__":

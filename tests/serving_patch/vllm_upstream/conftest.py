@@ -11,7 +11,10 @@ Environment:
   test module's ``Scheduler``/``AsyncScheduler`` name (what ``create_scheduler`` and the tests
   construct) is replaced by ``ContinuumScheduler``/``ContinuumAsyncScheduler``.
 - ``QUOTAFLOW_UPSTREAM_REPORT``: a path; each test's outcome (and skip reason) is written there
-  as JSON, with the number of plugin schedulers built.
+  as JSON, with the number of plugin schedulers it built (and their total).
+
+The CPU offloading connector's tests (``tests/v1/kv_connector/unit/offloading_connector``) build
+their config with the hybrid KV cache manager on; for them the CPU is declared capable of it.
 
 Set-up, as the upstream tests expect it from their CI: ``facebook/opt-125m`` resolves from an
 offline Hugging Face cache holding only its ``config.json`` (written here), and the device is
@@ -141,7 +144,20 @@ def _offline_models(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _scheduler_under_test(monkeypatch: pytest.MonkeyPatch) -> None:
+def _hybrid_kv_cache_manager(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The offloading connector's tests build their config with the hybrid KV cache manager
+    explicitly on, which vLLM refuses on a platform without hybrid KV-cache support (the CPU);
+    vLLM's CI runs them on a GPU. The scheduler side they test runs no kernel, so the CPU is
+    declared capable for them (and only them)."""
+    if "offloading_connector" not in request.node.nodeid:
+        return
+    from vllm.platforms import current_platform
+
+    monkeypatch.setattr(type(current_platform), "support_hybrid_kv_cache", classmethod(lambda cls: True))
+
+
+@pytest.fixture(autouse=True)
+def _scheduler_under_test(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     mode = os.environ.get(SCHEDULER_ENV, "stock")
     if mode == "stock":
         return
@@ -163,10 +179,12 @@ def _scheduler_under_test(monkeypatch: pytest.MonkeyPatch) -> None:
                 monkeypatch.setattr(module, name, substitutes[original])
 
     init = ContinuumMixin.__init__
+    entry = _outcomes.setdefault(request.node.nodeid, {"outcome": "passed"})
 
     def counting_init(self: Any, *args: Any, **kwargs: Any) -> None:
         global _num_plugin_schedulers
         _num_plugin_schedulers += 1
+        entry["plugin_schedulers"] = entry.get("plugin_schedulers", 0) + 1  # type: ignore[assignment, operator]
         init(self, *args, **kwargs)
 
     monkeypatch.setattr(ContinuumMixin, "__init__", counting_init)
