@@ -64,6 +64,14 @@ def serve_command(
             "offloading can stop the engine under preemption (vllm-project/vllm#52170).",
         ),
     ] = None,
+    pin_with_offload: Annotated[
+        bool,
+        typer.Option(
+            "--pin-with-offload",
+            help="Keep the plugin's KV-cache pins beside the --kv-offload-gib tier (without it a KV "
+            "connector turns pinning off). Not yet measured on a GPU.",
+        ),
+    ] = False,
 ) -> None:
     """Serve MODEL with vLLM 0.26's OpenAI API and the Continuum KV-cache TTL plugin.
 
@@ -76,7 +84,7 @@ def serve_command(
         serve(
             model, no_patch=no_patch, policy=ttl_policy, vllm_args=list(ctx.args), admission=admission,
             admission_headroom=admission_headroom, admission_idle_s=admission_idle_s, kv_offload_gib=kv_offload_gib,
-            admission_yield_s=admission_yield_s,
+            admission_yield_s=admission_yield_s, pin_with_offload=pin_with_offload or None,
         )
     except (QuotaFlowError, ServingPatchError) as exc:
         typer.echo(f"error: {exc}", err=True)

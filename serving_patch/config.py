@@ -66,6 +66,15 @@ class ContinuumConfig:
     """Also pin turns that stopped at max_tokens (a benchmark with dummy weights needs it)."""
     metrics: bool = True
     """Export the plugin's Prometheus metrics from the engine process."""
+    pin_with_offloading: bool = False
+    """Keep TTL pins when vLLM's native CPU offloading (its ``OffloadingConnector``,
+    ``--kv-offloading-backend native``) is attached. Off, a KV connector turns pinning off, as it
+    does for any other connector (LMCache, NIXL, ...), which own the lifetime of the blocks they
+    move. The native connector frees no block late (its ``request_finished`` never defers the
+    free) and fences a block's pending stores when the block is reused, so a pin only delays that
+    reuse; vLLM's own tests of its scheduler side pass with the plugin (tests/serving_patch). Off
+    by default until a GPU run measures it (bench/NOTEBOOK.md §27: the simulator predicts pins beside
+    the CPU tier recover what the tier alone loses to reloads after every tool call)."""
     admission: bool = False
     """Program-level admission control: a program's turns go to the engine only while the
     admitted programs' working sets (their largest contexts, in KV blocks) fit in the KV cache

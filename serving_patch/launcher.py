@@ -150,13 +150,15 @@ def serve(
     admission_idle_s: float | None = None,
     kv_offload_gib: float | None = None,
     admission_yield_s: float | None = None,
+    pin_with_offload: bool | None = None,
 ) -> NoReturn:
     """Replace this process with the vLLM server for ``model`` (plugin on unless ``no_patch``).
 
     ``policy`` picks the TTL rule ("fixed" or "utility"; None keeps the configuration's, fixed
     unless QUOTAFLOW_CONTINUUM_TTL_POLICY says otherwise); ``admission`` and its two knobs turn
     program-level admission control on (None keeps the configuration's); ``config`` overrides
-    the rest. ``kv_offload_gib`` adds vLLM's native CPU offloading tier (also with ``no_patch``).
+    the rest. ``kv_offload_gib`` adds vLLM's native CPU offloading tier (also with ``no_patch``);
+    ``pin_with_offload`` keeps the plugin's pins beside it (``ContinuumConfig.pin_with_offloading``).
     """
     if not no_patch:
         check_installed_vllm()
@@ -171,6 +173,11 @@ def serve(
     )
     if no_patch and plugin_config.admission and admission:
         raise BadInputError("--admission", "the plugin (admission control is part of it)", "--no-patch was given")
+    if pin_with_offload:
+        if no_patch or kv_offload_gib is None:
+            raise BadInputError("--pin-with-offload", "the plugin and --kv-offload-gib",
+                                "--no-patch was given" if no_patch else "no --kv-offload-gib")
+        plugin_config = plugin_config.replace(pin_with_offloading=True)
     argv = build_command(model, no_patch=no_patch, vllm_args=vllm_args, kv_offload_gib=kv_offload_gib)
     env = build_env(plugin_config, no_patch=no_patch, base_env=os.environ)
     _exec(argv, env)

@@ -271,8 +271,7 @@ class ContinuumMixin:
         stopped = request.status == RequestStatus.FINISHED_STOPPED or (
             config.pin_length_capped and request.status == RequestStatus.FINISHED_LENGTH_CAPPED
         )
-        # A KV connector or a deferred free owns the block lifetime: never hold those blocks.
-        pinnable = self.connector is None and not self.defer_block_free and not delay_free_blocks
+        pinnable = self._pinnable(delay_free_blocks)
         num_blocks = 0
         if stopped and pinnable:
             block_ids = self.kv_cache_manager.get_block_ids(request.request_id)
@@ -290,6 +289,23 @@ class ContinuumMixin:
         if decision.pin is not None:
             self._pins_to_take[request.request_id] = decision.pin
         return super()._free_request(request, delay_free_blocks)  # type: ignore[misc]
+
+    def _pinnable(self, delay_free_blocks: bool) -> bool:
+        """Whether a finished turn's blocks may be held. A KV connector, or a free it defers, owns
+        the block lifetime: no pin. Except vLLM's native CPU offloading, on request
+        (``pin_with_offloading``): it defers no free itself, fences a block's pending stores when
+        the block is reused, and the free vLLM defers under async scheduling with it (a step in
+        flight may still write the blocks) is what a pin's release goes through
+        (``_free_request_blocks``, fenced by the request's last scheduled step)."""
+        if delay_free_blocks:
+            return False
+        if self.connector is None:
+            return not self.defer_block_free
+        if not self.continuum.config.pin_with_offloading:
+            return False
+        from vllm.distributed.kv_transfer.kv_connector.v1.offloading_connector import OffloadingConnector
+
+        return type(self.connector) is OffloadingConnector
 
     def _free_blocks(self, request: Request) -> None:
         pin = self._pins_to_take.pop(request.request_id, None)

@@ -111,6 +111,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--paper-pool", type=int, default=64, help="paper scenario: distinct programs in the pool.")
     parser.add_argument("--offload-gib", type=float, default=64.0,
                         help="*_offload configs: CPU KV offloading buffer (vLLM --kv-offloading-size, GiB).")
+    parser.add_argument("--pin-with-offload", action="store_true",
+                        help="plugin *_offload configs keep their TTL pins beside the CPU tier "
+                        "(quotaflow serve --pin-with-offload); the simulator models it too.")
     parser.add_argument("--loads", default="30,90,180", help="Program arrival rates, programs per minute.")
     parser.add_argument("--window-s", type=float, default=12.0, help="Arrival window per load level.")
     parser.add_argument("--trace", choices=TRACES, default="mixed",
@@ -239,8 +242,9 @@ def is_plugin(config: str) -> bool:
     return not config.startswith("stock")
 
 
-def plugin_env(config: str, service: ServiceModel | None) -> dict[str, str]:
-    """QUOTAFLOW_CONTINUUM_* variables of a plugin configuration."""
+def plugin_env(config: str, service: ServiceModel | None, *, pin_with_offload: bool = False) -> dict[str, str]:
+    """QUOTAFLOW_CONTINUUM_* variables of a plugin configuration (``pin_with_offload``: an
+    ``*_offload`` one keeps its pins beside the CPU tier)."""
     from serving_patch.config import ContinuumConfig
 
     cfg = ContinuumConfig(
@@ -250,6 +254,7 @@ def plugin_env(config: str, service: ServiceModel | None) -> dict[str, str]:
         pin_length_capped=True,
         # A short run sees a few hundred tool durations: leave the cold start after 30, not 100.
         min_samples=30,
+        pin_with_offloading=pin_with_offload and config.endswith("_offload"),
     )
     if service is not None:
         cfg = cfg.replace(
@@ -910,11 +915,12 @@ def _run_config(args: argparse.Namespace, argv: list[str], config: str, drain_s:
     return merged
 
 
-def _child_env(config: str, service: ServiceModel | None, gpu: str | None) -> dict[str, str]:
+def _child_env(config: str, service: ServiceModel | None, gpu: str | None, *,
+               pin_with_offload: bool = False) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     if is_plugin(config):
-        env.update(plugin_env(config, service))
+        env.update(plugin_env(config, service, pin_with_offload=pin_with_offload))
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
     return env
@@ -941,13 +947,14 @@ def run_parent(args: argparse.Namespace, argv: list[str]) -> None:
     # Side by side, the config with the most engine starts sets the pace; one after another, all add up.
     engine_starts = max(starts, default=1) if gpus else max(1, round(sum(starts) / max(1, len(configs))))
     drain_s = fixed_drain_s(args.budget_s, share, len(levels), args.window_s, args.drain_s, engine_starts)
+    pin = args.pin_with_offload
     with _Steps(len(configs)) as progress:
         if gpus:
             progress.describe(f"{', '.join(configs)} side by side on GPUs {', '.join(gpus)}")
             with ThreadPoolExecutor(max_workers=len(configs)) as pool:
                 futures = {
                     config: pool.submit(_run_config, args, argv, config, drain_s, start + args.budget_s,
-                                        _child_env(config, PRIOR_SERVICE, gpu), run_levels)
+                                        _child_env(config, PRIOR_SERVICE, gpu, pin_with_offload=pin), run_levels)
                     for config, gpu in zip(configs, gpus, strict=False)  # extra GPUs stay idle
                 }
                 for config, future in futures.items():
@@ -961,7 +968,7 @@ def run_parent(args: argparse.Namespace, argv: list[str]) -> None:
                 progress.describe(f"{config}: engine start + {len(levels)} loads")
                 deadline = start + args.budget_s * (i + 1) / len(configs)
                 children[config] = _run_config(args, argv, config, drain_s, deadline,
-                                               _child_env(config, calibration, None), run_levels)
+                                               _child_env(config, calibration, None, pin_with_offload=pin), run_levels)
                 progress.advance()
                 # The utility rule of a later child starts from this calibration.
                 measured = ServiceModel(**children[config]["service"])

@@ -16,8 +16,8 @@ LRU of that size, and a new turn's prefix beyond its GPU hit that the tier holds
 of computed, at ``StepCost.per_reload_token_s`` (host-to-device copy) rather than the prefill cost.
 The model loads synchronously within the step; vLLM loads asynchronously, overlapping other work,
 so the tier's benefit is if anything understated. As on the engine, the plugin pins nothing when a
-KV connector is attached (it orders and admits only); ``--pin-with-tier`` asks what if it kept
-its pins beside the tier (a what-if of the simulator, not an option of the plugin).
+KV connector is attached (it orders and admits only), unless ``--pin-with-offload`` (the plugin's
+``pin_with_offloading``, ``quotaflow serve --pin-with-offload``) keeps its pins beside the tier.
 
 Per config and load it prints mean / p50 / p95 program completion time, prefix hit rate (GPU and
 CPU tier), preemptions and the plugin's counters, and writes ``sim.json`` under ``--out-dir``.
@@ -255,8 +255,9 @@ def make_scheduler(
 
 
 def _pinning_beside_connector(scheduler_cls: type[Any]) -> type[Any]:
-    """The plugin's scheduler, made to keep its pins although a KV connector is attached
-    (``--pin-with-tier``): the connector is hidden while a finished request's blocks are freed."""
+    """The plugin's scheduler keeping its pins beside the CPU tier, as the plugin does beside vLLM's
+    OffloadingConnector with ``pin_with_offloading`` (``--pin-with-offload``; the tier is not that
+    class): the tier is hidden while a finished request's blocks are freed."""
 
     class PinningScheduler(scheduler_cls):  # type: ignore[misc, valid-type]
         def _free_request(self, request: Any, delay_free_blocks: bool = False) -> Any:
@@ -311,7 +312,7 @@ def simulate_level(
             "QUOTAFLOW_CONTINUUM_PREFILL_B_S_PER_TOKEN": str(cost.per_prefill_token_s),
         }
     tier = CpuTier.of_size(args.offload_gib) if config.endswith("_offload") else None
-    if plugin and tier is not None and getattr(args, "pin_with_tier", False):
+    if plugin and tier is not None and args.pin_with_offload:
         scheduler_cls = _pinning_beside_connector(scheduler_cls)
     with mock.patch.dict(os.environ, env):
         scheduler = make_scheduler(
@@ -477,11 +478,8 @@ def parse_step_cost(text: str) -> StepCost:
 def main(argv: list[str] | None = None) -> None:
     own = argparse.ArgumentParser(add_help=False)
     own.add_argument("--step-cost", default="", help="StepCost fields to change, e.g. per_step_s=0.018")
-    own.add_argument("--pin-with-tier", action="store_true",
-                     help="what if the plugin kept its TTL pins beside the CPU tier (*_offload configs)")
     known, rest = own.parse_known_args(argv)
     args = parse_args(rest)
-    args.pin_with_tier = known.pin_with_tier
     cost = parse_step_cost(known.step_cost)
     _, levels = make_plan(args)
     service = cost.service_model()

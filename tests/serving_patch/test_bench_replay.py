@@ -691,3 +691,14 @@ def test_turn_timings_split_each_turn_by_the_engine_timestamps():
     assert split == {"mean_wall_s": 5.25, "mean_queue_s": 1.5, "mean_prefill_s": 1.0, "mean_decode_s": 1.5,
                      "num_programs": 2}
     assert replay.time_split([{"jct_s": 1.0}]) is None
+
+
+def test_pin_with_offload_reaches_the_offload_configs_only() -> None:
+    from bench.serving import replay
+
+    args = replay.parse_args(["--pin-with-offload"])
+    assert args.pin_with_offload and not replay.parse_args([]).pin_with_offload
+    env = {c: replay.plugin_env(c, None, pin_with_offload=True) for c in ("admission_offload", "fixed_ttl")}
+    assert env["admission_offload"]["QUOTAFLOW_CONTINUUM_PIN_WITH_OFFLOADING"] == "1"
+    assert env["fixed_ttl"]["QUOTAFLOW_CONTINUUM_PIN_WITH_OFFLOADING"] == "0"
+    assert replay.plugin_env("admission_offload", None)["QUOTAFLOW_CONTINUUM_PIN_WITH_OFFLOADING"] == "0"

@@ -163,6 +163,19 @@ def test_cli_kv_offload_adds_vllms_native_offloading_flags(recorded: dict[str, A
     assert CliRunner().invoke(app, ["my-model", "--kv-offload-gib", "0"]).exit_code == 2
 
 
+def test_cli_pin_with_offload_needs_the_plugin_and_the_tier(recorded: dict[str, Any]) -> None:
+    from cli.serve import app
+
+    result = CliRunner().invoke(app, ["my-model", "--kv-offload-gib", "64", "--pin-with-offload"])
+    assert result.exit_code == 0, result.output
+    assert recorded["env"]["QUOTAFLOW_CONTINUUM_PIN_WITH_OFFLOADING"] == "1"
+    CliRunner().invoke(app, ["my-model", "--kv-offload-gib", "64"])
+    assert recorded["env"]["QUOTAFLOW_CONTINUUM_PIN_WITH_OFFLOADING"] == "0"
+    for bad in (["--pin-with-offload"], ["--no-patch", "--kv-offload-gib", "64", "--pin-with-offload"]):
+        result = CliRunner().invoke(app, ["my-model", *bad])
+        assert result.exit_code == 2 and "--pin-with-offload" in result.output
+
+
 @pytest.mark.vllm
 def test_vllm_026_parser_accepts_the_offloading_flags() -> None:
     # vLLM 0.26's engine arguments (CPU import; building the whole parser needs a device): the

@@ -72,8 +72,8 @@ def test_cpu_tier_serves_evicted_prefixes_in_virtual_time(tmp_path: Path) -> Non
     assert offload["prefix_hit_rate"] > stock["prefix_hit_rate"] + offload["cpu_tier_hit_rate"] / 2
     assert offload["mean_jct_s"] < stock["mean_jct_s"]
     assert plugin["plugin"]["pins_created"] == 0 and plugin["cpu_tier_hit_rate"] > 0
-    # --pin-with-tier: the what-if of pins kept beside the tier.
-    args.pin_with_tier = True
+    # --pin-with-offload: pins kept beside the tier.
+    args.pin_with_offload = True
     pinned = sim.summarize(sim.simulate_level(args, "fixed_ttl_offload", levels[0], 0, sim.StepCost(), model_dir))
     assert pinned["plugin"]["pins_created"] > 0 and pinned["plugin"]["pin_hits"] > 0
     assert pinned["num_incomplete"] == 0

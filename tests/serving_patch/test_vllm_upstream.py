@@ -30,6 +30,10 @@ RUNNER = Path(__file__).parent / "vllm_upstream"
 """Our configuration of the upstream run (conftest.py, pytest.ini), copied beside vLLM's tests."""
 UPSTREAM = Path(os.environ.get("QUOTAFLOW_VLLM_TESTS", REPO_ROOT / ".venv" / "vllm-upstream"))
 SKIP_REASON_PREFIX = "multimodal model "
+OWN_TEST = "test_quotaflow_pins.py"
+"""Where ``vllm_upstream/quotaflow_pins.py`` (not a test module of ours: it imports vLLM's test
+package) runs, next to vLLM's offloading-connector tests."""
+SUITES = ("tests/v1/core/", "tests/v1/kv_connector/unit/offloading_connector/")
 """The only tests allowed to skip: those building a multimodal model (see the README)."""
 
 
@@ -39,6 +43,8 @@ def _start(scheduler: str, report: Path) -> subprocess.Popen[str]:
                     "(or python scripts/fetch_vllm_tests.py DIR with QUOTAFLOW_VLLM_TESTS=DIR)")
     for ours in ("conftest.py", "pytest.ini"):
         shutil.copy(RUNNER / ours, UPSTREAM / ours)
+    # Ours, in vLLM's offloading-connector harness: the plugin's pins beside the connector.
+    shutil.copy(RUNNER / "quotaflow_pins.py", UPSTREAM / SUITES[1] / OWN_TEST)
     env = dict(os.environ)
     env.update(
         QUOTAFLOW_UPSTREAM_SCHEDULER=scheduler,
@@ -82,15 +88,13 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     return {mode: _finish(processes[mode], reports[mode]) for mode in reports}
 
 
-SUITES = ("tests/v1/core/", "tests/v1/kv_connector/unit/offloading_connector/")
-
-
 def test_stock_vllm_passes_every_test_that_can_run_offline(runs: dict[str, dict[str, Any]]) -> None:
     stock = runs["stock"]
     # vLLM 0.26.0: 127 scheduler tests run on CPU, 47 multimodal ones need torchvision; 91
-    # tests of the offloading connector's scheduler side.
+    # tests of the offloading connector's scheduler side, and our 2 beside them.
     passed = _with(stock, "passed")
-    assert len(passed) >= 127 + 91, stock["log"]
+    assert len(passed) >= 127 + 91 + 2, stock["log"]
+    assert sum(OWN_TEST in t for t in passed) == 2, stock["log"]
     assert all(any(t.startswith(suite) for t in passed) for suite in SUITES), stock["log"]
     assert not _with(stock, "failed"), stock["log"]
     reasons = {entry["reason"] for entry in stock["tests"].values() if entry["outcome"] == "skipped"}
