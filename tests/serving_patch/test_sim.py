@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -33,17 +33,23 @@ def test_step_cost_is_linear_in_its_parts() -> None:
     assert cost.step_s(1000, 4, 20000) == pytest.approx(0.01 + 0.01 + 0.004 + 0.002)
 
 
-def test_pins_keep_prefixes_under_pressure_in_virtual_time(tmp_path: Path) -> None:
-    # A small KV cache (250 blocks = 4k tokens) and enough programs that stock evicts the
-    # prefixes of programs in a tool call; the plugin pins them. Virtual time: deterministic.
-    # (At 300 blocks the two mean JCTs are within 0.3%, too close to assert an order.)
+def _pressure_plan(tmp_path: Path) -> tuple[Any, list[Any], Path]:
+    """A small KV cache (250 blocks = 4k tokens) and enough programs that stock evicts the
+    prefixes of programs in a tool call."""
     pytest.importorskip("vllm", reason=extras.SERVE)
     args = replay.parse_args([
         "--loads", "240", "--window-s", "6", "--drain-s", "120", "--kv-blocks", "250",
         "--max-context", "3000", "--max-turns", "4", "--num-synthetic", "12", "--max-num-seqs", "8",
     ])
     _, levels = replay.make_plan(args)
-    model_dir = sim.write_tiny_model(tmp_path / "model")
+    return args, levels, sim.write_tiny_model(tmp_path / "model")
+
+
+def test_pins_keep_prefixes_under_pressure_in_virtual_time(tmp_path: Path) -> None:
+    # A small KV cache (250 blocks = 4k tokens) and enough programs that stock evicts the
+    # prefixes of programs in a tool call; the plugin pins them. Virtual time: deterministic.
+    # (At 300 blocks the two mean JCTs are within 0.3%, too close to assert an order.)
+    args, levels, model_dir = _pressure_plan(tmp_path)
     results = {c: sim.summarize(sim.simulate_level(args, c, levels[0], 0, sim.StepCost(), model_dir))
                for c in ("stock", "fixed_ttl")}
     stock, fixed = results["stock"], results["fixed_ttl"]
@@ -57,13 +63,7 @@ def test_cpu_tier_serves_evicted_prefixes_in_virtual_time(tmp_path: Path) -> Non
     # The pressure of the pin test: stock evicts prefixes during tool calls; with the CPU tier
     # those prefixes come back by a load, so fewer prompt tokens are computed and programs end
     # sooner. The plugin with a connector pins nothing (vLLM's connector owns block lifetimes).
-    pytest.importorskip("vllm", reason=extras.SERVE)
-    args = replay.parse_args([
-        "--loads", "240", "--window-s", "6", "--drain-s", "120", "--kv-blocks", "250",
-        "--max-context", "3000", "--max-turns", "4", "--num-synthetic", "12", "--max-num-seqs", "8",
-    ])
-    _, levels = replay.make_plan(args)
-    model_dir = sim.write_tiny_model(tmp_path / "model")
+    args, levels, model_dir = _pressure_plan(tmp_path)
     results = {c: sim.summarize(sim.simulate_level(args, c, levels[0], 0, sim.StepCost(), model_dir))
                for c in ("stock", "stock_offload", "fixed_ttl_offload")}
     stock, offload, plugin = results["stock"], results["stock_offload"], results["fixed_ttl_offload"]
