@@ -174,9 +174,10 @@ def serve(
     if no_patch and plugin_config.admission and admission:
         raise BadInputError("--admission", "the plugin (admission control is part of it)", "--no-patch was given")
     if pin_with_offload:
-        if no_patch or kv_offload_gib is None:
-            raise BadInputError("--pin-with-offload", "the plugin and --kv-offload-gib",
-                                "--no-patch was given" if no_patch else "no --kv-offload-gib")
+        own_flags = any(arg.split("=", 1)[0] == "--kv-offloading-size" for arg in vllm_args)
+        if no_patch or (kv_offload_gib is None and not own_flags):
+            raise BadInputError("--pin-with-offload", "the plugin and a CPU tier (--kv-offload-gib)",
+                                "--no-patch was given" if no_patch else "no CPU offloading tier")
         plugin_config = plugin_config.replace(pin_with_offloading=True)
     argv = build_command(model, no_patch=no_patch, vllm_args=vllm_args, kv_offload_gib=kv_offload_gib)
     env = build_env(plugin_config, no_patch=no_patch, base_env=os.environ)

@@ -171,6 +171,10 @@ def test_cli_pin_with_offload_needs_the_plugin_and_the_tier(recorded: dict[str, 
     assert recorded["env"]["QUOTAFLOW_CONTINUUM_PIN_WITH_OFFLOADING"] == "1"
     CliRunner().invoke(app, ["my-model", "--kv-offload-gib", "64"])
     assert recorded["env"]["QUOTAFLOW_CONTINUUM_PIN_WITH_OFFLOADING"] == "0"
+    # vLLM's own offloading flags make a tier too.
+    own = CliRunner().invoke(app, ["my-model", "--pin-with-offload", "--kv-offloading-size", "8",
+                                   "--kv-offloading-backend", "native"])
+    assert own.exit_code == 0 and recorded["env"]["QUOTAFLOW_CONTINUUM_PIN_WITH_OFFLOADING"] == "1"
     for bad in (["--pin-with-offload"], ["--no-patch", "--kv-offload-gib", "64", "--pin-with-offload"]):
         result = CliRunner().invoke(app, ["my-model", *bad])
         assert result.exit_code == 2 and "--pin-with-offload" in result.output
