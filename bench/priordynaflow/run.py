@@ -395,7 +395,8 @@ def _plot(traces: dict[str, dict[str, list[float]]], path: Path) -> None:
     ax_delta.set(title="Q-table convergence: max |dQ| per episode (rolling mean 10)", xlabel="training episode",
                  ylabel="max |dQ|")
     ax_reward.set(title="episode reward (rolling mean 10)", xlabel="training episode", ylabel="cumulative reward")
-    ax_delta.legend(fontsize=8)
+    if traces:
+        ax_delta.legend(fontsize=8)
     save_figure(fig, path)
 
 

@@ -39,6 +39,9 @@ class AgentRole:
     answers_by_output: its answer is what its program prints: taken from the program's output,
         else from its reply outside code blocks, never from the program's source (whose
         ``print(f"#### {x}")`` is no answer).
+    hands_to: the agent that always follows this one (a checker without a model call): its turn
+        carries no routing instructions, the router's only candidate is that agent, taken as the
+        agent's own choice (the transition is learned like any other). None: the router chooses.
     """
 
     name: str
@@ -49,6 +52,7 @@ class AgentRole:
     checks_examples: bool = False
     answer_format: str | None = None
     answers_by_output: bool = False
+    hands_to: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name.replace("_", "").replace("-", "").isalnum() or self.name.upper() == END:
@@ -75,6 +79,10 @@ class Roster:
             raise BadInputError(f"roster {self.name!r}", "distinct agent names", f"got {names}")
         if self.start not in names:
             raise BadInputError(f"roster {self.name!r} start", f"one of {names}", f"got {self.start!r}")
+        for agent in self.agents:
+            if agent.hands_to is not None and agent.hands_to not in names:
+                raise BadInputError(f"roster {self.name!r}: {agent.name}.hands_to", f"one of {names}",
+                                    f"got {agent.hands_to!r}")
         known = {f.name for f in fields(RouterConfig)}
         if unknown := sorted(set(self.router_defaults) - known):
             raise BadInputError(f"roster {self.name!r} router_defaults", "RouterConfig fields", f"got {unknown}")
@@ -235,13 +243,20 @@ _CHECKER = AgentRole(
 MATH_CHECK_ROSTER = Roster(
     name="math-check",
     start="programmer",
-    agents=(_CHECKER, *(MATH_ROSTER.get(n) for n in ("programmer", "solver", "inspector", "analyst"))),
+    agents=(
+        _CHECKER,
+        replace(MATH_ROSTER.get("programmer"), hands_to="checker"),
+        *(MATH_ROSTER.get(n) for n in ("solver", "inspector", "analyst")),
+    ),
     router_defaults=CODE_CHECK_ROSTER.router_defaults,
 )
 """The math roster started by the programmer, with a checker in place of a model call after it:
 an answer that a cleanly run program printed ends the episode, one that none did (the program
 failed, printed nothing, or the reply was prose) goes back to a teammate with the failure
-(opt-in: ``roster="math-check"``; the code-check roster's router defaults). Why: Qwen2.5-Coder-0.5B
+(opt-in: ``roster="math-check"``; the code-check roster's router defaults). The programmer always
+hands to the checker (``hands_to``): on the CPU (same weights, 120 GSM8K items, 2-fold CV,
+``e23c44e``) a programmer asked to name its successor sent all 120 episodes to the solver or the
+inspector, never to the checker, and the roster scored 5.0%. Why: Qwen2.5-Coder-0.5B
 as the programmer, once asked for the program alone, answered 7 of 24 GSM8K items right at 123
 output tokens each, the solver 4 of 24 (CPU, local backend, 2026-12-04; to be measured on the
 validation splits)."""

@@ -242,8 +242,12 @@ def start_turn(
     marker: bool = True,
 ) -> Turn:
     """Plan ``agent``'s turn: its candidates (one draw of ``rng``) and its messages (``marker``:
-    with the routing instructions, :attr:`WorkflowOptions.marker_in_turn`)."""
+    with the routing instructions, :attr:`WorkflowOptions.marker_in_turn`). A role that always
+    hands to one agent (``AgentRole.hands_to``) has that agent as its only candidate and no
+    routing instructions."""
     candidates = select_candidates(table, agent, config, rng, path_length=len(state["path"]) + 1)
+    if (fixed := roster.get(agent).hands_to) is not None:
+        candidates, marker = Candidates(actions=(fixed,)), False
     path = (*state["path"], agent)
     messages = agent_messages(
         roster, agent, dataset, state["task"], path=path, candidates=candidates.actions, notes=state["notes"],
@@ -281,7 +285,8 @@ def decide(state: EpisodeState, turn: Turn, observation: Observation, table: QTa
         path_length=len(path),
         num_tokens=observation.num_tokens,
         config=turn.config,
-        choice=observation.choice,
+        # A role that always hands to one agent makes that choice itself, whatever its reply says.
+        choice=turn.role.hands_to or observation.choice,
     )
     transitions = list(state["transitions"])
     cumulative = state["cumulative_reward"]

@@ -77,3 +77,15 @@ def test_a_rosters_router_defaults_are_router_fields_and_replace_only_those():
     base = RouterConfig(alpha=0.5)
     assert roster.router_config(base) == RouterConfig(alpha=0.5, self_loops=False)
     assert CODE_ROSTER.router_config(base) is base  # no defaults: the base as it is
+
+
+def test_an_agent_hands_only_to_a_member_of_its_roster():
+    from dataclasses import replace
+
+    from workflows.priordynaflow.agents import CODE_ROSTER, MATH_CHECK_ROSTER, Roster
+
+    assert MATH_CHECK_ROSTER.get("programmer").hands_to == "checker"
+    coder = replace(CODE_ROSTER.get("coder"), hands_to="runner")  # the code roster has no runner
+    with pytest.raises(BadInputError, match="hands_to") as caught:
+        Roster("mine", (coder, *(a for a in CODE_ROSTER.agents if a.name != "coder")), "coder")
+    assert "runner" in str(caught.value)

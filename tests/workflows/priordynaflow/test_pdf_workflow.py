@@ -371,7 +371,9 @@ def test_math_check_sends_a_failed_program_back_and_ends_on_a_clean_one():
     def programmer(messages: Sequence[Message]) -> str:
         seen.append(messages[-1].content)
         body = "undefined" if len(seen) == 1 else "2 + 2"
-        return f"```python\nprint('####', {body})\n```"  # no marker, as Qwen's programmer
+        # As Qwen's programmer on the CPU: a successor it was not asked for (it always hands to
+        # the checker, and its prompt carries no routing instructions).
+        return f"```python\nprint('####', {body})\n```\nNEXT: solver"
 
     options = {"roster": "math-check", "dataset": "gsm8k", "max_path_length": 5}
     cold = replace(CONFIG, num_explore_steps=0, epsilon=0.0, min_epsilon=0.0)  # ties go by roster order
@@ -379,12 +381,15 @@ def test_math_check_sends_a_failed_program_back_and_ends_on_a_clean_one():
                   llm=scripted(programmer), tools=sandbox)
     state = asyncio.run(build(ctx).compile().ainvoke(initial_state({"question": "What is 2 + 2?", "answer": "4"})))
     out = result(state)
-    # The retry writes no marker either: with END offered by then, the episode ends on it.
-    assert out["path"] == ["programmer", "checker", "programmer"] and out["num_llm_calls"] == 2
+    # The retry goes to the checker too, which ends the episode on the clean run's answer.
+    assert out["path"] == ["programmer", "checker", "programmer", "checker"] and out["num_llm_calls"] == 2
+    assert not any("choose who works next" in m for m in seen)
     assert out["success"] is True and out["answer"] == "4" and len(runs) == 2
     assert "NameError" in seen[-1]  # the retry saw the failed run
     check = next(s for name, s in ctx.steps if name == "math-check.checker")
     assert (check["next"], check["tokens"], check["ran_code"]) == ("programmer", 0, False)
+    steps = [s for name, s in ctx.steps if name == "math-check.programmer"]
+    assert [s["next"] for s in steps] == ["checker", "checker"]
     # A first program that runs cleanly ends the episode at the checker: one model call.
     seen.append("skip the failing first reply")
     ctx = context({"priordynaflow": options, "qtable_pool": LearnerPool(config=cold)},
