@@ -41,13 +41,18 @@ _DEFAULT_HOST = "127.0.0.1"
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _given(flags: Sequence[str], vllm_args: Sequence[str]) -> bool:
+    """Whether any of ``flags`` is among ``vllm_args`` (``--flag value`` or ``--flag=value``)."""
+    return any(arg.split("=", 1)[0] in flags for arg in vllm_args)
+
+
 def offload_args(kv_offload_gib: float | None, vllm_args: Sequence[str]) -> list[str]:
     """vLLM's flags for a CPU offloading tier of ``kv_offload_gib`` GiB (none when None)."""
     if kv_offload_gib is None:
         return []
     if kv_offload_gib <= 0:
         raise BadInputError("--kv-offload-gib", "a positive size in GiB", f"got {kv_offload_gib}")
-    if any(arg.split("=", 1)[0] in _OFFLOAD_FLAGS for arg in vllm_args):
+    if _given(_OFFLOAD_FLAGS, vllm_args):
         raise BadInputError(
             "--kv-offload-gib", "either --kv-offload-gib or vLLM's own --kv-offloading-* flags", "both were given"
         )
@@ -174,8 +179,7 @@ def serve(
     if no_patch and plugin_config.admission and admission:
         raise BadInputError("--admission", "the plugin (admission control is part of it)", "--no-patch was given")
     if pin_with_offload:
-        own_flags = any(arg.split("=", 1)[0] == "--kv-offloading-size" for arg in vllm_args)
-        if no_patch or (kv_offload_gib is None and not own_flags):
+        if no_patch or (kv_offload_gib is None and not _given(("--kv-offloading-size",), vllm_args)):
             raise BadInputError("--pin-with-offload", "the plugin and a CPU tier (--kv-offload-gib)",
                                 "--no-patch was given" if no_patch else "no CPU offloading tier")
         plugin_config = plugin_config.replace(pin_with_offloading=True)
