@@ -301,11 +301,14 @@ class ContinuumMixin:
             return False
         if self.connector is None:
             return not self.defer_block_free
-        if not self.continuum.config.pin_with_offloading:
-            return False
+        return self.continuum.config.pin_with_offloading and self._pins_beside(self.connector)
+
+    def _pins_beside(self, connector: Any) -> bool:
+        """Whether pins may stand beside this connector: vLLM's native CPU offloading exactly (a
+        subclass may own block lifetimes its own way). The CPU simulator's tier overrides it."""
         from vllm.distributed.kv_transfer.kv_connector.v1.offloading_connector import OffloadingConnector
 
-        return type(self.connector) is OffloadingConnector
+        return type(connector) is OffloadingConnector
 
     def _free_blocks(self, request: Request) -> None:
         pin = self._pins_to_take.pop(request.request_id, None)

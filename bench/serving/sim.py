@@ -254,18 +254,13 @@ def make_scheduler(
     )
 
 
-def _pinning_beside_connector(scheduler_cls: type[Any]) -> type[Any]:
-    """The plugin's scheduler keeping its pins beside the CPU tier, as the plugin does beside vLLM's
-    OffloadingConnector with ``pin_with_offloading`` (``--pin-with-offload``; the tier is not that
-    class): the tier is hidden while a finished request's blocks are freed."""
+def _pinning_beside_tier(scheduler_cls: type[Any]) -> type[Any]:
+    """The plugin's scheduler taking the CPU tier for vLLM's OffloadingConnector in its pin rule
+    (``pin_with_offloading``, ``--pin-with-offload``): the adapter's own rule decides the rest."""
 
     class PinningScheduler(scheduler_cls):  # type: ignore[misc, valid-type]
-        def _free_request(self, request: Any, delay_free_blocks: bool = False) -> Any:
-            connector, self.connector = self.connector, None
-            try:
-                return super()._free_request(request, delay_free_blocks)
-            finally:
-                self.connector = connector
+        def _pins_beside(self, connector: Any) -> bool:
+            return isinstance(connector, CpuTier)
 
     return PinningScheduler
 
@@ -306,14 +301,14 @@ def simulate_level(
         scheduler_cls = ContinuumScheduler
         # The plugin reads its configuration from the environment when the scheduler is built.
         env = {
-            **plugin_env(config, None),
+            **plugin_env(config, None, pin_with_offload=args.pin_with_offload),
             "QUOTAFLOW_CONTINUUM_METRICS": "0",
             "QUOTAFLOW_CONTINUUM_PREFILL_A_S": str(cost.per_step_s),
             "QUOTAFLOW_CONTINUUM_PREFILL_B_S_PER_TOKEN": str(cost.per_prefill_token_s),
         }
     tier = CpuTier.of_size(args.offload_gib) if config.endswith("_offload") else None
-    if plugin and tier is not None and args.pin_with_offload:
-        scheduler_cls = _pinning_beside_connector(scheduler_cls)
+    if plugin and tier is not None:
+        scheduler_cls = _pinning_beside_tier(scheduler_cls)
     with mock.patch.dict(os.environ, env):
         scheduler = make_scheduler(
             model_dir, scheduler_cls, num_blocks=args.kv_blocks, policy="priority" if plugin else "fcfs",
