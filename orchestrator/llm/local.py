@@ -28,6 +28,7 @@ without structured outputs).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import hashlib
 import importlib.metadata
@@ -80,11 +81,17 @@ class LocalConfig:
     prefill_chunk_tokens: int = 512
     """Prompt tokens fed per forward pass (bounds the attention matrix of a long prompt)."""
     cache_dir: str | None = "~/.cache/quotaflow/models"
-    """Where the converted model is kept between processes; ``None`` or empty: convert every time."""
+    """Where the converted model is kept between processes; ``None`` or empty: convert every time.
+    An entry is named by the GGUF's content (every virtual environment has its own copy of the
+    package's file: they share one entry), the transformers version and the dtype."""
+    cache_keep: int = 3
+    """Converted models kept in ``cache_dir`` (about 0.5 GB each for SmolLM2 in fp32): saving a new
+    one removes the least recently loaded beyond this number, unless loaded within the last hour."""
 
     def __post_init__(self) -> None:
-        if self.max_cached_programs < 0 or self.prefill_chunk_tokens < 1:
-            raise ConfigError("local backend: max_cached_programs >= 0 and prefill_chunk_tokens >= 1 required")
+        if self.max_cached_programs < 0 or self.prefill_chunk_tokens < 1 or self.cache_keep < 1:
+            raise ConfigError("local backend: max_cached_programs >= 0, prefill_chunk_tokens >= 1 "
+                              "and cache_keep >= 1 required")
         if any(n is not None and n < 1 for n in (self.num_threads, self.num_decode_threads)):
             raise ConfigError("local backend: num_threads and num_decode_threads must be at least 1")
 
@@ -139,15 +146,17 @@ Progress = Callable[[str], None]
 """Hears what a model load is doing now, e.g. ``"converting ..."``."""
 
 
-def _load_model(gguf: Path, dtype: str, cache_dir: Path | None, on_progress: Progress | None = None) -> _Model:
+def _load_model(gguf: Path, dtype: str, cache_dir: Path | None, on_progress: Progress | None = None,
+                keep: int = 3) -> _Model:
     key = (str(gguf), dtype, str(cache_dir))
     with _MODELS_LOCK:
         if key not in _MODELS:
-            _MODELS[key] = _build_model(gguf, dtype, cache_dir, on_progress or (lambda phase: None))
+            _MODELS[key] = _build_model(gguf, dtype, cache_dir, on_progress or (lambda phase: None), keep)
         return _MODELS[key]
 
 
-def _build_model(gguf: Path, dtype_name: str, cache_dir: Path | None, on_progress: Progress) -> _Model:
+def _build_model(gguf: Path, dtype_name: str, cache_dir: Path | None, on_progress: Progress,
+                 keep: int = 3) -> _Model:
     import inspect
 
     import torch
@@ -160,12 +169,14 @@ def _build_model(gguf: Path, dtype_name: str, cache_dir: Path | None, on_progres
     if not gguf.is_file():
         raise ConfigError(f"local backend: GGUF file {gguf} not found")
     started = time.perf_counter()
-    stat = gguf.stat()
-    tag = hashlib.sha256(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{transformers.__version__}|"
-                         f"{dtype_name}".encode()).hexdigest()[:16]
-    converted = cache_dir / f"{gguf.stem}-{tag}" if cache_dir else None
+    converted = None
+    if cache_dir is not None:
+        tag = hashlib.sha256(f"{_file_digest(gguf, cache_dir)}|{transformers.__version__}|"
+                             f"{dtype_name}".encode()).hexdigest()[:16]
+        converted = cache_dir / f"{gguf.stem}-{tag}"
     if converted is not None and (converted / "config.json").is_file():
         on_progress(f"loading {gguf.stem} from {converted.parent}")
+        _touch(converted)
         tokenizer = AutoTokenizer.from_pretrained(converted)
         model = AutoModelForCausalLM.from_pretrained(converted, dtype=dtype)
     else:
@@ -176,6 +187,7 @@ def _build_model(gguf: Path, dtype_name: str, cache_dir: Path | None, on_progres
         if converted is not None:
             on_progress(f"saving the converted model in {converted.parent}")
             _save_converted(model, tokenizer, converted)
+            _prune_converted(converted.parent, keep=keep, current=converted)
     model.eval()
     params = inspect.signature(model.forward).parameters
     cache_kwarg = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5.x
@@ -204,6 +216,68 @@ def _save_converted(model: Any, tokenizer: Any, target: Path) -> None:
     except Exception as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         log.warning("could not cache the converted local model in %s: %s", target, exc)
+
+
+_UNUSED_S = 3600.0
+"""A cache entry loaded (or a temporary folder written) within this long is never removed."""
+
+
+def _file_digest(path: Path, cache_dir: Path) -> str:
+    """SHA-256 of a file's content, remembered under ``cache_dir`` by its path, size, mtime and
+    inode (hashing 0.1-0.5 GB takes 0.3-2 s; a cached model loads in about a second)."""
+    stat = path.stat()
+    memo_key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ino}"
+    memo = cache_dir / ".digests" / hashlib.sha256(memo_key.encode()).hexdigest()[:32]
+    try:
+        digest = memo.read_text().strip()
+        if len(digest) == 64:
+            _touch(memo)
+            return digest
+    except OSError:
+        pass
+    with path.open("rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f".{memo.name}.{uuid.uuid4().hex}")
+        tmp.write_text(digest)
+        os.replace(tmp, memo)
+    except OSError as exc:
+        log.debug("could not remember the digest of %s: %s", path, exc)
+    return digest
+
+
+def _touch(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.utime(path)
+
+
+def _prune_converted(cache_dir: Path, *, keep: int, current: Path) -> None:
+    """Keep the ``keep`` most recently loaded converted models (``current`` always), remove the
+    others and stale temporary folders and digests, none touched within ``_UNUSED_S``. Symbolic
+    links are left alone. Best effort: a failure only leaves files behind."""
+    now = time.time()
+
+    def age(p: Path) -> float:
+        try:
+            return now - p.lstat().st_mtime
+        except OSError:
+            return 0.0
+
+    try:
+        entries = [p for p in cache_dir.iterdir() if not p.is_symlink() and p.is_dir()]
+        digests = list((cache_dir / ".digests").glob("*")) if (cache_dir / ".digests").is_dir() else []
+    except OSError:
+        return
+    models = sorted((p for p in entries if not p.name.startswith(".") and p != current), key=age)
+    stale = models[max(0, keep - 1):] + [p for p in entries if p.name.startswith(".") and p.name != ".digests"]
+    for path in stale:
+        if age(path) > _UNUSED_S:
+            log.info("removing the unused converted model %s", path)
+            shutil.rmtree(path, ignore_errors=True)
+    for memo in digests:
+        if age(memo) > 30 * 86400:
+            memo.unlink(missing_ok=True)
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -304,7 +378,8 @@ class LocalClient:
         bars = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()
         try:
-            _load_model(self._gguf or default_gguf_path(), self.config.dtype, self._cache_dir, on_progress)
+            _load_model(self._gguf or default_gguf_path(), self.config.dtype, self._cache_dir, on_progress,
+                        self.config.cache_keep)
         finally:
             if bars:
                 hf_logging.enable_progress_bar()
@@ -312,7 +387,8 @@ class LocalClient:
     # -- generation (worker thread) -----------------------------------------------------------
 
     def _loaded(self) -> _Model:
-        return _load_model(self._gguf or default_gguf_path(), self.config.dtype, self._cache_dir)
+        return _load_model(self._gguf or default_gguf_path(), self.config.dtype, self._cache_dir,
+                           keep=self.config.cache_keep)
 
     def _respond(self, request: LLMRequest, on_delta: Callable[[str], None] | None,
                  cancel: threading.Event) -> LLMResponse:
