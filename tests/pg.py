@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 
 
@@ -54,10 +55,42 @@ class PgServer:
         shutil.rmtree(os.path.dirname(self.datadir), ignore_errors=True)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale(tmpdir: str | None = None) -> list[str]:
+    """Remove the clusters of test runs that were killed (their server no longer runs): each can
+    hold gigabytes. A cluster whose server runs (another test session's) is left alone."""
+    removed = []
+    for top in glob.glob(os.path.join(tmpdir or tempfile.gettempdir(), "qf-pg-*")):
+        try:
+            with open(os.path.join(top, "data", "postmaster.pid")) as f:
+                pid = int(f.readline().strip() or 0)
+        except FileNotFoundError:
+            pid = 0
+        except (OSError, ValueError):
+            continue
+        if pid and _alive(pid):
+            continue
+        if os.stat(top).st_mtime > time.time() - 600 and not pid:
+            continue  # just created by another session, its server not started yet
+        shutil.rmtree(top, ignore_errors=True)
+        removed.append(top)
+    return removed
+
+
 def start() -> PgServer:
     bindir = find_bindir()
     if bindir is None:
         raise RuntimeError("PostgreSQL server binaries not found: apt-get install postgresql (see .ci/run)")
+    remove_stale()
     run_as = "postgres" if os.geteuid() == 0 else None
     top = tempfile.mkdtemp(prefix="qf-pg-")
     datadir = os.path.join(top, "data")
