@@ -146,17 +146,17 @@ Progress = Callable[[str], None]
 """Hears what a model load is doing now, e.g. ``"converting ..."``."""
 
 
-def _load_model(gguf: Path, dtype: str, cache_dir: Path | None, on_progress: Progress | None = None,
-                keep: int = 3) -> _Model:
+def _load_model(gguf: Path, dtype: str, cache_dir: Path | None, on_progress: Progress | None = None, *,
+                keep: int) -> _Model:
     key = (str(gguf), dtype, str(cache_dir))
     with _MODELS_LOCK:
         if key not in _MODELS:
-            _MODELS[key] = _build_model(gguf, dtype, cache_dir, on_progress or (lambda phase: None), keep)
+            _MODELS[key] = _build_model(gguf, dtype, cache_dir, on_progress or (lambda phase: None), keep=keep)
         return _MODELS[key]
 
 
-def _build_model(gguf: Path, dtype_name: str, cache_dir: Path | None, on_progress: Progress,
-                 keep: int = 3) -> _Model:
+def _build_model(gguf: Path, dtype_name: str, cache_dir: Path | None, on_progress: Progress, *,
+                 keep: int) -> _Model:
     import inspect
 
     import torch
@@ -379,7 +379,7 @@ class LocalClient:
         hf_logging.disable_progress_bar()
         try:
             _load_model(self._gguf or default_gguf_path(), self.config.dtype, self._cache_dir, on_progress,
-                        self.config.cache_keep)
+                        keep=self.config.cache_keep)
         finally:
             if bars:
                 hf_logging.enable_progress_bar()

@@ -47,10 +47,10 @@ def test_a_first_call_that_loads_the_model_reports_generation_time_only(tmp_path
     build = local._build_model
     built_s: list[float] = []
 
-    def timed_build(*args: Any) -> Any:
+    def timed_build(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         try:
-            return build(*args)
+            return build(*args, **kwargs)
         finally:
             built_s.append(time.perf_counter() - started)
 
