@@ -314,30 +314,33 @@ def decide(state: EpisodeState, turn: Turn, observation: Observation, table: QTa
 
 _VERDICTS = {
     "examples": ("The examples the task shows pass.",
-                 "There is nothing to check: no code yet, or the task shows no example.",
+                 "There is nothing to check: the task shows no example.",
+                 "There is nothing to check yet: nobody has written the code.",
                  "The examples the task shows fail (output below)."),
     "program": ("The answer is what a program that ran cleanly printed.",
-                "There is nothing to check: no answer yet.",
+                "There is nothing to check: no program ran.",
+                "There is nothing to check yet: nobody has stated an answer (no program printed one).",
                 "No program has printed the answer: it failed, printed none, or none was written."),
 }
 
 
-def check_reply(turn: Turn, passed: bool | None, what: str = "examples") -> str:
+def check_reply(turn: Turn, passed: bool | None, what: str = "examples", *, answered: bool = True) -> str:
     """What an agent that checks (``AgentRole.checks_examples``) says after its check, of the
     shown examples (code) or of where the answer came from (``what="program"``, math): the
-    verdict and a ``NEXT:`` line. Passed: END when it is a candidate. Failed: the first
-    candidate (best value first) other than END and itself, so a teammate sees the failure.
-    Nothing to check: the first candidate."""
+    verdict and a ``NEXT:`` line. Passed: END when it is a candidate. Failed, or nothing to check
+    because the episode has no solution yet (``answered`` false: the code or program failed to
+    come, a tool timed out): the first candidate (best value first) other than END and itself,
+    so a teammate sees the failure; an episode never ends here without an answer while a
+    teammate is offered. Nothing to check with a solution (a task without examples): the first
+    candidate, END included."""
     candidates = turn.candidates.actions
-    passes, nothing, fails = _VERDICTS[what]
+    passes, unchecked, missing, fails = _VERDICTS[what]
     if passed:
-        verdict, pick = passes, END if END in candidates else candidates[0]
-    elif passed is None:
-        verdict, pick = nothing, candidates[0]
-    else:
-        others = [c for c in candidates if c not in (END, turn.agent)]
-        verdict, pick = fails, others[0] if others else candidates[0]
-    return f"{verdict}\nNEXT: {pick}"
+        return f"{passes}\nNEXT: {END if END in candidates else candidates[0]}"
+    if passed is None and answered:
+        return f"{unchecked}\nNEXT: {candidates[0]}"
+    others = [c for c in candidates if c not in (END, turn.agent)]
+    return f"{fails if passed is False else missing}\nNEXT: {others[0] if others else candidates[0]}"
 
 
 def turn_solution(role: AgentRole, dataset: Dataset, task: dict[str, Any], text: str, program_output: str,

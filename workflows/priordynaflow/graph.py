@@ -164,11 +164,13 @@ class _Nodes:
         solution, shown = state.get("solution"), turn.dataset.shown_examples
         if shown is None:  # a dataset without shown examples (math): did a program print the answer?
             passed = None if solution is None else bool(state.get("solution_from_program"))
-            return Observation(check_reply(turn, passed, "program"), 0, num_llm_calls=0)
+            return Observation(check_reply(turn, passed, "program", answered=solution is not None), 0,
+                               num_llm_calls=0)
         program = shown(state["task"], solution) if solution else None
         run = await self._run_code(program) if program else None
         passed = None if run is None else run.passed
-        return Observation(check_reply(turn, passed), 0, program, run.output if run else "", num_llm_calls=0)
+        return Observation(check_reply(turn, passed, answered=bool(solution)), 0, program,
+                           run.output if run else "", num_llm_calls=0)
 
     async def _run_code(self, code: str) -> ExecResult:
         out = await self.ctx.call_tool(self.options.python_tool, {"code": code})

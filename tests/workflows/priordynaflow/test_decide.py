@@ -467,7 +467,12 @@ def test_the_runner_proposes_end_on_a_pass_and_a_teammate_on_a_failure() -> None
     runner = turn_for("runner", ("runner", END, "reviewer", "coder"), roster=CODE_CHECK_ROSTER, dataset=mbpp)
     assert check_reply(runner, True).endswith("NEXT: END")
     assert check_reply(runner, False).endswith("NEXT: reviewer")  # not itself, not END
-    assert check_reply(runner, None).endswith("NEXT: runner")  # nothing to check: the best candidate
+    assert check_reply(runner, None).endswith("NEXT: runner")  # no example shown: the best candidate
+    # No code yet (the coder wrote none): a teammate, never END, even when END is the best value.
+    first_end = replace(runner, candidates=Candidates(actions=(END, "runner", "coder")))
+    assert check_reply(first_end, None).endswith("NEXT: END")  # code without examples may stand
+    assert check_reply(first_end, None, answered=False) == (
+        "There is nothing to check yet: nobody has written the code.\nNEXT: coder")
     only_end = replace(runner, candidates=Candidates(actions=(END,)))
     assert check_reply(only_end, False).endswith("NEXT: END")
     # No model call: no routing call either, whatever the options; a turn of 0 tokens and 0 calls.
@@ -480,3 +485,26 @@ def test_the_runner_proposes_end_on_a_pass_and_a_teammate_on_a_failure() -> None
     assert action.update["num_llm_calls"] == 1 and action.update["num_tokens"] == 0
     assert action.update["solution"] == state["solution"]  # the runner never replaces the code
     assert action.update["notes"][-1]["observation"] == "AssertionError"  # the teammate sees why
+
+
+def test_the_math_checker_never_ends_an_episode_that_has_no_answer() -> None:
+    """The CPU run of e87552b: programs timed out in the sandbox, the programmer's reply (code
+    only) stated no answer, and a trained table whose best value after the checker was END ended
+    88 of 120 episodes there with no answer at all."""
+    from workflows.priordynaflow.agents import MATH_CHECK_ROSTER
+    from workflows.priordynaflow.episode import check_reply
+
+    checker = turn_for("checker", (END, "inspector", "checker", "programmer"), roster=MATH_CHECK_ROSTER,
+                       dataset=GSM8K)
+    assert check_reply(checker, None, "program", answered=False).endswith("NEXT: inspector")
+    assert check_reply(checker, False, "program").endswith("NEXT: inspector")
+    assert check_reply(checker, True, "program").endswith("NEXT: END")
+    only_end = replace(checker, candidates=Candidates(actions=(END,)))
+    assert check_reply(only_end, None, "program", answered=False).endswith("NEXT: END")  # path at its limit
+    state = {**initial_state({"question": "q", "answer": "4"}), "roster": "math-check", "path": ["programmer"],
+             "solution": None, "num_llm_calls": 1}
+    table = QTable.empty(MATH_CHECK_ROSTER.names, WARM)
+    table.q.setdefault("checker", {})[END] = 50.0
+    reply = Observation(check_reply(checker, None, "program", answered=False), 0, num_llm_calls=0)
+    action = decide(state, checker, reply, table)  # type: ignore[arg-type]
+    assert action.next == "inspector" and action.update["solution"] is None
