@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import copy
 import hashlib
 import importlib.metadata
@@ -40,6 +41,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -140,6 +142,13 @@ class _Model:
 
 _MODELS: dict[tuple[str, str, str], _Model] = {}
 _MODELS_LOCK = threading.Lock()
+
+_GENERATION = ThreadPoolExecutor(max_workers=1, thread_name_prefix="quotaflow-local")
+"""The thread that generates (every model of the process: one request at a time uses all the
+cores it is given). Waiting requests queue here, not in the event loop's default executor: with
+``asyncio.to_thread`` each waiting request held one of its few threads (6 on a 2-core machine),
+and the sandbox's program runs, which need one too, timed out behind them (PriorDynaFlow on the
+CPU, 60 concurrent episodes: most programs "did not answer within 15 s")."""
 
 
 Progress = Callable[[str], None]
@@ -280,6 +289,13 @@ def _prune_converted(cache_dir: Path, *, keep: int, current: Path) -> None:
             memo.unlink(missing_ok=True)
 
 
+async def _in_generation_thread(fn: Callable[..., LLMResponse], *args: Any) -> LLMResponse:
+    """``fn(*args)`` in :data:`_GENERATION`, with the caller's context variables (as
+    ``asyncio.to_thread``); cancelled while queued, it never runs."""
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(_GENERATION, lambda: context.run(fn, *args))
+
+
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -319,9 +335,9 @@ class LocalClient:
 
         cancel = threading.Event()
         try:
-            return await asyncio.to_thread(self._respond, request, None, cancel)
+            return await _in_generation_thread(self._respond, request, None, cancel)
         except asyncio.CancelledError:
-            cancel.set()
+            cancel.set()  # a request still queued never starts
             raise
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[str | LLMResponse]:
@@ -335,7 +351,7 @@ class LocalClient:
         def on_delta(delta: str) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, delta)
 
-        task = asyncio.ensure_future(asyncio.to_thread(self._respond, request, on_delta, cancel))
+        task = asyncio.ensure_future(_in_generation_thread(self._respond, request, on_delta, cancel))
         # Runs after every delta the thread queued: completion is signalled through the loop too.
         task.add_done_callback(lambda t: queue.put_nowait(None))
         try:
@@ -345,6 +361,7 @@ class LocalClient:
         finally:
             if not task.done():
                 cancel.set()
+                task.cancel()  # still queued: never starts
                 task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     def count_tokens(self, text: str) -> int:

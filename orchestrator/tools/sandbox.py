@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import select
@@ -46,6 +47,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -588,6 +590,12 @@ def _render(result: SandboxResult) -> str:
     return "\n".join(parts)
 
 
+_RUNS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="quotaflow-sandbox")
+"""Threads that wait on sandboxed programs, apart from the event loop's default executor: there
+a busy neighbour (a model generating on the CPU, other blocking calls) held every thread, and
+programs timed out before they started."""
+
+
 def python_tool(
     limits: SandboxLimits | None = None, *, unsafe_unsandboxed_for_trusted_code: bool = False
 ) -> Tool:
@@ -599,13 +607,9 @@ def python_tool(
     libraries = "installed packages available" if limits.import_site else "standard library only"
 
     async def call(args: dict[str, Any]) -> ToolResult:
-        result = await asyncio.to_thread(
-            run_python,
-            args["code"],
-            limits,
-            stdin=args.get("stdin", ""),
-            unsafe_unsandboxed_for_trusted_code=unsafe_unsandboxed_for_trusted_code,
-        )
+        run = functools.partial(run_python, args["code"], limits, stdin=args.get("stdin", ""),
+                                unsafe_unsandboxed_for_trusted_code=unsafe_unsandboxed_for_trusted_code)
+        result = await asyncio.get_running_loop().run_in_executor(_RUNS, run)
         return ToolResult(
             content=_render(result),
             is_error=not result.ok,

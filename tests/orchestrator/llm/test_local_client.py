@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.llm import create_client
 from orchestrator.llm.local import LocalClient, LocalConfig, default_gguf_path
-from orchestrator.types import LLMRequest, LLMResponse, Message, ProgramHints, SamplingOptions
+from orchestrator.types import LLMRequest, LLMResponse, Message, ProgramHints, SamplingOptions, Usage
 from tests import extras
 
 SYSTEM = Message("system", "You are a helpful assistant. Answer in one short sentence.")
@@ -147,3 +147,38 @@ def test_choices_are_scored_and_the_cache_keeps_the_prompt_only(client: LocalCli
     # Scoring left the program's cache holding the prompt: the next turn matches recomputation.
     again = _run(client.complete(_request(ask, program="choose", max_tokens=8)))
     assert again.text == _run(no_reuse.complete(_request(ask, max_tokens=8))).text
+
+
+def test_waiting_requests_hold_no_thread_of_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests queued behind a generation wait in the backend's own thread, not in the loop's
+    default executor, whose threads the sandbox and every other blocking call need (with
+    ``asyncio.to_thread`` each waiting request held one: programs timed out behind them). A
+    request cancelled while queued never runs."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    release, started = threading.Event(), []
+
+    def respond(self: LocalClient, request: LLMRequest, on_delta: object, cancel: threading.Event) -> LLMResponse:
+        started.append(request.messages[-1].content)
+        release.wait()
+        return LLMResponse(text=request.messages[-1].content, usage=Usage(), model="fake")
+
+    monkeypatch.setattr(LocalClient, "_respond", respond)
+    local = LocalClient(LocalConfig())
+
+    async def scenario() -> None:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=2))
+        calls = [asyncio.create_task(local.complete(_request(Message("user", f"q{i}")))) for i in range(4)]
+        try:
+            # Two blocked default-executor threads would make this wait for the generations.
+            assert await asyncio.wait_for(asyncio.to_thread(lambda: 42), timeout=30) == 42
+            assert not any(c.done() for c in calls)
+            calls[3].cancel()
+        finally:
+            release.set()
+        texts = [r.text for r in await asyncio.gather(*calls[:3])]
+        assert texts == ["q0", "q1", "q2"]
+        assert calls[3].cancelled() and "q3" not in started  # cancelled in the queue: never ran
+
+    _run(scenario())

@@ -191,6 +191,28 @@ def test_python_tool_through_the_registry() -> None:
     assert busy.metadata["killed_by"] == "cpu"
 
 
+def test_programs_run_while_the_event_loops_threads_are_all_busy() -> None:
+    """Programs wait in the sandbox's own threads: a neighbour holding every thread of the loop's
+    default executor (a model generating on the CPU did) no longer times them out."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    reg, release = ToolRegistry([python_tool(FAST)]), threading.Event()
+
+    async def scenario() -> list[str]:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=2))
+        busy = [asyncio.create_task(asyncio.to_thread(release.wait)) for _ in range(2)]
+        try:
+            runs = await asyncio.gather(*(reg.invoke("python", f"print({i} * 7)") for i in range(4)))
+            assert not any(b.done() for b in busy)
+        finally:
+            release.set()
+        await asyncio.gather(*busy)
+        return [r.content for r in runs]
+
+    assert asyncio.run(scenario()) == [f"exit status: 0\nstdout:\n{i * 7}\n" for i in range(4)]
+
+
 def test_humaneval_style_scoring() -> None:
     solution = "def add(a, b):\n    return a + b\n"
     tests = "\ndef check(f):\n    assert f(2, 3) == 5\ncheck(add)\n"
