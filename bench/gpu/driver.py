@@ -262,6 +262,18 @@ def read_state() -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def _reused(p: Plan) -> dict[str, str]:
+    """On a warm machine (``run --no-setup``): each server whose port already answers is kept
+    ("healthy", not started again) and a conversion that only such servers need is "done" (the
+    repeats at ``80a6835`` spent about 100 s on both, and the new server could not bind)."""
+    kept = {s.name: "healthy" for s in p.steps if s.kind == "server" and _healthy(s.port or 0)}
+    for s in p.steps:
+        users = [o.name for o in p.steps if any(n.step == s.name for n in o.needs)]
+        if s.kind == "convert" and users and all(u in kept for u in users):
+            kept[s.name] = "done"
+    return kept
+
+
 def work(p: Plan) -> None:
     """Run the plan's steps, each when what it needs is there; servers stay up afterwards."""
     env = _gpu_env(p.commit)
@@ -269,6 +281,8 @@ def work(p: Plan) -> None:
     procs: dict[str, tuple[subprocess.Popen[bytes], float]] = {}
     pids: dict[str, int] = {}
     by_name = {s.name: s for s in p.steps}
+
+    status.update(_reused(p))
 
     def met(need: Need) -> bool | None:
         """True when met, None while it may still be, False when it cannot be any more."""

@@ -141,6 +141,12 @@ def test_worker_runs_steps_in_order_and_keeps_the_server(tmp_path: Path, monkeyp
                                                 "missing-m": "failed"}
         assert (work / "logs" / "convert-m.log").read_text().strip() == "abc"
         assert driver._healthy(port)  # the server outlives the worker, for collect and repeats
+        # A repeat on the warm machine keeps the server and skips the conversion it needed.
+        (work / "logs" / "convert-m.log").unlink()
+        driver.work(driver.Plan("1gpu", "stub", "abc", steps[1:4], work / "results"))
+        again = {s["name"]: (s["status"], s["pid"]) for s in driver.read_state()["steps"]}
+        assert again == {"convert-m": ("done", None), "server-m": ("healthy", None), "job": ("done", again["job"][1])}
+        assert again["job"][1] and not (work / "logs" / "convert-m.log").exists()
     finally:
         os.kill(server_pid, signal.SIGTERM)
 
