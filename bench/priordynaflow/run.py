@@ -273,6 +273,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         max_path_length=args.max_path_length,
         update_order=args.update_order,
         min_agents_before_end=args.min_agents_before_end,
+        end_after_failed_check=args.end_after_failed_check,
         self_loops=args.self_loops,
     )
     families: dict[str, list[str]] = {}
@@ -446,6 +447,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="order an episode's transitions are learned in (backward: the END reward reaches every "
                         "hand-off of the path at once)")
     p.add_argument("--min-agents-before-end", type=int, default=1, help="END is offered only once this many ran")
+    p.add_argument("--end-after-failed-check", action="store_true",
+                   help="a runner or checker may propose END after a failed check when END leads (RouterConfig)")
     p.add_argument("--start", type=parse_starts, default=[], metavar="FAMILY=AGENT,...",
                    help="the agent each episode of a roster starts with (e.g. math=programmer; default the roster's)")
     p.add_argument("--roster", type=parse_starts, default=[], metavar="FAMILY=ROSTER,...",

@@ -130,6 +130,15 @@ class RouterConfig:
     paths learned with self-loops were coder -> coder -> coder, the same agent rewriting its own
     answer until the reward floor stopped it (issue 22 run 3be667f)."""
 
+    end_after_failed_check: bool = False
+    """Whether an agent that checks (the code runner, the math checker) may propose END after a
+    failed check when END leads its candidates (learned: retries that do not pay lose to
+    stopping). Off (the measured default): a failed check always goes to a teammate. Opt-in and
+    not yet measured: at ``80a6835`` none of 113 retried code items ended right on
+    Qwen2.5-Coder-0.5B (on the CPU its coder answered the retry with ``NEXT: runner`` alone, and
+    without routing instructions with its first code again). An episode without an answer never
+    ends at a check while a teammate is offered, whatever this says."""
+
     initial_success_rate: float = 0.5
     """Success rate of an agent that has no finished episode yet (code: 0.5)."""
 

@@ -330,8 +330,9 @@ def check_reply(turn: Turn, passed: bool | None, what: str = "examples", *, answ
     verdict and a ``NEXT:`` line. Passed: END when it is a candidate. Failed, or nothing to check
     because the episode has no solution yet (``answered`` false: the code or program failed to
     come, a tool timed out): the first candidate (best value first) other than END and itself,
-    so a teammate sees the failure; an episode never ends here without an answer while a
-    teammate is offered. Nothing to check with a solution (a task without examples): the first
+    so a teammate sees the failure (END too after a failed check when it leads and
+    :attr:`RouterConfig.end_after_failed_check` is on); an episode never ends here without an
+    answer while a teammate is offered. Nothing to check with a solution (a task without examples): the first
     candidate, END included."""
     candidates = turn.candidates.actions
     passes, unchecked, missing, fails = _VERDICTS[what]
@@ -339,7 +340,8 @@ def check_reply(turn: Turn, passed: bool | None, what: str = "examples", *, answ
         return f"{passes}\nNEXT: {END if END in candidates else candidates[0]}"
     if passed is None and answered:
         return f"{unchecked}\nNEXT: {candidates[0]}"
-    others = [c for c in candidates if c not in (END, turn.agent)]
+    may_end = passed is False and turn.config.end_after_failed_check
+    others = [c for c in candidates if c != turn.agent and (may_end or c != END)]
     return f"{fails if passed is False else missing}\nNEXT: {others[0] if others else candidates[0]}"
 
 

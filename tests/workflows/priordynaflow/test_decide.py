@@ -508,3 +508,18 @@ def test_the_math_checker_never_ends_an_episode_that_has_no_answer() -> None:
     reply = Observation(check_reply(checker, None, "program", answered=False), 0, num_llm_calls=0)
     action = decide(state, checker, reply, table)  # type: ignore[arg-type]
     assert action.next == "inspector" and action.update["solution"] is None
+
+
+def test_a_failed_check_may_end_only_when_asked_and_when_end_leads() -> None:
+    from workflows.priordynaflow.agents import CODE_CHECK_ROSTER
+    from workflows.priordynaflow.episode import check_reply
+
+    mbpp = get_dataset("mbpp")
+    opted = replace(WARM, end_after_failed_check=True)
+    end_leads = turn_for("runner", (END, "coder", "reviewer"), roster=CODE_CHECK_ROSTER, dataset=mbpp, config=opted)
+    assert check_reply(end_leads, False).endswith("NEXT: END")  # retries valued below stopping
+    assert check_reply(replace(end_leads, config=WARM), False).endswith("NEXT: coder")  # the default
+    coder_leads = replace(end_leads, candidates=Candidates(actions=("coder", END, "reviewer")))
+    assert check_reply(coder_leads, False).endswith("NEXT: coder")
+    # No code yet: a teammate, whatever the option says.
+    assert check_reply(end_leads, None, answered=False).endswith("NEXT: coder")
