@@ -61,7 +61,7 @@ from orchestrator.tools.registry import ToolRegistry
 from orchestrator.tools.sandbox import SandboxLimits, python_tool
 from orchestrator.types import Message, SamplingOptions
 from workflows.priordynaflow.agents import get_roster, register_roster
-from workflows.priordynaflow.config import RouterConfig
+from workflows.priordynaflow.config import RouterConfig, WorkflowOptions
 from workflows.priordynaflow.graph import build, initial_state, result, task_message
 from workflows.priordynaflow.learner import LearnerPool
 from workflows.priordynaflow.prompt import agent_messages
@@ -215,7 +215,8 @@ async def run_pdf(client: LLMClient, row: dict[str, Any], args: argparse.Namespa
                   pool: LearnerPool, mode: str) -> dict:
     options = {"dataset": row["_dataset"], "mode": mode, "max_tokens": args.max_tokens,
                "temperature": args.temperature, "next_choice": args.next_choice,
-               "route_context": args.route_context, "marker_in_turn": args.marker_in_turn}
+               "route_context": args.route_context, "marker_in_turn": args.marker_in_turn,
+               "retry": args.retry, "retry_temperature": args.retry_temperature}
     roster = dict(args.roster).get(get_dataset(row["_dataset"]).roster)
     if roster:
         options["roster"] = roster
@@ -449,6 +450,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-agents-before-end", type=int, default=1, help="END is offered only once this many ran")
     p.add_argument("--end-after-failed-check", action="store_true",
                    help="a runner or checker may propose END after a failed check when END leads (RouterConfig)")
+    p.add_argument("--retry", choices=("turn", "fix", "fresh"), default=WorkflowOptions.retry,
+                   help="how an agent works after a failed check: like any turn, fixing with the failure shown, "
+                        "or a fresh attempt (both without routing instructions, at --retry-temperature, back to "
+                        "the checker)")
+    p.add_argument("--retry-temperature", type=float, default=WorkflowOptions.retry_temperature)
     p.add_argument("--start", type=parse_starts, default=[], metavar="FAMILY=AGENT,...",
                    help="the agent each episode of a roster starts with (e.g. math=programmer; default the roster's)")
     p.add_argument("--roster", type=parse_starts, default=[], metavar="FAMILY=ROSTER,...",

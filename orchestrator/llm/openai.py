@@ -79,7 +79,8 @@ class OpenAIConfig:
     callers match to a choice or check against the regex). A server that answers it HTTP 400
     turns it off for the client by itself (see the module docstring)."""
     extra_body: Mapping[str, Any] = field(default_factory=dict)
-    """Extra JSON fields merged into every request body (e.g. ``chat_template_kwargs``)."""
+    """Extra JSON fields merged into every request body (e.g. ``chat_template_kwargs``); a
+    ``seed`` here is a default that a request's own ``SamplingOptions.seed`` overrides."""
     tokenizer: Callable[[str], Sequence[Any] | int] | None = None
     """Exact token counting (e.g. a Hugging Face tokenizer's ``encode``); default: chars/4."""
     seed: int | None = None
@@ -328,8 +329,6 @@ class OpenAIClient:
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
         }
-        if sampling.seed is not None:
-            body["seed"] = sampling.seed
         if sampling.stop:
             body["stop"] = list(sampling.stop)
         if sampling.json_schema is not None:
@@ -351,6 +350,8 @@ class OpenAIClient:
             if request.hints.priority:
                 body["priority"] = request.hints.priority
         body.update(self.config.extra_body)
+        if sampling.seed is not None:  # a request's own seed wins over a client-wide one
+            body["seed"] = sampling.seed
         return body
 
     def _may_send(self, field_name: str) -> bool:

@@ -225,6 +225,19 @@ class WorkflowOptions:
     the successor (on Qwen2.5-Coder-0.5B the solver alone scored 9.2% on GSM8K with the routing
     instructions in its prompt, single-agent CoT 18.3%, issue 22 run b3aa686)."""
 
+    retry: Literal["turn", "fix", "fresh"] = "turn"
+    """How an agent works right after a failed check (an agent that checks examples, such as the
+    code-check runner, found them failing, or found no code or answer to check). "turn": like any
+    other turn. "fix": with the task and the teammates' notes (the failure among them) but without
+    the routing instructions, sampled at ``retry_temperature`` with a seed of its own (the
+    agent's position in the path), and handed back to the agent that checked. "fresh": the same
+    with the task alone: a new, independent attempt. On Qwen2.5-Coder-0.5B a "turn" retry after a
+    failed MBPP example was the reply ``NEXT: runner`` with no code, and the coder given the
+    failure without routing instructions mostly wrote its failed code again (NOTEBOOK §31, §32)."""
+
+    retry_temperature: float = 0.8
+    """Sampling temperature of a "fix" or "fresh" retry (a retry at the turn's 0.1 repeats itself)."""
+
     choice_max_tokens: int = 8
     """Completion limit of the constrained routing call (a name; the constraint ends it)."""
 
@@ -254,5 +267,10 @@ class WorkflowOptions:
             raise BadInputError("priordynaflow marker_in_turn", "true unless next_choice is 'constrained' (without "
                                 "the marker only the routing call can name the next agent)",
                                 f"got false with next_choice={self.next_choice!r}")
+        if self.retry not in ("turn", "fix", "fresh"):
+            raise BadInputError("priordynaflow retry", "'turn', 'fix' or 'fresh'", f"got {self.retry!r}")
+        if not 0.0 <= self.retry_temperature <= 2.0:
+            raise BadInputError("priordynaflow retry_temperature", "a number from 0 to 2",
+                                f"got {self.retry_temperature}")
         if self.choice_max_tokens < 1:
             raise BadInputError("priordynaflow choice_max_tokens", "an integer >= 1", f"got {self.choice_max_tokens}")

@@ -72,6 +72,7 @@ class EpisodeState(TypedDict, total=False):
     num_unparsable: int
     num_off_candidate: int
     last_turn_tokens: int
+    retry_of: str  # the agent whose check failed in the latest turn ("": none did)
     stop_reason: str
     success: bool | None
     learned: bool
@@ -93,6 +94,7 @@ def initial_state(task: dict[str, Any]) -> dict[str, Any]:
         "num_unparsable": 0,
         "num_off_candidate": 0,
         "last_turn_tokens": 0,
+        "retry_of": "",
         "stop_reason": "",
         "success": None,
         "learned": False,
@@ -167,6 +169,11 @@ class Turn:
     """The task as the agents read it (the routing call sends it)."""
     path: tuple[str, ...] = ()
     """The agents so far, this one last."""
+    hands_to: str | None = None
+    """The successor fixed before the turn (the role's ``hands_to``, or the checker a retry
+    goes back to); the router follows it whatever the reply says."""
+    retry: bool = False
+    """The turn is a "fix" or "fresh" retry after a failed check (:attr:`WorkflowOptions.retry`)."""
 
     @property
     def role(self) -> AgentRole:
@@ -202,6 +209,8 @@ class Observation:
     choice: the reply to the constrained routing call (None: no such call was made).
     num_llm_calls: the model calls the turn made (0 for an agent that checks examples).
     program_ok: whether the program ran cleanly (exit status 0; None: none ran).
+    check_failed: an agent that checks found the examples failing or nothing to check (no code or
+        answer yet); the next agent's turn is a retry.
     """
 
     text: str
@@ -211,6 +220,7 @@ class Observation:
     choice: str | None = None
     num_llm_calls: int = 1
     program_ok: bool | None = None
+    check_failed: bool = False
 
 
 @dataclass(frozen=True)
@@ -240,20 +250,27 @@ def start_turn(
     config: RouterConfig,
     rng: random.Random,
     marker: bool = True,
+    retry: str = "turn",
 ) -> Turn:
     """Plan ``agent``'s turn: its candidates (one draw of ``rng``) and its messages (``marker``:
     with the routing instructions, :attr:`WorkflowOptions.marker_in_turn`). A role that always
     hands to one agent (``AgentRole.hands_to``) has that agent as its only candidate and no
-    routing instructions."""
+    routing instructions; so has a turn right after a failed check unless ``retry`` is "turn"
+    (:attr:`WorkflowOptions.retry`): it goes back to the checker, and a "fresh" one sees the task
+    without the teammates' notes."""
     candidates = select_candidates(table, agent, config, rng, path_length=len(state["path"]) + 1)
-    if (fixed := roster.get(agent).hands_to) is not None:
+    fixed, notes = roster.get(agent).hands_to, state["notes"]
+    is_retry = retry != "turn" and bool(state.get("retry_of"))
+    if is_retry:
+        fixed, notes = fixed or state["retry_of"], [] if retry == "fresh" else notes
+    if fixed is not None:
         candidates, marker = Candidates(actions=(fixed,)), False
     path = (*state["path"], agent)
     messages = agent_messages(
-        roster, agent, dataset, state["task"], path=path, candidates=candidates.actions, notes=state["notes"],
-        marker=marker,
+        roster, agent, dataset, state["task"], path=path, candidates=candidates.actions, notes=notes, marker=marker,
     )
-    return Turn(roster, agent, dataset, family, config, candidates, messages, dataset.question(state["task"]), path)
+    return Turn(roster, agent, dataset, family, config, candidates, messages, dataset.question(state["task"]), path,
+                hands_to=fixed, retry=is_retry)
 
 
 def needs_choice_call(turn: Turn, text: str, next_choice: str) -> bool:
@@ -285,8 +302,8 @@ def decide(state: EpisodeState, turn: Turn, observation: Observation, table: QTa
         path_length=len(path),
         num_tokens=observation.num_tokens,
         config=turn.config,
-        # A role that always hands to one agent makes that choice itself, whatever its reply says.
-        choice=turn.role.hands_to or observation.choice,
+        # A turn handed to one agent (its role's, or a retry's checker) goes there, whatever it says.
+        choice=turn.hands_to or observation.choice,
     )
     transitions = list(state["transitions"])
     cumulative = state["cumulative_reward"]
@@ -306,6 +323,7 @@ def decide(state: EpisodeState, turn: Turn, observation: Observation, table: QTa
         "num_unparsable": state["num_unparsable"] + (decision.reason == "unparsable"),
         "num_off_candidate": state["num_off_candidate"] + (decision.reason == "off_candidate"),
         "last_turn_tokens": observation.num_tokens,
+        "retry_of": agent if observation.check_failed else "",
         "stop_reason": decision.reason if decision.next == END else "",
     }
     record = _turn_record(turn, observation, decision, table, cumulative)
@@ -388,6 +406,7 @@ def _turn_record(
         "cumulative_reward": cumulative,
         "tokens": observation.num_tokens,
         "ran_code": bool(observation.code),
+        "retry": turn.retry,
     }
 
 

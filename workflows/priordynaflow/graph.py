@@ -14,7 +14,7 @@ scores the solution (code through the sandbox tool), takes the terminal transiti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from langgraph.graph import END as GRAPH_END
@@ -110,7 +110,8 @@ class _Nodes:
         dataset, _, family = resolve(self.options, state["task"])
         learner, config = await self._learner(family, roster)
         turn = start_turn(state, roster=roster, agent=name, dataset=dataset, family=family,
-                          table=learner.table, config=config, rng=learner.rng, marker=self.options.marker_in_turn)
+                          table=learner.table, config=config, rng=learner.rng, marker=self.options.marker_in_turn,
+                          retry=self.options.retry)
         # The table is read again after the turn's I/O: another run may have learned meanwhile.
         action = decide(state, turn, await self._observe(turn, state), learner.table)
         await self.ctx.record_step(node_name(roster.name, name), action.record)
@@ -142,7 +143,7 @@ class _Nodes:
             return await self._check(turn, state)
         response = await self.ctx.chat(
             list(turn.messages),
-            sampling=self.sampling,
+            sampling=self._retry_sampling(turn) if turn.retry else self.sampling,
             tool_name=self.options.python_tool if turn.uses_python else None,
             purpose=f"agent:{turn.agent}",
         )
@@ -160,17 +161,22 @@ class _Nodes:
         return Observation(response.text, num_tokens, code, run.output if run else "", choice,
                            program_ok=run.ok if run else None)
 
+    def _retry_sampling(self, turn: Turn) -> SamplingOptions:
+        """A retry's sampling: its own temperature, and a seed of its own (its place in the path),
+        so a second retry of the same prompt is not the first one again."""
+        return replace(self.sampling, temperature=self.options.retry_temperature, seed=len(turn.path))
+
     async def _check(self, turn: Turn, state: EpisodeState) -> Observation:
         solution, shown = state.get("solution"), turn.dataset.shown_examples
         if shown is None:  # a dataset without shown examples (math): did a program print the answer?
             passed = None if solution is None else bool(state.get("solution_from_program"))
             return Observation(check_reply(turn, passed, "program", answered=solution is not None), 0,
-                               num_llm_calls=0)
+                               num_llm_calls=0, check_failed=passed is False or solution is None)
         program = shown(state["task"], solution) if solution else None
         run = await self._run_code(program) if program else None
         passed = None if run is None else run.passed
         return Observation(check_reply(turn, passed, answered=bool(solution)), 0, program,
-                           run.output if run else "", num_llm_calls=0)
+                           run.output if run else "", num_llm_calls=0, check_failed=passed is False or not solution)
 
     async def _run_code(self, code: str) -> ExecResult:
         out = await self.ctx.call_tool(self.options.python_tool, {"code": code})

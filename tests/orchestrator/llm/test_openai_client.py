@@ -65,6 +65,23 @@ def test_no_priority_field_when_zero_and_no_xargs_without_hints(servers: list[Lo
     assert "vllm_xargs" not in without
 
 
+def test_extra_body_fields_reach_every_request_and_its_seed_yields_to_the_requests(
+        servers: list[LoopbackServer]) -> None:
+    server = servers[0]
+
+    async def go() -> None:
+        client = _client(server.base_url, extra_body={"seed": 0, "chat_template_kwargs": {"x": 1}})
+        await client.complete(_request())  # its sampling has seed 7
+        unseeded = _request()
+        await client.complete(LLMRequest(unseeded.messages, SamplingOptions(max_tokens=16), unseeded.hints))
+        await client.aclose()
+
+    asyncio.run(go())
+    seeded, default = server.chat_bodies
+    assert (seeded["seed"], default["seed"]) == (7, 0)
+    assert seeded["chat_template_kwargs"] == default["chat_template_kwargs"] == {"x": 1}
+
+
 def test_usage_includes_cached_and_reasoning_tokens(servers: list[LoopbackServer]) -> None:
     server = servers[0]
     behaviour(server).cached_tokens, behaviour(server).reasoning_tokens = 3, 2

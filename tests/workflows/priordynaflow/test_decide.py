@@ -248,6 +248,7 @@ def test_the_record_names_candidates_decision_reward_and_q_values():
         "cumulative_reward": action.update["cumulative_reward"],
         "tokens": 42,
         "ran_code": False,
+        "retry": False,
     }
 
 
@@ -523,3 +524,40 @@ def test_a_failed_check_may_end_only_when_asked_and_when_end_leads() -> None:
     assert check_reply(coder_leads, False).endswith("NEXT: coder")
     # No code yet: a teammate, whatever the option says.
     assert check_reply(end_leads, None, answered=False).endswith("NEXT: coder")
+
+
+def test_a_failed_check_makes_the_next_turn_a_retry_back_to_the_checker_when_asked() -> None:
+    from workflows.priordynaflow.agents import CODE_CHECK_ROSTER, MATH_CHECK_ROSTER
+    from workflows.priordynaflow.episode import check_reply
+
+    mbpp = get_dataset("mbpp")
+    task = {"prompt": "p", "entry_point": "f", "test_list": ["assert f() == 1"]}
+    runner = turn_for("runner", ("reviewer", "coder"), roster=CODE_CHECK_ROSTER, dataset=mbpp)
+    state = {**initial_state(task), "roster": "code-check", "path": ["coder"], "solution": "def f():\n    return 2\n",
+             "notes": [{"agent": "coder", "text": "```python\ndef f():\n    return 2\n```", "observation": ""}]}
+    failed = decide(state, runner, Observation(check_reply(runner, False), 0, code="x", output="AssertionError",
+                                               num_llm_calls=0, check_failed=True),
+                    QTable.empty(CODE_CHECK_ROSTER.names, WARM))  # type: ignore[arg-type]
+    assert failed.update["retry_of"] == "runner" and failed.next == "reviewer"
+    after = {**state, **failed.update}
+    table = QTable.empty(CODE_CHECK_ROSTER.names, WARM)
+
+    def plan(retry: str, agent: str = "reviewer") -> Turn:
+        return start_turn(after, roster=CODE_CHECK_ROSTER, agent=agent, dataset=mbpp, family="code-check",
+                          table=table, config=WARM, rng=random.Random(0), retry=retry)
+
+    routed, fix, fresh = plan("turn"), plan("fix"), plan("fresh")
+    assert not routed.retry and len(routed.candidates.actions) > 1 and "NEXT:" in routed.messages[0].content
+    assert fix.retry and fix.hands_to == "runner" and fix.candidates.actions == ("runner",)
+    assert "NEXT:" not in fix.messages[0].content and "AssertionError" in fix.messages[1].content
+    assert fresh.retry and "[coder]" not in fresh.messages[1].content and "Notes" not in fresh.messages[1].content
+    # The reviewer's turn (no check) clears it: the turn after is no retry.
+    reviewed = decide(after, fix, reply("```python\ndef f():\n    return 1\n```"), table)  # type: ignore[arg-type]
+    assert reviewed.next == "runner" and reviewed.update["retry_of"] == ""
+    # A role with its own hand-off keeps it (the math programmer always goes to the checker).
+    math_state = {**initial_state({"question": "q", "answer": "4"}), "roster": "math-check",
+                  "path": ["programmer", "checker"], "retry_of": "checker"}
+    programmer = start_turn(math_state, roster=MATH_CHECK_ROSTER, agent="programmer", dataset=GSM8K,
+                            family="math-check", table=QTable.empty(MATH_CHECK_ROSTER.names, WARM), config=WARM,
+                            rng=random.Random(0), retry="fresh")
+    assert programmer.retry and programmer.hands_to == "checker"

@@ -14,6 +14,8 @@ def test_options_under_the_workflow_key_are_typed_by_the_shared_rules():
         "router": {"alpha": "0.2", "frozen": "false", "num_top_groups": 3, "selection": "greedy"},
     }, "qtable_pool": object()})
     assert (options.dataset, options.mode, options.max_tokens, options.temperature) == ("gsm8k", "eval", 256, 0.5)
+    retrying = WorkflowOptions.from_config({"retry": "fresh", "retry_temperature": "1.0"})
+    assert (retrying.retry, retrying.retry_temperature) == ("fresh", 1.0)
     assert options.router == RouterConfig(alpha=0.2, frozen=False, num_top_groups=3, selection="greedy")
 
 
@@ -47,6 +49,9 @@ def test_unknown_router_keys_are_refused_by_name():
         ({"next_choice": "always"}, "priordynaflow next_choice"),
         ({"marker_in_turn": False}, "priordynaflow marker_in_turn"),  # marker mode: nothing could route
         ({"marker_in_turn": False, "next_choice": "auto"}, "priordynaflow marker_in_turn"),
+        ({"retry": "again"}, "priordynaflow retry"),
+        ({"retry_temperature": "-1"}, "priordynaflow retry_temperature"),
+        ({"retry_temperature": "hot"}, "priordynaflow retry_temperature"),
     ],
 )
 def test_bad_values_name_the_option_and_what_is_expected(options, what):

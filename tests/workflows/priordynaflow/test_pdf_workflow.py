@@ -354,6 +354,46 @@ def test_the_runner_checks_the_shown_example_without_a_model_call_and_routes_by_
     assert "AssertionError: add(1, 2) != 3" in seen[-1]  # the teammate after the runner sees the failure
 
 
+@pytest.mark.parametrize("retry", ["fix", "fresh"])
+def test_a_retry_after_a_failed_check_is_resampled_without_routing_and_goes_back_to_the_runner(retry):
+    async def python(args: dict[str, Any]) -> ToolResult:
+        ok = "return a + b" in args["code"]
+        return ToolResult("__QUOTAFLOW_TESTS_PASSED__" if ok else "AssertionError: add(1, 2) != 3", is_error=not ok)
+
+    sandbox = ToolRegistry([Tool(ToolSpec("python", "run python", {
+        "type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]}), python)])
+    task = {"prompt": "Add two numbers.", "entry_point": "add", "test_list": ["assert add(1, 2) == 3"],
+            "test": "def check(candidate):\n    assert candidate(1, 2) == 3\n"}
+
+    def coder(messages: Sequence[Message]) -> str:
+        if "[runner]" in messages[-1].content and "choose who works next" in messages[0].content:
+            return "NEXT: runner"  # as Qwen's coder asked to route after a failure: no code
+        if "choose who works next" in messages[0].content:
+            return "```python\ndef add(a, b):\n    return a - b\n```"
+        return "```python\ndef add(a, b):\n    return a + b\n```"
+
+    options = {"roster": "code-check", "dataset": "mbpp", "max_path_length": 6, "retry": retry}
+    pool = LearnerPool(config=replace(CONFIG, min_agents_before_end=2, num_explore_steps=0, epsilon=0.0,
+                                      min_epsilon=0.0))
+    ctx = context({"priordynaflow": options, "qtable_pool": pool}, llm=scripted(coder), tools=sandbox)
+    out = result(asyncio.run(build(ctx).compile().ainvoke(initial_state(task))))
+    assert out["path"] == ["coder", "runner", "coder", "runner"] and out["success"] is True
+    first, again = ctx.calls
+    assert (first.sampling.temperature, first.sampling.seed) == (0.1, None)
+    assert (again.sampling.temperature, again.sampling.seed) == (0.8, 3)  # its own temperature and seed
+    assert "choose who works next" not in again.messages[0].content
+    coder_steps = [s for name, s in ctx.steps if name == "code-check.coder"]
+    assert [(len(s["candidates"]) > 1, s["retry"]) for s in coder_steps] == [(True, False), (False, True)]
+    assert coder_steps[1]["candidates"] == ["runner"]  # handed back to the runner, whatever the table says
+    notes = again.messages[-1].content
+    assert ("AssertionError" in notes) is (retry == "fix") and ("[runner]" in notes) is (retry == "fix")
+    # Without a retry mode the same coder, asked to route after the failure, writes no code.
+    ctx = context({"priordynaflow": {**options, "retry": "turn"}, "qtable_pool": pool}, llm=scripted(coder),
+                  tools=sandbox)
+    out = result(asyncio.run(build(ctx).compile().ainvoke(initial_state(task))))
+    assert out["success"] is False and all(c.sampling.temperature == 0.1 for c in ctx.calls)
+
+
 def test_math_check_sends_a_failed_program_back_and_ends_on_a_clean_one():
     runs: list[str] = []
 
