@@ -226,14 +226,16 @@ class WorkflowOptions:
     instructions in its prompt, single-agent CoT 18.3%, issue 22 run b3aa686)."""
 
     retry: Literal["turn", "fix", "fresh"] = "turn"
-    """How an agent works right after a failed check (an agent that checks examples, such as the
-    code-check runner, found them failing, or found no code or answer to check). "turn": like any
-    other turn. "fix": with the task and the teammates' notes (the failure among them) but without
-    the routing instructions, sampled at ``retry_temperature`` with a seed of its own (the
-    agent's position in the path), and handed back to the agent that checked. "fresh": the same
-    with the task alone: a new, independent attempt. On Qwen2.5-Coder-0.5B a "turn" retry after a
-    failed MBPP example was the reply ``NEXT: runner`` with no code, and the coder given the
-    failure without routing instructions mostly wrote its failed code again (NOTEBOOK §31, §32)."""
+    """How the author of checked work tries again when a check fails (an agent that checks, such
+    as the code-check runner, found the shown examples failing or no code or answer to check, and
+    sends the episode back to the agent that ran before it). "turn": a turn like any other. "fix":
+    with the task and the teammates' notes (the failure among them) but without the routing
+    instructions, sampled at ``retry_temperature`` with a seed of its own (the agent's position in
+    the path), and handed back to the checker. "fresh": the same with the task alone, a new and
+    independent attempt. Other teammates after a failed check have ordinary turns. On
+    Qwen2.5-Coder-0.5B a "turn" retry after a failed MBPP example was the reply ``NEXT: runner``
+    with no code, and the coder given the failure without routing instructions mostly wrote its
+    failed code again (NOTEBOOK §31, §32)."""
 
     retry_temperature: float = 0.8
     """Sampling temperature of a "fix" or "fresh" retry (a retry at the turn's 0.1 repeats itself)."""

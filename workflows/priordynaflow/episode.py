@@ -255,12 +255,14 @@ def start_turn(
     """Plan ``agent``'s turn: its candidates (one draw of ``rng``) and its messages (``marker``:
     with the routing instructions, :attr:`WorkflowOptions.marker_in_turn`). A role that always
     hands to one agent (``AgentRole.hands_to``) has that agent as its only candidate and no
-    routing instructions; so has a turn right after a failed check unless ``retry`` is "turn"
-    (:attr:`WorkflowOptions.retry`): it goes back to the checker, and a "fresh" one sees the task
-    without the teammates' notes."""
+    routing instructions; so has the author of work that failed its check when it runs right
+    after the check, unless ``retry`` is "turn" (:attr:`WorkflowOptions.retry`): it goes back to
+    the checker, and a "fresh" retry sees the task without the teammates' notes. Another teammate
+    after a failed check has a turn like any other."""
     candidates = select_candidates(table, agent, config, rng, path_length=len(state["path"]) + 1)
     fixed, notes = roster.get(agent).hands_to, state["notes"]
-    is_retry = retry != "turn" and bool(state.get("retry_of"))
+    authored = len(state["path"]) >= 2 and state["path"][-2] == agent
+    is_retry = retry != "turn" and bool(state.get("retry_of")) and authored
     if is_retry:
         fixed, notes = fixed or state["retry_of"], [] if retry == "fresh" else notes
     if fixed is not None:

@@ -542,7 +542,7 @@ def test_a_failed_check_makes_the_next_turn_a_retry_back_to_the_checker_when_ask
     after = {**state, **failed.update}
     table = QTable.empty(CODE_CHECK_ROSTER.names, WARM)
 
-    def plan(retry: str, agent: str = "reviewer") -> Turn:
+    def plan(retry: str, agent: str = "coder") -> Turn:
         return start_turn(after, roster=CODE_CHECK_ROSTER, agent=agent, dataset=mbpp, family="code-check",
                           table=table, config=WARM, rng=random.Random(0), retry=retry)
 
@@ -551,9 +551,12 @@ def test_a_failed_check_makes_the_next_turn_a_retry_back_to_the_checker_when_ask
     assert fix.retry and fix.hands_to == "runner" and fix.candidates.actions == ("runner",)
     assert "NEXT:" not in fix.messages[0].content and "AssertionError" in fix.messages[1].content
     assert fresh.retry and "[coder]" not in fresh.messages[1].content and "Notes" not in fresh.messages[1].content
-    # The reviewer's turn (no check) clears it: the turn after is no retry.
-    reviewed = decide(after, fix, reply("```python\ndef f():\n    return 1\n```"), table)  # type: ignore[arg-type]
-    assert reviewed.next == "runner" and reviewed.update["retry_of"] == ""
+    # Only the author tries again: the reviewer after the failure has an ordinary turn.
+    reviewer = plan("fresh", "reviewer")
+    assert not reviewer.retry and len(reviewer.candidates.actions) > 1 and "[runner]" in reviewer.messages[1].content
+    # The retry's turn (no check) clears it: the turn after is no retry.
+    fixed = decide(after, fix, reply("```python\ndef f():\n    return 1\n```"), table)  # type: ignore[arg-type]
+    assert fixed.next == "runner" and fixed.update["retry_of"] == ""
     # A role with its own hand-off keeps it (the math programmer always goes to the checker).
     math_state = {**initial_state({"question": "q", "answer": "4"}), "roster": "math-check",
                   "path": ["programmer", "checker"], "retry_of": "checker"}
