@@ -40,7 +40,7 @@ from orchestrator.llm.local import LocalClient, LocalConfig  # noqa: E402
 from orchestrator.types import LLMRequest, Message, SamplingOptions  # noqa: E402
 from workflows.priordynaflow.agents import get_roster  # noqa: E402
 from workflows.priordynaflow.config import RouterConfig, WorkflowOptions  # noqa: E402
-from workflows.priordynaflow.episode import initial_state, start_turn  # noqa: E402
+from workflows.priordynaflow.episode import Turn, check_reply, initial_state, start_turn  # noqa: E402
 from workflows.priordynaflow.qtable import QTable  # noqa: E402
 from workflows.priordynaflow.tasks import get_dataset, load_jsonl  # noqa: E402
 
@@ -48,15 +48,15 @@ MODES = ("turn", "fix", "fresh", "fresh-marker")
 ROSTER = get_roster("code-check")
 
 
-def plan(row: dict[str, Any], dataset: str, path: list[str], notes: list[dict[str, str]], retry: str
-         ) -> tuple[Message, ...]:
-    """The coder's messages after ``path``, as the workflow builds them (cold table, default router)."""
+def turn_after(row: dict[str, Any], dataset: str, agent: str, path: list[str], notes: list[dict[str, str]],
+               retry: str = "turn") -> Turn:
+    """``agent``'s turn after ``path``, as the workflow plans it (cold table, the roster's router);
+    a coder after the runner follows a failed check."""
     state = {**initial_state(row), "roster": ROSTER.name, "path": path, "notes": notes,
-             "retry_of": "runner" if path else ""}
-    turn = start_turn(state, roster=ROSTER, agent="coder", dataset=get_dataset(dataset), family=ROSTER.name,
+             "retry_of": "runner" if path[-1:] == ["runner"] else ""}
+    return start_turn(state, roster=ROSTER, agent=agent, dataset=get_dataset(dataset), family=ROSTER.name,
                       table=QTable.empty(ROSTER.names, RouterConfig()),
                       config=RouterConfig(**ROSTER.router_defaults), rng=random.Random(0), retry=retry)
-    return turn.messages
 
 
 async def probe(args: argparse.Namespace) -> None:
@@ -79,17 +79,18 @@ async def probe(args: argparse.Namespace) -> None:
 
     with open(args.out, "a") as out:
         for index, row in enumerate(rows):
-            first_messages = plan(row, args.dataset, [], [], "turn")
+            first_messages = turn_after(row, args.dataset, "coder", [], []).messages
             text, first = await sample(row, first_messages, 0.1, 0)
             record: dict[str, Any] = {"dataset": args.dataset, "index": index, "first": first}
             if first["shown"] is False or not first["code"]:
-                runner = runner_note(first)
-                notes = [{"agent": "coder", "text": text, "observation": ""},
-                         {"agent": "runner", "text": runner, "observation": first["shown_output"]}]
+                coder_note = {"agent": "coder", "text": text, "observation": ""}
+                runner = turn_after(row, args.dataset, "runner", ["coder"], [coder_note])
+                verdict = check_reply(runner, False if first["code"] else None, answered=bool(first["code"]))
+                notes = [coder_note, {"agent": "runner", "text": verdict, "observation": first["shown_output"]}]
                 seeds = [3 + 2 * k for k in range(args.samples)]
                 for mode in MODES:
                     messages = (first_messages if mode == "fresh-marker"
-                                else plan(row, args.dataset, ["coder", "runner"], notes, mode))
+                                else turn_after(row, args.dataset, "coder", ["coder", "runner"], notes, mode).messages)
                     temps = [(0.1, 0)] if mode == "turn" else [(args.retry_temperature, s) for s in seeds]
                     record[mode] = [(await sample(row, messages, t, s))[1] for t, s in temps]
             for result in [record["first"], *(r for m in MODES for r in record.get(m, []))]:
@@ -100,14 +101,6 @@ async def probe(args: argparse.Namespace) -> None:
             print(index, {k: [(r["shown"], r["hidden"]) for r in v] if isinstance(v, list) else
                           (v["shown"], v["hidden"]) if isinstance(v, dict) else v
                           for k, v in record.items() if k not in ("dataset", "index")}, flush=True)
-
-
-def runner_note(first: dict[str, Any]) -> str:
-    """The runner's note after the failed check: its verdict and the routing line it sends (the
-    workflow's :func:`~workflows.priordynaflow.episode.check_reply` on a cold table)."""
-    verdict = ("The examples the task shows fail (output below)." if first["code"]
-               else "There is nothing to check yet: nobody has written the code.")
-    return f"{verdict}\nNEXT: coder"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -170,17 +170,25 @@ class _Nodes:
         solution, shown = state.get("solution"), turn.dataset.shown_examples
         if shown is None:  # a dataset without shown examples (math): did a program print the answer?
             passed = None if solution is None else bool(state.get("solution_from_program"))
-            return Observation(check_reply(turn, passed, "program", answered=solution is not None), 0,
-                               num_llm_calls=0, check_failed=passed is False or solution is None)
+            return _checked(turn, passed, "program", answered=solution is not None)
         program = shown(state["task"], solution) if solution else None
         run = await self._run_code(program) if program else None
         passed = None if run is None else run.passed
-        return Observation(check_reply(turn, passed, answered=bool(solution)), 0, program,
-                           run.output if run else "", num_llm_calls=0, check_failed=passed is False or not solution)
+        return _checked(turn, passed, "examples", answered=bool(solution), program=program,
+                        output=run.output if run else "")
 
     async def _run_code(self, code: str) -> ExecResult:
         out = await self.ctx.call_tool(self.options.python_tool, {"code": code})
         return ExecResult(ok=not out.is_error, output=out.content)
+
+
+def _checked(turn: Turn, passed: bool | None, what: str, *, answered: bool, program: str | None = None,
+             output: str = "") -> Observation:
+    """The observation of a check (no model call): :func:`check_reply`'s verdict, and whether it
+    failed (the check failed, or there was no solution to check), which makes the next turn of the
+    checked work's author a retry."""
+    return Observation(check_reply(turn, passed, what, answered=answered), 0, program, output, num_llm_calls=0,
+                       check_failed=passed is False or not answered)
 
 
 @dataclass(frozen=True)
