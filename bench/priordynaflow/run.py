@@ -61,7 +61,7 @@ from orchestrator.tools.registry import ToolRegistry
 from orchestrator.tools.sandbox import SandboxLimits, python_tool
 from orchestrator.types import Message, SamplingOptions
 from workflows.priordynaflow.agents import get_roster, register_roster
-from workflows.priordynaflow.config import RouterConfig, WorkflowOptions
+from workflows.priordynaflow.config import RETRY_MODES, RouterConfig, WorkflowOptions
 from workflows.priordynaflow.graph import build, initial_state, result, task_message
 from workflows.priordynaflow.learner import LearnerPool
 from workflows.priordynaflow.prompt import agent_messages
@@ -450,10 +450,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--min-agents-before-end", type=int, default=1, help="END is offered only once this many ran")
     p.add_argument("--end-after-failed-check", action="store_true",
                    help="a runner or checker may propose END after a failed check when END leads (RouterConfig)")
-    p.add_argument("--retry", choices=("turn", "fix", "fresh"), default=WorkflowOptions.retry,
-                   help="how an agent works after a failed check: like any turn, fixing with the failure shown, "
-                        "or a fresh attempt (both without routing instructions, at --retry-temperature, back to "
-                        "the checker)")
+    p.add_argument("--retry", choices=RETRY_MODES, default=None,
+                   help="how an agent works after a failed check (default: the roster's): like any turn, "
+                        "fixing with the failure shown, or a fresh attempt (both without routing instructions, "
+                        "at --retry-temperature, back to the checker)")
     p.add_argument("--retry-temperature", type=float, default=WorkflowOptions.retry_temperature)
     p.add_argument("--start", type=parse_starts, default=[], metavar="FAMILY=AGENT,...",
                    help="the agent each episode of a roster starts with (e.g. math=programmer; default the roster's)")

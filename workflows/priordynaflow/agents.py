@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from orchestrator.errors import BadInputError
-from workflows.priordynaflow.config import END, RouterConfig, lookup
+from workflows.priordynaflow.config import END, RETRY_MODES, RouterConfig, lookup
 
 PYTHON = "python"
 """Tool marker: the agent's last ```python block is run in the sandbox and the output kept."""
@@ -66,14 +66,19 @@ class Roster:
     router_defaults: :class:`RouterConfig` fields this roster routes with unless the run gives
     its own ``router`` (they replace those of the learner pool's config when the family's
     learner is created): the settings the roster was measured with.
+    retry: how the author of checked work tries again after a failed check unless the run gives
+    its own ``retry`` (:attr:`WorkflowOptions.retry`).
     """
 
     name: str
     agents: tuple[AgentRole, ...]
     start: str
     router_defaults: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    retry: str = "turn"
 
     def __post_init__(self) -> None:
+        if self.retry not in RETRY_MODES:
+            raise BadInputError(f"roster {self.name!r} retry", f"one of {list(RETRY_MODES)}", f"got {self.retry!r}")
         names = [a.name for a in self.agents]
         if len(set(names)) != len(names):
             raise BadInputError(f"roster {self.name!r}", "distinct agent names", f"got {names}")

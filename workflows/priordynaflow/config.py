@@ -16,6 +16,9 @@ from orchestrator.errors import BadInputError
 from orchestrator.options import config_from_options
 
 END = "END"
+
+RETRY_MODES = ("turn", "fix", "fresh")
+"""How the author of checked work may try again after a failed check (:attr:`WorkflowOptions.retry`)."""
 """The terminal action: the workflow stops and the latest solution is the answer."""
 
 T = TypeVar("T")
@@ -225,8 +228,9 @@ class WorkflowOptions:
     the successor (on Qwen2.5-Coder-0.5B the solver alone scored 9.2% on GSM8K with the routing
     instructions in its prompt, single-agent CoT 18.3%, issue 22 run b3aa686)."""
 
-    retry: Literal["turn", "fix", "fresh"] = "turn"
-    """How the author of checked work tries again when a check fails (an agent that checks, such
+    retry: Literal["turn", "fix", "fresh"] | None = None
+    """None takes the roster's (:attr:`Roster.retry`, "turn" unless the roster was measured
+    better with another). How the author of checked work tries again when a check fails (an agent that checks, such
     as the code-check runner, found the shown examples failing or no code or answer to check, and
     sends the episode back to the agent that ran before it). "turn": a turn like any other. "fix":
     with the task and the teammates' notes (the failure among them) but without the routing
@@ -269,7 +273,7 @@ class WorkflowOptions:
             raise BadInputError("priordynaflow marker_in_turn", "true unless next_choice is 'constrained' (without "
                                 "the marker only the routing call can name the next agent)",
                                 f"got false with next_choice={self.next_choice!r}")
-        if self.retry not in ("turn", "fix", "fresh"):
+        if self.retry not in (None, *RETRY_MODES):
             raise BadInputError("priordynaflow retry", "'turn', 'fix' or 'fresh'", f"got {self.retry!r}")
         if not 0.0 <= self.retry_temperature <= 2.0:
             raise BadInputError("priordynaflow retry_temperature", "a number from 0 to 2",

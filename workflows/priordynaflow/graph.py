@@ -111,7 +111,7 @@ class _Nodes:
         learner, config = await self._learner(family, roster)
         turn = start_turn(state, roster=roster, agent=name, dataset=dataset, family=family,
                           table=learner.table, config=config, rng=learner.rng, marker=self.options.marker_in_turn,
-                          retry=self.options.retry)
+                          retry=self.options.retry or roster.retry)
         # The table is read again after the turn's I/O: another run may have learned meanwhile.
         action = decide(state, turn, await self._observe(turn, state), learner.table)
         await self.ctx.record_step(node_name(roster.name, name), action.record)

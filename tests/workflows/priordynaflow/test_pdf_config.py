@@ -94,3 +94,13 @@ def test_an_agent_hands_only_to_a_member_of_its_roster():
     with pytest.raises(BadInputError, match="hands_to") as caught:
         Roster("mine", (coder, *(a for a in CODE_ROSTER.agents if a.name != "coder")), "coder")
     assert "runner" in str(caught.value)
+
+
+def test_a_rosters_retry_is_a_known_mode_and_the_run_names_none_by_default():
+    from workflows.priordynaflow.agents import CODE_ROSTER, Roster
+
+    assert WorkflowOptions().retry is None  # the roster's (the graph takes options.retry or roster.retry)
+    assert Roster("mine", CODE_ROSTER.agents, "coder", retry="fresh").retry == "fresh"
+    with pytest.raises(BadInputError, match="retry") as caught:
+        Roster("mine", CODE_ROSTER.agents, "coder", retry="again")
+    assert "again" in str(caught.value)

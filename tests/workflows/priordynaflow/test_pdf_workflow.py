@@ -25,7 +25,8 @@ from orchestrator.testing import FakeRunContext, ScriptedClient, ScriptedConfig
 from orchestrator.tools.base import Tool, ToolResult, ToolSpec
 from orchestrator.tools.registry import ToolRegistry
 from orchestrator.types import Message
-from workflows.priordynaflow import LearnerPool, RouterConfig
+from workflows.priordynaflow import LearnerPool, RouterConfig, agents
+from workflows.priordynaflow.agents import get_roster
 from workflows.priordynaflow.config import END
 from workflows.priordynaflow.graph import build, initial_state, result
 from workflows.priordynaflow.prompt import ROUTER_SYSTEM
@@ -354,8 +355,10 @@ def test_the_runner_checks_the_shown_example_without_a_model_call_and_routes_by_
     assert "AssertionError: add(1, 2) != 3" in seen[-1]  # the teammate after the runner sees the failure
 
 
+@pytest.mark.parametrize("given_by", ["run", "roster"])
 @pytest.mark.parametrize("retry", ["fix", "fresh"])
-def test_a_retry_after_a_failed_check_is_resampled_without_routing_and_goes_back_to_the_runner(retry):
+def test_a_retry_after_a_failed_check_is_resampled_without_routing_and_goes_back_to_the_runner(retry, given_by,
+                                                                                               monkeypatch):
     async def python(args: dict[str, Any]) -> ToolResult:
         ok = "return a + b" in args["code"]
         return ToolResult("__QUOTAFLOW_TESTS_PASSED__" if ok else "AssertionError: add(1, 2) != 3", is_error=not ok)
@@ -372,7 +375,11 @@ def test_a_retry_after_a_failed_check_is_resampled_without_routing_and_goes_back
             return "```python\ndef add(a, b):\n    return a - b\n```"
         return "```python\ndef add(a, b):\n    return a + b\n```"
 
-    options = {"roster": "code-check", "dataset": "mbpp", "max_path_length": 6, "retry": retry}
+    options: dict[str, Any] = {"roster": "code-check", "dataset": "mbpp", "max_path_length": 6}
+    if given_by == "run":
+        options["retry"] = retry
+    else:  # the roster's default retry, the run naming none
+        monkeypatch.setitem(agents._ROSTERS, "code-check", replace(get_roster("code-check"), retry=retry))
     pool = LearnerPool(config=replace(CONFIG, min_agents_before_end=2, num_explore_steps=0, epsilon=0.0,
                                       min_epsilon=0.0))
     ctx = context({"priordynaflow": options, "qtable_pool": pool}, llm=scripted(coder), tools=sandbox)
@@ -387,7 +394,8 @@ def test_a_retry_after_a_failed_check_is_resampled_without_routing_and_goes_back
     assert coder_steps[1]["candidates"] == ["runner"]  # handed back to the runner, whatever the table says
     notes = again.messages[-1].content
     assert ("AssertionError" in notes) is (retry == "fix") and ("[runner]" in notes) is (retry == "fix")
-    # Without a retry mode the same coder, asked to route after the failure, writes no code.
+    # Without a retry mode the same coder, asked to route after the failure, writes no code (the
+    # run's "turn" wins over the roster's default).
     ctx = context({"priordynaflow": {**options, "retry": "turn"}, "qtable_pool": pool}, llm=scripted(coder),
                   tools=sandbox)
     out = result(asyncio.run(build(ctx).compile().ainvoke(initial_state(task))))
