@@ -225,6 +225,7 @@ CODE_CHECK_ROSTER = Roster(
     start="coder",
     agents=(_RUNNER, *(CODE_ROSTER.get(n) for n in ("coder", "reviewer", "planner"))),
     router_defaults={"min_agents_before_end": 2, "self_loops": False, "update_order": "backward"},
+    retry="fresh",
 )
 """The code roster with a runner in place of the LLM tester, and the one HumanEval and MBPP tasks
 use by default: the examples the task shows decide where an episode goes after the runner, so a
@@ -232,10 +233,13 @@ task whose code passes them stops at one model call and one that fails goes back
 with the failure. Its router defaults: END is not offered after the first agent (the coder's turn
 is never the last), no agent hands over to itself, values learned from the END backwards (the
 settings of issue 22's measured runs). The order is the tie-break among equal values (cold start):
-a coder reply without a marker goes to the runner, a failed check to the coder. On
-Qwen2.5-Coder-0.5B (one H200, 4 repeats at ``7c7d553``) it scored 57.6 to 63.6% on HumanEval and
-50.0 to 51.2% on MBPP at 22 to 24% of the fixed chain's tokens (chain 54.5 to 57.6% and 24.4 to 31.4%, CoT
-45.5 to 51.5% and 37.2 to 38.4%). ``roster="code"`` keeps the LLM tester and the learned choice of END."""
+a coder reply without a marker goes to the runner, a failed check to the coder, whose retry is a
+fresh attempt (``retry="fresh"``: the task alone, at ``retry_temperature``). On
+Qwen2.5-Coder-0.5B (one H200, ``6d8c759``, seeds 0 and 1, each beside the ordinary-turn retry)
+it scored 66.7% on HumanEval and 52.3 to 53.5% on MBPP at 21 to 23% of the fixed chain's tokens
+(ordinary-turn retry 60.6 to 63.6% and 48.8 to 51.2%, chain 54.5 to 57.6% and 25.6 to 32.6%, CoT
+42.4 to 45.5% and 37.2 to 39.5%); an ordinary-turn retry never ended right (0 of 113 retried items
+at ``80a6835``). ``roster="code"`` keeps the LLM tester and the learned choice of END."""
 
 _CHECKER = AgentRole(
     name="checker",
@@ -261,10 +265,11 @@ failed, printed nothing, or the reply was prose) goes back to a teammate with th
 (opt-in: ``roster="math-check"``; the code-check roster's router defaults). The programmer always
 hands to the checker (``hands_to``): on the CPU (same weights, 120 GSM8K items, 2-fold CV,
 ``e23c44e``) a programmer asked to name its successor sent all 120 episodes to the solver or the
-inspector, never to the checker, and the roster scored 5.0%. Why: Qwen2.5-Coder-0.5B
-as the programmer, once asked for the program alone, answered 7 of 24 GSM8K items right at 123
-output tokens each, the solver 4 of 24 (CPU, local backend, 2026-12-04; to be measured on the
-validation splits)."""
+inspector, never to the checker, and the roster scored 5.0%. On the GPU (one H200, Qwen2.5-Coder-0.5B,
+120 GSM8K validation items, 2-fold CV, 5 seeds at ``80a6835``) it scored 11.7 to 14.2% at about 520
+tokens per task, below the fixed chain (22.5 to 28.3% at about 1,070) and single-agent CoT (15.0 to
+20.8%). Its retry stays the ordinary turn: with ``retry="fresh"`` (``6d8c759``) the learned table
+never sent a failed check back to the programmer, so the mode is unmeasured on math."""
 
 _ROSTERS: dict[str, Roster] = {r.name: r for r in (MATH_ROSTER, CODE_ROSTER, CODE_CHECK_ROSTER, MATH_CHECK_ROSTER)}
 

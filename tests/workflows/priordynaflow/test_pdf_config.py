@@ -37,6 +37,14 @@ def test_unknown_router_keys_are_refused_by_name():
         RouterConfig.from_dict({"alpah": 0.2})
 
 
+def test_an_unknown_key_in_the_workflows_own_mapping_is_refused_and_top_level_runtime_keys_are_not():
+    # A router field outside ``router`` used to be dropped without a word.
+    with pytest.raises(BadInputError, match="max_path_length") as caught:
+        WorkflowOptions.from_config({"priordynaflow": {"dataset": "gsm8k", "max_path_length": 3}})
+    assert "router" in caught.value.expected and caught.value.detail == "unknown option"
+    assert WorkflowOptions.from_config({"dataset": "gsm8k", "tools": ["python"], "max_turns": 3}).dataset == "gsm8k"
+
+
 @pytest.mark.parametrize(
     ("options", "what"),
     [

@@ -336,11 +336,11 @@ def test_the_runner_checks_the_shown_example_without_a_model_call_and_routes_by_
             return f"```python\ndef add(a, b):\n    return {body}\n```"  # no marker, as Qwen's coder
         return scripted(reply)
 
-    def episode(body: str) -> dict[str, Any]:
+    def episode(body: str, **more: Any) -> dict[str, Any]:
         calls.clear()
-        options = {"roster": "code-check", "dataset": "mbpp", "max_path_length": 3}
+        options = {"roster": "code-check", "dataset": "mbpp", **more}
         # END is not offered after the coder alone: its reply without a marker goes to the runner.
-        pool = LearnerPool(config=replace(CONFIG, min_agents_before_end=2))
+        pool = LearnerPool(config=replace(CONFIG, min_agents_before_end=2, max_path_length=3))
         ctx = context({"priordynaflow": options, "qtable_pool": pool}, llm=coder(body), tools=sandbox)
         state = asyncio.run(build(ctx).compile().ainvoke(initial_state(task)))
         return {**result(state), "steps": ctx.steps}
@@ -350,9 +350,13 @@ def test_the_runner_checks_the_shown_example_without_a_model_call_and_routes_by_
     assert "assert add(1, 2) == 3" in calls[0]  # the runner ran the shown example, then scoring ran
     runner_step = next(s for name, s in right["steps"] if name == "code-check.runner")
     assert (runner_step["tokens"], runner_step["next"], runner_step["ran_code"]) == (0, END, True)
-    wrong = episode("a - b")
+    wrong = episode("a - b", retry="turn")
     assert wrong["path"] == ["coder", "runner", "coder"] and wrong["success"] is False  # the retry is wrong again
     assert "AssertionError: add(1, 2) != 3" in seen[-1]  # the teammate after the runner sees the failure
+    # By default (the roster's fresh retry) the coder tries again on the task alone.
+    again = episode("a - b")
+    assert again["path"] == ["coder", "runner", "coder"] and "AssertionError" not in seen[-1]
+    assert seen[-1] == seen[0]
 
 
 @pytest.mark.parametrize("given_by", ["run", "roster"])
@@ -375,7 +379,7 @@ def test_a_retry_after_a_failed_check_is_resampled_without_routing_and_goes_back
             return "```python\ndef add(a, b):\n    return a - b\n```"
         return "```python\ndef add(a, b):\n    return a + b\n```"
 
-    options: dict[str, Any] = {"roster": "code-check", "dataset": "mbpp", "max_path_length": 6}
+    options: dict[str, Any] = {"roster": "code-check", "dataset": "mbpp"}
     if given_by == "run":
         options["retry"] = retry
     else:  # the roster's default retry, the run naming none
@@ -423,7 +427,7 @@ def test_math_check_sends_a_failed_program_back_and_ends_on_a_clean_one():
         # the checker, and its prompt carries no routing instructions).
         return f"```python\nprint('####', {body})\n```\nNEXT: solver"
 
-    options = {"roster": "math-check", "dataset": "gsm8k", "max_path_length": 5}
+    options = {"roster": "math-check", "dataset": "gsm8k"}
     cold = replace(CONFIG, num_explore_steps=0, epsilon=0.0, min_epsilon=0.0)  # ties go by roster order
     ctx = context({"priordynaflow": options, "qtable_pool": LearnerPool(config=cold)},
                   llm=scripted(programmer), tools=sandbox)
