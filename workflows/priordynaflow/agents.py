@@ -235,11 +235,10 @@ is never the last), no agent hands over to itself, values learned from the END b
 settings of issue 22's measured runs). The order is the tie-break among equal values (cold start):
 a coder reply without a marker goes to the runner, a failed check to the coder, whose retry is a
 fresh attempt (``retry="fresh"``: the task alone, at ``retry_temperature``). On
-Qwen2.5-Coder-0.5B (one H200, ``6d8c759``, seeds 0 and 1, each beside the ordinary-turn retry)
-it scored 66.7% on HumanEval and 52.3 to 53.5% on MBPP at 21 to 23% of the fixed chain's tokens
-(ordinary-turn retry 60.6 to 63.6% and 48.8 to 51.2%, chain 54.5 to 57.6% and 25.6 to 32.6%, CoT
-42.4 to 45.5% and 37.2 to 39.5%); an ordinary-turn retry never ended right (0 of 113 retried items
-at ``80a6835``). ``roster="code"`` keeps the LLM tester and the learned choice of END."""
+Qwen2.5-Coder-0.5B (5 seeds, each beside the ordinary-turn retry on the same server; NOTEBOOK §33,
+§34) it scored 66.1% on HumanEval and 53.3% on MBPP on average at 21 to 37% of the fixed chain's
+tokens (ordinary-turn retry 63.0% and 49.5%, its retries right 0 of 172 times; chain 55.8% and
+30.2%, CoT 46.1% and 38.8%). ``roster="code"`` keeps the LLM tester and the learned choice of END."""
 
 _CHECKER = AgentRole(
     name="checker",

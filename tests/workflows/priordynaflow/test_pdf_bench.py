@@ -109,3 +109,21 @@ def test_routing_calls_go_through_the_openai_client_and_count_in_the_figures(tmp
     pdf = next(r for r in summary["results"] if r["method"] == "priordynaflow")
     fixed = next(r for r in summary["results"] if r["method"] == "fixed")
     assert pdf["calls_per_task"] > pdf["mean_path_length"] and fixed["calls_per_task"] == 3.0
+
+
+def test_the_seed_plot_reads_a_summary_key_and_refuses_one_without_seeds(tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason=extras.BENCH)
+    from bench.priordynaflow import seeds_plot
+
+    arms = {"fresh": {"mbpp": {"accuracy_pct": [53.5, 52.3], "tokens_per_task": [459.1, 443.6]}},
+            "turn": {"mbpp": {"accuracy_pct": [48.8], "tokens_per_task": [525.0]}, "runs": 1}}
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"k": {"seeds_0_to_4": arms}, "bare": {"runs": []}}))
+    out = tmp_path / "seeds.png"
+    assert seeds_plot.main(["--summary", str(summary), "--key", "k", "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit):
+        seeds_plot.main(["--summary", str(summary), "--key", "bare", "--out", str(out)])
+    assert "has no seeds_0_to_4" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no arm"):
+        seeds_plot.plot_seeds({"a": {"runs": 2}}, out)
