@@ -42,6 +42,9 @@ class AgentRole:
     hands_to: the agent that always follows this one (a checker without a model call): its turn
         carries no routing instructions, the router's only candidate is that agent, taken as the
         agent's own choice (the transition is learned like any other). None: the router chooses.
+    returns_to_author: an agent that checks sends a failed check back to the agent whose work it
+        checked (offered beside the learned candidates, so that agent's retry mode applies), not
+        to the best-valued teammate; a pass still ends the episode.
     """
 
     name: str
@@ -53,10 +56,14 @@ class AgentRole:
     answer_format: str | None = None
     answers_by_output: bool = False
     hands_to: str | None = None
+    returns_to_author: bool = False
 
     def __post_init__(self) -> None:
         if not self.name.replace("_", "").replace("-", "").isalnum() or self.name.upper() == END:
             raise BadInputError(f"agent name {self.name!r}", f"letters, digits, _ or -, and not {END}")
+        if self.returns_to_author and not self.checks_examples:
+            raise BadInputError(f"agent {self.name!r} returns_to_author", "an agent that checks (checks_examples)",
+                                "it checks nothing, so no check of it fails")
 
 
 @dataclass(frozen=True)
@@ -270,7 +277,20 @@ tokens per task, below the fixed chain (22.5 to 28.3% at about 1,070) and single
 20.8%). Its retry stays the ordinary turn: with ``retry="fresh"`` (``6d8c759``) the learned table
 never sent a failed check back to the programmer, so the mode is unmeasured on math."""
 
-_ROSTERS: dict[str, Roster] = {r.name: r for r in (MATH_ROSTER, CODE_ROSTER, CODE_CHECK_ROSTER, MATH_CHECK_ROSTER)}
+MATH_CHECK_RETRY_ROSTER = replace(
+    MATH_CHECK_ROSTER,
+    name="math-check-retry",
+    agents=tuple(replace(a, returns_to_author=True) if a.checks_examples else a for a in MATH_CHECK_ROSTER.agents),
+    retry="fresh",
+)
+"""The math-check roster whose checker sends a program that did not print an answer back to the
+programmer for a fresh attempt (``returns_to_author``, ``retry="fresh"``), as the code-check roster
+does with the coder (opt-in: ``roster="math-check-retry"``). With math-check the learned table sent
+every failed check to the solver, the analyst or the inspector, who fixed 7% of them."""
+
+_ROSTERS: dict[str, Roster] = {
+    r.name: r for r in (MATH_ROSTER, CODE_ROSTER, CODE_CHECK_ROSTER, MATH_CHECK_ROSTER, MATH_CHECK_RETRY_ROSTER)
+}
 
 
 def register_roster(roster: Roster) -> Roster:

@@ -14,7 +14,7 @@ Pure: state, table, config and an injected ``random.Random`` in; decisions out. 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypedDict
 
 from orchestrator.types import Message
@@ -258,8 +258,13 @@ def start_turn(
     routing instructions; so has the author of work that failed its check when it runs right
     after the check, unless ``retry`` is "turn" (:attr:`WorkflowOptions.retry`): it goes back to
     the checker, and a "fresh" retry sees the task without the teammates' notes. Another teammate
-    after a failed check has a turn like any other."""
+    after a failed check has a turn like any other. A checker that ``returns_to_author`` is offered
+    the author of the work it checks beside its learned candidates (:func:`check_reply` sends a
+    failed check there)."""
     candidates = select_candidates(table, agent, config, rng, path_length=len(state["path"]) + 1)
+    author = state["path"][-1] if state["path"] else agent
+    if roster.get(agent).returns_to_author and author not in (agent, *candidates.actions):
+        candidates = replace(candidates, actions=(*candidates.actions, author))
     fixed, notes = roster.get(agent).hands_to, state["notes"]
     authored = len(state["path"]) >= 2 and state["path"][-2] == agent
     is_retry = retry != "turn" and bool(state.get("retry_of")) and authored
@@ -351,7 +356,8 @@ def check_reply(turn: Turn, passed: bool | None, what: str = "examples", *, answ
     because the episode has no solution yet (``answered`` false: the code or program failed to
     come, a tool timed out): the first candidate (best value first) other than END and itself,
     so a teammate sees the failure (END too after a failed check when it leads and
-    :attr:`RouterConfig.end_after_failed_check` is on); an episode never ends here without an
+    :attr:`RouterConfig.end_after_failed_check` is on), or the checked work's author whatever
+    leads when the role ``returns_to_author`` (:func:`start_turn` offers it); an episode never ends here without an
     answer while a teammate is offered. Nothing to check with a solution (a task without
     examples): the first candidate, END included."""
     candidates = turn.candidates.actions
@@ -362,6 +368,9 @@ def check_reply(turn: Turn, passed: bool | None, what: str = "examples", *, answ
         return f"{unchecked}\nNEXT: {candidates[0]}"
     may_end = passed is False and turn.config.end_after_failed_check
     others = [c for c in candidates if c != turn.agent and (may_end or c != END)]
+    author = turn.path[-2] if len(turn.path) >= 2 else None
+    if turn.role.returns_to_author and author in others:
+        others = [author]
     return f"{fails if passed is False else missing}\nNEXT: {others[0] if others else candidates[0]}"
 
 

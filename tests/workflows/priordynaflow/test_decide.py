@@ -564,3 +564,36 @@ def test_a_failed_check_makes_the_next_turn_a_retry_back_to_the_checker_when_ask
                             family="math-check", table=QTable.empty(MATH_CHECK_ROSTER.names, WARM), config=WARM,
                             rng=random.Random(0), retry="fresh")
     assert programmer.retry and programmer.hands_to == "checker"
+
+
+def test_a_checker_that_returns_to_the_author_sends_a_failed_check_back_whatever_leads() -> None:
+    from orchestrator.errors import BadInputError
+    from workflows.priordynaflow.agents import MATH_CHECK_RETRY_ROSTER, MATH_CHECK_ROSTER, AgentRole
+    from workflows.priordynaflow.episode import check_reply
+
+    table = QTable.empty(MATH_CHECK_ROSTER.names, WARM)
+    table.num_steps = 100
+    for action, value in {END: 6.0, "solver": 5.0, "inspector": 4.0, "analyst": 3.0, "programmer": -5.0}.items():
+        table.set_value("checker", action, value)  # the programmer's retries were never worth it
+    state = {**initial_state(TASK), "roster": "math-check-retry", "path": ["programmer"], "solution": None,
+             "notes": [{"agent": "programmer", "text": "```python\nprint(x)\n```", "observation": "NameError"}]}
+
+    def plan(roster, agent: str = "checker", at=state, retry: str = "turn") -> Turn:
+        return start_turn(at, roster=roster, agent=agent, dataset=GSM8K, family="math-check", table=table,
+                          config=WARM, rng=random.Random(0), retry=retry)
+
+    plain, returning = plan(MATH_CHECK_ROSTER), plan(MATH_CHECK_RETRY_ROSTER)
+    assert "programmer" not in plain.candidates.actions and returning.candidates.actions[-1] == "programmer"
+    assert check_reply(plain, False, "program").endswith("NEXT: solver")  # the best-valued teammate
+    for failed in (check_reply(returning, False, "program"), check_reply(returning, None, "program", answered=False)):
+        assert failed.endswith("NEXT: programmer")
+    assert check_reply(returning, True, "program").endswith(f"NEXT: {END}")  # a pass still ends
+    back = decide(state, returning, Observation(check_reply(returning, None, "program", answered=False), 0,
+                                                num_llm_calls=0, check_failed=True), table)  # type: ignore[arg-type]
+    assert back.next == "programmer" and back.update["retry_of"] == "checker"
+    # The roster's fresh retry: the programmer tries again on the task alone, back to the checker.
+    again = plan(MATH_CHECK_RETRY_ROSTER, "programmer", {**state, **back.update},
+                 MATH_CHECK_RETRY_ROSTER.retry)
+    assert again.retry and again.hands_to == "checker" and "NameError" not in again.messages[-1].content
+    with pytest.raises(BadInputError, match="returns_to_author"):
+        AgentRole("solver2", "solves", "Solve it.", returns_to_author=True)
