@@ -357,9 +357,9 @@ def check_reply(turn: Turn, passed: bool | None, what: str = "examples", *, answ
     come, a tool timed out): the first candidate (best value first) other than END and itself,
     so a teammate sees the failure (END too after a failed check when it leads and
     :attr:`RouterConfig.end_after_failed_check` is on), or the checked work's author whatever
-    leads when the role ``returns_to_author`` (:func:`start_turn` offers it); an episode never ends here without an
-    answer while a teammate is offered. Nothing to check with a solution (a task without
-    examples): the first candidate, END included."""
+    leads when the role ``returns_to_author`` (:func:`start_turn` offers it); an episode never
+    ends here without an answer while a teammate is offered. Nothing to check with a solution (a
+    task without examples): the first candidate, END included."""
     candidates = turn.candidates.actions
     passes, unchecked, missing, fails = _VERDICTS[what]
     if passed:
