@@ -261,11 +261,11 @@ def start_turn(
     after a failed check has a turn like any other. A checker that ``returns_to_author`` is offered
     the author of the work it checks beside its learned candidates (:func:`check_reply` sends a
     failed check there)."""
+    role = roster.get(agent)
     candidates = select_candidates(table, agent, config, rng, path_length=len(state["path"]) + 1)
-    author = state["path"][-1] if state["path"] else agent
-    if roster.get(agent).returns_to_author and author not in (agent, *candidates.actions):
+    if role.returns_to_author and state["path"] and (author := state["path"][-1]) not in (agent, *candidates.actions):
         candidates = replace(candidates, actions=(*candidates.actions, author))
-    fixed, notes = roster.get(agent).hands_to, state["notes"]
+    fixed, notes = role.hands_to, state["notes"]
     authored = len(state["path"]) >= 2 and state["path"][-2] == agent
     is_retry = retry != "turn" and bool(state.get("retry_of")) and authored
     if is_retry:
