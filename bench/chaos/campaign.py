@@ -266,10 +266,15 @@ async def trial(name: str, backend: str, db_url: str, home: Path, kill_at: int, 
 
 
 def kill_points(seed: int, num_kills: int, num_requests: int) -> list[int]:
-    """``num_kills`` request numbers in 1..num_requests, seeded (spread evenly, then at random)."""
+    """``num_kills`` request numbers in 1..num_requests, seeded: spread evenly from the first to
+    the last (the last checkpoint follows the run's final step: its side effects are done, its
+    results not yet stored), the rest at random."""
     rng = random.Random(seed)
-    return [1 + (i * num_requests) // num_kills if i < min(num_kills, num_requests) and num_kills <= num_requests
-            else rng.randint(1, num_requests) for i in range(num_kills)]
+    spread = min(num_kills, num_requests)
+    if spread < 2:
+        return [rng.randint(1, num_requests) for _ in range(num_kills)]
+    return [1 + (i * (num_requests - 1)) // (spread - 1) if i < spread else rng.randint(1, num_requests)
+            for i in range(num_kills)]
 
 
 async def campaign(name: str, backend: str, new_db: Callable[[str], str], home: Path, *, seed: int,

@@ -64,8 +64,11 @@ def _lookup_tool(name: str, unit: str) -> Tool:
 
 
 def case_tools() -> ToolRegistry:
-    """search and browse, answering deterministically from the request alone."""
-    return ToolRegistry([_lookup_tool("search", "query"), _lookup_tool("browse", "page")])
+    """search and browse, answering deterministically from the request alone, and the real
+    sandboxed ``python`` (a deterministic program prints the same output every run)."""
+    from orchestrator.tools.sandbox import python_tool
+
+    return ToolRegistry([_lookup_tool("search", "query"), _lookup_tool("browse", "page"), python_tool()])
 
 
 # -- rules ------------------------------------------------------------------------------------------
@@ -103,6 +106,29 @@ def _priordynaflow(messages: Sequence[Message]) -> str:
     inspected = name == "inspector" or "[inspector]" in user
     nxt = random.Random(_h(f"{user}|{system}")).choice(options) if options else "END"
     return f"As the {name}: {a} + {b}.\n#### {a + b if inspected else a + b + 1}\nNEXT: {nxt}"
+
+
+_WRONG_ADD = "```python\ndef add(a, b):\n    return a - b\n```"
+_RIGHT_ADD = "```python\ndef add(a, b):\n    return a + b\n```"
+
+
+def _priordynaflow_code(messages: Sequence[Message]) -> str:
+    """The code-check roster on an MBPP-like task: the coder's code fails the shown example (its
+    fresh retries too: the same prompt), the reviewer, who sees the failure, fixes it; a routing
+    call picks one of its options by the conversation's hash."""
+    from workflows.priordynaflow.prompt import ROUTER_SYSTEM
+
+    system, user = messages[0].content, messages[-1].content
+    if system == ROUTER_SYSTEM:
+        options = re.findall(r"^- (\w+):", user, re.MULTILINE)
+        return random.Random(_h(user)).choice(options) if options else "END"
+    agent = re.search(r"You are the (\w+)", system)
+    name = agent.group(1) if agent else "coder"
+    if name == "planner":
+        return "Plan: return the sum of the two arguments."
+    if name == "reviewer" and "AssertionError" in user:
+        return f"The code subtracts; it must add.\n{_RIGHT_ADD}"
+    return f"Here is the function.\n{_WRONG_ADD}"
 
 
 def _drqa(messages: Sequence[Message]) -> str:
@@ -212,6 +238,18 @@ def _cases() -> dict[str, Case]:
                               {"priordynaflow": {"dataset": "gsm8k",
                                                  "router": {"num_explore_steps": 0, "min_path_length": 0,
                                                             "max_path_length": 5}}}),
+        # The code-check default: the sandbox runs the shown example, failed checks go back to the
+        # coder (a fresh retry at its own temperature and seed) or a teammate.
+        "priordynaflow_code": Case("priordynaflow", {"prompt": "Write a function that adds two numbers.",
+                                                     "entry_point": "add", "task_id": "c1", "test_imports": [],
+                                                     "test_list": ["assert add(2, 3) == 5", "assert add(0, 0) == 0"],
+                                                     "test": "def check(f):\n    assert f(1, 1) == 2\n"},
+                                   _priordynaflow_code, ("python",), "python=12",
+                                   {"priordynaflow": {"dataset": "mbpp",
+                                                      "router": {"num_explore_steps": 0, "min_path_length": 0,
+                                                                 "max_path_length": 7, "min_agents_before_end": 2,
+                                                                 "self_loops": False,
+                                                                 "update_order": "backward"}}}),
         "batchprompt": Case("batchprompt", {"task": "rte", "rows": bp_rows, "batch_size": 4, "rounds": 3,
                                             "seas": True}, labeler, (), "tokens=1000000"),
         "drqa": Case("drqa", {"rows": drqa_rows, "dataset": "gsm8k"}, _drqa, (), "",

@@ -87,6 +87,28 @@ def test_kill_at_first_request_resumes_the_whole_run(tmp_path: Path) -> None:
                           tmp_path)[1])
 
 
+@pytest.mark.parametrize("backend", ["scripted", "loopback"])
+def test_kill_inside_a_fresh_retry_resumes_the_retry(backend: str, new_db: Callable[[str], str],
+                                                     tmp_path: Path) -> None:
+    # The code-check default: the sandbox fails the coder's code on the shown example, so its second
+    # request is a fresh retry (task alone, retry temperature, a seed of its own). Killed while the
+    # provider answers it, or as any checkpoint is saved, the resumed run must retry again (not take
+    # an ordinary turn) and end as the run never killed.
+    async def go() -> tuple[dict, list[campaign.Trial]]:  # type: ignore[type-arg]
+        want, num_requests, num_checkpoints = await campaign.reference("priordynaflow_code", backend,
+                                                                       new_db("ref"), tmp_path)
+        kills = [("request", 2), *(("checkpoint", n) for n in range(1, num_checkpoints + 1))]
+        return want, [await campaign.trial("priordynaflow_code", backend, new_db(f"kill-{at}-{n}"), tmp_path, n,
+                                           want, num_requests, at=at) for at, n in kills]
+
+    want, trials = asyncio.run(go())
+    turns = [data for node, data in want["steps"] if node == "code-check.coder"]
+    assert [t["retry"] for t in turns] == [False, True]
+    assert want["result"]["path"][:3] == ["coder", "runner", "coder"] and want["num_llm_calls"] == 2
+    assert len(trials) >= 6
+    _assert_exact(trials)
+
+
 # -- through the command line: interrupted in runs list, a second resume is busy -----------------------
 
 def _cli(*args: str, home: Path) -> subprocess.Popen[str]:

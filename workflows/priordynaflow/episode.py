@@ -20,6 +20,7 @@ from typing import Any, TypedDict
 from orchestrator.types import Message
 from workflows.priordynaflow.agents import PYTHON, AgentRole, Roster, get_roster, roster_names
 from workflows.priordynaflow.config import END, RouterConfig, WorkflowOptions
+from workflows.priordynaflow.persistence import Learned
 from workflows.priordynaflow.prompt import (
     BRIEF_REPLY_CHARS,
     BRIEF_TASK_CHARS,
@@ -440,8 +441,8 @@ class Ending:
         outcome)."""
         return self.success is not None
 
-    def record(self, state: EpisodeState, *, family: str, learned: bool, table: QTable) -> dict[str, Any]:
-        """The END step's record (``table``: the family's table after learning)."""
+    def record(self, state: EpisodeState, *, family: str, learned: bool, schedule: Learned) -> dict[str, Any]:
+        """The END step's record (``schedule``: the family table's, right after learning)."""
         return {
             "family": family,
             "path": state["path"],
@@ -450,8 +451,8 @@ class Ending:
             "transitions": self._transitions_json(),
             "cumulative_reward": self.cumulative_reward,
             "learned": learned,
-            "epsilon": table.epsilon,
-            "num_learned_steps": table.num_steps,
+            "epsilon": schedule.epsilon,
+            "num_learned_steps": schedule.num_learned_steps,
         }
 
     def update(self, *, learned: bool) -> dict[str, Any]:

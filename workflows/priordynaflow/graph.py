@@ -21,6 +21,7 @@ from langgraph.graph import END as GRAPH_END
 from langgraph.graph import START, StateGraph
 from langgraph.types import Command
 
+from orchestrator.journal import task_of_current_node
 from orchestrator.types import SamplingOptions
 from workflows.priordynaflow.config import END, RouterConfig, WorkflowOptions
 from workflows.priordynaflow.episode import (
@@ -38,6 +39,7 @@ from workflows.priordynaflow.episode import (
     start_turn,
 )
 from workflows.priordynaflow.learner import Learner, LearnerPool, default_pool, pool_for_store
+from workflows.priordynaflow.persistence import Learned
 from workflows.priordynaflow.prompt import task_message
 from workflows.priordynaflow.tasks import ExecResult
 
@@ -124,10 +126,15 @@ class _Nodes:
         learner, config = await self._learner(family, roster)
         success = await dataset.score(task, state["solution"], self._run_code) if dataset.has_gold(task) else None
         ending = finish(state, success, config)
-        learned = ending.has_outcome and learner.learn(ending.transitions, state["path"], bool(success), config)
-        if learned:
+        # Learned at most once: a resumed run may end here again after its table was saved.
+        episode = (self.ctx.run_id, task_of_current_node()[0])
+        before = await self.pool.learned(learner, episode) if ending.has_outcome else None
+        learned = before is not None or (
+            ending.has_outcome and learner.learn(ending.transitions, state["path"], bool(success), config, episode))
+        if learned and before is None:
             await self.pool.after_episode(learner)
-        await self.ctx.record_step(END_NODE, ending.record(state, family=family, learned=learned, table=learner.table))
+        schedule = before or learner.unsaved.get(episode) or Learned.of(learner.table)
+        await self.ctx.record_step(END_NODE, ending.record(state, family=family, learned=learned, schedule=schedule))
         return ending.update(learned=learned)
 
     async def _learner(self, family: str, roster: Roster) -> tuple[Learner, RouterConfig]:

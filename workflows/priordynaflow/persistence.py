@@ -1,15 +1,19 @@
 """Q-tables in the database: every saved version of a family's table is kept.
 
 Thin adapter over the store's namespaced records (``orchestrator.store.records``, namespace
-``priordynaflow.qtable``, key = family, value = ``{"table": ..., "frozen": ...}``). The caller
-owns the session and its transaction: these methods execute and flush, the caller commits.
+``priordynaflow.qtable``, key = family, value = ``{"table": ..., "frozen": ...}``). A version saved
+after learned episodes carries, in the same transaction, one run-scoped record per episode
+(namespace ``priordynaflow.learned``, key = the episode's graph task): a resumed episode finds it
+and is not learned twice. The caller owns the session and its transaction: these methods execute
+and flush, the caller commits.
 :class:`QTableRepository` takes a sync ``Session``, :class:`AsyncQTableRepository` an
 ``AsyncSession``; both run the same statements.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +25,22 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 NAMESPACE = "priordynaflow.qtable"
+LEARNED_NAMESPACE = "priordynaflow.learned"
+
+EpisodeKey = tuple[str, str]
+"""(run id, the episode's graph task): where one episode ends, the same when it is resumed."""
+
+
+@dataclass(frozen=True)
+class Learned:
+    """What learning one episode left: the table's schedule right after it (its END record)."""
+
+    epsilon: float
+    num_learned_steps: int
+
+    @classmethod
+    def of(cls, table: QTable) -> Learned:
+        return cls(table.epsilon, table.num_steps)
 
 
 @dataclass(frozen=True)
@@ -55,6 +75,15 @@ def _value(table: QTable, frozen: bool) -> dict[str, Any]:
     return {"table": table.to_dict(), "frozen": frozen}
 
 
+def _marks(family: str, version: int, learned: Mapping[EpisodeKey, Learned]) -> list[Any]:
+    return [records.insert_version(LEARNED_NAMESPACE, task, 1, {"family": family, "version": version, **asdict(mark)},
+                                   run_id=run_id) for (run_id, task), mark in learned.items()]
+
+
+def _learned(row: Any) -> Learned | None:
+    return None if row is None else Learned(float(row.data["epsilon"]), int(row.data["num_learned_steps"]))
+
+
 class QTableRepository:
     """Versioned Q-tables per task family over a sync SQLAlchemy ``Session``."""
 
@@ -65,12 +94,21 @@ class QTableRepository:
         """The newest version of ``family`` (or ``version``), None when nothing was saved."""
         return _stored(family, self.session.execute(records.latest(NAMESPACE, family, version=version)).first())
 
-    def save(self, family: str, table: QTable, *, frozen: bool = False) -> int:
-        """Store ``table`` as the next version of ``family``; returns that version (1, 2, ...)."""
+    def save(self, family: str, table: QTable, *, frozen: bool = False,
+             learned: Mapping[EpisodeKey, Learned] | None = None) -> int:
+        """Store ``table`` as the next version of ``family`` and mark the episodes it ``learned``
+        (since the version before); returns that version (1, 2, ...)."""
         version = int(self.session.execute(records.next_version(NAMESPACE, family)).scalar_one())
         self.session.execute(records.insert_version(NAMESPACE, family, version, _value(table, frozen)))
+        for stmt in _marks(family, version, learned or {}):
+            self.session.execute(stmt)
         self.session.flush()
         return version
+
+    def learned(self, episode: EpisodeKey) -> Learned | None:
+        """What the saved tables learned from ``episode`` (None: no saved version learned it)."""
+        run_id, task = episode
+        return _learned(self.session.execute(records.latest(LEARNED_NAMESPACE, task, run_id=run_id)).first())
 
     def freeze(self, family: str, frozen: bool = True) -> int | None:
         """Mark the newest version frozen (evaluation only) or not; returns its version."""
@@ -106,11 +144,18 @@ class AsyncQTableRepository:
         result = await self.session.execute(records.latest(NAMESPACE, family, version=version))
         return _stored(family, result.first())
 
-    async def save(self, family: str, table: QTable, *, frozen: bool = False) -> int:
+    async def save(self, family: str, table: QTable, *, frozen: bool = False,
+                   learned: Mapping[EpisodeKey, Learned] | None = None) -> int:
         version = int((await self.session.execute(records.next_version(NAMESPACE, family))).scalar_one())
         await self.session.execute(records.insert_version(NAMESPACE, family, version, _value(table, frozen)))
+        for stmt in _marks(family, version, learned or {}):
+            await self.session.execute(stmt)
         await self.session.flush()
         return version
+
+    async def learned(self, episode: EpisodeKey) -> Learned | None:
+        run_id, task = episode
+        return _learned((await self.session.execute(records.latest(LEARNED_NAMESPACE, task, run_id=run_id))).first())
 
     async def freeze(self, family: str, frozen: bool = True) -> int | None:
         latest = await self.load_latest(family)

@@ -24,6 +24,7 @@ from workflows.priordynaflow.episode import (
     rosters_for,
     start_turn,
 )
+from workflows.priordynaflow.persistence import Learned
 from workflows.priordynaflow.qtable import QTable, Transition
 from workflows.priordynaflow.router import Candidates, step_reward, terminal_reward
 from workflows.priordynaflow.tasks import get_dataset
@@ -292,7 +293,7 @@ def test_ending_record_and_update():
     state = state_after(["solver"], stop_reason="agent")
     ending = finish(state, True, WARM)
     json_transitions = [["solver", END, ending.transitions[-1].reward]]
-    assert ending.record(state, family="math", learned=True, table=table) == {
+    assert ending.record(state, family="math", learned=True, schedule=Learned.of(table)) == {
         "family": "math",
         "path": ["solver"],
         "success": True,

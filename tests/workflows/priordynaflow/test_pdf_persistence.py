@@ -121,3 +121,72 @@ def test_frozen_table_is_not_updated(sync_sessions):
         assert learner.table.value("solver", "inspector") == 5.0
 
     asyncio.run(go())
+
+
+def test_an_episode_is_learned_once_across_processes(sync_sessions):
+    # The learned episode's key is saved with the version that includes it: a resumed run that ends
+    # the same episode again (another process, the table already saved) finds it and what it left.
+    cfg = RouterConfig(num_explore_steps=0)
+    store = SessionTableStore(sync_sessions)
+    episode, other = ("run1", "task-a"), ("run1", "task-b")
+
+    async def go() -> None:
+        first = LearnerPool(store, config=cfg, save_every=1)
+        learner = await first.get("math", ("solver", "inspector"))
+        assert await first.learned(learner, episode) is None
+        assert learner.learn([Transition("solver", END, 100.0)], ["solver"], True, cfg, episode)
+        mark = await first.learned(learner, episode)  # unsaved: the learner's own
+        assert mark is not None and mark.num_learned_steps == 1 and mark.epsilon == learner.table.epsilon
+        await first.after_episode(learner)
+        assert learner.unsaved == {} and learner.version == 1
+
+        second = LearnerPool(store, config=cfg)
+        again = await second.get("math", ("solver", "inspector"))
+        assert await second.learned(again, episode) == mark
+        assert await second.learned(again, other) is None
+        assert await second.learned(again, ("run2", "task-a")) is None
+
+    asyncio.run(go())
+
+
+def test_a_failed_save_keeps_the_episodes_for_the_next(sync_sessions):
+    cfg = RouterConfig(num_explore_steps=0)
+
+    class Failing(SessionTableStore):
+        fail = True
+
+        async def save(self, family, table, learned):
+            if self.fail:
+                raise OSError("disk full")
+            return await super().save(family, table, learned)
+
+    store = Failing(sync_sessions)
+
+    async def go() -> None:
+        pool = LearnerPool(store, config=cfg, save_every=1)
+        learner = await pool.get("math", ("solver", "inspector"))
+        learner.learn([Transition("solver", END, 100.0)], ["solver"], True, cfg, ("run1", "t"))
+        with pytest.raises(OSError):
+            await pool.after_episode(learner)
+        assert learner.num_unsaved == 1 and ("run1", "t") in learner.unsaved
+        store.fail = False
+        await pool.after_episode(learner)
+        assert learner.num_unsaved == 0 and learner.unsaved == {}
+        assert await LearnerPool(store, config=cfg).learned(learner, ("run1", "t")) is not None
+
+    asyncio.run(go())
+
+
+def test_a_pool_without_a_store_remembers_learned_episodes():
+    cfg = RouterConfig(num_explore_steps=0)
+
+    async def go() -> None:
+        pool = LearnerPool(config=cfg)
+        learner = await pool.get("math", ("solver", "inspector"))
+        learner.learn([Transition("solver", END, 100.0)], ["solver"], True, cfg, ("run1", "t"))
+        await pool.after_episode(learner)
+        assert learner.unsaved == {}
+        mark = await pool.learned(learner, ("run1", "t"))
+        assert mark is not None and mark.num_learned_steps == 1
+
+    asyncio.run(go())
