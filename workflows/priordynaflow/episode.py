@@ -31,7 +31,14 @@ from workflows.priordynaflow.prompt import (
 from workflows.priordynaflow.qtable import QTable, Transition
 from workflows.priordynaflow.router import Candidates, Decision, parse_next, select_candidates, terminal_reward
 from workflows.priordynaflow.router import decide as route
-from workflows.priordynaflow.tasks import Dataset, extract_code, get_dataset, infer_dataset, without_code
+from workflows.priordynaflow.tasks import (
+    Dataset,
+    extract_code,
+    field_problem,
+    get_dataset,
+    infer_dataset,
+    without_code,
+)
 
 __all__ = [
     "Action",
@@ -127,7 +134,8 @@ def resolve(options: WorkflowOptions, task: dict[str, Any]) -> tuple[Dataset, Ro
 def task_problem(task: dict[str, Any], config: dict[str, Any]) -> str | None:
     """What keeps the workflow from reading ``task`` with the run's options ``config`` (None when
     nothing does): the dataset it is read as (the options' or the one its keys look like) needs
-    keys the row lacks, or its question is empty."""
+    keys the row lacks or holds a value of the wrong kind there (a number for a question, a
+    function name that is not one), or its question is empty."""
     options = WorkflowOptions.from_config(config)
     dataset = get_dataset(options.dataset or infer_dataset(task))
     try:
@@ -138,6 +146,8 @@ def task_problem(task: dict[str, Any], config: dict[str, Any]) -> str | None:
                 "'entry_point' and 'test_list')")
     except (TypeError, IndexError, AttributeError) as exc:
         return f"not a {dataset.name} row ({type(exc).__name__}: {exc})"
+    if wrong := field_problem(task, dataset.fields):
+        return f"{wrong} (read as a {dataset.name} row)"
     return None if question.strip() else f"empty question (read as a {dataset.name} row)"
 
 

@@ -54,6 +54,7 @@ class Dataset:
     shown_examples: the program that runs a solution against the examples the question shows
         (they are part of the task, not of its hidden tests) and prints :data:`PASS_SENTINEL`
         when they pass; None when the row shows none or the dataset has no such check.
+    fields: the types its rows' fields must have where present (:func:`field_problem`).
     """
 
     name: str
@@ -63,9 +64,36 @@ class Dataset:
     extract: Callable[[str, dict[str, Any]], str | None]
     score: Scorer
     shown_examples: Callable[[dict[str, Any], str], str | None] | None = None
+    fields: tuple[str, ...] = ()
 
     def has_gold(self, row: dict[str, Any]) -> bool:
         return any(k in row for k in ("answer", "solution", "test", "test_list"))
+
+
+FIELD_KINDS: dict[str, str] = {
+    "question": "text", "problem": "text", "prompt": "text", "solution": "text", "test": "text",
+    "entry_point": "name", "answer": "answer", "test_list": "texts", "test_imports": "texts",
+}
+"""What each field of the built-in datasets' rows holds (the question, the gold answer, the tests
+and the function name are put into prompts and programs)."""
+
+_KIND_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "text": (lambda v: isinstance(v, str), "a string"),
+    "name": (lambda v: isinstance(v, str) and v.isidentifier(), "a Python function name"),
+    "answer": (lambda v: isinstance(v, str | int | float) and not isinstance(v, bool), "a string or a number"),
+    "texts": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
+}
+
+
+def field_problem(row: dict[str, Any], fields: tuple[str, ...]) -> str | None:
+    """The first of ``fields`` that ``row`` has with a value of the wrong kind (:data:`FIELD_KINDS`),
+    described; None when each is absent or right."""
+    for name in fields:
+        if name in row:
+            ok, what = _KIND_CHECKS[FIELD_KINDS[name]]
+            if not ok(row[name]):
+                return f"{name!r} must be {what}, got {json.dumps(row[name], default=str)[:80]}"
+    return None
 
 
 # ---------------------------------------------------------------- answers
@@ -268,13 +296,13 @@ def infer_dataset(row: dict[str, Any]) -> str:
 
 
 register_dataset(Dataset("gsm8k", "math", lambda r: str(r["question"]), _MATH_FORMAT_HASHES,
-                         _gsm8k_extract, _gsm8k_score))
+                         _gsm8k_extract, _gsm8k_score, fields=("question", "answer")))
 register_dataset(Dataset("math", "math", lambda r: str(r["problem"]), _MATH_FORMAT_BOXED,
-                         _math_extract, _math_score))
+                         _math_extract, _math_score, fields=("problem", "solution")))
 register_dataset(Dataset("humaneval", "code-check", _humaneval_question, _CODE_FORMAT, _code_extract, _code_score,
-                         humaneval_shown_examples))
+                         humaneval_shown_examples, fields=("prompt", "entry_point", "test")))
 register_dataset(Dataset("mbpp", "code-check", _mbpp_question, _CODE_FORMAT, _code_extract, _code_score,
-                         mbpp_shown_examples))
+                         mbpp_shown_examples, fields=("prompt", "entry_point", "test", "test_list", "test_imports")))
 
 
 def jsonl_dataset(

@@ -28,6 +28,7 @@ from orchestrator.types import Message
 from workflows.priordynaflow import LearnerPool, RouterConfig, agents
 from workflows.priordynaflow.agents import get_roster
 from workflows.priordynaflow.config import END
+from workflows.priordynaflow.episode import task_problem
 from workflows.priordynaflow.graph import build, initial_state, result
 from workflows.priordynaflow.prompt import ROUTER_SYSTEM
 from workflows.priordynaflow.tasks import get_dataset
@@ -148,6 +149,33 @@ def test_runtime_run_refuses_a_task_the_workflow_cannot_read_before_storing_it(t
 
     message, num_runs = asyncio.run(go())
     assert "missing 'entry_point' (read as a mbpp row" in message and num_runs == 0
+
+
+@pytest.mark.parametrize(("task", "said"), [
+    ({"question": None}, "'question' must be a string, got null (read as a gsm8k row)"),
+    ({"question": "2 + 2?", "answer": [4]}, "'answer' must be a string or a number"),
+    ({"question": "2 + 2?", "answer": True}, "'answer' must be a string or a number"),
+    ({"problem": {"text": "x"}}, "'problem' must be a string, got {\"text\": \"x\"} (read as a math row)"),
+    ({"prompt": 3, "entry_point": "f"}, "'prompt' must be a string, got 3 (read as a humaneval row)"),
+    ({"prompt": "Add.", "entry_point": "f); import os", "test_list": ["assert f(1) == 1"]},
+     "'entry_point' must be a Python function name"),
+    ({"prompt": "Add.", "entry_point": "f", "test_list": "assert f(1) == 1"}, "'test_list' must be a list of strings"),
+    ({"prompt": "Add.", "entry_point": "f", "test_list": ["assert f(1) == 1", 2]}, "'test_list' must be a list"),
+    ({"prompt": "Add.", "entry_point": "f", "test_list": ["assert f(1) == 1"], "test_imports": "import os"},
+     "'test_imports' must be a list of strings"),
+])
+def test_task_fields_of_the_wrong_kind_are_refused_with_the_field_named(task, said):
+    # Questions, tests and function names go into prompts and programs: a number where a string
+    # belongs, or a function name that is code, is refused before the run (not a traceback later).
+    problem = task_problem(task, {})
+    assert problem is not None and said in problem
+
+
+def test_task_fields_of_the_right_kind_pass():
+    assert task_problem({"question": "2 + 2?", "answer": 4}, {}) is None
+    assert task_problem({"question": "2 + 2?", "answer": "#### 4"}, {}) is None
+    assert task_problem({"prompt": "Add.", "entry_point": "add", "test_list": ["assert add(1, 2) == 3"],
+                         "test_imports": []}, {}) is None
 
 
 def test_runtime_run_records_steps_and_saves_a_versioned_table(tmp_path):
