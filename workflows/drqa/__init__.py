@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from orchestrator.workflow import Workflow
 from workflows.drqa.config import option_types
-from workflows.drqa.graph import build, initial_state, result
+from workflows.drqa.graph import build, initial_state, result, task_problem
 
 __all__ = ["WORKFLOW"]
 
@@ -18,6 +18,7 @@ WORKFLOW = Workflow(
     initial_state=initial_state,
     result=result,
     mode="dataset",
+    check_task=task_problem,
     description=(
         "Reasoning-token quotas per question from a batch-mode probe (DRQA): probe, allocate, "
         "solve, re-allocate unspent budget; baselines 'uniform' and 'unlimited' on the same path."

@@ -38,7 +38,7 @@ class Item:
 
 
 def _gsm8k_gold(row: dict[str, Any]) -> str:
-    raw = str(row.get("answer", ""))
+    raw = "" if row.get("answer") is None else str(row["answer"])
     return raw.split("####")[-1].strip() if "####" in raw else raw.strip()
 
 
@@ -49,6 +49,11 @@ def _math_gold(row: dict[str, Any]) -> str:
     if boxed is None:
         raise BadInputError("MATH row", "a solution with a \\boxed{} answer", str(row)[:80])
     return boxed
+
+
+def _scalar(value: Any) -> bool:
+    """Null, a string or a number (not a bool)."""
+    return value is None or (isinstance(value, str | int | float) and not isinstance(value, bool))
 
 
 def _stable_id(prefix: str, text: str) -> str:
@@ -71,9 +76,17 @@ class DatasetSpec:
     """What an answer looks like, for the probe prompt."""
 
     def item(self, row: dict[str, Any]) -> Item:
-        if self.question_key not in row:
-            raise BadInputError(f"{self.name} row", f'a "{self.question_key}" field', str(row)[:80])
-        question = str(row[self.question_key])
+        """The row as an item; a row without a question (missing, not a string, or blank), or
+        whose id or gold answer is a list, an object or a bool, is refused (the run's budget is
+        split over its rows: none is dropped silently). A null answer is no answer."""
+        if not isinstance(row, dict) or self.question_key not in row:
+            raise BadInputError(f"{self.name} row", f'an object with a "{self.question_key}" field', str(row)[:80])
+        question = row[self.question_key]
+        if not isinstance(question, str) or not question.strip():
+            raise BadInputError(f"{self.name} row", f'"{self.question_key}": a non-empty string', str(row)[:80])
+        for key in ("id", "unique_id", "answer", "solution"):
+            if not _scalar(row.get(key)):
+                raise BadInputError(f"{self.name} row", f'"{key}": a string, a number or null', str(row)[:80])
         rid = str(row.get("id") or row.get("unique_id") or _stable_id(self.name, question))
         return Item(rid, question, self.gold(row))
 

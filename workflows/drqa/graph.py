@@ -41,6 +41,7 @@ __all__ = [
     "make_nodes",
     "result",
     "run_nodes",
+    "task_problem",
 ]
 
 
@@ -78,6 +79,18 @@ def initial_state(task: dict[str, Any]) -> dict[str, Any]:
         "spent": 0,
         "spent_by_purpose": {},
     }
+
+
+def task_problem(task: dict[str, Any], _options: dict[str, Any]) -> str | None:
+    """What keeps :func:`initial_state` from reading ``task`` (a row without a question, a gold
+    answer that is a list...), so the run is refused before it is stored; None when nothing does."""
+    try:
+        initial_state(task)
+    except BadInputError as exc:
+        return str(exc)
+    except (TypeError, KeyError, AttributeError) as exc:
+        return f"not a drqa task ({type(exc).__name__}: {exc})"
+    return None
 
 
 def result(state: dict[str, Any]) -> dict[str, Any]:

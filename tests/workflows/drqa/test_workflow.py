@@ -109,6 +109,46 @@ def test_missing_budget_is_a_bad_input(tmp_path: Path) -> None:
     assert res.status == "failed" and "total_budget" in (res.error or "")
 
 
+@pytest.mark.parametrize("rows, said", [
+    ([{"question": 5, "answer": "2"}], '"question": a non-empty string'),
+    ([{"question": "  ", "answer": "2"}], '"question": a non-empty string'),
+    ([{"question": "1 + 1?", "answer": [2]}], '"answer": a string, a number or null'),
+    ([{"question": "1 + 1?", "answer": True}], '"answer": a string, a number or null'),
+    ([{"question": "1 + 1?", "answer": "2", "id": {"a": 1}}], '"id": a string, a number or null'),
+    ([{"question": "1 + 1?", "answer": "2"}, ["not", "a", "row"]], "an object with a"),
+])
+def test_a_task_with_an_unreadable_row_is_refused_before_the_run_is_stored(tmp_path: Path, rows: list[Any],
+                                                                         said: str) -> None:
+    # The budget is split over the rows: a row that cannot be asked or scored is an error, not a
+    # question "5" or a gold answer "None", and no run is left behind to resume.
+    from sqlalchemy import func, select
+
+    from orchestrator.errors import BadInputError
+    from orchestrator.store.models import RunRow
+
+    async def go() -> int:
+        rt = Runtime(Settings(db_url=f"sqlite:///{tmp_path / 'x.db'}", home=tmp_path),
+                     clients={"sim": sim_client()}, tools=ToolRegistry())
+        try:
+            with pytest.raises(BadInputError, match="drqa task") as refused:
+                await rt.run("drqa", {"rows": rows, "dataset": "gsm8k"}, backend="sim",
+                             options={"method": "uniform", "total_budget": 100})
+            assert said in str(refused.value)
+            async with rt.store.session() as session:
+                return (await session.execute(select(func.count()).select_from(RunRow))).scalar_one()
+        finally:
+            await rt.aclose()
+
+    assert asyncio.run(go()) == 0
+
+
+def test_a_null_answer_is_no_answer() -> None:
+    from workflows.drqa.datasets import get_spec
+
+    assert get_spec("gsm8k").item({"question": "1 + 1?", "answer": None}).gold == ""
+    assert get_spec("gsm8k").item({"question": "1 + 1?", "answer": 2}).gold == "2"
+
+
 @pytest.mark.parametrize("dataset,row,pred,ok", [
     ("gsm8k", {"question": "q", "answer": "65,960"}, "65960", True),
     ("gsm8k", {"question": "q", "answer": "steps\n#### 18"}, "18 dollars", True),
