@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import dataclasses
 import hashlib
+import json
 import random
 import re
 import shutil
@@ -52,6 +53,7 @@ if str(ROOT) not in sys.path:
 
 from bench.common import provenance, pyplot, save_figure, write_json
 from orchestrator.direct import DirectContext
+from orchestrator.errors import BadInputError
 from orchestrator.llm.base import LLMClient
 from orchestrator.llm.local import LocalClient, LocalConfig
 from orchestrator.llm.openai import OpenAIClient, OpenAIConfig
@@ -62,10 +64,11 @@ from orchestrator.tools.sandbox import SandboxLimits, python_tool
 from orchestrator.types import Message, SamplingOptions
 from workflows.priordynaflow.agents import get_roster, register_roster
 from workflows.priordynaflow.config import RETRY_MODES, RouterConfig, WorkflowOptions
+from workflows.priordynaflow.episode import task_problem
 from workflows.priordynaflow.graph import build, initial_state, result, task_message
 from workflows.priordynaflow.learner import LearnerPool
 from workflows.priordynaflow.prompt import agent_messages
-from workflows.priordynaflow.tasks import ExecResult, cv_folds, get_dataset, load_jsonl
+from workflows.priordynaflow.tasks import ExecResult, cv_folds, get_dataset
 
 DATA = ROOT.parent / "shared" / "data"
 DATASETS = ("gsm8k", "math", "humaneval", "mbpp")
@@ -231,14 +234,64 @@ async def run_pdf(client: LLMClient, row: dict[str, Any], args: argparse.Namespa
 
 # ------------------------------------------------------------------------------------ driver
 
-def load_rows(names: list[str], max_items: int | None, seed: int) -> dict[str, list[dict[str, Any]]]:
+def dataset_file(name: str, files: dict[str, str] | None = None, data_dir: Path = DATA,
+                 split: str = "validate") -> Path:
+    """The jsonl of dataset ``name``: its ``--datasets NAME=PATH`` file, else
+    ``<data_dir>/<name>/<split>.jsonl``."""
+    return Path(files[name]) if files and name in files else Path(data_dir) / name / f"{split}.jsonl"
+
+
+def load_rows(names: list[str], max_items: int | None, seed: int, *, files: dict[str, str] | None = None,
+              data_dir: Path = DATA, split: str = "validate",
+              skipped: dict[str, list[str]] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Each dataset's rows (a seeded sample of ``max_items``). A row the workflow cannot read
+    as that dataset (``check_task``: a missing field, a value of the wrong kind) is left out,
+    reported on stderr and in ``skipped``, as is a line that is not JSON; a dataset with no
+    readable row is an error."""
     rows: dict[str, list[dict[str, Any]]] = {}
     for name in names:
-        items = load_jsonl(DATA / name / "validate.jsonl")
+        path = dataset_file(name, files, data_dir, split)
+        if not path.is_file():
+            raise BadInputError(f"dataset {name}", "an existing jsonl file", str(path))
+        items, problems = [], []
+        for num, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problems.append(f"{path}:{num}: not JSON ({exc.msg})")
+                continue
+            problem = (task_problem(row, {"priordynaflow": {"dataset": name}}) if isinstance(row, dict)
+                       else "not a JSON object")
+            if problem:
+                problems.append(f"{path}:{num}: {problem}")
+            else:
+                items.append(row)
+        for line in problems[:5]:
+            print(f"warning: skipped {line}", file=sys.stderr)
+        if len(problems) > 5:
+            print(f"warning: skipped {len(problems) - 5} more rows of {path}", file=sys.stderr)
+        if skipped is not None:
+            skipped[name] = problems
+        if not items:
+            raise BadInputError(f"dataset {path}", f"at least one {name} row", "; ".join(problems[:3]) or "empty")
         if max_items is not None and len(items) > max_items:
             items = random.Random(seed).sample(items, max_items)
         rows[name] = [{**r, "_dataset": name, "_index": i} for i, r in enumerate(items)]
     return rows
+
+
+def parse_datasets(text: str) -> list[tuple[str, str | None]]:
+    """``gsm8k,mbpp=/data/mbpp/test.jsonl``: built-in dataset names, each with an optional file."""
+    out = []
+    for part in (x.strip() for x in text.split(",") if x.strip()):
+        name, _, path = part.partition("=")
+        if name.strip() not in DATASETS:
+            raise argparse.ArgumentTypeError(f"expected NAME[=PATH] with NAME one of {', '.join(DATASETS)}, "
+                                             f"got {part!r}")
+        out.append((name.strip(), path.strip() or None))
+    return out
 
 
 def _interleave(groups: list[list[dict[str, Any]]], seed: int) -> list[dict[str, Any]]:
@@ -262,7 +315,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     for family, agent in args.start:
         register_roster(dataclasses.replace(get_roster(family), start=agent))
-    rows = load_rows(args.datasets, args.max_items, args.seed)
+    skipped: dict[str, list[str]] = {}
+    rows = load_rows(args.datasets, args.max_items, args.seed, files=args.dataset_files, data_dir=Path(args.data_dir),
+                     split=args.split, skipped=skipped)
     all_rows = [r for rs in rows.values() for r in rs]
     client = (scripted_client(all_rows) if args.dry_run
               else LocalClient(LocalConfig(gguf_path=args.gguf, model=args.model or Path(args.gguf).stem)) if args.gguf
@@ -364,6 +419,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     details = {
         "dry_run": args.dry_run,
         "items_per_dataset": {n: len(rows[n]) for n in args.datasets},
+        "dataset_files": {n: str(dataset_file(n, args.dataset_files, Path(args.data_dir), args.split))
+                          for n in args.datasets},
+        "skipped_rows": skipped,
         "subsampled_to": args.max_items,
         "folds": args.folds,
         "router_config": router_config.to_dict(),
@@ -421,7 +479,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                 "instead of calling a server")
     p.add_argument("--methods", default=",".join(METHODS), type=_methods,
                    help="rows to run, of " + ", ".join(METHODS))
-    p.add_argument("--datasets", default=",".join(DATASETS), type=lambda s: [x for x in s.split(",") if x])
+    p.add_argument("--datasets", default=",".join(DATASETS), type=parse_datasets, metavar="NAME[=PATH],...",
+                   help="datasets to run, each from <data-dir>/NAME/<split>.jsonl or the PATH given "
+                        "(e.g. mbpp=/data/mbpp/test.jsonl)")
+    p.add_argument("--data-dir", default=str(DATA), help="folder with one subfolder per dataset")
+    p.add_argument("--split", default="validate", help="file name (without .jsonl) read in each dataset's folder")
     p.add_argument("--max-items", type=int, default=120,
                    help="subsample each dataset to at most this many items (gsm8k has 264)")
     p.add_argument("--folds", type=int, default=2, help="cross-validation folds")
@@ -475,6 +537,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dry-run", action="store_true", help="scripted backend, small sizes, CPU")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "priordynaflow"))
     args = p.parse_args(argv)
+    args.dataset_files = {name: path for name, path in args.datasets if path}
+    args.datasets = [name for name, _ in args.datasets]
     if args.dry_run and args.max_items == 120:
         args.max_items = 6
     return args
@@ -482,7 +546,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    summary = asyncio.run(main_async(args))
+    try:
+        summary = asyncio.run(main_async(args))
+    except BadInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     for r in summary["results"]:
         print(f"{r['dataset']:10s} {r['method']:14s} acc {r['accuracy']:.3f}  tokens {r['tokens_per_task']:8.1f}  "
               f"calls {r['calls_per_task']:.2f}  path {r['mean_path_length']:.2f}")
