@@ -201,10 +201,24 @@ def _datasets(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
         math_rows = [{"problem": r["question"], "solution": f"\\boxed{{{r['answer']}}}"}
                      for r in make_rows([3, 1, 8, 2, 15, 1, 4, 2])]
         return {"gsm8k": make_rows([1, 1, 2, 1, 12, 1, 2, 14, 1, 1, 2, 10]), "math": math_rows}
+    from workflows.drqa.datasets import read_rows
+
     out = {}
-    for name in args.datasets.split(","):
-        rows = [json.loads(line) for line in (DATA / name / "validate.jsonl").read_text().splitlines() if line.strip()]
+    for name, path in dataset_paths(args.datasets).items():
+        rows = read_rows(path)
         out[name] = rows[: args.limit] if args.limit else rows
+    return out
+
+
+def dataset_paths(text: str) -> dict[str, Path]:
+    """``gsm8k,math=/data/math/test.jsonl``: each dataset (gsm8k or math) and its file or folder
+    (default: the shared data's folder, whose validate.jsonl is read)."""
+    out = {}
+    for part in (x.strip() for x in text.split(",") if x.strip()):
+        name, _, path = part.partition("=")
+        if name.strip() not in ("gsm8k", "math"):
+            raise SystemExit(f"error: --datasets: expected gsm8k or math[=PATH], got {part!r}")
+        out[name.strip()] = Path(path.strip()) if path.strip() else DATA / name.strip()
     return out
 
 
@@ -344,7 +358,7 @@ async def run_data(args: argparse.Namespace, artifacts: Path) -> Path:
     from workflows.drqa.training.generate import GenerationConfig
     from workflows.drqa.training.pipeline import DataJob, build_training_data
 
-    paths = _dry_data_paths(artifacts) if args.dry_run else [str(DATA / d) for d in args.datasets.split(",")]
+    paths = _dry_data_paths(artifacts) if args.dry_run else [str(p) for p in dataset_paths(args.datasets).values()]
     job = DataJob(
         data_paths=tuple(paths),
         out_dir=str(artifacts / f"data-{datetime.now(UTC):%Y%m%d-%H%M%S}"),
@@ -413,7 +427,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base-url", default="http://127.0.0.1:8000/v1")
     p.add_argument("--model", default="", help="model name the server serves (empty: its first)")
     p.add_argument("--base-model-path", default="/root/models/qwen05-hf", help="HF folder GRPO starts from")
-    p.add_argument("--datasets", default="gsm8k,math")
+    p.add_argument("--datasets", default="gsm8k,math", metavar="NAME[=PATH],...",
+                   help="gsm8k and/or math, each from the shared data or the file or folder given "
+                        "(e.g. gsm8k=/data/gsm8k/test.jsonl)")
     p.add_argument("--limit", type=int, default=0, help="questions per dataset for allocation (0: all)")
     p.add_argument("--fractions", default="0.5,0.6,0.75", help="budgets as fractions of unlimited's spend")
     p.add_argument(

@@ -133,19 +133,24 @@ def get_spec(name: str) -> DatasetSpec:
 
 
 def detect_dataset(rows: Iterable[dict[str, Any]], path: str | Path | None = None) -> str:
-    """Guess the dataset of ``rows`` (a ``problem`` field means MATH) or of a path name."""
+    """The dataset of ``rows``: the first row with a question field decides (``problem``: MATH,
+    ``question``: GSM8K); without one, a dataset name in the file's ``path``; else GSM8K. The
+    rows come first: a held-out file's path need not name its dataset (``/data/test.jsonl``), and
+    may name another (``/home/mathieu/gsm8k-test.jsonl``)."""
+    for row in rows:
+        if isinstance(row, dict) and ("problem" in row or "question" in row):
+            return "math" if "problem" in row else "gsm8k"
     if path is not None:
-        lowered = str(path).lower()
+        lowered = Path(path).name.lower() if Path(path).suffix else str(path).lower()
         for name in SPECS:
             if name in lowered:
                 return name
-    for row in rows:
-        return "math" if "problem" in row else "gsm8k"
     return "gsm8k"
 
 
-def load_items(path: str | Path, dataset: str | None = None, *, limit: int | None = None) -> list[Item]:
-    """Items of a JSONL file; ``dataset`` is detected from the rows when not given."""
+def dataset_file(path: str | Path) -> Path:
+    """The jsonl file of a dataset path: the file itself, or in a folder its ``validate.jsonl``
+    (else its first ``*.jsonl``)."""
     p = Path(path)
     if p.is_dir():
         preferred = p / "validate.jsonl"
@@ -153,8 +158,27 @@ def load_items(path: str | Path, dataset: str | None = None, *, limit: int | Non
         if not candidates:
             raise BadInputError("dataset path", "a .jsonl file or a folder with one", str(p))
         p = candidates[0]
-    rows = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
-    spec = get_spec(dataset or detect_dataset(rows, p))
+    return p
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a dataset path (:func:`dataset_file`); a line that is not JSON is an error
+    naming it (the budget is split over the rows: none is dropped)."""
+    p = dataset_file(path)
+    rows = []
+    for num, line in enumerate(p.read_text().splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise BadInputError(f"{p}:{num}", "one JSON object per line", exc.msg) from None
+    return rows
+
+
+def load_items(path: str | Path, dataset: str | None = None, *, limit: int | None = None) -> list[Item]:
+    """Items of a JSONL file; ``dataset`` is detected from the rows when not given."""
+    rows = read_rows(path)
+    spec = get_spec(dataset or detect_dataset(rows, dataset_file(path)))
     items = [spec.item(r) for r in rows]
     return items[:limit] if limit is not None else items
 

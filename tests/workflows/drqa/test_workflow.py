@@ -277,3 +277,34 @@ def test_variant_option_values_are_read_as_json() -> None:
          {"max_probe_fraction": 0, "strategy": "proportional"}),
         ("uniform:state_budget=false", "uniform", {"state_budget": False}),
     ]
+
+
+def test_the_rows_not_the_path_name_say_which_dataset_a_file_is(tmp_path: Path) -> None:
+    # A held-out file's path need not name its dataset, and may name another.
+    import json
+
+    from workflows.drqa.datasets import detect_dataset, load_items
+    from workflows.drqa.training.pipeline import _split_all
+
+    gsm = tmp_path / "mathieu" / "test.jsonl"
+    gsm.parent.mkdir()
+    gsm.write_text(json.dumps({"question": "1 + 1?", "answer": "#### 2", "id": "a"}) + "\n")
+    maths = tmp_path / "gsm8k-like" / "held.jsonl"
+    maths.parent.mkdir()
+    maths.write_text(json.dumps({"problem": "x?", "solution": "\\boxed{3}"}) + "\n")
+    assert detect_dataset([{"question": "q"}], gsm) == "gsm8k"
+    assert detect_dataset([{"problem": "p"}], maths) == "math"
+    assert detect_dataset([], tmp_path / "math" / "x.jsonl") == "gsm8k"  # only the file's name counts
+    assert detect_dataset([], tmp_path / "math_test.jsonl") == "math"
+    assert load_items(gsm)[0].gold == "2" and load_items(maths)[0].gold == "3"
+    assert set(_split_all([str(gsm), str(maths)], 0.5)) == {"gsm8k", "math"}
+
+
+def test_a_line_that_is_not_json_is_named(tmp_path: Path) -> None:
+    from orchestrator.errors import BadInputError
+    from workflows.drqa.datasets import load_items
+
+    path = tmp_path / "g.jsonl"
+    path.write_text('{"question": "1 + 1?", "answer": "2"}\n{oops\n')
+    with pytest.raises(BadInputError, match=r"g\.jsonl:2"):
+        load_items(path)
