@@ -451,8 +451,9 @@ class Ending:
         outcome)."""
         return self.success is not None
 
-    def record(self, state: EpisodeState, *, family: str, learned: bool, schedule: Learned) -> dict[str, Any]:
-        """The END step's record (``schedule``: the family table's, right after learning)."""
+    def record(self, state: EpisodeState, *, family: str, learned: bool, schedule: Learned | None) -> dict[str, Any]:
+        """The END step's record (``schedule``: the family table's right after this episode was
+        learned; None, and no epsilon or step count, when it was not)."""
         return {
             "family": family,
             "path": state["path"],
@@ -461,8 +462,8 @@ class Ending:
             "transitions": self._transitions_json(),
             "cumulative_reward": self.cumulative_reward,
             "learned": learned,
-            "epsilon": schedule.epsilon,
-            "num_learned_steps": schedule.num_learned_steps,
+            "epsilon": schedule.epsilon if schedule else None,
+            "num_learned_steps": schedule.num_learned_steps if schedule else None,
         }
 
     def update(self, *, learned: bool) -> dict[str, Any]:

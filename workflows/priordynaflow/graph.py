@@ -39,7 +39,6 @@ from workflows.priordynaflow.episode import (
     start_turn,
 )
 from workflows.priordynaflow.learner import Learner, LearnerPool, default_pool, pool_for_store
-from workflows.priordynaflow.persistence import Learned
 from workflows.priordynaflow.prompt import task_message
 from workflows.priordynaflow.tasks import ExecResult
 
@@ -126,14 +125,15 @@ class _Nodes:
         learner, config = await self._learner(family, roster)
         success = await dataset.score(task, state["solution"], self._run_code) if dataset.has_gold(task) else None
         ending = finish(state, success, config)
-        # Learned at most once: a resumed run may end here again after its table was saved.
+        # Learned at most once: a resumed run may end here again after its table was saved. The
+        # record shows what this episode's learning left (the same on resume), nothing else.
         episode = (self.ctx.run_id, task_of_current_node()[0])
-        before = await self.pool.learned(learner, episode) if ending.has_outcome else None
-        learned = before is not None or (
-            ending.has_outcome and learner.learn(ending.transitions, state["path"], bool(success), config, episode))
-        if learned and before is None:
+        schedule = await self.pool.learned(learner, episode) if ending.has_outcome else None
+        if schedule is None and ending.has_outcome and learner.learn(
+                ending.transitions, state["path"], bool(success), config, episode):
+            schedule = learner.unsaved[episode]
             await self.pool.after_episode(learner)
-        schedule = before or learner.unsaved.get(episode) or Learned.of(learner.table)
+        learned = schedule is not None
         await self.ctx.record_step(END_NODE, ending.record(state, family=family, learned=learned, schedule=schedule))
         return ending.update(learned=learned)
 

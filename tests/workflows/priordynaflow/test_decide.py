@@ -304,6 +304,9 @@ def test_ending_record_and_update():
         "epsilon": 0.25,
         "num_learned_steps": 12,
     }
+    # Not learned (frozen, no gold): no schedule, so a resumed run records the same END step.
+    unlearned = ending.record(state, family="math", learned=False, schedule=None)
+    assert unlearned["epsilon"] is None and unlearned["num_learned_steps"] is None
     assert ending.update(learned=False) == {"success": True, "learned": False,
                                             "cumulative_reward": ending.cumulative_reward,
                                             "transitions": json_transitions}
