@@ -36,7 +36,6 @@ import argparse
 import asyncio
 import dataclasses
 import hashlib
-import json
 import random
 import re
 import shutil
@@ -52,6 +51,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.common import provenance, pyplot, save_figure, write_json
+from cli.main import read_tasks
 from orchestrator.direct import DirectContext
 from orchestrator.errors import BadInputError
 from orchestrator.llm.base import LLMClient
@@ -246,36 +246,26 @@ def load_rows(names: list[str], max_items: int | None, seed: int, *, files: dict
               skipped: dict[str, list[str]] | None = None) -> dict[str, list[dict[str, Any]]]:
     """Each dataset's rows (a seeded sample of ``max_items``). A row the workflow cannot read
     as that dataset (``check_task``: a missing field, a value of the wrong kind) is left out,
-    reported on stderr and in ``skipped``, as is a line that is not JSON; a dataset with no
-    readable row is an error."""
+    reported on stderr and in ``skipped``, as is a line that is not JSON (the CLI's
+    :func:`cli.main.read_tasks`); a dataset with no readable row is an error."""
     rows: dict[str, list[dict[str, Any]]] = {}
     for name in names:
         path = dataset_file(name, files, data_dir, split)
         if not path.is_file():
             raise BadInputError(f"dataset {name}", "an existing jsonl file", str(path))
-        items, problems = [], []
-        for num, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                problems.append(f"{path}:{num}: not JSON ({exc.msg})")
-                continue
-            problem = (task_problem(row, {"priordynaflow": {"dataset": name}}) if isinstance(row, dict)
-                       else "not a JSON object")
-            if problem:
-                problems.append(f"{path}:{num}: {problem}")
-            else:
-                items.append(row)
+        config = {"priordynaflow": {"dataset": name}}
+        try:
+            items, problems = read_tasks(path, check=lambda row, config=config: task_problem(row, config))
+        except BadInputError as exc:
+            if not exc.expected.startswith("at least one"):
+                raise
+            raise BadInputError(f"dataset {path}", f"at least one {name} row", exc.detail or "empty") from None
         for line in problems[:5]:
             print(f"warning: skipped {line}", file=sys.stderr)
         if len(problems) > 5:
             print(f"warning: skipped {len(problems) - 5} more rows of {path}", file=sys.stderr)
         if skipped is not None:
             skipped[name] = problems
-        if not items:
-            raise BadInputError(f"dataset {path}", f"at least one {name} row", "; ".join(problems[:3]) or "empty")
         if max_items is not None and len(items) > max_items:
             items = random.Random(seed).sample(items, max_items)
         rows[name] = [{**r, "_dataset": name, "_index": i} for i, r in enumerate(items)]
