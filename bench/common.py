@@ -9,7 +9,9 @@ images may lack it; the JSON has the numbers).
 
 from __future__ import annotations
 
+import argparse
 import json
+from collections.abc import Collection
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -68,3 +70,16 @@ def save_figure(fig: Any, path: str | Path, *, dpi: int = 120) -> Path:
     fig.savefig(target, dpi=dpi)
     pyplot().close(fig)
     return target
+
+
+def named_paths(text: str, names: Collection[str]) -> dict[str, str]:
+    """``gsm8k,math=/data/math/test.jsonl``: each dataset ``text`` names (one of ``names``), in
+    order, with the file or folder given after ``=`` ("" where none is); an argparse type."""
+    out = {}
+    for part in (x.strip() for x in text.split(",") if x.strip()):
+        name, _, path = (x.strip() for x in part.partition("="))
+        if name not in names:
+            raise argparse.ArgumentTypeError(f"expected NAME[=PATH] with NAME one of {', '.join(names)}, "
+                                             f"got {part!r}")
+        out[name] = path
+    return out

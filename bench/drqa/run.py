@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import provenance, pyplot, save_figure, write_json
+from bench.common import named_paths, provenance, pyplot, save_figure, write_json
 
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results" / "drqa"
@@ -210,16 +210,18 @@ def _datasets(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+DATASETS = ("gsm8k", "math")
+
+
 def dataset_paths(text: str) -> dict[str, Path]:
-    """``gsm8k,math=/data/math/test.jsonl``: each dataset (gsm8k or math) and its file or folder
-    (default: the shared data's folder, whose validate.jsonl is read)."""
-    out = {}
-    for part in (x.strip() for x in text.split(",") if x.strip()):
-        name, _, path = part.partition("=")
-        if name.strip() not in ("gsm8k", "math"):
-            raise SystemExit(f"error: --datasets: expected gsm8k or math[=PATH], got {part!r}")
-        out[name.strip()] = Path(path.strip()) if path.strip() else DATA / name.strip()
-    return out
+    """``gsm8k,math=/data/math/test.jsonl``: each dataset and its file or folder (default: the
+    shared data's folder, whose validate.jsonl is read)."""
+    return {name: Path(path) if path else DATA / name for name, path in named_paths(text, DATASETS).items()}
+
+
+def _datasets_arg(text: str) -> str:
+    named_paths(text, DATASETS)  # refuses another name when the arguments are parsed
+    return text
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -427,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base-url", default="http://127.0.0.1:8000/v1")
     p.add_argument("--model", default="", help="model name the server serves (empty: its first)")
     p.add_argument("--base-model-path", default="/root/models/qwen05-hf", help="HF folder GRPO starts from")
-    p.add_argument("--datasets", default="gsm8k,math", metavar="NAME[=PATH],...",
+    p.add_argument("--datasets", default="gsm8k,math", type=_datasets_arg, metavar="NAME[=PATH],...",
                    help="gsm8k and/or math, each from the shared data or the file or folder given "
                         "(e.g. gsm8k=/data/gsm8k/test.jsonl)")
     p.add_argument("--limit", type=int, default=0, help="questions per dataset for allocation (0: all)")

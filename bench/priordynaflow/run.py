@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.common import provenance, pyplot, save_figure, write_json
+from bench.common import named_paths, provenance, pyplot, save_figure, write_json
 from cli.main import read_tasks
 from orchestrator.direct import DirectContext
 from orchestrator.errors import BadInputError
@@ -272,18 +272,6 @@ def load_rows(names: list[str], max_items: int | None, seed: int, *, files: dict
     return rows
 
 
-def parse_datasets(text: str) -> list[tuple[str, str | None]]:
-    """``gsm8k,mbpp=/data/mbpp/test.jsonl``: built-in dataset names, each with an optional file."""
-    out = []
-    for part in (x.strip() for x in text.split(",") if x.strip()):
-        name, _, path = part.partition("=")
-        if name.strip() not in DATASETS:
-            raise argparse.ArgumentTypeError(f"expected NAME[=PATH] with NAME one of {', '.join(DATASETS)}, "
-                                             f"got {part!r}")
-        out.append((name.strip(), path.strip() or None))
-    return out
-
-
 def _interleave(groups: list[list[dict[str, Any]]], seed: int) -> list[dict[str, Any]]:
     merged = [r for g in groups for r in g]
     random.Random(seed).shuffle(merged)
@@ -469,7 +457,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                 "instead of calling a server")
     p.add_argument("--methods", default=",".join(METHODS), type=_methods,
                    help="rows to run, of " + ", ".join(METHODS))
-    p.add_argument("--datasets", default=",".join(DATASETS), type=parse_datasets, metavar="NAME[=PATH],...",
+    p.add_argument("--datasets", default=",".join(DATASETS), type=lambda text: named_paths(text, DATASETS),
+                   metavar="NAME[=PATH],...",
                    help="datasets to run, each from <data-dir>/NAME/<split>.jsonl or the PATH given "
                         "(e.g. mbpp=/data/mbpp/test.jsonl)")
     p.add_argument("--data-dir", default=str(DATA), help="folder with one subfolder per dataset")
@@ -527,8 +516,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dry-run", action="store_true", help="scripted backend, small sizes, CPU")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "priordynaflow"))
     args = p.parse_args(argv)
-    args.dataset_files = {name: path for name, path in args.datasets if path}
-    args.datasets = [name for name, _ in args.datasets]
+    args.dataset_files = {name: path for name, path in args.datasets.items() if path}
+    args.datasets = list(args.datasets)
     if args.dry_run and args.max_items == 120:
         args.max_items = 6
     return args
