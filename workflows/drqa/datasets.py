@@ -175,12 +175,19 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def load_dataset(path: str | Path, dataset: str | None = None, *, limit: int | None = None) -> tuple[str, list[Item]]:
+    """The dataset name and items of a JSONL file or folder; ``dataset`` is detected from the
+    rows when not given."""
+    file = dataset_file(path)
+    rows = read_rows(file)
+    spec = get_spec(dataset or detect_dataset(rows, file))
+    items = [spec.item(r) for r in rows]
+    return spec.name, items[:limit] if limit is not None else items
+
+
 def load_items(path: str | Path, dataset: str | None = None, *, limit: int | None = None) -> list[Item]:
     """Items of a JSONL file; ``dataset`` is detected from the rows when not given."""
-    rows = read_rows(path)
-    spec = get_spec(dataset or detect_dataset(rows, dataset_file(path)))
-    items = [spec.item(r) for r in rows]
-    return items[:limit] if limit is not None else items
+    return load_dataset(path, dataset, limit=limit)[1]
 
 
 def split_items(items: list[Item], eval_fraction: float, *, salt: str = "drqa") -> tuple[list[Item], list[Item]]:

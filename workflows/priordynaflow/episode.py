@@ -451,7 +451,7 @@ class Ending:
         outcome)."""
         return self.success is not None
 
-    def record(self, state: EpisodeState, *, family: str, learned: bool, schedule: Learned | None) -> dict[str, Any]:
+    def record(self, state: EpisodeState, *, family: str, schedule: Learned | None) -> dict[str, Any]:
         """The END step's record (``schedule``: the family table's right after this episode was
         learned; None, and no epsilon or step count, when it was not)."""
         return {
@@ -461,7 +461,7 @@ class Ending:
             "stop_reason": state["stop_reason"],
             "transitions": self._transitions_json(),
             "cumulative_reward": self.cumulative_reward,
-            "learned": learned,
+            "learned": schedule is not None,
             "epsilon": schedule.epsilon if schedule else None,
             "num_learned_steps": schedule.num_learned_steps if schedule else None,
         }

@@ -133,9 +133,8 @@ class _Nodes:
                 ending.transitions, state["path"], bool(success), config, episode):
             schedule = learner.unsaved[episode]
             await self.pool.after_episode(learner)
-        learned = schedule is not None
-        await self.ctx.record_step(END_NODE, ending.record(state, family=family, learned=learned, schedule=schedule))
-        return ending.update(learned=learned)
+        await self.ctx.record_step(END_NODE, ending.record(state, family=family, schedule=schedule))
+        return ending.update(learned=schedule is not None)
 
     async def _learner(self, family: str, roster: Roster) -> tuple[Learner, RouterConfig]:
         # A run's own router config, else the pool's with the roster's defaults (at creation).

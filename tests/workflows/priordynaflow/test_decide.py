@@ -293,7 +293,7 @@ def test_ending_record_and_update():
     state = state_after(["solver"], stop_reason="agent")
     ending = finish(state, True, WARM)
     json_transitions = [["solver", END, ending.transitions[-1].reward]]
-    assert ending.record(state, family="math", learned=True, schedule=Learned.of(table)) == {
+    assert ending.record(state, family="math", schedule=Learned.of(table)) == {
         "family": "math",
         "path": ["solver"],
         "success": True,
@@ -305,7 +305,7 @@ def test_ending_record_and_update():
         "num_learned_steps": 12,
     }
     # Not learned (frozen, no gold): no schedule, so a resumed run records the same END step.
-    unlearned = ending.record(state, family="math", learned=False, schedule=None)
+    unlearned = ending.record(state, family="math", schedule=None)
     assert unlearned["epsilon"] is None and unlearned["num_learned_steps"] is None
     assert ending.update(learned=False) == {"success": True, "learned": False,
                                             "cumulative_reward": ending.cumulative_reward,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.llm.base import LLMClient
-from workflows.drqa.datasets import Item, dataset_file, detect_dataset, get_spec, load_items, read_rows, split_items
+from workflows.drqa.datasets import Item, get_spec, load_dataset, load_items, split_items
 from workflows.drqa.training.generate import GenerationConfig, generate_chains
 from workflows.drqa.training.labels import LETTER_OF, Chain, Label, LabelConfig, label_chains
 from workflows.drqa.training.manifest import write_manifest
@@ -48,9 +48,7 @@ class DataJob:
 def _split_all(job_paths: Sequence[str], eval_fraction: float) -> dict[str, tuple[list[Item], list[Item], str]]:
     out: dict[str, tuple[list[Item], list[Item], str]] = {}
     for path in job_paths:
-        rows = read_rows(path)
-        name = detect_dataset(rows, dataset_file(path))
-        items = load_items(path, name)
+        name, items = load_dataset(path)
         train_items, eval_items = split_items(items, eval_fraction)
         out[name] = (train_items, eval_items, str(path))
     return out
