@@ -91,6 +91,13 @@ def run_drqa(
     return asyncio.run(go())
 
 
+def _progress(transient: bool = False) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    transient=transient)
+
+
 @app.command()
 def data(
     base_url: Annotated[str, typer.Option(help="OpenAI-compatible server of the chain generator")],
@@ -98,26 +105,42 @@ def data(
     model: Annotated[str, typer.Option(help="served model name (empty: the server's first)")] = "",
     dataset: Annotated[list[str], typer.Option(help="JSONL files or folders")] = [  # noqa: B006
         "../shared/data/gsm8k", "../shared/data/math"],
-    eval_fraction: Annotated[float, typer.Option(help="share held out for evaluation")] = 0.4,
-    max_train_items: Annotated[int, typer.Option(help="cap per dataset (0: all)")] = 0,
-    num_single: Annotated[int, typer.Option(help="single-question chains per question")] = 2,
-    batch_size: Annotated[int, typer.Option(help="questions per batch-mode prompt")] = 2,
-    max_tokens: Annotated[int, typer.Option(help="tokens per chain")] = 512,
+    eval_fraction: Annotated[float, typer.Option(help="share held out for evaluation", min=0.0, max=0.99)] = 0.4,
+    max_train_items: Annotated[int, typer.Option(help="cap per dataset (0: all)", min=0)] = 0,
+    num_single: Annotated[int, typer.Option(help="single-question chains per question", min=0)] = 2,
+    batch_size: Annotated[int, typer.Option(help="questions per batch-mode prompt", min=1)] = 2,
+    max_tokens: Annotated[int, typer.Option(help="tokens per chain", min=1)] = 512,
+    concurrency: Annotated[int, typer.Option(help="requests in flight", min=1)] = 128,
+    fresh: Annotated[bool, typer.Option(help="drop what an earlier job left in --out and start over")] = False,
 ) -> None:
-    """Generate and label chains of thought (single and batch mode) with a served model."""
+    """Generate and label chains of thought (single and batch mode) with a served model.
+
+    A killed or failed job resumes when the same command runs again: requests already answered
+    are kept in OUT/chains.partial.jsonl and not sent again."""
+    from orchestrator.errors import QuotaFlowError
     from orchestrator.llm import create_client
     from workflows.drqa.training.generate import GenerationConfig
-    from workflows.drqa.training.pipeline import DataJob, build_training_data
+    from workflows.drqa.training.pipeline import DataJob, build_training_data, count_requests
 
     job = DataJob(tuple(dataset), str(out), eval_fraction, max_train_items or None,
-                  GenerationConfig(num_single=num_single, batch_size=batch_size, max_tokens=max_tokens))
+                  GenerationConfig(num_single=num_single, batch_size=batch_size, max_tokens=max_tokens,
+                                   concurrency=concurrency))
+    total = count_requests(job)
     client = create_client("openai", base_urls=[base_url], model=model)
 
     async def go() -> Path:
-        try:
-            return await build_training_data(client, job)
-        finally:
-            await client.aclose()
+        with _progress() as progress:
+            bar = progress.add_task("chains (requests)", total=total)
+            try:
+                return await build_training_data(client, job, fresh=fresh,
+                                                 on_progress=lambda n: progress.advance(bar, n))
+            except QuotaFlowError:
+                done = int(progress.tasks[0].completed)
+                typer.echo(f"{done} of {total} requests are kept in {out}; run the same command to resume",
+                           err=True)
+                raise
+            finally:
+                await client.aclose()
 
     folder = asyncio.run(go())
     typer.echo(json.dumps(json.loads((folder / "manifest.json").read_text())["stats"], indent=2))
@@ -128,23 +151,42 @@ def train(
     base_model: Annotated[str, typer.Option(help="HF folder to start from")],
     data_dir: Annotated[Path, typer.Option(help="output of `quotaflow drqa data`")],
     out: Annotated[Path, typer.Option(help="folder for the trained HF model")],
-    steps: Annotated[int, typer.Option(help="GRPO steps")] = 30,
-    group_size: Annotated[int, typer.Option(help="completions per prompt")] = 8,
-    prompts_per_step: Annotated[int, typer.Option(help="prompts per step")] = 8,
-    learning_rate: Annotated[float, typer.Option(help="AdamW learning rate")] = 1e-6,
-    kl_beta: Annotated[float, typer.Option(help="KL weight")] = 0.04,
+    steps: Annotated[int, typer.Option(help="GRPO steps", min=1)] = 30,
+    group_size: Annotated[int, typer.Option(help="completions per prompt (2 or more)", min=2)] = 8,
+    prompts_per_step: Annotated[int, typer.Option(help="prompts per step", min=1)] = 8,
+    learning_rate: Annotated[float, typer.Option(help="AdamW learning rate", min=0.0)] = 1e-6,
+    kl_beta: Annotated[float, typer.Option(help="KL weight", min=0.0)] = 0.04,
     device: Annotated[str, typer.Option(help="torch device")] = "cuda",
+    checkpoint_every: Annotated[int, typer.Option(help="steps between resume checkpoints (0: none)", min=0)] = 10,
+    fresh: Annotated[bool, typer.Option(help="drop what an earlier job left in --out and start over")] = False,
 ) -> None:
-    """GRPO on the labelling task; saves an HF folder vLLM can serve, with a manifest."""
+    """GRPO on the labelling task; saves an HF folder vLLM can serve, with a manifest.
+
+    A killed job resumes from its last checkpoint when the same command runs again, and saves
+    the model an uninterrupted run would; a finished one prints its summary."""
     from workflows.drqa.training.pipeline import TrainJob
     from workflows.drqa.training.pipeline import train as run_train
 
     job = TrainJob(base_model, str(data_dir), str(out), num_steps=steps, device=device,
+                   checkpoint_every=checkpoint_every,
                    grpo={"group_size": group_size, "prompts_per_step": prompts_per_step,
                          "learning_rate": learning_rate, "kl_beta": kl_beta})
-    summary = run_train(job, on_step=lambda step, s: typer.echo(
+    summary = run_train(job, fresh=fresh, on_step=lambda step, s: typer.echo(
         f"step {step}: loss {s['loss']:.4f} reward {s['reward_mean']:.3f} kl {s['kl_mean']:.4f}"))
     typer.echo(json.dumps(summary, indent=2))
+
+
+def _named_models(pairs: list[str]) -> dict[str, str]:
+    """``["base=/m/a", "trained=/m/b"]`` -> names to HF folders (each must hold config.json)."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise BadInputError("--model", "NAME=HF_FOLDER", pair)
+        if not (Path(path) / "config.json").is_file():
+            raise BadInputError(f"--model {pair}", "a Hugging Face model folder (config.json)")
+        out[name.strip()] = path
+    return out
 
 
 @app.command("eval")
@@ -152,14 +194,14 @@ def eval_(
     model: Annotated[list[str], typer.Option(help="NAME=HF_FOLDER, repeatable (e.g. base=..., trained=...)")],
     data_dir: Annotated[Path, typer.Option(help="output of `quotaflow drqa data` (its held-out split)")],
     dataset: Annotated[str, typer.Option(help="gsm8k or math")] = "gsm8k",
-    max_new_tokens: Annotated[int, typer.Option(help="cap per answer")] = 512,
-    limit: Annotated[int, typer.Option(help="held-out questions (0: all)")] = 0,
+    max_new_tokens: Annotated[int, typer.Option(help="cap per answer", min=1)] = 512,
+    limit: Annotated[int, typer.Option(help="held-out questions (0: all)", min=0)] = 0,
     device: Annotated[str, typer.Option(help="torch device")] = "cuda",
 ) -> None:
     """Accuracy and tokens per question of each model on the held-out questions."""
     from workflows.drqa.training.pipeline import evaluate_models, load_split
 
-    paths = dict(m.split("=", 1) for m in model)
+    paths = _named_models(model)
     items = load_split(data_dir, dataset, "eval")
     items = items[:limit] if limit else items
     typer.echo(json.dumps(evaluate_models(paths, items, dataset, device=device, max_new_tokens=max_new_tokens),

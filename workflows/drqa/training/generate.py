@@ -8,7 +8,7 @@ vLLM). Batch mode puts ``batch_size`` questions in one prompt (the probe format 
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -51,9 +51,17 @@ async def generate_chains(
     config: GenerationConfig,
     *,
     on_done: Callable[[], None] | None = None,
+    done: Mapping[str, list[Chain]] | None = None,
+    on_result: Callable[[str, list[Chain]], None] | None = None,
 ) -> list[Chain]:
     """Single and batch-mode chains for ``items``; truncated or unparsable ones are kept (they
-    are labelled incorrect), questions missing from a batch reply are dropped."""
+    are labelled incorrect), questions missing from a batch reply are dropped.
+
+    Every request has a key (dataset, mode, round and the items' positions): one in ``done`` is
+    not sent again and its chains are used as they are; ``on_result(key, chains)`` is called as
+    each request finishes (the data step journals it). Chains come back in request order, so a
+    resumed job returns what an uninterrupted one would.
+    """
     count = getattr(client, "count_tokens", approx_token_count)
 
     async def single(item: Item, k: int) -> list[Chain]:
@@ -84,14 +92,28 @@ async def generate_chains(
                              count(text), len(group)))
         return out
 
-    thunks: list[Callable[[], Awaitable[list[Chain]]]] = []
+    requests: list[tuple[str, Callable[[], Awaitable[list[Chain]]]]] = []
     for k in range(config.num_single):
-        thunks += [partial(single, it, k) for it in items]
+        requests += [(f"{spec.name}/single/{k}/{i}", partial(single, it, k)) for i, it in enumerate(items)]
     rng = random.Random(config.seed)
     for k in range(config.num_batch):
-        order = list(items)
+        order = list(range(len(items)))
         rng.shuffle(order)
-        groups = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
-        thunks += [partial(batch, g, k) for g in groups]
-    results = await gather_limited(config.concurrency, thunks)
+        for start in range(0, len(order), config.batch_size):
+            group = order[start : start + config.batch_size]
+            key = f"{spec.name}/batch/{k}/" + ",".join(map(str, group))
+            requests.append((key, partial(batch, [items[i] for i in group], k)))
+    known = done or {}
+
+    async def one(key: str, send: Callable[[], Awaitable[list[Chain]]]) -> list[Chain]:
+        if key in known:
+            if on_done:
+                on_done()
+            return known[key]
+        chains = await send()
+        if on_result:
+            on_result(key, chains)
+        return chains
+
+    results = await gather_limited(config.concurrency, [partial(one, key, send) for key, send in requests])
     return [c for chunk in results for c in chunk]

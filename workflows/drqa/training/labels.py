@@ -56,7 +56,25 @@ class Chain:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Chain:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+        """A chain from its JSON form; a field missing or of the wrong kind is a ValueError."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a JSON object, not {type(d).__name__}")
+        chain = cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+        problems = [f"{k} must be text" for k in ("item_id", "question", "gold", "text")
+                    if not isinstance(getattr(chain, k), str)]
+        if chain.mode not in ("single", "batch"):
+            problems.append(f"mode must be single or batch, not {chain.mode!r}")
+        if chain.answer is not None and not isinstance(chain.answer, str):
+            problems.append("answer must be text or null")
+        for k in ("num_tokens", "batch_size"):
+            value = getattr(chain, k)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                problems.append(f"{k} must be a whole number >= 0")
+        if chain.label is not None and chain.label not in {lab.value for lab in Label}:
+            problems.append(f"label must be one of {[lab.value for lab in Label]} or null")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return chain
 
 
 @dataclass(frozen=True)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
+import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MANIFEST_VERSION", "file_sha256", "git_commit", "read_manifest", "write_manifest"]
+__all__ = ["MANIFEST_VERSION", "file_sha256", "git_commit", "read_manifest", "write_atomic", "write_manifest"]
 
 MANIFEST_VERSION = 1
 
@@ -29,6 +31,22 @@ def git_commit(repo_dir: str | Path | None = None) -> str:
     from orchestrator.provenance import source_commit
 
     return source_commit(repo_dir)
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, fsync it, and rename it over ``path``:
+    readers (and a job resumed after a kill) see the old file or the new one, never half of one."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
+    try:
+        with tmp.open("w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _describe(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
@@ -67,7 +85,7 @@ def write_manifest(
         **(extra or {}),
     }
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+    write_atomic(target, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
     return target
 
 

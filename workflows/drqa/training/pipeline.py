@@ -18,13 +18,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator.errors import BadInputError
 from orchestrator.llm.base import LLMClient
 from workflows.drqa.datasets import Item, get_spec, load_dataset, load_items, split_items
 from workflows.drqa.training.generate import GenerationConfig, generate_chains
 from workflows.drqa.training.labels import LETTER_OF, Chain, Label, LabelConfig, label_chains
-from workflows.drqa.training.manifest import write_manifest
+from workflows.drqa.training.manifest import file_sha256, read_manifest, write_manifest
+from workflows.drqa.training.resume import (
+    RESUME_NAME,
+    ChainJournal,
+    TrainState,
+    fingerprint,
+    load_train_state,
+    refuse_foreign,
+    save_train_state,
+    write_atomic,
+)
 
-__all__ = ["DataJob", "TrainJob", "build_training_data", "evaluate_models", "load_chains", "load_split", "train"]
+__all__ = ["DataJob", "TrainJob", "build_training_data", "check_device", "count_requests", "evaluate_models",
+           "load_chains", "load_split", "train"]
 
 
 @dataclass(frozen=True)
@@ -61,49 +73,123 @@ def _source_files(paths: Sequence[str]) -> list[Path]:
     return files
 
 
+def _data_fingerprint(job: DataJob, model: str) -> str:
+    """What a data job's requests depend on: the source files' bytes, the split, the generation
+    settings and the model (labelling happens after, from the journal: not part of it)."""
+    gen = {k: v for k, v in asdict(job.generation).items() if k != "concurrency"}
+    sources = [file_sha256(f) for f in _source_files(job.data_paths)]
+    return fingerprint({"sources": sources, "eval_fraction": job.eval_fraction,
+                        "max_train_items": job.max_train_items, "generation": gen, "model": model})
+
+
+def _finished(out: Path, kind: str, job_fingerprint: str) -> dict[str, Any] | None:
+    """The manifest of a job that already finished in ``out`` (None if none did); a finished job
+    of other inputs is an error."""
+    path = out / "manifest.json"
+    if not path.exists():
+        return None
+    manifest = read_manifest(path)
+    if manifest.get("kind") != kind or manifest.get("fingerprint") != job_fingerprint:
+        raise refuse_foreign(out, "data" if kind == "drqa-chains" else "train")
+    return manifest
+
+
 async def build_training_data(
-    client: LLMClient, job: DataJob, *, on_progress: Callable[[int], None] | None = None
+    client: LLMClient, job: DataJob, *, on_progress: Callable[[int], None] | None = None, fresh: bool = False,
 ) -> Path:
-    """Generate and label chains for the training split; returns the output folder."""
+    """Generate and label chains for the training split; returns the output folder.
+
+    Resumable: each finished request is journalled (:class:`~.resume.ChainJournal`), and the same
+    job run again in the same folder sends only what is missing; a finished job returns at once.
+    ``fresh`` drops what an earlier job left there first.
+    """
     out = Path(job.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     splits = _split_all(job.data_paths, job.eval_fraction)
+    model = getattr(client, "model", "") or ""
+    job_fingerprint = _data_fingerprint(job, model)
+    journal = ChainJournal(out, job_fingerprint)
+    if fresh:
+        journal.discard()
+        (out / "manifest.json").unlink(missing_ok=True)
+    elif not journal.path.exists() and _finished(out, "drqa-chains", job_fingerprint):
+        return out
+    done = journal.open()
     all_chains: list[Chain] = []
     stats: dict[str, Any] = {}
-    for name, (train_items, _, _) in splits.items():
-        spec = get_spec(name)
-        items = train_items[: job.max_train_items] if job.max_train_items else train_items
-        chains = await generate_chains(client, items, spec, job.generation,
-                                       on_done=(lambda: on_progress(1)) if on_progress else None)
-        labelled = label_chains(chains, spec.is_correct, job.labels)
-        counts: dict[str, int] = defaultdict(int)
-        for c in labelled:
-            counts[f"{c.mode}/{c.label}"] += 1
-        stats[name] = {"num_items": len(items), "num_chains": len(labelled), "labels": dict(counts)}
-        all_chains += labelled
+    try:
+        for name, (train_items, _, _) in splits.items():
+            spec = get_spec(name)
+            items = train_items[: job.max_train_items] if job.max_train_items else train_items
+            chains = await generate_chains(client, items, spec, job.generation, done=done, on_result=journal.record,
+                                           on_done=(lambda: on_progress(1)) if on_progress else None)
+            labelled = label_chains(chains, spec.is_correct, job.labels)
+            counts: dict[str, int] = defaultdict(int)
+            for c in labelled:
+                counts[f"{c.mode}/{c.label}"] += 1
+            stats[name] = {"num_items": len(items), "num_chains": len(labelled), "labels": dict(counts)}
+            all_chains += labelled
+    finally:
+        journal.close()
+    _write_data(out, job, splits, all_chains, model, job_fingerprint, stats)
+    journal.discard()
+    return out
+
+
+def count_requests(job: DataJob) -> int:
+    """Requests a data job sends (a progress bar's total)."""
+    gen = job.generation
+    total = 0
+    for train_items, _, _ in _split_all(job.data_paths, job.eval_fraction).values():
+        n = min(len(train_items), job.max_train_items) if job.max_train_items else len(train_items)
+        total += gen.num_single * n + gen.num_batch * -(-n // max(gen.batch_size, 1))
+    return total
+
+
+def _write_data(out: Path, job: DataJob, splits: dict[str, tuple[list[Item], list[Item], str]],
+                chains: list[Chain], model: str, job_fingerprint: str, stats: dict[str, Any]) -> None:
     chains_path = out / "chains.jsonl"
-    chains_path.write_text("".join(json.dumps(c.to_dict()) + "\n" for c in all_chains))
+    write_atomic(chains_path, "".join(json.dumps(c.to_dict()) + "\n" for c in chains))
     split_path = out / "split.json"
-    split_path.write_text(json.dumps({
+    write_atomic(split_path, json.dumps({
         name: {"source": src, "train_ids": [i.id for i in tr], "eval_ids": [i.id for i in ev]}
         for name, (tr, ev, src) in splits.items()
     }, indent=1) + "\n")
     write_manifest(out / "manifest.json", kind="drqa-chains", sources=_source_files(job.data_paths),
-                   outputs=[chains_path, split_path], model=getattr(client, "model", "") or "",
+                   outputs=[chains_path, split_path], model=model,
                    params={"eval_fraction": job.eval_fraction, "max_train_items": job.max_train_items,
                            "generation": asdict(job.generation), "labels": asdict(job.labels)},
-                   extra={"stats": stats})
-    return out
+                   extra={"stats": stats, "fingerprint": job_fingerprint})
 
 
 def load_chains(data_dir: str | Path) -> list[Chain]:
-    return [Chain.from_dict(json.loads(line)) for line in (Path(data_dir) / "chains.jsonl").read_text().splitlines()
-            if line.strip()]
+    """The chains a data step wrote; a line that is not a chain is an error naming it."""
+    path = Path(data_dir) / "chains.jsonl"
+    chains = []
+    for num, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            chains.append(Chain.from_dict(json.loads(line)))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise BadInputError(f"{path}:{num}", "one chain per line, as `quotaflow drqa data` writes them",
+                                str(exc)[:200]) from None
+    return chains
 
 
 def load_split(data_dir: str | Path, dataset: str, part: str = "eval") -> list[Item]:
     """The held-out (``part="eval"``) or training items of ``dataset`` recorded by the data step."""
-    split = json.loads((Path(data_dir) / "split.json").read_text())[dataset]
+    path = Path(data_dir) / "split.json"
+    if not path.is_file():
+        raise BadInputError(f"--data-dir {data_dir}", "the folder `quotaflow drqa data` wrote (split.json)",
+                            f"no {path}")
+    try:
+        splits = json.loads(path.read_text())
+    except ValueError as exc:
+        raise BadInputError(str(path), "the JSON `quotaflow drqa data` wrote", str(exc)) from None
+    if dataset not in splits:
+        raise BadInputError("--dataset", f"one of the data step's datasets {sorted(splits)}", dataset)
+    split = splits[dataset]
     wanted = set(split[f"{part}_ids"])
     return [it for it in load_items(split["source"], dataset) if it.id in wanted]
 
@@ -130,6 +216,9 @@ class TrainJob:
     """Seed of prompt sampling and generation."""
     grpo: dict[str, Any] = field(default_factory=dict)
     """Overrides of :class:`~workflows.drqa.training.grpo.GRPOConfig` fields."""
+    checkpoint_every: int = 10
+    """Steps between resume checkpoints (``out_dir/.resume.pt``: weights, optimiser, RNG states;
+    about 12 bytes a parameter); 0: none, a killed run starts over."""
 
 
 def _balanced_batches(chains: list[Chain], num_steps: int, per_step: int, rng: random.Random) -> list[list[Chain]]:
@@ -156,8 +245,45 @@ def _balanced_batches(chains: list[Chain], num_steps: int, per_step: int, rng: r
     return batches
 
 
-def train(job: TrainJob, *, on_step: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """GRPO on the labelling task; saves an HF folder (bf16) with train_log.jsonl and manifest.json."""
+def _train_fingerprint(job: TrainJob, chains_file: Path) -> str:
+    """What a GRPO run's result depends on (not where it runs, nor how often it checkpoints)."""
+    params = {k: v for k, v in asdict(job).items() if k not in ("device", "out_dir", "checkpoint_every")}
+    base = str(Path(job.base_model).resolve())
+    return fingerprint({**params, "chains": file_sha256(chains_file), "base_model": base})
+
+
+def check_device(device: str) -> None:
+    """A CUDA device asked for on a machine without one is bad input, not a torch traceback."""
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BadInputError(f"--device {device}", "a device this machine has", "no CUDA device here; try cpu")
+
+
+def _check_train_inputs(job: TrainJob) -> Path:
+    """The chains file, after checking what a run needs exists (errors name the option)."""
+    chains_file = Path(job.data_dir) / "chains.jsonl"
+    if not chains_file.is_file():
+        raise BadInputError(f"--data-dir {job.data_dir}", "the folder `quotaflow drqa data` wrote (chains.jsonl)",
+                            f"no {chains_file}")
+    if not (Path(job.base_model) / "config.json").is_file():
+        raise BadInputError(f"--base-model {job.base_model}", "a Hugging Face model folder (config.json)")
+    check_device(job.device)
+    if job.num_steps < 1:
+        raise BadInputError("--steps", "at least 1", str(job.num_steps))
+    return chains_file
+
+
+def train(
+    job: TrainJob, *, on_step: Callable[[int, dict[str, Any]], None] | None = None, fresh: bool = False,
+) -> dict[str, Any]:
+    """GRPO on the labelling task; saves an HF folder (bf16) with train_log.jsonl and manifest.json.
+
+    Resumable: the same job run again in the same ``out_dir`` continues from its last checkpoint
+    (:mod:`~workflows.drqa.training.resume`) and saves the model an uninterrupted run saves; a
+    finished job returns its summary at once. ``fresh`` drops what an earlier job left there.
+    """
     import torch
 
     from workflows.drqa.training.evaluate import evaluate_judge
@@ -165,6 +291,16 @@ def train(job: TrainJob, *, on_step: Callable[[int, dict[str, Any]], None] | Non
     from workflows.drqa.training.hf import format_chat, load_model
     from workflows.drqa.training.judge import judge_messages, label_reward
 
+    chains_file = _check_train_inputs(job)
+    cfg = GRPOConfig(**job.grpo)
+    out = Path(job.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    job_fingerprint = _train_fingerprint(job, chains_file)
+    if fresh:
+        (out / RESUME_NAME).unlink(missing_ok=True)
+        (out / "manifest.json").unlink(missing_ok=True)
+    elif not (out / RESUME_NAME).exists() and (done := _finished(out, "drqa-grpo-checkpoint", job_fingerprint)):
+        return dict(done["summary"])
     rng = random.Random(job.seed)
     torch.manual_seed(job.seed)
     chains = [c for c in load_chains(job.data_dir) if c.label]
@@ -172,9 +308,7 @@ def train(job: TrainJob, *, on_step: Callable[[int, dict[str, Any]], None] | Non
     num_eval = int(len(chains) * job.judge_eval_fraction)
     eval_chains, train_chains = chains[:num_eval], chains[num_eval:]
     if not train_chains:
-        raise ValueError(f"{job.data_dir}: no labelled chains to train on")
-    cfg = GRPOConfig(**job.grpo)
-    use_cuda = job.device.startswith("cuda")
+        raise BadInputError(f"--data-dir {job.data_dir}", "labelled chains to train on", "none in chains.jsonl")
     # fp32 master weights (bf16 AdamW updates at lr 1e-6 would round to nothing); bf16 autocast.
     model, tok = load_model(job.base_model, device=job.device, dtype=torch.float32)
 
@@ -184,31 +318,50 @@ def train(job: TrainJob, *, on_step: Callable[[int, dict[str, Any]], None] | Non
 
     eval_prompts = [prompt_of(c) for c in eval_chains]
     eval_letters = [LETTER_OF[Label(c.label)] for c in eval_chains if c.label]
-    judge_before = evaluate_judge(model, tok, eval_prompts, eval_letters, device=job.device) if eval_chains else None
     trainer = GRPOTrainer(model, tok, lambda text, gold: label_reward(text, gold), cfg, device=job.device,
-                          autocast_dtype=torch.bfloat16 if use_cuda else None)
-    out = Path(job.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    log_path = out / "train_log.jsonl"
-    t0 = time.perf_counter()
-    with log_path.open("w") as log:
-        for step, batch in enumerate(_balanced_batches(train_chains, job.num_steps, cfg.prompts_per_step, rng)):
-            stats = asdict(trainer.step([prompt_of(c) for c in batch], [c.label for c in batch]))
-            stats.update(step=step, elapsed_s=round(time.perf_counter() - t0, 2))
-            log.write(json.dumps(stats) + "\n")
-            if on_step:
-                on_step(step, stats)
+                          autocast_dtype=torch.bfloat16 if job.device.startswith("cuda") else None)
+    state = load_train_state(out, job_fingerprint, trainer)
+    if state is None:
+        judge = evaluate_judge(model, tok, eval_prompts, eval_letters, device=job.device) if eval_chains else None
+        state = TrainState(judge_before=judge)
+    batches = _balanced_batches(train_chains, job.num_steps, cfg.prompts_per_step, rng)
+    prompts = [[prompt_of(c) for c in b] for b in batches]
+    _run_steps(job, trainer, state, prompts, [[c.label for c in b] for b in batches], job_fingerprint, on_step)
     judge_after = evaluate_judge(model, tok, eval_prompts, eval_letters, device=job.device) if eval_chains else None
+    summary = {"num_train_chains": len(train_chains), "num_eval_chains": len(eval_chains),
+               "judge_accuracy_before": state.judge_before, "judge_accuracy_after": judge_after,
+               "train_seconds": round(state.elapsed_s, 1)}
     model.to(torch.bfloat16).save_pretrained(out)
     tok.save_pretrained(out)
-    summary = {"num_train_chains": len(train_chains), "num_eval_chains": len(eval_chains),
-               "judge_accuracy_before": judge_before, "judge_accuracy_after": judge_after,
-               "train_seconds": round(time.perf_counter() - t0, 1)}
+    saved = [f for f in out.iterdir() if f.is_file() and not f.name.startswith(".") and f.name != "manifest.json"]
     write_manifest(out / "manifest.json", kind="drqa-grpo-checkpoint",
-                   sources=[Path(job.data_dir) / "chains.jsonl", Path(job.data_dir) / "manifest.json"],
-                   outputs=[out], model=job.base_model,
-                   params={**asdict(job), "grpo": asdict(cfg)}, extra={"summary": summary})
+                   sources=[chains_file, Path(job.data_dir) / "manifest.json"], outputs=saved, model=job.base_model,
+                   params={**asdict(job), "grpo": asdict(cfg)},
+                   extra={"summary": summary, "fingerprint": job_fingerprint})
+    (out / RESUME_NAME).unlink(missing_ok=True)
     return summary
+
+
+def _run_steps(job: TrainJob, trainer: Any, state: TrainState, prompts: list[list[str]], targets: list[list[Any]],
+               job_fingerprint: str, on_step: Callable[[int, dict[str, Any]], None] | None) -> None:
+    """Steps ``state.next_step`` .. end; the log is rewritten from the state (the lines of steps
+    after the last checkpoint are taken again) and a checkpoint is saved every ``checkpoint_every``."""
+    out = Path(job.out_dir)
+    log_path = out / "train_log.jsonl"
+    write_atomic(log_path, "".join(json.dumps(line) + "\n" for line in state.log))
+    t0 = time.perf_counter() - state.elapsed_s
+    with log_path.open("a") as log:
+        for step in range(state.next_step, job.num_steps):
+            stats = asdict(trainer.step(prompts[step], targets[step]))
+            stats.update(step=step, elapsed_s=round(time.perf_counter() - t0, 2))
+            log.write(json.dumps(stats) + "\n")
+            log.flush()
+            state.log.append(stats)
+            state.next_step, state.elapsed_s = step + 1, time.perf_counter() - t0
+            if job.checkpoint_every and state.next_step % job.checkpoint_every == 0 and state.next_step < job.num_steps:
+                save_train_state(out, job_fingerprint, trainer, state)
+            if on_step:
+                on_step(step, stats)
 
 
 def evaluate_models(
@@ -223,6 +376,7 @@ def evaluate_models(
     from workflows.drqa.training.evaluate import evaluate_solver
     from workflows.drqa.training.hf import load_model
 
+    check_device(device)
     results: dict[str, dict[str, Any]] = {}
     for name, path in model_paths.items():
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
