@@ -158,30 +158,44 @@ def dataset_file(path: str | Path) -> Path:
         if not candidates:
             raise BadInputError("dataset path", "a .jsonl file or a folder with one", str(p))
         p = candidates[0]
+    if not p.is_file():
+        raise BadInputError("dataset path", "a .jsonl file or a folder with one", f"no such file: {p}")
     return p
+
+
+def _numbered_rows(path: str | Path) -> tuple[Path, list[tuple[int, Any]]]:
+    p = dataset_file(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInputError(str(p), "UTF-8 text, one JSON object per line", str(exc)) from None
+    rows = []
+    for num, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append((num, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise BadInputError(f"{p}:{num}", "one JSON object per line", exc.msg) from None
+    return p, rows
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
     """The rows of a dataset path (:func:`dataset_file`); a line that is not JSON is an error
     naming it (the budget is split over the rows: none is dropped)."""
-    p = dataset_file(path)
-    rows = []
-    for num, line in enumerate(p.read_text().splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise BadInputError(f"{p}:{num}", "one JSON object per line", exc.msg) from None
-    return rows
+    return [row for _, row in _numbered_rows(path)[1]]
 
 
 def load_dataset(path: str | Path, dataset: str | None = None, *, limit: int | None = None) -> tuple[str, list[Item]]:
     """The dataset name and items of a JSONL file or folder; ``dataset`` is detected from the
-    rows when not given."""
-    file = dataset_file(path)
-    rows = read_rows(file)
-    spec = get_spec(dataset or detect_dataset(rows, file))
-    items = [spec.item(r) for r in rows]
+    rows when not given. A row that is not an item is an error naming its file and line."""
+    file, numbered = _numbered_rows(path)
+    spec = get_spec(dataset or detect_dataset((row for _, row in numbered), file))
+    items = []
+    for num, row in numbered:
+        try:
+            items.append(spec.item(row))
+        except BadInputError as exc:
+            raise BadInputError(f"{file}:{num}: {exc.what}", exc.expected, exc.detail) from None
     return spec.name, items[:limit] if limit is not None else items
 
 

@@ -308,3 +308,19 @@ def test_a_line_that_is_not_json_is_named(tmp_path: Path) -> None:
     path.write_text('{"question": "1 + 1?", "answer": "2"}\n{oops\n')
     with pytest.raises(BadInputError, match=r"g\.jsonl:2"):
         load_items(path)
+
+
+def test_a_row_that_is_no_item_a_missing_file_and_non_utf8_are_named(tmp_path: Path) -> None:
+    from orchestrator.errors import BadInputError
+    from workflows.drqa.datasets import load_items
+
+    path = tmp_path / "g.jsonl"
+    path.write_text('{"question": "1 + 1?", "answer": "2"}\n\n{"question": ["a list"], "answer": "3"}\n')
+    with pytest.raises(BadInputError, match=r"g\.jsonl:3: gsm8k row"):
+        load_items(path)
+    with pytest.raises(BadInputError, match="no such file"):
+        load_items(tmp_path / "missing.jsonl")
+    raw = tmp_path / "latin1.jsonl"
+    raw.write_bytes('{"question": "caf\u00e9?", "answer": "1"}\n'.encode("latin-1"))
+    with pytest.raises(BadInputError, match="UTF-8"):
+        load_items(raw)
