@@ -157,7 +157,10 @@ def train(
     learning_rate: Annotated[float, typer.Option(help="AdamW learning rate", min=0.0)] = 1e-6,
     kl_beta: Annotated[float, typer.Option(help="KL weight", min=0.0)] = 0.04,
     device: Annotated[str, typer.Option(help="torch device")] = "cuda",
-    checkpoint_every: Annotated[int, typer.Option(help="steps between resume checkpoints (0: none)", min=0)] = 10,
+    checkpoint_every_s: Annotated[float, typer.Option(
+        help="seconds of training between resume checkpoints (0: none by time)", min=0.0)] = 300.0,
+    checkpoint_every: Annotated[int, typer.Option(help="steps between resume checkpoints as well (0: by time only)",
+                                                  min=0)] = 0,
     fresh: Annotated[bool, typer.Option(help="drop what an earlier job left in --out and start over")] = False,
 ) -> None:
     """GRPO on the labelling task; saves an HF folder vLLM can serve, with a manifest.
@@ -168,7 +171,7 @@ def train(
     from workflows.drqa.training.pipeline import train as run_train
 
     job = TrainJob(base_model, str(data_dir), str(out), num_steps=steps, device=device,
-                   checkpoint_every=checkpoint_every,
+                   checkpoint_every=checkpoint_every, checkpoint_every_s=checkpoint_every_s,
                    grpo={"group_size": group_size, "prompts_per_step": prompts_per_step,
                          "learning_rate": learning_rate, "kl_beta": kl_beta})
     summary = run_train(job, fresh=fresh, on_step=lambda step, s: typer.echo(

@@ -66,7 +66,7 @@ def _job(args: argparse.Namespace, work: Path, phase: str) -> Any:
             "learning_rate": 1e-3 if args.dry_run else 1e-6, "micro_batch_size": 32}
     return TrainJob(str(work / "base"), str(work / "data"), str(work / folder), num_steps=args.steps,
                     device=args.device, max_chain_chars=300 if args.dry_run else 2000,
-                    checkpoint_every=0 if phase == "plain" else args.every, grpo=grpo)
+                    checkpoint_every=0 if phase == "plain" else args.every, checkpoint_every_s=0, grpo=grpo)
 
 
 def run_phase(args: argparse.Namespace, work: Path) -> None:

@@ -167,8 +167,8 @@ def data_and_base(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
 
 def _train_job(data_dir: Path, base: Path, out: Path, **kw: Any) -> TrainJob:
     return TrainJob(str(base), str(data_dir), str(out), num_steps=5, device="cpu", max_chain_chars=300,
-                    checkpoint_every=2, grpo={"group_size": 3, "prompts_per_step": 2, "max_new_tokens": 3,
-                                              "learning_rate": 1e-2}, **kw)
+                    grpo={"group_size": 3, "prompts_per_step": 2, "max_new_tokens": 3, "learning_rate": 1e-2},
+                    **{"checkpoint_every": 2, "checkpoint_every_s": 0, **kw})
 
 
 def _log(out: Path) -> list[dict[str, Any]]:
@@ -227,6 +227,7 @@ def save(obj, path, *a, **kw):
 torch.save = save
 data_dir, base, out = sys.argv[1:4]
 train(TrainJob(base, data_dir, out, num_steps=5, device="cpu", max_chain_chars=300, checkpoint_every=2,
+               checkpoint_every_s=0,
                grpo={"group_size": 3, "prompts_per_step": 2, "max_new_tokens": 3, "learning_rate": 1e-2}))
 """
 
@@ -272,3 +273,23 @@ def test_a_train_job_refuses_another_jobs_checkpoint_and_bad_chains(
     (bad / "chains.jsonl").write_text("\n".join([lines[0], json.dumps(broken), *lines[2:]]) + "\n")
     with pytest.raises(BadInputError, match=r"chains.jsonl:2: .*num_tokens"):
         train(_train_job(bad, base, tmp_path / "other"))
+
+
+@pytest.mark.parametrize(("every_s", "taken_again"), [(1e-9, [2, 3, 4]), (0.0, [0, 1, 2, 3, 4])])
+def test_checkpoints_by_time_and_none(data_and_base: tuple[Path, Path], tmp_path: Path, every_s: float,
+                                      taken_again: list[int]) -> None:
+    """Due by time after every step (a tiny interval), or never (0 and no step interval): a run
+    stopped after step 1 takes again only what no checkpoint holds."""
+    data_dir, base = data_and_base
+    out = tmp_path / "ckpt"
+
+    def stop_at_1(step: int, stats: dict[str, Any]) -> None:
+        if step == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_train_job(data_dir, base, out, checkpoint_every=0, checkpoint_every_s=every_s), on_step=stop_at_1)
+    taken: list[int] = []
+    train(_train_job(data_dir, base, out, checkpoint_every=0, checkpoint_every_s=every_s),
+          on_step=lambda step, s: taken.append(step))
+    assert taken == taken_again
