@@ -293,3 +293,21 @@ def test_checkpoints_by_time_and_none(data_and_base: tuple[Path, Path], tmp_path
     train(_train_job(data_dir, base, out, checkpoint_every=0, checkpoint_every_s=every_s),
           on_step=lambda step, s: taken.append(step))
     assert taken == taken_again
+
+
+def test_a_second_job_on_the_same_folder_is_refused_while_the_first_runs(
+    data_and_base: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from workflows.drqa.training.resume import exclusive
+
+    data_dir, base = data_and_base
+    out = tmp_path / "ckpt"
+    with exclusive(out, "train"):  # the first job (its own open file: flock conflicts as across processes)
+        with pytest.raises(BadInputError, match=f"held by pid {os.getpid()}"):
+            train(_train_job(data_dir, base, out))
+        with pytest.raises(BadInputError, match="no other running data job"):
+            asyncio.run(build_training_data(_Counting(), _job(_dataset(tmp_path), out)))
+    assert not (out / "train_log.jsonl").exists() and not (out / JOURNAL_NAME).exists()
+    taken: list[int] = []
+    train(_train_job(data_dir, base, out), on_step=lambda step, s: taken.append(step))
+    assert taken == [0, 1, 2, 3, 4]

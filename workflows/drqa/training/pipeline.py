@@ -28,6 +28,7 @@ from workflows.drqa.training.resume import (
     RESUME_NAME,
     ChainJournal,
     TrainState,
+    exclusive,
     fingerprint,
     load_train_state,
     refuse_foreign,
@@ -103,8 +104,14 @@ async def build_training_data(
     job run again in the same folder sends only what is missing; a finished job returns at once.
     ``fresh`` drops what an earlier job left there first.
     """
+    with exclusive(Path(job.out_dir), "data"):
+        return await _build_training_data(client, job, on_progress, fresh)
+
+
+async def _build_training_data(
+    client: LLMClient, job: DataJob, on_progress: Callable[[int], None] | None, fresh: bool
+) -> Path:
     out = Path(job.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     splits = _split_all(job.data_paths, job.eval_fraction)
     model = getattr(client, "model", "") or ""
     job_fingerprint = _data_fingerprint(job, model)
@@ -289,6 +296,13 @@ def train(
     (:mod:`~workflows.drqa.training.resume`) and saves the model an uninterrupted run saves; a
     finished job returns its summary at once. ``fresh`` drops what an earlier job left there.
     """
+    chains_file = _check_train_inputs(job)
+    with exclusive(Path(job.out_dir), "train"):
+        return _train(job, chains_file, on_step, fresh)
+
+
+def _train(job: TrainJob, chains_file: Path, on_step: Callable[[int, dict[str, Any]], None] | None,
+           fresh: bool) -> dict[str, Any]:
     import torch
 
     from workflows.drqa.training.evaluate import evaluate_judge
@@ -296,10 +310,8 @@ def train(
     from workflows.drqa.training.hf import format_chat, load_model
     from workflows.drqa.training.judge import judge_messages, label_reward
 
-    chains_file = _check_train_inputs(job)
     cfg = GRPOConfig(**job.grpo)
     out = Path(job.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     job_fingerprint = _train_fingerprint(job, chains_file)
     if fresh:
         (out / RESUME_NAME).unlink(missing_ok=True)

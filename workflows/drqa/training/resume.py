@@ -30,8 +30,8 @@ from orchestrator.errors import BadInputError
 from workflows.drqa.training.labels import Chain
 from workflows.drqa.training.manifest import write_atomic
 
-__all__ = ["JOURNAL_NAME", "RESUME_NAME", "ChainJournal", "TrainState", "fingerprint", "load_train_state",
-           "refuse_foreign", "save_train_state", "write_atomic"]
+__all__ = ["JOURNAL_NAME", "RESUME_NAME", "ChainJournal", "TrainState", "exclusive", "fingerprint",
+           "load_train_state", "refuse_foreign", "save_train_state", "write_atomic"]
 
 JOURNAL_NAME = "chains.partial.jsonl"
 RESUME_NAME = ".resume.pt"
@@ -41,6 +41,31 @@ _VERSION = 1
 def fingerprint(obj: Any) -> str:
     """sha-256 of ``obj`` as canonical JSON."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def exclusive(folder: Path, what: str) -> Iterator[None]:
+    """Hold ``folder/.lock`` (an advisory lock the kernel drops when the process dies) while a job
+    writes there: a second job on the same folder is refused instead of interleaving with it."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".lock").open("a+") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise BadInputError(f"--out {folder}", f"a folder no other running {what} job writes to",
+                                f"held by {holder}") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def refuse_foreign(folder: Path, what: str) -> BadInputError:
