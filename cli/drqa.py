@@ -143,7 +143,12 @@ def data(
                 await client.aclose()
 
     folder = asyncio.run(go())
-    typer.echo(json.dumps(json.loads((folder / "manifest.json").read_text())["stats"], indent=2))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    typer.echo(json.dumps(manifest["stats"], indent=2))
+    refused = manifest.get("refused_requests") or {}
+    if refused.get("count"):
+        typer.echo(f"warning: the server refused {refused['count']} request(s), left out of chains.jsonl "
+                   f"(first: {refused['first'][0]}); the same command sends them again", err=True)
 
 
 @app.command()

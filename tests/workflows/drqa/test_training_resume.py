@@ -21,7 +21,7 @@ from tests import extras
 pytest.importorskip("torch", reason=extras.LOCAL)
 pytest.importorskip("transformers", reason=extras.LOCAL)
 
-from orchestrator.errors import BadInputError, EngineUnavailable
+from orchestrator.errors import BadInputError, EngineDead, EngineUnavailable
 from orchestrator.llm.scripted import ScriptedClient
 from orchestrator.types import LLMRequest, LLMResponse
 from workflows.drqa.sim import make_rows, sim_client
@@ -46,18 +46,22 @@ def _job(src: Path, out: Path, **gen: Any) -> DataJob:
 
 
 class _Counting:
-    """The simulated solver, counting requests; ``fail_after`` answers that many, then raises."""
+    """The simulated solver, counting requests; ``fail_after`` answers that many, then raises;
+    ``refuse`` refuses for good every request whose prompt holds that text."""
 
-    def __init__(self, fail_after: int | None = None) -> None:
+    def __init__(self, fail_after: int | None = None, refuse: str | None = None) -> None:
         self.inner: ScriptedClient = sim_client()
         self.model = "sim"
         self.sent = 0
         self.fail_after = fail_after
+        self.refuse = refuse
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         if self.fail_after is not None and self.sent >= self.fail_after:
             raise EngineUnavailable("the server went away")
         self.sent += 1
+        if self.refuse and any(self.refuse in m.content for m in request.messages):
+            raise EngineDead("LLM server rejected the request (HTTP 400: prompt past the context)")
         return await self.inner.complete(request)
 
     async def aclose(self) -> None:
@@ -311,3 +315,26 @@ def test_a_second_job_on_the_same_folder_is_refused_while_the_first_runs(
     taken: list[int] = []
     train(_train_job(data_dir, base, out), on_step=lambda step, s: taken.append(step))
     assert taken == [0, 1, 2, 3, 4]
+
+
+def test_requests_the_server_refuses_are_left_out_counted_and_sent_again(tmp_path: Path) -> None:
+    src = _dataset(tmp_path)
+    reference = tmp_path / "reference"
+    asyncio.run(build_training_data(_Counting(), _job(src, reference)))
+    out = tmp_path / "out"
+    asyncio.run(build_training_data(_Counting(refuse="[Q1]"), _job(src, out)))  # every batch-mode prompt
+    manifest = json.loads((out / "manifest.json").read_text())
+    batch_requests = manifest["refused_requests"]["count"]
+    assert batch_requests > 0 and "HTTP 400" in manifest["refused_requests"]["first"][0]
+    chains = [json.loads(line) for line in (out / "chains.jsonl").read_text().splitlines()]
+    assert chains and {c["mode"] for c in chains} == {"single"}
+    assert (out / JOURNAL_NAME).exists()  # not finished: the refused requests are still to send
+
+    again = _Counting()
+    asyncio.run(build_training_data(again, _job(src, out)))
+    assert again.sent == batch_requests
+    assert (out / "chains.jsonl").read_bytes() == (reference / "chains.jsonl").read_bytes()
+    assert json.loads((out / "manifest.json").read_text())["refused_requests"]["count"] == 0
+
+    with pytest.raises(EngineDead, match="refused every request"):
+        asyncio.run(build_training_data(_Counting(refuse="plus"), _job(src, tmp_path / "none")))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from orchestrator.aio import gather_limited
+from orchestrator.errors import EngineDead
 from orchestrator.llm.base import LLMClient
 from orchestrator.types import LLMRequest, SamplingOptions
 from workflows.answers import extract_final_answer
@@ -53,6 +54,7 @@ async def generate_chains(
     on_done: Callable[[], None] | None = None,
     done: Mapping[str, list[Chain]] | None = None,
     on_result: Callable[[str, list[Chain]], None] | None = None,
+    on_refused: Callable[[str, EngineDead], None] | None = None,
 ) -> list[Chain]:
     """Single and batch-mode chains for ``items``; truncated or unparsable ones are kept (they
     are labelled incorrect), questions missing from a batch reply are dropped.
@@ -60,7 +62,11 @@ async def generate_chains(
     Every request has a key (dataset, mode, round and the items' positions): one in ``done`` is
     not sent again and its chains are used as they are; ``on_result(key, chains)`` is called as
     each request finishes (the data step journals it). Chains come back in request order, so a
-    resumed job returns what an uninterrupted one would.
+    resumed job returns what an uninterrupted one would. A request the server refuses for good
+    (:class:`~orchestrator.errors.EngineDead`: a 4xx such as a prompt past the context, a
+    malformed reply) gives no chains and goes to ``on_refused`` when one is given (else it
+    raises); an unavailable server (``EngineUnavailable``, after the client's retries) always
+    raises.
     """
     count = getattr(client, "count_tokens", approx_token_count)
 
@@ -110,9 +116,16 @@ async def generate_chains(
             if on_done:
                 on_done()
             return known[key]
-        chains = await send()
-        if on_result:
-            on_result(key, chains)
+        try:
+            chains = await send()
+        except EngineDead as exc:
+            if on_refused is None:
+                raise
+            on_refused(key, exc)
+            chains = []
+        else:
+            if on_result:
+                on_result(key, chains)
         return chains
 
     results = await gather_limited(config.concurrency, [partial(one, key, send) for key, send in requests])

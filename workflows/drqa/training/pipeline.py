@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import BadInputError
+from orchestrator.errors import BadInputError, EngineDead
 from orchestrator.llm.base import LLMClient
 from workflows.drqa.datasets import Item, get_spec, load_dataset, load_items, split_items
 from workflows.drqa.training.generate import GenerationConfig, generate_chains
@@ -102,6 +102,9 @@ async def build_training_data(
 
     Resumable: each finished request is journalled (:class:`~.resume.ChainJournal`), and the same
     job run again in the same folder sends only what is missing; a finished job returns at once.
+    Requests the server refuses for good (a prompt past its context, ...) are left out and counted
+    in the manifest (``refused_requests``); the journal then stays, so the same command sends just
+    those again. A server that refuses every request it is sent is an error.
     ``fresh`` drops what an earlier job left there first.
     """
     with exclusive(Path(job.out_dir), "data"):
@@ -124,11 +127,19 @@ async def _build_training_data(
     done = journal.open()
     all_chains: list[Chain] = []
     stats: dict[str, Any] = {}
+    refused: list[str] = []
+    answered: list[str] = []
+
+    def record(key: str, chains: list[Chain]) -> None:
+        answered.append(key)
+        journal.record(key, chains)
+
     try:
         for name, (train_items, _, _) in splits.items():
             spec = get_spec(name)
             items = train_items[: job.max_train_items] if job.max_train_items else train_items
-            chains = await generate_chains(client, items, spec, job.generation, done=done, on_result=journal.record,
+            chains = await generate_chains(client, items, spec, job.generation, done=done, on_result=record,
+                                           on_refused=lambda key, exc: refused.append(f"{key}: {exc}"),
                                            on_done=(lambda: on_progress(1)) if on_progress else None)
             labelled = label_chains(chains, spec.is_correct, job.labels)
             counts: dict[str, int] = defaultdict(int)
@@ -138,8 +149,11 @@ async def _build_training_data(
             all_chains += labelled
     finally:
         journal.close()
-    _write_data(out, job, splits, all_chains, model, job_fingerprint, stats)
-    journal.discard()
+    if refused and not answered:
+        raise EngineDead(f"the server refused every request it was sent ({len(refused)}); first: {refused[0]}")
+    _write_data(out, job, splits, all_chains, model, job_fingerprint, stats, refused)
+    if not refused:  # else the journal stays: the same command sends the refused requests again
+        journal.discard()
     return out
 
 
@@ -154,7 +168,8 @@ def count_requests(job: DataJob) -> int:
 
 
 def _write_data(out: Path, job: DataJob, splits: dict[str, tuple[list[Item], list[Item], str]],
-                chains: list[Chain], model: str, job_fingerprint: str, stats: dict[str, Any]) -> None:
+                chains: list[Chain], model: str, job_fingerprint: str, stats: dict[str, Any],
+                refused: list[str]) -> None:
     chains_path = out / "chains.jsonl"
     write_atomic(chains_path, "".join(json.dumps(c.to_dict()) + "\n" for c in chains))
     split_path = out / "split.json"
@@ -166,7 +181,8 @@ def _write_data(out: Path, job: DataJob, splits: dict[str, tuple[list[Item], lis
                    outputs=[chains_path, split_path], model=model,
                    params={"eval_fraction": job.eval_fraction, "max_train_items": job.max_train_items,
                            "generation": asdict(job.generation), "labels": asdict(job.labels)},
-                   extra={"stats": stats, "fingerprint": job_fingerprint})
+                   extra={"stats": stats, "fingerprint": job_fingerprint,
+                          "refused_requests": {"count": len(refused), "first": refused[:3]}})
 
 
 def load_chains(data_dir: str | Path) -> list[Chain]:
