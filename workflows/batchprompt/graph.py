@@ -87,7 +87,8 @@ def config_from_task(payload: dict[str, Any]) -> BatchPromptConfig:
     try:
         return BatchPromptConfig.from_dict(options)
     except ValueError as exc:
-        raise BadInputError("batchprompt options", "batch_size >= 1 and an odd rounds >= 1", str(exc)) from None
+        raise BadInputError("batchprompt options", "values each option accepts (quotaflow workflows show batchprompt)",
+                            str(exc)) from None
 
 
 def _load_items(payload: dict[str, Any], spec: Any) -> LoadedDataset:
