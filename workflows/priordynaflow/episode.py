@@ -138,6 +138,8 @@ def task_problem(task: dict[str, Any], config: dict[str, Any]) -> str | None:
     function name that is not one), or its question is empty."""
     options = WorkflowOptions.from_config(config)
     dataset = get_dataset(options.dataset or infer_dataset(task))
+    if options.roster is not None:
+        get_roster(options.roster)  # an unknown roster is bad input before the run, not a failed run
     try:
         question = dataset.question(task)
     except KeyError as exc:
