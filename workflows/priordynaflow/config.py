@@ -278,6 +278,12 @@ class WorkflowOptions:
                                 f"got false with next_choice={self.next_choice!r}")
         if self.retry not in (None, *RETRY_MODES):
             raise BadInputError("priordynaflow retry", "'turn', 'fix' or 'fresh'", f"got {self.retry!r}")
+        for name in ("max_tokens", "choice_max_tokens"):
+            if (value := getattr(self, name)) < 1:
+                raise BadInputError(f"priordynaflow {name}", "a whole number >= 1", f"got {value!r}")
+        for name in ("temperature", "retry_temperature"):
+            if not 0.0 <= (value := getattr(self, name)) <= 2.0:
+                raise BadInputError(f"priordynaflow {name}", "a number from 0 to 2", f"got {value!r}")
         if not 0.0 <= self.retry_temperature <= 2.0:
             raise BadInputError("priordynaflow retry_temperature", "a number from 0 to 2",
                                 f"got {self.retry_temperature}")

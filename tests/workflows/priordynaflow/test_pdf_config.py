@@ -112,3 +112,10 @@ def test_a_rosters_retry_is_a_known_mode_and_the_run_names_none_by_default():
     with pytest.raises(BadInputError, match="retry") as caught:
         Roster("mine", CODE_ROSTER.agents, "coder", retry="again")
     assert "again" in str(caught.value)
+
+
+@pytest.mark.parametrize("options", [{"max_tokens": 0}, {"max_tokens": -1}, {"choice_max_tokens": 0},
+                                     {"temperature": -0.1}, {"retry_temperature": 3.0}])
+def test_token_limits_and_temperatures_out_of_range_are_bad_input(options):
+    with pytest.raises(BadInputError, match=next(iter(options))):
+        WorkflowOptions.from_config(options)
