@@ -80,6 +80,17 @@ class _Mismatch(Exception):
         self.expected = expected
 
 
+def check_ranges(config: Any, **bounds: tuple[float | None, float | None]) -> None:
+    """Raise ValueError for the first field of ``config`` outside its ``(low, high)`` bounds
+    (inclusive; None: unbounded), for a config dataclass's ``__post_init__``: through
+    :func:`config_from_options` it is a BadInputError naming the option."""
+    for name, (low, high) in bounds.items():
+        value = getattr(config, name)
+        if (low is not None and value < low) or (high is not None and value > high):
+            span = f">= {low}" if high is None else f"<= {high}" if low is None else f"in [{low}, {high}]"
+            raise ValueError(f"{name} must be {span}, got {value!r}")
+
+
 def config_from_options(cls: type[C], options: Mapping[str, Any], *, what: str = "option",
                         strict: bool = False, base: C | None = None) -> C:
     """``cls`` (a dataclass) from the keys of ``options`` that are its fields.

@@ -8,7 +8,7 @@ from typing import Literal
 import pytest
 
 from orchestrator.errors import BadInputError
-from orchestrator.options import config_from_options
+from orchestrator.options import check_ranges, config_from_options
 
 
 @dataclass(frozen=True)
@@ -72,3 +72,20 @@ def test_dataclass_validation_and_base():
     base = Config(name="kept", count=9)
     c = config_from_options(Config, {"ratio": 1}, base=base)
     assert (c.name, c.count, c.ratio) == ("kept", 9, 1.0)
+
+
+@dataclass(frozen=True)
+class _Bounded:
+    tokens: int = 1
+    share: float = 0.5
+
+    def __post_init__(self) -> None:
+        check_ranges(self, tokens=(1, None), share=(0.0, 1.0))
+
+
+@pytest.mark.parametrize(("options", "said"), [({"tokens": 0}, "tokens must be >= 1, got 0"),
+                                               ({"share": 1.5}, r"share must be in \[0.0, 1.0\], got 1.5")])
+def test_check_ranges_refuses_a_field_outside_its_bounds_as_bad_input(options, said):
+    with pytest.raises(BadInputError, match=said):
+        config_from_options(_Bounded, options)
+    assert config_from_options(_Bounded, {"tokens": 1, "share": 1.0}) == _Bounded(1, 1.0)

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from orchestrator.options import check_ranges
 from orchestrator.types import LLMResponse, Message, SamplingOptions
 from workflows.batchprompt.prompt import (
     BatchParse,
@@ -152,6 +153,7 @@ class BatchPromptConfig:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
         if not 1 <= self.label_top_logprobs <= 20:
             raise ValueError(f"label_top_logprobs must be in 1..20, got {self.label_top_logprobs}")
+        check_ranges(self, max_tokens_per_answer=(1, None), context_window=(1, None))
 
     @property
     def wants_logprobs(self) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar, get_type_hints
 
 from orchestrator.errors import BadInputError
-from orchestrator.options import config_from_options
+from orchestrator.options import check_ranges, config_from_options
 from workflows.drqa.quota.allocation import AllocationConfig
 from workflows.drqa.quota.difficulty import DifficultyConfig
 from workflows.drqa.quota.plan import QuotaConfig, policy_for
@@ -38,6 +38,9 @@ class DRQARunConfig:
     """Sampling temperature of probe and solve calls."""
     retry_temperature: float = 0.7
     """Temperature of the second, independent solve given to low-confidence questions."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self, max_concurrency=(1, None), temperature=(0.0, 2.0), retry_temperature=(0.0, 2.0))
 
 
 _RUN_KEYS = ("method", "total_budget", "max_concurrency", "temperature", "retry_temperature")

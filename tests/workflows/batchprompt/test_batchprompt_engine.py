@@ -145,7 +145,7 @@ def test_context_window_caps_the_batch(rte: TaskSpec, rte_items: list[Item], cha
 def test_config_round_trip_and_validation() -> None:
     config = BatchPromptConfig(batch_size=4, rounds=3, seas=True, voting=VotingConfig("weighted", unsure_weight=0.1))
     assert BatchPromptConfig.from_dict(config.to_dict()) == config
-    for bad in ({"rounds": 2}, {"batch_size": 0}):
+    for bad in ({"rounds": 2}, {"batch_size": 0}, {"max_tokens_per_answer": 0}, {"context_window": 0}):
         try:
             BatchPromptConfig(**bad)  # type: ignore[arg-type]
         except ValueError:

@@ -229,12 +229,16 @@ def test_brief_style_shows_worked_examples_in_the_datasets_answer_format(tmp_pat
     assert all(r.messages[0].content != BRIEF_SYSTEM for r in sim.requests)
 
 
-@pytest.mark.parametrize("options", [{"strategy": "biggest"}, {"solve_style": "terse"}, {"weight_prior": 2}])
+@pytest.mark.parametrize("options", [
+    {"strategy": "biggest"}, {"solve_style": "terse"}, {"weight_prior": 2}, {"temperature": -1},
+    {"max_concurrency": 0}, {"batch_size": 0}, {"quick_max_tokens": -1}, {"max_probe_fraction": 1.5},
+    {"unlimited_max_tokens": 0}, {"length_scale_tokens": 0}, {"resolve_confidence": 2},
+])
 def test_bad_quota_options_are_bad_input(options: dict[str, Any]) -> None:
     from orchestrator.errors import BadInputError
     from workflows.drqa.config import run_config_from
 
-    with pytest.raises(BadInputError, match="expected valid DRQA"):
+    with pytest.raises(BadInputError, match="expected valid"):
         run_config_from({"method": "drqa", "total_budget": 100, **options})
 
 

@@ -19,6 +19,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from orchestrator.options import check_ranges
 from workflows.answers import answers_match
 from workflows.drqa.quota.batch import ProbeItem
 from workflows.drqa.quota.signals import SIGNALS, agreement_difficulty, length_difficulty, logprob_difficulty
@@ -80,6 +81,9 @@ class DifficultyConfig:
             raise ValueError(f"weight_prior must be in [0, 1], got {self.weight_prior}")
         if self.difficulty_signal not in SIGNALS:
             raise ValueError(f"difficulty_signal must be one of {SIGNALS}, got {self.difficulty_signal!r}")
+        check_ranges(self, length_scale_tokens=(1, None), weight_length=(0.0, None), weight_disagreement=(0.0, None),
+                     weight_doubt=(0.0, None), default_confidence=(0.0, 1.0), min_difficulty=(0.0, 1.0),
+                     resolve_confidence=(0.0, 1.0), numbers_weight=(0.0, None))
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from orchestrator.options import check_ranges
 from workflows.drqa.quota.allocation import AllocationConfig, allocate, allocate_easiest_first
 from workflows.drqa.quota.batch import chunk_indices
 from workflows.drqa.quota.difficulty import DifficultyConfig
@@ -155,6 +156,10 @@ class QuotaConfig:
             raise ValueError(f"min_quota_tokens must be >= 0, got {self.min_quota_tokens}")
         if self.num_quick_samples < 1:
             raise ValueError(f"num_quick_samples must be at least 1, got {self.num_quick_samples}")
+        check_ranges(self, batch_size=(1, None), probe_tokens_per_question=(1, None), quick_max_tokens=(0, None),
+                     quick_sample_temperature=(0.0, 2.0), max_probe_fraction=(0.0, 1.0),
+                     min_probe_tokens_per_question=(0, None), answer_reserve_tokens=(0, None),
+                     unlimited_max_tokens=(1, None), low_confidence_threshold=(0.0, 1.0))
 
 
 @dataclass(frozen=True)
