@@ -296,9 +296,9 @@ class Runtime:
         **kwargs: Any,
     ) -> RunResult:
         """Run one program per task under a parent run that records the dataset (``source``), the
-        skipped input lines and the item runs; the parent succeeds when every item did."""
+        skipped lines and the item runs; it succeeds when every item did. Refused options: one error, none stored."""
         await self._ensure_started()
-        wf = workflows.get(workflow) if isinstance(workflow, str) else workflow
+        wf = workflows.checked(workflow, kwargs.get("options") or {})
         parent = new_run_id()
         async with self.store.session() as s:
             s.add(RunRow(id=parent, workflow=wf.name, status=RunStatus.RUNNING, backend=backend,

@@ -23,7 +23,13 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Literal
 
 from orchestrator.errors import BadInputError, ConfigError, UnknownWorkflow
-from orchestrator.options import OptionField, check_option_names, declared_options, parse_option_texts
+from orchestrator.options import (
+    OptionField,
+    check_option_names,
+    config_from_options,
+    declared_options,
+    parse_option_texts,
+)
 
 if TYPE_CHECKING:
     from langgraph.graph import StateGraph
@@ -84,10 +90,13 @@ class Workflow:
         return declared_options(self.option_types, self.extra_options)
 
     def check_options(self, options: Mapping[str, Any], *, task: dict[str, Any] | None = None) -> Mapping[str, Any]:
-        """``options``, after refusing (BadInputError) a key the workflow does not declare, and
+        """``options``, after refusing (BadInputError) a key the workflow does not declare, a value
+        its config dataclass refuses (its type, or the dataclass's own check of its range), and
         ``task`` when given if :attr:`check_task` finds it unreadable with them."""
         if (known := self.option_fields) is not None and not known.keys() >= options.keys():
             check_option_names(options, known, what=f"{self.name} option")
+        for config_type in self.option_types:
+            config_from_options(config_type, options, what=f"{self.name} option")
         if task is not None and self.check_task is not None and (problem := self.check_task(task, dict(options))):
             raise BadInputError(f"{self.name} task", "a row the workflow can read", problem)
         return options
@@ -99,6 +108,13 @@ class Workflow:
 
 
 _REGISTRY: dict[str, Workflow] = {}
+
+
+def checked(workflow: str | Workflow, options: Mapping[str, Any]) -> Workflow:
+    """The workflow (by name or itself), after :meth:`Workflow.check_options` passed ``options``."""
+    wf = get(workflow) if isinstance(workflow, str) else workflow
+    wf.check_options(options)
+    return wf
 
 
 def register(workflow: Workflow) -> Workflow:

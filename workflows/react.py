@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
-from orchestrator.options import option_value
+from orchestrator.options import check_ranges, config_from_options
 from orchestrator.types import Message, SamplingOptions
 from orchestrator.workflow import Workflow
 from workflows.actions import ANSWER, copies_example, fallback_answer, parse_actions, split_example_copies
@@ -16,6 +17,21 @@ if TYPE_CHECKING:
     from orchestrator.context import RunContext
 
 DEFAULT_MAX_TURNS = 6
+
+
+@dataclass(frozen=True)
+class ReactOptions:
+    """Options of a ``react`` run."""
+
+    max_turns: int = DEFAULT_MAX_TURNS
+    """LLM turns before the agent must answer."""
+    max_tokens: int = 48
+    """Output tokens of one turn (one action line)."""
+    yes_no_form: bool = False
+    """Answer a yes/no question with the bare word (HotpotQA's judge credits only that, as BATS's option)."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self, max_turns=(1, None), max_tokens=(1, None))
 
 SYSTEM = """You answer questions by searching an encyclopedia. Reply with exactly one line:
 search: <keywords>  or  browse: <url>  or  answer: <short answer>
@@ -97,10 +113,8 @@ def _after_reply(state: ReactState, text: str, tool_names: list[str], *, last: b
 
 
 def build(ctx: RunContext) -> StateGraph:
-    max_turns = int(ctx.config.get("max_turns", DEFAULT_MAX_TURNS))
-    max_tokens = int(ctx.config.get("max_tokens", 48))
-    # HotpotQA's judge credits a yes/no gold answer only for the bare word (as BATS's option).
-    yes_no_form = option_value(bool, ctx.config.get("yes_no_form", False), what="yes_no_form")
+    options = config_from_options(ReactOptions, ctx.config, what="react option")
+    max_turns, max_tokens, yes_no_form = options.max_turns, options.max_tokens, options.yes_no_form
     tool_names = ctx.tools.names()
 
     async def agent(state: ReactState) -> dict[str, Any]:
@@ -168,6 +182,5 @@ WORKFLOW = Workflow(
     result=_result,
     default_tools=("search", "browse"),
     description="ReAct baseline: search/browse tools under the budget ledger",
-    extra_options={"max_turns": int, "max_tokens": int, "yes_no_form": bool},
-    options={"max_turns": DEFAULT_MAX_TURNS, "max_tokens": 48, "yes_no_form": False},
+    option_types=(ReactOptions,),
 )

@@ -73,6 +73,8 @@ def test_set_changes_what_the_workflow_does_and_is_stored(env: dict[str, Path]) 
                              "recursion_limit, yes_no_form)"),
         (["--set", "yes_no_form=maybe"], "react option yes_no_form: expected true or false (got 'maybe')"),
         (["--set", "max_turns=two"], "react option max_turns: expected an integer (got 'two')"),
+        (["--set", "max_turns=0"], "react option: expected valid values for ReactOptions (max_turns must be >= 1"),
+        (["--set", "max_tokens=-5"], "(max_tokens must be >= 1, got -5)"),
         (["--set", "yes_no_form"], "--set yes_no_form: expected key=value"),
         (["--set", "=3"], "--set =3: expected key=value"),
     ],
@@ -94,6 +96,21 @@ def test_typos_in_the_method_commands_name_the_close_option(home_only: Path) -> 
     _one_line_error(res, "batchprompt option rounds: expected an integer (got 'three')")
     res = runner.invoke(app, ["run", "batchprompt", "--dataset", str(rows), "--set", "label_scoring=maybe"])
     _one_line_error(res, "label_scoring must be one of")
+    _no_runs()
+
+
+def test_values_out_of_range_fail_before_the_run_also_for_a_dataset(env: dict[str, Path]) -> None:
+    script = env["home"] / "s.json"
+    script.write_text(json.dumps(["answer: x"]))
+    rows = env["home"] / "q.jsonl"
+    rows.write_text('{"question": "a?"}\n{"question": "b?"}\n')
+    base = ["--backend", "scripted", "--script", str(script)]
+    res = runner.invoke(app, ["run", "bats", "--dataset", str(rows), *base, "--set", "temperature=5"])
+    _one_line_error(res, "(temperature must be in [0.0, 2.0], got 5.0)")  # one error, not one per item
+    res = runner.invoke(app, ["run", "bats", "--task", "q?", *base, "--set", "max_attempts=0"])
+    _one_line_error(res, "(max_attempts must be >= 1, got 0)")
+    res = runner.invoke(app, ["run", "drqa", "--dataset", str(rows), "--budget-tokens", "9", "--set", "batch_size=0"])
+    _one_line_error(res, "(batch_size must be >= 1, got 0)")
     _no_runs()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from orchestrator.options import check_ranges
 from workflows.bats.tracker import TrackerConfig
 
 __all__ = ["AgentConfig", "BatsConfig", "LoopMode"]
@@ -66,6 +67,15 @@ class AgentConfig:
     low_at: float = 0.1
     """Budget Tracker: remaining fraction at or above which the regime is low (else critical)."""
 
+    def __post_init__(self) -> None:
+        check_ranges(self, max_turns=(0, None), max_turns_cap=(1, None), answer_max_words=(1, None),
+                     extract_max_tokens=(1, None), max_tokens=(1, None), temperature=(0.0, 2.0),
+                     max_observation_chars=(1, None), keep_tool_outputs=(0, None), max_actions_per_turn=(1, None),
+                     max_format_errors=(0, None), max_stale_turns=(1, None), max_idle_turns=(1, None),
+                     high_at=(0.0, 1.0), medium_at=(0.0, 1.0), low_at=(0.0, 1.0))
+        if self.repeat_temperature is not None and not 0.0 <= self.repeat_temperature <= 2.0:
+            raise ValueError(f"repeat_temperature must be in [0.0, 2.0], got {self.repeat_temperature!r}")
+
     @property
     def tracker_config(self) -> TrackerConfig:
         return TrackerConfig(high_at=self.high_at, medium_at=self.medium_at, low_at=self.low_at)
@@ -113,3 +123,7 @@ class BatsConfig:
     pivot: bool = True
     """Follow the verifier's PIVOT (the next attempt is told to take a different lead; ablation
     ``False``: it is told to dig deeper on the same lead, as after CONTINUE)."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self, max_attempts=(1, None), planner_max_tokens=(1, None), max_plan_items=(0, None),
+                     verifier_max_tokens=(1, None), judge_max_tokens=(1, None), max_evidence_chars=(1, None))
