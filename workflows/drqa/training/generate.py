@@ -109,7 +109,19 @@ async def generate_chains(
             group = order[start : start + config.batch_size]
             key = f"{spec.name}/batch/{k}/" + ",".join(map(str, group))
             requests.append((key, partial(batch, [items[i] for i in group], k)))
-    known = done or {}
+    results = await _send_all(requests, config.concurrency, done or {}, on_done, on_result, on_refused)
+    return [c for chunk in results for c in chunk]
+
+
+async def _send_all(
+    requests: list[tuple[str, Callable[[], Awaitable[list[Chain]]]]],
+    concurrency: int,
+    known: Mapping[str, list[Chain]],
+    on_done: Callable[[], None] | None,
+    on_result: Callable[[str, list[Chain]], None] | None,
+    on_refused: Callable[[str, EngineDead], None] | None,
+) -> list[list[Chain]]:
+    """Each request's chains, in order: known ones as they are, the rest sent (see generate_chains)."""
 
     async def one(key: str, send: Callable[[], Awaitable[list[Chain]]]) -> list[Chain]:
         if key in known:
@@ -122,11 +134,11 @@ async def generate_chains(
             if on_refused is None:
                 raise
             on_refused(key, exc)
-            chains = []
-        else:
-            if on_result:
-                on_result(key, chains)
+            if on_done:
+                on_done()
+            return []
+        if on_result:
+            on_result(key, chains)
         return chains
 
-    results = await gather_limited(config.concurrency, [partial(one, key, send) for key, send in requests])
-    return [c for chunk in results for c in chunk]
+    return await gather_limited(concurrency, [partial(one, key, send) for key, send in requests])
