@@ -127,7 +127,8 @@ def _clients(llm: ScriptedClient) -> dict[str, Any]:
     return {"scripted": llm, "scripted[]": llm}
 
 
-def test_runtime_run_refuses_a_task_the_workflow_cannot_read_before_storing_it(tmp_path):
+def _refused_before_storing(tmp_path, task, options=None) -> tuple[str, int]:
+    """The BadInputError Runtime.run raises for ``task`` with ``options``, and the runs stored."""
     from orchestrator.errors import BadInputError
     from orchestrator.runtime import Runtime
     from orchestrator.settings import Settings
@@ -139,39 +140,23 @@ def test_runtime_run_refuses_a_task_the_workflow_cannot_read_before_storing_it(t
                      tools=ToolRegistry([python_tool()]), clients=_clients(scripted()))
         try:
             with pytest.raises(BadInputError) as refused:
-                await rt.run("priordynaflow", {"prompt": "Add.", "test_list": ["assert add(1, 2) == 3"]},
-                             backend="scripted")
+                await rt.run("priordynaflow", task, backend="scripted", options=options)
             async with rt.store.session() as s:
                 num_runs = (await s.execute(select(func.count()).select_from(RunRow))).scalar_one()
             return str(refused.value), num_runs
         finally:
             await rt.aclose()
 
-    message, num_runs = asyncio.run(go())
+    return asyncio.run(go())
+
+
+def test_runtime_run_refuses_a_task_the_workflow_cannot_read_before_storing_it(tmp_path):
+    message, num_runs = _refused_before_storing(tmp_path, {"prompt": "Add.", "test_list": ["assert add(1, 2) == 3"]})
     assert "missing 'entry_point' (read as a mbpp row" in message and num_runs == 0
 
 
 def test_an_unknown_roster_is_refused_before_the_run_is_stored(tmp_path):
-    from orchestrator.errors import BadInputError
-    from orchestrator.runtime import Runtime
-    from orchestrator.settings import Settings
-    from orchestrator.store.models import RunRow
-    from orchestrator.tools.sandbox import python_tool
-
-    async def go() -> tuple[str, int]:
-        rt = Runtime(Settings(db_url=f"sqlite:///{tmp_path / 'rt.db'}", home=tmp_path),
-                     tools=ToolRegistry([python_tool()]), clients=_clients(scripted()))
-        try:
-            with pytest.raises(BadInputError) as refused:
-                await rt.run("priordynaflow", {"question": "2 + 2?", "answer": "4"}, backend="scripted",
-                             options={"roster": "maths"})
-            async with rt.store.session() as s:
-                num_runs = (await s.execute(select(func.count()).select_from(RunRow))).scalar_one()
-            return str(refused.value), num_runs
-        finally:
-            await rt.aclose()
-
-    message, num_runs = asyncio.run(go())
+    message, num_runs = _refused_before_storing(tmp_path, {"question": "2 + 2?", "answer": "4"}, {"roster": "maths"})
     assert "roster" in message and "'maths'" in message and "math-check" in message and num_runs == 0
 
 
