@@ -338,3 +338,15 @@ def test_requests_the_server_refuses_are_left_out_counted_and_sent_again(tmp_pat
 
     with pytest.raises(EngineDead, match="refused every request"):
         asyncio.run(build_training_data(_Counting(refuse="plus"), _job(src, tmp_path / "none")))
+
+
+def test_a_damaged_checkpoint_is_a_clear_error(data_and_base: tuple[Path, Path], tmp_path: Path) -> None:
+    data_dir, base = data_and_base
+    out = tmp_path / "ckpt"
+    out.mkdir()
+    (out / RESUME_NAME).write_bytes(b"PK\x03\x04 not a checkpoint")
+    with pytest.raises(BadInputError, match=r"\.resume\.pt: expected a checkpoint this job wrote .*--fresh"):
+        train(_train_job(data_dir, base, out))
+    taken: list[int] = []
+    train(_train_job(data_dir, base, out), fresh=True, on_step=lambda step, s: taken.append(step))
+    assert taken == [0, 1, 2, 3, 4]

@@ -182,8 +182,12 @@ def load_train_state(folder: Path, job_fingerprint: str, trainer: Any) -> TrainS
     target = folder / RESUME_NAME
     if not target.exists():
         return None
-    payload = torch.load(target, map_location=trainer.device, weights_only=True)
-    if payload.get("v") != _VERSION or payload.get("fingerprint") != job_fingerprint:
+    try:
+        payload = torch.load(target, map_location=trainer.device, weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, EOFError, pickle errors for a damaged file
+        raise BadInputError(str(target), "a checkpoint this job wrote",
+                            f"it cannot be read ({type(exc).__name__}); pass --fresh to start over") from None
+    if not isinstance(payload, dict) or payload.get("v") != _VERSION or payload.get("fingerprint") != job_fingerprint:
         raise refuse_foreign(folder, "train")
     trainer.policy.load_state_dict(payload["policy"])
     trainer.optimizer.load_state_dict(payload["optimizer"])
