@@ -212,5 +212,8 @@ def eval_(
     paths = _named_models(model)
     items = load_split(data_dir, dataset, "eval")
     items = items[:limit] if limit else items
-    typer.echo(json.dumps(evaluate_models(paths, items, dataset, device=device, max_new_tokens=max_new_tokens),
-                          indent=2))
+    with _progress(transient=True) as progress:
+        bars = {name: progress.add_task(f"{name}: questions", total=len(items)) for name in paths}
+        results = evaluate_models(paths, items, dataset, device=device, max_new_tokens=max_new_tokens,
+                                  on_batch=lambda name, n: progress.advance(bars[name], n))
+    typer.echo(json.dumps(results, indent=2))

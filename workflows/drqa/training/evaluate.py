@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,7 @@ class EvalResult:
 
 def evaluate_solver(
     model: Any, tokenizer: Any, items: Sequence[Item], spec: DatasetSpec, *, max_new_tokens: int = 512,
-    batch_size: int = 64, device: str = "cpu",
+    batch_size: int = 64, device: str = "cpu", on_batch: Callable[[int], None] | None = None,
 ) -> EvalResult:
     """Greedy single-question solves with no stated budget (how the model allocates by itself)."""
     prompts = [
@@ -47,7 +47,7 @@ def evaluate_solver(
         for it in items
     ]
     outs = generate_texts(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                          device=device)
+                          device=device, on_batch=on_batch)
     rows: list[dict[str, Any]] = []
     for it, (text, n, truncated) in zip(items, outs, strict=True):
         answer = extract_final_answer(text, allow_last_number=not truncated)

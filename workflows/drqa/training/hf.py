@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import torch
@@ -37,9 +37,10 @@ def format_chat(tokenizer: Any, messages: Sequence[Message]) -> str:
 @torch.no_grad()
 def generate_texts(
     model: Any, tokenizer: Any, prompts: Sequence[str], *, max_new_tokens: int, batch_size: int = 64,
-    device: str = "cpu",
+    device: str = "cpu", on_batch: Callable[[int], None] | None = None,
 ) -> list[tuple[str, int, bool]]:
-    """Greedy completions: (text, completion tokens up to and including eos, hit the cap)."""
+    """Greedy completions: (text, completion tokens up to and including eos, hit the cap);
+    ``on_batch(n)`` after each batch of ``n`` prompts."""
     model.eval()
     tokenizer.padding_side = "left"
     out: list[tuple[str, int, bool]] = []
@@ -57,4 +58,6 @@ def generate_texts(
             else:
                 stop, truncated = len(ids), True
             out.append((tokenizer.decode(ids[:stop], skip_special_tokens=True), stop, truncated))
+        if on_batch:
+            on_batch(len(completion))
     return out

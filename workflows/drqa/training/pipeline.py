@@ -15,6 +15,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -404,9 +405,10 @@ def _run_steps(job: TrainJob, trainer: Any, state: TrainState, prompts: list[lis
 
 def evaluate_models(
     model_paths: dict[str, str], items: Sequence[Item], dataset: str, *, device: str = "cuda",
-    max_new_tokens: int = 512, batch_size: int = 128,
+    max_new_tokens: int = 512, batch_size: int = 128, on_batch: Callable[[str, int], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """``{"base": path, "trained": path}`` -> per model: accuracy, tokens per question, ..."""
+    """``{"base": path, "trained": path}`` -> per model: accuracy, tokens per question, ...;
+    ``on_batch(name, n)`` after each batch of ``n`` questions a model answered."""
     import gc
 
     import torch
@@ -420,7 +422,8 @@ def evaluate_models(
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         model, tok = load_model(path, device=device, dtype=dtype)
         res = evaluate_solver(model, tok, items, get_spec(dataset), max_new_tokens=max_new_tokens,
-                              batch_size=batch_size, device=device)
+                              batch_size=batch_size, device=device,
+                              on_batch=partial(on_batch, name) if on_batch else None)
         results[name] = {**res.summary(), "model": path}
         del model
         gc.collect()
