@@ -350,3 +350,12 @@ def test_a_damaged_checkpoint_is_a_clear_error(data_and_base: tuple[Path, Path],
     taken: list[int] = []
     train(_train_job(data_dir, base, out), fresh=True, on_step=lambda step, s: taken.append(step))
     assert taken == [0, 1, 2, 3, 4]
+
+
+def test_two_files_of_one_dataset_are_refused_not_one_dropped(tmp_path: Path) -> None:
+    src = _dataset(tmp_path)
+    other = tmp_path / "more-gsm8k.jsonl"
+    other.write_text((src / "validate.jsonl").read_text())
+    job = DataJob((str(src), str(other)), str(tmp_path / "out"))
+    with pytest.raises(BadInputError, match="are both gsm8k"):
+        asyncio.run(build_training_data(_Counting(), job))

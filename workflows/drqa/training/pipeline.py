@@ -63,6 +63,9 @@ def _split_all(job_paths: Sequence[str], eval_fraction: float) -> dict[str, tupl
     out: dict[str, tuple[list[Item], list[Item], str]] = {}
     for path in job_paths:
         name, items = load_dataset(path)
+        if name in out:
+            raise BadInputError("--dataset", "one file or folder per dataset (gsm8k, math)",
+                                f"{out[name][2]} and {path} are both {name}")
         train_items, eval_items = split_items(items, eval_fraction)
         out[name] = (train_items, eval_items, str(path))
     return out
