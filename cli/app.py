@@ -1,4 +1,5 @@
-"""The Typer app factory every ``quotaflow`` command group is made with: one error path."""
+"""The Typer app factory every ``quotaflow`` command group is made with: one error path; and
+the progress bar the commands' long work shows."""
 
 from __future__ import annotations
 
@@ -44,3 +45,11 @@ def command_group(**kwargs: Any) -> typer.Typer:
     ErrorsAsOneLine) and no rich tracebacks."""
     kwargs.setdefault("cls", ErrorsAsOneLine)
     return typer.Typer(pretty_exceptions_enable=False, **kwargs)
+
+
+def progress_bar(*, transient: bool = False) -> Any:
+    """A rich progress display: description, bar, done/total, time elapsed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    transient=transient)

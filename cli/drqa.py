@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.app import command_group
+from cli.app import command_group, progress_bar
 from orchestrator.errors import BadInputError
 
 app = command_group(help="DRQA: reasoning-quota allocation and its GRPO training pipeline.", no_args_is_help=True)
@@ -91,13 +91,6 @@ def run_drqa(
     return asyncio.run(go())
 
 
-def _progress(transient: bool = False) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    transient=transient)
-
-
 @app.command()
 def data(
     base_url: Annotated[str, typer.Option(help="OpenAI-compatible server of the chain generator")],
@@ -129,7 +122,7 @@ def data(
     client = create_client("openai", base_urls=[base_url], model=model)
 
     async def go() -> Path:
-        with _progress() as progress:
+        with progress_bar() as progress:
             bar = progress.add_task("chains (requests)", total=total)
             try:
                 return await build_training_data(client, job, fresh=fresh,
@@ -212,7 +205,7 @@ def eval_(
     paths = _named_models(model)
     items = load_split(data_dir, dataset, "eval")
     items = items[:limit] if limit else items
-    with _progress(transient=True) as progress:
+    with progress_bar(transient=True) as progress:
         bars = {name: progress.add_task(f"{name}: questions", total=len(items)) for name in paths}
         results = evaluate_models(paths, items, dataset, device=device, max_new_tokens=max_new_tokens,
                                   on_batch=lambda name, n: progress.advance(bars[name], n))

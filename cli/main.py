@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.app import command_group
+from cli.app import command_group, progress_bar
 from cli.options import backend_options, check_positive, executor_options, parse_set
 from cli.workflow_modules import OPTION as WORKFLOW_MODULE
 from cli.workflow_modules import RunGroup, import_workflow_modules
@@ -288,16 +288,7 @@ async def _run_agent(workflow: str, payload: dict[str, Any] | None, dataset: Pat
 
         runner = create_executor(executor, **(placement or {}))
         await runner.start(rt)  # a cluster that cannot be joined fails before the dataset run is stored
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      transient=as_json) as progress:
+        with progress_bar(transient=as_json) as progress:
             bar = progress.add_task(f"{workflow} x {len(tasks)}", total=len(tasks))
             items: list[Any] = []
 
