@@ -113,24 +113,24 @@ def data(
     from orchestrator.errors import QuotaFlowError
     from orchestrator.llm import create_client
     from workflows.drqa.training.generate import GenerationConfig
-    from workflows.drqa.training.pipeline import DataJob, build_training_data, count_requests
+    from workflows.drqa.training.pipeline import DataJob, build_training_data
 
     job = DataJob(tuple(dataset), str(out), eval_fraction, max_train_items or None,
                   GenerationConfig(num_single=num_single, batch_size=batch_size, max_tokens=max_tokens,
                                    concurrency=concurrency))
-    total = count_requests(job)
     client = create_client("openai", base_urls=[base_url], model=model)
 
     async def go() -> Path:
         with progress_bar() as progress:
-            bar = progress.add_task("chains (requests)", total=total)
+            bar = progress.add_task("chains (requests)", total=None)
             try:
                 return await build_training_data(client, job, fresh=fresh,
+                                                 on_total=lambda n: progress.update(bar, total=n),
                                                  on_progress=lambda n: progress.advance(bar, n))
             except QuotaFlowError:
-                done = int(progress.tasks[0].completed)
-                typer.echo(f"{done} of {total} requests are kept in {out}; run the same command to resume",
-                           err=True)
+                task = progress.tasks[0]
+                typer.echo(f"{int(task.completed)} of {int(task.total or 0)} requests are kept in {out}; "
+                           "run the same command to resume", err=True)
                 raise
             finally:
                 await client.aclose()

@@ -371,7 +371,8 @@ async def run_data(args: argparse.Namespace, artifacts: Path) -> Path:
     client = _client(args)
     with _progress() as progress:
         bar = progress.add_task("chains", total=None)
-        out = await build_training_data(client, job, on_progress=lambda n: progress.advance(bar, n))
+        out = await build_training_data(client, job, on_progress=lambda n: progress.advance(bar, n),
+                                        on_total=lambda n: progress.update(bar, total=n))
     await client.aclose()
     return out
 

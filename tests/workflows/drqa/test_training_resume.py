@@ -26,7 +26,7 @@ from orchestrator.llm.scripted import ScriptedClient
 from orchestrator.types import LLMRequest, LLMResponse
 from workflows.drqa.sim import make_rows, sim_client
 from workflows.drqa.training.generate import GenerationConfig
-from workflows.drqa.training.pipeline import DataJob, TrainJob, build_training_data, count_requests, train
+from workflows.drqa.training.pipeline import DataJob, TrainJob, build_training_data, train
 from workflows.drqa.training.resume import JOURNAL_NAME, RESUME_NAME
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -71,8 +71,9 @@ class _Counting:
 def test_a_failed_data_job_resumes_without_resending_and_ends_as_an_uninterrupted_one(tmp_path: Path) -> None:
     src = _dataset(tmp_path)
     reference = tmp_path / "reference"
-    asyncio.run(build_training_data(_Counting(), _job(src, reference, concurrency=1)))
-    total = count_requests(_job(src, reference))
+    totals: list[int] = []
+    asyncio.run(build_training_data(_Counting(), _job(src, reference, concurrency=1), on_total=totals.append))
+    (total,) = totals
 
     out = tmp_path / "out"
     failing = _Counting(fail_after=7)
@@ -104,9 +105,9 @@ def test_a_data_job_refuses_state_left_by_another_job(tmp_path: Path) -> None:
         asyncio.run(build_training_data(_Counting(fail_after=3), _job(src, out)))
     with pytest.raises(BadInputError, match="--fresh"):
         asyncio.run(build_training_data(_Counting(), _job(src, out, max_tokens=300)))
-    other = _Counting()
-    asyncio.run(build_training_data(other, _job(src, out, max_tokens=300), fresh=True))
-    assert other.sent == count_requests(_job(src, out))
+    other, totals = _Counting(), []
+    asyncio.run(build_training_data(other, _job(src, out, max_tokens=300), fresh=True, on_total=totals.append))
+    assert other.sent == totals[0]
     with pytest.raises(BadInputError, match="--fresh"):  # a finished job of other settings
         asyncio.run(build_training_data(_Counting(), _job(src, out)))
 

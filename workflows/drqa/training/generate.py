@@ -22,7 +22,7 @@ from workflows.drqa.prompts import solve_messages
 from workflows.drqa.quota.batch import approx_token_count, compose_probe_messages, parse_probe_response
 from workflows.drqa.training.labels import Chain
 
-__all__ = ["GenerationConfig", "generate_chains"]
+__all__ = ["GenerationConfig", "generate_chains", "request_plan"]
 
 
 @dataclass(frozen=True)
@@ -98,19 +98,26 @@ async def generate_chains(
                              count(text), len(group)))
         return out
 
-    requests: list[tuple[str, Callable[[], Awaitable[list[Chain]]]]] = []
-    for k in range(config.num_single):
-        requests += [(f"{spec.name}/single/{k}/{i}", partial(single, it, k)) for i, it in enumerate(items)]
-    rng = random.Random(config.seed)
-    for k in range(config.num_batch):
-        order = list(range(len(items)))
-        rng.shuffle(order)
-        for start in range(0, len(order), config.batch_size):
-            group = order[start : start + config.batch_size]
-            key = f"{spec.name}/batch/{k}/" + ",".join(map(str, group))
-            requests.append((key, partial(batch, [items[i] for i in group], k)))
+    requests: list[tuple[str, Callable[[], Awaitable[list[Chain]]]]] = [
+        (f"{spec.name}/{mode}/{k}/" + ",".join(map(str, group)),
+         partial(single, items[group[0]], k) if mode == "single" else partial(batch, [items[i] for i in group], k))
+        for mode, k, group in request_plan(len(items), config)
+    ]
     results = await _send_all(requests, config.concurrency, done or {}, on_done, on_result, on_refused)
     return [c for chunk in results for c in chunk]
+
+
+def request_plan(num_items: int, config: GenerationConfig) -> list[tuple[str, int, list[int]]]:
+    """The requests :func:`generate_chains` sends for ``num_items`` questions, in order: (mode,
+    round, the questions' positions); batch rounds group a seeded shuffle."""
+    plan = [("single", k, [i]) for k in range(config.num_single) for i in range(num_items)]
+    rng = random.Random(config.seed)
+    for k in range(config.num_batch):
+        order = list(range(num_items))
+        rng.shuffle(order)
+        plan += [("batch", k, order[start : start + config.batch_size])
+                 for start in range(0, num_items, config.batch_size)]
+    return plan
 
 
 async def _send_all(

@@ -22,7 +22,7 @@ from typing import Any
 from orchestrator.errors import BadInputError, EngineDead
 from orchestrator.llm.base import LLMClient
 from workflows.drqa.datasets import Item, get_spec, load_dataset, load_items, split_items
-from workflows.drqa.training.generate import GenerationConfig, generate_chains
+from workflows.drqa.training.generate import GenerationConfig, generate_chains, request_plan
 from workflows.drqa.training.labels import LETTER_OF, Chain, Label, LabelConfig, label_chains
 from workflows.drqa.training.manifest import file_sha256, read_manifest, write_manifest
 from workflows.drqa.training.resume import (
@@ -37,7 +37,7 @@ from workflows.drqa.training.resume import (
     write_atomic,
 )
 
-__all__ = ["DataJob", "TrainJob", "build_training_data", "check_device", "count_requests", "evaluate_models",
+__all__ = ["DataJob", "TrainJob", "build_training_data", "check_device", "evaluate_models",
            "load_chains", "load_split", "train"]
 
 
@@ -101,8 +101,11 @@ def _finished(out: Path, kind: str, job_fingerprint: str) -> dict[str, Any] | No
 
 async def build_training_data(
     client: LLMClient, job: DataJob, *, on_progress: Callable[[int], None] | None = None, fresh: bool = False,
+    on_total: Callable[[int], None] | None = None,
 ) -> Path:
     """Generate and label chains for the training split; returns the output folder.
+    ``on_total(n)``: the requests the job sends (answered ones included), before the first;
+    ``on_progress(1)`` after each.
 
     Resumable: each finished request is journalled (:class:`~.resume.ChainJournal`), and the same
     job run again in the same folder sends only what is missing; a finished job returns at once.
@@ -112,11 +115,12 @@ async def build_training_data(
     ``fresh`` drops what an earlier job left there first.
     """
     with exclusive(Path(job.out_dir), "data"):
-        return await _build_training_data(client, job, on_progress, fresh)
+        return await _build_training_data(client, job, on_progress, fresh, on_total)
 
 
 async def _build_training_data(
-    client: LLMClient, job: DataJob, on_progress: Callable[[int], None] | None, fresh: bool
+    client: LLMClient, job: DataJob, on_progress: Callable[[int], None] | None, fresh: bool,
+    on_total: Callable[[int], None] | None,
 ) -> Path:
     out = Path(job.out_dir)
     splits = _split_all(job.data_paths, job.eval_fraction)
@@ -138,10 +142,13 @@ async def _build_training_data(
         answered.append(key)
         journal.record(key, chains)
 
+    asked = {name: train_items[: job.max_train_items] if job.max_train_items else train_items
+             for name, (train_items, _, _) in splits.items()}
+    if on_total:
+        on_total(sum(len(request_plan(len(items), job.generation)) for items in asked.values()))
     try:
-        for name, (train_items, _, _) in splits.items():
+        for name, items in asked.items():
             spec = get_spec(name)
-            items = train_items[: job.max_train_items] if job.max_train_items else train_items
             chains = await generate_chains(client, items, spec, job.generation, done=done, on_result=record,
                                            on_refused=lambda key, exc: refused.append(f"{key}: {exc}"),
                                            on_done=(lambda: on_progress(1)) if on_progress else None)
@@ -159,16 +166,6 @@ async def _build_training_data(
     if not refused:  # else the journal stays: the same command sends the refused requests again
         journal.discard()
     return out
-
-
-def count_requests(job: DataJob) -> int:
-    """Requests a data job sends (a progress bar's total)."""
-    gen = job.generation
-    total = 0
-    for train_items, _, _ in _split_all(job.data_paths, job.eval_fraction).values():
-        n = min(len(train_items), job.max_train_items) if job.max_train_items else len(train_items)
-        total += gen.num_single * n + gen.num_batch * -(-n // max(gen.batch_size, 1))
-    return total
 
 
 def _write_data(out: Path, job: DataJob, splits: dict[str, tuple[list[Item], list[Item], str]],
