@@ -280,12 +280,7 @@ class WorkflowOptions:
             raise BadInputError("priordynaflow retry", "'turn', 'fix' or 'fresh'", f"got {self.retry!r}")
         for name in ("max_tokens", "choice_max_tokens"):
             if (value := getattr(self, name)) < 1:
-                raise BadInputError(f"priordynaflow {name}", "a whole number >= 1", f"got {value!r}")
+                raise BadInputError(f"priordynaflow {name}", "an integer >= 1", f"got {value!r}")
         for name in ("temperature", "retry_temperature"):
             if not 0.0 <= (value := getattr(self, name)) <= 2.0:
                 raise BadInputError(f"priordynaflow {name}", "a number from 0 to 2", f"got {value!r}")
-        if not 0.0 <= self.retry_temperature <= 2.0:
-            raise BadInputError("priordynaflow retry_temperature", "a number from 0 to 2",
-                                f"got {self.retry_temperature}")
-        if self.choice_max_tokens < 1:
-            raise BadInputError("priordynaflow choice_max_tokens", "an integer >= 1", f"got {self.choice_max_tokens}")
