@@ -82,10 +82,13 @@ class _Mismatch(Exception):
 
 def check_ranges(config: Any, **bounds: tuple[float | None, float | None]) -> None:
     """Raise ValueError for the first field of ``config`` outside its ``(low, high)`` bounds
-    (inclusive; None: unbounded), for a config dataclass's ``__post_init__``: through
-    :func:`config_from_options` it is a BadInputError naming the option."""
+    (inclusive; None: unbounded; a field that is None is unset and passes), for a config
+    dataclass's ``__post_init__``: through :func:`config_from_options` it is a BadInputError
+    naming the option."""
     for name, (low, high) in bounds.items():
         value = getattr(config, name)
+        if value is None:
+            continue
         if (low is not None and value < low) or (high is not None and value > high):
             span = f">= {low}" if high is None else f"<= {high}" if low is None else f"in [{low}, {high}]"
             raise ValueError(f"{name} must be {span}, got {value!r}")

@@ -135,10 +135,6 @@ class BatchPromptConfig:
 
     def __post_init__(self) -> None:
         validate_rounds(self.rounds)
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
         if self.reask_singles not in ("always", "unvoted", "never"):
             raise ValueError(f"reask_singles must be always, unvoted or never, got {self.reask_singles!r}")
         if self.confidence not in CONFIDENCE_SOURCES:
@@ -151,9 +147,8 @@ class BatchPromptConfig:
             raise ValueError(f"label_scoring must be one of {LABEL_SCORINGS}, got {self.label_scoring!r}")
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
-        if not 1 <= self.label_top_logprobs <= 20:
-            raise ValueError(f"label_top_logprobs must be in 1..20, got {self.label_top_logprobs}")
-        check_ranges(self, max_tokens_per_answer=(1, None), context_window=(1, None))
+        check_ranges(self, batch_size=(1, None), max_concurrency=(1, None), label_top_logprobs=(1, 20),
+                     max_tokens_per_answer=(1, None), context_window=(1, None))
 
     @property
     def wants_logprobs(self) -> bool:

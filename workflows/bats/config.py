@@ -72,9 +72,7 @@ class AgentConfig:
                      extract_max_tokens=(1, None), max_tokens=(1, None), temperature=(0.0, 2.0),
                      max_observation_chars=(1, None), keep_tool_outputs=(0, None), max_actions_per_turn=(1, None),
                      max_format_errors=(0, None), max_stale_turns=(1, None), max_idle_turns=(1, None),
-                     high_at=(0.0, 1.0), medium_at=(0.0, 1.0), low_at=(0.0, 1.0))
-        if self.repeat_temperature is not None and not 0.0 <= self.repeat_temperature <= 2.0:
-            raise ValueError(f"repeat_temperature must be in [0.0, 2.0], got {self.repeat_temperature!r}")
+                     high_at=(0.0, 1.0), medium_at=(0.0, 1.0), low_at=(0.0, 1.0), repeat_temperature=(0.0, 2.0))
 
     @property
     def tracker_config(self) -> TrackerConfig:

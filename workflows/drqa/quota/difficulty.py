@@ -77,13 +77,11 @@ class DifficultyConfig:
     is asked again without them (the signal is then 0.5, no signal)."""
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.weight_prior <= 1.0:
-            raise ValueError(f"weight_prior must be in [0, 1], got {self.weight_prior}")
         if self.difficulty_signal not in SIGNALS:
             raise ValueError(f"difficulty_signal must be one of {SIGNALS}, got {self.difficulty_signal!r}")
-        check_ranges(self, length_scale_tokens=(1, None), weight_length=(0.0, None), weight_disagreement=(0.0, None),
-                     weight_doubt=(0.0, None), default_confidence=(0.0, 1.0), min_difficulty=(0.0, 1.0),
-                     resolve_confidence=(0.0, 1.0), numbers_weight=(0.0, None))
+        check_ranges(self, weight_prior=(0.0, 1.0), length_scale_tokens=(1, None), weight_length=(0.0, None),
+                     weight_disagreement=(0.0, None), weight_doubt=(0.0, None), default_confidence=(0.0, 1.0),
+                     min_difficulty=(0.0, 1.0), resolve_confidence=(0.0, 1.0), numbers_weight=(0.0, None))
 
 
 @dataclass(frozen=True)

@@ -152,11 +152,8 @@ class QuotaConfig:
             raise ValueError(f"unknown solve style {self.solve_style!r}; expected one of {SOLVE_STYLES}")
         if self.strategy not in ALLOCATION_STRATEGIES:
             raise ValueError(f"unknown allocation strategy {self.strategy!r}; expected one of {ALLOCATION_STRATEGIES}")
-        if self.min_quota_tokens < 0:
-            raise ValueError(f"min_quota_tokens must be >= 0, got {self.min_quota_tokens}")
-        if self.num_quick_samples < 1:
-            raise ValueError(f"num_quick_samples must be at least 1, got {self.num_quick_samples}")
-        check_ranges(self, batch_size=(1, None), probe_tokens_per_question=(1, None), quick_max_tokens=(0, None),
+        check_ranges(self, min_quota_tokens=(0, None), num_quick_samples=(1, None), batch_size=(1, None),
+                     probe_tokens_per_question=(1, None), quick_max_tokens=(0, None),
                      quick_sample_temperature=(0.0, 2.0), max_probe_fraction=(0.0, 1.0),
                      min_probe_tokens_per_question=(0, None), answer_reserve_tokens=(0, None),
                      unlimited_max_tokens=(1, None), low_confidence_threshold=(0.0, 1.0))
