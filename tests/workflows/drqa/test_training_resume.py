@@ -221,13 +221,13 @@ from workflows.drqa.training.pipeline import TrainJob, train
 saves = []
 real_save = torch.save
 
-def save(obj, path, *a, **kw):
-    saves.append(path)
+def save(obj, f, *a, **kw):
+    saves.append(f)
     if len(saves) == 2:  # the second checkpoint (after step 3): half written, then the process dies
-        with open(path, "wb") as f:
-            f.write(b"PK\\x03\\x04 half a checkpoint")
+        f.write(b"PK\\x03\\x04 half a checkpoint")
+        f.flush()
         os.kill(os.getpid(), signal.SIGKILL)
-    return real_save(obj, path, *a, **kw)
+    return real_save(obj, f, *a, **kw)
 
 torch.save = save
 data_dir, base, out = sys.argv[1:4]

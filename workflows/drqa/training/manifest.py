@@ -7,10 +7,10 @@ import json
 import os
 import platform
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 __all__ = ["MANIFEST_VERSION", "file_sha256", "git_commit", "read_manifest", "write_atomic", "write_manifest"]
 
@@ -33,14 +33,18 @@ def git_commit(repo_dir: str | Path | None = None) -> str:
     return source_commit(repo_dir)
 
 
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, fsync it, and rename it over ``path``:
-    readers (and a job resumed after a kill) see the old file or the new one, never half of one."""
+def write_atomic(path: str | Path, content: str | Callable[[BinaryIO], object]) -> None:
+    """Write ``content`` (text, or a function that writes to the open binary file) to a temporary
+    file beside ``path`` (``.NAME.<random>``), fsync it, and rename it over ``path``: readers (and
+    a job resumed after a kill) see the old file or the new one, never half of one."""
     target = Path(path)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
     try:
-        with tmp.open("w") as f:
-            f.write(text)
+        with tmp.open("wb") as f:
+            if callable(content):
+                content(f)
+            else:
+                f.write(content.encode())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)

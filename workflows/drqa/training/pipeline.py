@@ -24,7 +24,7 @@ from orchestrator.llm.base import LLMClient
 from workflows.drqa.datasets import Item, get_spec, load_dataset, load_items, split_items
 from workflows.drqa.training.generate import GenerationConfig, generate_chains, request_plan
 from workflows.drqa.training.labels import LETTER_OF, Chain, Label, LabelConfig, label_chains
-from workflows.drqa.training.manifest import file_sha256, read_manifest, write_manifest
+from workflows.drqa.training.manifest import file_sha256, read_manifest, write_atomic, write_manifest
 from workflows.drqa.training.resume import (
     RESUME_NAME,
     ChainJournal,
@@ -34,7 +34,6 @@ from workflows.drqa.training.resume import (
     load_train_state,
     refuse_foreign,
     save_train_state,
-    write_atomic,
 )
 
 __all__ = ["DataJob", "TrainJob", "build_training_data", "check_device", "evaluate_models",

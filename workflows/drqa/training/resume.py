@@ -20,7 +20,6 @@ import contextlib
 import hashlib
 import json
 import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from workflows.drqa.training.labels import Chain
 from workflows.drqa.training.manifest import write_atomic
 
 __all__ = ["JOURNAL_NAME", "RESUME_NAME", "ChainJournal", "TrainState", "exclusive", "fingerprint",
-           "load_train_state", "refuse_foreign", "save_train_state", "write_atomic"]
+           "load_train_state", "refuse_foreign", "save_train_state"]
 
 JOURNAL_NAME = "chains.partial.jsonl"
 RESUME_NAME = ".resume.pt"
@@ -161,16 +160,7 @@ def save_train_state(folder: Path, job_fingerprint: str, trainer: Any, state: Tr
         "log": json.dumps(state.log),
         "judge_before": state.judge_before,
     }
-    target = folder / RESUME_NAME
-    tmp = folder / f".{RESUME_NAME}.{uuid.uuid4().hex}"
-    try:
-        torch.save(payload, tmp)
-        with tmp.open("rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(folder / RESUME_NAME, lambda f: torch.save(payload, f))
 
 
 def load_train_state(folder: Path, job_fingerprint: str, trainer: Any) -> TrainState | None:
@@ -178,7 +168,7 @@ def load_train_state(folder: Path, job_fingerprint: str, trainer: Any) -> TrainS
     import torch
 
     for stale in folder.glob(f".{RESUME_NAME}.*"):
-        stale.unlink(missing_ok=True)  # a checkpoint being written when the process died
+        stale.unlink(missing_ok=True)  # a checkpoint write_atomic was writing when the process died
     target = folder / RESUME_NAME
     if not target.exists():
         return None
