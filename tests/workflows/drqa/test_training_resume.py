@@ -84,6 +84,14 @@ def test_a_failed_data_job_resumes_without_resending_and_ends_as_an_uninterrupte
     assert not (out / "chains.jsonl").exists()
     with journal.open("a") as f:
         f.write('{"key": "gsm8k/single/1/3", "chains": [{"item_')  # killed while writing a line
+    lines = journal.read_text().splitlines()
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()  # the same journal with its 5th entry replaced by JSON that is no entry
+    (damaged / JOURNAL_NAME).write_text("\n".join([*lines[:5], '{"key": 3}', *lines[6:8]]) + "\n")
+    again_damaged = _Counting()
+    asyncio.run(build_training_data(again_damaged, _job(src, damaged)))
+    assert again_damaged.sent == total - 4  # entries 1-4 kept; the bad one and all after it sent again
+    assert (damaged / "chains.jsonl").read_bytes() == (reference / "chains.jsonl").read_bytes()
 
     again = _Counting()
     asyncio.run(build_training_data(again, _job(src, out, concurrency=4)))  # concurrency is not part of the job

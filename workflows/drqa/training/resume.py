@@ -83,7 +83,8 @@ class ChainJournal:
 
     def open(self) -> dict[str, list[Chain]]:
         """The requests already done (key -> chains); opens the journal for appending. A torn last
-        line (the process was killed while writing it) is cut off; a journal of another job is an
+        line (the process was killed while writing it), and any line that is not an entry, is cut
+        off with what follows (those requests are sent again); a journal of another job is an
         error."""
         done: dict[str, list[Chain]] = {}
         good_bytes = 0
@@ -92,13 +93,14 @@ class ChainJournal:
             for line, end in _lines(raw):
                 try:
                     entry = json.loads(line)
-                except ValueError:
+                    if good_bytes == 0:
+                        header = (entry.get("v"), entry.get("fingerprint"))
+                    else:
+                        done[entry["key"]] = [Chain.from_dict(c) for c in entry["chains"]]
+                except (ValueError, KeyError, TypeError, AttributeError):
                     break  # the torn tail: everything from here is rewritten
-                if good_bytes == 0:
-                    if entry.get("fingerprint") != self.fingerprint or entry.get("v") != _VERSION:
-                        raise refuse_foreign(self.path.parent, "data")
-                else:
-                    done[entry["key"]] = [Chain.from_dict(c) for c in entry["chains"]]
+                if good_bytes == 0 and header != (_VERSION, self.fingerprint):
+                    raise refuse_foreign(self.path.parent, "data")
                 good_bytes = end
         self._file = self.path.open("r+b" if good_bytes else "wb")
         self._file.truncate(good_bytes)
