@@ -78,14 +78,16 @@ def test_dataclass_validation_and_base():
 class _Bounded:
     tokens: int = 1
     share: float = 0.5
+    temperature: float | None = None
 
     def __post_init__(self) -> None:
-        check_ranges(self, tokens=(1, None), share=(0.0, 1.0))
+        check_ranges(self, tokens=(1, None), share=(0.0, 1.0), temperature=(0.0, 2.0))
 
 
 @pytest.mark.parametrize(("options", "said"), [({"tokens": 0}, "tokens must be >= 1, got 0"),
-                                               ({"share": 1.5}, r"share must be in \[0.0, 1.0\], got 1.5")])
+                                               ({"share": 1.5}, r"share must be in \[0.0, 1.0\], got 1.5"),
+                                               ({"temperature": -1}, "temperature must be in")])
 def test_check_ranges_refuses_a_field_outside_its_bounds_as_bad_input(options, said):
     with pytest.raises(BadInputError, match=said):
         config_from_options(_Bounded, options)
-    assert config_from_options(_Bounded, {"tokens": 1, "share": 1.0}) == _Bounded(1, 1.0)
+    assert config_from_options(_Bounded, {"tokens": 1, "share": 1.0}) == _Bounded(1, 1.0)  # None: unset, passes
