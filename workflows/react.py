@@ -33,6 +33,7 @@ class ReactOptions:
     def __post_init__(self) -> None:
         check_ranges(self, max_turns=(1, None), max_tokens=(1, None))
 
+
 SYSTEM = """You answer questions by searching an encyclopedia. Reply with exactly one line:
 search: <keywords>  or  browse: <url>  or  answer: <short answer>
 Always search before you answer."""
