@@ -141,6 +141,10 @@ class RunRecord:
     actions: dict[str, list[str]] = field(default_factory=dict)
     """What the agent did, by kind, over all its attempts (``{"search": [...], "answer": [...]}``)."""
     num_extractions: int = 0
+    num_reads: int = 0
+    """Reading calls (the answer read from the attempt's tool results, ``answer_from="evidence"``)."""
+    agent_answer: str = ""
+    """The agent's own answer line (the last attempt's), scored beside the read answer."""
     cut_by_purpose: dict[str, int] = field(default_factory=dict)
     """Replies of any call that ran into their max_tokens (finish reason ``length``), by purpose."""
     cut_sample: str = ""
@@ -175,6 +179,7 @@ def summarize(records: Sequence[RunRecord]) -> tuple[list[dict[str, Any]], list[
 
     Means are per question; a failed run counts as a wrong answer with whatever it spent.
     """
+    from workflows.bats.scoring import exact_match
     cells: dict[tuple[str, int], list[RunRecord]] = {}
     for r in records:
         cells.setdefault((r.method, r.budget), []).append(r)
@@ -216,6 +221,9 @@ def summarize(records: Sequence[RunRecord]) -> tuple[list[dict[str, Any]], list[
                 "long_answer_fraction": _mean([len(r.answer) > LONG_ANSWER_CHARS for r in rs]),
                 "mean_answer_chars": _mean([len(r.answer) for r in rs]),
                 "extraction_calls_per_run": _mean([r.num_extractions for r in rs]),
+                "reading_calls_per_run": _mean([r.num_reads for r in rs]),
+                "agent_line_accuracy": _mean([exact_match(r.agent_answer, r.gold) if r.agent_answer else 0.0
+                                              for r in rs]),
                 "stop_reasons": {k: sum(r.stop == k for r in rs) for k in sorted({r.stop for r in rs})},
                 "refused_calls": sum(r.num_refused for r in rs),
                 "llm_calls_per_run": _mean([r.num_llm_calls for r in rs]),
@@ -413,6 +421,8 @@ def _record(method: str, budget: int, q: dict[str, Any], run_id: str, status: st
         num_example_copies=int(stats.get("num_example_copies", 0)),
         actions=_actions(attempts or [stats]),
         num_extractions=sum(n for p, n in purposes.items() if p.endswith("_extract")),
+        num_reads=sum(n for p, n in purposes.items() if p.endswith("_read")),
+        agent_answer=str(stats.get("agent_answer") or (attempts[-1].get("agent_answer", "") if attempts else "")),
         cut_by_purpose=dict(store.get("cut", {})), cut_sample=str(store.get("cut_sample", "")),
         stop=stop,
         error=error,

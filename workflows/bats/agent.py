@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from orchestrator.errors import BadInputError
+from orchestrator.errors import BadInputError, BudgetExhausted
 from orchestrator.options import config_from_options
 from orchestrator.workflow import Workflow
 from workflows.bats.config import AgentConfig, LoopMode
@@ -122,7 +122,8 @@ async def run_attempt(
     ``extra_system`` is appended to the system prompt (BATS's planning section), ``head_notes``
     follows the question in the first user message (the plan, summaries of earlier attempts),
     ``observed_before`` is what earlier attempts' tool results showed (``AttemptSetup``).
-    Raises BudgetExhausted when the token or dollar budget cannot cover a call.
+    Raises BudgetExhausted when the token or dollar budget cannot cover a call (except the
+    reading call: then the agent's own answer stands).
     """
     tools = tuple(ctx.tools.names())
     setup = AttemptSetup(question, config, mode, tools, {t: _arg_name(ctx, t) for t in tools},
@@ -135,7 +136,12 @@ async def run_attempt(
         if isinstance(action, Finish):
             await ctx.record_step(purpose, dict(action.record))
             return action.result
-        observation = await perform(ctx, action)
+        try:
+            observation = await perform(ctx, action)
+        except BudgetExhausted:
+            if state.phase != "read":
+                raise
+            observation = Replied("")  # the reading call is not affordable: the agent's answer stands
 
 
 def question_state(task: Mapping[str, Any]) -> dict[str, Any]:

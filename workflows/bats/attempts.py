@@ -168,7 +168,8 @@ def bats_result(state: Mapping[str, Any]) -> dict[str, Any]:
         "answer": state.get("answer", ""),
         "plan": state.get("plan", []),
         "attempts": [
-            {k: a.get(k) for k in ("answer", "decision", "verdicts", "justification", "stop", "actions")}
+            {k: a.get(k) for k in ("answer", "agent_answer", "decision", "verdicts", "justification", "stop",
+                                   "actions")}
             for a in state.get("attempts", [])
         ],
         "selection": state.get("selection", {}),

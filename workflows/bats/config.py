@@ -30,6 +30,20 @@ class AgentConfig:
     """Answers with more words than this get the extraction call."""
     extract_max_tokens: int = 24
     """Output tokens of the extraction call."""
+    answer_from: Literal["evidence", "agent"] = "evidence"
+    """Where an attempt's answer comes from. ``evidence`` (default): one reading call answers the
+    question from every tool result the attempt saw (the agent itself sees only the latest in
+    full), and the agent's own answer stands when the reading is empty, of the wrong kind (a bare
+    yes/no to an open question) or not affordable (token or dollar budget spent); ``agent``: the
+    agent's answer line. The reading call is made only when a tool returned something. On
+    Qwen2.5-Coder-0.5B the agent answered with the entity it had searched for (HotpotQA, 60
+    questions, the recorded actions of the GPU runs replayed on the CPU: 2-5% EM by the agent's
+    line, 10-13% read from the same results; bench/NOTEBOOK.md §38)."""
+    read_max_chars: int = 6000
+    """Characters of tool results the reading call sees: each result cut to
+    ``max_observation_chars``; when they are more, the first result and the latest that fit."""
+    read_max_tokens: int = 24
+    """Output tokens of the reading call."""
     yes_no_form: bool = False
     """Answer a yes/no question (:func:`workflows.answers.is_yes_no_question`) with the bare word
     its answer opens with ("Yes, both were American" -> "yes", no extraction call): HotpotQA's
@@ -69,7 +83,8 @@ class AgentConfig:
 
     def __post_init__(self) -> None:
         check_ranges(self, max_turns=(0, None), max_turns_cap=(1, None), answer_max_words=(1, None),
-                     extract_max_tokens=(1, None), max_tokens=(1, None), temperature=(0.0, 2.0),
+                     extract_max_tokens=(1, None), read_max_chars=(1, None), read_max_tokens=(1, None),
+                     max_tokens=(1, None), temperature=(0.0, 2.0),
                      max_observation_chars=(1, None), keep_tool_outputs=(0, None), max_actions_per_turn=(1, None),
                      max_format_errors=(0, None), max_stale_turns=(1, None), max_idle_turns=(1, None),
                      high_at=(0.0, 1.0), medium_at=(0.0, 1.0), low_at=(0.0, 1.0), repeat_temperature=(0.0, 2.0))

@@ -24,7 +24,9 @@ The rules, turn by turn:
   action; a final answer that copies it is asked for once more, then dropped;
 - an answer ends the loop, unless budget forcing (``mode.forcing``) tells the agent to keep
   using the budget left, until it has gone ``max_idle_turns`` turns without a tool;
-- the answer is cleaned, and a long one gets one extraction call.
+- the answer is read from the attempt's tool results (``answer_from="evidence"``, one reading
+  call; the agent's answer stands when the reading gives none), cleaned, and a long one gets one
+  extraction call.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ from workflows.bats.extraction import (
     judge_form,
     needs_extraction,
     pick_extraction,
+    pick_reading,
+    reading_messages,
+    reading_sampling,
 )
 from workflows.bats.steps import (
     AttemptResult,
@@ -89,6 +94,9 @@ def decide(setup: AttemptSetup, state: LoopState, observation: Observation) -> D
         return _after_turn(setup, state, observation.text)
     if isinstance(observation, Replied) and state.phase == "final":
         return _after_final_turn(setup, state, observation.text)
+    if isinstance(observation, Replied) and state.phase == "read":
+        answer = pick_reading(state.answer, observation.text, setup.question)
+        return _clean(setup, replace(state, answer=answer, num_reads=1))
     if isinstance(observation, Replied) and state.phase == "extract":
         answer = pick_extraction(state.answer, observation.text, setup.question)
         return _finish(replace(state, answer=answer, num_extractions=1))
@@ -209,7 +217,7 @@ def _run_tools(setup: AttemptSetup, state: LoopState, text: str, actions: list[A
 def _after_tools(setup: AttemptSetup, state: LoopState, observation: ToolsRan) -> Decision:
     config = setup.config
     outputs = iter(observation.outputs)
-    parts, num_refused, num_repeated = [], 0, 0
+    parts, results, num_refused, num_repeated = [], [], 0, 0
     for action, repeat in state.pending:
         if repeat:
             num_repeated += 1
@@ -218,6 +226,8 @@ def _after_tools(setup: AttemptSetup, state: LoopState, observation: ToolsRan) -
         output = next(outputs)
         num_refused += output.refused
         parts.append(f"[{action.kind}: {action.value}]\n{truncate(output.content, config.max_observation_chars)}")
+        if not output.refused:
+            results.append(parts[-1])
     content = "\n\n".join(parts)
     if setup.mode.tracker:
         content += "\n" + tracker_block(observation.views, config.tracker_config)
@@ -232,7 +242,7 @@ def _after_tools(setup: AttemptSetup, state: LoopState, observation: ToolsRan) -
         stub = "(earlier output of " + ", ".join(f'{a.kind} "{a.value}"' for a in actions) + " removed)"
         entry = tool_entry(names.pop() if len(names) == 1 else "tools", content, stub)
     state = replace(
-        state, views=observation.views, entries=(*state.entries, entry), pending=(),
+        state, views=observation.views, entries=(*state.entries, entry), pending=(), results=(*state.results, *results),
         num_refused=state.num_refused + num_refused, num_repeated=state.num_repeated + num_repeated,
         num_format_errors_in_a_row=0, num_idle_turns=0, num_stale_turns=state.num_stale_turns + 1 if stale else 0,
     )
@@ -296,6 +306,17 @@ def _after_final_turn(setup: AttemptSetup, state: LoopState, text: str) -> Decis
 
 
 def _shorten(setup: AttemptSetup, state: LoopState) -> Decision:
+    """The attempt has its answer: read it from the tool results (``answer_from="evidence"``), then
+    clean it and extract a long one."""
+    state = replace(state, agent_answer=state.answer)
+    if setup.config.answer_from == "evidence" and state.results:
+        request = CallLLM(reading_messages(setup.question, state.results, setup.config),
+                          reading_sampling(setup.config), f"{setup.purpose}_read")
+        return replace(state, phase="read"), request
+    return _clean(setup, state)
+
+
+def _clean(setup: AttemptSetup, state: LoopState) -> Decision:
     cleaned = clean_answer(state.answer)
     cleaned = judge_form(setup.question, cleaned, setup.config) or cleaned
     state = replace(state, raw_answer=state.answer, answer=cleaned)
@@ -310,6 +331,8 @@ def _finish(state: LoopState) -> Decision:
     result = AttemptResult(
         answer=state.answer,
         raw_answer=state.raw_answer,
+        agent_answer=state.agent_answer,
+        num_reads=state.num_reads,
         num_extractions=state.num_extractions,
         entries=list(state.entries),
         stop=state.stop,
@@ -321,6 +344,7 @@ def _finish(state: LoopState) -> Decision:
         num_cut_replies=state.num_cut_replies,
         num_example_copies=state.num_example_copies,
     )
-    record = {"answer": result["answer"], "raw_answer": result["raw_answer"], "stop": result["stop"],
+    record = {"answer": result["answer"], "raw_answer": result["raw_answer"],
+              "agent_answer": result["agent_answer"], "stop": result["stop"],
               "num_turns": result["num_turns"], "actions": action_log(result["entries"])}
     return replace(state, phase="done"), Finish(result, record)

@@ -1,10 +1,11 @@
-"""The answer an attempt is scored on (pure): the agent's answer cleaned of its wrapping, and for
-a long one (a pasted passage, a sentence) the one extraction call that asks for the shortest
-answering phrase."""
+"""The answer an attempt is scored on (pure): by default read from the tool results the attempt
+saw (one reading call), else the agent's answer; cleaned of its wrapping, and for a long one (a
+pasted passage, a sentence) the one extraction call that asks for the shortest answering phrase."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from orchestrator.types import Message, SamplingOptions
 from workflows.answers import is_yes_no_question, yes_no_answer
@@ -13,7 +14,7 @@ from workflows.bats.config import AgentConfig
 from workflows.bats.trajectory import truncate
 
 __all__ = ["clean_answer", "extraction_messages", "extraction_sampling", "judge_form", "needs_extraction",
-           "pick_extraction"]
+           "pick_extraction", "pick_reading", "reading_evidence", "reading_messages", "reading_sampling"]
 
 _ANSWER_PREFIX = re.compile(r"^\s*(?:final\s+)?(?:the\s+)?answer\s*(?:is)?\s*[:\-]?\s*", re.IGNORECASE)
 
@@ -44,11 +45,56 @@ def extraction_messages(question: str, cleaned: str) -> tuple[Message, ...]:
     """The extraction call. It names the kind of answer: a small model offered "or yes/no" for
     every question answered bare "Yes" to 245 of 800 non-yes/no BATS runs (Qwen2.5-Coder-0.5B,
     issue 22), mostly when a spent budget forced a long final answer."""
-    kind = prompts.EXTRACT_KIND_YES_NO if is_yes_no_question(question) else prompts.EXTRACT_KIND_OPEN
+    kind = _answer_kind(question)
     return (
         Message("system", prompts.EXTRACT_SYSTEM),
         Message("user", prompts.EXTRACT_USER.format(question=question, answer=truncate(cleaned, 1500), kind=kind)),
     )
+
+
+def _answer_kind(question: str) -> str:
+    return prompts.EXTRACT_KIND_YES_NO if is_yes_no_question(question) else prompts.EXTRACT_KIND_OPEN
+
+
+def reading_evidence(results: Sequence[str], max_chars: int) -> str:
+    """The tool results the reading call sees, in the order they came: all of them when they fit
+    in ``max_chars``, else the first (the search closest to the question) and the latest that fit;
+    a first result longer than ``max_chars`` is cut."""
+    if not results:
+        return ""
+    sep = "\n\n"
+    first = truncate(results[0], max_chars)
+    used, latest = len(first), []
+    for text in reversed(results[1:]):
+        if used + len(sep) + len(text) > max_chars:
+            break
+        latest.append(text)
+        used += len(sep) + len(text)
+    return sep.join([first, *reversed(latest)])
+
+
+def reading_messages(question: str, results: Sequence[str], config: AgentConfig) -> tuple[Message, ...]:
+    """The reading call: the question answered from the attempt's tool results."""
+    evidence = reading_evidence(results, config.read_max_chars)
+    return (
+        Message("system", prompts.READ_SYSTEM),
+        Message("user", prompts.READ_USER.format(evidence=evidence, question=question, kind=_answer_kind(question))),
+    )
+
+
+def reading_sampling(config: AgentConfig) -> SamplingOptions:
+    return SamplingOptions(max_tokens=config.read_max_tokens, temperature=0.0, stop=("\n",))
+
+
+def pick_reading(agent_answer: str, reply: str, question: str) -> str:
+    """The reading's answer when it gives one of the kind the question asks for (a bare yes/no
+    answers only a yes/no question), else the agent's."""
+    read = clean_answer(reply)
+    if not read:
+        return agent_answer
+    if yes_no_answer(read) is not None and len(read.split()) == 1 and not is_yes_no_question(question):
+        return agent_answer
+    return read
 
 
 def extraction_sampling(config: AgentConfig) -> SamplingOptions:

@@ -62,6 +62,18 @@ Long answer: {answer}
 Kind of answer: {kind}
 Shortest answer:"""
 
+READ_SYSTEM = """\
+You answer a question from search results. Reply with only the answer: the shortest phrase that
+answers the question, of the kind it asks for. No sentence, no explanation."""
+
+READ_USER = """\
+Search results:
+{evidence}
+
+Question: {question}
+Kind of answer: {kind}
+Short answer:"""
+
 EXTRACT_KIND_YES_NO = "yes or no"
 EXTRACT_KIND_OPEN = "a name, a date, a number or a short phrase (never yes or no)"
 

@@ -32,9 +32,10 @@ __all__ = [
     "attempt_stats",
 ]
 
-Phase = Literal["start", "turn", "tools", "final", "extract", "done"]
+Phase = Literal["start", "turn", "tools", "final", "read", "extract", "done"]
 """What the loop waits for: the budgets at the start, the reply of a turn, the results of a
-turn's tool calls, the reply of the final turn, the reply of the extraction call, nothing."""
+turn's tool calls, the reply of the final turn, the reply of the reading call, the reply of the
+extraction call, nothing."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,14 @@ class LoopState:
     answer: str = ""
     """The answer candidate (the latest one given; after extraction, the answer to score)."""
     raw_answer: str = ""
-    """The answer as given, before cleaning and extraction."""
+    """The answer as given (read, or the agent's), before cleaning and extraction."""
+    agent_answer: str = ""
+    """The agent's own answer line (what the reading call may replace)."""
+    results: tuple[str, ...] = ()
+    """The tool results the attempt saw, each with its action and cut as the agent saw it (no
+    repeats, no refusals, no tracker block): what the reading call reads."""
+    num_reads: int = 0
+    """Reading calls made (0 or 1)."""
     stop: str = "max_turns"
     """Why the loop ended: ``answered``, ``exhausted``, ``stale`` or ``max_turns``."""
     num_turns: int = 0
@@ -170,6 +178,8 @@ class AttemptResult(TypedDict):
 
     answer: str
     raw_answer: str
+    agent_answer: str
+    num_reads: int
     num_extractions: int
     entries: list[Entry]
     stop: str

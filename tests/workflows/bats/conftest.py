@@ -39,12 +39,16 @@ def corpus_tools() -> ToolRegistry:
 @pytest.fixture
 def make_ctx() -> Callable[..., FakeRunContext]:
     """``make_ctx(reply, limits, **config)``: ``reply(purpose, messages)`` scripts the LLM;
-    ``limits`` are units per tool (default five searches and five pages)."""
+    ``limits`` are units per tool (default five searches and five pages). The loop's tests take
+    the agent's answer line (``answer_from="agent"``); with ``read=True`` the attempts' answers
+    are read from their tool results (the default) and ``reply`` scripts the reading calls too."""
 
     def make(reply: Callable[[str, list[Message]], str], limits: dict[str, float | None] | None = None,
-             **config: Any) -> FakeRunContext:
+             *, read: bool = False, **config: Any) -> FakeRunContext:
         # Graph tests read the task at messages[1]: no demo exchange unless a test asks for it.
         config.setdefault("demo", False)
+        if not read:
+            config.setdefault("answer_from", "agent")
         ctx = FakeRunContext(tools=corpus_tools(), config=config,
                              tool_limits=limits if limits is not None else {"search": 5, "browse": 5})
 

@@ -3,10 +3,11 @@ OpenAI-compatible server (:class:`orchestrator.testing.LoopbackServer`).
 
 It plays every role by the system prompt: planner (its reply comes back as cut, finish reason
 "length"), verifier (valid JSON only when the request carries ``response_format`` json_schema,
-otherwise prose, so the structured-output path is observable), judge, answer extraction, and an
-agent that searches once, browses the first hit and then answers with a long sentence (so the
-extraction step has work). Questions containing ``hang_marker`` get their agent reply only after
-an hour (to exercise the time limit).
+otherwise prose, so the structured-output path is observable), judge, the reading call (a long
+sentence naming the first search hit, so the extraction step has work), answer extraction, and
+an agent that searches once, browses the first hit and then answers with a long sentence.
+Questions containing ``hang_marker`` get their agent reply only after an hour (to exercise the
+time limit).
 
 Serve it by hand: ``python -m orchestrator.testing serve --port 8000 --responder
 tests.workflows.bats.served_model:BatsModel()``.
@@ -61,6 +62,10 @@ class BatsModel:
             return Reply("The answer looks right to me.")
         if system == prompts.JUDGE_SYSTEM:
             return Reply("1")
+        if system == prompts.READ_SYSTEM:
+            # The reader names the first page title among the results (long, so extraction has work).
+            titles = re.findall(r"^\s*1\. (.+?) <wiki://", messages[-1]["content"], re.MULTILINE)
+            return Reply(f"{titles[0] if titles else 'unknown'} is the answer according to the results")
         if system == prompts.EXTRACT_SYSTEM:
             long = messages[-1]["content"].split("Long answer: ", 1)[-1]
             return Reply(long.split(" is the answer")[0])

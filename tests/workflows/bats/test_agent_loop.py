@@ -14,6 +14,12 @@ from workflows.bats.trajectory import render_messages, tool_entry, user_entry
 QUESTION = "Where was the Eiffel Tower's designer born?"  # the demo's subject: its words are fair here
 
 
+def loop_config(**options: object) -> AgentConfig:
+    """The loop's options for these tests: no demo, the agent's own answer line (the reading call
+    has its own tests)."""
+    return AgentConfig(**{"demo": False, "answer_from": "agent", **options})  # type: ignore[arg-type]
+
+
 def n_obs(messages: list[Message]) -> int:
     return sum(1 for m in strip_demo(messages) if m.role == "tool")
 
@@ -24,7 +30,7 @@ def test_tracker_block_follows_every_tool_response_and_policy_is_on_first_turn(m
 
     ctx = make_ctx(reply, {"search": 10, "browse": 4})
     result = asyncio.run(
-        run_attempt(ctx, QUESTION, AgentConfig(demo=False), LoopMode(tracker=True))
+        run_attempt(ctx, QUESTION, loop_config(), LoopMode(tracker=True))
     )
     assert result["answer"] == "Dijon" and result["stop"] == "answered"
     first_system = ctx.calls[0].messages[0].content
@@ -43,7 +49,7 @@ def test_tracker_block_follows_every_tool_response_and_policy_is_on_first_turn(m
 
 def test_plain_mode_shows_no_budget(make_ctx) -> None:
     ctx = make_ctx(lambda p, m: "search: x" if not n_obs(m) else "answer: y")
-    asyncio.run(run_attempt(ctx, QUESTION, AgentConfig(demo=False), LoopMode()))
+    asyncio.run(run_attempt(ctx, QUESTION, loop_config(), LoopMode()))
     text = "\n".join(m.content for c in ctx.calls for m in c.messages)
     assert "<budget>" not in text and "Budget policy" not in text
 
@@ -55,7 +61,7 @@ def test_loop_stops_when_any_budget_is_exhausted_and_asks_for_final_answer(make_
         return f"search: query {n_obs(messages)}"
 
     ctx = make_ctx(reply, {"search": 2, "browse": 5})
-    result = asyncio.run(run_attempt(ctx, QUESTION, AgentConfig(demo=False, max_turns=10), LoopMode(tracker=True)))
+    result = asyncio.run(run_attempt(ctx, QUESTION, loop_config(max_turns=10), LoopMode(tracker=True)))
     assert result["stop"] == "exhausted" and result["answer"] == "Dijon"
     assert [c[2] for c in ctx.tool_calls] == [False, False]  # no third search was attempted
     assert ctx.calls[-1].is_last_step and len(ctx.calls) == 3
@@ -65,7 +71,7 @@ def test_depleted_tool_is_refused_when_the_model_ignores_the_tracker(make_ctx) -
     # Three searches in one reply against a budget of two: the third is refused by the ledger.
     ctx = make_ctx(lambda p, m: "search: a\nsearch: b\nsearch: c" if not n_obs(m) else "answer: z",
                    {"search": 2, "browse": 5})
-    result = asyncio.run(run_attempt(ctx, QUESTION, AgentConfig(demo=False), LoopMode(tracker=True)))
+    result = asyncio.run(run_attempt(ctx, QUESTION, loop_config(), LoopMode(tracker=True)))
     assert [refused for _, _, refused in ctx.tool_calls] == [False, False, True]
     assert result["num_refused"] == 1 and ctx.used["search"] == 2
     assert "Refused" in ctx.calls[-1].messages[-2].content
@@ -74,7 +80,7 @@ def test_depleted_tool_is_refused_when_the_model_ignores_the_tracker(make_ctx) -
 def test_repeated_action_is_not_run_or_charged_again(make_ctx) -> None:
     replies = iter(["search: Eiffel  tower", "search: eiffel tower", "answer: x"])
     ctx = make_ctx(lambda p, m: next(replies), {"search": 5, "browse": 5})
-    result = asyncio.run(run_attempt(ctx, QUESTION, AgentConfig(demo=False), LoopMode(tracker=True)))
+    result = asyncio.run(run_attempt(ctx, QUESTION, loop_config(), LoopMode(tracker=True)))
     assert len(ctx.tool_calls) == 1 and ctx.used == {"search": 1}
     assert result["num_repeated"] == 1
     assert prompts.REPEATED in ctx.calls[2].messages[-1].content
@@ -85,13 +91,13 @@ def test_repeated_action_is_not_run_or_charged_again(make_ctx) -> None:
 def test_actions_per_turn_are_capped(make_ctx) -> None:
     ctx = make_ctx(lambda p, m: "\n".join(f"search: q{i}" for i in range(6)) if not n_obs(m) else "answer: z",
                    {"search": 50, "browse": 5})
-    asyncio.run(run_attempt(ctx, QUESTION, AgentConfig(demo=False, max_actions_per_turn=2), LoopMode()))
+    asyncio.run(run_attempt(ctx, QUESTION, loop_config(max_actions_per_turn=2), LoopMode()))
     assert len(ctx.tool_calls) == 2
 
 
 def test_format_reminder_then_prose_is_taken_as_answer(make_ctx) -> None:
     ctx = make_ctx(lambda p, m: "It is probably Dijon.")
-    result = asyncio.run(run_attempt(ctx, QUESTION, AgentConfig(demo=False, max_format_errors=1), LoopMode()))
+    result = asyncio.run(run_attempt(ctx, QUESTION, loop_config(max_format_errors=1), LoopMode()))
     assert result["answer"] == "It is probably Dijon" and result["num_format_errors"] == 2
     assert ctx.calls[1].messages[-1].content == prompts.FORMAT_NUDGE
 
@@ -102,7 +108,7 @@ def test_forcing_pushes_for_more_tools_until_idle_limit(make_ctx) -> None:
 
     ctx = make_ctx(reply, {"search": 10, "browse": 10})
     result = asyncio.run(
-        run_attempt(ctx, QUESTION, AgentConfig(demo=False, max_idle_turns=3, max_turns=20), LoopMode(forcing=True))
+        run_attempt(ctx, QUESTION, loop_config(max_idle_turns=3, max_turns=20), LoopMode(forcing=True))
     )
     assert result["num_forcing"] == 2 and result["stop"] == "answered"
     forcing_msgs = [m.content for m in ctx.calls[-1].messages if m.content.startswith("Wait:")]

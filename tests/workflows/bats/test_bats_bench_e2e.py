@@ -77,8 +77,11 @@ def test_bench_against_fake_openai_server_with_time_limit(tmp_path: Path) -> Non
     assert cells["bats"]["cut_calls_by_purpose"] == {"planner": 2} and cells["react"]["cut_calls_by_purpose"] == {}
     assert {r.cut_sample for r in records if r.method == "bats"} == {
         "[planner] explore: the entity in the question\nverify: the answer fits"}
-    # The agent's long sentence was cut to the page title by the extraction call, for both methods.
+    # Every answer was read from the tool results (one reading call per attempt), and the reader's
+    # long sentence cut to the page title by the extraction call, for both methods.
+    assert all(c["reading_calls_per_run"] >= 1 for c in cells.values())
     assert all(c["extraction_calls_per_run"] >= 1 and c["long_answer_fraction"] == 0 for c in cells.values())
+    assert all(r.agent_answer.endswith("according to the page that I read just now") for r in records)
     assert all(r.answer and len(r.answer) < 60 and "according to" not in r.answer for r in records)
     # Every run keeps what its agent did (both methods: the harness's stats, BATS's attempts).
     assert all(r.actions.get("search") and r.actions.get("answer") for r in records)

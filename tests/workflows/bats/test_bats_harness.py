@@ -27,6 +27,12 @@ from workflows.bats.verifier import VERIFIER_SCHEMA, verify
 QUESTION = "Where was the Eiffel Tower's designer born?"  # the demo's subject: its words are fair here
 
 
+def loop_config(**options: object) -> AgentConfig:
+    """The loop's options for these tests: no demo, the agent's own answer line (the reading call
+    has its own tests)."""
+    return AgentConfig(**{"demo": False, "answer_from": "agent", **options})  # type: ignore[arg-type]
+
+
 def views(search: float | None, browse: float | None, used: float = 0.0) -> list[ToolBudgetView]:
     return [ToolBudgetView("search", "query", used, search), ToolBudgetView("browse", "url", 0.0, browse)]
 
@@ -45,7 +51,7 @@ def test_agent_is_not_cut_by_turns_before_its_budget(make_ctx) -> None:
     # One new query per turn: with budget 10 the old fixed cap of 6 turns stopped it at 6 queries.
     ctx = make_ctx(lambda p, m: "answer: x" if m[-1].content == prompts.FINAL_TURN else f"search: q{len(m)}",
                    {"search": 10, "browse": 10})
-    result = asyncio.run(run_attempt(ctx, QUESTION, AgentConfig(), LoopMode(tracker=True)))
+    result = asyncio.run(run_attempt(ctx, QUESTION, loop_config(demo=True), LoopMode(tracker=True)))
     assert result["stop"] == "exhausted" and ctx.used["search"] == 10
 
 
@@ -90,7 +96,7 @@ def test_every_method_sees_the_same_demo_and_its_answer_is_extracted(make_ctx) -
     seen = []
     for mode in (LoopMode(), LoopMode(tracker=True)):
         ctx = make_ctx(reply, {"search": 5, "browse": 5})
-        result = asyncio.run(run_attempt(ctx, "Where was the Eiffel designer born?", AgentConfig(), mode))
+        result = asyncio.run(run_attempt(ctx, "Where was the Eiffel designer born?", loop_config(demo=True), mode))
         assert result["answer"] == "Dijon" and result["num_extractions"] == 1
         assert result["raw_answer"].startswith("He was born")
         first = ctx.calls[0].messages
@@ -107,7 +113,7 @@ def test_final_turn_tool_call_becomes_a_guess_not_an_action_line(make_ctx) -> No
         return "search: eiffel"
 
     ctx = make_ctx(reply, {"search": 1, "browse": 5})
-    result = asyncio.run(run_attempt(ctx, QUESTION, AgentConfig(demo=False), LoopMode()))
+    result = asyncio.run(run_attempt(ctx, QUESTION, loop_config(), LoopMode()))
     assert result["stop"] == "exhausted" and result["answer"] == "Gustave Eiffel"
 
 
@@ -170,7 +176,7 @@ def test_looping_agent_stops_after_stale_turns_not_at_the_turn_cap(make_ctx) -> 
         return "answer: x" if messages[-1].content == prompts.MAX_TURNS_REACHED else "search: same query"
 
     ctx = make_ctx(reply, {"search": 20, "browse": 20})  # derived cap: 42 turns
-    result = asyncio.run(run_attempt(ctx, QUESTION, AgentConfig(demo=False), LoopMode()))
+    result = asyncio.run(run_attempt(ctx, QUESTION, loop_config(), LoopMode()))
     assert result["stop"] == "stale" and result["answer"] == "x"
     assert ctx.used == {"search": 1} and len(ctx.calls) == 1 + 2 + 1  # first run, 2 repeats, final
 
@@ -178,7 +184,7 @@ def test_looping_agent_stops_after_stale_turns_not_at_the_turn_cap(make_ctx) -> 
 def test_reply_repeating_done_actions_then_answering_is_an_answer(make_ctx) -> None:
     # Qwen 0.5B re-emits its whole pattern each turn; the answer line must not be lost.
     ctx = make_ctx(lambda p, m: "search: viva media\nbrowse: wiki://VIVA Media\nanswer: VIVA Media AG")
-    result = asyncio.run(run_attempt(ctx, QUESTION, AgentConfig(demo=False), LoopMode()))
+    result = asyncio.run(run_attempt(ctx, QUESTION, loop_config(), LoopMode()))
     assert result["stop"] == "answered" and result["answer"] == "VIVA Media AG"
     assert len(ctx.calls) == 2 and ctx.used == {"search": 1, "browse": 1}
 

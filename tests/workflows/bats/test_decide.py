@@ -35,6 +35,7 @@ def views(search_used: float = 0, browse_used: float = 0, limit: float | None = 
 
 def setup(mode: LoopMode | None = None, question: str = "Where was Eiffel born?", **config: object) -> AttemptSetup:
     config.setdefault("demo", False)
+    config.setdefault("answer_from", "agent")  # the loop's rules; the reading call has its own tests
     return AttemptSetup(question, AgentConfig(**config), mode or LoopMode(), ("search", "browse"),  # type: ignore[arg-type]
                         {"search": "query", "browse": "url"}, head_notes="Plan: find him")
 
@@ -156,7 +157,8 @@ def test_answer_ends_the_loop_even_after_repeating_done_actions() -> None:
     result = finish(action).result
     assert (result["answer"], result["stop"], result["num_turns"]) == ("Dijon", "answered", 2)
     assert state.phase == "done" and result["entries"][-1]["actions"] == [["answer", "Dijon"]]
-    assert finish(action).record == {"answer": "Dijon", "raw_answer": "Dijon", "stop": "answered", "num_turns": 2,
+    assert finish(action).record == {"answer": "Dijon", "raw_answer": "Dijon", "agent_answer": "Dijon",
+                                     "stop": "answered", "num_turns": 2,
                                      "actions": {"search": ["a"], "answer": ["Dijon"]}}
 
 

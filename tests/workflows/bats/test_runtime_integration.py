@@ -26,11 +26,13 @@ def rule(messages: Sequence[Message]) -> str:
     system = messages[0].content
     if system == prompts.PLANNER_SYSTEM:
         return "explore: who designed the tower\nverify: where the designer was born"
+    if system == prompts.READ_SYSTEM:
+        return "Dijon" if "born in Dijon" in messages[-1].content else "unknown"
     if system == prompts.VERIFIER_SYSTEM:
         return ('{"verdicts": ["satisfied", "unverifiable"], "decision": "CONTINUE", '
                 '"justification": "birthplace open", "summary": "designer found"}')
     if any(m.role == "tool" for m in strip_demo(messages)):
-        return "answer: Dijon"
+        return "answer: Gustave Eiffel"  # the agent's line names the searched entity; the reading corrects it
     # Three queries against a budget of two: the ledger must refuse the third.
     return "search: eiffel tower\nsearch: gustave eiffel\nsearch: one too many"
 
@@ -60,7 +62,7 @@ async def check_bats(rt: Runtime) -> None:
     res = await rt.run("bats", {"question": "Where was the Eiffel Tower's designer born?"},
                        backend="rule", budget="search=2,browse=3")
     assert res.status == "succeeded", res.error
-    assert res.result["answer"] == "Dijon"
+    assert res.result["answer"] == "Dijon" and res.result["attempts"][0]["agent_answer"] == "Gustave Eiffel"
     assert res.result["attempts"][0]["decision"] == "CONTINUE"
     assert res.result["stats"]["num_attempts"] == 1  # search hit 0: no second attempt
     async with rt.store.session() as s:
@@ -73,15 +75,21 @@ async def check_bats(rt: Runtime) -> None:
     assert [(t.tool, t.refused) for t in tools] == [("search", False), ("search", False), ("search", True)]
     spent = {a.resource: (a.spent, a.limit_amount, a.reserved) for a in accounts}
     assert spent["tool:search"] == (2.0, 2.0, 0.0)
-    assert purposes == ["planner", "agent", "agent", "verifier"]
+    assert purposes == ["planner", "agent", "agent", "agent_read", "verifier"]
     assert "verify" in steps and "agent" in steps
     # The agent's second turn saw real search results followed by the tracker block.
     async with rt.store.session() as s:
         second = (await s.execute(select(LLMCallRow.prompt).where(LLMCallRow.run_id == res.run_id)
                                   .order_by(LLMCallRow.id).offset(2).limit(1))).scalar_one()
+        reading = (await s.execute(select(LLMCallRow.prompt).where(LLMCallRow.run_id == res.run_id)
+                                   .order_by(LLMCallRow.id).offset(3).limit(1))).scalar_one()
     observation = second[-2]["content"]  # the last message asks for the final answer
     assert "Eiffel Tower <wiki://Eiffel Tower>" in observation and "Refused" in observation
     assert "Search Budget Used: 2, Search Budget Remaining: 0 (of 2 queries)" in observation
+    # The reading call saw both searches' results, without the refusal or the tracker block.
+    read = reading[-1]["content"]
+    assert "[search: eiffel tower]" in read and "[search: gustave eiffel]" in read and "born in Dijon" in read
+    assert "Refused" not in read and "Budget" not in read
 
 
 def test_parallel_samples_keep_separate_journal_keys(tmp_path: Path) -> None:
@@ -100,9 +108,11 @@ async def check_parallel(rt: Runtime) -> None:
     async with rt.store.session() as s:
         rows = (await s.execute(select(LLMCallRow.key, LLMCallRow.purpose)
                                 .where(LLMCallRow.run_id == res.run_id))).all()
-    assert {p for _, p in rows} == {"sample_0", "sample_1", "sample_2"}
+    assert {p for _, p in rows} == {f"sample_{i}{end}" for i in range(3) for end in ("", "_read")}
     # Each sample's calls are journaled under its own graph task, so a resumed run replays them correctly.
-    task_of = {p: {k.split("/")[1] for k, q in rows if q == p} for _, p in rows}
+    # (a sample's reading call runs in its task too)
+    sample = {p: p.removesuffix("_read") for _, p in rows}
+    task_of = {s: {k.split("/")[1] for k, q in rows if sample[q] == s} for s in sample.values()}
     assert all(len(tasks) == 1 for tasks in task_of.values())
     assert len({next(iter(tasks)) for tasks in task_of.values()}) == 3
 

@@ -1,0 +1,195 @@
+"""The reading call: an attempt's answer read from every tool result it saw (``answer_from="evidence"``,
+the default), and where the agent's own answer line stands instead."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from orchestrator.errors import BadInputError, BudgetExhausted
+from orchestrator.options import config_from_options
+from orchestrator.types import Message
+from workflows.bats import prompts
+from workflows.bats.agent import run_attempt
+from workflows.bats.config import AgentConfig, LoopMode
+from workflows.bats.decide import decide
+from workflows.bats.extraction import pick_reading, reading_evidence
+from workflows.bats.steps import AttemptSetup, CallLLM, Finish, LoopAction, LoopState, Replied, Started, ToolOutput, ToolsRan
+
+from .test_decide import views
+
+QUESTION = "Where was the Eiffel Tower's designer born?"
+
+
+def setup(mode: LoopMode | None = None, question: str = QUESTION, **config: Any) -> AttemptSetup:
+    return AttemptSetup(question, AgentConfig(**{"demo": False, **config}), mode or LoopMode(), ("search", "browse"),
+                        {"search": "query", "browse": "url"})
+
+
+def step(s: AttemptSetup, state: LoopState, observation: Any) -> tuple[LoopState, LoopAction]:
+    return decide(s, state, observation)
+
+
+def two_searches_then(s: AttemptSetup, answer_line: str, *, refused_second: bool = False) -> tuple[LoopState, LoopAction]:
+    """An attempt that searched twice (the second maybe refused), then replied ``answer_line``."""
+    state, _ = step(s, LoopState(), Started(views()))
+    state, _ = step(s, state, Replied("search: eiffel tower"))
+    state, _ = step(s, state, ToolsRan((ToolOutput("1. Eiffel Tower: designed by Gustave Eiffel"),), views(1)))
+    state, _ = step(s, state, Replied("search: gustave eiffel"))
+    second = ToolOutput("Refused: the search budget is exhausted", refused=True) if refused_second else \
+        ToolOutput("1. Gustave Eiffel: born in Dijon")
+    state, _ = step(s, state, ToolsRan((second,), views(2)))
+    return step(s, state, Replied(answer_line))
+
+
+def test_the_answer_is_read_from_every_result_the_attempt_saw() -> None:
+    s = setup(LoopMode(tracker=True))
+    state, action = two_searches_then(s, "answer: Gustave Eiffel")
+    assert isinstance(action, CallLLM) and action.purpose == "agent_read" and state.phase == "read"
+    system, user = action.messages
+    assert system.content == prompts.READ_SYSTEM
+    # Both results, the first too (the agent itself sees only the latest in full), no tracker block.
+    assert "[search: eiffel tower]\n1. Eiffel Tower" in user.content and "born in Dijon" in user.content
+    assert "Budget" not in user.content and user.content.endswith(f"Question: {QUESTION}\n"
+                                                                  f"Kind of answer: {prompts.EXTRACT_KIND_OPEN}\n"
+                                                                  "Short answer:")
+    assert action.sampling.temperature == 0.0 and action.sampling.max_tokens == 24 and action.sampling.stop == ("\n",)
+    state, done = step(s, state, Replied("Dijon."))
+    assert isinstance(done, Finish)
+    result = done.result
+    assert (result["answer"], result["agent_answer"], result["num_reads"]) == ("Dijon", "Gustave Eiffel", 1)
+    assert done.record["agent_answer"] == "Gustave Eiffel" and done.record["answer"] == "Dijon"
+
+
+def test_refused_calls_are_not_evidence() -> None:
+    s = setup()
+    _, action = two_searches_then(s, "answer: Gustave Eiffel", refused_second=True)
+    assert isinstance(action, CallLLM)
+    assert "Refused" not in action.messages[1].content and "[search: gustave eiffel]" not in action.messages[1].content
+
+
+@pytest.mark.parametrize("reply", ["", "\n", "answer:", "Yes"])
+def test_the_agents_answer_stands_when_the_reading_gives_none_of_the_right_kind(reply: str) -> None:
+    s = setup()
+    state, _ = two_searches_then(s, "answer: Gustave Eiffel")
+    _, done = step(s, state, Replied(reply))
+    assert isinstance(done, Finish) and done.result["answer"] == "Gustave Eiffel" and done.result["num_reads"] == 1
+
+
+def test_a_yes_no_question_may_be_read_as_yes() -> None:
+    s = setup(question="Were Gustave Eiffel and his father both French?", yes_no_form=True)
+    state, action = two_searches_then(s, "answer: Gustave Eiffel")
+    assert isinstance(action, CallLLM) and f"Kind of answer: {prompts.EXTRACT_KIND_YES_NO}" in action.messages[1].content
+    _, done = step(s, state, Replied("Yes, both were"))
+    assert isinstance(done, Finish) and done.result["answer"] == "yes"
+
+
+def test_no_results_no_reading_and_answer_from_agent_never_reads() -> None:
+    s = setup()
+    state, _ = step(s, LoopState(), Started(views()))
+    _, done = step(s, state, Replied("answer: Paris"))
+    assert isinstance(done, Finish) and done.result["answer"] == "Paris" and done.result["num_reads"] == 0
+    _, done = two_searches_then(setup(answer_from="agent"), "answer: Gustave Eiffel")
+    assert isinstance(done, Finish) and done.result["answer"] == "Gustave Eiffel" and done.result["num_reads"] == 0
+
+
+def test_an_attempt_without_an_answer_still_gets_one_read() -> None:
+    s = setup(max_turns=1)
+    state, _ = step(s, LoopState(), Started(views()))
+    state, _ = step(s, state, Replied("search: eiffel tower"))
+    state, final = step(s, state, ToolsRan((ToolOutput("Gustave Eiffel was born in Dijon."),), views(1)))
+    assert isinstance(final, CallLLM) and final.is_last_step  # the turn cap: asked for the answer
+    state, action = step(s, state, Replied("I could not find it"))
+    assert isinstance(action, CallLLM) and action.purpose == "agent_read"
+    _, done = step(s, state, Replied("Dijon"))
+    assert isinstance(done, Finish) and done.result["answer"] == "Dijon"
+    assert done.result["agent_answer"] == "I could not find it"
+
+
+def test_a_long_reading_is_shortened_by_the_extraction_call() -> None:
+    s = setup()
+    state, _ = two_searches_then(s, "answer: Gustave Eiffel")
+    state, action = step(s, state, Replied("He was born in the city of Dijon in France"))
+    assert isinstance(action, CallLLM) and action.purpose == "agent_extract"
+    _, done = step(s, state, Replied("Dijon"))
+    assert isinstance(done, Finish) and done.result["answer"] == "Dijon" and done.result["num_extractions"] == 1
+
+
+def test_evidence_keeps_the_first_result_and_the_latest_that_fit() -> None:
+    results = ["first " + "a" * 30, "second " + "b" * 30, "third " + "c" * 30, "fourth " + "d" * 30]
+    assert reading_evidence(results, 10_000) == "\n\n".join(results)
+    kept = reading_evidence(results, 120)
+    assert kept.split("\n\n") == [results[0], results[2], results[3]] and len(kept) <= 120
+    assert reading_evidence(["x" * 500], 100).startswith("x" * 50) and len(reading_evidence(["x" * 500], 100)) <= 200
+    assert reading_evidence([], 100) == ""
+
+
+def test_pick_reading_keeps_the_agents_answer_for_a_bare_yes_to_an_open_question() -> None:
+    assert pick_reading("Dijon", "Yes", "Where was he born?") == "Dijon"
+    assert pick_reading("Dijon", "Paris", "Where was he born?") == "Paris"
+    assert pick_reading("", "answer: Paris.", "Where was he born?") == "Paris"
+    assert pick_reading("no", "yes", "Is he French?") == "yes"
+
+
+def test_answer_from_is_checked() -> None:
+    with pytest.raises(BadInputError, match="answer_from"):
+        config_from_options(AgentConfig, {"answer_from": "oracle"})
+    with pytest.raises(BadInputError, match="read_max_chars"):
+        config_from_options(AgentConfig, {"read_max_chars": 0})
+
+
+def test_a_reading_call_the_budget_cannot_cover_leaves_the_agents_answer(make_ctx) -> None:
+    def reply(purpose: str, messages: list[Message]) -> str:
+        if purpose.endswith("_read"):
+            return "Dijon"
+        return "answer: Gustave Eiffel" if any(m.role == "tool" for m in messages) else "search: eiffel tower"
+
+    ctx = make_ctx(reply, read=True)
+    chat = ctx.chat
+
+    async def broke_for_reading(messages: Any, **kw: Any) -> Any:
+        if kw.get("purpose", "").endswith("_read"):
+            raise BudgetExhausted("run:test-run", "tokens", 100, 90, 50)
+        return await chat(messages, **kw)
+
+    ctx.chat = broke_for_reading  # type: ignore[method-assign]
+    result = asyncio.run(run_attempt(ctx, QUESTION, AgentConfig(demo=False), LoopMode()))
+    assert result["answer"] == "Gustave Eiffel" and result["agent_answer"] == "Gustave Eiffel"
+    # Any other call the budget cannot cover still ends the attempt.
+    ctx2 = make_ctx(reply, read=True)
+
+    async def broke(messages: Any, **kw: Any) -> Any:
+        raise BudgetExhausted("run:test-run", "tokens", 100, 90, 50)
+
+    ctx2.chat = broke  # type: ignore[method-assign]
+    with pytest.raises(BudgetExhausted):
+        asyncio.run(run_attempt(ctx2, QUESTION, AgentConfig(demo=False), LoopMode()))
+
+
+def test_bats_verifies_the_read_answer(make_ctx) -> None:
+    from workflows.bats import BATS
+
+    def reply(purpose: str, messages: list[Message]) -> str:
+        if purpose == "planner":
+            return "explore: who designed the tower"
+        if purpose == "verifier":
+            assert "Proposed answer: Dijon" in messages[-1].content
+            return ('{"verdicts": ["satisfied"], "decision": "SUCCESS", "justification": "found", '
+                    '"summary": "designer born in Dijon"}')
+        if purpose == "agent_read":
+            assert "born in Dijon" in messages[-1].content
+            return "Dijon"
+        if any(m.role == "tool" and "born in Dijon" in m.content for m in messages):
+            return "answer: Gustave Eiffel"
+        if any(m.role == "tool" for m in messages):
+            return "browse: wiki://Gustave Eiffel"
+        return "search: eiffel tower"
+
+    ctx = make_ctx(reply, read=True)
+    graph = BATS.build(ctx).compile()
+    state = asyncio.run(graph.ainvoke({"question": QUESTION}))
+    result = BATS.result(state)
+    assert result["answer"] == "Dijon" and result["attempts"][0]["agent_answer"] == "Gustave Eiffel"
+    assert ctx.purposes() == ["planner", "agent", "agent", "agent", "agent_read", "verifier"]
