@@ -269,8 +269,8 @@ _URL = re.compile(r"<(wiki://[^>]+)>")
 
 def dry_run_reply(messages: Sequence[Any]) -> str:
     """A deterministic stand-in for a model, played by the kit's scripted LLM: searches the
-    question, reads the first hit, answers with that page's title; the verifier says SUCCESS, the
-    judge picks 1. Never a quality figure."""
+    question, reads the first hit, answers with that page's title (the reading call too: the first
+    hit's title); the verifier says SUCCESS, the judge picks 1. Never a quality figure."""
     from workflows.bats import prompts
 
     system = messages[0].content
@@ -283,6 +283,9 @@ def dry_run_reply(messages: Sequence[Any]) -> str:
         return "1"
     if system == prompts.EXTRACT_SYSTEM:
         return messages[-1].content.split("Long answer: ", 1)[-1].split()[0]
+    if system == prompts.READ_SYSTEM:  # the first page title among the results
+        hits = re.findall(r"^\s*1\. (.+?) <wiki://", messages[-1].content, re.MULTILINE)
+        return hits[0] if hits else ""
     from workflows.bats.agent import strip_demo
 
     messages = strip_demo(messages)
