@@ -310,8 +310,8 @@ def _shorten(setup: AttemptSetup, state: LoopState) -> Decision:
     clean it and extract a long one."""
     state = replace(state, agent_answer=state.answer)
     if setup.config.answer_from == "evidence" and state.results:
-        request = CallLLM(reading_messages(setup.question, state.results, setup.config),
-                          reading_sampling(setup.config), f"{setup.purpose}_read")
+        request = CallLLM(reading_messages(setup.question, state.results, setup.config.read_max_chars),
+                          reading_sampling(setup.config.read_max_tokens), f"{setup.purpose}_read")
         return replace(state, phase="read"), request
     return _clean(setup, state)
 

@@ -73,17 +73,17 @@ def reading_evidence(results: Sequence[str], max_chars: int) -> str:
     return sep.join([first, *reversed(latest)])
 
 
-def reading_messages(question: str, results: Sequence[str], config: AgentConfig) -> tuple[Message, ...]:
-    """The reading call: the question answered from the attempt's tool results."""
-    evidence = reading_evidence(results, config.read_max_chars)
+def reading_messages(question: str, results: Sequence[str], max_chars: int) -> tuple[Message, ...]:
+    """The reading call: the question answered from the attempt's tool results (``max_chars`` of them)."""
+    evidence = reading_evidence(results, max_chars)
     return (
         Message("system", prompts.READ_SYSTEM),
         Message("user", prompts.READ_USER.format(evidence=evidence, question=question, kind=_answer_kind(question))),
     )
 
 
-def reading_sampling(config: AgentConfig) -> SamplingOptions:
-    return SamplingOptions(max_tokens=config.read_max_tokens, temperature=0.0, stop=("\n",))
+def reading_sampling(max_tokens: int) -> SamplingOptions:
+    return SamplingOptions(max_tokens=max_tokens, temperature=0.0, stop=("\n",))
 
 
 def pick_reading(agent_answer: str, reply: str, question: str) -> str:

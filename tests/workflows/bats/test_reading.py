@@ -16,7 +16,17 @@ from workflows.bats.agent import run_attempt
 from workflows.bats.config import AgentConfig, LoopMode
 from workflows.bats.decide import decide
 from workflows.bats.extraction import pick_reading, reading_evidence
-from workflows.bats.steps import AttemptSetup, CallLLM, Finish, LoopAction, LoopState, Replied, Started, ToolOutput, ToolsRan
+from workflows.bats.steps import (
+    AttemptSetup,
+    CallLLM,
+    Finish,
+    LoopAction,
+    LoopState,
+    Replied,
+    Started,
+    ToolOutput,
+    ToolsRan,
+)
 
 from .test_decide import views
 
@@ -32,7 +42,8 @@ def step(s: AttemptSetup, state: LoopState, observation: Any) -> tuple[LoopState
     return decide(s, state, observation)
 
 
-def two_searches_then(s: AttemptSetup, answer_line: str, *, refused_second: bool = False) -> tuple[LoopState, LoopAction]:
+def two_searches_then(s: AttemptSetup, answer_line: str, *,
+                      refused_second: bool = False) -> tuple[LoopState, LoopAction]:
     """An attempt that searched twice (the second maybe refused), then replied ``answer_line``."""
     state, _ = step(s, LoopState(), Started(views()))
     state, _ = step(s, state, Replied("search: eiffel tower"))
@@ -81,7 +92,8 @@ def test_the_agents_answer_stands_when_the_reading_gives_none_of_the_right_kind(
 def test_a_yes_no_question_may_be_read_as_yes() -> None:
     s = setup(question="Were Gustave Eiffel and his father both French?", yes_no_form=True)
     state, action = two_searches_then(s, "answer: Gustave Eiffel")
-    assert isinstance(action, CallLLM) and f"Kind of answer: {prompts.EXTRACT_KIND_YES_NO}" in action.messages[1].content
+    assert isinstance(action, CallLLM)
+    assert f"Kind of answer: {prompts.EXTRACT_KIND_YES_NO}" in action.messages[1].content
     _, done = step(s, state, Replied("Yes, both were"))
     assert isinstance(done, Finish) and done.result["answer"] == "yes"
 
@@ -193,3 +205,4 @@ def test_bats_verifies_the_read_answer(make_ctx) -> None:
     result = BATS.result(state)
     assert result["answer"] == "Dijon" and result["attempts"][0]["agent_answer"] == "Gustave Eiffel"
     assert ctx.purposes() == ["planner", "agent", "agent", "agent", "agent_read", "verifier"]
+
