@@ -127,7 +127,8 @@ class BatsConfig:
     """Plan items the agent sees: ``all``, ``explore`` (default) or ``none``. The verifier always
     checks every item. Default ``explore``: a small planner writes guessed answers into its
     verify items ("verify: they were both in The Beatles") and a small agent then searches the
-    guess (seen with Qwen2.5-Coder-0.5B); the verify items stay the verifier's checklist."""
+    guess (seen with Qwen2.5-Coder-0.5B); the verify items stay the verifier's checklist. With
+    ``none`` the agent's system prompt has no planning section either."""
     max_evidence_chars: int = 600
     """Characters of each tool output the verifier reads."""
     verifier: bool = True

@@ -63,8 +63,10 @@ def bats_workflow() -> Workflow:
             return after_plan(reply.text, config)
 
         async def attempt(state: BatsState) -> dict[str, Any]:
+            # The planning section tells the agent to work from the plan: only when it is shown one.
+            planning = prompts.PLANNING_SECTION if config.agent_plan != "none" else ""
             result = await run_attempt(
-                ctx, state["question"], agent_config, LoopMode(tracker=True), extra_system=prompts.PLANNING_SECTION,
+                ctx, state["question"], agent_config, LoopMode(tracker=True), extra_system=planning,
                 head_notes=head_notes(state["plan"], state["attempts"], config),
                 observed_before=observed_before(state["attempts"]), purpose="agent",
             )

@@ -203,8 +203,11 @@ def test_agent_sees_explore_items_only_by_default_verifier_sees_all(make_ctx) ->
     for option, shown in (("explore", ["who designed"]), ("all", ["who designed", "The Beatles"]), ("none", [])):
         ctx = make_ctx(reply, agent_plan=option)
         asyncio.run(workflows.get("bats").build(ctx).compile().ainvoke({"question": QUESTION}))
-        head = next(c for c in ctx.calls if c.purpose == "agent").messages[1].content
+        first = next(c for c in ctx.calls if c.purpose == "agent")
+        head = first.messages[1].content
         assert all(s in head for s in shown) and ("The Beatles" in head) == ("The Beatles" in shown)
+        # No plan shown, no instructions to work from one.
+        assert (prompts.PLANNING_SECTION in first.messages[0].content) == (option != "none")
         verifier = next(c for c in ctx.calls if c.purpose == "verifier").messages[1].content
         assert "who designed the tower" in verifier and "The Beatles" in verifier
 
