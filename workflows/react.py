@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
+from orchestrator.errors import BudgetExhausted
 from orchestrator.options import check_ranges, config_from_options
 from orchestrator.types import Message, SamplingOptions
 from orchestrator.workflow import Workflow
 from workflows.actions import ANSWER, copies_example, fallback_answer, parse_actions, split_example_copies
 from workflows.answers import is_yes_no_question, yes_no_answer
+from workflows.bats.extraction import pick_reading, reading_messages, reading_sampling
 
 if TYPE_CHECKING:
     from orchestrator.context import RunContext
@@ -29,9 +31,17 @@ class ReactOptions:
     """Output tokens of one turn (one action line)."""
     yes_no_form: bool = False
     """Answer a yes/no question with the bare word (HotpotQA's judge credits only that, as BATS's option)."""
+    answer_from: Literal["evidence", "agent"] = "agent"
+    """``agent`` (default): the agent's answer line; ``evidence``: the answer is read from every tool
+    result of the run by one more call (the agent's own answer stands when the reading gives none
+    or the budget cannot cover it), as in BATS's loop, where it is the default
+    (:attr:`workflows.bats.config.AgentConfig.answer_from`). On the CPU (embedded SmolLM2-135M, the
+    first 40 HotpotQA questions, the demo's budget) ``agent`` answered 0 right and ``evidence`` 2."""
+    read_max_chars: int = 6000
+    """Characters of tool results the reading call sees (the first and the latest that fit)."""
 
     def __post_init__(self) -> None:
-        check_ranges(self, max_turns=(1, None), max_tokens=(1, None))
+        check_ranges(self, max_turns=(1, None), max_tokens=(1, None), read_max_chars=(1, None))
 
 
 SYSTEM = """You answer questions by searching an encyclopedia. Reply with exactly one line:
@@ -61,6 +71,7 @@ class ReactState(TypedDict, total=False):
     stop_reason: str
     unparsed: int
     example_copies: int
+    agent_answer: str | None
 
 
 def _initial_state(task: dict[str, Any]) -> dict[str, Any]:
@@ -74,7 +85,8 @@ def _initial_state(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _result(state: dict[str, Any]) -> dict[str, Any]:
-    return {"answer": state.get("answer"), "turns": state.get("turn", 0), "stop_reason": state.get("stop_reason", ""),
+    return {"answer": state.get("answer"), "agent_answer": state.get("agent_answer", state.get("answer")),
+            "turns": state.get("turn", 0), "stop_reason": state.get("stop_reason", ""),
             "unparsed_outputs": state.get("unparsed", 0), "example_copies": state.get("example_copies", 0)}
 
 
@@ -131,6 +143,8 @@ def build(ctx: RunContext) -> StateGraph:
         response = await ctx.chat(messages, sampling=SamplingOptions(max_tokens=max_tokens, stop=("\n",)),
                                   tool_name=previous_tool, is_last_step=last)
         update = _after_reply(state, response.text, tool_names, last=last, yes_no_form=yes_no_form)
+        if update.get("stop_reason") and options.answer_from == "evidence":
+            update = await _read_answer(ctx, state, update, options)
         record = {"turn": turn, "output": response.text, "action": update.get("pending"),
                   "answer": update.get("answer")}
         if not update.get("stop_reason") and not update.get("pending"):
@@ -143,11 +157,13 @@ def build(ctx: RunContext) -> StateGraph:
         assert pending is not None
         result = await ctx.call_tool(pending["tool"], pending["argument"])  # type: ignore[arg-type]
         observation = result.content[:1500]
+        refused = bool(result.metadata.get("refused"))
         await ctx.record_step("tool", {"tool": pending["tool"], "argument": pending["argument"],
                                        "is_error": result.is_error, "observation": observation[:300]})
-        messages = [*state["messages"], {"role": "tool", "content": observation, "name": pending["tool"]}]
+        messages = [*state["messages"], {"role": "tool", "content": observation, "name": pending["tool"],
+                                         **({"refused": True} if refused else {})}]
         update: dict[str, Any] = {"messages": messages, "pending": None, "last_tool": pending["tool"]}
-        if result.metadata.get("refused") and await _all_tools_depleted(ctx):
+        if refused and await _all_tools_depleted(ctx):
             update["stop_reason"] = "budget_exhausted"
         return update
 
@@ -168,6 +184,27 @@ def build(ctx: RunContext) -> StateGraph:
     g.add_conditional_edges("agent", after_agent, ["act", "agent", END])
     g.add_conditional_edges("act", after_act, ["agent"])
     return g
+
+
+async def _read_answer(ctx: RunContext, state: ReactState, update: dict[str, Any],
+                       options: ReactOptions) -> dict[str, Any]:
+    """``update`` with its answer read from the run's tool results (one call; none without a
+    result). The agent's answer stands when the reading gives none of the question's kind or the
+    token or dollar budget cannot cover the call."""
+    results = [m["content"] for m in state["messages"] if m["role"] == "tool" and not m.get("refused")]
+    if not results:
+        return update
+    question, agent_answer = state["question"], update.get("answer") or ""
+    try:
+        reply = await ctx.chat(list(reading_messages(question, results, options.read_max_chars)),
+                               sampling=reading_sampling(24), purpose="read")
+    except BudgetExhausted:
+        return {**update, "agent_answer": agent_answer}
+    answer = pick_reading(agent_answer, reply.text, question)
+    if answer and options.yes_no_form and is_yes_no_question(question):
+        answer = yes_no_answer(answer) or answer
+    return {**update, "answer": answer or None, "agent_answer": agent_answer,
+            "stop_reason": "answered" if answer else update["stop_reason"]}
 
 
 async def _all_tools_depleted(ctx: RunContext) -> bool:

@@ -69,8 +69,8 @@ def test_set_changes_what_the_workflow_does_and_is_stored(env: dict[str, Path]) 
     [
         (["--set", "yes_no_fom=true"],
          "react option 'yes_no_fom': expected a known option, did you mean 'yes_no_form'?"),
-        (["--set", "zzz=1"], "react option 'zzz': expected a known option (options: max_tokens, max_turns, "
-                             "recursion_limit, yes_no_form)"),
+        (["--set", "zzz=1"], "react option 'zzz': expected a known option (options: answer_from, max_tokens, "
+                             "max_turns, read_max_chars, recursion_limit, yes_no_form)"),
         (["--set", "yes_no_form=maybe"], "react option yes_no_form: expected true or false (got 'maybe')"),
         (["--set", "max_turns=two"], "react option max_turns: expected an integer (got 'two')"),
         (["--set", "max_turns=0"], "react option: expected valid values for ReactOptions (max_turns must be >= 1"),
@@ -121,7 +121,8 @@ def test_workflows_show_lists_types_and_defaults(home_only: Path) -> None:
     assert re.search(r"^\s+agent_plan\s+Literal\['all', 'explore', 'none'\]\s+\"explore\"$", res.output, re.MULTILINE)
     shown = json.loads(runner.invoke(app, ["workflows", "show", "react", "--json"]).output)
     assert {o["name"]: o["default"] for o in shown["options"]} == {
-        "max_tokens": 48, "max_turns": 6, "recursion_limit": None, "yes_no_form": False}
+        "max_tokens": 48, "max_turns": 6, "recursion_limit": None, "yes_no_form": False, "answer_from": "agent",
+        "read_max_chars": 6000}
     listed = runner.invoke(app, ["workflows", "list"]).output
     assert all(re.search(rf"^{name}\s", listed, re.MULTILINE) for name in BUILT_INS), listed
 

@@ -206,3 +206,44 @@ def test_bats_verifies_the_read_answer(make_ctx) -> None:
     assert result["answer"] == "Dijon" and result["attempts"][0]["agent_answer"] == "Gustave Eiffel"
     assert ctx.purposes() == ["planner", "agent", "agent", "agent", "agent_read", "verifier"]
 
+
+
+def test_the_react_workflow_reads_its_answer_from_its_results_when_asked(make_ctx) -> None:
+    from orchestrator import workflow as workflows
+
+    def reply(purpose: str, messages: list[Message]) -> str:
+        if purpose == "read":
+            evidence = messages[-1].content
+            assert "Gustave Eiffel <wiki://Gustave Eiffel>" in evidence and "Refused" not in evidence
+            return "Dijon"
+        searched = any(m.role == "tool" and "<wiki://" in m.content for m in messages)  # not the demo's
+        return "answer: Gustave Eiffel" if searched else "search: eiffel tower"
+
+    wf = workflows.get("react")
+
+    def run(ctx: Any) -> dict[str, Any]:
+        state = asyncio.run(wf.build(ctx).compile().ainvoke(wf.initial_state({"question": QUESTION})))
+        return wf.result(state)
+
+    ctx = make_ctx(reply, read=True, answer_from="evidence")
+    result = run(ctx)
+    assert (result["answer"], result["agent_answer"], result["stop_reason"]) == ("Dijon", "Gustave Eiffel", "answered")
+    assert ctx.purposes() == ["agent", "agent", "read"]
+    # The default: the agent's line, no reading call.
+    ctx = make_ctx(reply, read=True)
+    assert run(ctx)["answer"] == "Gustave Eiffel" and "read" not in ctx.purposes()
+    # A refused search is no evidence: with nothing else, no reading call.
+    ctx = make_ctx(lambda p, m: "answer: Paris" if sum(x.role == "tool" for x in m) > 1 else "search: eiffel tower",
+                   {"search": 0, "browse": 0}, read=True, answer_from="evidence")
+    assert run(ctx)["answer"] == "Paris" and "read" not in ctx.purposes() and ctx.tool_calls[0][2] is True
+    # A reading call the budget cannot cover leaves the agent's answer.
+    ctx = make_ctx(reply, read=True, answer_from="evidence")
+    chat = ctx.chat
+
+    async def broke_for_reading(messages: Any, **kw: Any) -> Any:
+        if kw.get("purpose") == "read":
+            raise BudgetExhausted("run:test-run", "tokens", 100, 90, 50)
+        return await chat(messages, **kw)
+
+    ctx.chat = broke_for_reading  # type: ignore[method-assign]
+    assert run(ctx)["answer"] == "Gustave Eiffel"
