@@ -13,6 +13,7 @@ from orchestrator.types import Message, SamplingOptions
 from orchestrator.workflow import Workflow
 from workflows.actions import ANSWER, copies_example, fallback_answer, parse_actions, split_example_copies
 from workflows.answers import is_yes_no_question, yes_no_answer
+from workflows.bats.config import READ_MAX_CHARS, READ_MAX_TOKENS
 from workflows.bats.extraction import pick_reading, reading_messages, reading_sampling
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ class ReactOptions:
     or the budget cannot cover it), as in BATS's loop, where it is the default
     (:attr:`workflows.bats.config.AgentConfig.answer_from`). On the CPU (embedded SmolLM2-135M, the
     first 40 HotpotQA questions, the demo's budget) ``agent`` answered 0 right and ``evidence`` 2."""
-    read_max_chars: int = 6000
+    read_max_chars: int = READ_MAX_CHARS
     """Characters of tool results the reading call sees (the first and the latest that fit)."""
 
     def __post_init__(self) -> None:
@@ -197,7 +198,7 @@ async def _read_answer(ctx: RunContext, state: ReactState, update: dict[str, Any
     question, agent_answer = state["question"], update.get("answer") or ""
     try:
         reply = await ctx.chat(list(reading_messages(question, results, options.read_max_chars)),
-                               sampling=reading_sampling(24), purpose="read")
+                               sampling=reading_sampling(READ_MAX_TOKENS), purpose="read")
     except BudgetExhausted:
         return {**update, "agent_answer": agent_answer}
     answer = pick_reading(agent_answer, reply.text, question)

@@ -9,7 +9,12 @@ from typing import Literal
 from orchestrator.options import check_ranges
 from workflows.bats.tracker import TrackerConfig
 
-__all__ = ["AgentConfig", "BatsConfig", "LoopMode"]
+__all__ = ["READ_MAX_CHARS", "READ_MAX_TOKENS", "AgentConfig", "BatsConfig", "LoopMode"]
+
+READ_MAX_CHARS = 6000
+"""Default characters of tool results a reading call sees (BATS's loop and the ``react`` workflow)."""
+READ_MAX_TOKENS = 24
+"""Output tokens of a reading call (the short answer)."""
 
 
 @dataclass(frozen=True)
@@ -39,10 +44,10 @@ class AgentConfig:
     Qwen2.5-Coder-0.5B the agent answered with the entity it had searched for (HotpotQA, 60
     questions, the recorded actions of the GPU runs replayed on the CPU: 2-5% EM by the agent's
     line, 10-13% read from the same results; bench/NOTEBOOK.md §38)."""
-    read_max_chars: int = 6000
+    read_max_chars: int = READ_MAX_CHARS
     """Characters of tool results the reading call sees: each result cut to
     ``max_observation_chars``; when they are more, the first result and the latest that fit."""
-    read_max_tokens: int = 24
+    read_max_tokens: int = READ_MAX_TOKENS
     """Output tokens of the reading call."""
     yes_no_form: bool = False
     """Answer a yes/no question (:func:`workflows.answers.is_yes_no_question`) with the bare word
