@@ -22,5 +22,5 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     monkeypatch.setenv("QUOTAFLOW_HOME", str(tmp_path))
     monkeypatch.setenv("QUOTAFLOW_CORPUS", str(corpus))
     script = tmp_path / "script.json"
-    script.write_text(json.dumps(["search: capital of France", "answer: Paris"]))
+    script.write_text(json.dumps(["search: capital of France", "answer: Paris", "Paris"]))  # the last: the reading call
     return {"home": tmp_path, "script": script}

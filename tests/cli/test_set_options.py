@@ -121,7 +121,7 @@ def test_workflows_show_lists_types_and_defaults(home_only: Path) -> None:
     assert re.search(r"^\s+agent_plan\s+Literal\['all', 'explore', 'none'\]\s+\"explore\"$", res.output, re.MULTILINE)
     shown = json.loads(runner.invoke(app, ["workflows", "show", "react", "--json"]).output)
     assert {o["name"]: o["default"] for o in shown["options"]} == {
-        "max_tokens": 48, "max_turns": 6, "recursion_limit": None, "yes_no_form": False, "answer_from": "agent",
+        "max_tokens": 48, "max_turns": 6, "recursion_limit": None, "yes_no_form": False, "answer_from": "evidence",
         "read_max_chars": 6000}
     listed = runner.invoke(app, ["workflows", "list"]).output
     assert all(re.search(rf"^{name}\s", listed, re.MULTILINE) for name in BUILT_INS), listed

@@ -1,7 +1,7 @@
 """Programs for the Ray executor's tests, in a module Ray workers import as the driver does.
 
 The model is the kit's loopback OpenAI server playing a react agent that searches ``SEARCHES``
-times, then answers with its question reversed (a pure function of the conversation, so a resumed
+times, then answers with its question reversed (its reading call too; a pure function of the conversation, so a resumed
 run gets the same replies); the question ``doom`` searches for ``doom`` instead. The search tool
 appends ``pid query`` to ``calls.log`` in a scratch directory; with ``block_once`` the first
 ``query number 2`` anywhere blocks forever after writing its process id to ``blocked.pid`` (the
@@ -21,6 +21,7 @@ from orchestrator.settings import Settings
 from orchestrator.testing import ChatRequest
 from orchestrator.tools.base import Tool, ToolResult, ToolSpec
 from orchestrator.tools.registry import ToolRegistry
+from workflows.bats.prompts import READ_SYSTEM
 
 SEARCHES = 4
 DOOM = "doom"
@@ -29,6 +30,9 @@ DOOM = "doom"
 def react_agent(request: ChatRequest) -> str:
     """The loopback server's responder."""
     messages = request.messages
+    if messages[0]["content"] == READ_SYSTEM:  # the reading call: the same answer from the results
+        line = next(x for x in messages[-1]["content"].splitlines() if x.startswith("Question: "))
+        return line.removeprefix("Question: ")[::-1]
     start = max(i for i, m in enumerate(messages) if m["role"] == "user" and m["content"].startswith("Question:"))
     question = messages[start]["content"].removeprefix("Question: ").splitlines()[0]
     if question == DOOM:

@@ -57,9 +57,9 @@ def test_metrics_endpoint_reflects_a_run(tmp_path: Path) -> None:
     assert delta("quotaflow_tool_calls_total", tool="search", outcome="ok") == 2
     assert delta("quotaflow_tool_calls_total", tool="search", outcome="refused") == 1
     assert delta("quotaflow_budget_refusals_total", resource="tool:search") == 1
-    assert delta("quotaflow_llm_calls_total", backend="fake", outcome="ok") == 4
+    assert delta("quotaflow_llm_calls_total", backend="fake", outcome="ok") == 5  # 4 turns, 1 reading
     assert delta("quotaflow_llm_tokens_total", backend="fake", kind="input") > 0
-    assert delta("quotaflow_llm_latency_seconds_count", backend="fake") == 4
+    assert delta("quotaflow_llm_latency_seconds_count", backend="fake") == 5
     assert delta("quotaflow_budget_spent_total", resource="tool:search") == 2
     assert _sample(after, "quotaflow_budget_remaining", resource="tool:search") == 0  # 2 of 2 used
     # Bounded labels: no run or program id ever becomes a label.

@@ -175,8 +175,8 @@ def test_a_killed_worker_is_retried_and_its_programs_resume(ray_cluster: Any, db
             assert [r.result for r in on_ray] == [r.result for r in local]
             facts = [await _facts(driver, r.run_id) for r in on_ray]
             assert facts == [await _facts(driver, r.run_id) for r in local]  # no double charge, no extra call
-            assert facts[0] == {"tool_calls": SEARCHES, "llm_calls": SEARCHES + 1, "searches_charged": SEARCHES,
-                                "reserved": 0}
+            assert facts[0] == {"tool_calls": SEARCHES, "llm_calls": SEARCHES + 2, "searches_charged": SEARCHES,
+                                "reserved": 0}  # SEARCHES + 1 turns and the reading call
             # The blocked program (at least) was sent again and ended in the restarted worker process.
             started = {w["pid"] for w in executor.workers}
             names = [(await driver.get_run(r.run_id)).worker or "" for r in on_ray]

@@ -27,10 +27,11 @@ def test_react_run_records_everything(db_url: str) -> None:
         assert res.status == "succeeded" and res.result["answer"] == "Paris"
         # Every request carries the program hints the serving patch needs.
         hints = [r.hints for r in client.requests]
-        assert [h.turn for h in hints] == [0, 1, 2] and {h.program_id for h in hints} == {res.run_id}
+        # Two searches, the answer, then the reading call over the results (as the answer's turn).
+        assert [h.turn for h in hints] == [0, 1, 2, 2] and {h.program_id for h in hints} == {res.run_id}
         assert hints[1].tool_name == "search"
         report = await run_report(rt, res.run_id)
-        assert report["tools"][0]["units"] == 2 and report["llm"][0]["calls"] == 3
+        assert report["tools"][0]["units"] == 2 and report["llm"][0]["calls"] == 4
         ledger = {row["resource"]: row for row in report["ledger"]}
         assert ledger["tool:search"]["spent"] == 2 and ledger["tool:search"]["remaining"] == 3
         assert ledger["tokens"]["spent"] == sum(r["input_tokens"] + r["output_tokens"] for r in report["llm"])
@@ -74,7 +75,7 @@ def test_token_budget_pauses_and_resume_with_more_budget_finishes(db_url: str) -
                                            .where(ToolCallRow.run_id == res.run_id))).scalar_one()
             n_llm = (await s.execute(select(func.count()).select_from(LLMCallRow)
                                      .where(LLMCallRow.run_id == res.run_id))).scalar_one()
-        assert n_tool_rows == 3 and n_llm == 4
+        assert n_tool_rows == 3 and n_llm == 5  # four turns and the reading call
         await rt.aclose()
 
     asyncio.run(go())

@@ -229,7 +229,7 @@ def _crash_and_resume(db_url: str, backend: str, server: LoopbackServer | None) 
 
 @pytest.mark.parametrize("backend", ["scripted", "loopback"])
 def test_react_sends_and_stores_weird_text_in_its_prompts(db_url: str, backend: str) -> None:
-    replies = [f"search: {WEIRD}", f"answer: {WEIRD}"]
+    replies = [f"search: {WEIRD}", f"answer: {WEIRD}", "Paris"]  # the last: the reading call's answer
 
     async def go(server: LoopbackServer | None) -> None:
         # Over HTTP the reply is JSON, where two surrogate halves in a row are one character:
@@ -254,6 +254,7 @@ def test_react_sends_and_stores_weird_text_in_its_prompts(db_url: str, backend: 
         # The second prompt carries the first reply and the observation, as they were sent.
         assert {"role": "assistant", "content": received[0]} in rows["llm"][1].prompt
         assert any(search.result in m["content"] for m in rows["llm"][1].prompt)
+        assert any(search.result in m["content"] for m in rows["llm"][2].prompt)  # the reading call's
         assert rows["steps"][0][1]["output"] == received[0]
         _assert_settled(ledger)
 

@@ -208,7 +208,7 @@ def test_bats_verifies_the_read_answer(make_ctx) -> None:
 
 
 
-def test_the_react_workflow_reads_its_answer_from_its_results_when_asked(make_ctx) -> None:
+def test_the_react_workflow_reads_its_answer_from_its_results_by_default(make_ctx) -> None:
     from orchestrator import workflow as workflows
 
     def reply(purpose: str, messages: list[Message]) -> str:
@@ -225,12 +225,12 @@ def test_the_react_workflow_reads_its_answer_from_its_results_when_asked(make_ct
         state = asyncio.run(wf.build(ctx).compile().ainvoke(wf.initial_state({"question": QUESTION})))
         return wf.result(state)
 
-    ctx = make_ctx(reply, read=True, answer_from="evidence")
+    ctx = make_ctx(reply, read=True)  # the default: read from the results
     result = run(ctx)
     assert (result["answer"], result["agent_answer"], result["stop_reason"]) == ("Dijon", "Gustave Eiffel", "answered")
     assert ctx.purposes() == ["agent", "agent", "read"]
-    # The default: the agent's line, no reading call.
-    ctx = make_ctx(reply, read=True)
+    # answer_from=agent: the agent's line, no reading call.
+    ctx = make_ctx(reply, read=True, answer_from="agent")
     assert run(ctx)["answer"] == "Gustave Eiffel" and "read" not in ctx.purposes()
     # A refused search is no evidence: with nothing else, no reading call.
     ctx = make_ctx(lambda p, m: "answer: Paris" if sum(x.role == "tool" for x in m) > 1 else "search: eiffel tower",
