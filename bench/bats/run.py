@@ -33,6 +33,7 @@ import re
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -91,7 +92,8 @@ class BenchConfig:
     dry_run: bool = False
     """Deterministic rule client instead of a model."""
     options: dict[str, Any] = field(default_factory=dict)
-    """Workflow options for every run (e.g. max_turns, num_samples)."""
+    """Workflow options for every run (e.g. max_turns, num_samples); a key ``METHOD.NAME`` sets
+    ``NAME`` for that method's runs only (``bats.agent_plan``: the baselines have no such option)."""
     time_limit_s: float | None = None
     """Wall-clock limit: runs still going then are cancelled and what finished is written."""
     name: str = ""
@@ -103,6 +105,20 @@ class BenchConfig:
     def slug(self) -> str:
         raw = self.name or (DRY_RUN_MODEL if self.dry_run else self.model) or self.backend
         return re.sub(r"[^A-Za-z0-9._-]+", "-", raw.rsplit("/", 1)[-1]).strip("-") or "model"
+
+    def __post_init__(self) -> None:
+        from orchestrator.errors import BadInputError
+
+        for key in self.options:
+            scope = key.split(".", 1)[0] if "." in key else None
+            if scope is not None and scope not in self.methods:
+                methods = ", ".join(self.methods)
+                raise BadInputError(f"--option {key}", f"METHOD.NAME with METHOD one of --methods ({methods})")
+
+    def options_for(self, method: str) -> dict[str, Any]:
+        """The workflow options of ``method``'s runs: every unscoped option and its own."""
+        shared = {k: v for k, v in self.options.items() if "." not in k}
+        return shared | {k.split(".", 1)[1]: v for k, v in self.options.items() if k.startswith(f"{method}.")}
 
 
 # -- records and aggregation (pure) -------------------------------------------------------------
@@ -151,6 +167,12 @@ class RunRecord:
     """The start of the run's first cut reply and its purpose: what the model was writing."""
     stop: str = ""
     error: str = ""
+    attempt_answers: list[str] = field(default_factory=list)
+    """BATS: each attempt's answer, in order (empty for the single-loop methods)."""
+    attempt_decisions: list[str] = field(default_factory=list)
+    """BATS: the verifier's decision on each attempt (SUCCESS, CONTINUE, PIVOT; empty when unverified)."""
+    selection: str = ""
+    """BATS: how the final answer was chosen among the attempts (unanimous, judge, fallback, none)."""
 
 
 def _actions(attempts: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
@@ -164,6 +186,26 @@ def _actions(attempts: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
 
 def _mean(xs: Sequence[float]) -> float:
     return sum(xs) / len(xs) if xs else 0.0
+
+
+def _attempt_figures(rs: Sequence[RunRecord]) -> dict[str, Any]:
+    """Where BATS's answer came from, per cell of runs with attempts: the first attempt's accuracy
+    (what the Tracker's loop alone would answer), any attempt's (the selection's ceiling), runs
+    where an attempt was right and the chosen answer was not, and how answers were chosen."""
+    from workflows.bats.scoring import exact_match
+
+    with_attempts = [r for r in rs if r.attempt_answers]
+    if not with_attempts:
+        return {}
+    right = [[exact_match(a, r.gold) for a in r.attempt_answers] for r in with_attempts]
+    return {
+        "attempts_per_run": _mean([len(r.attempt_answers) for r in with_attempts]),
+        "first_attempt_accuracy": _mean([marks[0] for marks in right]) * len(with_attempts) / len(rs),
+        "any_attempt_accuracy": _mean([max(marks) for marks in right]) * len(with_attempts) / len(rs),
+        "selection_lost": sum(max(marks) > r.em for marks, r in zip(right, with_attempts, strict=True)),
+        "selection_methods": dict(sorted(Counter(r.selection for r in with_attempts).items())),
+        "decisions": dict(sorted(Counter(d for r in with_attempts for d in r.attempt_decisions).items())),
+    }
 
 
 def _count_by_purpose(counts: Iterable[dict[str, int]]) -> dict[str, int]:
@@ -229,6 +271,7 @@ def summarize(records: Sequence[RunRecord]) -> tuple[list[dict[str, Any]], list[
                 "llm_calls_per_run": _mean([r.num_llm_calls for r in rs]),
                 "cached_input_tokens": _mean([r.cached_input_tokens for r in rs]),
                 "total_cost_usd": sum(r.cost_usd for r in rs),
+                **_attempt_figures(rs),
             }
         )
     return summary, details, sum(r.violations for r in records)
@@ -429,6 +472,9 @@ def _record(method: str, budget: int, q: dict[str, Any], run_id: str, status: st
         cut_by_purpose=dict(store.get("cut", {})), cut_sample=str(store.get("cut_sample", "")),
         stop=stop,
         error=error,
+        attempt_answers=[str(a.get("answer") or "") for a in attempts],
+        attempt_decisions=[str(a.get("decision") or "") for a in attempts],
+        selection=str(((result or {}).get("selection") or {}).get("method", "")),
     )
 
 
@@ -440,14 +486,11 @@ async def run_cells(cfg: BenchConfig, cells: Sequence[tuple[str, int]], question
     Runs start question by question (all cells of the first question, then the next), so when
     ``deadline`` (a ``time.time()`` value) passes, the runs still going are cancelled and the
     finished ones, spread evenly over the cells, are scored."""
-    from orchestrator import workflow as workflows
     from orchestrator.runtime import Runtime
     from orchestrator.settings import Settings
     from orchestrator.tools.corpus import Corpus, browse_tool, search_tool
     from orchestrator.tools.registry import ToolRegistry
 
-    for method in {m for m, _ in cells}:
-        workflows.get(METHOD_WORKFLOWS.get(method, method))  # unknown names fail before any run starts
     corpus = Corpus(corpus_path)
     registry = ToolRegistry([search_tool(corpus), browse_tool(corpus)])
     backend = "dryrun" if cfg.dry_run else cfg.backend
@@ -467,7 +510,7 @@ async def run_cells(cfg: BenchConfig, cells: Sequence[tuple[str, int]], question
                     backend=backend,
                     backend_options=dict(cfg.backend_options),
                     tools=list(BUDGET_TOOLS),
-                    options=dict(cfg.options),
+                    options=cfg.options_for(method),
                 )
                 outcomes.append((method, budget, q, res.run_id, res.status, res.result, res.error or ""))
             except Exception as exc:  # one broken run must not sink the benchmark
@@ -511,6 +554,31 @@ COLLECT_MARGIN_S = 20.0
 """Seconds before the time limit at which runs are cancelled, left for scoring and writing."""
 
 
+def parse_option_items(items: Iterable[str]) -> dict[str, Any]:
+    """``--option`` values (``KEY=VALUE``, the value read as JSON and else as text) by key."""
+    from orchestrator.errors import BadInputError
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise BadInputError(f"--option {item}", "KEY=VALUE (VALUE as JSON, e.g. max_turns=8)")
+        try:
+            options[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key] = raw
+    return options
+
+
+def check_methods(cfg: BenchConfig) -> None:
+    """Refuse (BadInputError) an unknown method, or an option one of the methods' workflows does
+    not declare or whose value it refuses, before any run starts (not as every run's error)."""
+    from orchestrator import workflow as workflows
+
+    for method in cfg.methods:
+        workflows.get(METHOD_WORKFLOWS.get(method, method)).check_options(cfg.options_for(method))
+
+
 def run_benchmark(cfg: BenchConfig, *, progress: Callable[[int], None] | None = None,
                   started: float | None = None) -> list[RunRecord]:
     """Run all methods x budgets x questions; ``progress(n)`` is called as runs finish.
@@ -518,6 +586,7 @@ def run_benchmark(cfg: BenchConfig, *, progress: Callable[[int], None] | None = 
     Each worker process takes every cell on its share of the questions (own SQLite store under
     ``<out>/work-<slug>``); with ``cfg.time_limit_s`` the workers stop starting and cancel runs
     ``COLLECT_MARGIN_S`` before the limit (counted from ``started``, a ``time.time()``)."""
+    check_methods(cfg)
     questions = load_questions(cfg.dataset, cfg.limit)
     work = cfg.out_dir / f"work-{cfg.slug}"
     work.mkdir(parents=True, exist_ok=True)
@@ -679,7 +748,8 @@ def bench_bats(
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("bench/results/bats"),
     corpus: Annotated[Path | None, typer.Option(help="Built corpus db (default: built from the dataset).")] = None,
     option: Annotated[
-        list[str] | None, typer.Option("--option", "-o", help="Workflow option KEY=JSON (repeat).")
+        list[str] | None, typer.Option("--option", "-o",
+                                   help="Workflow option KEY=JSON (repeat); METHOD.KEY=JSON for one method's runs.")
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Rule client instead of a model (control flow only).")
@@ -703,18 +773,10 @@ def bench_bats(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from orchestrator.errors import BadInputError, QuotaFlowError
+    from orchestrator.errors import QuotaFlowError
 
     try:
-        options: dict[str, Any] = {}
-        for item in option or []:
-            key, sep, raw = item.partition("=")
-            if not sep:
-                raise BadInputError(f"--option {item}", "KEY=VALUE (VALUE as JSON, e.g. max_turns=8)")
-            try:
-                options[key] = json.loads(raw)
-            except json.JSONDecodeError:
-                options[key] = raw
+        options = parse_option_items(option or [])
         backend_options: dict[str, Any] = {}
         if base_url:
             backend_options["base_urls"] = list(base_url)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -72,6 +73,18 @@ def test_every_plan_fits_its_layout(layout: str, plan: str) -> None:
     assert all(o in s.argv for s in p.steps if s.out for o in [s.out])
     text = driver.format_plan(p, CONFIG)
     assert f"{p.results} -> $OUT/results.tgz" in text
+
+
+@pytest.mark.parametrize("job", sorted(n for n, j in CONFIG["jobs"].items() if "bench/bats/run.py" in j["command"]))
+def test_every_bats_job_sets_only_options_its_methods_declare(job: str) -> None:
+    """A GPU job whose options a method refuses would fail every run of that method on the machine."""
+    from bench.bats.run import ALL_METHODS, BenchConfig, check_methods, parse_option_items
+
+    args = shlex.split(CONFIG["jobs"][job].get("args", ""))
+    methods = tuple(_flag(tuple(args), "--methods").split(",")) if "--methods" in args else tuple(ALL_METHODS)
+    items = [args[i + 1] for i, a in enumerate(args) if a in ("-o", "--option")]
+    check_methods(BenchConfig(dataset=Path("unused.jsonl"), budgets=(2,), methods=methods,
+                              options=parse_option_items(items)))
 
 
 def test_the_two_gpu_serving_plan_is_the_x2_flow() -> None:

@@ -142,6 +142,10 @@ class BatsConfig:
     pivot: bool = True
     """Follow the verifier's PIVOT (the next attempt is told to take a different lead; ablation
     ``False``: it is told to dig deeper on the same lead, as after CONTINUE)."""
+    selection: Literal["judge", "vote"] = "judge"
+    """How the final answer is chosen when the attempts disagree: ``judge`` (default), one LLM call
+    naming the best attempt; ``vote``, the most common answer, ties to the earliest attempt (no
+    call; for a judge as small as the agent)."""
 
     def __post_init__(self) -> None:
         check_ranges(self, max_attempts=(1, None), planner_max_tokens=(1, None), max_plan_items=(0, None),

@@ -32,7 +32,7 @@ from workflows.bats.attempts import (
 )
 from workflows.bats.attempts import count_attempt as _count  # noqa: F401 - the name tests read here
 from workflows.bats.config import AgentConfig, BatsConfig, LoopMode
-from workflows.bats.selection import judge_select
+from workflows.bats.selection import judge_select, vote_select
 from workflows.bats.tracker import tracker_block
 from workflows.bats.trajectory import evidence_text
 from workflows.bats.verifier import verify
@@ -85,9 +85,12 @@ def bats_workflow() -> Workflow:
             return update
 
         async def judge(state: BatsState) -> dict[str, Any]:
-            answer, selection = await judge_select(
-                ctx, state["question"], state["attempts"], max_tokens=config.judge_max_tokens
-            )
+            if config.selection == "vote":
+                answer, selection = vote_select(state["attempts"])
+            else:
+                answer, selection = await judge_select(
+                    ctx, state["question"], state["attempts"], max_tokens=config.judge_max_tokens
+                )
             return {"answer": answer, "selection": selection}
 
         graph = StateGraph(BatsState)

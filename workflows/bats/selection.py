@@ -14,7 +14,7 @@ from workflows.bats.scoring import normalize_answer
 if TYPE_CHECKING:
     from orchestrator.context import RunContext
 
-__all__ = ["fallback_choice", "judge_select", "majority_vote", "parse_choice"]
+__all__ = ["fallback_choice", "judge_select", "majority_vote", "parse_choice", "vote_select"]
 
 _INT = re.compile(r"\d+")
 
@@ -58,6 +58,32 @@ def fallback_choice(candidates: Sequence[Mapping[str, Any]]) -> int:
     return len(candidates) - 1
 
 
+Choice = tuple[str, dict[str, Any]]
+"""A final answer and how it was chosen."""
+
+
+def _settled(attempts: Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], Choice | None]:
+    """The attempts with an answer, and the final choice when there is nothing to choose: no
+    answer at all, or one answer every attempt agrees on."""
+    candidates = [a for a in attempts if str(a.get("answer", "")).strip()]
+    if not candidates:
+        return candidates, ("", {"method": "none", "num_candidates": 0})
+    if len({normalize_answer(str(c["answer"])) for c in candidates}) == 1:
+        return candidates, (str(candidates[-1]["answer"]), {"method": "unanimous", "num_candidates": len(candidates)})
+    return candidates, None
+
+
+def vote_select(attempts: Sequence[Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """The final answer by majority over the attempts' answers (after normalisation), ties to the
+    earliest attempt: the one that had the whole budget. No call."""
+    candidates, settled = _settled(attempts)
+    if settled is not None:
+        return settled
+    winner = normalize_answer(majority_vote([str(c["answer"]) for c in candidates]))
+    choice = next(i for i, c in enumerate(candidates) if normalize_answer(str(c["answer"])) == winner)
+    return str(candidates[choice]["answer"]), {"method": "vote", "num_candidates": len(candidates), "choice": choice}
+
+
 async def judge_select(
     ctx: RunContext,
     question: str,
@@ -67,12 +93,9 @@ async def judge_select(
 ) -> tuple[str, dict[str, Any]]:
     """The final answer among ``attempts`` (dicts with ``answer``, ``decision``, ``justification``)
     and how it was chosen. The LLM judge is only asked when the attempts disagree."""
-    candidates = [a for a in attempts if str(a.get("answer", "")).strip()]
-    if not candidates:
-        return "", {"method": "none", "num_candidates": 0}
-    distinct = {normalize_answer(str(c["answer"])) for c in candidates}
-    if len(distinct) == 1:
-        return str(candidates[-1]["answer"]), {"method": "unanimous", "num_candidates": len(candidates)}
+    candidates, settled = _settled(attempts)
+    if settled is not None:
+        return settled
     listed = "\n".join(
         f"{i}. {c['answer']} (verifier: {c.get('decision', '?')}; {c.get('justification', '')})"
         for i, c in enumerate(candidates, start=1)

@@ -84,6 +84,14 @@ def test_continue_rewrites_context_then_success_and_judge_picks(make_ctx) -> Non
     assert "Plan (" in ctx.calls[1].messages[1].content and "explore" in ctx.calls[1].messages[0].content
 
 
+def test_selection_by_vote_asks_no_judge_and_a_tie_goes_to_the_first_attempt(make_ctx) -> None:
+    ctx = make_ctx(scripted([VALID_CONTINUE, VALID_SUCCESS], judge_reply="2"), selection="vote")
+    result = run_bats(ctx)
+    assert [a["answer"] for a in result["attempts"]] == ["Paris", "Dijon"]
+    assert result["answer"] == "Paris" and "judge" not in ctx.purposes()
+    assert result["selection"] == {"method": "vote", "num_candidates": 2, "choice": 0}
+
+
 def test_unreadable_verifier_falls_back_to_default_and_answer_survives(make_ctx) -> None:
     ctx = make_ctx(scripted(["garbage", "still garbage"]), max_attempts=1)
     result = run_bats(ctx)

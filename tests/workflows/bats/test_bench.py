@@ -16,6 +16,7 @@ from bench.bats.run import (
     summarize,
     write_results,
 )
+from orchestrator.errors import BadInputError
 from tests import extras
 
 DATASET = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "hotpotqa" / "validate.jsonl"
@@ -50,6 +51,35 @@ def test_summarize_means_per_question_and_counts_violations() -> None:
     assert cell["num_failed"] == 1 and cell["num_answered"] == 1 and cells[0]["invalid_verifier_json_rate"] is None
 
 
+def test_bats_cells_say_which_attempt_was_right_and_how_the_answer_was_chosen() -> None:
+    records = [  # right first, lost by the judge; right only in the second, chosen; never right; no attempt
+        record("bats", 2, 0.0, gold="Paris", answer="Lyon", attempt_answers=["Paris", "Lyon"],
+               attempt_decisions=["CONTINUE", "SUCCESS"], selection="judge"),
+        record("bats", 2, 1.0, gold="Paris", answer="Paris", attempt_answers=["Nice", "paris"],
+               attempt_decisions=["PIVOT", "SUCCESS"], selection="judge"),
+        record("bats", 2, 0.0, gold="Paris", answer="Rome", attempt_answers=["Rome"],
+               attempt_decisions=["SUCCESS"], selection="unanimous"),
+        record("bats", 2, 0.0, gold="Paris", answer="", status="failed"),
+        record("tracker", 2, 1.0),
+    ]
+    _, cells, _ = summarize(records)
+    tracker, bats = cells
+    assert "first_attempt_accuracy" not in tracker  # one loop, no attempts
+    assert bats["first_attempt_accuracy"] == 0.25 and bats["any_attempt_accuracy"] == 0.5
+    assert bats["selection_lost"] == 1 and bats["attempts_per_run"] == pytest.approx(5 / 3)
+    assert bats["selection_methods"] == {"judge": 2, "unanimous": 1}
+    assert bats["decisions"] == {"CONTINUE": 1, "PIVOT": 1, "SUCCESS": 3}
+
+
+def test_an_option_scoped_to_a_method_reaches_only_its_runs() -> None:
+    cfg = BenchConfig(dataset=DATASET, budgets=(2,), methods=("react", "bats"),
+                      options={"yes_no_form": True, "bats.agent_plan": "none", "bats.selection": "vote"})
+    assert cfg.options_for("react") == {"yes_no_form": True}
+    assert cfg.options_for("bats") == {"yes_no_form": True, "agent_plan": "none", "selection": "vote"}
+    with pytest.raises(BadInputError, match="METHOD one of --methods"):
+        BenchConfig(dataset=DATASET, budgets=(2,), methods=("react",), options={"bats.agent_plan": "none"})
+
+
 def test_shards_balance_heavy_cells() -> None:
     cells = [(m, b) for m in ("react", "tracker", "bats", "forcing", "parallel") for b in (2, 5, 10, 20)]
     shards = shard_cells(cells, 4)
@@ -77,4 +107,7 @@ def test_dry_run_through_runtime_writes_summary_in_issue_shape(tmp_path: Path) -
     details = json.loads((tmp_path / "dry_run" / "details.json").read_text())
     assert details["dry_run"] is True and len(details["runs"]) == 4
     assert details["cells"][1]["num_verifier_calls"] == 2
+    bats_runs = [r for r in details["runs"] if r["method"] == "bats"]
+    assert all(r["attempt_answers"] and r["selection"] for r in bats_runs)
+    assert "any_attempt_accuracy" in details["cells"][1] and "any_attempt_accuracy" not in details["cells"][0]
     assert (tmp_path / "dry_run" / "cost_accuracy.png").stat().st_size > 0

@@ -8,7 +8,7 @@ from orchestrator.context import ToolBudgetView
 from workflows.actions import Action, fallback_answer, parse_actions
 from workflows.bats.planning import apply_verdicts, default_plan, parse_plan, render_plan
 from workflows.bats.scoring import exact_match, f1_score, normalize_answer
-from workflows.bats.selection import fallback_choice, majority_vote, parse_choice
+from workflows.bats.selection import fallback_choice, majority_vote, parse_choice, vote_select
 from workflows.bats.tracker import tracker_block
 from workflows.bats.verifier import (
     CONTINUE,
@@ -136,6 +136,14 @@ def test_majority_vote_normalises_and_breaks_ties_by_order() -> None:
     assert majority_vote(["Paris", "the paris", "London", ""]) == "Paris"
     assert majority_vote(["London", "Paris"]) == "London"
     assert majority_vote(["", "  "]) == ""
+
+
+def test_vote_select_takes_the_majority_then_the_earliest_attempt() -> None:
+    attempts = [{"answer": "London"}, {"answer": "Paris"}, {"answer": ""}, {"answer": "the Paris"}]
+    assert vote_select(attempts) == ("Paris", {"method": "vote", "num_candidates": 3, "choice": 1})
+    assert vote_select([{"answer": "B"}, {"answer": "A"}])[0] == "B"
+    assert vote_select([{"answer": "x"}, {"answer": "X"}])[1]["method"] == "unanimous"
+    assert vote_select([{"answer": " "}]) == ("", {"method": "none", "num_candidates": 0})
 
 
 def test_judge_reply_parsing_and_fallback() -> None:
