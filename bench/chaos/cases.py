@@ -74,6 +74,10 @@ def case_tools() -> ToolRegistry:
 # -- rules ------------------------------------------------------------------------------------------
 
 def _react(messages: Sequence[Message]) -> str:
+    from workflows.bats.prompts import READ_SYSTEM
+
+    if messages[0].content == READ_SYSTEM:  # the reading call over the run's search results
+        return "Paris"
     start = max(i for i, m in enumerate(messages) if m.role == "user" and "Question:" in m.content)
     # Turns so far: the loopback server sees tool observations as other roles than "tool".
     turns = sum(1 for m in messages[start:] if m.role == "assistant")
