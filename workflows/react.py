@@ -13,8 +13,14 @@ from orchestrator.types import Message, SamplingOptions
 from orchestrator.workflow import Workflow
 from workflows.actions import ANSWER, copies_example, fallback_answer, parse_actions, split_example_copies
 from workflows.answers import is_yes_no_question, yes_no_answer
-from workflows.bats.config import READ_MAX_CHARS, READ_MAX_TOKENS
-from workflows.bats.extraction import pick_reading, reading_messages, reading_sampling
+from workflows.bats.config import ANSWER_MAX_WORDS, EXTRACT_MAX_TOKENS, READ_MAX_CHARS, READ_MAX_TOKENS
+from workflows.bats.extraction import (
+    extraction_messages,
+    pick_extraction,
+    pick_reading,
+    reading_messages,
+    reading_sampling,
+)
 
 if TYPE_CHECKING:
     from orchestrator.context import RunContext
@@ -35,10 +41,11 @@ class ReactOptions:
     answer_from: Literal["evidence", "agent"] = "evidence"
     """``evidence`` (default): the answer is read from every tool result of the run by one more
     call (the agent's own answer stands when the reading gives none or the budget cannot cover
-    it), as in BATS's loop (:attr:`workflows.bats.config.AgentConfig.answer_from`); ``agent``: the
-    agent's answer line. On the CPU (embedded SmolLM2-135M, the first 40 HotpotQA questions, the
-    demo's budget) ``agent`` answered 0 right and ``evidence`` 2; on one H200 (Qwen2.5-Coder-0.5B,
-    200 questions) BATS's ReAct answered 4.5-5.5% from its line and 12-13% read."""
+    it; a read sentence is cut to its phrase by one more call), as in BATS's loop
+    (:attr:`workflows.bats.config.AgentConfig.answer_from`); ``agent``: the agent's answer line.
+    On the CPU (embedded SmolLM2-135M, the first 40 HotpotQA questions, the demo's budget)
+    ``agent`` answered 0 right and ``evidence`` 2; on one H200 (Qwen2.5-Coder-0.5B, 200 questions)
+    BATS's ReAct answered 4.5-5.5% from its line and 12-13% read."""
     read_max_chars: int = READ_MAX_CHARS
     """Characters of tool results the reading call sees (the first and the latest that fit)."""
 
@@ -205,8 +212,23 @@ async def _read_answer(ctx: RunContext, state: ReactState, update: dict[str, Any
     answer = pick_reading(agent_answer, reply.text, question)
     if answer and options.yes_no_form and is_yes_no_question(question):
         answer = yes_no_answer(answer) or answer
+    if answer != agent_answer and len(answer.split()) > ANSWER_MAX_WORDS:
+        answer = await _extracted(ctx, question, answer)
     return {**update, "answer": answer or None, "agent_answer": agent_answer,
             "stop_reason": "answered" if answer else update["stop_reason"]}
+
+
+async def _extracted(ctx: RunContext, question: str, answer: str) -> str:
+    """A read answer that is a sentence, cut to its answering phrase by one more call, as BATS's
+    loop does (a model as small as SmolLM2-135M answers the reading call with a sentence); the
+    sentence stays when the budget cannot cover the call or the reply is no shorter phrase."""
+    try:
+        reply = await ctx.chat(list(extraction_messages(question, answer)),
+                               sampling=SamplingOptions(max_tokens=EXTRACT_MAX_TOKENS, temperature=0.0, stop=("\n",)),
+                               purpose="extract")
+    except BudgetExhausted:
+        return answer
+    return pick_extraction(answer, reply.text, question)
 
 
 async def _all_tools_depleted(ctx: RunContext) -> bool:

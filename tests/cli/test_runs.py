@@ -15,8 +15,9 @@ runner = CliRunner()
 
 def _paused_and_succeeded(env: dict[str, Path]) -> tuple[str, str]:
     script = env["home"] / "long.json"
+    # The reading call answers a long sentence; the extraction's empty reply keeps it.
     script.write_text(json.dumps(["search: capital of France", "answer: Paris",
-                                  "Paris, which is " + "very " * 30 + "big"]))  # the reading call's answer
+                                  "Paris, which is " + "very " * 30 + "big", ""]))
     for budget in ("tokens=200", "tokens=5000"):
         runner.invoke(app, ["run", "react", "--task", "Capital of France?", "--backend", "scripted",
                             "--script", str(script), "--budget", budget])

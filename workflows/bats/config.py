@@ -9,12 +9,17 @@ from typing import Literal
 from orchestrator.options import check_ranges
 from workflows.bats.tracker import TrackerConfig
 
-__all__ = ["READ_MAX_CHARS", "READ_MAX_TOKENS", "AgentConfig", "BatsConfig", "LoopMode"]
+__all__ = ["ANSWER_MAX_WORDS", "EXTRACT_MAX_TOKENS", "READ_MAX_CHARS", "READ_MAX_TOKENS", "AgentConfig", "BatsConfig",
+           "LoopMode"]
 
 READ_MAX_CHARS = 6000
 """Default characters of tool results a reading call sees (BATS's loop and the ``react`` workflow)."""
 READ_MAX_TOKENS = 24
 """Output tokens of a reading call (the short answer)."""
+ANSWER_MAX_WORDS = 5
+"""Default: answers with more words than this get the extraction call (BATS's loop, ``react``'s reading)."""
+EXTRACT_MAX_TOKENS = 24
+"""Default output tokens of the extraction call."""
 
 
 @dataclass(frozen=True)
@@ -31,9 +36,9 @@ class AgentConfig:
     """Show a worked two-search example exchange before the question (every method alike)."""
     short_answer: bool = True
     """Shorten a long final answer with one extraction call (the shortest answering span)."""
-    answer_max_words: int = 5
+    answer_max_words: int = ANSWER_MAX_WORDS
     """Answers with more words than this get the extraction call."""
-    extract_max_tokens: int = 24
+    extract_max_tokens: int = EXTRACT_MAX_TOKENS
     """Output tokens of the extraction call."""
     answer_from: Literal["evidence", "agent"] = "evidence"
     """Where an attempt's answer comes from. ``evidence`` (default): one reading call answers the

@@ -247,3 +247,40 @@ def test_the_react_workflow_reads_its_answer_from_its_results_by_default(make_ct
 
     ctx.chat = broke_for_reading  # type: ignore[method-assign]
     assert run(ctx)["answer"] == "Gustave Eiffel"
+
+
+def test_the_react_workflow_cuts_a_read_sentence_to_its_phrase(make_ctx) -> None:
+    from orchestrator import workflow as workflows
+
+    sentence = "The architect of the Eiffel Tower was born in the city of Dijon"
+
+    def reply(purpose: str, messages: list[Message]) -> str:
+        if purpose == "read":
+            return sentence
+        if purpose == "extract":
+            assert sentence in messages[-1].content
+            return "Dijon"
+        searched = any(m.role == "tool" and "<wiki://" in m.content for m in messages)
+        return "answer: Gustave Eiffel" if searched else "search: eiffel tower"
+
+    wf = workflows.get("react")
+
+    def run(ctx: Any) -> dict[str, Any]:
+        state = asyncio.run(wf.build(ctx).compile().ainvoke(wf.initial_state({"question": QUESTION})))
+        return wf.result(state)
+
+    ctx = make_ctx(reply, read=True)
+    assert run(ctx)["answer"] == "Dijon" and ctx.purposes() == ["agent", "agent", "read", "extract"]
+    # A short read answer needs no extraction; one the budget cannot cover keeps the sentence.
+    ctx = make_ctx(lambda p, m: "Dijon" if p == "read" else reply(p, m), read=True)
+    assert run(ctx)["answer"] == "Dijon" and "extract" not in ctx.purposes()
+    ctx = make_ctx(reply, read=True)
+    chat = ctx.chat
+
+    async def broke_for_extraction(messages: Any, **kw: Any) -> Any:
+        if kw.get("purpose") == "extract":
+            raise BudgetExhausted("run:test-run", "tokens", 100, 90, 50)
+        return await chat(messages, **kw)
+
+    ctx.chat = broke_for_extraction  # type: ignore[method-assign]
+    assert run(ctx)["answer"] == sentence
