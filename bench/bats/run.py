@@ -190,9 +190,12 @@ def _mean(xs: Sequence[float]) -> float:
 
 def _attempt_figures(rs: Sequence[RunRecord]) -> dict[str, Any]:
     """Where BATS's answer came from, per cell of runs with attempts: the first attempt's accuracy
-    (what the Tracker's loop alone would answer), any attempt's (the selection's ceiling), runs
-    where an attempt was right and the chosen answer was not, and how answers were chosen."""
+    (what the Tracker's loop alone would answer), any attempt's (the selection's ceiling), what
+    ``selection="vote"`` would have answered over the same attempts (the choice is made after the
+    last attempt, so this is exact, paired with the run's own selection), runs where an attempt
+    was right and the chosen answer was not, and how answers were chosen."""
     from workflows.bats.scoring import exact_match
+    from workflows.bats.selection import vote_select
 
     with_attempts = [r for r in rs if r.attempt_answers]
     if not with_attempts:
@@ -202,6 +205,8 @@ def _attempt_figures(rs: Sequence[RunRecord]) -> dict[str, Any]:
         "attempts_per_run": _mean([len(r.attempt_answers) for r in with_attempts]),
         "first_attempt_accuracy": _mean([marks[0] for marks in right]) * len(with_attempts) / len(rs),
         "any_attempt_accuracy": _mean([max(marks) for marks in right]) * len(with_attempts) / len(rs),
+        "vote_accuracy": _mean([exact_match(vote_select([{"answer": a} for a in r.attempt_answers])[0], r.gold)
+                                for r in with_attempts]) * len(with_attempts) / len(rs),
         "selection_lost": sum(max(marks) > r.em for marks, r in zip(right, with_attempts, strict=True)),
         "selection_methods": dict(sorted(Counter(r.selection for r in with_attempts).items())),
         "decisions": dict(sorted(Counter(d for r in with_attempts for d in r.attempt_decisions).items())),

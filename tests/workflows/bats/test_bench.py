@@ -66,6 +66,7 @@ def test_bats_cells_say_which_attempt_was_right_and_how_the_answer_was_chosen() 
     tracker, bats = cells
     assert "first_attempt_accuracy" not in tracker  # one loop, no attempts
     assert bats["first_attempt_accuracy"] == 0.25 and bats["any_attempt_accuracy"] == 0.5
+    assert bats["vote_accuracy"] == 0.25  # the tie of run 1 goes to its first attempt; run 2's to "Nice"
     assert bats["selection_lost"] == 1 and bats["attempts_per_run"] == pytest.approx(5 / 3)
     assert bats["selection_methods"] == {"judge": 2, "unanimous": 1}
     assert bats["decisions"] == {"CONTINUE": 1, "PIVOT": 1, "SUCCESS": 3}
