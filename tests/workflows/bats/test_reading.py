@@ -152,21 +152,34 @@ def test_answer_from_is_checked() -> None:
         config_from_options(AgentConfig, {"read_max_chars": 0})
 
 
+def broke_for(ctx: Any, purpose_suffix: str) -> Any:
+    """``ctx`` whose calls of a purpose ending in ``purpose_suffix`` the token budget cannot cover."""
+    chat = ctx.chat
+
+    async def refusing(messages: Any, **kw: Any) -> Any:
+        if kw.get("purpose", "").endswith(purpose_suffix):
+            raise BudgetExhausted("run:test-run", "tokens", 100, 90, 50)
+        return await chat(messages, **kw)
+
+    ctx.chat = refusing
+    return ctx
+
+
+def run_react(ctx: Any) -> dict[str, Any]:
+    from orchestrator import workflow as workflows
+
+    wf = workflows.get("react")
+    state = asyncio.run(wf.build(ctx).compile().ainvoke(wf.initial_state({"question": QUESTION})))
+    return wf.result(state)
+
+
 def test_a_reading_call_the_budget_cannot_cover_leaves_the_agents_answer(make_ctx) -> None:
     def reply(purpose: str, messages: list[Message]) -> str:
         if purpose.endswith("_read"):
             return "Dijon"
         return "answer: Gustave Eiffel" if any(m.role == "tool" for m in messages) else "search: eiffel tower"
 
-    ctx = make_ctx(reply, read=True)
-    chat = ctx.chat
-
-    async def broke_for_reading(messages: Any, **kw: Any) -> Any:
-        if kw.get("purpose", "").endswith("_read"):
-            raise BudgetExhausted("run:test-run", "tokens", 100, 90, 50)
-        return await chat(messages, **kw)
-
-    ctx.chat = broke_for_reading  # type: ignore[method-assign]
+    ctx = broke_for(make_ctx(reply, read=True), "_read")
     result = asyncio.run(run_attempt(ctx, QUESTION, AgentConfig(demo=False), LoopMode()))
     assert result["answer"] == "Gustave Eiffel" and result["agent_answer"] == "Gustave Eiffel"
     # Any other call the budget cannot cover still ends the attempt.
@@ -209,8 +222,6 @@ def test_bats_verifies_the_read_answer(make_ctx) -> None:
 
 
 def test_the_react_workflow_reads_its_answer_from_its_results_by_default(make_ctx) -> None:
-    from orchestrator import workflow as workflows
-
     def reply(purpose: str, messages: list[Message]) -> str:
         if purpose == "read":
             evidence = messages[-1].content
@@ -219,39 +230,22 @@ def test_the_react_workflow_reads_its_answer_from_its_results_by_default(make_ct
         searched = any(m.role == "tool" and "<wiki://" in m.content for m in messages)  # not the demo's
         return "answer: Gustave Eiffel" if searched else "search: eiffel tower"
 
-    wf = workflows.get("react")
-
-    def run(ctx: Any) -> dict[str, Any]:
-        state = asyncio.run(wf.build(ctx).compile().ainvoke(wf.initial_state({"question": QUESTION})))
-        return wf.result(state)
-
     ctx = make_ctx(reply, read=True)  # the default: read from the results
-    result = run(ctx)
+    result = run_react(ctx)
     assert (result["answer"], result["agent_answer"], result["stop_reason"]) == ("Dijon", "Gustave Eiffel", "answered")
     assert ctx.purposes() == ["agent", "agent", "read"]
     # answer_from=agent: the agent's line, no reading call.
     ctx = make_ctx(reply, read=True, answer_from="agent")
-    assert run(ctx)["answer"] == "Gustave Eiffel" and "read" not in ctx.purposes()
+    assert run_react(ctx)["answer"] == "Gustave Eiffel" and "read" not in ctx.purposes()
     # A refused search is no evidence: with nothing else, no reading call.
     ctx = make_ctx(lambda p, m: "answer: Paris" if sum(x.role == "tool" for x in m) > 1 else "search: eiffel tower",
                    {"search": 0, "browse": 0}, read=True, answer_from="evidence")
-    assert run(ctx)["answer"] == "Paris" and "read" not in ctx.purposes() and ctx.tool_calls[0][2] is True
+    assert run_react(ctx)["answer"] == "Paris" and "read" not in ctx.purposes() and ctx.tool_calls[0][2] is True
     # A reading call the budget cannot cover leaves the agent's answer.
-    ctx = make_ctx(reply, read=True, answer_from="evidence")
-    chat = ctx.chat
-
-    async def broke_for_reading(messages: Any, **kw: Any) -> Any:
-        if kw.get("purpose") == "read":
-            raise BudgetExhausted("run:test-run", "tokens", 100, 90, 50)
-        return await chat(messages, **kw)
-
-    ctx.chat = broke_for_reading  # type: ignore[method-assign]
-    assert run(ctx)["answer"] == "Gustave Eiffel"
+    assert run_react(broke_for(make_ctx(reply, read=True), "read"))["answer"] == "Gustave Eiffel"
 
 
 def test_the_react_workflow_cuts_a_read_sentence_to_its_phrase(make_ctx) -> None:
-    from orchestrator import workflow as workflows
-
     sentence = "The architect of the Eiffel Tower was born in the city of Dijon"
 
     def reply(purpose: str, messages: list[Message]) -> str:
@@ -263,24 +257,9 @@ def test_the_react_workflow_cuts_a_read_sentence_to_its_phrase(make_ctx) -> None
         searched = any(m.role == "tool" and "<wiki://" in m.content for m in messages)
         return "answer: Gustave Eiffel" if searched else "search: eiffel tower"
 
-    wf = workflows.get("react")
-
-    def run(ctx: Any) -> dict[str, Any]:
-        state = asyncio.run(wf.build(ctx).compile().ainvoke(wf.initial_state({"question": QUESTION})))
-        return wf.result(state)
-
     ctx = make_ctx(reply, read=True)
-    assert run(ctx)["answer"] == "Dijon" and ctx.purposes() == ["agent", "agent", "read", "extract"]
+    assert run_react(ctx)["answer"] == "Dijon" and ctx.purposes() == ["agent", "agent", "read", "extract"]
     # A short read answer needs no extraction; one the budget cannot cover keeps the sentence.
     ctx = make_ctx(lambda p, m: "Dijon" if p == "read" else reply(p, m), read=True)
-    assert run(ctx)["answer"] == "Dijon" and "extract" not in ctx.purposes()
-    ctx = make_ctx(reply, read=True)
-    chat = ctx.chat
-
-    async def broke_for_extraction(messages: Any, **kw: Any) -> Any:
-        if kw.get("purpose") == "extract":
-            raise BudgetExhausted("run:test-run", "tokens", 100, 90, 50)
-        return await chat(messages, **kw)
-
-    ctx.chat = broke_for_extraction  # type: ignore[method-assign]
-    assert run(ctx)["answer"] == sentence
+    assert run_react(ctx)["answer"] == "Dijon" and "extract" not in ctx.purposes()
+    assert run_react(broke_for(make_ctx(reply, read=True), "extract"))["answer"] == sentence
