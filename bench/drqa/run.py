@@ -125,16 +125,38 @@ def _subset(items: list[dict[str, Any]], keep: set[str]) -> dict[str, Any]:
             "solve_tokens": sum(it["solve_tokens"] for it in chosen)}
 
 
+def _method_options(args: argparse.Namespace, method: str, budget: int | None,
+                    variant_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The drqa workflow's options for one allocation run."""
+    return {"method": method, "total_budget": budget, "max_concurrency": args.concurrency,
+            "unlimited_max_tokens": args.unlimited_max_tokens, "ceiling_tokens": args.max_tokens,
+            "batch_size": args.probe_batch_size, "force_answer": not args.no_force_answer,
+            "answer_reserve_tokens": args.answer_reserve_tokens, "state_budget": not args.no_stated_budget,
+            "max_probe_fraction": args.max_probe_fraction,
+            "probe_tokens_per_question": args.probe_tokens_per_question,
+            "strategy": args.strategy, "solve_style": args.solve_style, **(variant_options or {})}
+
+
+def check_allocation_options(args: argparse.Namespace) -> None:
+    """Refuse (SystemExit, one line) a method or variant whose options the drqa workflow does not
+    accept, before the first run: not after unlimited and the plain methods have spent the GPU
+    call's time."""
+    from orchestrator import workflow as workflows
+    from orchestrator.errors import BadInputError
+
+    runs = [(m, None) for m in ("unlimited", *parse_methods(args.methods))]
+    runs += [(method, options) for _, method, options in parse_variants(args.variants)]
+    for method, options in runs:
+        try:
+            workflows.get("drqa").check_options(_method_options(args, method, 1000, options))
+        except BadInputError as exc:
+            raise SystemExit(f"error: {exc}") from None
+
+
 async def _run_method(args: argparse.Namespace, rows: list[dict[str, Any]], dataset: str, method: str,
                       budget: int | None, client: Any, db_dir: Path, variant: str = "",
                       variant_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    options = {"method": method, "total_budget": budget, "max_concurrency": args.concurrency,
-               "unlimited_max_tokens": args.unlimited_max_tokens, "ceiling_tokens": args.max_tokens,
-               "batch_size": args.probe_batch_size, "force_answer": not args.no_force_answer,
-               "answer_reserve_tokens": args.answer_reserve_tokens, "state_budget": not args.no_stated_budget,
-               "max_probe_fraction": args.max_probe_fraction,
-               "probe_tokens_per_question": args.probe_tokens_per_question,
-               "strategy": args.strategy, "solve_style": args.solve_style, **(variant_options or {})}
+    options = _method_options(args, method, budget, variant_options)
     task = {"rows": rows, "dataset": dataset}
     tag = "".join(c if c.isalnum() else "-" for c in variant)
     t0 = time.perf_counter()
@@ -424,7 +446,7 @@ def _merge(path: Path, update: dict[str, Any]) -> dict[str, Any]:
     return current
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--parts", default="allocation,data,training")
     p.add_argument("--base-url", default="http://127.0.0.1:8000/v1")
@@ -483,7 +505,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--training-min-s", type=float, default=120,
                    help="skip the data+training parts when less than this is left after allocation")
     p.add_argument("--dry-run", action="store_true", help="CPU: simulated solver, tiny random model")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     deadline = Deadline(args.time_limit_s)
     SKIPPED.clear()
     parts = set(args.parts.split(","))
@@ -515,6 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         write()
 
     if "allocation" in parts:
+        check_allocation_options(args)
         entries = asyncio.run(run_allocation(args, deadline, on_entry))
         on_entry(entries)
         for row in details["allocation_table"]:

@@ -87,6 +87,14 @@ def test_every_bats_job_sets_only_options_its_methods_declare(job: str) -> None:
                               options=parse_option_items(items)))
 
 
+@pytest.mark.parametrize("job", sorted(n for n, j in CONFIG["jobs"].items() if "bench/drqa/run.py" in j["command"]))
+def test_every_drqa_job_sets_only_options_the_workflow_accepts(job: str) -> None:
+    from bench.drqa.run import build_parser, check_allocation_options
+
+    args = build_parser().parse_args(shlex.split(CONFIG["jobs"][job].get("args", "")))
+    check_allocation_options(args)  # SystemExit on an option the drqa workflow refuses
+
+
 def test_the_two_gpu_serving_plan_is_the_x2_flow() -> None:
     """Round 1 stock and fixed TTL on GPUs 0 and 1; round 2 utility TTL on GPU 0 after it."""
     p = driver.build_plan(CONFIG, "2gpu", "serving", commit="c", serving_args="--loads 60,120 --kv-blocks 4000")
