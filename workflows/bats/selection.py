@@ -73,7 +73,7 @@ def _settled(attempts: Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[str, A
     return candidates, None
 
 
-def vote_select(attempts: Sequence[Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
+def vote_select(attempts: Sequence[Mapping[str, Any]]) -> Choice:
     """The final answer by majority over the attempts' answers (after normalisation), ties to the
     earliest attempt: the one that had the whole budget. No call."""
     candidates, settled = _settled(attempts)
@@ -90,7 +90,7 @@ async def judge_select(
     attempts: Sequence[Mapping[str, Any]],
     *,
     max_tokens: int = 8,
-) -> tuple[str, dict[str, Any]]:
+) -> Choice:
     """The final answer among ``attempts`` (dicts with ``answer``, ``decision``, ``justification``)
     and how it was chosen. The LLM judge is only asked when the attempts disagree."""
     candidates, settled = _settled(attempts)
