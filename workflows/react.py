@@ -19,7 +19,7 @@ from workflows.bats.extraction import (
     pick_extraction,
     pick_reading,
     reading_messages,
-    reading_sampling,
+    short_answer_sampling,
 )
 
 if TYPE_CHECKING:
@@ -206,7 +206,7 @@ async def _read_answer(ctx: RunContext, state: ReactState, update: dict[str, Any
     question, agent_answer = state["question"], update.get("answer") or ""
     try:
         reply = await ctx.chat(list(reading_messages(question, results, options.read_max_chars)),
-                               sampling=reading_sampling(READ_MAX_TOKENS), purpose="read")
+                               sampling=short_answer_sampling(READ_MAX_TOKENS), purpose="read")
     except BudgetExhausted:
         return {**update, "agent_answer": agent_answer}
     answer = pick_reading(agent_answer, reply.text, question)
@@ -224,8 +224,7 @@ async def _extracted(ctx: RunContext, question: str, answer: str) -> str:
     sentence stays when the budget cannot cover the call or the reply is no shorter phrase."""
     try:
         reply = await ctx.chat(list(extraction_messages(question, answer)),
-                               sampling=SamplingOptions(max_tokens=EXTRACT_MAX_TOKENS, temperature=0.0, stop=("\n",)),
-                               purpose="extract")
+                               sampling=short_answer_sampling(EXTRACT_MAX_TOKENS), purpose="extract")
     except BudgetExhausted:
         return answer
     return pick_extraction(answer, reply.text, question)

@@ -22,10 +22,10 @@ from workflows.bats.decide import decide, turn_cap
 from workflows.bats.extraction import (
     clean_answer,
     extraction_messages,
-    extraction_sampling,
     judge_form,
     needs_extraction,
     pick_extraction,
+    short_answer_sampling,
 )
 from workflows.bats.steps import (
     AttemptResult,
@@ -87,8 +87,8 @@ async def shorten_answer(ctx: RunContext, question: str, answer: str, config: Ag
     cleaned = judge_form(question, cleaned, config) or cleaned
     if not needs_extraction(cleaned, config):
         return cleaned, False
-    reply = await ctx.chat(list(extraction_messages(question, cleaned)), sampling=extraction_sampling(config),
-                           purpose=f"{purpose}_extract")
+    reply = await ctx.chat(list(extraction_messages(question, cleaned)),
+                           sampling=short_answer_sampling(config.extract_max_tokens), purpose=f"{purpose}_extract")
     return pick_extraction(cleaned, reply.text, question), True
 
 

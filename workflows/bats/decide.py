@@ -43,13 +43,12 @@ from workflows.bats.config import AgentConfig
 from workflows.bats.extraction import (
     clean_answer,
     extraction_messages,
-    extraction_sampling,
     judge_form,
     needs_extraction,
     pick_extraction,
     pick_reading,
     reading_messages,
-    reading_sampling,
+    short_answer_sampling,
 )
 from workflows.bats.steps import (
     AttemptResult,
@@ -311,7 +310,7 @@ def _shorten(setup: AttemptSetup, state: LoopState) -> Decision:
     state = replace(state, agent_answer=state.answer)
     if setup.config.answer_from == "evidence" and state.results:
         request = CallLLM(reading_messages(setup.question, state.results, setup.config.read_max_chars),
-                          reading_sampling(setup.config.read_max_tokens), f"{setup.purpose}_read")
+                          short_answer_sampling(setup.config.read_max_tokens), f"{setup.purpose}_read")
         return replace(state, phase="read"), request
     return _clean(setup, state)
 
@@ -322,8 +321,8 @@ def _clean(setup: AttemptSetup, state: LoopState) -> Decision:
     state = replace(state, raw_answer=state.answer, answer=cleaned)
     if not needs_extraction(cleaned, setup.config):
         return _finish(state)
-    request = CallLLM(extraction_messages(setup.question, cleaned), extraction_sampling(setup.config),
-                      f"{setup.purpose}_extract")
+    request = CallLLM(extraction_messages(setup.question, cleaned),
+                      short_answer_sampling(setup.config.extract_max_tokens), f"{setup.purpose}_extract")
     return replace(state, phase="extract"), request
 
 

@@ -13,8 +13,8 @@ from workflows.bats import prompts
 from workflows.bats.config import AgentConfig
 from workflows.bats.trajectory import truncate
 
-__all__ = ["clean_answer", "extraction_messages", "extraction_sampling", "judge_form", "needs_extraction",
-           "pick_extraction", "pick_reading", "reading_evidence", "reading_messages", "reading_sampling"]
+__all__ = ["clean_answer", "extraction_messages", "judge_form", "needs_extraction", "pick_extraction", "pick_reading",
+           "reading_evidence", "reading_messages", "short_answer_sampling"]
 
 _ANSWER_PREFIX = re.compile(r"^\s*(?:final\s+)?(?:the\s+)?answer\s*(?:is)?\s*[:\-]?\s*", re.IGNORECASE)
 
@@ -82,7 +82,8 @@ def reading_messages(question: str, results: Sequence[str], max_chars: int) -> t
     )
 
 
-def reading_sampling(max_tokens: int) -> SamplingOptions:
+def short_answer_sampling(max_tokens: int) -> SamplingOptions:
+    """Greedy, one line, at most ``max_tokens``: the reading and the extraction call alike."""
     return SamplingOptions(max_tokens=max_tokens, temperature=0.0, stop=("\n",))
 
 
@@ -95,10 +96,6 @@ def pick_reading(agent_answer: str, reply: str, question: str) -> str:
     if yes_no_answer(read) is not None and len(read.split()) == 1 and not is_yes_no_question(question):
         return agent_answer
     return read
-
-
-def extraction_sampling(config: AgentConfig) -> SamplingOptions:
-    return SamplingOptions(max_tokens=config.extract_max_tokens, temperature=0.0, stop=("\n",))
 
 
 def pick_extraction(cleaned: str, reply: str, question: str) -> str:
