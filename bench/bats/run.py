@@ -201,12 +201,13 @@ def _attempt_figures(rs: Sequence[RunRecord]) -> dict[str, Any]:
     if not with_attempts:
         return {}
     right = [[exact_match(a, r.gold) for a in r.attempt_answers] for r in with_attempts]
+    voted = [vote_select([{"answer": a} for a in r.attempt_answers])[0] for r in with_attempts]
+    # Accuracies are over every run of the cell: a run without attempts (failed) counts as wrong.
     return {
         "attempts_per_run": _mean([len(r.attempt_answers) for r in with_attempts]),
-        "first_attempt_accuracy": _mean([marks[0] for marks in right]) * len(with_attempts) / len(rs),
-        "any_attempt_accuracy": _mean([max(marks) for marks in right]) * len(with_attempts) / len(rs),
-        "vote_accuracy": _mean([exact_match(vote_select([{"answer": a} for a in r.attempt_answers])[0], r.gold)
-                                for r in with_attempts]) * len(with_attempts) / len(rs),
+        "first_attempt_accuracy": sum(marks[0] for marks in right) / len(rs),
+        "any_attempt_accuracy": sum(max(marks) for marks in right) / len(rs),
+        "vote_accuracy": sum(exact_match(a, r.gold) for a, r in zip(voted, with_attempts, strict=True)) / len(rs),
         "selection_lost": sum(max(marks) > r.em for marks, r in zip(right, with_attempts, strict=True)),
         "selection_methods": dict(sorted(Counter(r.selection for r in with_attempts).items())),
         "decisions": dict(sorted(Counter(d for r in with_attempts for d in r.attempt_decisions).items())),
