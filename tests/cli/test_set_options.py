@@ -118,7 +118,7 @@ def test_workflows_show_lists_types_and_defaults(home_only: Path) -> None:
     res = runner.invoke(app, ["workflows", "show", "bats"])
     assert res.exit_code == 0, res.output
     assert re.search(r"^\s+verifier\s+bool\s+true$", res.output, re.MULTILINE), res.output
-    assert re.search(r"^\s+agent_plan\s+Literal\['all', 'explore', 'none'\]\s+\"explore\"$", res.output, re.MULTILINE)
+    assert re.search(r"^\s+agent_plan\s+Literal\['all', 'explore', 'none'\]\s+\"none\"$", res.output, re.MULTILINE)
     shown = json.loads(runner.invoke(app, ["workflows", "show", "react", "--json"]).output)
     assert {o["name"]: o["default"] for o in shown["options"]} == {
         "max_tokens": 48, "max_turns": 6, "recursion_limit": None, "yes_no_form": False, "answer_from": "evidence",

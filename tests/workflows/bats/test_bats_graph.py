@@ -48,7 +48,9 @@ def scripted(verifier_replies: list[str], judge_reply: str = "2"):  # type: igno
 
 
 def test_continue_rewrites_context_then_success_and_judge_picks(make_ctx) -> None:
-    ctx = make_ctx(scripted(["not json at all", VALID_CONTINUE, VALID_SUCCESS], judge_reply="2"))
+    # The agent is shown the explore items here (the default shows none: test_bats_harness).
+    ctx = make_ctx(scripted(["not json at all", VALID_CONTINUE, VALID_SUCCESS], judge_reply="2"),
+                   agent_plan="explore")
     result = run_bats(ctx)
     assert ctx.purposes() == [
         "planner",
