@@ -19,6 +19,7 @@ from workflows.bats.extraction import (
     pick_extraction,
     pick_reading,
     reading_messages,
+    scored_answer,
     short_answer_sampling,
 )
 
@@ -209,10 +210,9 @@ async def _read_answer(ctx: RunContext, state: ReactState, update: dict[str, Any
                                sampling=short_answer_sampling(READ_MAX_TOKENS), purpose="read")
     except BudgetExhausted:
         return {**update, "agent_answer": agent_answer}
-    answer = pick_reading(agent_answer, reply.text, question)
-    if answer and options.yes_no_form and is_yes_no_question(question):
-        answer = yes_no_answer(answer) or answer
-    if answer != agent_answer and len(answer.split()) > ANSWER_MAX_WORDS:
+    read = pick_reading(agent_answer, reply.text, question)
+    answer, long = scored_answer(question, read, yes_no_form=options.yes_no_form, max_words=ANSWER_MAX_WORDS)
+    if long and read != agent_answer:
         answer = await _extracted(ctx, question, answer)
     return {**update, "answer": answer or None, "agent_answer": agent_answer,
             "stop_reason": "answered" if answer else update["stop_reason"]}

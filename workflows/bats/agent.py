@@ -21,10 +21,10 @@ from workflows.bats.config import AgentConfig, LoopMode
 from workflows.bats.decide import decide, turn_cap
 from workflows.bats.extraction import (
     clean_answer,
+    extract_over,
     extraction_messages,
-    judge_form,
-    needs_extraction,
     pick_extraction,
+    scored_answer,
     short_answer_sampling,
 )
 from workflows.bats.steps import (
@@ -83,9 +83,8 @@ async def shorten_answer(ctx: RunContext, question: str, answer: str, config: Ag
     ``answer_max_words`` words are only cleaned; longer ones (a pasted passage, a sentence) get
     one extraction call asking for the shortest answering phrase. An empty or longer extraction
     keeps the cleaned original."""
-    cleaned = clean_answer(answer)
-    cleaned = judge_form(question, cleaned, config) or cleaned
-    if not needs_extraction(cleaned, config):
+    cleaned, long = scored_answer(question, answer, yes_no_form=config.yes_no_form, max_words=extract_over(config))
+    if not long:
         return cleaned, False
     reply = await ctx.chat(list(extraction_messages(question, cleaned)),
                            sampling=short_answer_sampling(config.extract_max_tokens), purpose=f"{purpose}_extract")

@@ -41,13 +41,12 @@ from workflows.actions import ANSWER, Action, copies_example, fallback_answer, p
 from workflows.bats import prompts
 from workflows.bats.config import AgentConfig
 from workflows.bats.extraction import (
-    clean_answer,
+    extract_over,
     extraction_messages,
-    judge_form,
-    needs_extraction,
     pick_extraction,
     pick_reading,
     reading_messages,
+    scored_answer,
     short_answer_sampling,
 )
 from workflows.bats.steps import (
@@ -316,10 +315,10 @@ def _shorten(setup: AttemptSetup, state: LoopState) -> Decision:
 
 
 def _clean(setup: AttemptSetup, state: LoopState) -> Decision:
-    cleaned = clean_answer(state.answer)
-    cleaned = judge_form(setup.question, cleaned, setup.config) or cleaned
+    cleaned, long = scored_answer(setup.question, state.answer, yes_no_form=setup.config.yes_no_form,
+                                  max_words=extract_over(setup.config))
     state = replace(state, raw_answer=state.answer, answer=cleaned)
-    if not needs_extraction(cleaned, setup.config):
+    if not long:
         return _finish(state)
     request = CallLLM(extraction_messages(setup.question, cleaned),
                       short_answer_sampling(setup.config.extract_max_tokens), f"{setup.purpose}_extract")

@@ -13,8 +13,8 @@ from workflows.bats import prompts
 from workflows.bats.config import AgentConfig
 from workflows.bats.trajectory import truncate
 
-__all__ = ["clean_answer", "extraction_messages", "judge_form", "needs_extraction", "pick_extraction", "pick_reading",
-           "reading_evidence", "reading_messages", "short_answer_sampling"]
+__all__ = ["clean_answer", "extract_over", "extraction_messages", "pick_extraction", "pick_reading", "reading_evidence",
+           "reading_messages", "scored_answer", "short_answer_sampling"]
 
 _ANSWER_PREFIX = re.compile(r"^\s*(?:final\s+)?(?:the\s+)?answer\s*(?:is)?\s*[:\-]?\s*", re.IGNORECASE)
 
@@ -28,17 +28,21 @@ def clean_answer(text: str) -> str:
     return line
 
 
-def judge_form(question: str, cleaned: str, config: AgentConfig) -> str | None:
-    """With ``yes_no_form``, the bare "yes"/"no" a yes/no question's answer opens with (the only
-    form HotpotQA's judge credits); else None (the answer is kept, or extracted)."""
-    if not config.yes_no_form or not is_yes_no_question(question):
-        return None
-    return yes_no_answer(cleaned)
+def scored_answer(question: str, answer: str, *, yes_no_form: bool, max_words: int | None) -> tuple[str, bool]:
+    """(the answer to score, whether it gets the extraction call). The answer is cleaned of its
+    wrapping; with ``yes_no_form`` a yes/no question's answer becomes the bare "yes"/"no" it opens
+    with (the only form HotpotQA's judge credits). It gets the extraction call when it is longer
+    than ``max_words`` words (never with ``None``)."""
+    cleaned = clean_answer(answer)
+    if yes_no_form and is_yes_no_question(question):
+        cleaned = yes_no_answer(cleaned) or cleaned
+    return cleaned, max_words is not None and bool(cleaned) and len(cleaned.split()) > max_words
 
 
-def needs_extraction(cleaned: str, config: AgentConfig) -> bool:
-    """Whether the cleaned answer gets the extraction call: longer than ``answer_max_words``."""
-    return config.short_answer and bool(cleaned) and len(cleaned.split()) > config.answer_max_words
+def extract_over(config: AgentConfig) -> int | None:
+    """The ``max_words`` of :func:`scored_answer` for a BATS agent: ``answer_max_words``, or None
+    without ``short_answer``."""
+    return config.answer_max_words if config.short_answer else None
 
 
 def extraction_messages(question: str, cleaned: str) -> tuple[Message, ...]:
