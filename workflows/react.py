@@ -13,10 +13,9 @@ from orchestrator.types import Message, SamplingOptions
 from orchestrator.workflow import Workflow
 from workflows.actions import ANSWER, copies_example, fallback_answer, parse_actions, split_example_copies
 from workflows.answers import is_yes_no_question, yes_no_answer
+from workflows.bats.agent import extract_phrase
 from workflows.bats.config import ANSWER_MAX_WORDS, EXTRACT_MAX_TOKENS, READ_MAX_CHARS, READ_MAX_TOKENS
 from workflows.bats.extraction import (
-    extraction_messages,
-    pick_extraction,
     pick_reading,
     reading_messages,
     scored_answer,
@@ -213,21 +212,9 @@ async def _read_answer(ctx: RunContext, state: ReactState, update: dict[str, Any
     read = pick_reading(agent_answer, reply.text, question)
     answer, long = scored_answer(question, read, yes_no_form=options.yes_no_form, max_words=ANSWER_MAX_WORDS)
     if long and read != agent_answer:
-        answer = await _extracted(ctx, question, answer)
+        answer = await extract_phrase(ctx, question, answer, max_tokens=EXTRACT_MAX_TOKENS, purpose="extract")
     return {**update, "answer": answer or None, "agent_answer": agent_answer,
             "stop_reason": "answered" if answer else update["stop_reason"]}
-
-
-async def _extracted(ctx: RunContext, question: str, answer: str) -> str:
-    """A read answer that is a sentence, cut to its answering phrase by one more call, as BATS's
-    loop does (a model as small as SmolLM2-135M answers the reading call with a sentence); the
-    sentence stays when the budget cannot cover the call or the reply is no shorter phrase."""
-    try:
-        reply = await ctx.chat(list(extraction_messages(question, answer)),
-                               sampling=short_answer_sampling(EXTRACT_MAX_TOKENS), purpose="extract")
-    except BudgetExhausted:
-        return answer
-    return pick_extraction(answer, reply.text, question)
 
 
 async def _all_tools_depleted(ctx: RunContext) -> bool:

@@ -57,6 +57,7 @@ __all__ = [
     "attempt_stats",
     "clean_answer",
     "demo_messages",
+    "extract_phrase",
     "perform",
     "question_state",
     "run_attempt",
@@ -81,14 +82,25 @@ async def shorten_answer(ctx: RunContext, question: str, answer: str, config: Ag
                          *, purpose: str = "agent") -> tuple[str, bool]:
     """(the answer to score, whether an extraction call was made). Answers of at most
     ``answer_max_words`` words are only cleaned; longer ones (a pasted passage, a sentence) get
-    one extraction call asking for the shortest answering phrase. An empty or longer extraction
-    keeps the cleaned original."""
+    one extraction call (:func:`extract_phrase`)."""
     cleaned, long = scored_answer(question, answer, yes_no_form=config.yes_no_form, max_words=extract_over(config))
     if not long:
         return cleaned, False
-    reply = await ctx.chat(list(extraction_messages(question, cleaned)),
-                           sampling=short_answer_sampling(config.extract_max_tokens), purpose=f"{purpose}_extract")
-    return pick_extraction(cleaned, reply.text, question), True
+    return await extract_phrase(ctx, question, cleaned, max_tokens=config.extract_max_tokens,
+                                purpose=f"{purpose}_extract"), True
+
+
+async def extract_phrase(ctx: RunContext, question: str, cleaned: str, *, max_tokens: int, purpose: str) -> str:
+    """``cleaned`` (a long answer) cut to its answering phrase by the one extraction call, through
+    ``ctx``; ``cleaned`` stays when the reply is no shorter phrase of the question's kind, or when
+    the token or dollar budget cannot cover the call (the answer is never lost to the budget).
+    BATS's attempt loop makes the same call as a :class:`CallLLM` of :func:`decide`."""
+    try:
+        reply = await ctx.chat(list(extraction_messages(question, cleaned)),
+                               sampling=short_answer_sampling(max_tokens), purpose=purpose)
+    except BudgetExhausted:
+        return cleaned
+    return pick_extraction(cleaned, reply.text, question)
 
 
 async def perform(ctx: RunContext, action: CallLLM | CallTools) -> Observation:

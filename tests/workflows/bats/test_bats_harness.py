@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from orchestrator.context import ToolBudgetView
-from orchestrator.errors import EngineDead
+from orchestrator.errors import BudgetExhausted, EngineDead
 from orchestrator.types import LLMResponse, Message, Usage
 from workflows.bats import prompts
 from workflows.bats.agent import (
@@ -83,6 +83,17 @@ def test_long_answer_gets_one_extraction_call_short_one_none(make_ctx) -> None:
         passage.rstrip("."),
         False,
     )
+
+
+def test_an_extraction_the_budget_cannot_cover_keeps_the_cleaned_answer(make_ctx) -> None:
+    def refuse(purpose: str, messages: list[Message]) -> str:
+        raise BudgetExhausted("run:test-run", "tokens", 100, 90, 50)
+
+    ctx = make_ctx(refuse)
+    passage = "Gustave Eiffel was a French civil engineer born in Dijon in 1832 and he built towers."
+    assert asyncio.run(shorten_answer(ctx, "Where was Eiffel born?", passage, AgentConfig())) == (
+        passage.rstrip("."), True)
+    assert [c.purpose for c in ctx.calls] == ["agent_extract"]
 
 
 def test_every_method_sees_the_same_demo_and_its_answer_is_extracted(make_ctx) -> None:
