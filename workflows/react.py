@@ -12,10 +12,10 @@ from orchestrator.options import check_ranges, config_from_options
 from orchestrator.types import Message, SamplingOptions
 from orchestrator.workflow import Workflow
 from workflows.actions import ANSWER, copies_example, fallback_answer, parse_actions, split_example_copies
-from workflows.answers import is_yes_no_question, yes_no_answer
 from workflows.bats.agent import extract_phrase
 from workflows.bats.config import ANSWER_MAX_WORDS, EXTRACT_MAX_TOKENS, READ_MAX_CHARS, READ_MAX_TOKENS
 from workflows.bats.extraction import (
+    judged_form,
     pick_reading,
     reading_messages,
     scored_answer,
@@ -128,8 +128,7 @@ def _after_reply(state: ReactState, text: str, tool_names: list[str], *, last: b
         answer = "" if copies_example(answer, question, observed) else answer
     else:  # an answer, or a tool call the turn limit no longer allows
         answer = action.value if action.kind == ANSWER else ""
-    if answer and yes_no_form and is_yes_no_question(question):
-        answer = yes_no_answer(answer) or answer
+    answer = judged_form(question, answer, yes_no_form=yes_no_form)
     update.update(answer=answer or None, pending=None, stop_reason="answered" if answer else "turn_limit")
     return update
 

@@ -13,8 +13,8 @@ from workflows.bats import prompts
 from workflows.bats.config import AgentConfig
 from workflows.bats.trajectory import truncate
 
-__all__ = ["clean_answer", "extract_over", "extraction_messages", "pick_extraction", "pick_reading", "reading_evidence",
-           "reading_messages", "scored_answer", "short_answer_sampling"]
+__all__ = ["clean_answer", "extract_over", "extraction_messages", "judged_form", "pick_extraction", "pick_reading",
+           "reading_evidence", "reading_messages", "scored_answer", "short_answer_sampling"]
 
 _ANSWER_PREFIX = re.compile(r"^\s*(?:final\s+)?(?:the\s+)?answer\s*(?:is)?\s*[:\-]?\s*", re.IGNORECASE)
 
@@ -33,10 +33,16 @@ def scored_answer(question: str, answer: str, *, yes_no_form: bool, max_words: i
     wrapping; with ``yes_no_form`` a yes/no question's answer becomes the bare "yes"/"no" it opens
     with (the only form HotpotQA's judge credits). It gets the extraction call when it is longer
     than ``max_words`` words (never with ``None``)."""
-    cleaned = clean_answer(answer)
-    if yes_no_form and is_yes_no_question(question):
-        cleaned = yes_no_answer(cleaned) or cleaned
+    cleaned = judged_form(question, clean_answer(answer), yes_no_form=yes_no_form)
     return cleaned, max_words is not None and bool(cleaned) and len(cleaned.split()) > max_words
+
+
+def judged_form(question: str, answer: str, *, yes_no_form: bool) -> str:
+    """With ``yes_no_form``, a yes/no question's answer as the bare "yes"/"no" it opens with (the
+    only form HotpotQA's judge credits); any other answer as it is."""
+    if yes_no_form and is_yes_no_question(question):
+        return yes_no_answer(answer) or answer
+    return answer
 
 
 def extract_over(config: AgentConfig) -> int | None:
