@@ -133,8 +133,8 @@ async def run_attempt(
     ``extra_system`` is appended to the system prompt (BATS's planning section), ``head_notes``
     follows the question in the first user message (the plan, summaries of earlier attempts),
     ``observed_before`` is what earlier attempts' tool results showed (``AttemptSetup``).
-    Raises BudgetExhausted when the token or dollar budget cannot cover a call (except the
-    reading call: then the agent's own answer stands).
+    Raises BudgetExhausted when the token or dollar budget cannot cover a call, except the
+    reading and extraction calls: skipped, they leave the answer the attempt already has.
     """
     tools = tuple(ctx.tools.names())
     setup = AttemptSetup(question, config, mode, tools, {t: _arg_name(ctx, t) for t in tools},
@@ -150,9 +150,9 @@ async def run_attempt(
         try:
             observation = await perform(ctx, action)
         except BudgetExhausted:
-            if state.phase != "read":
+            if state.phase not in ("read", "extract"):
                 raise
-            observation = Replied("")  # the reading call is not affordable: the agent's answer stands
+            observation = Replied("", skipped=True)
 
 
 def question_state(task: Mapping[str, Any]) -> dict[str, Any]:

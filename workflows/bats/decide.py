@@ -94,10 +94,10 @@ def decide(setup: AttemptSetup, state: LoopState, observation: Observation) -> D
         return _after_final_turn(setup, state, observation.text)
     if isinstance(observation, Replied) and state.phase == "read":
         answer = pick_reading(state.answer, observation.text, setup.question)
-        return _clean(setup, replace(state, answer=answer, num_reads=1))
+        return _clean(setup, replace(state, answer=answer, num_reads=int(not observation.skipped)))
     if isinstance(observation, Replied) and state.phase == "extract":
         answer = pick_extraction(state.answer, observation.text, setup.question)
-        return _finish(replace(state, answer=answer, num_extractions=1))
+        return _finish(replace(state, answer=answer, num_extractions=int(not observation.skipped)))
     raise ValueError(f"{type(observation).__name__} does not answer the loop's phase {state.phase!r}")
 
 

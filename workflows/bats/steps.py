@@ -126,6 +126,9 @@ class Replied:
     text: str
     cut: bool = False
     """The reply ran into its ``max_tokens`` (finish reason ``length``)."""
+    skipped: bool = False
+    """The call was not made: the token or dollar budget could not cover it. Only the reading and
+    extraction calls may be skipped (the answer so far stands); any other call ends the attempt."""
 
 
 @dataclass(frozen=True)

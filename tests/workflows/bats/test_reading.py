@@ -165,10 +165,10 @@ def broke_for(ctx: Any, purpose_suffix: str) -> Any:
     return ctx
 
 
-def run_react(ctx: Any) -> dict[str, Any]:
+def run_react(ctx: Any, name: str = "react") -> dict[str, Any]:
     from orchestrator import workflow as workflows
 
-    wf = workflows.get("react")
+    wf = workflows.get(name)
     state = asyncio.run(wf.build(ctx).compile().ainvoke(wf.initial_state({"question": QUESTION})))
     return wf.result(state)
 
@@ -182,6 +182,7 @@ def test_a_reading_call_the_budget_cannot_cover_leaves_the_agents_answer(make_ct
     ctx = broke_for(make_ctx(reply, read=True), "_read")
     result = asyncio.run(run_attempt(ctx, QUESTION, AgentConfig(demo=False), LoopMode()))
     assert result["answer"] == "Gustave Eiffel" and result["agent_answer"] == "Gustave Eiffel"
+    assert result["num_reads"] == 0  # the call was not made, so it is not counted
     # Any other call the budget cannot cover still ends the attempt.
     ctx2 = make_ctx(reply, read=True)
 
@@ -191,6 +192,32 @@ def test_a_reading_call_the_budget_cannot_cover_leaves_the_agents_answer(make_ct
     ctx2.chat = broke  # type: ignore[method-assign]
     with pytest.raises(BudgetExhausted):
         asyncio.run(run_attempt(ctx2, QUESTION, AgentConfig(demo=False), LoopMode()))
+
+
+def test_a_skipped_extraction_keeps_the_cleaned_answer_and_counts_no_call() -> None:
+    s = setup()
+    state, _ = two_searches_then(s, "answer: Gustave Eiffel")
+    state, action = step(s, state, Replied("He was born in the city of Dijon in France"))
+    assert isinstance(action, CallLLM) and action.purpose == "agent_extract"
+    _, done = step(s, state, Replied("", skipped=True))
+    assert isinstance(done, Finish)
+    assert done.result["answer"] == "He was born in the city of Dijon in France"
+    assert done.result["num_extractions"] == 0 and done.result["num_reads"] == 1
+
+
+def test_an_extraction_call_the_budget_cannot_cover_keeps_the_long_answer(make_ctx) -> None:
+    def reply(purpose: str, messages: list[Message]) -> str:
+        if purpose.endswith("_read"):
+            return "He was born in the city of Dijon in France"
+        return "answer: Gustave Eiffel" if any(m.role == "tool" for m in messages) else "search: eiffel tower"
+
+    ctx = broke_for(make_ctx(reply, read=True), "_extract")
+    result = asyncio.run(run_attempt(ctx, QUESTION, AgentConfig(demo=False), LoopMode()))
+    assert result["answer"] == "He was born in the city of Dijon in France"
+    assert result["num_reads"] == 1 and result["num_extractions"] == 0
+    # Through a workflow graph too: the run answers instead of failing on the budget.
+    ctx = broke_for(make_ctx(reply, read=True), "_extract")
+    assert run_react(ctx, "tracker")["answer"] == "He was born in the city of Dijon in France"
 
 
 def test_bats_verifies_the_read_answer(make_ctx) -> None:
