@@ -173,12 +173,19 @@ def run_react(ctx: Any, name: str = "react") -> dict[str, Any]:
     return wf.result(state)
 
 
-def test_a_reading_call_the_budget_cannot_cover_leaves_the_agents_answer(make_ctx) -> None:
+def reading_replies(reading: str) -> Any:
+    """Replies of a model that searches once, answers "Gustave Eiffel" and reads ``reading``."""
+
     def reply(purpose: str, messages: list[Message]) -> str:
         if purpose.endswith("_read"):
-            return "Dijon"
+            return reading
         return "answer: Gustave Eiffel" if any(m.role == "tool" for m in messages) else "search: eiffel tower"
 
+    return reply
+
+
+def test_a_reading_call_the_budget_cannot_cover_leaves_the_agents_answer(make_ctx) -> None:
+    reply = reading_replies("Dijon")
     ctx = broke_for(make_ctx(reply, read=True), "_read")
     result = asyncio.run(run_attempt(ctx, QUESTION, AgentConfig(demo=False), LoopMode()))
     assert result["answer"] == "Gustave Eiffel" and result["agent_answer"] == "Gustave Eiffel"
@@ -206,11 +213,7 @@ def test_a_skipped_extraction_keeps_the_cleaned_answer_and_counts_no_call() -> N
 
 
 def test_an_extraction_call_the_budget_cannot_cover_keeps_the_long_answer(make_ctx) -> None:
-    def reply(purpose: str, messages: list[Message]) -> str:
-        if purpose.endswith("_read"):
-            return "He was born in the city of Dijon in France"
-        return "answer: Gustave Eiffel" if any(m.role == "tool" for m in messages) else "search: eiffel tower"
-
+    reply = reading_replies("He was born in the city of Dijon in France")
     ctx = broke_for(make_ctx(reply, read=True), "_extract")
     result = asyncio.run(run_attempt(ctx, QUESTION, AgentConfig(demo=False), LoopMode()))
     assert result["answer"] == "He was born in the city of Dijon in France"
