@@ -150,7 +150,7 @@ async def run_attempt(
         try:
             observation = await perform(ctx, action)
         except BudgetExhausted:
-            if state.phase not in ("read", "extract"):
+            if not (isinstance(action, CallLLM) and action.optional):
                 raise
             observation = Replied("", skipped=True)
 

@@ -309,7 +309,8 @@ def _shorten(setup: AttemptSetup, state: LoopState) -> Decision:
     state = replace(state, agent_answer=state.answer)
     if setup.config.answer_from == "evidence" and state.results:
         request = CallLLM(reading_messages(setup.question, state.results, setup.config.read_max_chars),
-                          short_answer_sampling(setup.config.read_max_tokens), f"{setup.purpose}_read")
+                          short_answer_sampling(setup.config.read_max_tokens), f"{setup.purpose}_read",
+                          optional=True)
         return replace(state, phase="read"), request
     return _clean(setup, state)
 
@@ -321,7 +322,8 @@ def _clean(setup: AttemptSetup, state: LoopState) -> Decision:
     if not long:
         return _finish(state)
     request = CallLLM(extraction_messages(setup.question, cleaned),
-                      short_answer_sampling(setup.config.extract_max_tokens), f"{setup.purpose}_extract")
+                      short_answer_sampling(setup.config.extract_max_tokens), f"{setup.purpose}_extract",
+                      optional=True)
     return replace(state, phase="extract"), request
 
 

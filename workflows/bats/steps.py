@@ -127,8 +127,8 @@ class Replied:
     cut: bool = False
     """The reply ran into its ``max_tokens`` (finish reason ``length``)."""
     skipped: bool = False
-    """The call was not made: the token or dollar budget could not cover it. Only the reading and
-    extraction calls may be skipped (the answer so far stands); any other call ends the attempt."""
+    """The call was not made: the token or dollar budget could not cover an optional
+    :class:`CallLLM` (the answer so far stands)."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,10 @@ class CallLLM:
     tool_name: str | None = None
     """The tool this turn will most likely wait on (a hint for the serving layer)."""
     is_last_step: bool = False
+    optional: bool = False
+    """The attempt keeps its answer without this call (the reading and extraction calls): when the
+    token or dollar budget cannot cover it, the loop observes ``Replied("", skipped=True)``. A
+    refused call that is not optional ends the attempt."""
 
 
 @dataclass(frozen=True)

@@ -205,7 +205,7 @@ def test_a_skipped_extraction_keeps_the_cleaned_answer_and_counts_no_call() -> N
     s = setup()
     state, _ = two_searches_then(s, "answer: Gustave Eiffel")
     state, action = step(s, state, Replied("He was born in the city of Dijon in France"))
-    assert isinstance(action, CallLLM) and action.purpose == "agent_extract"
+    assert isinstance(action, CallLLM) and action.purpose == "agent_extract" and action.optional
     _, done = step(s, state, Replied("", skipped=True))
     assert isinstance(done, Finish)
     assert done.result["answer"] == "He was born in the city of Dijon in France"
