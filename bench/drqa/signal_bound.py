@@ -126,8 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--caps", type=lambda s: [int(x) for x in s.split(",")], default=[300, 350, 400, 450, 512])
     p.add_argument("--draws", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--measured-auc", default="size 0.76-0.86:0.81,probe logprob:0.70",
-                   help="name:auc pairs drawn on the plot (held-out AUCs from NOTEBOOK §14, §18)")
+    p.add_argument("--measured-auc", default="size (12 repeats):0.72,size (design split):0.85,probe logprob:0.70",
+                   help="name:auc pairs drawn on the plot (measured AUCs, NOTEBOOK §14, §19, §22)")
     p.add_argument("--out-dir", type=Path, default=ROOT / "bench" / "results" / "drqa" / "issue22" / "signal-bound")
     args = p.parse_args(argv)
     runs = load_runs(args.pattern)
