@@ -15,6 +15,12 @@ Layouts:
   constrained server run decodes, minus the model's own confidence marks.
 - ``chat``: one item per prompt in plain chat turns: the task instructions as the system message,
   each few-shot example as a user turn answered by an assistant turn with the label word alone.
+- ``turns`` at each batch size: the ``chat`` layout's system message and few-shot turns, then the
+  batch as one user message of numbered items, answered ``[i] label`` per line (no confidence
+  marks, no format paragraph).
+- ``ours-turns`` at each batch size: the product's wire format with one change, each few-shot
+  example as its own user turn (``[1] ...``) answered by its own assistant turn (``[1] yes (sure)``)
+  instead of one numbered example batch.
 
 Usage (Qwen2.5-Coder-0.5B-Instruct, the GGUF from ``../shared/gpu/models.txt``; about an hour
 on 2 cores for the three tasks at 120 items)::
@@ -53,14 +59,21 @@ def roc_auc(scores: list[float], positive: list[bool]) -> float:
     return wins / (len(pos) * len(neg))
 
 
-def chat_messages(task: TaskSpec, item: Item) -> list[dict[str, str]]:
-    """The ``chat`` layout: instructions, few-shot examples as turns, then the item."""
+def chat_messages(task: TaskSpec, items: list[Item]) -> list[dict[str, str]]:
+    """The ``chat`` layout (one item) or ``turns`` (several): instructions, few-shot examples as
+    turns, then the item, or the items numbered in one user message."""
     words = " or ".join(label.display for label in task.labels)
-    messages = [{"role": "system", "content": f"{task.instructions} Answer {words}."}]
+    batched = " Several inputs come numbered; answer each on its own line as: [number] answer."
+    batched = batched if len(items) > 1 else ""
+    messages = [{"role": "system", "content": f"{task.instructions} Answer {words}.{batched}"}]
     for ex in task.examples:
         messages.append({"role": "user", "content": render_inputs(task, ex.inputs)})
         messages.append({"role": "assistant", "content": task.display_of(ex.label)})
-    messages.append({"role": "user", "content": render_inputs(task, item.inputs)})
+    if len(items) == 1:
+        messages.append({"role": "user", "content": render_inputs(task, items[0].inputs)})
+    else:
+        blocks = [f"[{n}] {render_inputs(task, it.inputs)}" for n, it in enumerate(items, start=1)]
+        messages.append({"role": "user", "content": "\n\n".join(blocks)})
     return messages
 
 
@@ -77,8 +90,8 @@ class Scorer:
             self.tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
             self.model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
         else:
-            self.tok = AutoTokenizer.from_pretrained(model_dir)
-            self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+            self.tok = AutoTokenizer.from_pretrained(str(model_dir))
+            self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
         self.model.eval()
         self.torch = torch
 
@@ -96,7 +109,7 @@ class Scorer:
         return str(self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
 
     def margins(self, prompt: str, answer_prefixes: list[str], first: int, second: int,
-                words: tuple[str, str]) -> list[float]:
+                words: tuple[str, str], mark: str = " (sure)") -> list[float]:
         """``log p(first) - log p(second)`` after each prefix, the argmax word teacher-forced between."""
         with self.torch.no_grad():
             logp, cache = self._step(prompt, None)
@@ -104,7 +117,7 @@ class Scorer:
             for i, prefix in enumerate(answer_prefixes):
                 if i:
                     word = words[0] if scores[-1] > 0 else words[1]
-                    logp, cache = self._step(f"{word} (sure)\n{prefix}", cache)
+                    logp, cache = self._step(f"{word}{mark}\n{prefix}", cache)
                 elif prefix:
                     logp, cache = self._step(prefix, cache)
                 scores.append(float(logp[first] - logp[second]))
@@ -116,16 +129,24 @@ def score_layout(scorer: Scorer, task: TaskSpec, items: list[Item], layout: str,
     words = (task.labels[0].display, task.labels[1].display)
     first, second = scorer.first_token(words[0]), scorer.first_token(words[1])
     scores: list[float] = []
-    if layout == "chat":
-        for item in items:
-            scores += scorer.margins(scorer.prompt_text(chat_messages(task, item)), [""], first, second, words)
-            advance(1)
-        return scores
     for start in range(0, len(items), batch_size):
         batch = items[start:start + batch_size]
-        messages = [{"role": m.role, "content": m.content} for m in compose_messages(task, [i.inputs for i in batch])]
-        prefixes = [f"[{n}] " for n in range(1, len(batch) + 1)]
-        scores += scorer.margins(scorer.prompt_text(messages), prefixes, first, second, words)
+        if layout in ("ours", "ours-turns"):
+            composed = compose_messages(task, [i.inputs for i in batch])
+            messages = [{"role": m.role, "content": m.content} for m in composed]
+            if layout == "ours-turns" and task.examples:
+                shots = [compose_messages(task, [ex.inputs])[-1] for ex in task.examples]
+                answers = [f"[1] {task.display_of(ex.label)} ({'sure' if ex.confident else 'unsure'})"
+                           for ex in task.examples]
+                turns = [m for shot, ans in zip(shots, answers, strict=True) for m in (
+                    {"role": "user", "content": shot.content}, {"role": "assistant", "content": ans})]
+                messages = [messages[0], *turns, messages[-1]]
+            prefixes, mark = [f"[{n}] " for n in range(1, len(batch) + 1)], " (sure)"
+        else:
+            messages = chat_messages(task, batch)
+            prefixes = [f"[{n}] " for n in range(1, len(batch) + 1)] if len(batch) > 1 else [""]
+            mark = ""
+        scores += scorer.margins(scorer.prompt_text(messages), prefixes, first, second, words, mark)
         advance(len(batch))
     return scores
 
@@ -147,6 +168,10 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     for task in sorted({r["task"] for r in rows}):
         ours = sorted((r["batch_size"], r["auc"]) for r in rows if r["task"] == task and r["layout"] == "ours")
         line = ax.plot([b for b, _ in ours], [a for _, a in ours], marker="o", label=f"{task} (numbered batch)")
+        turns = sorted((r["batch_size"], r["auc"]) for r in rows if r["task"] == task and r["layout"] == "turns")
+        if turns:
+            ax.plot([b for b, _ in turns], [a for _, a in turns], marker="s", linestyle=":",
+                    color=line[0].get_color(), label=f"{task} (few-shot as turns, then the batch)")
         for r in rows:
             if r["task"] == task and r["layout"] == "chat":
                 ax.axhline(r["auc"], color=line[0].get_color(), linestyle="--", linewidth=1,
@@ -168,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--tasks", type=lambda s: s.split(","), default=["rte", "boolq", "qqp"])
     p.add_argument("--batch-sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 16, 32])
+    p.add_argument("--layouts", type=lambda s: s.split(","), default=["chat", "ours"],
+                   help="chat, ours, ours-turns, turns")
     p.add_argument("--limit", type=int, default=120, help="items per task (a seeded sample of the paper's subset)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -179,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     meta = provenance()
     out = args.out_dir / meta["commit"]
     rows: list[dict[str, Any]] = []
-    layouts = [("chat", 1)] + [("ours", b) for b in args.batch_sizes]
+    layouts = [("chat", 1)] * ("chat" in args.layouts) + [
+        (name, b) for name in ("ours", "ours-turns", "turns") if name in args.layouts
+        for b in args.batch_sizes if name != "turns" or b > 1]
     with Progress() as progress:
         for name in args.tasks:
             task = load_task(name)
