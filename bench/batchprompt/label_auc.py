@@ -27,7 +27,7 @@ on 2 cores for the three tasks at 120 items)::
 
     python bench/batchprompt/label_auc.py --gguf qwen.gguf --tasks rte,boolq,qqp --limit 120
 
-Writes ``bench/results/batchprompt/label-auc/<commit>/label-auc.json`` (provenance, per-item scores)
+Writes ``bench/results/batchprompt/label-auc/<short commit>/label-auc.json`` (provenance, per-item scores)
 and ``label-auc.png`` (AUC by batch size per task, the chat layout as a dashed line).
 """
 
@@ -162,20 +162,24 @@ def summarise(scores: list[float], gold: list[bool]) -> dict[str, Any]:
     }
 
 
+_STYLES = {"ours": ("o", "-", "numbered batch"), "ours-turns": ("^", "--", "numbered, few-shot as turns"),
+           "turns": ("s", ":", "chat turns, then the batch")}
+
+
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """AUC by items per prompt: one line per task and batched layout, the ``chat`` layout dashed."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for task in sorted({r["task"] for r in rows}):
-        ours = sorted((r["batch_size"], r["auc"]) for r in rows if r["task"] == task and r["layout"] == "ours")
-        line = ax.plot([b for b, _ in ours], [a for _, a in ours], marker="o", label=f"{task} (numbered batch)")
-        turns = sorted((r["batch_size"], r["auc"]) for r in rows if r["task"] == task and r["layout"] == "turns")
-        if turns:
-            ax.plot([b for b, _ in turns], [a for _, a in turns], marker="s", linestyle=":",
-                    color=line[0].get_color(), label=f"{task} (few-shot as turns, then the batch)")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for color, task in zip(colors, sorted({r["task"] for r in rows}), strict=False):
+        for layout, (marker, style, what) in _STYLES.items():
+            points = sorted((r["batch_size"], r["auc"]) for r in rows if r["task"] == task and r["layout"] == layout)
+            if points:
+                ax.plot([b for b, _ in points], [a for _, a in points], marker=marker, linestyle=style, color=color,
+                        label=f"{task} ({what})")
         for r in rows:
             if r["task"] == task and r["layout"] == "chat":
-                ax.axhline(r["auc"], color=line[0].get_color(), linestyle="--", linewidth=1,
-                           label=f"{task} one item, chat turns")
+                ax.axhline(r["auc"], color=color, linestyle="--", linewidth=1, label=f"{task} one item, chat turns")
     ax.axhline(0.5, color="grey", linewidth=0.8)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("items per prompt")
@@ -204,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
 
     scorer = Scorer(args.model_dir, args.gguf, args.threads)
     meta = provenance()
-    out = args.out_dir / meta["commit"]
+    out = args.out_dir / (meta["commit"][:7] + ("-dirty" if meta["commit"].endswith("-dirty") else ""))
     rows: list[dict[str, Any]] = []
     layouts = [("chat", 1)] * ("chat" in args.layouts) + [
         (name, b) for name in ("ours", "ours-turns", "turns") if name in args.layouts
