@@ -45,18 +45,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.common import provenance, pyplot, save_figure, write_json  # noqa: E402
-from workflows.batchprompt.prompt import compose_messages, render_inputs  # noqa: E402
+from workflows.batchprompt.prompt import CONFIDENT, _render_answers, compose_messages, render_inputs  # noqa: E402
 from workflows.batchprompt.tasks import Item, TaskSpec, load_builtin_items, load_task  # noqa: E402
-
-
-def roc_auc(scores: list[float], positive: list[bool]) -> float:
-    """Probability that a random positive item scores above a random negative one (ties count half)."""
-    pos = [s for s, p in zip(scores, positive, strict=True) if p]
-    neg = [s for s, p in zip(scores, positive, strict=True) if not p]
-    if not pos or not neg:
-        return float("nan")
-    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
-    return wins / (len(pos) * len(neg))
+from workflows.drqa.quota.signals import roc_auc  # noqa: E402
 
 
 def chat_messages(task: TaskSpec, items: list[Item]) -> list[dict[str, str]]:
@@ -131,31 +122,32 @@ def score_layout(scorer: Scorer, task: TaskSpec, items: list[Item], layout: str,
     scores: list[float] = []
     for start in range(0, len(items), batch_size):
         batch = items[start:start + batch_size]
+        prefixes = [f"[{n}] " for n in range(1, len(batch) + 1)]
         if layout in ("ours", "ours-turns"):
             composed = compose_messages(task, [i.inputs for i in batch])
             messages = [{"role": m.role, "content": m.content} for m in composed]
             if layout == "ours-turns" and task.examples:
-                shots = [compose_messages(task, [ex.inputs])[-1] for ex in task.examples]
-                answers = [f"[1] {task.display_of(ex.label)} ({'sure' if ex.confident else 'unsure'})"
-                           for ex in task.examples]
-                turns = [m for shot, ans in zip(shots, answers, strict=True) for m in (
-                    {"role": "user", "content": shot.content}, {"role": "assistant", "content": ans})]
+                turns = [m for ex in task.examples for m in (
+                    {"role": "user", "content": compose_messages(task, [ex.inputs])[-1].content},
+                    {"role": "assistant", "content": _render_answers(task, [(ex.label, ex.confident)])})]
                 messages = [messages[0], *turns, messages[-1]]
-            prefixes, mark = [f"[{n}] " for n in range(1, len(batch) + 1)], " (sure)"
+            mark = f" ({CONFIDENT})"
         else:
             messages = chat_messages(task, batch)
-            prefixes = [f"[{n}] " for n in range(1, len(batch) + 1)] if len(batch) > 1 else [""]
-            mark = ""
+            prefixes, mark = (prefixes if len(batch) > 1 else [""]), ""
         scores += scorer.margins(scorer.prompt_text(messages), prefixes, first, second, words, mark)
         advance(len(batch))
     return scores
 
 
 def summarise(scores: list[float], gold: list[bool]) -> dict[str, Any]:
+    """AUC of the score for the first label (None when the items hold one label only) and accuracy."""
     mean = sum(scores) / len(scores)
     pairs = list(zip(scores, gold, strict=True))
+    # roc_auc ranks its "wrong" class (False) above the other: here the first label's items.
+    auc = roc_auc(scores, [not g for g in gold])
     return {
-        "auc": round(roc_auc(scores, gold), 4),
+        "auc": None if auc is None else round(auc, 4),
         "accuracy_mean_calibrated": round(sum((s > mean) == g for s, g in pairs) / len(gold), 4),
         "accuracy_uncalibrated": round(sum((s > 0) == g for s, g in pairs) / len(gold), 4),
         "first_label_share_uncalibrated": round(sum(s > 0 for s in scores) / len(scores), 4),
@@ -178,7 +170,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
                 ax.plot([b for b, _ in points], [a for _, a in points], marker=marker, linestyle=style, color=color,
                         label=f"{task} ({what})")
         for r in rows:
-            if r["task"] == task and r["layout"] == "chat":
+            if r["task"] == task and r["layout"] == "chat" and r["auc"] is not None:
                 ax.axhline(r["auc"], color=color, linestyle="--", linewidth=1, label=f"{task} one item, chat turns")
     ax.axhline(0.5, color="grey", linewidth=0.8)
     ax.set_xscale("log", base=2)
@@ -233,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
                     k: str(v) for k, v in vars(args).items()}, "rows": rows})
     plot(rows, out / "label-auc.png")
     for r in rows:
-        print(f"{r['task']:6} {r['layout']:5} bs {r['batch_size']:>2}: AUC {r['auc']:.3f}  "
+        auc = "n/a" if r["auc"] is None else f"{r['auc']:.3f}"
+        print(f"{r['task']:6} {r['layout']:5} bs {r['batch_size']:>2}: AUC {auc}  "
               f"acc (mean-calibrated) {r['accuracy_mean_calibrated']:.3f}")
     return 0
 

@@ -72,12 +72,11 @@ def synthetic_curve(runs: list[dict[str, Any]], share: float, draws: int, seed: 
         d = 0.25 * step
         changes = []
         for run in runs:
-            tokens, right = np.array(run["tokens"]), np.array(run["right"])
-            budget = share * tokens.sum()
+            tokens, right = run["tokens"], run["right"]
+            budget = share * sum(tokens)
             for _ in range(draws):
-                order = np.argsort(-(right * d + rng.normal(size=len(right))))
-                k = int(np.searchsorted(np.cumsum(tokens[order]), budget, side="right"))
-                changes.append(int(right[order][:k].sum() - right.sum()))
+                order = np.argsort(-(np.array(right) * d + rng.normal(size=len(right))))
+                changes.append(funded_right(order.tolist(), tokens, right, budget) - sum(right))
         curve.append({"auc": round(0.5 * (1 + math.erf(d / 2)), 3), "mean_change": round(float(np.mean(changes)), 2),
                       "p10_change": float(np.percentile(changes, 10)), "p90_change": float(np.percentile(changes, 90))})
     return curve
@@ -98,8 +97,7 @@ def load_runs(pattern: str) -> list[dict[str, Any]]:
         runs.append({"file": str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else path,
                      "tokens": [int(it["solve_tokens"]) for it in items],
                      "right": [bool(it["correct"]) for it in items],
-                     "difficulty": [float(difficulty[it["id"]]) for it in items],
-                     "signal_auc": drqa[0].get("difficulty_auc")})
+                     "difficulty": [float(difficulty[it["id"]]) for it in items]})
     return runs
 
 

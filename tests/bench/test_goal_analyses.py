@@ -6,21 +6,23 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
-import math
 from pathlib import Path
 
 import pytest
 
-from bench.batchprompt.label_auc import roc_auc, summarise
+from bench.batchprompt.label_auc import summarise
 from bench.drqa.signal_bound import CAPPED, funded_right, load_runs, size_bound, synthetic_curve
 
 
-def test_roc_auc_counts_pairs_and_ties():
-    assert roc_auc([3.0, 2.0, 1.0, 0.0], [True, True, False, False]) == 1.0
-    assert roc_auc([0.0, 1.0, 2.0, 3.0], [True, True, False, False]) == 0.0
-    # One positive above one negative, one tie: (1 + 0.5) / (1 * 2).
-    assert roc_auc([1.0, 0.5, 1.0], [True, False, False]) == pytest.approx(0.75)
-    assert math.isnan(roc_auc([1.0, 2.0], [True, True]))
+def test_label_auc_ranks_the_first_label_up_counting_ties_half():
+    def auc(scores: list[float], gold: list[bool]) -> float | None:
+        return summarise(scores, gold)["auc"]
+
+    assert auc([3.0, 2.0, 1.0, 0.0], [True, True, False, False]) == 1.0
+    assert auc([0.0, 1.0, 2.0, 3.0], [True, True, False, False]) == 0.0
+    # One first-label item above one other, one tie: (1 + 0.5) / (1 * 2).
+    assert auc([1.0, 0.5, 1.0], [True, False, False]) == pytest.approx(0.75)
+    assert auc([1.0, 2.0], [True, True]) is None  # one label only: no ranking to judge
 
 
 def test_summarise_calibrates_at_the_mean_not_at_zero():
